@@ -1,0 +1,283 @@
+//! Command-line arguments (clap). Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sma — keep every mail program of one email account in sync.
+///
+/// sma lets the mail programs on your devices find each other through
+/// dedicated folders on the account's own IMAP server, pair with a short code,
+/// and share the account's Autocrypt key and keyring, end-to-end encrypted.
+///
+/// Typical first steps:
+///   sma --home ~/sma/laptop init --server imap.example.org --user alice@example.org
+///   sma --home ~/sma/phone  init --server imap.example.org --user alice@example.org
+///   sma --home ~/sma/laptop pair            # shows a code
+///   sma --home ~/sma/phone  join --code 1234-5678-9012
+///
+/// The IMAP password comes from --password-file, --password-command or the
+/// SMA_PASSWORD environment variable (in that order).
+#[derive(Debug, Parser)]
+#[command(name = "sma", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Directory holding this device's state [default: a per-account folder
+    /// under the platform data directory].
+    #[arg(long, global = true, env = "SMA_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// Print one JSON object per line on stdout (errors as JSON on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v: info, -vv: debug, -vvv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Read the IMAP password from this file (first line).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Run this shell command and use the first line of its output as the IMAP password.
+    #[arg(long, global = true, value_name = "CMD")]
+    pub password_command: Option<String>,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// IMAP connection security.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SecurityArg {
+    /// Implicit TLS (default port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (default port 143).
+    Starttls,
+    /// No encryption (loopback only unless --allow-insecure).
+    Plain,
+}
+
+/// Inbox folder layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// `_Autocrypt_SMA_<id>` next to the announcements folder.
+    Flat,
+    /// `_Autocrypt_SMA/<id>` below it (servers with a hierarchy).
+    Nested,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this device; found the group or announce it as pending.
+    ///
+    /// If the account has no SMA yet, this device founds the group: it creates
+    /// the announcements folder and its inbox, announces itself and generates
+    /// the account key (or imports it from an Autocrypt Setup Message).
+    /// Otherwise it announces itself as pending: then run `sma pair` on a
+    /// member device and `sma join --code ...` here.
+    Init(InitArgs),
+    /// Pair a pending device: show a code and wait until it has joined.
+    Pair {
+        /// The pending device to pair [default: the newest one].
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// Complete pairing on this (pending) device with the code shown by `sma pair`.
+    Join {
+        /// The code shown on the member device (spaces and dashes are ignored).
+        #[arg(long)]
+        code: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        timeout: u64,
+    },
+    /// Show this device, the group, the server and the SMA folders.
+    Status,
+    /// List every known device (one JSON line each with --json).
+    Devices,
+    /// Send an application message to another device of this account.
+    Send {
+        /// Recipient device id.
+        #[arg(long, value_name = "ID", conflicts_with = "all", required_unless_present = "all")]
+        to: Option<String>,
+        /// Send to every other member.
+        #[arg(long)]
+        all: bool,
+        /// Application-defined message kind.
+        #[arg(long, default_value = "text")]
+        kind: String,
+        /// File holding the message body (`-` or nothing: standard input).
+        file: Option<PathBuf>,
+    },
+    /// Receive every waiting application message (and remove them).
+    Recv {
+        /// Wait up to this many seconds for at least one message (exit 5 if none came).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+    },
+    /// Run one sync round: fetch and apply, heartbeat and expiry if due, send.
+    Sync,
+    /// Keep syncing until interrupted (IDLE, with polling), printing events.
+    Watch,
+    /// The replicated Autocrypt keyring.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The shared account key.
+    #[command(subcommand, name = "account-key")]
+    AccountKey(AccountKeyCommand),
+    /// Autocrypt Level 1 Setup Message export and import.
+    #[command(subcommand, name = "setup-message")]
+    SetupMessage(SetupMessageCommand),
+    /// Expel a device (a lost phone): delete its folders, stop sealing to it.
+    Remove {
+        /// The device to remove.
+        id: String,
+        /// Also make a new account key shared only with the remaining members.
+        #[arg(long)]
+        rotate_account_key: bool,
+    },
+    /// Leave the group from this device (it stops and forgets the group).
+    Leave,
+    /// Expire devices that were silent for longer than the policy.
+    Gc {
+        /// Silence after which a device expires, e.g. `90d`, `12h`.
+        #[arg(long, default_value = "90d", value_name = "DURATION")]
+        expire_after: String,
+    },
+    /// Serve the library API as JSON-RPC 2.0 (one object per line).
+    Serve {
+        /// Speak JSON-RPC on standard input and output.
+        #[arg(long)]
+        stdio: bool,
+        /// Print the OpenRPC description and exit.
+        #[arg(long)]
+        openrpc: bool,
+    },
+}
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// IMAP server, `HOST` or `HOST:PORT`.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub server: String,
+    /// IMAP login (the account address).
+    #[arg(long)]
+    pub user: String,
+    /// Connection security.
+    #[arg(long, value_enum, default_value = "tls")]
+    pub security: SecurityArg,
+    /// PEM file of the CA(s) to trust instead of the web PKI (private servers).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Allow --security plain to a host that is not loopback (the password
+    /// and everything else travel unencrypted).
+    #[arg(long)]
+    pub allow_insecure: bool,
+    /// Name of this device [default: the host name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Inbox folder layout, if this device founds the group.
+    #[arg(long, value_enum, default_value = "flat")]
+    pub layout: LayoutArg,
+    /// Found the group with the key from this Autocrypt Setup Message.
+    #[arg(long, value_name = "FILE", requires = "setup_code")]
+    pub import_setup: Option<PathBuf>,
+    /// The setup code of --import-setup (36 digits, dashes optional).
+    #[arg(long, value_name = "CODE", requires = "import_setup")]
+    pub setup_code: Option<String>,
+    /// Store the password in the home (readable only by you) so later
+    /// commands need none.
+    #[arg(long)]
+    pub save_password: bool,
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Apply the Autocrypt Level 1 update rules for one received message.
+    Observe {
+        /// The From address.
+        #[arg(long)]
+        from: String,
+        /// The Date header (RFC 2822).
+        #[arg(long)]
+        date: String,
+        /// The Autocrypt header value (absent: the message had none).
+        #[arg(long)]
+        autocrypt: Option<String>,
+        /// An Autocrypt-Gossip header value.
+        #[arg(long)]
+        gossip: Option<String>,
+    },
+    /// Import a correspondent's public key.
+    Import {
+        /// The address.
+        addr: String,
+        /// File with the key.
+        file: PathBuf,
+        /// Effective date (RFC 2822).
+        #[arg(long)]
+        date: Option<String>,
+        /// Prefer-encrypt setting.
+        #[arg(long)]
+        prefer_encrypt: Option<String>,
+    },
+    /// List every peer in the keyring.
+    List,
+    /// Show one peer with its public key.
+    Show {
+        /// The address.
+        addr: String,
+    },
+    /// Autocrypt recommendation for encrypting to these addresses.
+    Recommend {
+        /// The addresses.
+        #[arg(required = true)]
+        addrs: Vec<String>,
+    },
+}
+
+/// `account-key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountKeyCommand {
+    /// Fingerprint, creation time and algorithm of the account key.
+    Show,
+    /// Export the account key, ASCII-armored (usable by `gpg --import`).
+    Export {
+        /// Export the secret key (keep it safe!).
+        #[arg(long)]
+        secret: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `setup-message` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SetupMessageCommand {
+    /// Write an Autocrypt Setup Message of the account key; prints the setup code once.
+    Export {
+        /// Where to write the message.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Import an Autocrypt Setup Message as the group's account key.
+    Import {
+        /// The setup message (whole message or its armored attachment).
+        file: PathBuf,
+        /// The 36-digit setup code (dashes and spaces optional).
+        #[arg(long, value_name = "CODE")]
+        setup_code: String,
+    },
+}

@@ -1,0 +1,452 @@
+//! One function per command: resolve arguments, call the library, print.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use serde_json::json;
+use sma::init::{InitOptions, InitReport};
+use sma::pair::PairEvent;
+use sma::{Device, DeviceId, Error, Password, ServerConfig};
+use sma_proto::folders::Layout;
+
+use crate::args::{AccountKeyCommand, Cli, Command, InitArgs, LayoutArg, SecurityArg, SetupMessageCommand};
+use crate::output::Output;
+use crate::secrets::{self, SAVED_PASSWORD};
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli, out: &Output) -> Result<()> {
+    let ctx = Ctx { cli: &cli, out };
+    match &cli.command {
+        Command::Init(args) => ctx.init(args).await,
+        Command::Pair { device, timeout } => ctx.pair(device.as_deref(), *timeout).await,
+        Command::Join { code, timeout } => ctx.join(code, *timeout).await,
+        Command::Status => ctx.status().await,
+        Command::Devices => ctx.devices().await,
+        Command::Send { to, all: _, kind, file } => ctx.send(to.as_deref(), kind, file.as_deref()).await,
+        Command::Recv { wait } => ctx.recv(*wait).await,
+        Command::Sync => ctx.sync().await,
+        Command::Watch => ctx.watch().await,
+        Command::AccountKey(cmd) => ctx.account_key(cmd),
+        Command::SetupMessage(cmd) => ctx.setup_message(cmd).await,
+        Command::Keys(_) => Err(Error::NotImplemented("keys").into()),
+        Command::Remove { .. } => Err(Error::NotImplemented("remove").into()),
+        Command::Leave => Err(Error::NotImplemented("leave").into()),
+        Command::Gc { .. } => Err(Error::NotImplemented("gc").into()),
+        Command::Serve { .. } => Err(Error::NotImplemented("serve").into()),
+    }
+}
+
+struct Ctx<'a> {
+    cli: &'a Cli,
+    out: &'a Output,
+}
+
+/// The platform data directory for sma homes.
+fn data_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d).join("sma"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/sma"))
+}
+
+impl Ctx<'_> {
+    /// The home for an existing device: --home, or the only one under the data dir.
+    fn home(&self) -> Result<PathBuf> {
+        if let Some(h) = &self.cli.home {
+            return Ok(h.clone());
+        }
+        let dir = data_dir().context("cannot find a data directory: pass --home DIR")?;
+        let homes: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.join(sma::STORE_FILE).exists())
+                    .collect()
+            })
+            .unwrap_or_default();
+        match homes.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::NotInitialised { home: dir }.into()),
+            many => Err(Error::Usage(format!(
+                "several sma devices live under {} ({}); choose one with --home",
+                dir.display(),
+                many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ))
+            .into()),
+        }
+    }
+
+    fn open(&self) -> Result<Device> {
+        Ok(Device::open(&self.home()?)?)
+    }
+
+    fn password(&self, dev: Option<&Device>) -> Result<Password> {
+        let saved = dev.and_then(|d| d.saved_secret(SAVED_PASSWORD).ok().flatten());
+        secrets::password(
+            self.cli.password_file.as_deref(),
+            self.cli.password_command.as_deref(),
+            saved,
+        )
+    }
+
+    async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
+        let dev = self.open()?;
+        let password = self.password(Some(&dev))?;
+        let session = dev.connect(&password).await?;
+        Ok((dev, session))
+    }
+
+    async fn init(&self, a: &InitArgs) -> Result<()> {
+        let (host, port) = split_host_port(&a.server)?;
+        let security = match a.security {
+            SecurityArg::Tls => "tls",
+            SecurityArg::Starttls => "starttls",
+            SecurityArg::Plain => "plain",
+        };
+        let port = port.unwrap_or(if a.security == SecurityArg::Tls { 993 } else { 143 });
+        let home = match &self.cli.home {
+            Some(h) => h.clone(),
+            None => data_dir()
+                .context("cannot find a data directory: pass --home DIR")?
+                .join(&a.user),
+        };
+        sma::init::check_home_free(&home)?;
+        let account_key = match (&a.import_setup, &a.setup_code) {
+            (Some(file), Some(code)) => Some(import_setup_file(file, code)?),
+            _ => None,
+        };
+        let password = self.password(None)?;
+        let opts = InitOptions {
+            home: home.clone(),
+            server: ServerConfig {
+                host,
+                port,
+                security: security.into(),
+                ca_file: a.ca_file.clone(),
+                allow_insecure: a.allow_insecure,
+                user: a.user.clone(),
+            },
+            name: a.name.clone().unwrap_or_else(default_name),
+            layout: match a.layout {
+                LayoutArg::Flat => Layout::Flat,
+                LayoutArg::Nested => Layout::Nested,
+            },
+            account_key,
+        };
+        let report: InitReport = sma::init::init(opts, &password, &sma::clock::SystemClock).await?;
+        if a.save_password {
+            let mut dev = Device::open(&home)?;
+            dev.save_secret(SAVED_PASSWORD, password.expose().as_bytes())?;
+        }
+        self.out.emit(&report, || {
+            let what = match report.role {
+                sma::Role::Founder => "founded the group for".to_string(),
+                _ => "announced itself as pending for".to_string(),
+            };
+            let next = match report.role {
+                sma::Role::Founder => "Next: run `sma init` on another device, then `sma pair` here.".to_string(),
+                _ => "Next: run `sma pair` on a member device and type its code here with `sma join --code CODE`.".to_string(),
+            };
+            format!(
+                "Device {} {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
+                report.device_id,
+                report.account,
+                home.display(),
+                report.folders.announce,
+                report.folders.inbox
+            )
+        });
+        Ok(())
+    }
+
+    async fn pair(&self, device: Option<&str>, timeout: u64) -> Result<()> {
+        let device = device.map(parse_device_id).transpose()?;
+        let (mut dev, mut t) = self.connected().await?;
+        let out = self.out;
+        dev.pair(&mut t, device.as_ref(), Duration::from_secs(timeout), |ev| {
+            out.emit(ev, || match ev {
+                PairEvent::Code { code, device_id } => format!(
+                    "Pairing code for device {device_id}:\n\n    {code}\n\nOn the new device run:  sma join --code {code}\nWaiting for it (up to {timeout} s)..."
+                ),
+                PairEvent::Paired { device_id } => format!("Device {device_id} is now a member of the group."),
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn join(&self, code: &str, timeout: u64) -> Result<()> {
+        let code = sma::PairingCode::parse(code).map_err(|_| {
+            Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
+        })?;
+        let (mut dev, mut t) = self.connected().await?;
+        let report = dev.join(&mut t, &code, Duration::from_secs(timeout)).await?;
+        self.out.emit(&report, || {
+            format!(
+                "Joined: this device ({}) is now a member; the group has {} active members.",
+                report.device_id, report.members
+            )
+        });
+        Ok(())
+    }
+
+    async fn status(&self) -> Result<()> {
+        let (mut dev, mut t) = self.connected().await?;
+        let s = dev.status(&mut t).await?;
+        self.out.emit(&s, || {
+            let mut text = format!(
+                "Device {} ({}), {} of {}\nServer {} — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nMembers:\n",
+                s.device_id,
+                s.name,
+                s.role,
+                s.account,
+                s.server.host,
+                s.server.namespace_prefix,
+                s.server.delimiter.as_deref().unwrap_or("(none)"),
+                s.server.capabilities.join(" ")
+            );
+            for m in &s.members {
+                text += &format!(
+                    "  {} {:<8} {:<20} last seen {}{}\n",
+                    m.device_id,
+                    m.state,
+                    m.name,
+                    m.last_seen,
+                    if m.is_self { "  (this device)" } else { "" }
+                );
+            }
+            text += "Folders:\n";
+            for f in &s.folders {
+                text += &format!("  {:<40} {} messages\n", f.name, f.messages);
+            }
+            text += &format!("Keyring: {} peers", s.keyring_size);
+            text
+        });
+        Ok(())
+    }
+
+    async fn devices(&self) -> Result<()> {
+        let (mut dev, mut t) = self.connected().await?;
+        for d in dev.devices(&mut t).await? {
+            self.out.emit(&d, || {
+                format!(
+                    "{} {:<8} {:<20} last seen {}{}",
+                    d.device_id,
+                    d.state,
+                    d.name,
+                    d.last_seen,
+                    if d.is_self { "  (this device)" } else { "" }
+                )
+            });
+        }
+        Ok(())
+    }
+
+    async fn send(&self, to: Option<&str>, kind: &str, file: Option<&Path>) -> Result<()> {
+        let to = to.map(parse_device_id).transpose()?;
+        let body = match file {
+            Some(p) if p != Path::new("-") => {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+            }
+            _ => {
+                let mut b = Vec::new();
+                std::io::stdin().read_to_end(&mut b).context("cannot read standard input")?;
+                b
+            }
+        };
+        let (mut dev, mut t) = self.connected().await?;
+        dev.sync(&mut t).await?;
+        let report = dev.send(&mut t, to.as_ref(), kind, &body).await?;
+        self.out.emit(&report, || format!("Sent to {}.", report.to.join(", ")));
+        Ok(())
+    }
+
+    async fn recv(&self, wait: Option<u64>) -> Result<()> {
+        let (mut dev, mut t) = self.connected().await?;
+        let wait_for = Duration::from_secs(wait.unwrap_or(0));
+        let msgs = dev.recv(&mut t, wait_for).await?;
+        for m in &msgs {
+            self.out.emit(m, || {
+                let body = base64::engine::general_purpose::STANDARD
+                    .decode(&m.body_b64)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                format!("[{}] from {} ({}): {}", m.sent_at, m.from, m.kind, body)
+            });
+        }
+        dev.delivered(&msgs)?;
+        if msgs.is_empty() && wait.is_some() {
+            return Err(Error::Timeout {
+                what: "a message".into(),
+                secs: wait_for.as_secs(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<()> {
+        let (mut dev, mut t) = self.connected().await?;
+        let r = dev.sync(&mut t).await?;
+        self.out.emit(&r, || {
+            format!(
+                "Applied {} changes, sent {} messages{}.",
+                r.applied,
+                r.sent,
+                if r.removed_devices.is_empty() {
+                    String::new()
+                } else {
+                    format!(", removed {}", r.removed_devices.join(", "))
+                }
+            )
+        });
+        Ok(())
+    }
+
+    async fn watch(&self) -> Result<()> {
+        let mut dev = self.open()?;
+        let password = self.password(Some(&dev))?;
+        let out = self.out;
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        dev.watch(
+            &password,
+            |ev| out.emit(ev, || format!("{}", serde_json::to_string(ev).unwrap_or_default())),
+            stop,
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn account_key(&self, cmd: &AccountKeyCommand) -> Result<()> {
+        let dev = self.open()?;
+        let key = dev
+            .account_key()?
+            .ok_or_else(|| Error::Server("this group has no account key".into()))?;
+        match cmd {
+            AccountKeyCommand::Show => {
+                let v = json!({
+                    "fingerprint": key.fingerprint().to_string(),
+                    "created": sma_proto::timefmt::rfc3339(key.created_unix()),
+                    "algorithm": key.algorithm(),
+                });
+                self.out.emit(&v, || {
+                    format!(
+                        "Account key {}\n  created   {}\n  algorithm {}",
+                        key.fingerprint(),
+                        v["created"].as_str().unwrap_or_default(),
+                        key.algorithm()
+                    )
+                });
+            }
+            AccountKeyCommand::Export { secret, out } => {
+                let text = if *secret { key.to_armored_secret() } else { key.public_armored() };
+                match out {
+                    Some(path) => {
+                        write_private(path, text.as_bytes(), *secret)?;
+                        let v = json!({"fingerprint": key.fingerprint().to_string(), "out": path, "secret": secret});
+                        self.out.emit(&v, || format!("Wrote {} to {}.", if *secret { "the SECRET account key" } else { "the public account key" }, path.display()));
+                    }
+                    None => print!("{text}"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn setup_message(&self, cmd: &SetupMessageCommand) -> Result<()> {
+        match cmd {
+            SetupMessageCommand::Export { out } => {
+                let dev = self.open()?;
+                let key = dev
+                    .account_key()?
+                    .ok_or_else(|| Error::Server("this group has no account key".into()))?;
+                let (message, code) = sma_crypto::setup_message::export(
+                    &mut rand_core_rng(),
+                    &key,
+                    &dev.info().account,
+                    &sma_proto::timefmt::rfc5322(sma::clock::Clock::now(&sma::clock::SystemClock)),
+                )
+                .map_err(sma_proto::ProtoError::from)
+                .map_err(Error::from)?;
+                write_private(out, message.as_bytes(), false)?;
+                let shown = code.display_grouped();
+                self.out.emit(&json!({ "setup_code": shown }), || {
+                    format!(
+                        "Wrote the Autocrypt Setup Message to {}.\nSetup code (shown only now, write it down):\n\n    {shown}\n",
+                        out.display()
+                    )
+                });
+                Ok(())
+            }
+            SetupMessageCommand::Import { .. } => Err(Error::NotImplemented("setup-message import").into()),
+        }
+    }
+}
+
+fn rand_core_rng() -> rand::rngs::OsRng {
+    rand::rngs::OsRng
+}
+
+fn import_setup_file(file: &Path, code: &str) -> Result<sma_crypto::AccountKey> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let code = sma_crypto::SetupCode::parse(code).map_err(|_| {
+        Error::Usage("the setup code must be 36 digits (dashes and spaces are ignored)".into())
+    })?;
+    sma_crypto::setup_message::import(&text, &code).map_err(|e| match e {
+        sma_crypto::CryptoError::WrongPassphrase => {
+            Error::CodeRejected(format!("the setup code does not open {}; nothing was changed", file.display())).into()
+        }
+        other => anyhow::Error::from(Error::Proto(other.into())).context(format!("cannot import {}", file.display())),
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn parse_device_id(s: &str) -> Result<DeviceId> {
+    DeviceId::parse(s).map_err(|_| {
+        Error::Usage(format!("{s:?} is not a device id: expected 16 lower-case hex digits (see `sma devices`)")).into()
+    })
+}
+
+fn split_host_port(server: &str) -> Result<(String, Option<u16>)> {
+    let bad = || Error::Usage(format!("--server {server:?}: expected HOST or HOST:PORT"));
+    if let Some(rest) = server.strip_prefix('[') {
+        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p.parse().map_err(|_| bad())?),
+            None if tail.is_empty() => None,
+            None => return Err(bad().into()),
+        };
+        return Ok((host.to_owned(), port));
+    }
+    match server.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Ok((h.to_owned(), Some(p.parse().map_err(|_| bad())?))),
+        _ if server.is_empty() => Err(bad().into()),
+        _ => Ok((server.to_owned(), None)),
+    }
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "sma device".into())
+}

@@ -1,0 +1,212 @@
+//! The error type of the IMAP transport.
+//!
+//! Every message names what went wrong and, where there is something to do,
+//! what to do (see `CLI.md`): they are shown to users as they are.
+
+use crate::types::Uid;
+
+/// What can go wrong talking to an IMAP server.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// The server could not be reached (name resolution, TCP connect or
+    /// connect timeout). Worth retrying.
+    #[error("cannot reach the IMAP server at {addr}: {source} — check the host name, the port and the network")]
+    Unreachable {
+        /// `host:port` as configured.
+        addr: String,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS could not be established: certificate verification failed, the
+    /// CA file is unusable, or the server does not speak TLS. Not retried.
+    #[error("TLS connection to the IMAP server at {addr} failed: {reason}")]
+    Tls {
+        /// `host:port` as configured.
+        addr: String,
+        /// Why, with what to do about it.
+        reason: String,
+    },
+    /// The server refused the login (a `NO` to `LOGIN`/`AUTHENTICATE`).
+    #[error("IMAP login failed for {user} at {addr}: {server_text} — check the password")]
+    AuthRejected {
+        /// The login name.
+        user: String,
+        /// `host:port` as configured.
+        addr: String,
+        /// The server's text, including its response code, e.g.
+        /// `[AUTHENTICATIONFAILED] Authentication failed.`
+        server_text: String,
+    },
+    /// [`crate::Security::Plain`] to a host that is not loopback without
+    /// `allow_insecure`: refused before connecting.
+    #[error("refusing to send the IMAP password unencrypted to {host}: plain connections are only allowed to loopback addresses — use --security tls or starttls (or --allow-insecure if you really mean it)")]
+    InsecureRefused {
+        /// The host as configured.
+        host: String,
+    },
+    /// STARTTLS was requested but the server does not offer it. The
+    /// connection is closed; it is never continued unencrypted.
+    #[error("the IMAP server at {addr} does not offer STARTTLS, so the connection cannot be encrypted — use --security tls (usually port 993)")]
+    StartTlsUnavailable {
+        /// `host:port` as configured.
+        addr: String,
+    },
+    /// The server answered `NO` to a command.
+    #[error("the IMAP server refused {command}: {text}")]
+    No {
+        /// The command, without credentials (e.g. `CREATE "_Autocrypt_SMA"`).
+        command: String,
+        /// The server's text, including its response code if any.
+        text: String,
+    },
+    /// The server answered `BAD` to a command (a client bug or an
+    /// incompatibility).
+    #[error("the IMAP server rejected {command} as malformed: {text} — this is an incompatibility between sma and the server; please report it")]
+    Bad {
+        /// The command, without credentials.
+        command: String,
+        /// The server's text.
+        text: String,
+    },
+    /// The folder does not exist (SELECT, DELETE, STATUS, or APPEND's
+    /// `[TRYCREATE]`).
+    #[error("IMAP folder {folder:?} does not exist")]
+    NoSuchFolder {
+        /// The folder name as given.
+        folder: String,
+    },
+    /// A message is larger than the caller's size cap.
+    #[error("message UID {uid} is {size} bytes, over the limit of {cap} bytes; it was not downloaded")]
+    TooLarge {
+        /// The message's UID.
+        uid: Uid,
+        /// Its RFC822.SIZE.
+        size: u32,
+        /// The cap.
+        cap: u32,
+    },
+    /// An argument cannot be sent to the server (e.g. a folder name with a
+    /// line break, a malformed flag).
+    #[error("invalid IMAP argument: {0}")]
+    InvalidArgument(String),
+    /// The server's answer was not understood or violated the protocol.
+    #[error("IMAP protocol error: {0} — the server's answer was not understood; please report it")]
+    Protocol(String),
+    /// The connection broke (closed by the server, reset, or left in an
+    /// unknown state by an interrupted command). Reconnect.
+    #[error("the connection to the IMAP server was lost: {0} — reconnect (check the network if this persists)")]
+    ConnectionLost(String),
+    /// The server did not answer in time. The session is unusable afterwards.
+    #[error("timed out waiting for the IMAP server ({what}) — check the network; reconnect")]
+    Timeout {
+        /// What was being waited for.
+        what: String,
+    },
+}
+
+impl ImapError {
+    /// Whether the session this error came from is gone and a new connection
+    /// is needed: [`ImapError::ConnectionLost`] and [`ImapError::Timeout`]
+    /// (a timed-out command leaves the connection in an unknown state, so the
+    /// session marks itself lost).
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            ImapError::ConnectionLost(_) | ImapError::Timeout { .. }
+        )
+    }
+
+    /// Whether this is a rejected login (exit status 3 in the CLI).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, ImapError::AuthRejected { .. })
+    }
+
+    /// Whether connecting again may help: unreachable server, lost
+    /// connection, timeout. Never TLS, authentication or configuration
+    /// errors. Used by [`crate::connect_with_retry`].
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ImapError::Unreachable { .. }
+                | ImapError::ConnectionLost(_)
+                | ImapError::Timeout { .. }
+        )
+    }
+
+    /// A short stable name for `{"error": ..., "kind": ...}` output:
+    /// `unreachable`, `tls`, `auth`, `insecure`, `starttls-unavailable`,
+    /// `no`, `bad`, `no-such-folder`, `too-large`, `invalid-argument`,
+    /// `protocol`, `connection-lost`, `timeout`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ImapError::Unreachable { .. } => "unreachable",
+            ImapError::Tls { .. } => "tls",
+            ImapError::AuthRejected { .. } => "auth",
+            ImapError::InsecureRefused { .. } => "insecure",
+            ImapError::StartTlsUnavailable { .. } => "starttls-unavailable",
+            ImapError::No { .. } => "no",
+            ImapError::Bad { .. } => "bad",
+            ImapError::NoSuchFolder { .. } => "no-such-folder",
+            ImapError::TooLarge { .. } => "too-large",
+            ImapError::InvalidArgument(_) => "invalid-argument",
+            ImapError::Protocol(_) => "protocol",
+            ImapError::ConnectionLost(_) => "connection-lost",
+            ImapError::Timeout { .. } => "timeout",
+        }
+    }
+
+    /// The CLI exit status for this error (see `CLI.md`): 3 for a rejected
+    /// login, 2 for a refused insecure configuration (a usage error), 1 for
+    /// everything else (network, server, protocol).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ImapError::AuthRejected { .. } => 3,
+            ImapError::InsecureRefused { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_message_matches_cli_contract() {
+        let e = ImapError::AuthRejected {
+            user: "alice@example.org".into(),
+            addr: "127.0.0.1:143".into(),
+            server_text: "[AUTHENTICATIONFAILED] Authentication failed.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "IMAP login failed for alice@example.org at 127.0.0.1:143: \
+             [AUTHENTICATIONFAILED] Authentication failed. — check the password"
+        );
+        assert!(e.is_auth());
+        assert!(!e.is_retryable());
+        assert_eq!(e.exit_code(), 3);
+    }
+
+    #[test]
+    fn classification() {
+        let lost = ImapError::ConnectionLost("eof".into());
+        assert!(lost.is_connection_lost() && lost.is_retryable());
+        let t = ImapError::Timeout { what: "x".into() };
+        assert!(t.is_connection_lost() && t.is_retryable());
+        let tls = ImapError::Tls {
+            addr: "h:993".into(),
+            reason: "r".into(),
+        };
+        assert!(!tls.is_retryable() && !tls.is_connection_lost());
+        let un = ImapError::Unreachable {
+            addr: "h:1".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(un.is_retryable() && !un.is_connection_lost());
+        assert!(un.to_string().contains("h:1"));
+        assert_eq!(un.kind(), "unreachable");
+    }
+}

@@ -1,0 +1,619 @@
+//! [`Transport`] for [`ImapSession`]: the folder and message operations.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_imap::imap_proto::{
+    AttributeValue, MailboxDatum, MessageSection, Response, ResponseCode, SectionPath,
+    StatusAttribute, Status,
+};
+
+use crate::conn::{Code, Done, MailboxTracker, Outcome, Watch};
+use crate::error::ImapError;
+use crate::session::{ImapSession, Selected, MAX_IDLE};
+use crate::transport::Transport;
+use crate::types::{
+    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
+    MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+};
+use crate::wire::{self, check_folder, flag_list, uid_sets, Command, MAX_UID_SET_LEN};
+
+impl ImapSession {
+    fn require_selected(&self, what: &str) -> Result<(), ImapError> {
+        if self.selected.is_none() {
+            return Err(ImapError::InvalidArgument(format!(
+                "{what} needs a selected folder: call select first"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs a command that returns nothing but OK.
+    async fn simple(&mut self, cmd: Command<'_>) -> Result<Done, ImapError> {
+        let done = self.conn.run_simple(&cmd).await?;
+        if done.is_ok() {
+            Ok(done)
+        } else {
+            Err(done.into_error(cmd.label()))
+        }
+    }
+
+    /// Whether `LIST "" folder` shows exactly this folder.
+    async fn folder_exists(&mut self, folder: &str) -> Result<bool, ImapError> {
+        let found = self.list("", folder).await?;
+        let inbox = folder.eq_ignore_ascii_case("INBOX");
+        Ok(found.iter().any(|f| {
+            let same = if inbox {
+                f.name.eq_ignore_ascii_case(folder)
+            } else {
+                f.name == folder
+            };
+            same && !f.has_attribute("\\NonExistent")
+        }))
+    }
+
+    /// Turns a failed command on `folder` into NoSuchFolder when the folder
+    /// is missing, else into No/Bad.
+    async fn folder_error(
+        &mut self,
+        folder: &str,
+        done: Done,
+        label: String,
+    ) -> Result<ImapError, ImapError> {
+        if done.outcome == Outcome::No
+            && (done.text.contains("[NONEXISTENT]")
+                || done.code == Some(Code::TryCreate)
+                || !self.folder_exists(folder).await?)
+        {
+            return Ok(ImapError::NoSuchFolder {
+                folder: folder.to_owned(),
+            });
+        }
+        Ok(done.into_error(label))
+    }
+
+    async fn open(&mut self, folder: &str, read_only: bool) -> Result<MailboxState, ImapError> {
+        check_folder(folder)?;
+        let mut cmd = Command::new(if read_only { "EXAMINE" } else { "SELECT" }).string(folder);
+        if self.caps.condstore {
+            cmd = cmd.raw("(CONDSTORE)");
+        }
+        self.selected = None;
+        self.conn.mailbox = MailboxTracker::default();
+        let (mut validity, mut next, mut exists, mut modseq) = (None, None, None, None);
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| match r {
+                Response::Data {
+                    status: Status::Ok,
+                    code: Some(code),
+                    ..
+                } => match code {
+                    ResponseCode::UidValidity(v) => validity = Some(*v),
+                    ResponseCode::UidNext(n) => next = Some(*n),
+                    ResponseCode::HighestModSeq(m) => modseq = Some(*m),
+                    _ => {}
+                },
+                Response::MailboxData(MailboxDatum::Exists(n)) => exists = Some(*n),
+                _ => {}
+            })
+            .await?;
+        if !done.is_ok() {
+            return Err(self.folder_error(folder, done, cmd.label()).await?);
+        }
+        let uid_validity = validity.ok_or_else(|| {
+            ImapError::Protocol(format!("the server sent no UIDVALIDITY for {folder:?}"))
+        })?;
+        let exists = exists.unwrap_or(0);
+        self.conn.mailbox = MailboxTracker {
+            exists: Some(exists),
+            changed: false,
+        };
+        self.selected = Some(Selected {
+            name: folder.to_owned(),
+            read_only,
+        });
+        Ok(MailboxState {
+            uid_validity,
+            uid_next: next,
+            exists,
+            highest_modseq: modseq,
+        })
+    }
+
+    /// Takes the "change seen" flag.
+    fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.conn.mailbox.changed)
+    }
+
+    /// NOOP every poll interval until a change or the deadline.
+    async fn poll_until(&mut self, deadline: Instant) -> Result<IdleOutcome, ImapError> {
+        loop {
+            self.noop().await?;
+            if self.take_changed() {
+                return Ok(IdleOutcome::Changed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(IdleOutcome::TimedOut);
+            }
+            tokio::time::sleep(left.min(self.poll_interval)).await;
+        }
+    }
+}
+
+fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
+    use async_imap::imap_proto::NameAttribute as A;
+    match a {
+        A::NoInferiors => "\\Noinferiors".into(),
+        A::NoSelect => "\\Noselect".into(),
+        A::Marked => "\\Marked".into(),
+        A::Unmarked => "\\Unmarked".into(),
+        A::All => "\\All".into(),
+        A::Archive => "\\Archive".into(),
+        A::Drafts => "\\Drafts".into(),
+        A::Flagged => "\\Flagged".into(),
+        A::Junk => "\\Junk".into(),
+        A::Sent => "\\Sent".into(),
+        A::Trash => "\\Trash".into(),
+        A::Extension(s) => s.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Message data gathered from FETCH responses, by UID.
+#[derive(Default)]
+struct Partial {
+    size: Option<u32>,
+    header: Option<Vec<u8>>,
+    body: Option<Vec<u8>>,
+}
+
+/// Collects FETCH attributes into `out` (responses without UID are
+/// unsolicited flag updates and are ignored).
+fn collect_fetch(r: &Response<'_>, out: &mut BTreeMap<Uid, Partial>) {
+    let Response::Fetch(_, attrs) = r else { return };
+    let Some(uid) = attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(u) => Some(*u),
+        _ => None,
+    }) else {
+        return;
+    };
+    let entry = out.entry(uid).or_default();
+    for a in attrs {
+        match a {
+            AttributeValue::Rfc822Size(s) => entry.size = Some(*s),
+            AttributeValue::BodySection {
+                section: Some(SectionPath::Full(MessageSection::Header)),
+                data: Some(d),
+                ..
+            }
+            | AttributeValue::Rfc822Header(Some(d)) => entry.header = Some(d.to_vec()),
+            AttributeValue::BodySection {
+                section: None,
+                data: Some(d),
+                ..
+            }
+            | AttributeValue::Rfc822(Some(d)) => entry.body = Some(d.to_vec()),
+            _ => {}
+        }
+    }
+}
+
+impl Transport for ImapSession {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    async fn namespace(&mut self) -> Result<Namespace, ImapError> {
+        if self.caps.namespace {
+            let done = self.conn.run_simple(&Command::new("NAMESPACE")).await?;
+            let line = self.conn.take_captured(b"* NAMESPACE ");
+            if done.is_ok() {
+                match line.as_deref().map(wire::parse_namespace) {
+                    Some(Some(Some(ns))) => return Ok(ns),
+                    Some(Some(None)) => {}
+                    Some(None) => tracing::warn!(
+                        line = %String::from_utf8_lossy(line.as_deref().unwrap_or_default()).trim_end(),
+                        "IMAP NAMESPACE response not understood; using LIST"
+                    ),
+                    None => tracing::warn!("IMAP NAMESPACE gave no data; using LIST"),
+                }
+            }
+        }
+        let root = self.list("", "").await?;
+        Ok(Namespace {
+            prefix: String::new(),
+            delimiter: root.first().and_then(|f| f.delimiter),
+        })
+    }
+
+    async fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<FolderInfo>, ImapError> {
+        check_folder(reference)?;
+        check_folder(pattern)?;
+        let cmd = Command::new("LIST").string(reference).string(pattern);
+        let mut out = Vec::new();
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| {
+                if let Response::MailboxData(MailboxDatum::List {
+                    name_attributes,
+                    delimiter,
+                    name,
+                }) = r
+                {
+                    out.push(FolderInfo {
+                        name: name.to_string(),
+                        delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
+                        attributes: name_attributes.iter().map(attribute_name).collect(),
+                    });
+                }
+            })
+            .await?;
+        if !done.is_ok() {
+            return Err(done.into_error(cmd.label()));
+        }
+        Ok(out)
+    }
+
+    async fn list_subscribed(&mut self, pattern: &str) -> Result<Vec<String>, ImapError> {
+        check_folder(pattern)?;
+        let cmd = Command::new("LSUB").string("").string(pattern);
+        let mut out = Vec::new();
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| {
+                if let Response::MailboxData(MailboxDatum::List {
+                    name,
+                    name_attributes,
+                    ..
+                }) = r
+                {
+                    // A \Noselect LSUB entry is only a parent of subscribed
+                    // folders, not subscribed itself.
+                    let noselect = name_attributes
+                        .iter()
+                        .any(|a| matches!(a, async_imap::imap_proto::NameAttribute::NoSelect));
+                    if !noselect {
+                        out.push(name.to_string());
+                    }
+                }
+            })
+            .await?;
+        if !done.is_ok() {
+            return Err(done.into_error(cmd.label()));
+        }
+        Ok(out)
+    }
+
+    async fn create(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
+        check_folder(folder)?;
+        let cmd = Command::new("CREATE").string(folder);
+        let done = self.conn.run_simple(&cmd).await?;
+        match done.outcome {
+            Outcome::Ok => Ok(CreateOutcome::Created),
+            Outcome::No if self.folder_exists(folder).await? => {
+                tracing::debug!(folder, text = %done.text, "IMAP CREATE: folder already exists");
+                Ok(CreateOutcome::AlreadyExisted)
+            }
+            _ => Err(done.into_error(cmd.label())),
+        }
+    }
+
+    async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {
+        check_folder(folder)?;
+        let cmd = Command::new("DELETE").string(folder);
+        let done = self.conn.run_simple(&cmd).await?;
+        if !done.is_ok() {
+            return Err(self.folder_error(folder, done, cmd.label()).await?);
+        }
+        if self.selected.as_ref().is_some_and(|s| s.name == folder) {
+            self.selected = None;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, folder: &str) -> Result<(), ImapError> {
+        check_folder(folder)?;
+        self.simple(Command::new("SUBSCRIBE").string(folder)).await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&mut self, folder: &str) -> Result<(), ImapError> {
+        check_folder(folder)?;
+        self.simple(Command::new("UNSUBSCRIBE").string(folder)).await?;
+        Ok(())
+    }
+
+    async fn append(
+        &mut self,
+        folder: &str,
+        flags: &[&str],
+        message: &[u8],
+    ) -> Result<Option<Uid>, ImapError> {
+        check_folder(folder)?;
+        let mut cmd = Command::new("APPEND").string(folder);
+        if !flags.is_empty() {
+            cmd = cmd.raw(flag_list(flags)?);
+        }
+        let cmd = cmd.literal(message);
+        let done = self.conn.run_simple(&cmd).await?;
+        match done.outcome {
+            Outcome::Ok => Ok(match done.code {
+                Some(Code::AppendUid { uid }) => uid,
+                _ => None,
+            }),
+            Outcome::No if done.code == Some(Code::TryCreate) => Err(ImapError::NoSuchFolder {
+                folder: folder.to_owned(),
+            }),
+            _ => Err(done.into_error(cmd.label())),
+        }
+    }
+
+    async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
+        self.open(folder, false).await
+    }
+
+    async fn examine(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
+        self.open(folder, true).await
+    }
+
+    async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
+        check_folder(folder)?;
+        let items = if self.caps.condstore {
+            "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UIDNEXT UIDVALIDITY)"
+        };
+        let cmd = Command::new("STATUS").string(folder).raw(items);
+        let (mut messages, mut next, mut validity, mut modseq) = (None, None, None, None);
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| {
+                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
+                    for a in status {
+                        match a {
+                            StatusAttribute::Messages(n) => messages = Some(*n),
+                            StatusAttribute::UidNext(n) => next = Some(*n),
+                            StatusAttribute::UidValidity(n) => validity = Some(*n),
+                            StatusAttribute::HighestModSeq(n) => modseq = Some(*n),
+                            _ => {}
+                        }
+                    }
+                }
+            })
+            .await?;
+        if !done.is_ok() {
+            return Err(self.folder_error(folder, done, cmd.label()).await?);
+        }
+        match (messages, validity) {
+            (Some(messages), Some(uid_validity)) => Ok(MailboxStatus {
+                messages,
+                uid_next: next,
+                uid_validity,
+                highest_modseq: modseq,
+            }),
+            _ => Err(ImapError::Protocol(format!(
+                "STATUS of {folder:?} lacks MESSAGES or UIDVALIDITY"
+            ))),
+        }
+    }
+
+    async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
+        self.require_selected("fetch_headers")?;
+        let cmd = Command::new("UID FETCH")
+            .raw(uids.to_string())
+            .raw("(UID RFC822.SIZE BODY.PEEK[HEADER])");
+        let mut got = BTreeMap::new();
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| collect_fetch(r, &mut got))
+            .await?;
+        if !done.is_ok() {
+            return Err(done.into_error(cmd.label()));
+        }
+        let mut out = Vec::with_capacity(got.len());
+        for (uid, p) in got {
+            let (Some(header), true) = (p.header, uids.contains(uid)) else {
+                continue;
+            };
+            let size = p.size.ok_or_else(|| {
+                ImapError::Protocol(format!("FETCH of UID {uid} lacks RFC822.SIZE"))
+            })?;
+            out.push(FetchedHeader { uid, size, header });
+        }
+        Ok(out)
+    }
+
+    async fn fetch_messages(
+        &mut self,
+        uids: &[Uid],
+        max_size: u32,
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        self.require_selected("fetch_messages")?;
+        let wanted: std::collections::BTreeSet<Uid> = uids.iter().copied().collect();
+        let mut sizes = BTreeMap::new();
+        for set in uid_sets(uids, MAX_UID_SET_LEN) {
+            let cmd = Command::new("UID FETCH").raw(set).raw("(UID RFC822.SIZE)");
+            let done = self
+                .conn
+                .run(&cmd, &mut |r| collect_fetch(r, &mut sizes))
+                .await?;
+            if !done.is_ok() {
+                return Err(done.into_error(cmd.label()));
+            }
+        }
+        let sizes: BTreeMap<Uid, u32> = sizes
+            .into_iter()
+            .filter(|(uid, _)| wanted.contains(uid))
+            .filter_map(|(uid, p)| Some((uid, p.size?)))
+            .collect();
+        let small: Vec<Uid> = sizes
+            .iter()
+            .filter(|(_, &s)| s <= max_size)
+            .map(|(&u, _)| u)
+            .collect();
+        let mut bodies = BTreeMap::new();
+        for set in uid_sets(&small, MAX_UID_SET_LEN) {
+            let cmd = Command::new("UID FETCH").raw(set).raw("(UID BODY.PEEK[])");
+            let done = self
+                .conn
+                .run(&cmd, &mut |r| collect_fetch(r, &mut bodies))
+                .await?;
+            if !done.is_ok() {
+                return Err(done.into_error(cmd.label()));
+            }
+        }
+        let mut out = Vec::with_capacity(sizes.len());
+        for (uid, size) in sizes {
+            if size > max_size {
+                out.push(FetchedMessage {
+                    uid,
+                    size,
+                    body: None,
+                });
+            } else if let Some(body) = bodies.get_mut(&uid).and_then(|p| p.body.take()) {
+                out.push(FetchedMessage {
+                    uid,
+                    size,
+                    body: Some(body),
+                });
+            }
+            // else: expunged between the two fetches; left out.
+        }
+        Ok(out)
+    }
+
+    async fn search_header(&mut self, name: &str, value: &str) -> Result<Vec<Uid>, ImapError> {
+        self.require_selected("search_header")?;
+        let mut cmd = Command::new("UID SEARCH");
+        if !name.is_ascii() || !value.is_ascii() {
+            cmd = cmd.raw("CHARSET UTF-8");
+        }
+        let cmd = cmd.raw("HEADER").string(name).string(value);
+        let mut out = Vec::new();
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| {
+                if let Response::MailboxData(MailboxDatum::Search(ids)) = r {
+                    out.extend_from_slice(ids);
+                }
+            })
+            .await?;
+        if !done.is_ok() {
+            return Err(done.into_error(cmd.label()));
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
+        self.require_selected("delete_messages")?;
+        let sets = uid_sets(uids, MAX_UID_SET_LEN);
+        if sets.is_empty() {
+            return Ok(());
+        }
+        for set in &sets {
+            self.simple(
+                Command::new("UID STORE")
+                    .raw(set.clone())
+                    .raw("+FLAGS.SILENT (\\Deleted)"),
+            )
+            .await?;
+        }
+        self.conn.set_watch(Watch::OwnExpunge);
+        let mut result = Ok(());
+        if self.caps.uidplus {
+            for set in sets {
+                if let Err(e) = self.simple(Command::new("UID EXPUNGE").raw(set)).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+        } else {
+            result = self.simple(Command::new("EXPUNGE")).await.map(|_| ());
+        }
+        self.conn.set_watch(Watch::Normal);
+        result
+    }
+
+    async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
+        let deadline = Instant::now() + timeout;
+        if self.take_changed() {
+            return Ok(IdleOutcome::Changed);
+        }
+        if !self.caps.idle {
+            return self.poll_until(deadline).await;
+        }
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(IdleOutcome::TimedOut);
+            }
+            let mut segment_end = deadline.min(now + MAX_IDLE);
+            if let Some(every) = self.idle_recheck {
+                segment_end = segment_end.min(now + every);
+            }
+            match self.conn.idle_once(segment_end).await {
+                Ok(_) => {}
+                Err(ImapError::No { text, .. } | ImapError::Bad { text, .. }) => {
+                    tracing::warn!(text = %text, "IMAP server refused IDLE; polling instead");
+                    self.caps.idle = false;
+                    return self.poll_until(deadline).await;
+                }
+                Err(e) => return Err(e),
+            }
+            if self.take_changed() {
+                return Ok(IdleOutcome::Changed);
+            }
+            if self.idle_recheck.is_some() && Instant::now() < deadline {
+                self.noop().await?;
+                if self.take_changed() {
+                    return Ok(IdleOutcome::Changed);
+                }
+            }
+        }
+    }
+
+    fn idle_until<C>(
+        &mut self,
+        timeout: Duration,
+        cancel: C,
+    ) -> impl Future<Output = Result<IdleOutcome, ImapError>> + Send
+    where
+        C: Future<Output = ()> + Send,
+        Self: Sized,
+    {
+        async move {
+            let interrupted = {
+                tokio::pin!(cancel);
+                tokio::select! {
+                    biased;
+                    r = self.idle(timeout) => Some(r),
+                    _ = &mut cancel => None,
+                }
+            };
+            match interrupted {
+                Some(r) => r,
+                None => {
+                    // End the interrupted IDLE now rather than on the next
+                    // command.
+                    self.conn.ensure_ready().await?;
+                    Ok(IdleOutcome::Interrupted)
+                }
+            }
+        }
+    }
+
+    async fn noop(&mut self) -> Result<(), ImapError> {
+        self.simple(Command::new("NOOP")).await?;
+        Ok(())
+    }
+
+    async fn logout(self) -> Result<(), ImapError> {
+        self.conn.logout().await;
+        Ok(())
+    }
+}

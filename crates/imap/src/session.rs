@@ -1,0 +1,395 @@
+//! Connecting and logging in: [`ImapSession::connect`].
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use tokio::net::TcpStream;
+
+use crate::config::{bare_host, is_loopback_ip, ImapConfig, Security};
+use crate::conn::{Code, Conn, Greeting};
+use crate::error::ImapError;
+use crate::io::NetStream;
+use crate::tls;
+use crate::types::Capabilities;
+use crate::wire::{Command, Segment};
+
+/// Time allowed for name resolution plus TCP connect, and for the TLS
+/// handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often [`crate::Transport::idle`] polls with NOOP when the server has
+/// no IDLE.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The longest single IDLE command; it is re-issued after this (servers
+/// may drop IDLE connections after 30 minutes, RFC 2177 says re-issue
+/// within 29).
+pub const MAX_IDLE: Duration = Duration::from_secs(25 * 60);
+
+/// The folder selected last.
+#[derive(Debug, Clone)]
+pub(crate) struct Selected {
+    pub(crate) name: String,
+    pub(crate) read_only: bool,
+}
+
+/// A logged-in IMAP session over TCP or TLS; implements
+/// [`crate::Transport`].
+///
+/// It is `Send` (not `Sync`); use it from one task at a time.
+pub struct ImapSession {
+    pub(crate) conn: Conn,
+    pub(crate) caps: Capabilities,
+    pub(crate) selected: Option<Selected>,
+    pub(crate) poll_interval: Duration,
+    pub(crate) idle_recheck: Option<Duration>,
+    addr: String,
+    peer: SocketAddr,
+    greeting: String,
+    user: String,
+    security: Security,
+}
+
+impl std::fmt::Debug for ImapSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapSession")
+            .field("addr", &self.addr)
+            .field("user", &self.user)
+            .field("security", &self.security)
+            .field("selected", &self.selected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImapSession {
+    /// Connects, secures the connection as configured, logs in and reads
+    /// the capabilities.
+    ///
+    /// * [`Security::Plain`] to a host that is not loopback fails with
+    ///   [`ImapError::InsecureRefused`] before any network activity unless
+    ///   `allow_insecure` is set.
+    /// * [`Security::StartTls`] fails with [`ImapError::StartTlsUnavailable`]
+    ///   if the server does not offer STARTTLS.
+    /// * Login uses `AUTHENTICATE PLAIN` when `AUTH=PLAIN` is advertised,
+    ///   else `LOGIN`; a `NO` gives [`ImapError::AuthRejected`].
+    pub async fn connect(config: &ImapConfig) -> Result<ImapSession, ImapError> {
+        let addr = config.addr();
+        let plain_guard = config.security == Security::Plain && !config.allow_insecure;
+        if plain_guard && !config.is_loopback_host() {
+            return Err(ImapError::InsecureRefused {
+                host: config.host.clone(),
+            });
+        }
+        let (tcp, peer) = tcp_connect(config, &addr, plain_guard).await?;
+        let stream = match config.security {
+            Security::Tls => NetStream::Tls(Box::new(
+                tls::handshake(
+                    tcp,
+                    &config.host,
+                    &addr,
+                    config.ca_file.as_deref(),
+                    CONNECT_TIMEOUT,
+                )
+                .await?,
+            )),
+            Security::StartTls | Security::Plain => NetStream::Plain(tcp),
+        };
+        let mut conn = Conn::new(stream, 0, 0);
+        let (status, greeting_caps, greeting) = conn.read_greeting().await?;
+        match status {
+            Greeting::Ok => {}
+            Greeting::PreAuth if config.security != Security::StartTls => {}
+            Greeting::PreAuth => return Err(ImapError::StartTlsUnavailable { addr }),
+            _ => {
+                return Err(ImapError::ConnectionLost(format!(
+                    "the server at {addr} refused the connection: {greeting}"
+                )))
+            }
+        }
+        let mut caps = match greeting_caps {
+            Some(raw) => Capabilities::from_raw(raw),
+            None => read_capabilities(&mut conn).await?,
+        };
+        conn.literal_plus = caps.literal_plus;
+
+        if config.security == Security::StartTls {
+            if !caps.has("STARTTLS") {
+                return Err(ImapError::StartTlsUnavailable { addr });
+            }
+            let done = conn.run_simple(&Command::new("STARTTLS")).await?;
+            if !done.is_ok() {
+                return Err(ImapError::Tls {
+                    addr,
+                    reason: format!(
+                        "the server refused STARTTLS: {} — try --security tls",
+                        done.text
+                    ),
+                });
+            }
+            // Anything the server sent after its OK is dropped with the
+            // plain-text buffers (no STARTTLS response injection).
+            let (plain, next_tag, sent) = conn.into_parts();
+            let NetStream::Plain(tcp) = plain else {
+                return Err(ImapError::Protocol("STARTTLS on an encrypted stream".into()));
+            };
+            let tls_stream = tls::handshake(
+                tcp,
+                &config.host,
+                &addr,
+                config.ca_file.as_deref(),
+                CONNECT_TIMEOUT,
+            )
+            .await?;
+            conn = Conn::new(NetStream::Tls(Box::new(tls_stream)), next_tag, sent);
+            caps = read_capabilities(&mut conn).await?;
+            conn.literal_plus = caps.literal_plus;
+        }
+
+        if status != Greeting::PreAuth {
+            if let Some(raw) = login(&mut conn, &caps, config, &addr).await? {
+                caps = Capabilities::from_raw(raw);
+            } else {
+                caps = read_capabilities(&mut conn).await?;
+            }
+            conn.literal_plus = caps.literal_plus;
+        }
+        tracing::debug!(addr = %addr, user = %config.user, caps = ?caps.raw, "IMAP logged in");
+        Ok(ImapSession {
+            conn,
+            caps,
+            selected: None,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            idle_recheck: None,
+            addr,
+            peer,
+            greeting,
+            user: config.user.clone(),
+            security: config.security,
+        })
+    }
+
+    /// The text of the server's greeting (e.g. `Dovecot (Debian) ready.`).
+    pub fn server_greeting(&self) -> &str {
+        &self.greeting
+    }
+
+    /// `host:port` as configured.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The socket address actually connected to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The login name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The configured security mode.
+    pub fn security(&self) -> Security {
+        self.security
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.conn.is_tls()
+    }
+
+    /// The folder selected last (and whether read-only), if any.
+    pub fn selected_folder(&self) -> Option<(&str, bool)> {
+        self.selected
+            .as_ref()
+            .map(|s| (s.name.as_str(), s.read_only))
+    }
+
+    /// How many IMAP commands this session has sent (login included;
+    /// `IDLE` counts once per IDLE command, `DONE` does not count). For
+    /// benchmarks of round trips.
+    pub fn commands_sent(&self) -> u64 {
+        self.conn.commands_sent()
+    }
+
+    /// Whether the session is known to be unusable (lost connection,
+    /// timeout, or an interrupted send); reconnect if so.
+    pub fn is_lost(&self) -> bool {
+        self.conn.is_broken()
+    }
+
+    /// Time without progress after which a command fails with
+    /// [`ImapError::Timeout`] (default 60 s). Large transfers are fine as
+    /// long as bytes keep moving.
+    pub fn set_command_timeout(&mut self, timeout: Duration) {
+        self.conn.set_timeout(timeout);
+    }
+
+    /// NOOP polling interval of [`crate::Transport::idle`] on servers without
+    /// IDLE (default 3 s).
+    pub fn set_poll_interval(&mut self, interval: Duration) {
+        self.poll_interval = interval.max(Duration::from_millis(50));
+    }
+
+    /// With `Some(d)`, [`crate::Transport::idle`] ends each IDLE after `d`
+    /// and checks with NOOP before idling again: for servers whose IDLE
+    /// reports late (Courier's default is 60 s). Default `None`.
+    pub fn set_idle_recheck(&mut self, every: Option<Duration>) {
+        self.idle_recheck = every.map(|d| d.max(Duration::from_millis(100)));
+    }
+}
+
+/// Resolves the host and connects (10 s in all). With `loopback_only`,
+/// only loopback addresses are used (a plain connection without
+/// `allow_insecure`).
+async fn tcp_connect(
+    config: &ImapConfig,
+    addr: &str,
+    loopback_only: bool,
+) -> Result<(TcpStream, SocketAddr), ImapError> {
+    let unreachable = |source: std::io::Error| ImapError::Unreachable {
+        addr: addr.to_owned(),
+        source,
+    };
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let host = bare_host(&config.host);
+    let resolved = tokio::time::timeout_at(
+        deadline.into(),
+        tokio::net::lookup_host((host, config.port)),
+    )
+    .await
+    .map_err(|_| {
+        unreachable(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "name resolution timed out",
+        ))
+    })?
+    .map_err(|e| {
+        unreachable(std::io::Error::new(
+            e.kind(),
+            format!("cannot resolve {host:?}: {e}"),
+        ))
+    })?;
+    let mut candidates: Vec<SocketAddr> = resolved.collect();
+    if loopback_only {
+        candidates.retain(|a| is_loopback_ip(a.ip()));
+        if candidates.is_empty() {
+            return Err(ImapError::InsecureRefused {
+                host: config.host.clone(),
+            });
+        }
+    }
+    let mut last_err = std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{host:?} has no address"),
+    );
+    for candidate in candidates {
+        match tokio::time::timeout_at(deadline.into(), TcpStream::connect(candidate)).await {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok((tcp, candidate));
+            }
+            Ok(Err(e)) => last_err = e,
+            Err(_) => {
+                last_err = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                );
+                break;
+            }
+        }
+    }
+    Err(unreachable(last_err))
+}
+
+/// `CAPABILITY`.
+pub(crate) async fn read_capabilities(conn: &mut Conn) -> Result<Capabilities, ImapError> {
+    let mut raw: Vec<String> = Vec::new();
+    let done = conn
+        .run(&Command::new("CAPABILITY"), &mut |r| {
+            if let async_imap::imap_proto::Response::Capabilities(c) = r {
+                raw.extend(crate::conn::cap_strings(c));
+            }
+        })
+        .await?;
+    if !done.is_ok() {
+        return Err(done.into_error("CAPABILITY".into()));
+    }
+    Ok(Capabilities::from_raw(raw))
+}
+
+/// Logs in; returns the capabilities if the server put them in its OK.
+async fn login(
+    conn: &mut Conn,
+    caps: &Capabilities,
+    config: &ImapConfig,
+    addr: &str,
+) -> Result<Option<Vec<String>>, ImapError> {
+    let user = config.user.as_str();
+    let password = config.password.expose();
+    // Some servers send the new capabilities untagged before the OK.
+    let mut untagged_caps: Vec<String> = Vec::new();
+    let mut collect = |r: &async_imap::imap_proto::Response<'_>| {
+        if let async_imap::imap_proto::Response::Capabilities(c) = r {
+            untagged_caps.extend(crate::conn::cap_strings(c));
+        }
+    };
+    let (done, label) = if caps.has("AUTH=PLAIN") {
+        let mut token = Vec::with_capacity(user.len() + password.len() + 2);
+        token.push(0);
+        token.extend_from_slice(user.as_bytes());
+        token.push(0);
+        token.extend_from_slice(password.as_bytes());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&token);
+        zeroize::Zeroize::zeroize(&mut token);
+        let tag = conn.tag();
+        let segments = if caps.has("SASL-IR") {
+            let line = format!("{tag} AUTHENTICATE PLAIN {encoded}\r\n");
+            vec![Segment {
+                bytes: line.into_bytes(),
+                wait_continuation: false,
+            }]
+        } else {
+            vec![
+                Segment {
+                    bytes: format!("{tag} AUTHENTICATE PLAIN\r\n").into_bytes(),
+                    wait_continuation: true,
+                },
+                Segment {
+                    bytes: format!("{encoded}\r\n").into_bytes(),
+                    wait_continuation: false,
+                },
+            ]
+        };
+        drop(zeroize::Zeroizing::new(encoded));
+        tracing::debug!(tag = %tag, user = %user, "IMAP command AUTHENTICATE PLAIN ***");
+        let done = conn
+            .run_segments(tag, "AUTHENTICATE", segments, &mut collect)
+            .await;
+        (done?, "AUTHENTICATE PLAIN")
+    } else if caps.has("LOGINDISABLED") {
+        return Err(ImapError::No {
+            command: "LOGIN".into(),
+            text: "the server does not allow logging in on this connection (LOGINDISABLED) — use --security tls or starttls".into(),
+        });
+    } else {
+        let cmd = Command::new("LOGIN").string(user).secret(password);
+        (conn.run(&cmd, &mut collect).await?, "LOGIN")
+    };
+    if done.is_ok() {
+        return Ok(match done.code {
+            Some(Code::Capabilities(raw)) => Some(raw),
+            _ if !untagged_caps.is_empty() => Some(untagged_caps),
+            _ => None,
+        });
+    }
+    match done.outcome {
+        crate::conn::Outcome::No => Err(ImapError::AuthRejected {
+            user: user.to_owned(),
+            addr: addr.to_owned(),
+            server_text: done.text,
+        }),
+        _ => Err(done.into_error(label.to_owned())),
+    }
+}

@@ -1,0 +1,166 @@
+//! The interface the protocol driver talks to: one logged-in IMAP session.
+//!
+//! [`crate::ImapSession`] implements it over the network; a simulated
+//! in-memory server can implement it for tests. All futures are `Send`.
+//!
+//! Cancellation contract (for every implementation): dropping any returned
+//! future must leave the session either usable or reporting
+//! [`ImapError::is_connection_lost`] on its next call — never silently
+//! desynchronised.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::error::ImapError;
+use crate::types::{
+    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
+    MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+};
+
+/// One logged-in IMAP session, as the protocol driver uses it.
+///
+/// Folder names are passed to the server as given (no modified UTF-7
+/// conversion): SMA only uses ASCII names. Operations on messages act on the
+/// folder selected last with [`Transport::select`] (or read-only with
+/// [`Transport::examine`]).
+pub trait Transport: Send {
+    /// The server's capabilities (as of login).
+    fn capabilities(&self) -> &Capabilities;
+
+    /// The personal namespace: from `NAMESPACE`, or without it prefix `""`
+    /// and the delimiter from `LIST "" ""`.
+    fn namespace(&mut self) -> impl Future<Output = Result<Namespace, ImapError>> + Send;
+
+    /// `LIST reference pattern` (`*` and `%` are wildcards).
+    fn list(
+        &mut self,
+        reference: &str,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<FolderInfo>, ImapError>> + Send;
+
+    /// `LSUB "" pattern`: the names of subscribed folders.
+    fn list_subscribed(
+        &mut self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<String>, ImapError>> + Send;
+
+    /// Creates a folder, idempotently: a `NO` counts as
+    /// [`CreateOutcome::AlreadyExisted`] if and only if `LIST` then shows
+    /// the folder (servers differ in how they say "exists").
+    fn create(
+        &mut self,
+        folder: &str,
+    ) -> impl Future<Output = Result<CreateOutcome, ImapError>> + Send;
+
+    /// Deletes a folder; a missing one gives [`ImapError::NoSuchFolder`].
+    fn delete(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
+
+    /// `SUBSCRIBE`.
+    fn subscribe(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
+
+    /// `UNSUBSCRIBE` (unsubscribing an unsubscribed folder is fine).
+    fn unsubscribe(&mut self, folder: &str)
+        -> impl Future<Output = Result<(), ImapError>> + Send;
+
+    /// Appends a message with `flags` (e.g. `["\\Seen"]`). Returns its UID
+    /// when the server reports it (`APPENDUID`, with UIDPLUS). A missing
+    /// folder (`[TRYCREATE]`) gives [`ImapError::NoSuchFolder`].
+    fn append(
+        &mut self,
+        folder: &str,
+        flags: &[&str],
+        message: &[u8],
+    ) -> impl Future<Output = Result<Option<Uid>, ImapError>> + Send;
+
+    /// Selects a folder read-write; a missing one gives
+    /// [`ImapError::NoSuchFolder`].
+    fn select(&mut self, folder: &str)
+        -> impl Future<Output = Result<MailboxState, ImapError>> + Send;
+
+    /// Selects a folder read-only (`EXAMINE`).
+    fn examine(
+        &mut self,
+        folder: &str,
+    ) -> impl Future<Output = Result<MailboxState, ImapError>> + Send;
+
+    /// `STATUS` of a folder without selecting it.
+    fn status(&mut self, folder: &str)
+        -> impl Future<Output = Result<MailboxStatus, ImapError>> + Send;
+
+    /// UID, size and header of the messages of the selected folder in
+    /// `uids`, sorted by UID. Only UIDs inside the range are returned (IMAP
+    /// returns the last message for `n:*` even when its UID is below `n`).
+    fn fetch_headers(
+        &mut self,
+        uids: UidRange,
+    ) -> impl Future<Output = Result<Vec<FetchedHeader>, ImapError>> + Send;
+
+    /// The messages with these UIDs, sorted by UID: sizes first, then only
+    /// those of at most `max_size` bytes are downloaded; bigger ones come
+    /// back with `body: None`. UIDs that do not exist are left out.
+    fn fetch_messages(
+        &mut self,
+        uids: &[Uid],
+        max_size: u32,
+    ) -> impl Future<Output = Result<Vec<FetchedMessage>, ImapError>> + Send;
+
+    /// `UID SEARCH HEADER name value` in the selected folder, sorted. Like
+    /// IMAP's search, this is a case-insensitive *substring* match: check
+    /// the header of what you fetch.
+    fn search_header(
+        &mut self,
+        name: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<Vec<Uid>, ImapError>> + Send;
+
+    /// Removes exactly these messages from the selected folder:
+    /// `UID STORE +FLAGS.SILENT (\Deleted)`, then `UID EXPUNGE` with
+    /// UIDPLUS. Without UIDPLUS a plain `EXPUNGE` is used, which also
+    /// removes any other message already flagged `\Deleted` (acceptable in
+    /// SMA folders, where `\Deleted` means gone).
+    fn delete_messages(&mut self, uids: &[Uid])
+        -> impl Future<Output = Result<(), ImapError>> + Send;
+
+    /// Waits until the server reports a change to the selected folder
+    /// ([`IdleOutcome::Changed`]) or `timeout` passes
+    /// ([`IdleOutcome::TimedOut`]). A change seen in the responses to
+    /// earlier commands (a new message announced during a fetch, say) makes
+    /// it return `Changed` at once, so nothing slips between a fetch and the
+    /// next wait; the caller's own APPEND into the selected folder counts
+    /// too. Dropping the future is allowed (see the module documentation).
+    fn idle(
+        &mut self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<IdleOutcome, ImapError>> + Send;
+
+    /// [`Transport::idle`] that also ends with [`IdleOutcome::Interrupted`]
+    /// when `cancel` completes (e.g. a `tokio::sync::Notify` or a shutdown
+    /// signal), leaving the session usable.
+    fn idle_until<C>(
+        &mut self,
+        timeout: Duration,
+        cancel: C,
+    ) -> impl Future<Output = Result<IdleOutcome, ImapError>> + Send
+    where
+        C: Future<Output = ()> + Send,
+        Self: Sized,
+    {
+        async move {
+            tokio::pin!(cancel);
+            tokio::select! {
+                biased;
+                r = self.idle(timeout) => r,
+                _ = &mut cancel => Ok(IdleOutcome::Interrupted),
+            }
+        }
+    }
+
+    /// `NOOP`: keeps the connection alive and collects pending updates.
+    fn noop(&mut self) -> impl Future<Output = Result<(), ImapError>> + Send;
+
+    /// `LOGOUT` and close. Never fails because the connection is already
+    /// gone.
+    fn logout(self) -> impl Future<Output = Result<(), ImapError>> + Send
+    where
+        Self: Sized;
+}

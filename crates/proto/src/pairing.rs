@@ -1,0 +1,248 @@
+//! The pairing protocol as two state machines (member side and joiner side).
+//!
+//! States are consumed by the step that handles a message, so a code can be
+//! tried only once per attempt. The joiner can open the welcome only through
+//! a [`JoinerConfirmed`], which exists only after the member's key
+//! confirmation verified.
+
+use rand_core::{CryptoRng, RngCore};
+use sma_crypto::{pake_start, Certificate, PairingCode, PairingKeys, PakeRole, PakeStart, Transcript};
+
+use crate::error::{PeerMisbehaved, ProtoError};
+use crate::ids::{DeviceId, RandomId};
+use crate::payload::{self, PairConfirm, PairHello, PairReply, PairWelcome, Welcome};
+
+/// Member side, after sending the hello, waiting for the reply.
+pub struct MemberPairing {
+    attempt: RandomId,
+    account: String,
+    member_id: DeviceId,
+    member_fpr: sma_crypto::Fingerprint,
+    joiner_id: DeviceId,
+    joiner_cert: Certificate,
+    msg_member: Vec<u8>,
+    pake: PakeStart,
+}
+
+/// Member side, after the joiner proved knowledge of the code.
+pub struct MemberConfirmed {
+    attempt: RandomId,
+    keys: PairingKeys,
+    transcript: Transcript,
+    joiner_id: DeviceId,
+    joiner_cert: Certificate,
+}
+
+impl MemberPairing {
+    /// Starts an attempt: returns the state and the hello to send.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        rng: &mut (impl RngCore + CryptoRng),
+        account: &str,
+        member_id: &DeviceId,
+        member_cert: &Certificate,
+        joiner_id: &DeviceId,
+        joiner_cert: Certificate,
+        code: &PairingCode,
+    ) -> (MemberPairing, PairHello) {
+        let attempt = RandomId::random(rng);
+        let (pake, msg) = pake_start(rng, PakeRole::Member, code, member_id.as_str(), joiner_id.as_str());
+        let hello = PairHello {
+            attempt: attempt.clone(),
+            account: account.to_owned(),
+            member_id: member_id.clone(),
+            joiner_id: joiner_id.clone(),
+            member_cert: member_cert.to_armored(),
+            spake: msg.clone(),
+        };
+        (
+            MemberPairing {
+                attempt,
+                account: account.to_owned(),
+                member_id: member_id.clone(),
+                member_fpr: member_cert.fingerprint(),
+                joiner_id: joiner_id.clone(),
+                joiner_cert,
+                msg_member: msg,
+                pake,
+            },
+            hello,
+        )
+    }
+
+    /// The attempt id.
+    pub fn attempt(&self) -> &RandomId {
+        &self.attempt
+    }
+
+    /// Handles the joiner's reply. Consumes the state: whatever the outcome,
+    /// the code is spent. `Err(CodeRejected)` means the code was wrong.
+    pub fn on_reply(self, reply: &PairReply) -> Result<MemberConfirmed, ProtoError> {
+        if reply.attempt != self.attempt || reply.member_id != self.member_id || reply.joiner_id != self.joiner_id {
+            return Err(PeerMisbehaved::EnvelopeMismatch("pairing attempt").into());
+        }
+        let reply_cert = Certificate::from_armored(&reply.joiner_cert)?;
+        if reply_cert.fingerprint() != self.joiner_cert.fingerprint() {
+            return Err(PeerMisbehaved::EnvelopeMismatch("joiner certificate").into());
+        }
+        let transcript = Transcript {
+            account: self.account,
+            attempt: self.attempt.to_string(),
+            member_id: self.member_id.to_string(),
+            joiner_id: self.joiner_id.to_string(),
+            member_fpr: self.member_fpr,
+            joiner_fpr: self.joiner_cert.fingerprint(),
+            msg_member: self.msg_member,
+            msg_joiner: reply.spake.clone(),
+        };
+        let keys = self
+            .pake
+            .finish(&reply.spake, &transcript)
+            .map_err(|_| ProtoError::CodeRejected)?;
+        keys.verify_tag(PakeRole::Joiner, &transcript, &reply.confirm)
+            .map_err(|_| ProtoError::CodeRejected)?;
+        Ok(MemberConfirmed {
+            attempt: self.attempt,
+            keys,
+            transcript,
+            joiner_id: self.joiner_id,
+            joiner_cert: self.joiner_cert,
+        })
+    }
+}
+
+impl MemberConfirmed {
+    /// The joiner, now authenticated.
+    pub fn joiner(&self) -> (&DeviceId, &Certificate) {
+        (&self.joiner_id, &self.joiner_cert)
+    }
+
+    /// Builds the key confirmation and the sealed welcome.
+    pub fn finish(
+        self,
+        rng: &mut (impl RngCore + CryptoRng),
+        welcome: &Welcome,
+    ) -> (PairConfirm, PairWelcome) {
+        let confirm = PairConfirm {
+            attempt: self.attempt.clone(),
+            confirm: self.keys.confirm_tag(PakeRole::Member, &self.transcript).to_vec(),
+        };
+        let sealed = self
+            .keys
+            .seal_welcome(rng, &self.transcript, &payload::to_json(welcome));
+        (
+            confirm,
+            PairWelcome {
+                attempt: self.attempt,
+                sealed,
+            },
+        )
+    }
+}
+
+/// Joiner side, after replying, waiting for the member's confirmation.
+pub struct JoinerPairing {
+    attempt: RandomId,
+    member_id: DeviceId,
+    member_cert: Certificate,
+    keys: PairingKeys,
+    transcript: Transcript,
+}
+
+/// Proof that the member confirmed the session key: needed to open the welcome.
+pub struct JoinerConfirmed {
+    inner: JoinerPairing,
+}
+
+impl JoinerPairing {
+    /// Answers a hello with the typed code. The hello must name us and our account.
+    pub fn respond(
+        rng: &mut (impl RngCore + CryptoRng),
+        account: &str,
+        joiner_id: &DeviceId,
+        joiner_cert: &Certificate,
+        hello: &PairHello,
+        code: &PairingCode,
+    ) -> Result<(JoinerPairing, PairReply), ProtoError> {
+        if &hello.joiner_id != joiner_id {
+            return Err(PeerMisbehaved::WrongRecipient.into());
+        }
+        if !hello.account.eq_ignore_ascii_case(account) {
+            return Err(PeerMisbehaved::EnvelopeMismatch("account").into());
+        }
+        let member_cert = Certificate::from_armored(&hello.member_cert)?;
+        let (pake, msg) = pake_start(rng, PakeRole::Joiner, code, hello.member_id.as_str(), joiner_id.as_str());
+        let transcript = Transcript {
+            account: account.to_owned(),
+            attempt: hello.attempt.to_string(),
+            member_id: hello.member_id.to_string(),
+            joiner_id: joiner_id.to_string(),
+            member_fpr: member_cert.fingerprint(),
+            joiner_fpr: joiner_cert.fingerprint(),
+            msg_member: hello.spake.clone(),
+            msg_joiner: msg.clone(),
+        };
+        let keys = pake
+            .finish(&hello.spake, &transcript)
+            .map_err(|_| ProtoError::CodeRejected)?;
+        let reply = PairReply {
+            attempt: hello.attempt.clone(),
+            member_id: hello.member_id.clone(),
+            joiner_id: joiner_id.clone(),
+            joiner_cert: joiner_cert.to_armored(),
+            spake: msg,
+            confirm: keys.confirm_tag(PakeRole::Joiner, &transcript).to_vec(),
+        };
+        Ok((
+            JoinerPairing {
+                attempt: hello.attempt.clone(),
+                member_id: hello.member_id.clone(),
+                member_cert,
+                keys,
+                transcript,
+            },
+            reply,
+        ))
+    }
+
+    /// The attempt id.
+    pub fn attempt(&self) -> &RandomId {
+        &self.attempt
+    }
+
+    /// The member we are pairing with.
+    pub fn member(&self) -> (&DeviceId, &Certificate) {
+        (&self.member_id, &self.member_cert)
+    }
+
+    /// Checks the member's key confirmation. A wrong tag means the codes differed.
+    pub fn on_confirm(self, confirm: &PairConfirm) -> Result<JoinerConfirmed, ProtoError> {
+        if confirm.attempt != self.attempt {
+            return Err(PeerMisbehaved::EnvelopeMismatch("pairing attempt").into());
+        }
+        self.keys
+            .verify_tag(PakeRole::Member, &self.transcript, &confirm.confirm)
+            .map_err(|_| ProtoError::CodeRejected)?;
+        Ok(JoinerConfirmed { inner: self })
+    }
+}
+
+impl JoinerConfirmed {
+    /// Opens the welcome sealed under the confirmed session key.
+    pub fn open_welcome(&self, welcome: &PairWelcome) -> Result<Welcome, ProtoError> {
+        if welcome.attempt != self.inner.attempt {
+            return Err(PeerMisbehaved::EnvelopeMismatch("pairing attempt").into());
+        }
+        let plain = self
+            .inner
+            .keys
+            .open_welcome(&self.inner.transcript, &welcome.sealed)
+            .map_err(|e| PeerMisbehaved::Crypto(e.to_string()))?;
+        Ok(payload::from_json(&plain)?)
+    }
+
+    /// The member we paired with.
+    pub fn member(&self) -> (&DeviceId, &Certificate) {
+        self.inner.member()
+    }
+}

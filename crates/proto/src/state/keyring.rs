@@ -1,0 +1,80 @@
+//! The replicated Autocrypt keyring: per-address peer state (Autocrypt Level 1).
+
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::Hlc;
+
+/// Autocrypt `prefer-encrypt` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PreferEncrypt {
+    /// No preference stated.
+    #[default]
+    Nopreference,
+    /// Mutual encryption preferred.
+    Mutual,
+}
+
+/// What is known about one correspondent address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerState {
+    /// The (lower-cased) address.
+    pub addr: String,
+    /// Effective date of the newest message seen from the address (max register).
+    pub last_seen: u64,
+    /// Effective date of the newest message with a valid Autocrypt header.
+    pub autocrypt_timestamp: u64,
+    /// Base64 keydata from that header.
+    pub public_key: Option<String>,
+    /// Prefer-encrypt from that header.
+    pub prefer_encrypt: PreferEncrypt,
+    /// Tie-break stamp for the Autocrypt register.
+    pub stamp: Option<Hlc>,
+    /// Effective date of the newest gossip seen.
+    pub gossip_timestamp: u64,
+    /// Base64 keydata from that gossip.
+    pub gossip_key: Option<String>,
+    /// Tie-break stamp for the gossip register.
+    pub gossip_stamp: Option<Hlc>,
+}
+
+impl PeerState {
+    /// An address seen for the first time, with nothing known.
+    pub fn new(addr: &str) -> Self {
+        PeerState {
+            addr: addr.to_lowercase(),
+            last_seen: 0,
+            autocrypt_timestamp: 0,
+            public_key: None,
+            prefer_encrypt: PreferEncrypt::Nopreference,
+            stamp: None,
+            gossip_timestamp: 0,
+            gossip_key: None,
+            gossip_stamp: None,
+        }
+    }
+
+    /// Merges another view of the same address: `last_seen` is a max; the
+    /// Autocrypt register (key, prefer-encrypt) goes to the newer
+    /// `autocrypt_timestamp`, ties broken by the HLC stamp; gossip likewise.
+    pub fn merge(&mut self, other: &PeerState) {
+        self.last_seen = self.last_seen.max(other.last_seen);
+        // Equal stamps never carry different values in practice (a stamp
+        // names one write); comparing the values too keeps merge a total order.
+        if (other.autocrypt_timestamp, &other.stamp, &other.public_key, other.prefer_encrypt)
+            > (self.autocrypt_timestamp, &self.stamp, &self.public_key, self.prefer_encrypt)
+        {
+            self.autocrypt_timestamp = other.autocrypt_timestamp;
+            self.public_key = other.public_key.clone();
+            self.prefer_encrypt = other.prefer_encrypt;
+            self.stamp = other.stamp.clone();
+        }
+        if (other.gossip_timestamp, &other.gossip_stamp, &other.gossip_key)
+            > (self.gossip_timestamp, &self.gossip_stamp, &self.gossip_key)
+        {
+            self.gossip_timestamp = other.gossip_timestamp;
+            self.gossip_key = other.gossip_key.clone();
+            self.gossip_stamp = other.gossip_stamp.clone();
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Per-sender sequence numbers, acknowledgements, retransmission and coalescing.
+//!
+//! A device keeps its own ops until every active peer has acknowledged them.
+//! Each sync message to a peer carries *all* of the sender's ops the peer has
+//! not acknowledged, so a newer message supersedes (and replaces, on the
+//! server) an older unprocessed one: at most one sync message per sender per
+//! inbox, and a dropped message is repaired by the next one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, MessageId};
+use crate::payload::OpsBody;
+use crate::state::{Change, Op};
+
+/// Resend unacknowledged ops after this many seconds even if nothing new
+/// happened (the previous message may have been dropped by the server).
+pub const RETRANSMIT_AFTER_SECS: u64 = 3600;
+
+/// Our latest sync message in a peer's inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRef {
+    /// Its message id.
+    pub message_id: MessageId,
+    /// Its UID in the peer's inbox, when the server told us (APPENDUID).
+    pub uid: Option<u32>,
+    /// UIDVALIDITY of the peer's inbox for that UID.
+    pub uid_validity: Option<u32>,
+    /// Highest own seq it carried.
+    pub upto: u64,
+    /// When it was sent (Unix seconds).
+    pub at: u64,
+}
+
+/// Sync bookkeeping of one device (persisted with the group state).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncBook {
+    /// Highest seq assigned to our own ops.
+    pub last_seq: u64,
+    /// Our own ops not yet acknowledged by every active peer.
+    pub log: BTreeMap<u64, Op>,
+    /// Per peer, the highest of our seqs it acknowledged.
+    pub peer_acks: BTreeMap<DeviceId, u64>,
+    /// Per origin, the highest seq of its ops we applied with no gap.
+    pub received: BTreeMap<DeviceId, u64>,
+    /// Peers that sent us ops we have not acknowledged yet.
+    pub ack_due: BTreeSet<DeviceId>,
+    /// Our latest sync message per peer inbox.
+    pub last_sent: BTreeMap<DeviceId, SentRef>,
+}
+
+/// What applying a received ops body did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Ops that were new to us (by origin seq), to report as events.
+    pub new_ops: Vec<Op>,
+    /// Ops rejected because their origin was not the sender.
+    pub rejected: usize,
+}
+
+impl SyncBook {
+    /// Records a new local op and returns it.
+    pub fn push(&mut self, origin: &DeviceId, stamp: crate::hlc::Hlc, change: Change) -> Op {
+        self.last_seq += 1;
+        let op = Op {
+            origin: origin.clone(),
+            seq: self.last_seq,
+            stamp,
+            change,
+        };
+        self.log.insert(op.seq, op.clone());
+        op
+    }
+
+    /// Bookkeeping for a received ops body from `sender`; returns the ops to
+    /// merge (only the sender's own ones) and which were new.
+    pub fn receive(&mut self, me: &DeviceId, sender: &DeviceId, body: &OpsBody) -> Received {
+        let mut out = Received::default();
+        let have = self.received.get(sender).copied().unwrap_or(0);
+        let mut upto = have;
+        for op in &body.ops {
+            if &op.origin != sender {
+                out.rejected += 1;
+                continue;
+            }
+            if op.seq > have {
+                out.new_ops.push(op.clone());
+            }
+            if body.base <= have && op.seq > upto {
+                upto = op.seq;
+            }
+        }
+        if upto > have {
+            self.received.insert(sender.clone(), upto);
+        }
+        if !body.ops.is_empty() || body.base > have {
+            self.ack_due.insert(sender.clone());
+        }
+        if let Some(&acked) = body.acks.get(me) {
+            let acked = acked.min(self.last_seq);
+            let entry = self.peer_acks.entry(sender.clone()).or_insert(0);
+            *entry = (*entry).max(acked);
+        }
+        out
+    }
+
+    /// Drops ops every active peer has acknowledged, and state about peers
+    /// that are no longer active.
+    pub fn prune(&mut self, active_peers: &BTreeSet<DeviceId>) {
+        self.peer_acks.retain(|p, _| active_peers.contains(p));
+        self.last_sent.retain(|p, _| active_peers.contains(p));
+        self.ack_due.retain(|p| active_peers.contains(p));
+        let floor = active_peers
+            .iter()
+            .map(|p| self.peer_acks.get(p).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(self.last_seq);
+        self.log = self.log.split_off(&(floor + 1));
+    }
+
+    /// Whether a sync message to `peer` is due at `now`.
+    pub fn due(&self, peer: &DeviceId, now: u64) -> bool {
+        if self.ack_due.contains(peer) {
+            return true;
+        }
+        let acked = self.peer_acks.get(peer).copied().unwrap_or(0);
+        if acked >= self.last_seq || self.log.range(acked + 1..).next().is_none() {
+            return false;
+        }
+        match self.last_sent.get(peer) {
+            None => true,
+            Some(sent) => sent.upto < self.last_seq || now >= sent.at + RETRANSMIT_AFTER_SECS,
+        }
+    }
+
+    /// The ops body for `peer`: every own op it has not acknowledged, plus our acks.
+    pub fn body_for(&self, peer: &DeviceId) -> OpsBody {
+        let base = self.peer_acks.get(peer).copied().unwrap_or(0);
+        OpsBody {
+            base,
+            ops: self.log.range(base + 1..).map(|(_, op)| op.clone()).collect(),
+            acks: self.received.clone(),
+        }
+    }
+
+    /// Records that a sync message was appended to `peer`'s inbox.
+    pub fn mark_sent(&mut self, peer: &DeviceId, sent: SentRef) {
+        self.ack_due.remove(peer);
+        self.last_sent.insert(peer.clone(), sent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::state::{PeerState};
+
+    fn dev(n: u8) -> DeviceId {
+        DeviceId::parse(&format!("{:016x}", n)).unwrap()
+    }
+
+    fn change(i: u64) -> Change {
+        let mut p = PeerState::new(&format!("p{i}@x"));
+        p.last_seen = i;
+        Change::Peer(p)
+    }
+
+    fn stamp(i: u64) -> Hlc {
+        Hlc { ms: i, counter: 0, device: dev(1) }
+    }
+
+    #[test]
+    fn resends_everything_unacked_and_prunes_after_acks() {
+        let (a, b, c) = (dev(1), dev(2), dev(3));
+        let mut book = SyncBook::default();
+        for i in 1..=3 {
+            book.push(&a, stamp(i), change(i));
+        }
+        assert!(book.due(&b, 0));
+        assert_eq!(book.body_for(&b).ops.len(), 3);
+        // B acknowledges 2 of 3.
+        let mut b_book = SyncBook::default();
+        let got = b_book.receive(&b, &a, &book.body_for(&b));
+        assert_eq!(got.new_ops.len(), 3);
+        assert_eq!(b_book.received[&a], 3);
+        let mut ack = b_book.body_for(&a);
+        ack.acks.insert(a.clone(), 2);
+        book.receive(&a, &b, &ack);
+        assert_eq!(book.peer_acks[&b], 2);
+        assert_eq!(book.body_for(&b).ops.len(), 1);
+        let peers: BTreeSet<_> = [b.clone(), c.clone()].into();
+        book.prune(&peers);
+        assert_eq!(book.log.len(), 3, "C acknowledged nothing yet");
+        book.peer_acks.insert(c.clone(), 3);
+        book.prune(&peers);
+        assert_eq!(book.log.len(), 1);
+    }
+
+    #[test]
+    fn coalesced_message_supersedes_and_retransmits_after_timeout() {
+        let (a, b) = (dev(1), dev(2));
+        let mut book = SyncBook::default();
+        book.push(&a, stamp(1), change(1));
+        book.mark_sent(
+            &b,
+            SentRef { message_id: MessageId::parse(&"a".repeat(32)).unwrap(), uid: Some(1), uid_validity: Some(1), upto: 1, at: 100 },
+        );
+        assert!(!book.due(&b, 200));
+        assert!(book.due(&b, 100 + RETRANSMIT_AFTER_SECS));
+        book.push(&a, stamp(2), change(2));
+        assert!(book.due(&b, 200));
+    }
+
+    #[test]
+    fn ops_from_other_origins_are_rejected_and_gaps_not_acked() {
+        let (a, b, c) = (dev(1), dev(2), dev(3));
+        let mut forged = SyncBook::default();
+        forged.push(&c, stamp(1), change(1));
+        let mut body = forged.body_for(&a);
+        let mut book = SyncBook::default();
+        let got = book.receive(&a, &b, &body);
+        assert_eq!(got.rejected, 1);
+        assert!(got.new_ops.is_empty());
+        // A body claiming a base above what we have: ops merge, ack does not advance.
+        let mut sender = SyncBook::default();
+        for i in 1..=3 {
+            sender.push(&b, stamp(i), change(i));
+        }
+        body = sender.body_for(&a);
+        body.base = 2;
+        body.ops.retain(|o| o.seq > 2);
+        let got = book.receive(&a, &b, &body);
+        assert_eq!(got.new_ops.len(), 1);
+        assert_eq!(book.received.get(&b).copied().unwrap_or(0), 0);
+        assert!(book.ack_due.contains(&b));
+    }
+}

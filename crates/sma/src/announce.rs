@@ -1,0 +1,144 @@
+//! The announcements folder: reading, verifying and replacing announcements.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::OsRng;
+use sma_imap::{ImapError, Transport, Uid, UidRange};
+use sma_proto::device::{build_announcement, verify_announcement};
+use sma_proto::envelope::{peek_marker, Envelope, Kind};
+use sma_proto::payload::{AnnouncedState, Announcement};
+use sma_proto::DeviceId;
+use tracing::{debug, warn};
+
+use crate::device::Device;
+use crate::error::Result;
+
+/// Largest announcement we download.
+const ANNOUNCE_CAP: u32 = 256 * 1024;
+/// Most announcements we look at (newest first); more is flooding.
+const MAX_ANNOUNCEMENTS: usize = 2000;
+
+/// A verified announcement and where it lies.
+#[derive(Clone, Debug)]
+pub struct SeenAnnouncement {
+    /// UID in the announcements folder.
+    pub uid: Uid,
+    /// The announcement.
+    pub ann: Announcement,
+    /// Fingerprint of the certificate that signed it.
+    pub fingerprint: String,
+}
+
+/// Reads and verifies every announcement. `None` when the folder does not exist.
+pub async fn read_all<T: Transport>(t: &mut T, folder: &str) -> Result<Option<Vec<SeenAnnouncement>>> {
+    match t.examine(folder).await {
+        Ok(_) => {}
+        Err(ImapError::NoSuchFolder { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut headers = t.fetch_headers(UidRange::all()).await?;
+    headers.sort_by_key(|h| std::cmp::Reverse(h.uid));
+    headers.truncate(MAX_ANNOUNCEMENTS);
+    let wanted: Vec<Uid> = headers
+        .iter()
+        .filter(|h| match peek_marker(&h.header) {
+            Ok(m) if m.kind == Kind::Announce => true,
+            Ok(m) => {
+                debug!(uid = h.uid, kind = %m.kind, "non-announcement in the announcements folder, ignored");
+                false
+            }
+            Err(e) => {
+                debug!(uid = h.uid, error = %e, "foreign message in the announcements folder, ignored");
+                false
+            }
+        })
+        .map(|h| h.uid)
+        .collect();
+    let mut out = Vec::new();
+    for msg in t.fetch_messages(&wanted, ANNOUNCE_CAP).await? {
+        let Some(body) = msg.body else {
+            warn!(uid = msg.uid, size = msg.size, "oversized announcement ignored");
+            continue;
+        };
+        let verified = Envelope::parse(&body)
+            .map_err(sma_proto::ProtoError::from)
+            .and_then(|env| verify_announcement(&env));
+        match verified {
+            Ok((ann, cert)) => out.push(SeenAnnouncement {
+                uid: msg.uid,
+                ann,
+                fingerprint: cert.fingerprint().to_string(),
+            }),
+            Err(e) => warn!(uid = msg.uid, error = %e, "invalid announcement ignored"),
+        }
+    }
+    out.sort_by_key(|s| s.uid);
+    Ok(Some(out))
+}
+
+/// The newest announcement per device (by heartbeat, then UID).
+pub fn latest_per_device(all: &[SeenAnnouncement]) -> BTreeMap<DeviceId, SeenAnnouncement> {
+    let mut map: BTreeMap<DeviceId, SeenAnnouncement> = BTreeMap::new();
+    for s in all {
+        match map.get(&s.ann.device_id) {
+            Some(cur) if (cur.ann.heartbeat, cur.uid) >= (s.ann.heartbeat, s.uid) => {}
+            _ => {
+                map.insert(s.ann.device_id.clone(), s.clone());
+            }
+        }
+    }
+    map
+}
+
+impl Device {
+    /// Appends a fresh announcement of ourselves and deletes our older ones.
+    pub(crate) async fn announce<T: Transport>(
+        &mut self,
+        t: &mut T,
+        state: AnnouncedState,
+        founder: bool,
+    ) -> Result<()> {
+        let folder = self.info.folders.announce();
+        let now = self.now();
+        let bytes = build_announcement(
+            &mut OsRng,
+            &self.member.me,
+            &self.info.name,
+            self.info.created,
+            now,
+            state,
+            self.info.folders.layout,
+            founder,
+        )?;
+        let new_uid = t.append(&folder, &[], &bytes).await?;
+        self.info.announced_at = now;
+        self.save()?;
+        self.delete_own_announcements(t, new_uid).await
+    }
+
+    /// Deletes our own announcements except `keep` (without a UID from
+    /// APPENDUID, except the newest one).
+    pub(crate) async fn delete_own_announcements<T: Transport>(
+        &mut self,
+        t: &mut T,
+        keep: Option<Uid>,
+    ) -> Result<()> {
+        let folder = self.info.folders.announce();
+        let Some(all) = read_all(t, &folder).await? else {
+            return Ok(());
+        };
+        let me = self.member.me.fingerprint();
+        let own: Vec<Uid> = all
+            .iter()
+            .filter(|s| s.ann.device_id == self.info.id && s.fingerprint == me)
+            .map(|s| s.uid)
+            .collect();
+        let keep = keep.or(own.iter().copied().max());
+        let stale: Vec<Uid> = own.into_iter().filter(|u| Some(*u) != keep).collect();
+        if !stale.is_empty() {
+            t.select(&folder).await?;
+            t.delete_messages(&stale).await?;
+        }
+        Ok(())
+    }
+}

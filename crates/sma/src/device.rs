@@ -1,0 +1,183 @@
+//! An opened device home: configuration, keys, protocol state and store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sma_crypto::DeviceKey;
+use sma_imap::{ImapSession, Password};
+use sma_proto::device::{CoreState, Identity, Member};
+use sma_proto::folders::{FolderNames, Layout};
+use sma_proto::DeviceId;
+use sma_store::Store;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Role, ServerConfig};
+use crate::error::{Error, Result};
+
+/// File name of the store inside a home.
+pub const STORE_FILE: &str = "sma.sqlite";
+
+/// Persistent description of this device (meta key `device`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Our device id.
+    pub id: DeviceId,
+    /// Human name.
+    pub name: String,
+    /// The account address.
+    pub account: String,
+    /// Creation time (Unix seconds).
+    pub created: u64,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Folder naming (prefix, delimiter, layout).
+    pub folders: FolderNames,
+    /// Our role.
+    pub role: Role,
+    /// Heartbeat time of our current announcement (Unix seconds).
+    pub announced_at: u64,
+}
+
+/// An opened device.
+pub struct Device {
+    pub(crate) home: PathBuf,
+    pub(crate) store: Store,
+    pub(crate) info: DeviceInfo,
+    pub(crate) member: Member,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Device {
+    /// Opens the device living in `home`.
+    pub fn open(home: &Path) -> Result<Device> {
+        Self::open_with_clock(home, Arc::new(SystemClock))
+    }
+
+    /// Opens the device with an explicit clock (tests, simulation).
+    pub fn open_with_clock(home: &Path, clock: Arc<dyn Clock>) -> Result<Device> {
+        let db_path = home.join(STORE_FILE);
+        if !db_path.exists() {
+            return Err(Error::NotInitialised {
+                home: home.to_owned(),
+            });
+        }
+        let store = Store::open(&db_path)?;
+        let db = store.read();
+        let info: DeviceInfo = db
+            .meta("device")?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .ok_or_else(|| Error::NotInitialised {
+                home: home.to_owned(),
+            })?;
+        let key_bytes = db.secret("device_key")?.ok_or_else(|| {
+            Error::Server(format!(
+                "the device key is missing from {} — this device was wiped; run `sma init` with a fresh --home",
+                db_path.display()
+            ))
+        })?;
+        let key = DeviceKey::from_bytes(&key_bytes).map_err(sma_proto::ProtoError::from)?;
+        let core: CoreState = db.core()?.unwrap_or_default();
+        drop(db);
+        Ok(Device {
+            home: home.to_owned(),
+            member: Member {
+                me: Identity {
+                    id: info.id.clone(),
+                    account: info.account.clone(),
+                    key,
+                },
+                core,
+            },
+            store,
+            info,
+            clock,
+        })
+    }
+
+    /// Our device id.
+    pub fn id(&self) -> &DeviceId {
+        &self.info.id
+    }
+
+    /// The persistent description.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The protocol state (group, bookkeeping).
+    pub fn core(&self) -> &CoreState {
+        &self.member.core
+    }
+
+    /// The group's layout.
+    pub fn layout(&self) -> Layout {
+        self.info.folders.layout
+    }
+
+    /// Our inbox folder.
+    pub fn inbox(&self) -> String {
+        self.info.folders.inbox(&self.info.id)
+    }
+
+    /// Connects to the server with the stored settings.
+    pub async fn connect(&self, password: &Password) -> Result<ImapSession> {
+        Ok(ImapSession::connect(&self.info.server.imap_config(password)).await?)
+    }
+
+    /// Fails unless this device is a member (exit 4 if removed).
+    pub(crate) fn require_member(&self) -> Result<()> {
+        match self.info.role {
+            Role::Founder | Role::Member => Ok(()),
+            Role::Pending => Err(Error::NotPaired),
+            Role::Removed => Err(self.removed_error()),
+        }
+    }
+
+    pub(crate) fn removed_error(&self) -> Error {
+        Error::Removed {
+            device_id: self.info.id.to_string(),
+            why: String::new(),
+        }
+    }
+
+    /// Saves configuration and protocol state in one transaction.
+    pub(crate) fn save(&mut self) -> Result<()> {
+        let info = serde_json::to_string(&self.info).unwrap_or_default();
+        let core = &self.member.core;
+        self.store.write(|db| {
+            db.set_meta("device", &info)?;
+            db.set_core(core)?;
+            Ok::<_, Error>(())
+        })
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+impl Device {
+    /// A secret saved in the home (e.g. the IMAP password with `--save-password`).
+    pub fn saved_secret(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .read()
+            .secret(name)?
+            .and_then(|b| String::from_utf8(b).ok()))
+    }
+
+    /// Saves a secret in the home (file mode 0600).
+    pub fn save_secret(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        self.store.write(|db| db.set_secret(name, value).map_err(Error::from))
+    }
+}

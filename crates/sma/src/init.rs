@@ -1,0 +1,246 @@
+//! `init`: create this device, then found the group or announce as pending.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rand::rngs::OsRng;
+use serde::Serialize;
+use sma_crypto::{AccountKey, DeviceKey};
+use sma_imap::{ImapSession, Password, Transport};
+use sma_proto::device::{build_announcement, CoreState, Identity, Member};
+use sma_proto::folders::{FolderNames, Layout};
+use sma_proto::payload::AnnouncedState;
+use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus};
+use sma_proto::DeviceId;
+use sma_store::Store;
+use tracing::info;
+
+use crate::announce::{self, SeenAnnouncement};
+use crate::clock::Clock;
+use crate::config::{Role, ServerConfig};
+use crate::device::{Device, DeviceInfo, STORE_FILE};
+use crate::error::{Error, Result};
+
+/// How long a founder waits before re-reading the announcements folder to
+/// detect a simultaneous founder.
+const FOUNDER_SETTLE: Duration = Duration::from_millis(700);
+
+/// What `init` needs.
+pub struct InitOptions {
+    /// The home directory to create the device in.
+    pub home: PathBuf,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Device name (defaults to the host name).
+    pub name: String,
+    /// Inbox layout if we found the group.
+    pub layout: Layout,
+    /// An account key imported from an Autocrypt Setup Message.
+    pub account_key: Option<AccountKey>,
+}
+
+/// The folders `init` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct InitFolders {
+    /// Announcements folder.
+    pub announce: String,
+    /// Our inbox.
+    pub inbox: String,
+}
+
+/// What `init` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct InitReport {
+    /// Our new device id.
+    pub device_id: String,
+    /// `founder` or `pending`.
+    pub role: Role,
+    /// The account.
+    pub account: String,
+    /// Our folders.
+    pub folders: InitFolders,
+}
+
+/// Refuses a home that already holds a device.
+pub fn check_home_free(home: &Path) -> Result<()> {
+    let db = home.join(STORE_FILE);
+    if db.exists() {
+        let device_id = Store::open(&db)
+            .ok()
+            .and_then(|s| s.read().meta("device").ok().flatten())
+            .and_then(|j| serde_json::from_str::<DeviceInfo>(&j).ok())
+            .map(|i| i.id.to_string())
+            .unwrap_or_else(|| "(unreadable)".into());
+        return Err(Error::AlreadyInitialised {
+            home: home.to_owned(),
+            device_id,
+        });
+    }
+    Ok(())
+}
+
+/// Runs `init`: connects, founds or announces, and only then writes the home.
+pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> Result<InitReport> {
+    check_home_free(&opts.home)?;
+    let mut t = ImapSession::connect(&opts.server.imap_config(password)).await?;
+    let ns = t.namespace().await?;
+    let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
+    let existing = announce::read_all(&mut t, &folders.announce()).await?;
+    let group_exists = existing.as_ref().is_some_and(|a| {
+        a.iter()
+            .any(|s| s.ann.state == sma_proto::payload::AnnouncedState::Member)
+    });
+    let mut id = DeviceId::random(&mut OsRng);
+    while existing
+        .iter()
+        .flatten()
+        .any(|s| s.ann.device_id == id)
+    {
+        info!(%id, "device id already announced; drawing another");
+        id = DeviceId::random(&mut OsRng);
+    }
+    let now = clock.now();
+    let key = DeviceKey::generate(&mut OsRng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
+    let mut member = Member {
+        me: Identity {
+            id: id.clone(),
+            account: opts.server.user.clone(),
+            key,
+        },
+        core: CoreState::default(),
+    };
+    let mut role;
+    if group_exists {
+        // Follow the group's layout.
+        if let Some(l) = existing.iter().flatten().map(|s| s.ann.layout).last() {
+            folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
+        }
+        create_unsubscribed(&mut t, &folders.inbox(&id)).await?;
+        let bytes = build_announcement(&mut OsRng, &member.me, &opts.name, now, now, AnnouncedState::Pending, folders.layout, false)?;
+        t.append(&folders.announce(), &[], &bytes).await?;
+        role = Role::Pending;
+    } else {
+        create_unsubscribed(&mut t, &folders.announce()).await?;
+        create_unsubscribed(&mut t, &folders.inbox(&id)).await?;
+        found_state(&mut member, &opts, now, clock.now_ms())?;
+        let bytes = build_announcement(&mut OsRng, &member.me, &opts.name, now, now, AnnouncedState::Member, folders.layout, true)?;
+        t.append(&folders.announce(), &[], &bytes).await?;
+        role = Role::Founder;
+    }
+    let info = DeviceInfo {
+        id: id.clone(),
+        name: opts.name.clone(),
+        account: opts.server.user.clone(),
+        created: now,
+        server: opts.server.clone(),
+        folders: folders.clone(),
+        role,
+        announced_at: now,
+    };
+    write_home(&opts.home, &info, &member)?;
+    if role == Role::Founder {
+        tokio::time::sleep(FOUNDER_SETTLE).await;
+        let mut dev = Device::open(&opts.home)?;
+        if dev.resolve_founder_race(&mut t).await? {
+            role = Role::Pending;
+        }
+    }
+    let _ = t.logout().await;
+    Ok(InitReport {
+        device_id: id.to_string(),
+        role,
+        account: opts.server.user.clone(),
+        folders: InitFolders {
+            announce: folders.announce(),
+            inbox: folders.inbox(&id),
+        },
+    })
+}
+
+/// The founder's initial state: itself as the only active member, and the account key.
+fn found_state(member: &mut Member, opts: &InitOptions, now: u64, now_ms: u64) -> Result<()> {
+    let account_key = match &opts.account_key {
+        Some(k) => k.clone(),
+        None => AccountKey::generate(&mut OsRng, &opts.server.user, now).map_err(sma_proto::ProtoError::from)?,
+    };
+    let stamp = member.stamp(now_ms);
+    let record = MemberRecord {
+        id: member.me.id.clone(),
+        fingerprint: member.me.fingerprint(),
+        cert: member.me.cert().to_armored(),
+        name: opts.name.clone(),
+        name_stamp: stamp.clone(),
+        status: MemberStatus::Active,
+        heartbeat: now,
+    };
+    member.change(now_ms, Change::Member(record));
+    member.change(
+        now_ms,
+        Change::AccountKey(AccountKeyRecord {
+            generation: 1,
+            stamp,
+            fingerprint: account_key.fingerprint().to_string(),
+            secret: account_key.to_armored_secret(),
+        }),
+    );
+    Ok(())
+}
+
+/// Creates a folder (idempotently) and makes sure it is not subscribed.
+pub(crate) async fn create_unsubscribed<T: Transport>(t: &mut T, folder: &str) -> Result<()> {
+    t.create(folder).await?;
+    t.unsubscribe(folder).await?;
+    Ok(())
+}
+
+fn write_home(home: &Path, info: &DeviceInfo, member: &Member) -> Result<()> {
+    let io = |source| Error::Io {
+        path: home.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(home).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    let mut store = Store::open(&home.join(STORE_FILE))?;
+    let info_json = serde_json::to_string(info).unwrap_or_default();
+    let key = member.me.key.to_bytes();
+    store.write(|db| {
+        db.set_meta("device", &info_json)?;
+        db.set_secret("device_key", &key)?;
+        db.set_core(&member.core)?;
+        Ok::<_, Error>(())
+    })
+}
+
+impl Device {
+    /// Simultaneous founders: among founder announcements the lowest
+    /// (created, device id) wins. If that is not us and nobody has paired
+    /// with us yet, we step down to pending. Returns whether we stepped down.
+    pub(crate) async fn resolve_founder_race<T: Transport>(&mut self, t: &mut T) -> Result<bool> {
+        if self.info.role != Role::Founder || self.member.peers().len() > 0 {
+            return Ok(false);
+        }
+        let Some(all) = announce::read_all(t, &self.info.folders.announce()).await? else {
+            return Ok(false);
+        };
+        let winner: Option<&SeenAnnouncement> = announce::latest_per_device(&all)
+            .into_values()
+            .filter(|s| s.ann.founder)
+            .min_by(|a, b| (a.ann.created, &a.ann.device_id).cmp(&(b.ann.created, &b.ann.device_id)))
+            .and_then(|w| all.iter().find(|s| s.uid == w.uid));
+        match winner {
+            Some(w) if w.ann.device_id != self.info.id => {
+                info!(winner = %w.ann.device_id, "another device founded the group at the same time and wins; this device becomes pending");
+                self.info.role = Role::Pending;
+                self.member.core = CoreState::default();
+                self.save()?;
+                self.announce(t, AnnouncedState::Pending, false).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! # sma — the Shared MUAA Messaging Archive library
+//!
+//! Lets every mail program on every device of one email account find each
+//! other, pair with a short code, and keep their Autocrypt state in sync,
+//! using only dedicated folders on the account's IMAP server.
+//!
+//! This crate drives the sans-IO protocol core (`sma-proto`) over any
+//! [`sma_imap::Transport`] (the real IMAP session, or a simulated server),
+//! with a SQLite store (`sma-store`) per device home. Front ends — the `sma`
+//! command-line program and the JSON-RPC server — are thin layers over
+//! [`Device`] and [`init::init`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sma::Error> {
+//! use sma::{Device, Password};
+//! let mut dev = Device::open(std::path::Path::new("/home/me/.local/share/sma/alice"))?;
+//! let password = Password::new("secret");
+//! let mut session = dev.connect(&password).await?;
+//! let report = dev.sync(&mut session).await?;
+//! println!("applied {} ops, sent {} messages", report.applied, report.sent);
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod announce;
+pub mod clock;
+pub mod config;
+mod device;
+mod error;
+pub mod events;
+mod inbox;
+pub mod init;
+mod outbound;
+pub mod pair;
+pub mod round;
+pub mod status;
+
+pub use announce::SeenAnnouncement;
+pub use config::{Role, ServerConfig};
+pub use device::{Device, DeviceInfo, STORE_FILE};
+pub use error::{Error, ErrorKind, Result};
+pub use events::{AppMessage, Event};
+pub use outbound::SendReport;
+pub use sma_crypto::PairingCode;
+pub use sma_imap::{ImapSession, Password};
+pub use sma_proto::DeviceId;

@@ -1,0 +1,135 @@
+//! Sending: coalesced sync messages and application messages.
+
+use rand::rngs::OsRng;
+use serde::Serialize;
+use sma_imap::{ImapError, Transport};
+use sma_proto::envelope::{message_id_for, Kind, Recipient};
+use sma_proto::payload::{AppBody, SealedContent};
+use sma_proto::sync::SentRef;
+use sma_proto::DeviceId;
+use tracing::{debug, warn};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+
+/// Most unprocessed messages a recipient inbox may hold before `send` refuses.
+pub const APP_INBOX_CAP: u32 = 100;
+
+/// What `send` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct SendReport {
+    /// The message id.
+    pub message_id: String,
+    /// Recipient device ids.
+    pub to: Vec<String>,
+}
+
+impl Device {
+    /// Appends every due sync message, replacing our previous unprocessed one
+    /// in each peer's inbox. Returns how many were sent.
+    pub(crate) async fn send_syncs<T: Transport>(&mut self, t: &mut T) -> Result<usize> {
+        let now = self.now();
+        let outgoing = self.member.outgoing_syncs(&mut OsRng, now)?;
+        let mut sent = 0;
+        for out in outgoing {
+            let folder = self.info.folders.inbox(&out.peer);
+            let uid = match t.append(&folder, &[], &out.bytes).await {
+                Ok(uid) => uid,
+                Err(ImapError::NoSuchFolder { .. }) => {
+                    warn!(peer = %out.peer, "the inbox of this member is missing; not sending to it");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let previous = self.member.core.book.last_sent.get(&out.peer).cloned();
+            let state = t.select(&folder).await?;
+            if let Some(prev) = previous {
+                let uids = match (prev.uid, prev.uid_validity) {
+                    (Some(uid), Some(v)) if v == state.uid_validity => vec![uid],
+                    _ => t.search_header("Message-ID", &message_id_for(&prev.message_id)).await?,
+                };
+                if !uids.is_empty() {
+                    debug!(peer = %out.peer, "replacing our unprocessed sync message");
+                    t.delete_messages(&uids).await?;
+                }
+            }
+            self.member.core.book.mark_sent(
+                &out.peer,
+                SentRef {
+                    message_id: out.message_id,
+                    uid,
+                    uid_validity: uid.map(|_| state.uid_validity),
+                    upto: out.upto,
+                    at: now,
+                },
+            );
+            self.save()?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Sends an application message to one member or to all other members.
+    pub async fn send<T: Transport>(
+        &mut self,
+        t: &mut T,
+        to: Option<&DeviceId>,
+        kind: &str,
+        body: &[u8],
+    ) -> Result<SendReport> {
+        self.require_member()?;
+        if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Usage(format!(
+                "invalid message kind {kind:?}: use 1 to 64 printable ASCII characters, e.g. `text`"
+            )));
+        }
+        if body.len() > 512 * 1024 {
+            return Err(Error::Usage(format!(
+                "message body is {} bytes; the limit is 512 KiB",
+                body.len()
+            )));
+        }
+        let peers = self.member.peers();
+        let recipients: Vec<DeviceId> = match to {
+            Some(id) if peers.contains(id) => vec![id.clone()],
+            Some(id) if id == self.id() => {
+                return Err(Error::Usage("cannot send a message to this device itself".into()))
+            }
+            Some(id) => return Err(Error::UnknownDevice(id.to_string())),
+            None => peers.into_iter().collect(),
+        };
+        if recipients.is_empty() {
+            return Err(Error::Usage(
+                "there is no other member to send to — pair a device first (`sma pair`)".into(),
+            ));
+        }
+        for r in &recipients {
+            let status = t.status(&self.info.folders.inbox(r)).await?;
+            if status.messages >= APP_INBOX_CAP {
+                return Err(Error::InboxFull(r.to_string(), status.messages as usize));
+            }
+        }
+        let route = match to {
+            Some(id) => Recipient::Device(id.clone()),
+            None => Recipient::All,
+        };
+        let (id, bytes) = self.member.seal(
+            &mut OsRng,
+            self.now(),
+            Kind::App,
+            route,
+            &recipients,
+            SealedContent::App(AppBody {
+                app_kind: kind.to_owned(),
+                body: body.to_vec(),
+            }),
+        )?;
+        for r in &recipients {
+            t.append(&self.info.folders.inbox(r), &[], &bytes).await?;
+        }
+        Ok(SendReport {
+            message_id: id.to_string(),
+            to: recipients.iter().map(|r| r.to_string()).collect(),
+        })
+    }
+}

@@ -1,0 +1,398 @@
+//! `pair` (on a member) and `join` (on the pending device).
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::OsRng;
+use serde::Serialize;
+use sma_crypto::{Certificate, PairingCode};
+use sma_imap::{ImapError, Transport, Uid, UidRange};
+use sma_proto::device::CoreState;
+use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
+use sma_proto::pairing::{JoinerPairing, MemberPairing};
+use sma_proto::payload::{self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairReply, PairWelcome, Welcome};
+use sma_proto::state::{Change, MemberRecord, MemberStatus};
+use sma_proto::{DeviceId, MessageId, ProtoError};
+use tracing::{info, warn};
+
+use crate::announce;
+use crate::config::Role;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::round::WATCH_POLL;
+
+/// Default time `pair` waits for the joiner.
+pub const PAIR_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default time `join` waits for the member.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Progress of `pair`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PairEvent {
+    /// Show this code to the person.
+    Code {
+        /// The pairing code, grouped.
+        code: String,
+        /// The pending device.
+        device_id: String,
+    },
+    /// The device is now a member.
+    Paired {
+        /// The new member.
+        device_id: String,
+    },
+}
+
+/// What `join` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct JoinReport {
+    /// Always `joined`.
+    pub event: &'static str,
+    /// Our id.
+    pub device_id: String,
+    /// Active members, us included.
+    pub members: usize,
+}
+
+/// A pairing message found in an inbox.
+struct Found<T> {
+    uid: Uid,
+    marker: Marker,
+    payload: T,
+}
+
+/// Reads pairing messages of `kind` from `sender` (any if None) in the selected folder.
+async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
+    t: &mut T,
+    kind: Kind,
+    sender: Option<&DeviceId>,
+) -> Result<Vec<Found<P>>> {
+    let headers = t.fetch_headers(UidRange::all()).await?;
+    let uids: Vec<Uid> = headers
+        .iter()
+        .filter(|h| {
+            peek_marker(&h.header)
+                .is_ok_and(|m| m.kind == kind && sender.is_none_or(|s| &m.from == s))
+        })
+        .map(|h| h.uid)
+        .collect();
+    let mut out = Vec::new();
+    for msg in t.fetch_messages(&uids, kind.size_cap() as u32).await? {
+        let Some(raw) = msg.body else { continue };
+        let parsed = Envelope::parse(&raw).and_then(|env| match env.body {
+            Body::Plain { payload } => Ok((env.marker, payload::from_json::<P>(&payload)?)),
+            _ => Err(sma_proto::InvalidMessage::Missing("pairing body")),
+        });
+        match parsed {
+            Ok((marker, payload)) => out.push(Found {
+                uid: msg.uid,
+                marker,
+                payload,
+            }),
+            Err(e) => warn!(uid = msg.uid, error = %e, "invalid pairing message ignored"),
+        }
+    }
+    Ok(out)
+}
+
+fn pairing_message<P: serde::Serialize>(dev: &Device, kind: Kind, to: &DeviceId, payload: &P) -> (MessageId, Vec<u8>) {
+    let id = MessageId::random(&mut OsRng);
+    let env = Envelope {
+        account: dev.info.account.clone(),
+        date: dev.now(),
+        marker: Marker {
+            kind,
+            from: dev.info.id.clone(),
+            to: Recipient::Device(to.clone()),
+            id: id.clone(),
+        },
+        body: Body::Plain {
+            payload: payload::to_json(payload),
+        },
+    };
+    (id, env.to_bytes())
+}
+
+async fn wait_for_change<T: Transport>(t: &mut T, folder: &str, deadline: Instant) -> Result<()> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        t.select(folder).await?;
+        t.idle(left.min(WATCH_POLL)).await?;
+    }
+    Ok(())
+}
+
+async fn delete_by_message_id<T: Transport>(t: &mut T, folder: &str, id: &MessageId) {
+    let result = async {
+        t.select(folder).await?;
+        let uids = t
+            .search_header("Message-ID", &sma_proto::envelope::message_id_for(id))
+            .await?;
+        if !uids.is_empty() {
+            t.delete_messages(&uids).await?;
+        }
+        Ok::<_, ImapError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        warn!(error = %e, "could not clean up a pairing message");
+    }
+}
+
+impl Device {
+    /// Pending devices that could be paired: announced as pending, not members.
+    pub async fn pending_devices<T: Transport>(&mut self, t: &mut T) -> Result<Vec<announce::SeenAnnouncement>> {
+        let all = announce::read_all(t, &self.info.folders.announce()).await?.unwrap_or_default();
+        let group = &self.member.core.group;
+        let mut pending: Vec<_> = announce::latest_per_device(&all)
+            .into_values()
+            .filter(|s| s.ann.state == AnnouncedState::Pending && group.status_of(&s.ann.device_id).is_none())
+            .collect();
+        pending.sort_by_key(|s| (s.ann.heartbeat, s.uid));
+        Ok(pending)
+    }
+
+    /// `pair`: shows a code for a pending device and waits until it joined.
+    pub async fn pair<T: Transport>(
+        &mut self,
+        t: &mut T,
+        device: Option<&DeviceId>,
+        timeout: Duration,
+        mut on_event: impl FnMut(&PairEvent),
+    ) -> Result<String> {
+        self.require_member()?;
+        let deadline = Instant::now() + timeout;
+        let pending = self.pending_devices(t).await?;
+        let target = match device {
+            Some(id) => pending.iter().find(|s| &s.ann.device_id == id).ok_or_else(|| {
+                if self.member.core.group.status_of(id).is_some() {
+                    Error::Usage(format!("device {id} is already known to the group; only pending devices can be paired"))
+                } else {
+                    Error::UnknownDevice(id.to_string())
+                }
+            })?,
+            None => pending.last().ok_or(Error::NoPendingDevice)?,
+        };
+        let joiner_id = target.ann.device_id.clone();
+        let joiner_cert = Certificate::from_armored(&target.ann.cert).map_err(ProtoError::from)?;
+        let code = PairingCode::generate(&mut OsRng);
+        let (state, hello) = MemberPairing::start(
+            &mut OsRng,
+            &self.info.account,
+            &self.info.id,
+            &self.member.me.cert(),
+            &joiner_id,
+            joiner_cert.clone(),
+            &code,
+        );
+        let joiner_inbox = self.info.folders.inbox(&joiner_id);
+        let (hello_id, bytes) = pairing_message(self, Kind::PairHello, &joiner_id, &hello);
+        t.append(&joiner_inbox, &[], &bytes).await?;
+        on_event(&PairEvent::Code {
+            code: code.display_grouped(),
+            device_id: joiner_id.to_string(),
+        });
+        drop(code);
+        let inbox = self.inbox();
+        let reply = loop {
+            t.select(&inbox).await?;
+            let replies: Vec<Found<PairReply>> = find_pairing(t, Kind::PairReply, Some(&joiner_id)).await?;
+            let (ours, stale): (Vec<_>, Vec<_>) = replies.into_iter().partition(|r| &r.payload.attempt == state.attempt());
+            if !stale.is_empty() {
+                t.delete_messages(&stale.iter().map(|r| r.uid).collect::<Vec<_>>()).await?;
+            }
+            if let Some(r) = ours.into_iter().next() {
+                break r;
+            }
+            if Instant::now() >= deadline {
+                delete_by_message_id(t, &joiner_inbox, &hello_id).await;
+                return Err(Error::Timeout {
+                    what: format!("device {joiner_id} to run `sma join` with the code"),
+                    secs: timeout.as_secs(),
+                });
+            }
+            wait_for_change(t, &inbox, deadline).await?;
+        };
+        t.delete_messages(&[reply.uid]).await?;
+        let confirmed = match state.on_reply(&reply.payload) {
+            Ok(c) => c,
+            Err(e) => {
+                let abort = PairAbort {
+                    attempt: reply.payload.attempt.clone(),
+                    reason: "code-rejected".into(),
+                };
+                let (_, bytes) = pairing_message(self, Kind::PairAbort, &joiner_id, &abort);
+                t.append(&joiner_inbox, &[], &bytes).await?;
+                delete_by_message_id(t, &joiner_inbox, &hello_id).await;
+                return Err(match e {
+                    ProtoError::CodeRejected => Error::CodeRejected(format!(
+                        "device {joiner_id} answered with a different code; the code is burnt — run `sma pair` again for a fresh code"
+                    )),
+                    other => other.into(),
+                });
+            }
+        };
+        // Admit the joiner into our state, then hand it the state.
+        let now = self.now();
+        let now_ms = self.now_ms();
+        let stamp = self.member.stamp(now_ms);
+        self.member.change(
+            now_ms,
+            Change::Member(MemberRecord {
+                id: joiner_id.clone(),
+                fingerprint: joiner_cert.fingerprint().to_string(),
+                cert: joiner_cert.to_armored(),
+                name: target.ann.name.clone(),
+                name_stamp: stamp,
+                status: MemberStatus::Active,
+                heartbeat: target.ann.heartbeat.max(now),
+            }),
+        );
+        self.save()?;
+        let welcome = Welcome {
+            account: self.info.account.clone(),
+            member_id: self.info.id.clone(),
+            joiner_id: joiner_id.clone(),
+            state: self.member.core.group.clone(),
+        };
+        let (confirm, sealed) = confirmed.finish(&mut OsRng, &welcome);
+        let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner_id, &confirm);
+        let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner_id, &sealed);
+        t.append(&joiner_inbox, &[], &confirm_bytes).await?;
+        t.append(&joiner_inbox, &[], &welcome_bytes).await?;
+        info!(device = %joiner_id, "paired; telling the other members");
+        if let Err(e) = self.send_syncs(t).await {
+            warn!(error = %e, "could not tell the other members yet; the next sync will");
+        }
+        on_event(&PairEvent::Paired {
+            device_id: joiner_id.to_string(),
+        });
+        Ok(joiner_id.to_string())
+    }
+
+    /// `join`: completes pairing on the pending device with the typed code.
+    pub async fn join<T: Transport>(&mut self, t: &mut T, code: &PairingCode, timeout: Duration) -> Result<JoinReport> {
+        match self.info.role {
+            Role::Pending => {}
+            Role::Removed => return Err(self.removed_error()),
+            _ => return Err(Error::AlreadyMember),
+        }
+        let deadline = Instant::now() + timeout;
+        let inbox = self.inbox();
+        let timeout_error = |what: &str| Error::Timeout {
+            what: what.to_owned(),
+            secs: timeout.as_secs(),
+        };
+        // 1. The newest hello naming us; older ones are dropped.
+        let hello = loop {
+            t.select(&inbox).await?;
+            let mut hellos: Vec<Found<PairHello>> = find_pairing(t, Kind::PairHello, None).await?;
+            hellos.sort_by_key(|h| h.uid);
+            if let Some(newest) = hellos.pop() {
+                if !hellos.is_empty() {
+                    t.delete_messages(&hellos.iter().map(|h| h.uid).collect::<Vec<_>>()).await?;
+                }
+                break newest;
+            }
+            if Instant::now() >= deadline {
+                return Err(timeout_error("a member device to run `sma pair` (no pairing request arrived)"));
+            }
+            wait_for_change(t, &inbox, deadline).await?;
+        };
+        if hello.marker.from != hello.payload.member_id {
+            t.delete_messages(&[hello.uid]).await?;
+            return Err(Error::Server("a forged pairing request was found and deleted; run `sma pair` again".into()));
+        }
+        let member_id = hello.payload.member_id.clone();
+        let (state, reply) = JoinerPairing::respond(
+            &mut OsRng,
+            &self.info.account,
+            &self.info.id,
+            &self.member.me.cert(),
+            &hello.payload,
+            code,
+        )?;
+        let member_inbox = self.info.folders.inbox(&member_id);
+        let (reply_id, bytes) = pairing_message(self, Kind::PairReply, &member_id, &reply);
+        t.append(&member_inbox, &[], &bytes).await?;
+        t.select(&inbox).await?;
+        t.delete_messages(&[hello.uid]).await?;
+        // 2. The member's confirmation (or abort), then the welcome.
+        let mut confirmed = None;
+        let welcome = loop {
+            t.select(&inbox).await?;
+            let aborts: Vec<Found<PairAbort>> = find_pairing(t, Kind::PairAbort, Some(&member_id)).await?;
+            if let Some(a) = aborts.iter().find(|a| &a.payload.attempt == state.attempt()) {
+                t.delete_messages(&aborts.iter().map(|a| a.uid).collect::<Vec<_>>()).await?;
+                let _ = a;
+                return Err(Error::CodeRejected(format!(
+                    "device {member_id} rejected the code; it is burnt — run `sma pair` there again and type the new code"
+                )));
+            }
+            if confirmed.is_none() {
+                let confirms: Vec<Found<PairConfirm>> = find_pairing(t, Kind::PairConfirm, Some(&member_id)).await?;
+                if let Some(c) = confirms.iter().find(|c| &c.payload.attempt == state.attempt()) {
+                    t.delete_messages(&confirms.iter().map(|c| c.uid).collect::<Vec<_>>()).await?;
+                    let c = c.payload.clone();
+                    confirmed = Some(state.on_confirm(&c).map_err(|_| {
+                        Error::CodeRejected(format!(
+                            "device {member_id} did not prove knowledge of the code; pairing aborted — run `sma pair` again"
+                        ))
+                    })?);
+                    // `state` moved: continue with the confirmed proof only.
+                    break loop {
+                        let welcomes: Vec<Found<PairWelcome>> = find_pairing(t, Kind::PairWelcome, Some(&member_id)).await?;
+                        if let Some(w) = welcomes.into_iter().next() {
+                            break w;
+                        }
+                        if Instant::now() >= deadline {
+                            return Err(timeout_error("the welcome from the member device"));
+                        }
+                        wait_for_change(t, &inbox, deadline).await?;
+                        t.select(&inbox).await?;
+                    };
+                }
+            }
+            if Instant::now() >= deadline {
+                delete_by_message_id(t, &member_inbox, &reply_id).await;
+                return Err(timeout_error("the member device to confirm the code"));
+            }
+            wait_for_change(t, &inbox, deadline).await?;
+        };
+        let Some(proof) = confirmed else {
+            return Err(Error::Server("pairing ended without confirmation".into()));
+        };
+        let welcome_msg = proof.open_welcome(&welcome.payload)?;
+        t.delete_messages(&[welcome.uid]).await?;
+        self.install_welcome(welcome_msg)?;
+        self.announce(t, AnnouncedState::Member, false).await?;
+        let members = self.member.core.group.active_members().count();
+        Ok(JoinReport {
+            event: "joined",
+            device_id: self.info.id.to_string(),
+            members,
+        })
+    }
+
+    fn install_welcome(&mut self, welcome: Welcome) -> Result<()> {
+        if welcome.joiner_id != self.info.id || !welcome.account.eq_ignore_ascii_case(&self.info.account) {
+            return Err(Error::Server("the welcome names another device or account; ignored".into()));
+        }
+        if !welcome.state.is_active_member(&self.info.id, &self.member.me.fingerprint()) {
+            return Err(Error::Server("the welcome does not list this device as a member; ignored".into()));
+        }
+        if welcome.state.current_account_key().is_none() {
+            return Err(Error::Server("the welcome carries no account key; ignored".into()));
+        }
+        let mut core = CoreState {
+            group: welcome.state,
+            ..CoreState::default()
+        };
+        for rec in core.group.members.values() {
+            core.clock.observe(&rec.name_stamp);
+        }
+        self.member.core = core;
+        self.info.role = Role::Member;
+        self.save()
+    }
+}

@@ -1,0 +1,142 @@
+//! Sync rounds, `recv` and the `watch` loop.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sma_imap::{connect_with_retry, Backoff, IdleOutcome, ImapSession, Password, Transport};
+use sma_proto::payload::AnnouncedState;
+use tracing::{info, warn};
+
+use crate::config::Role;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::events::{AppMessage, Event};
+
+/// Re-announce (heartbeat) when the last announcement is older than this.
+pub const HEARTBEAT_SECS: u64 = 86_400;
+/// At the start of `sync`/`watch`, re-announce if older than this.
+pub const HEARTBEAT_ON_START_SECS: u64 = 3_600;
+/// Longest single IDLE before a poll round (also the polling period).
+pub const WATCH_POLL: Duration = Duration::from_secs(30);
+
+/// What one sync round did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncReport {
+    /// New ops applied.
+    pub applied: usize,
+    /// Sync messages sent.
+    pub sent: usize,
+    /// Devices removed by expiry in this round.
+    pub removed_devices: Vec<String>,
+    /// Events of the round (not part of the `sync` JSON line).
+    #[serde(skip)]
+    pub events: Vec<Event>,
+}
+
+impl Device {
+    /// One round: fetch and apply, heartbeat if due, send what is due.
+    pub async fn sync_round<T: Transport>(&mut self, t: &mut T, heartbeat_after: u64) -> Result<SyncReport> {
+        if self.info.role == Role::Removed {
+            return Err(self.removed_error());
+        }
+        self.require_member()?;
+        let pass = self.process_inbox(t).await?;
+        let mut report = SyncReport {
+            applied: pass.applied,
+            events: pass.events,
+            ..SyncReport::default()
+        };
+        if self.now().saturating_sub(self.info.announced_at) >= heartbeat_after {
+            self.announce(t, AnnouncedState::Member, self.info.role == Role::Founder).await?;
+            self.refresh_own_heartbeat();
+        }
+        if self.resolve_founder_race(t).await? {
+            return Ok(report);
+        }
+        report.sent = self.send_syncs(t).await?;
+        Ok(report)
+    }
+
+    fn refresh_own_heartbeat(&mut self) {
+        let now = self.now();
+        if let Some(rec) = self.member.core.group.members.get_mut(self.id()) {
+            rec.heartbeat = rec.heartbeat.max(now);
+        }
+    }
+
+    /// `sync`: one round, with a heartbeat if the last is older than an hour.
+    pub async fn sync<T: Transport>(&mut self, t: &mut T) -> Result<SyncReport> {
+        self.sync_round(t, HEARTBEAT_ON_START_SECS).await
+    }
+
+    /// `recv`: runs rounds until at least one application message is waiting
+    /// or `wait` has passed (zero: one round). Returns every waiting message;
+    /// call [`Device::delivered`] once they are handed out.
+    pub async fn recv<T: Transport>(&mut self, t: &mut T, wait: Duration) -> Result<Vec<AppMessage>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.sync_round(t, HEARTBEAT_SECS).await?;
+            let msgs = self.pending_messages()?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !msgs.is_empty() || left.is_zero() {
+                return Ok(msgs);
+            }
+            t.select(&self.inbox()).await?;
+            t.idle(left.min(WATCH_POLL)).await?;
+        }
+    }
+
+    /// `watch`: rounds driven by IDLE (polling every 30 s at the latest),
+    /// reconnecting with backoff. Calls `on_event` for every event, including
+    /// every application message (which is then removed). Runs until an error
+    /// that reconnecting cannot fix, or until `stop` resolves.
+    pub async fn watch(
+        &mut self,
+        password: &Password,
+        mut on_event: impl FnMut(&Event),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(stop);
+        let config = self.info.server.imap_config(password);
+        let mut t: ImapSession = self.connect(password).await?;
+        let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
+        loop {
+            let step = async {
+                let report = self.sync_round(&mut t, heartbeat_after).await?;
+                for e in &report.events {
+                    on_event(e);
+                }
+                let msgs = self.pending_messages()?;
+                for m in &msgs {
+                    on_event(&Event::Message(m.clone()));
+                }
+                self.delivered(&msgs)?;
+                t.select(&self.inbox()).await?;
+                let outcome = t.idle(WATCH_POLL).await?;
+                Ok::<IdleOutcome, Error>(outcome)
+            };
+            let result = tokio::select! {
+                r = step => r,
+                _ = &mut stop => return Ok(()),
+            };
+            heartbeat_after = HEARTBEAT_SECS;
+            match result {
+                Ok(_) => {}
+                Err(Error::Imap(e)) if e.is_connection_lost() => {
+                    warn!(error = %e, "connection lost; reconnecting");
+                    let mut attempts = 0u32;
+                    let reconnect = connect_with_retry(&config, Backoff::default(), u32::MAX, |n, err, delay| {
+                        attempts = n;
+                        info!(attempt = n, error = %err, ?delay, "reconnect failed; retrying");
+                    });
+                    t = tokio::select! {
+                        r = reconnect => r?,
+                        _ = &mut stop => return Ok(()),
+                    };
+                    on_event(&Event::Reconnected { attempts: attempts + 1 });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
