@@ -107,7 +107,12 @@ pub enum Command {
     /// Send an application message to another device of this account.
     Send {
         /// Recipient device id.
-        #[arg(long, value_name = "ID", conflicts_with = "all", required_unless_present = "all")]
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "all",
+            required_unless_present = "all"
+        )]
         to: Option<String>,
         /// Send to every other member.
         #[arg(long)]

@@ -12,7 +12,9 @@ use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Error, Password, ServerConfig};
 use sma_proto::folders::Layout;
 
-use crate::args::{AccountKeyCommand, Cli, Command, InitArgs, LayoutArg, SecurityArg, SetupMessageCommand};
+use crate::args::{
+    AccountKeyCommand, Cli, Command, InitArgs, LayoutArg, SecurityArg, SetupMessageCommand,
+};
 use crate::output::Output;
 use crate::secrets::{self, SAVED_PASSWORD};
 
@@ -25,7 +27,12 @@ pub async fn run(cli: Cli, out: &Output) -> Result<()> {
         Command::Join { code, timeout } => ctx.join(code, *timeout).await,
         Command::Status => ctx.status().await,
         Command::Devices => ctx.devices().await,
-        Command::Send { to, all: _, kind, file } => ctx.send(to.as_deref(), kind, file.as_deref()).await,
+        Command::Send {
+            to,
+            all: _,
+            kind,
+            file,
+        } => ctx.send(to.as_deref(), kind, file.as_deref()).await,
         Command::Recv { wait } => ctx.recv(*wait).await,
         Command::Sync => ctx.sync().await,
         Command::Watch => ctx.watch().await,
@@ -72,7 +79,10 @@ impl Ctx<'_> {
             many => Err(Error::Usage(format!(
                 "several sma devices live under {} ({}); choose one with --home",
                 dir.display(),
-                many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
             .into()),
         }
@@ -105,7 +115,11 @@ impl Ctx<'_> {
             SecurityArg::Starttls => "starttls",
             SecurityArg::Plain => "plain",
         };
-        let port = port.unwrap_or(if a.security == SecurityArg::Tls { 993 } else { 143 });
+        let port = port.unwrap_or(if a.security == SecurityArg::Tls {
+            993
+        } else {
+            143
+        });
         let home = match &self.cli.home {
             Some(h) => h.clone(),
             None => data_dir()
@@ -182,7 +196,9 @@ impl Ctx<'_> {
             Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
         })?;
         let (mut dev, mut t) = self.connected().await?;
-        let report = dev.join(&mut t, &code, Duration::from_secs(timeout)).await?;
+        let report = dev
+            .join(&mut t, &code, Duration::from_secs(timeout))
+            .await?;
         self.out.emit(&report, || {
             format!(
                 "Joined: this device ({}) is now a member; the group has {} active members.",
@@ -252,14 +268,17 @@ impl Ctx<'_> {
             }
             _ => {
                 let mut b = Vec::new();
-                std::io::stdin().read_to_end(&mut b).context("cannot read standard input")?;
+                std::io::stdin()
+                    .read_to_end(&mut b)
+                    .context("cannot read standard input")?;
                 b
             }
         };
         let (mut dev, mut t) = self.connected().await?;
         dev.sync(&mut t).await?;
         let report = dev.send(&mut t, to.as_ref(), kind, &body).await?;
-        self.out.emit(&report, || format!("Sent to {}.", report.to.join(", ")));
+        self.out
+            .emit(&report, || format!("Sent to {}.", report.to.join(", ")));
         Ok(())
     }
 
@@ -314,7 +333,11 @@ impl Ctx<'_> {
         };
         dev.watch(
             &password,
-            |ev| out.emit(ev, || format!("{}", serde_json::to_string(ev).unwrap_or_default())),
+            |ev| {
+                out.emit(ev, || {
+                    format!("{}", serde_json::to_string(ev).unwrap_or_default())
+                })
+            },
             stop,
         )
         .await?;
@@ -343,12 +366,26 @@ impl Ctx<'_> {
                 });
             }
             AccountKeyCommand::Export { secret, out } => {
-                let text = if *secret { key.to_armored_secret() } else { key.public_armored() };
+                let text = if *secret {
+                    key.to_armored_secret()
+                } else {
+                    key.public_armored()
+                };
                 match out {
                     Some(path) => {
                         write_private(path, text.as_bytes(), *secret)?;
                         let v = json!({"fingerprint": key.fingerprint().to_string(), "out": path, "secret": secret});
-                        self.out.emit(&v, || format!("Wrote {} to {}.", if *secret { "the SECRET account key" } else { "the public account key" }, path.display()));
+                        self.out.emit(&v, || {
+                            format!(
+                                "Wrote {} to {}.",
+                                if *secret {
+                                    "the SECRET account key"
+                                } else {
+                                    "the public account key"
+                                },
+                                path.display()
+                            )
+                        });
                     }
                     None => print!("{text}"),
                 }
@@ -382,7 +419,9 @@ impl Ctx<'_> {
                 });
                 Ok(())
             }
-            SetupMessageCommand::Import { .. } => Err(Error::NotImplemented("setup-message import").into()),
+            SetupMessageCommand::Import { .. } => {
+                Err(Error::NotImplemented("setup-message import").into())
+            }
         }
     }
 }
@@ -392,15 +431,19 @@ fn rand_core_rng() -> rand::rngs::OsRng {
 }
 
 fn import_setup_file(file: &Path, code: &str) -> Result<sma_crypto::AccountKey> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let code = sma_crypto::SetupCode::parse(code).map_err(|_| {
         Error::Usage("the setup code must be 36 digits (dashes and spaces are ignored)".into())
     })?;
     sma_crypto::setup_message::import(&text, &code).map_err(|e| match e {
-        sma_crypto::CryptoError::WrongPassphrase => {
-            Error::CodeRejected(format!("the setup code does not open {}; nothing was changed", file.display())).into()
-        }
-        other => anyhow::Error::from(Error::Proto(other.into())).context(format!("cannot import {}", file.display())),
+        sma_crypto::CryptoError::WrongPassphrase => Error::CodeRejected(format!(
+            "the setup code does not open {}; nothing was changed",
+            file.display()
+        ))
+        .into(),
+        other => anyhow::Error::from(Error::Proto(other.into()))
+            .context(format!("cannot import {}", file.display())),
     })
 }
 
@@ -413,14 +456,20 @@ fn write_private(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(if secret { 0o600 } else { 0o644 });
     }
-    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId> {
     DeviceId::parse(s).map_err(|_| {
-        Error::Usage(format!("{s:?} is not a device id: expected 16 lower-case hex digits (see `sma devices`)")).into()
+        Error::Usage(format!(
+            "{s:?} is not a device id: expected 16 lower-case hex digits (see `sma devices`)"
+        ))
+        .into()
     })
 }
 

@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            out.error(&anyhow::anyhow!("cannot start the async runtime: {e}"), "failed");
+            out.error(
+                &anyhow::anyhow!("cannot start the async runtime: {e}"),
+                "failed",
+            );
             return ExitCode::from(1);
         }
     };

@@ -15,11 +15,6 @@ impl Output {
         Output { json }
     }
 
-    /// Whether JSON mode is on.
-    pub fn is_json(&self) -> bool {
-        self.json
-    }
-
     /// Prints one result: a JSON line, or the human text.
     pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
         let mut stdout = std::io::stdout().lock();

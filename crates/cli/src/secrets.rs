@@ -11,11 +11,16 @@ pub const SAVED_PASSWORD: &str = "imap_password";
 
 /// Resolves the password: `--password-file`, `--password-command`,
 /// `SMA_PASSWORD`, then a password saved in the home.
-pub fn password(file: Option<&Path>, command: Option<&str>, saved: Option<String>) -> Result<Password> {
+pub fn password(
+    file: Option<&Path>,
+    command: Option<&str>,
+    saved: Option<String>,
+) -> Result<Password> {
     if let Some(f) = file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read the password file {}", f.display()))?;
-        return first_line(&text).with_context(|| format!("the password file {} is empty", f.display()));
+        return first_line(&text)
+            .with_context(|| format!("the password file {} is empty", f.display()));
     }
     if let Some(cmd) = command {
         let out = Command::new("sh")

@@ -102,7 +102,12 @@ mod tests {
 
     #[test]
     fn write_orders_headers_and_uses_eol() {
-        let s = write("PGP MESSAGE", &[("B", "2"), ("A", "1")], &[0u8; 100], "\r\n");
+        let s = write(
+            "PGP MESSAGE",
+            &[("B", "2"), ("A", "1")],
+            &[0u8; 100],
+            "\r\n",
+        );
         assert!(s.starts_with("-----BEGIN PGP MESSAGE-----\r\nB: 2\r\nA: 1\r\n\r\n"));
         assert!(s.ends_with("-----END PGP MESSAGE-----\r\n"));
         assert!(s.lines().all(|l| l.trim_end_matches('\r').len() <= 64));

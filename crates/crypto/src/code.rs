@@ -33,7 +33,10 @@ fn random_digits<const N: usize>(rng: &mut (impl CryptoRng + RngCore)) -> [u8; N
 
 /// Keeps the digits of `s` after removing the separators `strip` accepts;
 /// anything else (letters, other punctuation) makes it malformed.
-fn parse_digits<const N: usize>(s: &str, strip: impl Fn(char) -> bool) -> Result<[u8; N], CodeError> {
+fn parse_digits<const N: usize>(
+    s: &str,
+    strip: impl Fn(char) -> bool,
+) -> Result<[u8; N], CodeError> {
     let err = CodeError::Malformed { expected_digits: N };
     let mut out = [0u8; N];
     let mut n = 0;
@@ -161,10 +164,17 @@ mod tests {
     #[test]
     fn pairing_code_parse_rules() {
         let want = PairingCode::parse("123456789012").unwrap();
-        for ok in ["1234-5678-9012", "1234 5678 9012", " 1234-5678 9012 ", "12-34-56-78-90-12"] {
+        for ok in [
+            "1234-5678-9012",
+            "1234 5678 9012",
+            " 1234-5678 9012 ",
+            "12-34-56-78-90-12",
+        ] {
             assert_eq!(PairingCode::parse(ok).unwrap(), want, "{ok}");
         }
-        let malformed = CodeError::Malformed { expected_digits: 12 };
+        let malformed = CodeError::Malformed {
+            expected_digits: 12,
+        };
         for bad in [
             "",
             "12345678901",
@@ -189,7 +199,10 @@ mod tests {
             }
         }
         // 36000 digits, 3600 expected per bucket.
-        assert!(counts.iter().all(|&n| (3300..3900).contains(&n)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&n| (3300..3900).contains(&n)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -204,7 +217,9 @@ mod tests {
             c
         );
         assert_eq!(format!("{c:?}"), "SetupCode(<redacted>)");
-        let malformed = CodeError::Malformed { expected_digits: 36 };
+        let malformed = CodeError::Malformed {
+            expected_digits: 36,
+        };
         assert_eq!(SetupCode::parse(&s[..s.len() - 1]), Err(malformed.clone()));
         assert_eq!(SetupCode::parse(&format!("{s}1")), Err(malformed.clone()));
         assert_eq!(SetupCode::parse(&s.replace('7', "x")), Err(malformed));

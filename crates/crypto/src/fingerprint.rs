@@ -26,9 +26,8 @@ impl Fingerprint {
     /// Parses hex (either case; spaces allowed, as GnuPG prints them).
     pub fn from_hex(s: &str) -> Result<Self, CryptoError> {
         let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        let bytes = hex::decode(compact).map_err(|_| {
-            CryptoError::Malformed("fingerprint is not hexadecimal".into())
-        })?;
+        let bytes = hex::decode(compact)
+            .map_err(|_| CryptoError::Malformed("fingerprint is not hexadecimal".into()))?;
         Self::from_bytes(&bytes)
     }
 
@@ -73,7 +72,8 @@ mod tests {
 
     #[test]
     fn hex_roundtrip_upper() {
-        let fp = Fingerprint::from_hex("eb85 bb5f a33a 75e1 5e94 4e63 f231 550c 4f47 e38e").unwrap();
+        let fp =
+            Fingerprint::from_hex("eb85 bb5f a33a 75e1 5e94 4e63 f231 550c 4f47 e38e").unwrap();
         assert_eq!(fp.to_string(), "EB85BB5FA33A75E15E944E63F231550C4F47E38E");
         assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
     }

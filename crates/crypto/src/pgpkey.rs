@@ -39,10 +39,12 @@ pub(crate) fn base_subpackets(
 ) -> Result<(Vec<Subpacket>, Vec<Subpacket>), CryptoError> {
     let hashed = vec![
         Subpacket::regular(SubpacketData::SignatureCreationTime(created)).map_err(internal)?,
-        Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).map_err(internal)?,
+        Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint()))
+            .map_err(internal)?,
     ];
-    let unhashed =
-        vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).map_err(internal)?];
+    let unhashed = vec![
+        Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).map_err(internal)?,
+    ];
     Ok((hashed, unhashed))
 }
 
@@ -107,15 +109,22 @@ pub(crate) fn generate_v4_25519(
             vec![HashAlgorithm::Sha256, HashAlgorithm::Sha512].into(),
         ),
         SubpacketData::PreferredCompressionAlgorithms(
-            vec![CompressionAlgorithm::Uncompressed, CompressionAlgorithm::ZLIB].into(),
+            vec![
+                CompressionAlgorithm::Uncompressed,
+                CompressionAlgorithm::ZLIB,
+            ]
+            .into(),
         ),
         SubpacketData::IsPrimary(true),
     ];
     for data in extra {
         hashed.push(Subpacket::regular(data).map_err(internal)?);
     }
-    let mut config =
-        SignatureConfig::v4(SignatureType::CertPositive, primary.algorithm(), HashAlgorithm::Sha256);
+    let mut config = SignatureConfig::v4(
+        SignatureType::CertPositive,
+        primary.algorithm(),
+        HashAlgorithm::Sha256,
+    );
     config.hashed_subpackets = hashed;
     config.unhashed_subpackets = unhashed;
     let uid_sig = config
@@ -128,8 +137,11 @@ pub(crate) fn generate_v4_25519(
     flags.set_encrypt_storage(true);
     let (mut hashed, unhashed) = base_subpackets(&primary, created)?;
     hashed.push(Subpacket::regular(SubpacketData::KeyFlags(flags)).map_err(internal)?);
-    let mut config =
-        SignatureConfig::v4(SignatureType::SubkeyBinding, primary.algorithm(), HashAlgorithm::Sha256);
+    let mut config = SignatureConfig::v4(
+        SignatureType::SubkeyBinding,
+        primary.algorithm(),
+        HashAlgorithm::Sha256,
+    );
     config.hashed_subpackets = hashed;
     config.unhashed_subpackets = unhashed;
     let sub_sig = config
@@ -184,16 +196,25 @@ pub(crate) fn parse_public(bytes: &[u8]) -> Result<SignedPublicKey, CryptoError>
 
 /// Keeps only the user ids with a valid self-certification (dropping
 /// third-party and broken signatures). Revoked user ids are dropped.
-fn clean_users(users: Vec<SignedUser>, primary: &(impl VerifyingKey + Serialize)) -> Vec<SignedUser> {
+fn clean_users(
+    users: Vec<SignedUser>,
+    primary: &(impl VerifyingKey + Serialize),
+) -> Vec<SignedUser> {
     users
         .into_iter()
         .filter_map(|mut user| {
             let valid: Vec<Signature> = user
                 .signatures
                 .into_iter()
-                .filter(|s| s.verify_certification(primary, user.id.tag(), &user.id).is_ok())
+                .filter(|s| {
+                    s.verify_certification(primary, user.id.tag(), &user.id)
+                        .is_ok()
+                })
                 .collect();
-            if valid.iter().any(|s| s.typ() == Some(SignatureType::CertRevocation)) {
+            if valid
+                .iter()
+                .any(|s| s.typ() == Some(SignatureType::CertRevocation))
+            {
                 return None;
             }
             user.signatures = valid;
@@ -252,7 +273,10 @@ fn clean_subkey_sigs(
             true
         })
         .collect();
-    if valid.iter().any(|s| s.typ() == Some(SignatureType::SubkeyRevocation)) {
+    if valid
+        .iter()
+        .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+    {
         return None;
     }
     (!valid.is_empty()).then_some(valid)

@@ -20,7 +20,10 @@ use pgp::{
     },
     crypto::{hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
     packet::{Packet, PacketParser, PacketTrait, SignatureType},
-    types::{DecryptionKey, EskType, Password, Seipdv1ReadMode, VerifyingKey},
+    types::{
+        DecryptionKey, EcdhPublicParams, EskType, KeyDetails, Password, PkeskBytes, PublicParams,
+        Seipdv1ReadMode, VerifyingKey,
+    },
 };
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
@@ -149,7 +152,6 @@ fn decrypt_outer(recipient: &DeviceKey, message: &[u8]) -> Result<Zeroizing<Vec<
     let mut seipd = None;
     for packet in PacketParser::new(message) {
         match packet.map_err(malformed)? {
-            Packet::Marker(_) | Packet::Padding(_) if seipd.is_none() => {}
             Packet::PublicKeyEncryptedSessionKey(p) if seipd.is_none() => pkesks.push(p),
             Packet::SymEncryptedProtectedData(p) if seipd.is_none() => seipd = Some(p),
             other => {
@@ -164,6 +166,19 @@ fn decrypt_outer(recipient: &DeviceKey, message: &[u8]) -> Result<Zeroizing<Vec<
     if seipd.version() != 1 {
         return Err(CryptoError::Malformed("expected SEIPD version 1".into()));
     }
+    // Session key packets are outside the integrity protection. rPGP's
+    // parser tolerates non-canonical encodings (e.g. MPI bit counts), so
+    // insist that they re-serialize to exactly the bytes we were given:
+    // then no bit of them can change without changing their meaning.
+    let mut canonical = Vec::new();
+    for p in &pkesks {
+        p.to_writer_with_header(&mut canonical).map_err(malformed)?;
+    }
+    if !message.starts_with(&canonical) {
+        return Err(CryptoError::Malformed(
+            "non-canonical session key packet".into(),
+        ));
+    }
 
     let mut matched = false;
     let mut session_key = None;
@@ -174,6 +189,9 @@ fn decrypt_outer(recipient: &DeviceKey, message: &[u8]) -> Result<Zeroizing<Vec<
             }
             matched = true;
             let Ok(values) = pkesk.values() else { continue };
+            if !canonical_ephemeral(sub.key.public_key().public_params(), values) {
+                continue;
+            }
             if let Ok(Ok(sk)) = sub.key.decrypt(&Password::empty(), values, EskType::V3_4) {
                 session_key = Some(sk);
                 break 'outer;
@@ -190,7 +208,9 @@ fn decrypt_outer(recipient: &DeviceKey, message: &[u8]) -> Result<Zeroizing<Vec<
     };
     if !matches!(
         sym_alg,
-        SymmetricKeyAlgorithm::AES128 | SymmetricKeyAlgorithm::AES192 | SymmetricKeyAlgorithm::AES256
+        SymmetricKeyAlgorithm::AES128
+            | SymmetricKeyAlgorithm::AES192
+            | SymmetricKeyAlgorithm::AES256
     ) || key.len() != sym_alg.key_size()
     {
         return Err(CryptoError::Undecryptable);
@@ -202,6 +222,24 @@ fn decrypt_outer(recipient: &DeviceKey, message: &[u8]) -> Result<Zeroizing<Vec<
         .decrypt(key.as_ref(), Some(*sym_alg), mode)
         .map(Zeroizing::new)
         .map_err(|_| CryptoError::Tampered)
+}
+
+/// X25519 ignores the top bit of a u-coordinate (RFC 7748) and the
+/// RFC 6637 KDF does not bind the ephemeral key, so a set top bit would be
+/// a malleable, meaningless bit. Honest encoders never set it.
+/// Likewise the 0x40 prefix of a Cv25519 point is not checked by rPGP.
+fn canonical_ephemeral(ours: &PublicParams, values: &PkeskBytes) -> bool {
+    match (ours, values) {
+        (
+            PublicParams::ECDH(EcdhPublicParams::Curve25519Legacy { .. }),
+            PkeskBytes::Ecdh { public_point, .. },
+        ) => {
+            let p = public_point.as_ref();
+            p.len() == 33 && p[0] == 0x40 && p[32] & 0x80 == 0
+        }
+        (_, PkeskBytes::X25519 { ephemeral, .. }) => ephemeral[31] & 0x80 == 0,
+        _ => true,
+    }
 }
 
 /// Parses the decrypted packet stream, reads at most `max` bytes of

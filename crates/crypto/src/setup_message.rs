@@ -94,7 +94,11 @@ pub fn export_with_prefer_encrypt(
     prefer: PreferEncrypt,
 ) -> Result<(String, SetupCode), CryptoError> {
     keys::check_addr(addr)?;
-    if date_rfc2822.is_empty() || !date_rfc2822.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+    if date_rfc2822.is_empty()
+        || !date_rfc2822
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic())
+    {
         return Err(CryptoError::InvalidArgument(
             "date must be a single-line RFC 5322 date".into(),
         ));
@@ -256,7 +260,11 @@ fn dearmor(block: &str) -> Result<(Vec<u8>, Headers), CryptoError> {
     Ok((bytes, d.headers.clone()))
 }
 
-fn decrypt(binary: &[u8], headers: &Headers, code: &SetupCode) -> Result<ImportedSetup, CryptoError> {
+fn decrypt(
+    binary: &[u8],
+    headers: &Headers,
+    code: &SetupCode,
+) -> Result<ImportedSetup, CryptoError> {
     if let Some(begin) = headers.get("Passphrase-Begin").and_then(|v| v.first()) {
         if begin.trim() != code.begin() {
             return Err(CryptoError::WrongPassphrase);
@@ -320,7 +328,9 @@ fn decrypt(binary: &[u8], headers: &Headers, code: &SetupCode) -> Result<Importe
 fn quick_check(seipd: &SymEncryptedProtectedData, alg: SymmetricKeyAlgorithm, key: &[u8]) -> bool {
     if !matches!(
         alg,
-        SymmetricKeyAlgorithm::AES128 | SymmetricKeyAlgorithm::AES192 | SymmetricKeyAlgorithm::AES256
+        SymmetricKeyAlgorithm::AES128
+            | SymmetricKeyAlgorithm::AES192
+            | SymmetricKeyAlgorithm::AES256
     ) || key.len() != alg.key_size()
     {
         return false;

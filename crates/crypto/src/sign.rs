@@ -31,7 +31,11 @@ pub fn sign_detached_at(
     let created = pgpkey::timestamp(signed_unix)?;
     let signer = pgpkey::signing_primary(&key.key)?;
     let (hashed, unhashed) = pgpkey::base_subpackets(signer, created)?;
-    let mut config = SignatureConfig::v4(SignatureType::Binary, signer.algorithm(), HashAlgorithm::Sha256);
+    let mut config = SignatureConfig::v4(
+        SignatureType::Binary,
+        signer.algorithm(),
+        HashAlgorithm::Sha256,
+    );
     config.hashed_subpackets = hashed;
     config.unhashed_subpackets = unhashed;
     let sig = config

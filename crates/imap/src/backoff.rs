@@ -52,7 +52,10 @@ impl Backoff {
 
     /// Applies `jitter` to every delay, e.g. `|d| d.mul_f64(rng.gen_range(0.5..1.0))`.
     /// The result is still capped at the maximum.
-    pub fn with_jitter(mut self, jitter: impl FnMut(Duration) -> Duration + Send + 'static) -> Self {
+    pub fn with_jitter(
+        mut self,
+        jitter: impl FnMut(Duration) -> Duration + Send + 'static,
+    ) -> Self {
         self.jitter = Some(Box::new(jitter));
         self
     }
@@ -118,7 +121,10 @@ mod tests {
     fn deterministic_sequence_and_cap() {
         let mut b = Backoff::default();
         let got: Vec<f64> = (0..10).map(|_| b.next_delay().as_secs_f64()).collect();
-        assert_eq!(got, vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]);
+        assert_eq!(
+            got,
+            vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+        );
         assert_eq!(b.attempts(), 10);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(500));

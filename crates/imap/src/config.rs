@@ -215,10 +215,25 @@ mod tests {
 
     #[test]
     fn loopback_detection() {
-        for h in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST.", "x.localhost", "::ffff:127.0.0.1"] {
+        for h in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LOCALHOST.",
+            "x.localhost",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
-        for h in ["10.0.0.1", "example.org", "localhost.example.org", "::2", "0.0.0.0"] {
+        for h in [
+            "10.0.0.1",
+            "example.org",
+            "localhost.example.org",
+            "::2",
+            "0.0.0.0",
+        ] {
             assert!(!is_loopback_host(h), "{h}");
         }
     }

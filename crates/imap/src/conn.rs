@@ -582,11 +582,8 @@ impl Conn {
         if self.ensure_ready().await.is_ok() {
             let _ = self.run_simple(&Command::new("LOGOUT")).await;
         }
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.client.get_mut().shutdown(),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.client.get_mut().shutdown()).await;
     }
 }
 

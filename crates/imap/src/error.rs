@@ -78,7 +78,9 @@ pub enum ImapError {
         folder: String,
     },
     /// A message is larger than the caller's size cap.
-    #[error("message UID {uid} is {size} bytes, over the limit of {cap} bytes; it was not downloaded")]
+    #[error(
+        "message UID {uid} is {size} bytes, over the limit of {cap} bytes; it was not downloaded"
+    )]
     TooLarge {
         /// The message's UID.
         uid: Uid,

@@ -172,8 +172,7 @@ mod tests {
 
     #[test]
     fn namespace_is_set_aside_and_rest_passes() {
-        let input: &[u8] =
-            b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\nA1 OK Namespace completed.\r\n";
+        let input: &[u8] = b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\nA1 OK Namespace completed.\r\n";
         let (out, mut f) = run(&[input]);
         assert_eq!(out, b"A1 OK Namespace completed.\r\n");
         let ns = f.take_captured(b"* namespace ").expect("captured");

@@ -49,5 +49,10 @@ fn assert_send() {
         is_send(&s.idle_until(std::time::Duration::ZERO, async {}));
     }
     let _ = futures;
-    is_send(&ImapSession::connect(&ImapConfig::new("h", Security::Tls, "u", "p")));
+    is_send(&ImapSession::connect(&ImapConfig::new(
+        "h",
+        Security::Tls,
+        "u",
+        "p",
+    )));
 }

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_imap::imap_proto::{
-    AttributeValue, MailboxDatum, MessageSection, Response, ResponseCode, SectionPath,
-    StatusAttribute, Status,
+    AttributeValue, MailboxDatum, MessageSection, Response, ResponseCode, SectionPath, Status,
+    StatusAttribute,
 };
 
 use crate::conn::{Code, Done, MailboxTracker, Outcome, Watch};
@@ -316,13 +316,15 @@ impl Transport for ImapSession {
 
     async fn subscribe(&mut self, folder: &str) -> Result<(), ImapError> {
         check_folder(folder)?;
-        self.simple(Command::new("SUBSCRIBE").string(folder)).await?;
+        self.simple(Command::new("SUBSCRIBE").string(folder))
+            .await?;
         Ok(())
     }
 
     async fn unsubscribe(&mut self, folder: &str) -> Result<(), ImapError> {
         check_folder(folder)?;
-        self.simple(Command::new("UNSUBSCRIBE").string(folder)).await?;
+        self.simple(Command::new("UNSUBSCRIBE").string(folder))
+            .await?;
         Ok(())
     }
 
@@ -577,32 +579,29 @@ impl Transport for ImapSession {
         }
     }
 
-    fn idle_until<C>(
+    async fn idle_until<C>(
         &mut self,
         timeout: Duration,
         cancel: C,
-    ) -> impl Future<Output = Result<IdleOutcome, ImapError>> + Send
+    ) -> Result<IdleOutcome, ImapError>
     where
         C: Future<Output = ()> + Send,
         Self: Sized,
     {
-        async move {
-            let interrupted = {
-                tokio::pin!(cancel);
-                tokio::select! {
-                    biased;
-                    r = self.idle(timeout) => Some(r),
-                    _ = &mut cancel => None,
-                }
-            };
-            match interrupted {
-                Some(r) => r,
-                None => {
-                    // End the interrupted IDLE now rather than on the next
-                    // command.
-                    self.conn.ensure_ready().await?;
-                    Ok(IdleOutcome::Interrupted)
-                }
+        let interrupted = {
+            tokio::pin!(cancel);
+            tokio::select! {
+                biased;
+                r = self.idle(timeout) => Some(r),
+                _ = &mut cancel => None,
+            }
+        };
+        match interrupted {
+            Some(r) => r,
+            None => {
+                // End the interrupted IDLE now rather than on the next command.
+                self.conn.ensure_ready().await?;
+                Ok(IdleOutcome::Interrupted)
             }
         }
     }

@@ -131,7 +131,9 @@ impl ImapSession {
             // plain-text buffers (no STARTTLS response injection).
             let (plain, next_tag, sent) = conn.into_parts();
             let NetStream::Plain(tcp) = plain else {
-                return Err(ImapError::Protocol("STARTTLS on an encrypted stream".into()));
+                return Err(ImapError::Protocol(
+                    "STARTTLS on an encrypted stream".into(),
+                ));
             };
             let tls_stream = tls::handshake(
                 tcp,

@@ -32,7 +32,9 @@ pub(crate) fn client_config(
         Some(path) => {
             let shown = path.display();
             let iter = CertificateDer::pem_file_iter(path).map_err(|e| {
-                tls_err(format!("cannot read the CA file {shown}: {e} — check --ca-file"))
+                tls_err(format!(
+                    "cannot read the CA file {shown}: {e} — check --ca-file"
+                ))
             })?;
             for cert in iter {
                 let cert = cert.map_err(|e| {
@@ -89,7 +91,10 @@ pub(crate) async fn handshake(
 /// Plain I/O failures (reset, EOF) count as a lost connection: retrying may
 /// help; verification failures are [`ImapError::Tls`] and are not retried.
 fn handshake_error(e: io::Error, host: &str, addr: &str, ca_file: Option<&Path>) -> ImapError {
-    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
         return ImapError::ConnectionLost(format!("during the TLS handshake with {addr}: {e}"));
     };
     ImapError::Tls {

@@ -59,8 +59,7 @@ pub trait Transport: Send {
     fn subscribe(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
 
     /// `UNSUBSCRIBE` (unsubscribing an unsubscribed folder is fine).
-    fn unsubscribe(&mut self, folder: &str)
-        -> impl Future<Output = Result<(), ImapError>> + Send;
+    fn unsubscribe(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
 
     /// Appends a message with `flags` (e.g. `["\\Seen"]`). Returns its UID
     /// when the server reports it (`APPENDUID`, with UIDPLUS). A missing
@@ -74,8 +73,10 @@ pub trait Transport: Send {
 
     /// Selects a folder read-write; a missing one gives
     /// [`ImapError::NoSuchFolder`].
-    fn select(&mut self, folder: &str)
-        -> impl Future<Output = Result<MailboxState, ImapError>> + Send;
+    fn select(
+        &mut self,
+        folder: &str,
+    ) -> impl Future<Output = Result<MailboxState, ImapError>> + Send;
 
     /// Selects a folder read-only (`EXAMINE`).
     fn examine(
@@ -84,8 +85,10 @@ pub trait Transport: Send {
     ) -> impl Future<Output = Result<MailboxState, ImapError>> + Send;
 
     /// `STATUS` of a folder without selecting it.
-    fn status(&mut self, folder: &str)
-        -> impl Future<Output = Result<MailboxStatus, ImapError>> + Send;
+    fn status(
+        &mut self,
+        folder: &str,
+    ) -> impl Future<Output = Result<MailboxStatus, ImapError>> + Send;
 
     /// UID, size and header of the messages of the selected folder in
     /// `uids`, sorted by UID. Only UIDs inside the range are returned (IMAP
@@ -118,8 +121,10 @@ pub trait Transport: Send {
     /// UIDPLUS. Without UIDPLUS a plain `EXPUNGE` is used, which also
     /// removes any other message already flagged `\Deleted` (acceptable in
     /// SMA folders, where `\Deleted` means gone).
-    fn delete_messages(&mut self, uids: &[Uid])
-        -> impl Future<Output = Result<(), ImapError>> + Send;
+    fn delete_messages(
+        &mut self,
+        uids: &[Uid],
+    ) -> impl Future<Output = Result<(), ImapError>> + Send;
 
     /// Waits until the server reports a change to the selected folder
     /// ([`IdleOutcome::Changed`]) or `timeout` passes

@@ -182,7 +182,11 @@ pub struct UidRange {
 impl UidRange {
     /// `start:end` (swapped if given in the wrong order).
     pub fn new(start: Uid, end: Uid) -> Self {
-        let (a, b) = if start <= end { (start, end) } else { (end, start) };
+        let (a, b) = if start <= end {
+            (start, end)
+        } else {
+            (end, start)
+        };
         UidRange {
             start: a.max(1),
             end: Some(b.max(1)),
@@ -244,9 +248,18 @@ mod tests {
     #[test]
     fn capabilities_from_raw() {
         let c = Capabilities::from_raw(
-            ["IMAP4rev1", "IDLE", "uidplus", "AUTH=PLAIN", "auth=login", "LITERAL+", "NAMESPACE", "QRESYNC"]
-                .map(String::from)
-                .to_vec(),
+            [
+                "IMAP4rev1",
+                "IDLE",
+                "uidplus",
+                "AUTH=PLAIN",
+                "auth=login",
+                "LITERAL+",
+                "NAMESPACE",
+                "QRESYNC",
+            ]
+            .map(String::from)
+            .to_vec(),
         );
         assert!(c.idle && c.uidplus && c.literal_plus && c.namespace && c.qresync && c.condstore);
         assert!(!c.move_);
@@ -258,7 +271,7 @@ mod tests {
     fn uid_ranges() {
         assert_eq!(UidRange::from(5..).to_string(), "5:*");
         assert_eq!(UidRange::from(3..=9).to_string(), "3:9");
-        assert_eq!(UidRange::from(9..=3).to_string(), "3:9");
+        assert_eq!(UidRange::new(9, 3).to_string(), "3:9");
         assert_eq!(UidRange::from(7).to_string(), "7");
         assert_eq!(UidRange::from(0..).to_string(), "1:*");
         assert!(UidRange::from(5..).contains(1000));

@@ -141,7 +141,8 @@ impl<'a> Command<'a> {
 
 /// Whether `s` can be sent as a quoted string (7-bit, no CR, LF or NUL).
 fn is_quotable(s: &str) -> bool {
-    s.bytes().all(|b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
+    s.bytes()
+        .all(|b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
 }
 
 /// `s` as an IMAP quoted string.
@@ -183,7 +184,9 @@ pub(crate) fn flag_list(flags: &[&str]) -> Result<String, ImapError> {
         let atom = f.strip_prefix('\\').unwrap_or(f);
         let ok = !atom.is_empty()
             && atom.bytes().all(|b| {
-                b > 0x20 && b < 0x7f && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+                b > 0x20
+                    && b < 0x7f
+                    && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
             });
         if !ok {
             return Err(ImapError::InvalidArgument(format!(
@@ -316,7 +319,10 @@ mod tests {
     #[test]
     fn quoting_and_literals() {
         let c = Command::new("LOGIN").string("al\"ice").secret("p\\w");
-        assert_eq!(joined(&c.encode("A1", false)), "A1 LOGIN \"al\\\"ice\" \"p\\\\w\"\r\n");
+        assert_eq!(
+            joined(&c.encode("A1", false)),
+            "A1 LOGIN \"al\\\"ice\" \"p\\\\w\"\r\n"
+        );
         assert_eq!(c.label(), "LOGIN \"al\\\"ice\" ***");
 
         let c = Command::new("LOGIN").string("bob").secret("pässword");
@@ -345,7 +351,10 @@ mod tests {
 
     #[test]
     fn flags() {
-        assert_eq!(flag_list(&["\\Seen", "$Label1"]).unwrap(), "(\\Seen $Label1)");
+        assert_eq!(
+            flag_list(&["\\Seen", "$Label1"]).unwrap(),
+            "(\\Seen $Label1)"
+        );
         assert_eq!(flag_list(&[]).unwrap(), "()");
         assert!(flag_list(&["bad flag"]).is_err());
         assert!(flag_list(&["\\"]).is_err());
@@ -362,7 +371,10 @@ mod tests {
     fn uid_set_compression_and_chunking() {
         assert_eq!(uid_sets(&[5, 1, 2, 3, 3, 9, 10], 100), vec!["1:3,5,9:10"]);
         assert!(uid_sets(&[], 100).is_empty());
-        assert_eq!(uid_sets(&[u32::MAX, u32::MAX - 1], 100), vec!["4294967294:4294967295"]);
+        assert_eq!(
+            uid_sets(&[u32::MAX, u32::MAX - 1], 100),
+            vec!["4294967294:4294967295"]
+        );
         let many: Vec<Uid> = (1..=1000).map(|i| i * 2).collect();
         let sets = uid_sets(&many, 50);
         assert!(sets.len() > 1);
@@ -377,17 +389,30 @@ mod tests {
 
     #[test]
     fn namespace_parsing() {
-        let ns = parse_namespace(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n").unwrap().unwrap();
-        assert_eq!(ns, Namespace { prefix: String::new(), delimiter: Some('.') });
-        let ns = parse_namespace(b"* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"#shared.\" \".\"))\r\n")
+        let ns = parse_namespace(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n")
             .unwrap()
             .unwrap();
+        assert_eq!(
+            ns,
+            Namespace {
+                prefix: String::new(),
+                delimiter: Some('.')
+            }
+        );
+        let ns =
+            parse_namespace(b"* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"#shared.\" \".\"))\r\n")
+                .unwrap()
+                .unwrap();
         assert_eq!(ns.prefix, "INBOX.");
-        let ns = parse_namespace(b"* namespace ((\"\" \"/\" \"X-PARAM\" (\"A\"))(\"Other/\" \"/\")) NIL NIL\r\n")
+        let ns = parse_namespace(
+            b"* namespace ((\"\" \"/\" \"X-PARAM\" (\"A\"))(\"Other/\" \"/\")) NIL NIL\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(ns.delimiter, Some('/'));
+        let ns = parse_namespace(b"* NAMESPACE ((\"\" NIL)) NIL NIL\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(ns.delimiter, Some('/'));
-        let ns = parse_namespace(b"* NAMESPACE ((\"\" NIL)) NIL NIL\r\n").unwrap().unwrap();
         assert_eq!(ns.delimiter, None);
         assert_eq!(parse_namespace(b"* NAMESPACE NIL NIL NIL\r\n"), Some(None));
         assert_eq!(parse_namespace(b"* NAMESPACE (({5}\r\n"), None);

@@ -7,15 +7,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{config, fresh_folder, message, server, session};
-use sma_imap::{
-    CreateOutcome, IdleOutcome, ImapError, ImapSession, Security, Transport, UidRange,
-};
+use sma_imap::{CreateOutcome, IdleOutcome, ImapError, ImapSession, Security, Transport, UidRange};
 
 #[tokio::test]
 async fn tls_with_private_ca() {
     let mut s = session(0).await;
     assert!(s.is_tls());
-    assert!(s.server_greeting().contains("Dovecot"), "{}", s.server_greeting());
+    assert!(
+        s.server_greeting().contains("Dovecot"),
+        "{}",
+        s.server_greeting()
+    );
     let caps = s.capabilities();
     assert!(caps.idle && caps.uidplus && caps.namespace && caps.condstore && caps.literal_plus);
     // Post-login capabilities were read (NAMESPACE is not pre-login).
@@ -32,7 +34,11 @@ async fn starttls_with_private_ca() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(s.is_tls());
-    assert!(s.capabilities().has("NAMESPACE"), "{:?}", s.capabilities().raw);
+    assert!(
+        s.capabilities().has("NAMESPACE"),
+        "{:?}",
+        s.capabilities().raw
+    );
     assert!(!s.capabilities().has("STARTTLS"));
     s.noop().await.unwrap();
     s.logout().await.unwrap();
@@ -41,7 +47,9 @@ async fn starttls_with_private_ca() {
 #[tokio::test]
 async fn plain_on_loopback_is_allowed() {
     let d = server();
-    let mut s = ImapSession::connect(&config(d, 1, Security::Plain)).await.unwrap();
+    let mut s = ImapSession::connect(&config(d, 1, Security::Plain))
+        .await
+        .unwrap();
     assert!(!s.is_tls());
     s.noop().await.unwrap();
 }
@@ -102,7 +110,10 @@ async fn plain_to_a_remote_host_is_refused_before_connecting() {
     c.port = 143;
     let started = Instant::now();
     let e = ImapSession::connect(&c).await.unwrap_err();
-    assert!(matches!(e, ImapError::InsecureRefused { ref host } if host == "192.0.2.1"), "{e}");
+    assert!(
+        matches!(e, ImapError::InsecureRefused { ref host } if host == "192.0.2.1"),
+        "{e}"
+    );
     assert!(started.elapsed() < Duration::from_millis(100));
     assert!(e.to_string().contains("--allow-insecure"));
     let c = sma_imap::ImapConfig::new("mail.example.org", Security::Plain, "alice", "secret");
@@ -156,11 +167,18 @@ async fn namespace_and_list() {
     s.create("Parent.Child").await.unwrap();
     let all = s.list("", "*").await.unwrap();
     let names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-    assert!(names.contains(&"INBOX") && names.contains(&"Parent.Child"), "{names:?}");
+    assert!(
+        names.contains(&"INBOX") && names.contains(&"Parent.Child"),
+        "{names:?}"
+    );
     let child = all.iter().find(|f| f.name == "Parent.Child").unwrap();
     assert_eq!(child.delimiter, Some('.'));
     let parent = all.iter().find(|f| f.name == "Parent").unwrap();
-    assert!(parent.has_attribute("\\HasChildren"), "{:?}", parent.attributes);
+    assert!(
+        parent.has_attribute("\\HasChildren"),
+        "{:?}",
+        parent.attributes
+    );
     assert!(parent.is_selectable());
     let only = s.list("", "Parent.%").await.unwrap();
     assert_eq!(only.len(), 1);
@@ -171,19 +189,47 @@ async fn namespace_and_list() {
 #[tokio::test]
 async fn create_is_idempotent_and_delete() {
     let mut s = session(5).await;
-    assert_eq!(s.create("_Autocrypt_SMA").await.unwrap(), CreateOutcome::Created);
-    assert_eq!(s.create("_Autocrypt_SMA").await.unwrap(), CreateOutcome::AlreadyExisted);
+    assert_eq!(
+        s.create("_Autocrypt_SMA").await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        s.create("_Autocrypt_SMA").await.unwrap(),
+        CreateOutcome::AlreadyExisted
+    );
     // Names are case-sensitive: another spelling is another folder.
-    assert_eq!(s.create("_AUTOCRYPT_SMA").await.unwrap(), CreateOutcome::Created);
-    let on_disk: Vec<String> = server().folders_on_disk(5).into_iter().map(|(n, _)| n).collect();
-    assert!(on_disk.contains(&"_Autocrypt_SMA".to_owned()), "{on_disk:?}");
+    assert_eq!(
+        s.create("_AUTOCRYPT_SMA").await.unwrap(),
+        CreateOutcome::Created
+    );
+    let on_disk: Vec<String> = server()
+        .folders_on_disk(5)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        on_disk.contains(&"_Autocrypt_SMA".to_owned()),
+        "{on_disk:?}"
+    );
 
     s.delete("_AUTOCRYPT_SMA").await.unwrap();
     let e = s.delete("_AUTOCRYPT_SMA").await.unwrap_err();
-    assert!(matches!(e, ImapError::NoSuchFolder { ref folder } if folder == "_AUTOCRYPT_SMA"), "{e:?}");
-    assert!(matches!(s.select("Missing").await, Err(ImapError::NoSuchFolder { .. })));
-    assert!(matches!(s.examine("Missing").await, Err(ImapError::NoSuchFolder { .. })));
-    assert!(matches!(s.status("Missing").await, Err(ImapError::NoSuchFolder { .. })));
+    assert!(
+        matches!(e, ImapError::NoSuchFolder { ref folder } if folder == "_AUTOCRYPT_SMA"),
+        "{e:?}"
+    );
+    assert!(matches!(
+        s.select("Missing").await,
+        Err(ImapError::NoSuchFolder { .. })
+    ));
+    assert!(matches!(
+        s.examine("Missing").await,
+        Err(ImapError::NoSuchFolder { .. })
+    ));
+    assert!(matches!(
+        s.status("Missing").await,
+        Err(ImapError::NoSuchFolder { .. })
+    ));
     let e = s.create("bad\r\nname").await.unwrap_err();
     assert!(matches!(e, ImapError::InvalidArgument(_)), "{e:?}");
     s.noop().await.unwrap();
@@ -195,9 +241,17 @@ async fn subscriptions() {
     s.create("Sub").await.unwrap();
     s.unsubscribe("Sub").await.unwrap(); // not subscribed: still fine
     s.subscribe("Sub").await.unwrap();
-    assert!(s.list_subscribed("*").await.unwrap().contains(&"Sub".to_owned()));
+    assert!(s
+        .list_subscribed("*")
+        .await
+        .unwrap()
+        .contains(&"Sub".to_owned()));
     s.unsubscribe("Sub").await.unwrap();
-    assert!(!s.list_subscribed("*").await.unwrap().contains(&"Sub".to_owned()));
+    assert!(!s
+        .list_subscribed("*")
+        .await
+        .unwrap()
+        .contains(&"Sub".to_owned()));
 }
 
 #[tokio::test]
@@ -206,8 +260,14 @@ async fn append_select_examine_status() {
     s.create("Box").await.unwrap();
     let before = s.status("Box").await.unwrap();
     assert_eq!(before.messages, 0);
-    let uid1 = s.append("Box", &["\\Seen"], &message("one", "", 100)).await.unwrap();
-    let uid2 = s.append("Box", &[], &message("two", "", 100)).await.unwrap();
+    let uid1 = s
+        .append("Box", &["\\Seen"], &message("one", "", 100))
+        .await
+        .unwrap();
+    let uid2 = s
+        .append("Box", &[], &message("two", "", 100))
+        .await
+        .unwrap();
     let (uid1, uid2) = (uid1.expect("APPENDUID"), uid2.expect("APPENDUID"));
     assert!(uid2 > uid1);
 
@@ -228,11 +288,24 @@ async fn append_select_examine_status() {
     assert_eq!(status.uid_validity, st.uid_validity);
     assert!(status.highest_modseq.is_some());
 
-    let e = s.append("NoSuchBox", &[], &message("x", "", 10)).await.unwrap_err();
-    assert!(matches!(e, ImapError::NoSuchFolder { ref folder } if folder == "NoSuchBox"), "{e:?}");
+    let e = s
+        .append("NoSuchBox", &[], &message("x", "", 10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ImapError::NoSuchFolder { ref folder } if folder == "NoSuchBox"),
+        "{e:?}"
+    );
     let e = s.append("Box", &["bad flag"], b"x").await.unwrap_err();
     assert!(matches!(e, ImapError::InvalidArgument(_)));
-    assert_eq!(server().folders_on_disk(7).iter().find(|(n, _)| n == "Box").map(|x| x.1), Some(2));
+    assert_eq!(
+        server()
+            .folders_on_disk(7)
+            .iter()
+            .find(|(n, _)| n == "Box")
+            .map(|x| x.1),
+        Some(2)
+    );
 }
 
 #[tokio::test]
@@ -252,10 +325,16 @@ async fn fetch_headers_and_messages() {
 
     let tail = s.fetch_headers(UidRange::from(uids[2]..)).await.unwrap();
     assert_eq!(tail.iter().map(|h| h.uid).collect::<Vec<_>>(), &uids[2..]);
-    let mid = s.fetch_headers(UidRange::from(uids[1]..=uids[2])).await.unwrap();
+    let mid = s
+        .fetch_headers(UidRange::from(uids[1]..=uids[2]))
+        .await
+        .unwrap();
     assert_eq!(mid.len(), 2);
     // `n:*` beyond the last UID: IMAP returns the last message; we don't.
-    let none = s.fetch_headers(UidRange::from(uids[3] + 1..)).await.unwrap();
+    let none = s
+        .fetch_headers(UidRange::from(uids[3] + 1..))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "{none:?}");
 
     let cap = 100_000;
@@ -264,9 +343,15 @@ async fn fetch_headers_and_messages() {
         .fetch_messages(&[uids[2], uids[0], missing, uids[1]], cap)
         .await
         .unwrap();
-    assert_eq!(got.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![uids[0], uids[1], uids[2]]);
+    assert_eq!(
+        got.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        vec![uids[0], uids[1], uids[2]]
+    );
     assert_eq!(got[0].body.as_deref(), Some(&message("m0", "", 200)[..]));
-    assert_eq!(got[1].body.as_ref().map(Vec::len), Some(got[1].size as usize));
+    assert_eq!(
+        got[1].body.as_ref().map(Vec::len),
+        Some(got[1].size as usize)
+    );
     assert!(got[2].size > cap && got[2].body.is_none());
     assert!(s.fetch_messages(&[], cap).await.unwrap().is_empty());
 }
@@ -289,15 +374,33 @@ async fn search_and_delete_messages() {
     let mut uids = Vec::new();
     for i in 0..5 {
         let kind = if i % 2 == 0 { "sync" } else { "app" };
-        let h = format!("Autocrypt-SMA: v=1; kind={kind}; from=00000000000000a{i}; to=*; id={i:032x}\r\n");
-        uids.push(s.append("S", &[], &message(&format!("s{i}"), &h, 100)).await.unwrap().unwrap());
+        let h = format!(
+            "Autocrypt-SMA: v=1; kind={kind}; from=00000000000000a{i}; to=*; id={i:032x}\r\n"
+        );
+        uids.push(
+            s.append("S", &[], &message(&format!("s{i}"), &h, 100))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     let found = s.search_header("Autocrypt-SMA", "kind=app").await.unwrap();
     assert_eq!(found, vec![uids[1], uids[3]]);
-    let found = s.search_header("Message-ID", "<s4@sma.invalid>").await.unwrap();
+    let found = s
+        .search_header("Message-ID", "<s4@sma.invalid>")
+        .await
+        .unwrap();
     assert_eq!(found, vec![uids[4]]);
-    assert!(s.search_header("Autocrypt-SMA", "kind=nothing").await.unwrap().is_empty());
-    assert!(s.search_header("X-Unicode", "päck").await.unwrap().is_empty());
+    assert!(s
+        .search_header("Autocrypt-SMA", "kind=nothing")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .search_header("X-Unicode", "päck")
+        .await
+        .unwrap()
+        .is_empty());
 
     s.delete_messages(&[uids[1], uids[3]]).await.unwrap();
     let left: Vec<u32> = s
@@ -313,7 +416,14 @@ async fn search_and_delete_messages() {
     s.delete_messages(&[uids[1]]).await.unwrap();
     let st = s.status("S").await.unwrap();
     assert_eq!(st.messages, 3);
-    assert_eq!(server().folders_on_disk(10).iter().find(|(n, _)| n == "S").map(|x| x.1), Some(3));
+    assert_eq!(
+        server()
+            .folders_on_disk(10)
+            .iter()
+            .find(|(n, _)| n == "S")
+            .map(|x| x.1),
+        Some(3)
+    );
 }
 
 #[tokio::test]
@@ -331,7 +441,10 @@ async fn idle_wakes_on_append_from_another_connection() {
 
     // Nothing happens: times out.
     let t = Instant::now();
-    assert_eq!(a.idle(Duration::from_millis(700)).await.unwrap(), IdleOutcome::TimedOut);
+    assert_eq!(
+        a.idle(Duration::from_millis(700)).await.unwrap(),
+        IdleOutcome::TimedOut
+    );
     assert!(t.elapsed() >= Duration::from_millis(700));
 
     let appender = tokio::spawn(async move {
@@ -341,7 +454,10 @@ async fn idle_wakes_on_append_from_another_connection() {
     });
     let t = Instant::now();
     let sent = a.commands_sent();
-    assert_eq!(a.idle(Duration::from_secs(10)).await.unwrap(), IdleOutcome::Changed);
+    assert_eq!(
+        a.idle(Duration::from_secs(10)).await.unwrap(),
+        IdleOutcome::Changed
+    );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(a.commands_sent(), sent + 1, "one IDLE command");
     let _b = appender.await.unwrap();
@@ -358,9 +474,15 @@ async fn idle_reports_changes_seen_before_it_started() {
     // The NOOP learns about the new message; the next idle returns at once.
     a.noop().await.unwrap();
     let t = Instant::now();
-    assert_eq!(a.idle(Duration::from_secs(10)).await.unwrap(), IdleOutcome::Changed);
+    assert_eq!(
+        a.idle(Duration::from_secs(10)).await.unwrap(),
+        IdleOutcome::Changed
+    );
     assert!(t.elapsed() < Duration::from_millis(200));
-    assert_eq!(a.idle(Duration::from_millis(300)).await.unwrap(), IdleOutcome::TimedOut);
+    assert_eq!(
+        a.idle(Duration::from_millis(300)).await.unwrap(),
+        IdleOutcome::TimedOut
+    );
 }
 
 #[tokio::test]
@@ -376,7 +498,10 @@ async fn idle_cancellation_leaves_the_session_usable() {
         n2.notify_one();
     });
     let t = Instant::now();
-    let out = a.idle_until(Duration::from_secs(10), notify.notified()).await.unwrap();
+    let out = a
+        .idle_until(Duration::from_secs(10), notify.notified())
+        .await
+        .unwrap();
     assert_eq!(out, IdleOutcome::Interrupted);
     assert!(t.elapsed() < Duration::from_secs(2));
     a.noop().await.unwrap();
@@ -394,9 +519,21 @@ async fn own_append_to_the_selected_folder_counts_as_a_change() {
     let mut a = session(14).await;
     fresh_folder(&mut a, "L").await;
     a.append("L", &[], &message("own", "", 10)).await.unwrap();
-    assert_eq!(a.idle(Duration::from_secs(5)).await.unwrap(), IdleOutcome::Changed);
+    assert_eq!(
+        a.idle(Duration::from_secs(5)).await.unwrap(),
+        IdleOutcome::Changed
+    );
     // Deleting our own messages is not a change.
-    let uids: Vec<u32> = a.fetch_headers(UidRange::all()).await.unwrap().iter().map(|h| h.uid).collect();
+    let uids: Vec<u32> = a
+        .fetch_headers(UidRange::all())
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.uid)
+        .collect();
     a.delete_messages(&uids).await.unwrap();
-    assert_eq!(a.idle(Duration::from_millis(300)).await.unwrap(), IdleOutcome::TimedOut);
+    assert_eq!(
+        a.idle(Duration::from_millis(300)).await.unwrap(),
+        IdleOutcome::TimedOut
+    );
 }

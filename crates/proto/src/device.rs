@@ -192,7 +192,9 @@ impl Member {
                     .members
                     .get(id)
                     .filter(|m| m.status == MemberStatus::Active)
-                    .ok_or_else(|| ProtoError::ApiMisuse(format!("{id} is not an active member")))?;
+                    .ok_or_else(|| {
+                        ProtoError::ApiMisuse(format!("{id} is not an active member"))
+                    })?;
                 Ok(Certificate::from_armored(&rec.cert)?)
             })
             .collect::<Result<Vec<_>, ProtoError>>()?;
@@ -229,7 +231,9 @@ impl Member {
             return Err(InvalidMessage::Missing("encrypted body").into());
         };
         match &env.marker.to {
-            Recipient::Device(id) if id != &self.me.id => return Err(PeerMisbehaved::WrongRecipient.into()),
+            Recipient::Device(id) if id != &self.me.id => {
+                return Err(PeerMisbehaved::WrongRecipient.into())
+            }
             _ => {}
         }
         let sender = self

@@ -51,7 +51,11 @@ pub struct FolderNames {
 impl FolderNames {
     /// Folder names under `prefix`. A nested layout without a delimiter falls back to flat.
     pub fn new(prefix: &str, delimiter: Option<char>, layout: Layout) -> Self {
-        let layout = if delimiter.is_none() { Layout::Flat } else { layout };
+        let layout = if delimiter.is_none() {
+            Layout::Flat
+        } else {
+            layout
+        };
         FolderNames {
             prefix: prefix.to_owned(),
             delimiter,
@@ -74,7 +78,9 @@ impl FolderNames {
 
     /// If `folder` is some device's inbox under this naming, that device's id.
     pub fn inbox_owner(&self, folder: &str) -> Option<DeviceId> {
-        let rest = folder.strip_prefix(&self.prefix)?.strip_prefix(ANNOUNCE_BASE)?;
+        let rest = folder
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(ANNOUNCE_BASE)?;
         let id = match (self.layout, self.delimiter) {
             (Layout::Nested, Some(d)) => rest.strip_prefix(d)?,
             _ => rest.strip_prefix('_')?,
@@ -105,7 +111,10 @@ mod tests {
         let f = FolderNames::new("INBOX.", Some('.'), Layout::Nested);
         assert_eq!(f.announce(), "INBOX._Autocrypt_SMA");
         assert_eq!(f.inbox(&id()), "INBOX._Autocrypt_SMA.00112233aabbccdd");
-        assert_eq!(f.inbox_owner("INBOX._Autocrypt_SMA.00112233aabbccdd"), Some(id()));
+        assert_eq!(
+            f.inbox_owner("INBOX._Autocrypt_SMA.00112233aabbccdd"),
+            Some(id())
+        );
         assert_eq!(f.inbox_owner("_Autocrypt_SMA.00112233aabbccdd"), None);
     }
 

@@ -82,7 +82,11 @@ mod tests {
         let d1 = DeviceId::parse("0000000000000001").unwrap();
         let d2 = DeviceId::parse("0000000000000002").unwrap();
         let mut c1 = HlcClock::new();
-        let remote = Hlc { ms: 5000, counter: 7, device: d2 };
+        let remote = Hlc {
+            ms: 5000,
+            counter: 7,
+            device: d2,
+        };
         c1.observe(&remote);
         let local = c1.tick(10, &d1);
         assert!(local > remote);

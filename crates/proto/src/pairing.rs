@@ -6,7 +6,9 @@
 //! confirmation verified.
 
 use rand_core::{CryptoRng, RngCore};
-use sma_crypto::{pake_start, Certificate, PairingCode, PairingKeys, PakeRole, PakeStart, Transcript};
+use sma_crypto::{
+    pake_start, Certificate, PairingCode, PairingKeys, PakeRole, PakeStart, Transcript,
+};
 
 use crate::error::{PeerMisbehaved, ProtoError};
 use crate::ids::{DeviceId, RandomId};
@@ -46,7 +48,13 @@ impl MemberPairing {
         code: &PairingCode,
     ) -> (MemberPairing, PairHello) {
         let attempt = RandomId::random(rng);
-        let (pake, msg) = pake_start(rng, PakeRole::Member, code, member_id.as_str(), joiner_id.as_str());
+        let (pake, msg) = pake_start(
+            rng,
+            PakeRole::Member,
+            code,
+            member_id.as_str(),
+            joiner_id.as_str(),
+        );
         let hello = PairHello {
             attempt: attempt.clone(),
             account: account.to_owned(),
@@ -78,7 +86,10 @@ impl MemberPairing {
     /// Handles the joiner's reply. Consumes the state: whatever the outcome,
     /// the code is spent. `Err(CodeRejected)` means the code was wrong.
     pub fn on_reply(self, reply: &PairReply) -> Result<MemberConfirmed, ProtoError> {
-        if reply.attempt != self.attempt || reply.member_id != self.member_id || reply.joiner_id != self.joiner_id {
+        if reply.attempt != self.attempt
+            || reply.member_id != self.member_id
+            || reply.joiner_id != self.joiner_id
+        {
             return Err(PeerMisbehaved::EnvelopeMismatch("pairing attempt").into());
         }
         let reply_cert = Certificate::from_armored(&reply.joiner_cert)?;
@@ -125,7 +136,10 @@ impl MemberConfirmed {
     ) -> (PairConfirm, PairWelcome) {
         let confirm = PairConfirm {
             attempt: self.attempt.clone(),
-            confirm: self.keys.confirm_tag(PakeRole::Member, &self.transcript).to_vec(),
+            confirm: self
+                .keys
+                .confirm_tag(PakeRole::Member, &self.transcript)
+                .to_vec(),
         };
         let sealed = self
             .keys
@@ -171,7 +185,13 @@ impl JoinerPairing {
             return Err(PeerMisbehaved::EnvelopeMismatch("account").into());
         }
         let member_cert = Certificate::from_armored(&hello.member_cert)?;
-        let (pake, msg) = pake_start(rng, PakeRole::Joiner, code, hello.member_id.as_str(), joiner_id.as_str());
+        let (pake, msg) = pake_start(
+            rng,
+            PakeRole::Joiner,
+            code,
+            hello.member_id.as_str(),
+            joiner_id.as_str(),
+        );
         let transcript = Transcript {
             account: account.to_owned(),
             attempt: hello.attempt.to_string(),

@@ -139,7 +139,11 @@ impl SyncBook {
         let base = self.peer_acks.get(peer).copied().unwrap_or(0);
         OpsBody {
             base,
-            ops: self.log.range(base + 1..).map(|(_, op)| op.clone()).collect(),
+            ops: self
+                .log
+                .range(base + 1..)
+                .map(|(_, op)| op.clone())
+                .collect(),
             acks: self.received.clone(),
         }
     }
@@ -155,7 +159,7 @@ impl SyncBook {
 mod tests {
     use super::*;
     use crate::hlc::Hlc;
-    use crate::state::{PeerState};
+    use crate::state::PeerState;
 
     fn dev(n: u8) -> DeviceId {
         DeviceId::parse(&format!("{:016x}", n)).unwrap()
@@ -168,7 +172,11 @@ mod tests {
     }
 
     fn stamp(i: u64) -> Hlc {
-        Hlc { ms: i, counter: 0, device: dev(1) }
+        Hlc {
+            ms: i,
+            counter: 0,
+            device: dev(1),
+        }
     }
 
     #[test]
@@ -205,7 +213,13 @@ mod tests {
         book.push(&a, stamp(1), change(1));
         book.mark_sent(
             &b,
-            SentRef { message_id: MessageId::parse(&"a".repeat(32)).unwrap(), uid: Some(1), uid_validity: Some(1), upto: 1, at: 100 },
+            SentRef {
+                message_id: MessageId::parse(&"a".repeat(32)).unwrap(),
+                uid: Some(1),
+                uid_validity: Some(1),
+                upto: 1,
+                at: 100,
+            },
         );
         assert!(!book.due(&b, 200));
         assert!(book.due(&b, 100 + RETRANSMIT_AFTER_SECS));

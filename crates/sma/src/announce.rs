@@ -30,7 +30,10 @@ pub struct SeenAnnouncement {
 }
 
 /// Reads and verifies every announcement. `None` when the folder does not exist.
-pub async fn read_all<T: Transport>(t: &mut T, folder: &str) -> Result<Option<Vec<SeenAnnouncement>>> {
+pub async fn read_all<T: Transport>(
+    t: &mut T,
+    folder: &str,
+) -> Result<Option<Vec<SeenAnnouncement>>> {
     match t.examine(folder).await {
         Ok(_) => {}
         Err(ImapError::NoSuchFolder { .. }) => return Ok(None),
@@ -57,7 +60,11 @@ pub async fn read_all<T: Transport>(t: &mut T, folder: &str) -> Result<Option<Ve
     let mut out = Vec::new();
     for msg in t.fetch_messages(&wanted, ANNOUNCE_CAP).await? {
         let Some(body) = msg.body else {
-            warn!(uid = msg.uid, size = msg.size, "oversized announcement ignored");
+            warn!(
+                uid = msg.uid,
+                size = msg.size,
+                "oversized announcement ignored"
+            );
             continue;
         };
         let verified = Envelope::parse(&body)

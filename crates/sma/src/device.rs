@@ -178,6 +178,7 @@ impl Device {
 
     /// Saves a secret in the home (file mode 0600).
     pub fn save_secret(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        self.store.write(|db| db.set_secret(name, value).map_err(Error::from))
+        self.store
+            .write(|db| db.set_secret(name, value).map_err(Error::from))
     }
 }

@@ -65,7 +65,10 @@ impl Device {
                     delete.push(h.uid);
                 }
                 Ok(m) if matches!(&m.to, Recipient::Device(d) if d != self.id()) => {
-                    warn!(uid = h.uid, "message for another device in our inbox; deleted");
+                    warn!(
+                        uid = h.uid,
+                        "message for another device in our inbox; deleted"
+                    );
                     delete.push(h.uid);
                 }
                 Ok(m) if self.store.read().is_processed(m.id.as_str())? => {
@@ -92,7 +95,10 @@ impl Device {
         let mut processed: Vec<String> = Vec::new();
         let mut apps: Vec<StoredApp> = Vec::new();
         let mut removed_self = false;
-        for msg in t.fetch_messages(&wanted, sma_proto::envelope::MESSAGE_SIZE_CAP as u32).await? {
+        for msg in t
+            .fetch_messages(&wanted, sma_proto::envelope::MESSAGE_SIZE_CAP as u32)
+            .await?
+        {
             let Some(raw) = msg.body else {
                 warn!(uid = msg.uid, size = msg.size, "oversized message; deleted");
                 delete.push(msg.uid);
@@ -142,7 +148,12 @@ impl Device {
                             ops: got.new_ops.len(),
                         });
                         for op in &got.new_ops {
-                            describe_change(&before, &self.member.core.group, &op.change, &mut pass.events);
+                            describe_change(
+                                &before,
+                                &self.member.core.group,
+                                &op.change,
+                                &mut pass.events,
+                            );
                         }
                     }
                     if self.member.status() == Some(MemberStatus::Removed) {
@@ -151,7 +162,10 @@ impl Device {
                 }
                 SealedContent::App(app) => {
                     if opened.marker.kind != Kind::App {
-                        warn!(uid = msg.uid, "application content under another kind; deleted");
+                        warn!(
+                            uid = msg.uid,
+                            "application content under another kind; deleted"
+                        );
                         delete.push(msg.uid);
                         continue;
                     }
@@ -189,7 +203,8 @@ impl Device {
         })?;
         if !delete.is_empty() {
             let unique: BTreeSet<Uid> = delete.into_iter().collect();
-            t.delete_messages(&unique.into_iter().collect::<Vec<_>>()).await?;
+            t.delete_messages(&unique.into_iter().collect::<Vec<_>>())
+                .await?;
         }
         if removed_self {
             return Err(self.removed_error());
@@ -200,7 +215,9 @@ impl Device {
     /// Our inbox is gone: removed (our announcement is gone too) or deleted
     /// by accident (recreate it). Never recreates it for a removed device.
     async fn inbox_missing<T: Transport>(&mut self, t: &mut T) -> Result<()> {
-        let anns = announce::read_all(t, &self.info.folders.announce()).await?.unwrap_or_default();
+        let anns = announce::read_all(t, &self.info.folders.announce())
+            .await?
+            .unwrap_or_default();
         let me = self.member.me.fingerprint();
         let announced = anns
             .iter()
@@ -269,7 +286,9 @@ fn describe_change(
         }
         Change::Peer(p) => {
             if before.keyring.get(&p.addr) != after.keyring.get(&p.addr) {
-                events.push(Event::KeyUpdated { addr: p.addr.clone() });
+                events.push(Event::KeyUpdated {
+                    addr: p.addr.clone(),
+                });
             }
         }
         Change::AccountKey(_) => {

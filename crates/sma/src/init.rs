@@ -91,16 +91,13 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
             .any(|s| s.ann.state == sma_proto::payload::AnnouncedState::Member)
     });
     let mut id = DeviceId::random(&mut OsRng);
-    while existing
-        .iter()
-        .flatten()
-        .any(|s| s.ann.device_id == id)
-    {
+    while existing.iter().flatten().any(|s| s.ann.device_id == id) {
         info!(%id, "device id already announced; drawing another");
         id = DeviceId::random(&mut OsRng);
     }
     let now = clock.now();
-    let key = DeviceKey::generate(&mut OsRng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
+    let key =
+        DeviceKey::generate(&mut OsRng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
     let mut member = Member {
         me: Identity {
             id: id.clone(),
@@ -116,14 +113,32 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
             folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
         }
         create_unsubscribed(&mut t, &folders.inbox(&id)).await?;
-        let bytes = build_announcement(&mut OsRng, &member.me, &opts.name, now, now, AnnouncedState::Pending, folders.layout, false)?;
+        let bytes = build_announcement(
+            &mut OsRng,
+            &member.me,
+            &opts.name,
+            now,
+            now,
+            AnnouncedState::Pending,
+            folders.layout,
+            false,
+        )?;
         t.append(&folders.announce(), &[], &bytes).await?;
         role = Role::Pending;
     } else {
         create_unsubscribed(&mut t, &folders.announce()).await?;
         create_unsubscribed(&mut t, &folders.inbox(&id)).await?;
         found_state(&mut member, &opts, now, clock.now_ms())?;
-        let bytes = build_announcement(&mut OsRng, &member.me, &opts.name, now, now, AnnouncedState::Member, folders.layout, true)?;
+        let bytes = build_announcement(
+            &mut OsRng,
+            &member.me,
+            &opts.name,
+            now,
+            now,
+            AnnouncedState::Member,
+            folders.layout,
+            true,
+        )?;
         t.append(&folders.announce(), &[], &bytes).await?;
         role = Role::Founder;
     }
@@ -161,7 +176,8 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
 fn found_state(member: &mut Member, opts: &InitOptions, now: u64, now_ms: u64) -> Result<()> {
     let account_key = match &opts.account_key {
         Some(k) => k.clone(),
-        None => AccountKey::generate(&mut OsRng, &opts.server.user, now).map_err(sma_proto::ProtoError::from)?,
+        None => AccountKey::generate(&mut OsRng, &opts.server.user, now)
+            .map_err(sma_proto::ProtoError::from)?,
     };
     let stamp = member.stamp(now_ms);
     let record = MemberRecord {
@@ -229,7 +245,9 @@ impl Device {
         let winner: Option<&SeenAnnouncement> = announce::latest_per_device(&all)
             .into_values()
             .filter(|s| s.ann.founder)
-            .min_by(|a, b| (a.ann.created, &a.ann.device_id).cmp(&(b.ann.created, &b.ann.device_id)))
+            .min_by(|a, b| {
+                (a.ann.created, &a.ann.device_id).cmp(&(b.ann.created, &b.ann.device_id))
+            })
             .and_then(|w| all.iter().find(|s| s.uid == w.uid));
         match winner {
             Some(w) if w.ann.device_id != self.info.id => {

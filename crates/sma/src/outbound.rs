@@ -46,7 +46,10 @@ impl Device {
             if let Some(prev) = previous {
                 let uids = match (prev.uid, prev.uid_validity) {
                     (Some(uid), Some(v)) if v == state.uid_validity => vec![uid],
-                    _ => t.search_header("Message-ID", &message_id_for(&prev.message_id)).await?,
+                    _ => {
+                        t.search_header("Message-ID", &message_id_for(&prev.message_id))
+                            .await?
+                    }
                 };
                 if !uids.is_empty() {
                     debug!(peer = %out.peer, "replacing our unprocessed sync message");
@@ -93,7 +96,9 @@ impl Device {
         let recipients: Vec<DeviceId> = match to {
             Some(id) if peers.contains(id) => vec![id.clone()],
             Some(id) if id == self.id() => {
-                return Err(Error::Usage("cannot send a message to this device itself".into()))
+                return Err(Error::Usage(
+                    "cannot send a message to this device itself".into(),
+                ))
             }
             Some(id) => return Err(Error::UnknownDevice(id.to_string())),
             None => peers.into_iter().collect(),

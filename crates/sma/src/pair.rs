@@ -9,7 +9,9 @@ use sma_imap::{ImapError, Transport, Uid, UidRange};
 use sma_proto::device::CoreState;
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::pairing::{JoinerPairing, MemberPairing};
-use sma_proto::payload::{self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairReply, PairWelcome, Welcome};
+use sma_proto::payload::{
+    self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairReply, PairWelcome, Welcome,
+};
 use sma_proto::state::{Change, MemberRecord, MemberStatus};
 use sma_proto::{DeviceId, MessageId, ProtoError};
 use tracing::{info, warn};
@@ -95,7 +97,12 @@ async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
     Ok(out)
 }
 
-fn pairing_message<P: serde::Serialize>(dev: &Device, kind: Kind, to: &DeviceId, payload: &P) -> (MessageId, Vec<u8>) {
+fn pairing_message<P: serde::Serialize>(
+    dev: &Device,
+    kind: Kind,
+    to: &DeviceId,
+    payload: &P,
+) -> (MessageId, Vec<u8>) {
     let id = MessageId::random(&mut OsRng);
     let env = Envelope {
         account: dev.info.account.clone(),
@@ -141,12 +148,20 @@ async fn delete_by_message_id<T: Transport>(t: &mut T, folder: &str, id: &Messag
 
 impl Device {
     /// Pending devices that could be paired: announced as pending, not members.
-    pub async fn pending_devices<T: Transport>(&mut self, t: &mut T) -> Result<Vec<announce::SeenAnnouncement>> {
-        let all = announce::read_all(t, &self.info.folders.announce()).await?.unwrap_or_default();
+    pub async fn pending_devices<T: Transport>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<Vec<announce::SeenAnnouncement>> {
+        let all = announce::read_all(t, &self.info.folders.announce())
+            .await?
+            .unwrap_or_default();
         let group = &self.member.core.group;
         let mut pending: Vec<_> = announce::latest_per_device(&all)
             .into_values()
-            .filter(|s| s.ann.state == AnnouncedState::Pending && group.status_of(&s.ann.device_id).is_none())
+            .filter(|s| {
+                s.ann.state == AnnouncedState::Pending
+                    && group.status_of(&s.ann.device_id).is_none()
+            })
             .collect();
         pending.sort_by_key(|s| (s.ann.heartbeat, s.uid));
         Ok(pending)
@@ -196,10 +211,14 @@ impl Device {
         let inbox = self.inbox();
         let reply = loop {
             t.select(&inbox).await?;
-            let replies: Vec<Found<PairReply>> = find_pairing(t, Kind::PairReply, Some(&joiner_id)).await?;
-            let (ours, stale): (Vec<_>, Vec<_>) = replies.into_iter().partition(|r| &r.payload.attempt == state.attempt());
+            let replies: Vec<Found<PairReply>> =
+                find_pairing(t, Kind::PairReply, Some(&joiner_id)).await?;
+            let (ours, stale): (Vec<_>, Vec<_>) = replies
+                .into_iter()
+                .partition(|r| &r.payload.attempt == state.attempt());
             if !stale.is_empty() {
-                t.delete_messages(&stale.iter().map(|r| r.uid).collect::<Vec<_>>()).await?;
+                t.delete_messages(&stale.iter().map(|r| r.uid).collect::<Vec<_>>())
+                    .await?;
             }
             if let Some(r) = ours.into_iter().next() {
                 break r;
@@ -271,7 +290,12 @@ impl Device {
     }
 
     /// `join`: completes pairing on the pending device with the typed code.
-    pub async fn join<T: Transport>(&mut self, t: &mut T, code: &PairingCode, timeout: Duration) -> Result<JoinReport> {
+    pub async fn join<T: Transport>(
+        &mut self,
+        t: &mut T,
+        code: &PairingCode,
+        timeout: Duration,
+    ) -> Result<JoinReport> {
         match self.info.role {
             Role::Pending => {}
             Role::Removed => return Err(self.removed_error()),
@@ -290,18 +314,23 @@ impl Device {
             hellos.sort_by_key(|h| h.uid);
             if let Some(newest) = hellos.pop() {
                 if !hellos.is_empty() {
-                    t.delete_messages(&hellos.iter().map(|h| h.uid).collect::<Vec<_>>()).await?;
+                    t.delete_messages(&hellos.iter().map(|h| h.uid).collect::<Vec<_>>())
+                        .await?;
                 }
                 break newest;
             }
             if Instant::now() >= deadline {
-                return Err(timeout_error("a member device to run `sma pair` (no pairing request arrived)"));
+                return Err(timeout_error(
+                    "a member device to run `sma pair` (no pairing request arrived)",
+                ));
             }
             wait_for_change(t, &inbox, deadline).await?;
         };
         if hello.marker.from != hello.payload.member_id {
             t.delete_messages(&[hello.uid]).await?;
-            return Err(Error::Server("a forged pairing request was found and deleted; run `sma pair` again".into()));
+            return Err(Error::Server(
+                "a forged pairing request was found and deleted; run `sma pair` again".into(),
+            ));
         }
         let member_id = hello.payload.member_id.clone();
         let (state, reply) = JoinerPairing::respond(
@@ -321,18 +350,28 @@ impl Device {
         let mut confirmed = None;
         let welcome = loop {
             t.select(&inbox).await?;
-            let aborts: Vec<Found<PairAbort>> = find_pairing(t, Kind::PairAbort, Some(&member_id)).await?;
-            if let Some(a) = aborts.iter().find(|a| &a.payload.attempt == state.attempt()) {
-                t.delete_messages(&aborts.iter().map(|a| a.uid).collect::<Vec<_>>()).await?;
+            let aborts: Vec<Found<PairAbort>> =
+                find_pairing(t, Kind::PairAbort, Some(&member_id)).await?;
+            if let Some(a) = aborts
+                .iter()
+                .find(|a| &a.payload.attempt == state.attempt())
+            {
+                t.delete_messages(&aborts.iter().map(|a| a.uid).collect::<Vec<_>>())
+                    .await?;
                 let _ = a;
                 return Err(Error::CodeRejected(format!(
                     "device {member_id} rejected the code; it is burnt — run `sma pair` there again and type the new code"
                 )));
             }
             if confirmed.is_none() {
-                let confirms: Vec<Found<PairConfirm>> = find_pairing(t, Kind::PairConfirm, Some(&member_id)).await?;
-                if let Some(c) = confirms.iter().find(|c| &c.payload.attempt == state.attempt()) {
-                    t.delete_messages(&confirms.iter().map(|c| c.uid).collect::<Vec<_>>()).await?;
+                let confirms: Vec<Found<PairConfirm>> =
+                    find_pairing(t, Kind::PairConfirm, Some(&member_id)).await?;
+                if let Some(c) = confirms
+                    .iter()
+                    .find(|c| &c.payload.attempt == state.attempt())
+                {
+                    t.delete_messages(&confirms.iter().map(|c| c.uid).collect::<Vec<_>>())
+                        .await?;
                     let c = c.payload.clone();
                     confirmed = Some(state.on_confirm(&c).map_err(|_| {
                         Error::CodeRejected(format!(
@@ -341,7 +380,8 @@ impl Device {
                     })?);
                     // `state` moved: continue with the confirmed proof only.
                     break loop {
-                        let welcomes: Vec<Found<PairWelcome>> = find_pairing(t, Kind::PairWelcome, Some(&member_id)).await?;
+                        let welcomes: Vec<Found<PairWelcome>> =
+                            find_pairing(t, Kind::PairWelcome, Some(&member_id)).await?;
                         if let Some(w) = welcomes.into_iter().next() {
                             break w;
                         }
@@ -375,14 +415,25 @@ impl Device {
     }
 
     fn install_welcome(&mut self, welcome: Welcome) -> Result<()> {
-        if welcome.joiner_id != self.info.id || !welcome.account.eq_ignore_ascii_case(&self.info.account) {
-            return Err(Error::Server("the welcome names another device or account; ignored".into()));
+        if welcome.joiner_id != self.info.id
+            || !welcome.account.eq_ignore_ascii_case(&self.info.account)
+        {
+            return Err(Error::Server(
+                "the welcome names another device or account; ignored".into(),
+            ));
         }
-        if !welcome.state.is_active_member(&self.info.id, &self.member.me.fingerprint()) {
-            return Err(Error::Server("the welcome does not list this device as a member; ignored".into()));
+        if !welcome
+            .state
+            .is_active_member(&self.info.id, &self.member.me.fingerprint())
+        {
+            return Err(Error::Server(
+                "the welcome does not list this device as a member; ignored".into(),
+            ));
         }
         if welcome.state.current_account_key().is_none() {
-            return Err(Error::Server("the welcome carries no account key; ignored".into()));
+            return Err(Error::Server(
+                "the welcome carries no account key; ignored".into(),
+            ));
         }
         let mut core = CoreState {
             group: welcome.state,

@@ -35,7 +35,11 @@ pub struct SyncReport {
 
 impl Device {
     /// One round: fetch and apply, heartbeat if due, send what is due.
-    pub async fn sync_round<T: Transport>(&mut self, t: &mut T, heartbeat_after: u64) -> Result<SyncReport> {
+    pub async fn sync_round<T: Transport>(
+        &mut self,
+        t: &mut T,
+        heartbeat_after: u64,
+    ) -> Result<SyncReport> {
         if self.info.role == Role::Removed {
             return Err(self.removed_error());
         }
@@ -47,21 +51,14 @@ impl Device {
             ..SyncReport::default()
         };
         if self.now().saturating_sub(self.info.announced_at) >= heartbeat_after {
-            self.announce(t, AnnouncedState::Member, self.info.role == Role::Founder).await?;
-            self.refresh_own_heartbeat();
+            self.announce(t, AnnouncedState::Member, self.info.role == Role::Founder)
+                .await?;
         }
         if self.resolve_founder_race(t).await? {
             return Ok(report);
         }
         report.sent = self.send_syncs(t).await?;
         Ok(report)
-    }
-
-    fn refresh_own_heartbeat(&mut self) {
-        let now = self.now();
-        if let Some(rec) = self.member.core.group.members.get_mut(self.id()) {
-            rec.heartbeat = rec.heartbeat.max(now);
-        }
     }
 
     /// `sync`: one round, with a heartbeat if the last is older than an hour.
@@ -72,7 +69,11 @@ impl Device {
     /// `recv`: runs rounds until at least one application message is waiting
     /// or `wait` has passed (zero: one round). Returns every waiting message;
     /// call [`Device::delivered`] once they are handed out.
-    pub async fn recv<T: Transport>(&mut self, t: &mut T, wait: Duration) -> Result<Vec<AppMessage>> {
+    pub async fn recv<T: Transport>(
+        &mut self,
+        t: &mut T,
+        wait: Duration,
+    ) -> Result<Vec<AppMessage>> {
         let deadline = Instant::now() + wait;
         loop {
             self.sync_round(t, HEARTBEAT_SECS).await?;
@@ -125,15 +126,19 @@ impl Device {
                 Err(Error::Imap(e)) if e.is_connection_lost() => {
                     warn!(error = %e, "connection lost; reconnecting");
                     let mut attempts = 0u32;
-                    let reconnect = connect_with_retry(&config, Backoff::default(), u32::MAX, |n, err, delay| {
-                        attempts = n;
-                        info!(attempt = n, error = %err, ?delay, "reconnect failed; retrying");
-                    });
+                    let mut backoff = Backoff::default();
+                    let reconnect =
+                        connect_with_retry(&config, &mut backoff, u32::MAX, |n, err, delay| {
+                            attempts = n;
+                            info!(attempt = n, error = %err, ?delay, "reconnect failed; retrying");
+                        });
                     t = tokio::select! {
                         r = reconnect => r?,
                         _ = &mut stop => return Ok(()),
                     };
-                    on_event(&Event::Reconnected { attempts: attempts + 1 });
+                    on_event(&Event::Reconnected {
+                        attempts: attempts + 1,
+                    });
                 }
                 Err(e) => return Err(e),
             }

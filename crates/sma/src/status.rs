@@ -75,7 +75,9 @@ pub struct StatusReport {
 impl Device {
     /// Every device known from the group state and the announcements folder.
     pub async fn devices<T: Transport>(&mut self, t: &mut T) -> Result<Vec<DeviceView>> {
-        let anns = announce::read_all(t, &self.info.folders.announce()).await?.unwrap_or_default();
+        let anns = announce::read_all(t, &self.info.folders.announce())
+            .await?
+            .unwrap_or_default();
         let latest = announce::latest_per_device(&anns);
         let group = &self.member.core.group;
         let mut out: BTreeMap<String, DeviceView> = BTreeMap::new();
@@ -121,7 +123,12 @@ impl Device {
                 DeviceView {
                     device_id: self.id().to_string(),
                     name: self.info.name.clone(),
-                    state: self.info.role.as_str().replace("founder", "active").replace("member", "active"),
+                    state: self
+                        .info
+                        .role
+                        .as_str()
+                        .replace("founder", "active")
+                        .replace("member", "active"),
                     last_seen: timefmt::rfc3339(self.info.announced_at),
                     is_self: true,
                 },
@@ -171,7 +178,8 @@ impl Device {
             return Ok(None);
         };
         Ok(Some(
-            sma_crypto::AccountKey::from_armored_secret(&rec.secret).map_err(sma_proto::ProtoError::from)?,
+            sma_crypto::AccountKey::from_armored_secret(&rec.secret)
+                .map_err(sma_proto::ProtoError::from)?,
         ))
     }
 }

@@ -102,9 +102,12 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(err)?;
         restrict_permissions(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
         let mut store = Store {
             conn,
             path: path.to_owned(),
@@ -418,7 +421,10 @@ mod tests {
         drop(s);
         let s = Store::open(&path).unwrap();
         let db = s.read();
-        assert_eq!(db.meta("device_id").unwrap().as_deref(), Some("0000000000000001"));
+        assert_eq!(
+            db.meta("device_id").unwrap().as_deref(),
+            Some("0000000000000001")
+        );
         assert_eq!(db.secret("device_key").unwrap().as_deref(), Some(&b"k"[..]));
         assert_eq!(db.core::<Vec<u32>>().unwrap(), Some(vec![1, 2, 3]));
         assert!(db.is_processed("m1").unwrap());
@@ -451,7 +457,12 @@ mod tests {
         })
         .unwrap();
         let got = s.read().pending_apps().unwrap();
-        assert_eq!(got.iter().map(|a| a.message_id.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(
+            got.iter()
+                .map(|a| a.message_id.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "a"]
+        );
         s.write(|db| db.remove_app("b")).unwrap();
         assert_eq!(s.read().pending_apps().unwrap().len(), 1);
     }

@@ -18,8 +18,10 @@
 //!
 //! Failures panic with a clear message: a test that needs the server must fail,
 //! never silently skip. Dropping a [`Dovecot`] stops the server and deletes its
-//! directory; should the test process die without dropping it, a watcher
-//! started by the script stops the server within about a second.
+//! directory. Should the test process exit without dropping it (a crash, or a
+//! server shared through a `static`, which is never dropped), a watcher started
+//! by the script stops the server and deletes the directory within a few
+//! seconds.
 //!
 //! ```no_run
 //! use sma_testrig::Dovecot;
@@ -250,7 +252,7 @@ impl Dovecot {
         dovecot
     }
 
-    /// Runs `imap-server start --dir DIR --owner-pid OURS EXTRA...`, records
+    /// Runs `imap-server start --dir DIR --owner-pid OURS --remove-dir EXTRA...`, records
     /// the pid and returns the env pairs. Panics on failure.
     fn run_start(&mut self, extra: &[String]) -> Vec<(String, String)> {
         let mut args: Vec<String> = vec![
@@ -259,6 +261,10 @@ impl Dovecot {
             self.path.display().to_string(),
             "--owner-pid".into(),
             std::process::id().to_string(),
+            // Should this process die without dropping us (or keep us in a
+            // `static`, which is never dropped), the script's watcher stops
+            // the server and deletes the directory.
+            "--remove-dir".into(),
         ];
         args.extend_from_slice(extra);
         let out = run_script(&args).unwrap_or_else(|e| panic!("sma-testrig: {e}"));

@@ -179,7 +179,8 @@ impl Marker {
             return Err(InvalidMessage::UnsupportedVersion(truncate(version)));
         }
         let kind_s = kind.ok_or(InvalidMessage::Missing("kind attribute"))?;
-        let kind = Kind::parse(kind_s).ok_or_else(|| InvalidMessage::UnknownKind(truncate(kind_s)))?;
+        let kind =
+            Kind::parse(kind_s).ok_or_else(|| InvalidMessage::UnknownKind(truncate(kind_s)))?;
         let from = DeviceId::parse(from.ok_or(InvalidMessage::Missing("from attribute"))?)?;
         let to = match to.ok_or(InvalidMessage::Missing("to attribute"))? {
             "*" => Recipient::All,
@@ -218,9 +219,17 @@ mod tests {
         let v = sample().to_header_value() + "; future=yes";
         assert!(Marker::parse(&v).is_ok());
         let v2 = sample().to_header_value().replace("v=1", "v=2");
-        assert!(matches!(Marker::parse(&v2), Err(InvalidMessage::UnsupportedVersion(_))));
-        let v3 = sample().to_header_value().replace("kind=sync", "kind=gossip");
-        assert!(matches!(Marker::parse(&v3), Err(InvalidMessage::UnknownKind(_))));
+        assert!(matches!(
+            Marker::parse(&v2),
+            Err(InvalidMessage::UnsupportedVersion(_))
+        ));
+        let v3 = sample()
+            .to_header_value()
+            .replace("kind=sync", "kind=gossip");
+        assert!(matches!(
+            Marker::parse(&v3),
+            Err(InvalidMessage::UnknownKind(_))
+        ));
         assert!(Marker::parse("garbage").is_err());
         assert!(Marker::parse("").is_err());
     }

@@ -105,7 +105,12 @@ impl Envelope {
                     ),
                 );
                 out.push_str("\r\n");
-                push_text_part(&mut out, &boundary, "application/pgp-encrypted", "Version: 1");
+                push_text_part(
+                    &mut out,
+                    &boundary,
+                    "application/pgp-encrypted",
+                    "Version: 1",
+                );
                 push_text_part(&mut out, &boundary, "application/octet-stream", armored);
                 out.push_str(&format!("--{boundary}--\r\n"));
             }
@@ -138,7 +143,13 @@ impl Envelope {
         }
         let account = msg
             .header_raw("From")
-            .map(|f| unfold(f).trim().trim_start_matches('<').trim_end_matches('>').to_owned())
+            .map(|f| {
+                unfold(f)
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
             .unwrap_or_default();
         let date = msg
             .header_raw("Date")
@@ -159,7 +170,10 @@ impl Envelope {
                 payload: find(ANNOUNCE_TYPE)
                     .ok_or(InvalidMessage::Missing("announcement part"))?
                     .to_vec(),
-                signature: text(find("application/pgp-signature").ok_or(InvalidMessage::Missing("signature part"))?)?,
+                signature: text(
+                    find("application/pgp-signature")
+                        .ok_or(InvalidMessage::Missing("signature part"))?,
+                )?,
             },
             k if k.is_pairing() => Body::Plain {
                 payload: find(PAIRING_TYPE)
@@ -192,7 +206,9 @@ pub fn peek_marker(header_bytes: &[u8]) -> Result<Marker, InvalidMessage> {
     let msg = MessageParser::default()
         .parse_headers(header_bytes)
         .ok_or(InvalidMessage::Unparseable)?;
-    let raw = msg.header_raw(MARKER_HEADER).ok_or(InvalidMessage::NotSma)?;
+    let raw = msg
+        .header_raw(MARKER_HEADER)
+        .ok_or(InvalidMessage::NotSma)?;
     Marker::parse(&unfold(raw))
 }
 
@@ -261,7 +277,8 @@ mod tests {
             marker: marker(Kind::Announce),
             body: Body::Signed {
                 payload: br#"{"v":1}"#.to_vec(),
-                signature: "-----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----".into(),
+                signature: "-----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----"
+                    .into(),
             },
         });
         roundtrip(Envelope {
@@ -294,7 +311,9 @@ mod tests {
             account: "a@b".into(),
             date: 0,
             marker: marker(Kind::Sync),
-            body: Body::Encrypted { armored: "x".into() },
+            body: Body::Encrypted {
+                armored: "x".into(),
+            },
         }
         .to_bytes();
         sync.truncate(sync.len() / 2);

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::hlc::Hlc;
 
 /// Autocrypt `prefer-encrypt` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PreferEncrypt {
     /// No preference stated.
@@ -61,16 +63,27 @@ impl PeerState {
         self.last_seen = self.last_seen.max(other.last_seen);
         // Equal stamps never carry different values in practice (a stamp
         // names one write); comparing the values too keeps merge a total order.
-        if (other.autocrypt_timestamp, &other.stamp, &other.public_key, other.prefer_encrypt)
-            > (self.autocrypt_timestamp, &self.stamp, &self.public_key, self.prefer_encrypt)
-        {
+        if (
+            other.autocrypt_timestamp,
+            &other.stamp,
+            &other.public_key,
+            other.prefer_encrypt,
+        ) > (
+            self.autocrypt_timestamp,
+            &self.stamp,
+            &self.public_key,
+            self.prefer_encrypt,
+        ) {
             self.autocrypt_timestamp = other.autocrypt_timestamp;
             self.public_key = other.public_key.clone();
             self.prefer_encrypt = other.prefer_encrypt;
             self.stamp = other.stamp.clone();
         }
-        if (other.gossip_timestamp, &other.gossip_stamp, &other.gossip_key)
-            > (self.gossip_timestamp, &self.gossip_stamp, &self.gossip_key)
+        if (
+            other.gossip_timestamp,
+            &other.gossip_stamp,
+            &other.gossip_key,
+        ) > (self.gossip_timestamp, &self.gossip_stamp, &self.gossip_key)
         {
             self.gossip_timestamp = other.gossip_timestamp;
             self.gossip_key = other.gossip_key.clone();

@@ -137,7 +137,10 @@ impl GroupState {
                 }
             }
             Change::AccountKey(rec) => match self.account_keys.get_mut(&rec.generation) {
-                Some(mine) if (&rec.stamp, &rec.fingerprint, &rec.secret) > (&mine.stamp, &mine.fingerprint, &mine.secret) => {
+                Some(mine)
+                    if (&rec.stamp, &rec.fingerprint, &rec.secret)
+                        > (&mine.stamp, &mine.fingerprint, &mine.secret) =>
+                {
                     *mine = rec.clone()
                 }
                 Some(_) => {}

@@ -33,8 +33,16 @@ fn arb_change() -> impl Strategy<Value = Change> {
             })
         },
     );
-    let peer = (0u8..3, 0u64..5, 0u64..5, 0u8..3, any::<bool>(), 0u64..5, 0u8..3).prop_map(
-        |(a, seen, ts, key, mutual, gts, d)| {
+    let peer = (
+        0u8..3,
+        0u64..5,
+        0u64..5,
+        0u8..3,
+        any::<bool>(),
+        0u64..5,
+        0u8..3,
+    )
+        .prop_map(|(a, seen, ts, key, mutual, gts, d)| {
             Change::Peer(PeerState {
                 addr: format!("peer{a}@example.org"),
                 last_seen: seen.max(ts),
@@ -50,8 +58,7 @@ fn arb_change() -> impl Strategy<Value = Change> {
                 gossip_key: Some(format!("g{key}")),
                 gossip_stamp: Some(stamp(gts, 0, d)),
             })
-        },
-    );
+        });
     let account = (0u32..3, 0u64..5, 0u8..3).prop_map(|(g, ms, d)| {
         Change::AccountKey(AccountKeyRecord {
             generation: g,
