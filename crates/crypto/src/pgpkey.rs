@@ -257,7 +257,7 @@ fn clean_details(
 fn clean_subkey_sigs(
     sigs: Vec<Signature>,
     primary: &(impl VerifyingKey + Serialize),
-    subkey: &(impl VerifyingKey + KeyDetails + Serialize),
+    subkey: &(impl VerifyingKey + Serialize),
 ) -> Option<Vec<Signature>> {
     let valid: Vec<Signature> = sigs
         .into_iter()

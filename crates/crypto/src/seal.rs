@@ -187,12 +187,16 @@ fn decrypt_outer(recipient: &DeviceKey, message: &[u8]) -> Result<Zeroizing<Vec<
             if !pkesk.match_identity(sub.key.public_key()) {
                 continue;
             }
-            matched = true;
+            // A wildcard (anonymous) recipient only counts as "for us" if
+            // it actually decrypts.
+            let explicit = pkesk.id().is_ok_and(|id| !id.is_wildcard());
+            matched |= explicit;
             let Ok(values) = pkesk.values() else { continue };
             if !canonical_ephemeral(sub.key.public_key().public_params(), values) {
                 continue;
             }
             if let Ok(Ok(sk)) = sub.key.decrypt(&Password::empty(), values, EskType::V3_4) {
+                matched = true;
                 session_key = Some(sk);
                 break 'outer;
             }

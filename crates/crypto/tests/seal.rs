@@ -4,8 +4,9 @@ mod common;
 
 use common::{dearmor, device, rng};
 use pgp::{
-    composed::{ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey},
-    crypto::sym::SymmetricKeyAlgorithm,
+    composed::{ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey, SignedSecretKey},
+    crypto::{hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
+    types::{CompressionAlgorithm, Password},
 };
 use sma_crypto::{open, open_bytes, seal, seal_at, CryptoError};
 
@@ -95,6 +96,71 @@ fn unsigned_message_is_bad_signature() {
     assert!(matches!(
         open(&bob, &alice.certificate(), &msg, MAX),
         Err(CryptoError::BadSignature)
+    ));
+}
+
+#[test]
+fn anonymous_recipient_opens_only_for_the_recipient() {
+    let (alice, bob, eve) = (device(1), device(2), device(5));
+    let bob_cert = SignedPublicKey::from_bytes(&bob.certificate().to_bytes()[..]).unwrap();
+    let alice_sec = SignedSecretKey::from_bytes(&alice.to_bytes()[..]).unwrap();
+    let mut r = rng(12);
+    let mut builder = MessageBuilder::from_bytes("", b"anonymous".to_vec())
+        .seipd_v1(&mut r, SymmetricKeyAlgorithm::AES256);
+    builder
+        .encrypt_to_key_anonymous(&mut r, &bob_cert.public_subkeys[0])
+        .unwrap();
+    builder.sign(
+        &alice_sec.primary_key,
+        Password::empty(),
+        HashAlgorithm::Sha256,
+    );
+    let msg = builder
+        .to_armored_string(&mut r, ArmorOptions::default())
+        .unwrap();
+    assert_eq!(
+        open(&bob, &alice.certificate(), &msg, MAX).unwrap(),
+        b"anonymous"
+    );
+    assert!(matches!(
+        open(&eve, &alice.certificate(), &msg, MAX),
+        Err(CryptoError::NotForUs)
+    ));
+}
+
+#[test]
+fn compressed_messages_open_within_the_limit() {
+    let (alice, bob) = (device(1), device(2));
+    let bob_cert = SignedPublicKey::from_bytes(&bob.certificate().to_bytes()[..]).unwrap();
+    let alice_sec = SignedSecretKey::from_bytes(&alice.to_bytes()[..]).unwrap();
+    let make = |plain: Vec<u8>| {
+        let mut r = rng(13);
+        let mut builder =
+            MessageBuilder::from_bytes("", plain).seipd_v1(&mut r, SymmetricKeyAlgorithm::AES256);
+        builder
+            .encrypt_to_key(&mut r, &bob_cert.public_subkeys[0])
+            .unwrap();
+        builder.compression(CompressionAlgorithm::ZLIB);
+        builder.sign(
+            &alice_sec.primary_key,
+            Password::empty(),
+            HashAlgorithm::Sha256,
+        );
+        builder
+            .to_armored_string(&mut r, ArmorOptions::default())
+            .unwrap()
+    };
+    let msg = make(b"squeeze me".repeat(100));
+    assert_eq!(
+        open(&bob, &alice.certificate(), &msg, MAX).unwrap(),
+        b"squeeze me".repeat(100)
+    );
+    // A small ciphertext that inflates beyond the limit is refused.
+    let bomb = make(vec![0u8; 8 << 20]);
+    assert!(bomb.len() < 100_000);
+    assert!(matches!(
+        open(&bob, &alice.certificate(), &bomb, MAX),
+        Err(CryptoError::PlaintextTooLarge { .. })
     ));
 }
 

@@ -14,12 +14,15 @@
 
 use std::time::{Duration, Instant};
 
-use async_imap::imap_proto::{self, Response, ResponseCode, Status};
+use async_imap::imap_proto::{Response, ResponseCode, Status};
 use tokio::io::AsyncWriteExt;
 
 use crate::error::ImapError;
 use crate::io::{ImapIo, NetStream};
+use crate::response::{cap_strings, done_of, Done, Greeting, MailboxTracker, Watch};
 use crate::wire::{Command, Segment};
+
+mod idle_cmd;
 
 pub(crate) type Client = async_imap::Client<ImapIo>;
 
@@ -42,109 +45,6 @@ enum State {
     Idling(String),
     /// Unusable; the message says why.
     Broken(String),
-}
-
-/// Tagged completion status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Ok,
-    No,
-    Bad,
-}
-
-/// The response codes we act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Code {
-    AppendUid { uid: Option<u32> },
-    TryCreate,
-    Capabilities(Vec<String>),
-    Other,
-}
-
-/// A tagged completion.
-#[derive(Debug, Clone)]
-pub(crate) struct Done {
-    pub(crate) outcome: Outcome,
-    pub(crate) code: Option<Code>,
-    /// The server's text, with a recognised response code written back in
-    /// front (`[TRYCREATE] ...`); unknown codes are already part of it.
-    pub(crate) text: String,
-}
-
-impl Done {
-    pub(crate) fn is_ok(&self) -> bool {
-        self.outcome == Outcome::Ok
-    }
-
-    /// The error for a failed command.
-    pub(crate) fn into_error(self, label: String) -> ImapError {
-        match self.outcome {
-            Outcome::Bad => ImapError::Bad {
-                command: label,
-                text: self.text,
-            },
-            _ => ImapError::No {
-                command: label,
-                text: self.text,
-            },
-        }
-    }
-}
-
-/// How unsolicited mailbox responses are interpreted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Watch {
-    /// Normal commands: new messages and foreign expunges count as changes.
-    Normal,
-    /// Our own EXPUNGE: expunges are ours, not changes.
-    OwnExpunge,
-    /// IDLE: anything about the mailbox is a change.
-    Idle,
-}
-
-/// What the session knows about the selected mailbox from unsolicited data.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct MailboxTracker {
-    pub(crate) exists: Option<u32>,
-    pub(crate) changed: bool,
-}
-
-impl MailboxTracker {
-    fn observe(&mut self, resp: &Response<'_>, watch: Watch) {
-        match resp {
-            Response::MailboxData(imap_proto::MailboxDatum::Exists(n)) => {
-                if watch == Watch::Idle || self.exists.is_some_and(|old| *n > old) {
-                    self.changed = true;
-                }
-                self.exists = Some(*n);
-            }
-            Response::Expunge(_) | Response::Vanished { .. } => {
-                if let (Response::Expunge(_), Some(e)) = (resp, self.exists.as_mut()) {
-                    *e = e.saturating_sub(1);
-                }
-                if watch != Watch::OwnExpunge {
-                    self.changed = true;
-                }
-            }
-            Response::MailboxData(imap_proto::MailboxDatum::Recent(_)) | Response::Fetch(..)
-                if watch == Watch::Idle =>
-            {
-                self.changed = true;
-            }
-            _ => {}
-        }
-    }
-}
-
-/// What the server's greeting says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Greeting {
-    /// `* OK`: log in next.
-    Ok,
-    /// `* PREAUTH`: already logged in.
-    PreAuth,
-    /// `* BYE` (or anything else): go away.
-    Refused,
 }
 
 /// Result of waiting for a continuation.
@@ -516,66 +416,6 @@ impl Conn {
         self.new_tag()
     }
 
-    /// One IDLE, until a change is seen, `deadline` passes, or the server
-    /// ends it. Returns whether a change was seen. Falls back with
-    /// `Err(No/Bad)` if the server refuses IDLE.
-    pub(crate) async fn idle_once(&mut self, deadline: Instant) -> Result<bool, ImapError> {
-        self.ensure_ready().await?;
-        let tag = self.new_tag();
-        self.commands_sent += 1;
-        tracing::debug!(tag = %tag, "IMAP command IDLE");
-        self.watch = Watch::Idle;
-        let result = self.idle_inner(&tag, deadline).await;
-        self.watch = Watch::Normal;
-        result
-    }
-
-    async fn idle_inner(&mut self, tag: &str, deadline: Instant) -> Result<bool, ImapError> {
-        self.state = State::Writing;
-        self.write_all(format!("{tag} IDLE\r\n").as_bytes(), "IDLE")
-            .await?;
-        self.state = State::IdleStarting(tag.to_owned());
-        if let Some(done) = self.wait_continuation(tag, "IDLE", &mut |_| {}).await? {
-            self.state = State::Ready;
-            return if done.is_ok() {
-                Ok(self.mailbox.changed)
-            } else {
-                Err(done.into_error("IDLE".into()))
-            };
-        }
-        self.state = State::Idling(tag.to_owned());
-        while !self.mailbox.changed {
-            let got = self
-                .read("IDLE", Some(deadline), |r| match r {
-                    Response::Done { tag: t, .. } if t.0 == tag => Some(done_of(r)),
-                    _ => None,
-                })
-                .await?;
-            match got {
-                None => break,
-                Some(Some(done)) => {
-                    // The server ended the IDLE by itself.
-                    self.state = State::Ready;
-                    return if done.is_ok() {
-                        Ok(self.mailbox.changed)
-                    } else {
-                        Err(done.into_error("IDLE".into()))
-                    };
-                }
-                Some(None) => {}
-            }
-        }
-        self.state = State::Writing;
-        self.write_all(b"DONE\r\n", "DONE").await?;
-        self.state = State::AwaitingTagged(tag.to_owned());
-        let done = self.drain(tag).await?;
-        self.state = State::Ready;
-        if !done.is_ok() {
-            return Err(done.into_error("IDLE".into()));
-        }
-        Ok(self.mailbox.changed)
-    }
-
     /// Sends `LOGOUT` and closes the socket; errors are ignored (the
     /// connection is going away anyway).
     pub(crate) async fn logout(mut self) {
@@ -584,66 +424,5 @@ impl Conn {
         }
         let _ =
             tokio::time::timeout(Duration::from_secs(2), self.client.get_mut().shutdown()).await;
-    }
-}
-
-/// Capability names as strings.
-pub(crate) fn cap_strings(caps: &[imap_proto::Capability<'_>]) -> Vec<String> {
-    caps.iter()
-        .map(|c| match c {
-            imap_proto::Capability::Imap4rev1 => "IMAP4rev1".to_owned(),
-            imap_proto::Capability::Auth(m) => format!("AUTH={m}"),
-            imap_proto::Capability::Atom(a) => a.to_string(),
-        })
-        .collect()
-}
-
-/// Converts a tagged response (only call with `Response::Done`).
-fn done_of(r: &Response<'_>) -> Done {
-    let Response::Done {
-        status,
-        code,
-        information,
-        ..
-    } = r
-    else {
-        return Done {
-            outcome: Outcome::Bad,
-            code: None,
-            text: String::new(),
-        };
-    };
-    let outcome = match status {
-        Status::Ok => Outcome::Ok,
-        Status::No => Outcome::No,
-        _ => Outcome::Bad,
-    };
-    let info = information.as_deref().unwrap_or("").to_owned();
-    let (code, shown) = match code {
-        None => (None, None),
-        Some(ResponseCode::AppendUid(_, set)) => {
-            let uid = match set.as_slice() {
-                [imap_proto::UidSetMember::Uid(u)] => Some(*u),
-                [imap_proto::UidSetMember::UidRange(r)] if r.start() == r.end() => Some(*r.start()),
-                _ => None,
-            };
-            (Some(Code::AppendUid { uid }), None)
-        }
-        Some(ResponseCode::TryCreate) => (Some(Code::TryCreate), Some("TRYCREATE")),
-        Some(ResponseCode::Capabilities(c)) => (Some(Code::Capabilities(cap_strings(c))), None),
-        Some(ResponseCode::Alert) => (Some(Code::Other), Some("ALERT")),
-        Some(ResponseCode::Parse) => (Some(Code::Other), Some("PARSE")),
-        Some(ResponseCode::ReadOnly) => (Some(Code::Other), Some("READ-ONLY")),
-        Some(_) => (Some(Code::Other), None),
-    };
-    let text = match shown {
-        Some(name) if info.is_empty() => format!("[{name}]"),
-        Some(name) => format!("[{name}] {info}"),
-        None => info,
-    };
-    Done {
-        outcome,
-        code,
-        text,
     }
 }

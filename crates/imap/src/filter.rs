@@ -194,6 +194,14 @@ mod tests {
     }
 
     #[test]
+    fn other_unparseable_untagged_lines_are_set_aside() {
+        let input: &[u8] = b"* XWEIRD (this is [not parseable\r\nA1 OK done\r\n";
+        let (out, mut f) = run(&[input]);
+        assert_eq!(out, b"A1 OK done\r\n");
+        assert!(f.take_captured(b"* XWEIRD").is_some());
+    }
+
+    #[test]
     fn partial_line_is_flushed_at_eof() {
         let (mut out, mut f) = run(&[b"* OK partial"]);
         assert!(out.is_empty());

@@ -2,16 +2,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_imap::imap_proto::{
     AttributeValue, MailboxDatum, MessageSection, Response, ResponseCode, SectionPath, Status,
     StatusAttribute,
 };
 
-use crate::conn::{Code, Done, MailboxTracker, Outcome, Watch};
 use crate::error::ImapError;
-use crate::session::{ImapSession, Selected, MAX_IDLE};
+use crate::response::{Code, Done, MailboxTracker, Outcome, Watch};
+use crate::session::{ImapSession, Selected};
 use crate::transport::Transport;
 use crate::types::{
     Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
@@ -120,26 +120,6 @@ impl ImapSession {
             exists,
             highest_modseq: modseq,
         })
-    }
-
-    /// Takes the "change seen" flag.
-    fn take_changed(&mut self) -> bool {
-        std::mem::take(&mut self.conn.mailbox.changed)
-    }
-
-    /// NOOP every poll interval until a change or the deadline.
-    async fn poll_until(&mut self, deadline: Instant) -> Result<IdleOutcome, ImapError> {
-        loop {
-            self.noop().await?;
-            if self.take_changed() {
-                return Ok(IdleOutcome::Changed);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(IdleOutcome::TimedOut);
-            }
-            tokio::time::sleep(left.min(self.poll_interval)).await;
-        }
     }
 }
 
@@ -542,41 +522,7 @@ impl Transport for ImapSession {
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
-        let deadline = Instant::now() + timeout;
-        if self.take_changed() {
-            return Ok(IdleOutcome::Changed);
-        }
-        if !self.caps.idle {
-            return self.poll_until(deadline).await;
-        }
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(IdleOutcome::TimedOut);
-            }
-            let mut segment_end = deadline.min(now + MAX_IDLE);
-            if let Some(every) = self.idle_recheck {
-                segment_end = segment_end.min(now + every);
-            }
-            match self.conn.idle_once(segment_end).await {
-                Ok(_) => {}
-                Err(ImapError::No { text, .. } | ImapError::Bad { text, .. }) => {
-                    tracing::warn!(text = %text, "IMAP server refused IDLE; polling instead");
-                    self.caps.idle = false;
-                    return self.poll_until(deadline).await;
-                }
-                Err(e) => return Err(e),
-            }
-            if self.take_changed() {
-                return Ok(IdleOutcome::Changed);
-            }
-            if self.idle_recheck.is_some() && Instant::now() < deadline {
-                self.noop().await?;
-                if self.take_changed() {
-                    return Ok(IdleOutcome::Changed);
-                }
-            }
-        }
+        self.idle_impl(timeout).await
     }
 
     async fn idle_until<C>(
@@ -588,22 +534,7 @@ impl Transport for ImapSession {
         C: Future<Output = ()> + Send,
         Self: Sized,
     {
-        let interrupted = {
-            tokio::pin!(cancel);
-            tokio::select! {
-                biased;
-                r = self.idle(timeout) => Some(r),
-                _ = &mut cancel => None,
-            }
-        };
-        match interrupted {
-            Some(r) => r,
-            None => {
-                // End the interrupted IDLE now rather than on the next command.
-                self.conn.ensure_ready().await?;
-                Ok(IdleOutcome::Interrupted)
-            }
-        }
+        self.idle_until_impl(timeout, cancel).await
     }
 
     async fn noop(&mut self) -> Result<(), ImapError> {

@@ -7,9 +7,10 @@ use base64::Engine as _;
 use tokio::net::TcpStream;
 
 use crate::config::{bare_host, is_loopback_ip, ImapConfig, Security};
-use crate::conn::{Code, Conn, Greeting};
+use crate::conn::Conn;
 use crate::error::ImapError;
 use crate::io::NetStream;
+use crate::response::{Code, Greeting};
 use crate::tls;
 use crate::types::Capabilities;
 use crate::wire::{Command, Segment};
@@ -44,6 +45,8 @@ pub struct ImapSession {
     pub(crate) selected: Option<Selected>,
     pub(crate) poll_interval: Duration,
     pub(crate) idle_recheck: Option<Duration>,
+    /// The server answered IDLE with NO/BAD once: poll from now on.
+    pub(crate) idle_refused: bool,
     addr: String,
     peer: SocketAddr,
     greeting: String,
@@ -163,6 +166,7 @@ impl ImapSession {
             selected: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
             idle_recheck: None,
+            idle_refused: false,
             addr,
             peer,
             greeting,
@@ -311,7 +315,7 @@ pub(crate) async fn read_capabilities(conn: &mut Conn) -> Result<Capabilities, I
     let done = conn
         .run(&Command::new("CAPABILITY"), &mut |r| {
             if let async_imap::imap_proto::Response::Capabilities(c) = r {
-                raw.extend(crate::conn::cap_strings(c));
+                raw.extend(crate::response::cap_strings(c));
             }
         })
         .await?;
@@ -334,7 +338,7 @@ async fn login(
     let mut untagged_caps: Vec<String> = Vec::new();
     let mut collect = |r: &async_imap::imap_proto::Response<'_>| {
         if let async_imap::imap_proto::Response::Capabilities(c) = r {
-            untagged_caps.extend(crate::conn::cap_strings(c));
+            untagged_caps.extend(crate::response::cap_strings(c));
         }
     };
     let (done, label) = if caps.has("AUTH=PLAIN") {
@@ -387,7 +391,7 @@ async fn login(
         });
     }
     match done.outcome {
-        crate::conn::Outcome::No => Err(ImapError::AuthRejected {
+        crate::response::Outcome::No => Err(ImapError::AuthRejected {
             user: user.to_owned(),
             addr: addr.to_owned(),
             server_text: done.text,

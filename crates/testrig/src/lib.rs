@@ -32,6 +32,8 @@
 //! # let _ = (account, addr);
 //! ```
 
+#![warn(missing_docs)]
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,71 @@
+//! The IDLE command itself (RFC 2177), on the command engine.
+
+use std::time::Instant;
+
+use async_imap::imap_proto::Response;
+
+use super::{Conn, State};
+use crate::error::ImapError;
+use crate::response::{done_of, Watch};
+
+impl Conn {
+    /// One IDLE, until a change is seen, `deadline` passes, or the server
+    /// ends it. Returns whether a change was seen. Falls back with
+    /// `Err(No/Bad)` if the server refuses IDLE.
+    pub(crate) async fn idle_once(&mut self, deadline: Instant) -> Result<bool, ImapError> {
+        self.ensure_ready().await?;
+        let tag = self.new_tag();
+        self.commands_sent += 1;
+        tracing::debug!(tag = %tag, "IMAP command IDLE");
+        self.watch = Watch::Idle;
+        let result = self.idle_inner(&tag, deadline).await;
+        self.watch = Watch::Normal;
+        result
+    }
+
+    async fn idle_inner(&mut self, tag: &str, deadline: Instant) -> Result<bool, ImapError> {
+        self.state = State::Writing;
+        self.write_all(format!("{tag} IDLE\r\n").as_bytes(), "IDLE")
+            .await?;
+        self.state = State::IdleStarting(tag.to_owned());
+        if let Some(done) = self.wait_continuation(tag, "IDLE", &mut |_| {}).await? {
+            self.state = State::Ready;
+            return if done.is_ok() {
+                Ok(self.mailbox.changed)
+            } else {
+                Err(done.into_error("IDLE".into()))
+            };
+        }
+        self.state = State::Idling(tag.to_owned());
+        while !self.mailbox.changed {
+            let got = self
+                .read("IDLE", Some(deadline), |r| match r {
+                    Response::Done { tag: t, .. } if t.0 == tag => Some(done_of(r)),
+                    _ => None,
+                })
+                .await?;
+            match got {
+                None => break,
+                Some(Some(done)) => {
+                    // The server ended the IDLE by itself.
+                    self.state = State::Ready;
+                    return if done.is_ok() {
+                        Ok(self.mailbox.changed)
+                    } else {
+                        Err(done.into_error("IDLE".into()))
+                    };
+                }
+                Some(None) => {}
+            }
+        }
+        self.state = State::Writing;
+        self.write_all(b"DONE\r\n", "DONE").await?;
+        self.state = State::AwaitingTagged(tag.to_owned());
+        let done = self.drain(tag).await?;
+        self.state = State::Ready;
+        if !done.is_ok() {
+            return Err(done.into_error("IDLE".into()));
+        }
+        Ok(self.mailbox.changed)
+    }
+}

@@ -1,0 +1,485 @@
+//! Behaviour with servers unlike Dovecot (Courier/Cyrus quirks, no IDLE, no
+//! UIDPLUS, no NAMESPACE, odd responses, hangs), using a tiny scripted IMAP
+//! server on loopback. Dovecot itself is covered by `dovecot.rs`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sma_imap::{
+    CreateOutcome, IdleOutcome, ImapConfig, ImapError, ImapSession, Security, Transport,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// What the scripted server offers.
+#[derive(Clone, Default)]
+struct Opts {
+    auth_plain: bool,
+    namespace: bool,
+    uidplus: bool,
+    idle: bool,
+    literal_plus: bool,
+    starttls: bool,
+    /// NOOP answers with an untagged response imap-proto cannot parse.
+    garbage_on_noop: bool,
+    /// NOOP answers only after this long.
+    noop_delay_ms: u64,
+}
+
+/// Shared between the test and the server.
+#[derive(Default)]
+struct World {
+    /// Every command line received (literals inlined).
+    log: Mutex<Vec<String>>,
+    folders: Mutex<Vec<String>>,
+    exists: AtomicU32,
+    /// Messages that arrived and have not been reported yet.
+    pending: AtomicU32,
+    wake: Notify,
+    /// How many `+` continuations the server sent for literals.
+    continuations: AtomicU32,
+}
+
+impl World {
+    fn commands(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn new_message(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+}
+
+async fn start(opts: Opts) -> (ImapConfig, Arc<World>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let world = Arc::new(World::default());
+    world.folders.lock().unwrap().push("INBOX".into());
+    let w = world.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(serve(sock, opts.clone(), w.clone()));
+        }
+    });
+    let mut c = ImapConfig::new("127.0.0.1", Security::Plain, "bob", "pässword \"q\"");
+    c.port = port;
+    (c, world)
+}
+
+fn caps(o: &Opts) -> String {
+    let mut c = String::from("IMAP4rev1");
+    for (on, name) in [
+        (o.auth_plain, "AUTH=PLAIN"),
+        (o.namespace, "NAMESPACE"),
+        (o.uidplus, "UIDPLUS"),
+        (o.idle, "IDLE"),
+        (o.literal_plus, "LITERAL+"),
+        (o.starttls, "STARTTLS"),
+    ] {
+        if on {
+            c.push(' ');
+            c.push_str(name);
+        }
+    }
+    c
+}
+
+/// Reads one command, answering sync literals with `+`.
+async fn read_command<R, W>(r: &mut BufReader<R>, w: &mut W, world: &World) -> Option<String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut out = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let body = line.trim_end_matches("\r\n");
+        let lit = body
+            .rfind('{')
+            .filter(|_| body.ends_with('}'))
+            .map(|i| &body[i + 1..body.len() - 1]);
+        match lit {
+            Some(n) => {
+                let (n, plus) = match n.strip_suffix('+') {
+                    Some(n) => (n, true),
+                    None => (n, false),
+                };
+                let n: usize = n.parse().ok()?;
+                out.push_str(&body[..body.rfind('{')?]);
+                if !plus {
+                    world.continuations.fetch_add(1, Ordering::SeqCst);
+                    w.write_all(b"+ go ahead\r\n").await.ok()?;
+                }
+                let mut buf = vec![0; n];
+                r.read_exact(&mut buf).await.ok()?;
+                out.push_str(&String::from_utf8_lossy(&buf));
+            }
+            None => {
+                out.push_str(body);
+                return Some(out);
+            }
+        }
+    }
+}
+
+fn arg(cmd: &str, i: usize) -> String {
+    // Naive: split on spaces, strip quotes.
+    cmd.split(' ')
+        .nth(i)
+        .unwrap_or("")
+        .trim_matches('"')
+        .to_owned()
+}
+
+async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    let greet = format!("* OK [CAPABILITY {}] Scripted ready.\r\n", caps(&o));
+    if w.write_all(greet.as_bytes()).await.is_err() {
+        return;
+    }
+    while let Some(cmd) = read_command(&mut r, &mut w, &world).await {
+        world.log.lock().unwrap().push(cmd.clone());
+        let (tag, rest) = cmd.split_once(' ').unwrap_or((&cmd, ""));
+        let verb = rest.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let mut out = String::new();
+        let ok = format!("{tag} OK done\r\n");
+        match verb.as_str() {
+            "CAPABILITY" => out = format!("* CAPABILITY {}\r\n{ok}", caps(&o)),
+            "LOGIN" => {
+                if rest == "LOGIN \"bob\" pässword \"q\"" || rest.ends_with("pässword \"q\"") {
+                    out = format!("{tag} OK Logged in\r\n");
+                } else {
+                    out = format!("{tag} NO Login failed.\r\n");
+                }
+            }
+            "NAMESPACE" => out = format!("* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n{ok}"),
+            "LIST" => {
+                let pattern = arg(rest, 2);
+                if pattern.is_empty() {
+                    out.push_str("* LIST (\\Noselect) \"/\" \"\"\r\n");
+                } else {
+                    for f in world.folders.lock().unwrap().iter() {
+                        if pattern == "*" || *f == pattern {
+                            out.push_str(&format!("* LIST () \"/\" \"{f}\"\r\n"));
+                        }
+                    }
+                }
+                out.push_str(&ok);
+            }
+            "CREATE" => {
+                let name = arg(rest, 1);
+                let mut folders = world.folders.lock().unwrap();
+                if folders.contains(&name) {
+                    out = format!("{tag} NO Cannot create this folder.\r\n");
+                } else if name.starts_with("Forbidden") {
+                    out = format!("{tag} NO Permission denied\r\n");
+                } else {
+                    folders.push(name);
+                    out = ok;
+                }
+            }
+            "SELECT" | "EXAMINE" => {
+                let name = arg(rest, 1);
+                if world.folders.lock().unwrap().contains(&name) {
+                    let n = world.exists.load(Ordering::SeqCst);
+                    out = format!("* {n} EXISTS\r\n* OK [UIDVALIDITY 42] ok\r\n{ok}");
+                } else {
+                    out = format!("{tag} NO Mailbox does not exist\r\n");
+                }
+            }
+            "NOOP" => {
+                tokio::time::sleep(Duration::from_millis(o.noop_delay_ms)).await;
+                let p = world.pending.swap(0, Ordering::SeqCst);
+                if p > 0 {
+                    let n = world.exists.fetch_add(p, Ordering::SeqCst) + p;
+                    out.push_str(&format!("* {n} EXISTS\r\n"));
+                }
+                if o.garbage_on_noop {
+                    out.push_str("* XWEIRD (this is [not parseable\r\n");
+                }
+                out.push_str(&ok);
+            }
+            "UID" => {
+                if rest.to_ascii_uppercase().starts_with("UID EXPUNGE") {
+                    out.push_str("* 1 EXPUNGE\r\n");
+                }
+                out.push_str(&ok);
+            }
+            "EXPUNGE" => out = ok,
+            "IDLE" => {
+                if w.write_all(b"+ idling\r\n").await.is_err() {
+                    return;
+                }
+                let mut line = String::new();
+                let mut reported = false;
+                loop {
+                    tokio::select! {
+                        n = r.read_line(&mut line) => {
+                            if n.unwrap_or(0) == 0 { return; }
+                            break;
+                        }
+                        _ = world.wake.notified(), if !reported => {
+                            let p = world.pending.swap(0, Ordering::SeqCst);
+                            let n = world.exists.fetch_add(p, Ordering::SeqCst) + p;
+                            reported = true;
+                            if w.write_all(format!("* {n} EXISTS\r\n").as_bytes()).await.is_err() { return; }
+                        }
+                    }
+                }
+                world.log.lock().unwrap().push(line.trim_end().to_owned());
+                out = format!("{tag} OK Idle completed\r\n");
+            }
+            "STATUS" => {
+                // Hangs: never answers.
+                continue;
+            }
+            "DELETE" => {
+                let _ = w.write_all(b"* BYE Server shutting down\r\n").await;
+                return;
+            }
+            "LOGOUT" => {
+                let _ = w
+                    .write_all(format!("* BYE bye\r\n{tag} OK Logout\r\n").as_bytes())
+                    .await;
+                return;
+            }
+            _ => out = format!("{tag} BAD Unknown command\r\n"),
+        }
+        if w.write_all(out.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_with_a_literal_password_and_capabilities_after_login() {
+    let (c, world) = start(Opts::default()).await;
+    let s = ImapSession::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cmds = world.commands();
+    // No AUTH=PLAIN: LOGIN, non-ASCII password as a synchronising literal.
+    assert!(
+        cmds[0].ends_with("LOGIN \"bob\" pässword \"q\""),
+        "{cmds:?}"
+    );
+    // The server put no capabilities in its OK: re-read.
+    assert!(cmds[1].ends_with("CAPABILITY"), "{cmds:?}");
+    assert_eq!(s.commands_sent(), 2);
+    assert_eq!(world.continuations.load(Ordering::SeqCst), 1);
+    assert!(!s.capabilities().idle);
+
+    let mut wrong = c.clone();
+    wrong.password = "nope".into();
+    let e = ImapSession::connect(&wrong).await.unwrap_err();
+    assert!(e.is_auth());
+    assert!(e.to_string().contains("Login failed."), "{e}");
+}
+
+#[tokio::test]
+async fn namespace_falls_back_to_list() {
+    let (c, _) = start(Opts::default()).await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let ns = s.namespace().await.unwrap();
+    assert_eq!((ns.prefix.as_str(), ns.delimiter), ("", Some('/')));
+
+    let (c, _) = start(Opts {
+        namespace: true,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let ns = s.namespace().await.unwrap();
+    assert_eq!((ns.prefix.as_str(), ns.delimiter), ("INBOX.", Some('.')));
+    s.noop().await.unwrap();
+}
+
+#[tokio::test]
+async fn create_without_response_codes() {
+    let (c, _) = start(Opts::default()).await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    assert_eq!(s.create("INBOX.X").await.unwrap(), CreateOutcome::Created);
+    // Courier: "NO Cannot create this folder." without a code; LIST decides.
+    assert_eq!(
+        s.create("INBOX.X").await.unwrap(),
+        CreateOutcome::AlreadyExisted
+    );
+    // Cyrus at top level: NO and the folder does not exist: an error.
+    let e = s.create("Forbidden").await.unwrap_err();
+    assert!(
+        matches!(&e, ImapError::No { command, text } if command == "CREATE \"Forbidden\"" && text == "Permission denied"),
+        "{e:?}"
+    );
+    // SELECT without UIDNEXT (Courier).
+    let st = s.select("INBOX.X").await.unwrap();
+    assert_eq!((st.uid_validity, st.uid_next), (42, None));
+    assert!(matches!(
+        s.select("Nope").await,
+        Err(ImapError::NoSuchFolder { .. })
+    ));
+}
+
+#[tokio::test]
+async fn expunge_without_uidplus() {
+    let (c, world) = start(Opts::default()).await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    s.delete_messages(&[3, 4, 5, 9]).await.unwrap();
+    let cmds = world.commands();
+    let n = cmds.len();
+    assert!(
+        cmds[n - 2].ends_with("UID STORE 3:5,9 +FLAGS.SILENT (\\Deleted)"),
+        "{cmds:?}"
+    );
+    assert!(cmds[n - 1].ends_with(" EXPUNGE"), "{cmds:?}");
+
+    let (c, world) = start(Opts {
+        uidplus: true,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    s.delete_messages(&[7]).await.unwrap();
+    assert!(world.commands().last().unwrap().ends_with("UID EXPUNGE 7"));
+}
+
+#[tokio::test]
+async fn idle_polls_without_the_idle_capability() {
+    let (c, world) = start(Opts::default()).await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.set_poll_interval(Duration::from_millis(100));
+    s.select("INBOX").await.unwrap();
+    assert_eq!(
+        s.idle(Duration::from_millis(350)).await.unwrap(),
+        IdleOutcome::TimedOut
+    );
+    let noops = world
+        .commands()
+        .iter()
+        .filter(|c| c.ends_with("NOOP"))
+        .count();
+    assert!((3..=6).contains(&noops), "{noops} NOOPs");
+    let w = world.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        w.new_message();
+    });
+    let t = Instant::now();
+    assert_eq!(
+        s.idle(Duration::from_secs(5)).await.unwrap(),
+        IdleOutcome::Changed
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn idle_with_recheck_and_with_idle() {
+    let (c, world) = start(Opts {
+        idle: true,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    let w = world.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.new_message();
+    });
+    assert_eq!(
+        s.idle(Duration::from_secs(5)).await.unwrap(),
+        IdleOutcome::Changed
+    );
+    assert!(world.commands().contains(&"DONE".to_owned()));
+
+    // A server whose IDLE never reports: recheck with NOOP.
+    s.set_idle_recheck(Some(Duration::from_millis(150)));
+    world.pending.store(1, Ordering::SeqCst); // arrived, but IDLE stays silent
+    let t = Instant::now();
+    assert_eq!(
+        s.idle(Duration::from_secs(5)).await.unwrap(),
+        IdleOutcome::Changed
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn unparseable_untagged_responses_do_not_break_the_session() {
+    let (c, _) = start(Opts {
+        garbage_on_noop: true,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.noop().await.unwrap();
+    s.noop().await.unwrap();
+    s.select("INBOX").await.unwrap();
+}
+
+#[tokio::test]
+async fn dropped_command_is_finished_by_the_next_one() {
+    let (c, _) = start(Opts {
+        noop_delay_ms: 300,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(50), s.noop()).await;
+    assert!(r.is_err());
+    let st = s.select("INBOX").await.unwrap();
+    assert_eq!(st.uid_validity, 42);
+}
+
+#[tokio::test]
+async fn silent_server_times_out_and_the_session_is_lost() {
+    let (c, _) = start(Opts::default()).await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.set_command_timeout(Duration::from_millis(300));
+    let t = Instant::now();
+    let e = s.status("INBOX").await.unwrap_err();
+    assert!(matches!(e, ImapError::Timeout { .. }), "{e:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(e.is_connection_lost() && s.is_lost());
+    assert!(s.noop().await.unwrap_err().is_connection_lost());
+}
+
+#[tokio::test]
+async fn bye_and_close_is_connection_lost_with_the_server_text() {
+    let (c, _) = start(Opts::default()).await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let e = s.delete("INBOX.X").await.unwrap_err();
+    assert!(e.is_connection_lost(), "{e:?}");
+    assert!(e.to_string().contains("Server shutting down"), "{e}");
+    s.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn starttls_must_be_offered() {
+    let (mut c, world) = start(Opts::default()).await;
+    c.security = Security::StartTls;
+    let e = ImapSession::connect(&c).await.unwrap_err();
+    assert!(matches!(e, ImapError::StartTlsUnavailable { .. }), "{e:?}");
+    assert!(!e.is_retryable());
+    // Nothing was sent: certainly no password.
+    assert!(world.commands().is_empty(), "{:?}", world.commands());
+}
+
+#[tokio::test]
+async fn literal_plus_is_used_when_offered() {
+    let (c, world) = start(Opts {
+        literal_plus: true,
+        ..Opts::default()
+    })
+    .await;
+    ImapSession::connect(&c).await.unwrap();
+    assert!(world.commands()[0].ends_with("LOGIN \"bob\" pässword \"q\""));
+    assert_eq!(world.continuations.load(Ordering::SeqCst), 0);
+}
