@@ -269,14 +269,14 @@ impl Member {
     }
 
     /// Applies an ops body from `sender`: bookkeeping, then merge of every op.
-    pub fn receive_ops(&mut self, sender: &DeviceId, body: &OpsBody) -> Received {
+    pub fn receive_ops(&mut self, sender: &DeviceId, body: &OpsBody, now_ms: u64) -> Received {
         let got = self.core.book.receive(&self.me.id, sender, body);
         for op in body.ops.iter().filter(|o| &o.origin == sender) {
             self.core.clock.observe(&op.stamp);
             self.core.group.apply(&op.change);
         }
         let peers = self.peers();
-        self.core.book.prune(&peers);
+        self.core.book.prune(&peers, now_ms);
         got
     }
 
@@ -287,7 +287,7 @@ impl Member {
         now: u64,
     ) -> Result<Vec<OutgoingSync>, ProtoError> {
         let peers = self.peers();
-        self.core.book.prune(&peers);
+        self.core.book.prune(&peers, now.saturating_mul(1000));
         let mut out = Vec::new();
         for peer in peers {
             if !self.core.book.due(&peer, now) {

@@ -18,6 +18,10 @@ use crate::state::{Change, Op};
 /// happened (the previous message may have been dropped by the server).
 pub const RETRANSMIT_AFTER_SECS: u64 = 3600;
 
+/// Own ops stay in the log at least this long even when every peer acked
+/// them, so a device that joins meanwhile still receives them.
+pub const KEEP_OPS_MS: u64 = 7 * 86_400 * 1000;
+
 /// Our latest sync message in a peer's inbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRef {
@@ -105,9 +109,9 @@ impl SyncBook {
         out
     }
 
-    /// Drops ops every active peer has acknowledged, and state about peers
-    /// that are no longer active.
-    pub fn prune(&mut self, active_peers: &BTreeSet<DeviceId>) {
+    /// Drops ops every active peer has acknowledged and that are older than
+    /// [`KEEP_OPS_MS`], and state about peers that are no longer active.
+    pub fn prune(&mut self, active_peers: &BTreeSet<DeviceId>, now_ms: u64) {
         self.peer_acks.retain(|p, _| active_peers.contains(p));
         self.last_sent.retain(|p, _| active_peers.contains(p));
         self.ack_due.retain(|p| active_peers.contains(p));
@@ -116,7 +120,8 @@ impl SyncBook {
             .map(|p| self.peer_acks.get(p).copied().unwrap_or(0))
             .min()
             .unwrap_or(self.last_seq);
-        self.log = self.log.split_off(&(floor + 1));
+        self.log
+            .retain(|seq, op| *seq > floor || op.stamp.ms.saturating_add(KEEP_OPS_MS) > now_ms);
     }
 
     /// Whether a sync message to `peer` is due at `now`.
@@ -199,10 +204,12 @@ mod tests {
         assert_eq!(book.peer_acks[&b], 2);
         assert_eq!(book.body_for(&b).ops.len(), 1);
         let peers: BTreeSet<_> = [b.clone(), c.clone()].into();
-        book.prune(&peers);
+        book.prune(&peers, u64::MAX);
         assert_eq!(book.log.len(), 3, "C acknowledged nothing yet");
         book.peer_acks.insert(c.clone(), 3);
-        book.prune(&peers);
+        book.prune(&peers, 1);
+        assert_eq!(book.log.len(), 3, "young ops are kept for late joiners");
+        book.prune(&peers, u64::MAX);
         assert_eq!(book.log.len(), 1);
     }
 

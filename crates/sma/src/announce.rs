@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use rand::rngs::OsRng;
 use sma_imap::{ImapError, Transport, Uid, UidRange};
 use sma_proto::device::{build_announcement, verify_announcement};
 use sma_proto::envelope::{peek_marker, Envelope, Kind};
@@ -108,7 +107,7 @@ impl Device {
         let folder = self.info.folders.announce();
         let now = self.now();
         let bytes = build_announcement(
-            &mut OsRng,
+            &mut self.rng,
             &self.member.me,
             &self.info.name,
             self.info.created,

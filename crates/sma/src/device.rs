@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use sma_crypto::DeviceKey;
 use sma_imap::{ImapSession, Password};
@@ -46,16 +47,22 @@ pub struct Device {
     pub(crate) info: DeviceInfo,
     pub(crate) member: Member,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Box<dyn CryptoRngCore + Send>,
 }
 
 impl Device {
     /// Opens the device living in `home`.
     pub fn open(home: &Path) -> Result<Device> {
-        Self::open_with_clock(home, Arc::new(SystemClock))
+        Self::open_with(home, Arc::new(SystemClock), Box::new(rand::rngs::OsRng))
     }
 
-    /// Opens the device with an explicit clock (tests, simulation).
-    pub fn open_with_clock(home: &Path, clock: Arc<dyn Clock>) -> Result<Device> {
+    /// Opens the device with an explicit clock and random source (tests,
+    /// simulation: a seeded RNG and a virtual clock make runs reproducible).
+    pub fn open_with(
+        home: &Path,
+        clock: Arc<dyn Clock>,
+        rng: Box<dyn CryptoRngCore + Send>,
+    ) -> Result<Device> {
         let db_path = home.join(STORE_FILE);
         if !db_path.exists() {
             return Err(Error::NotInitialised {
@@ -92,6 +99,7 @@ impl Device {
             store,
             info,
             clock,
+            rng,
         })
     }
 

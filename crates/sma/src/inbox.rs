@@ -137,7 +137,7 @@ impl Device {
             match opened.payload.content {
                 SealedContent::Ops(body) => {
                     let before = self.member.core.group.clone();
-                    let got = self.member.receive_ops(&from, &body);
+                    let got = self.member.receive_ops(&from, &body, self.clock.now_ms());
                     if got.rejected > 0 {
                         warn!(%from, rejected = got.rejected, "ops naming another origin were ignored");
                     }

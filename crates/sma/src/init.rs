@@ -1,9 +1,10 @@
 //! `init`: create this device, then found the group or announce as pending.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rand::rngs::OsRng;
+use rand_core::CryptoRngCore;
 use serde::Serialize;
 use sma_crypto::{AccountKey, DeviceKey};
 use sma_imap::{ImapSession, Password, Transport};
@@ -16,7 +17,7 @@ use sma_store::Store;
 use tracing::info;
 
 use crate::announce::{self, SeenAnnouncement};
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Role, ServerConfig};
 use crate::device::{Device, DeviceInfo, STORE_FILE};
 use crate::error::{Error, Result};
@@ -80,24 +81,40 @@ pub fn check_home_free(home: &Path) -> Result<()> {
 }
 
 /// Runs `init`: connects, founds or announces, and only then writes the home.
-pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> Result<InitReport> {
+pub async fn init(opts: InitOptions, password: &Password) -> Result<InitReport> {
     check_home_free(&opts.home)?;
     let mut t = ImapSession::connect(&opts.server.imap_config(password)).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let report = init_on(&mut t, opts, clock, Box::new(rand::rngs::OsRng)).await?;
+    let _ = t.logout().await;
+    Ok(report)
+}
+
+/// `init` over an existing transport, with an explicit clock and random
+/// source (the simulation uses this with a seeded RNG).
+pub async fn init_on<T: Transport>(
+    t: &mut T,
+    opts: InitOptions,
+    clock: Arc<dyn Clock>,
+    mut rng: Box<dyn CryptoRngCore + Send>,
+) -> Result<InitReport> {
+    check_home_free(&opts.home)?;
+    let t = &mut *t;
     let ns = t.namespace().await?;
     let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
-    let existing = announce::read_all(&mut t, &folders.announce()).await?;
+    let existing = announce::read_all(t, &folders.announce()).await?;
     let group_exists = existing.as_ref().is_some_and(|a| {
         a.iter()
             .any(|s| s.ann.state == sma_proto::payload::AnnouncedState::Member)
     });
-    let mut id = DeviceId::random(&mut OsRng);
+    let mut id = DeviceId::random(&mut rng);
     while existing.iter().flatten().any(|s| s.ann.device_id == id) {
         info!(%id, "device id already announced; drawing another");
-        id = DeviceId::random(&mut OsRng);
+        id = DeviceId::random(&mut rng);
     }
     let now = clock.now();
     let key =
-        DeviceKey::generate(&mut OsRng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
+        DeviceKey::generate(&mut rng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
     let mut member = Member {
         me: Identity {
             id: id.clone(),
@@ -112,9 +129,9 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
         if let Some(l) = existing.iter().flatten().map(|s| s.ann.layout).last() {
             folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
         }
-        create_unsubscribed(&mut t, &folders.inbox(&id)).await?;
+        create_unsubscribed(t, &folders.inbox(&id)).await?;
         let bytes = build_announcement(
-            &mut OsRng,
+            &mut rng,
             &member.me,
             &opts.name,
             now,
@@ -126,11 +143,11 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
         t.append(&folders.announce(), &[], &bytes).await?;
         role = Role::Pending;
     } else {
-        create_unsubscribed(&mut t, &folders.announce()).await?;
-        create_unsubscribed(&mut t, &folders.inbox(&id)).await?;
-        found_state(&mut member, &opts, now, clock.now_ms())?;
+        create_unsubscribed(t, &folders.announce()).await?;
+        create_unsubscribed(t, &folders.inbox(&id)).await?;
+        found_state(&mut member, &opts, now, clock.now_ms(), &mut rng)?;
         let bytes = build_announcement(
-            &mut OsRng,
+            &mut rng,
             &member.me,
             &opts.name,
             now,
@@ -155,12 +172,11 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
     write_home(&opts.home, &info, &member)?;
     if role == Role::Founder {
         tokio::time::sleep(FOUNDER_SETTLE).await;
-        let mut dev = Device::open(&opts.home)?;
-        if dev.resolve_founder_race(&mut t).await? {
+        let mut dev = Device::open_with(&opts.home, clock, rng)?;
+        if dev.resolve_founder_race(t).await? {
             role = Role::Pending;
         }
     }
-    let _ = t.logout().await;
     Ok(InitReport {
         device_id: id.to_string(),
         role,
@@ -173,10 +189,16 @@ pub async fn init(opts: InitOptions, password: &Password, clock: &dyn Clock) -> 
 }
 
 /// The founder's initial state: itself as the only active member, and the account key.
-fn found_state(member: &mut Member, opts: &InitOptions, now: u64, now_ms: u64) -> Result<()> {
+fn found_state(
+    member: &mut Member,
+    opts: &InitOptions,
+    now: u64,
+    now_ms: u64,
+    rng: &mut Box<dyn CryptoRngCore + Send>,
+) -> Result<()> {
     let account_key = match &opts.account_key {
         Some(k) => k.clone(),
-        None => AccountKey::generate(&mut OsRng, &opts.server.user, now)
+        None => AccountKey::generate(rng, &opts.server.user, now)
             .map_err(sma_proto::ProtoError::from)?,
     };
     let stamp = member.stamp(now_ms);
@@ -232,8 +254,8 @@ fn write_home(home: &Path, info: &DeviceInfo, member: &Member) -> Result<()> {
 }
 
 impl Device {
-    /// Simultaneous founders: among founder announcements the lowest
-    /// (created, device id) wins. If that is not us and nobody has paired
+    /// Simultaneous founders: the founder announcement with the lowest UID
+    /// wins. If that is not us and nobody has paired
     /// with us yet, we step down to pending. Returns whether we stepped down.
     pub(crate) async fn resolve_founder_race<T: Transport>(&mut self, t: &mut T) -> Result<bool> {
         if self.info.role != Role::Founder || self.member.peers().len() > 0 {
@@ -242,13 +264,12 @@ impl Device {
         let Some(all) = announce::read_all(t, &self.info.folders.announce()).await? else {
             return Ok(false);
         };
-        let winner: Option<&SeenAnnouncement> = announce::latest_per_device(&all)
-            .into_values()
-            .filter(|s| s.ann.founder)
-            .min_by(|a, b| {
-                (a.ann.created, &a.ann.device_id).cmp(&(b.ann.created, &b.ann.device_id))
-            })
-            .and_then(|w| all.iter().find(|s| s.uid == w.uid));
+        // The founder announcement with the lowest UID was appended first;
+        // every later founder sees it when it re-reads, so all agree.
+        let winner: Option<&SeenAnnouncement> = all
+            .iter()
+            .filter(|s| s.ann.founder && s.ann.state == AnnouncedState::Member)
+            .min_by_key(|s| s.uid);
         match winner {
             Some(w) if w.ann.device_id != self.info.id => {
                 info!(winner = %w.ann.device_id, "another device founded the group at the same time and wins; this device becomes pending");

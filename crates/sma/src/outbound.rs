@@ -1,6 +1,5 @@
 //! Sending: coalesced sync messages and application messages.
 
-use rand::rngs::OsRng;
 use serde::Serialize;
 use sma_imap::{ImapError, Transport};
 use sma_proto::envelope::{message_id_for, Kind, Recipient};
@@ -29,7 +28,7 @@ impl Device {
     /// in each peer's inbox. Returns how many were sent.
     pub(crate) async fn send_syncs<T: Transport>(&mut self, t: &mut T) -> Result<usize> {
         let now = self.now();
-        let outgoing = self.member.outgoing_syncs(&mut OsRng, now)?;
+        let outgoing = self.member.outgoing_syncs(&mut self.rng, now)?;
         let mut sent = 0;
         for out in outgoing {
             let folder = self.info.folders.inbox(&out.peer);
@@ -118,9 +117,10 @@ impl Device {
             Some(id) => Recipient::Device(id.clone()),
             None => Recipient::All,
         };
+        let now = self.now();
         let (id, bytes) = self.member.seal(
-            &mut OsRng,
-            self.now(),
+            &mut self.rng,
+            now,
             Kind::App,
             route,
             &recipients,

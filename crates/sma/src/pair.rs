@@ -1,8 +1,9 @@
 //! `pair` (on a member) and `join` (on the pending device).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::rngs::OsRng;
+use tokio::time::Instant;
+
 use serde::Serialize;
 use sma_crypto::{Certificate, PairingCode};
 use sma_imap::{ImapError, Transport, Uid, UidRange};
@@ -98,12 +99,12 @@ async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
 }
 
 fn pairing_message<P: serde::Serialize>(
-    dev: &Device,
+    dev: &mut Device,
     kind: Kind,
     to: &DeviceId,
     payload: &P,
 ) -> (MessageId, Vec<u8>) {
-    let id = MessageId::random(&mut OsRng);
+    let id = MessageId::random(&mut dev.rng);
     let env = Envelope {
         account: dev.info.account.clone(),
         date: dev.now(),
@@ -190,9 +191,9 @@ impl Device {
         };
         let joiner_id = target.ann.device_id.clone();
         let joiner_cert = Certificate::from_armored(&target.ann.cert).map_err(ProtoError::from)?;
-        let code = PairingCode::generate(&mut OsRng);
+        let code = PairingCode::generate(&mut self.rng);
         let (state, hello) = MemberPairing::start(
-            &mut OsRng,
+            &mut self.rng,
             &self.info.account,
             &self.info.id,
             &self.member.me.cert(),
@@ -274,7 +275,7 @@ impl Device {
             joiner_id: joiner_id.clone(),
             state: self.member.core.group.clone(),
         };
-        let (confirm, sealed) = confirmed.finish(&mut OsRng, &welcome);
+        let (confirm, sealed) = confirmed.finish(&mut self.rng, &welcome);
         let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner_id, &confirm);
         let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner_id, &sealed);
         t.append(&joiner_inbox, &[], &confirm_bytes).await?;
@@ -334,7 +335,7 @@ impl Device {
         }
         let member_id = hello.payload.member_id.clone();
         let (state, reply) = JoinerPairing::respond(
-            &mut OsRng,
+            &mut self.rng,
             &self.info.account,
             &self.info.id,
             &self.member.me.cert(),

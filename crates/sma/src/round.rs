@@ -1,6 +1,8 @@
 //! Sync rounds, `recv` and the `watch` loop.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde::Serialize;
 use sma_imap::{connect_with_retry, Backoff, IdleOutcome, ImapSession, Password, Transport};
@@ -53,9 +55,6 @@ impl Device {
         if self.now().saturating_sub(self.info.announced_at) >= heartbeat_after {
             self.announce(t, AnnouncedState::Member, self.info.role == Role::Founder)
                 .await?;
-        }
-        if self.resolve_founder_race(t).await? {
-            return Ok(report);
         }
         report.sent = self.send_syncs(t).await?;
         Ok(report)

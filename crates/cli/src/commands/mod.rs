@@ -1,4 +1,11 @@
 //! One function per command: resolve arguments, call the library, print.
+//!
+//! Command groups live in submodules: `keys` (the replicated keyring),
+//! `lifecycle` (remove, leave, gc) and `serve` (JSON-RPC).
+
+mod keys;
+mod lifecycle;
+mod serve;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -38,17 +45,20 @@ pub async fn run(cli: Cli, out: &Output) -> Result<()> {
         Command::Watch => ctx.watch().await,
         Command::AccountKey(cmd) => ctx.account_key(cmd),
         Command::SetupMessage(cmd) => ctx.setup_message(cmd).await,
-        Command::Keys(_) => Err(Error::NotImplemented("keys").into()),
-        Command::Remove { .. } => Err(Error::NotImplemented("remove").into()),
-        Command::Leave => Err(Error::NotImplemented("leave").into()),
-        Command::Gc { .. } => Err(Error::NotImplemented("gc").into()),
-        Command::Serve { .. } => Err(Error::NotImplemented("serve").into()),
+        Command::Keys(cmd) => ctx.keys(cmd).await,
+        Command::Remove {
+            id,
+            rotate_account_key,
+        } => ctx.remove(id, *rotate_account_key).await,
+        Command::Leave => ctx.leave().await,
+        Command::Gc { expire_after } => ctx.gc(expire_after).await,
+        Command::Serve { stdio, openrpc } => ctx.serve(*stdio, *openrpc).await,
     }
 }
 
-struct Ctx<'a> {
-    cli: &'a Cli,
-    out: &'a Output,
+pub(crate) struct Ctx<'a> {
+    pub(crate) cli: &'a Cli,
+    pub(crate) out: &'a Output,
 }
 
 /// The platform data directory for sma homes.
@@ -61,7 +71,7 @@ fn data_dir() -> Option<PathBuf> {
 
 impl Ctx<'_> {
     /// The home for an existing device: --home, or the only one under the data dir.
-    fn home(&self) -> Result<PathBuf> {
+    pub(crate) fn home(&self) -> Result<PathBuf> {
         if let Some(h) = &self.cli.home {
             return Ok(h.clone());
         }
@@ -88,11 +98,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn open(&self) -> Result<Device> {
+    pub(crate) fn open(&self) -> Result<Device> {
         Ok(Device::open(&self.home()?)?)
     }
 
-    fn password(&self, dev: Option<&Device>) -> Result<Password> {
+    pub(crate) fn password(&self, dev: Option<&Device>) -> Result<Password> {
         let saved = dev.and_then(|d| d.saved_secret(SAVED_PASSWORD).ok().flatten());
         secrets::password(
             self.cli.password_file.as_deref(),
@@ -101,7 +111,7 @@ impl Ctx<'_> {
         )
     }
 
-    async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
+    pub(crate) async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
         let dev = self.open()?;
         let password = self.password(Some(&dev))?;
         let session = dev.connect(&password).await?;
@@ -149,7 +159,7 @@ impl Ctx<'_> {
             },
             account_key,
         };
-        let report: InitReport = sma::init::init(opts, &password, &sma::clock::SystemClock).await?;
+        let report: InitReport = sma::init::init(opts, &password).await?;
         if a.save_password {
             let mut dev = Device::open(&home)?;
             dev.save_secret(SAVED_PASSWORD, password.expose().as_bytes())?;
