@@ -321,3 +321,57 @@ fn replay_into(acc: &Account, folder: &str, bytes: &[u8]) {
     assert!(resp.contains("b OK"), "append failed: {resp}");
     write!(tcp, "c LOGOUT\r\n").unwrap();
 }
+
+#[test]
+fn watch_delivers_messages_as_events_and_removes_them() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let acc = Account::new();
+    acc.init("a");
+    acc.init("b");
+    acc.pair("a", "b");
+    let b_id = acc.device_id("b");
+    let mut watch = acc
+        .cmd("b")
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    send(&acc, "a", Some(&b_id), "first");
+    send(&acc, "a", None, "second");
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while got.len() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).expect("watch prints JSON lines");
+            assert!(v["event"].is_string(), "every line is an event: {line}");
+            if v["event"] == "message" {
+                got.push(v);
+            }
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(got.len(), 2, "watch delivered {got:?}");
+    let mut texts = bodies(&got).into_iter().map(|(_, b)| b).collect::<Vec<_>>();
+    texts.sort();
+    assert_eq!(texts, ["first", "second"]);
+    assert!(got
+        .iter()
+        .all(|v| v["kind"] == "text" && v["sent_at"].is_string()));
+    assert!(
+        acc.ok("b", &["recv"]).is_empty(),
+        "watch removed what it delivered"
+    );
+}

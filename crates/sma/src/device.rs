@@ -85,7 +85,6 @@ impl Device {
         })?;
         let key = DeviceKey::from_bytes(&key_bytes).map_err(sma_proto::ProtoError::from)?;
         let core: CoreState = db.core()?.unwrap_or_default();
-        drop(db);
         Ok(Device {
             home: home.to_owned(),
             member: Member {

@@ -126,7 +126,7 @@ pub async fn init_on<T: Transport>(
     let mut role;
     if group_exists {
         // Follow the group's layout.
-        if let Some(l) = existing.iter().flatten().map(|s| s.ann.layout).last() {
+        if let Some(l) = existing.iter().flatten().map(|s| s.ann.layout).next_back() {
             folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
         }
         create_unsubscribed(t, &folders.inbox(&id)).await?;
@@ -258,7 +258,7 @@ impl Device {
     /// wins. If that is not us and nobody has paired
     /// with us yet, we step down to pending. Returns whether we stepped down.
     pub(crate) async fn resolve_founder_race<T: Transport>(&mut self, t: &mut T) -> Result<bool> {
-        if self.info.role != Role::Founder || self.member.peers().len() > 0 {
+        if self.info.role != Role::Founder || !self.member.peers().is_empty() {
             return Ok(false);
         }
         let Some(all) = announce::read_all(t, &self.info.folders.announce()).await? else {
