@@ -39,5 +39,5 @@ pub use pake::{
     joiner_identity, member_identity, pake_start, PairingKeys, PakeRole, PakeStart, Transcript,
     TRANSCRIPT_LABEL,
 };
-pub use seal::{open, open_bytes, seal, seal_at};
+pub use seal::{open, open_bytes, seal, seal_at, seal_bytes};
 pub use sign::{sign_detached, sign_detached_at, verify_detached};

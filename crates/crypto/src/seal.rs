@@ -60,6 +60,37 @@ pub fn seal_at(
     plaintext: &[u8],
     signed_unix: u64,
 ) -> Result<String, CryptoError> {
+    let armored = build_sealed(rng, sender, recipients, plaintext, signed_unix, true)?;
+    String::from_utf8(armored).map_err(|e| CryptoError::Internal(e.to_string()))
+}
+
+/// [`seal`] returning the binary OpenPGP message (no armor), for payloads
+/// that are wrapped again and must stay compact (the pairing welcome).
+/// Opened with [`open_bytes`].
+pub fn seal_bytes(
+    rng: &mut (impl CryptoRng + RngCore),
+    sender: &DeviceKey,
+    recipients: &[&Certificate],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    build_sealed(
+        rng,
+        sender,
+        recipients,
+        plaintext,
+        sender.created_unix(),
+        false,
+    )
+}
+
+fn build_sealed(
+    rng: &mut (impl CryptoRng + RngCore),
+    sender: &DeviceKey,
+    recipients: &[&Certificate],
+    plaintext: &[u8],
+    signed_unix: u64,
+    armored: bool,
+) -> Result<Vec<u8>, CryptoError> {
     if recipients.is_empty() {
         return Err(CryptoError::InvalidArgument("no recipients".into()));
     }
@@ -87,9 +118,14 @@ pub fn seal_at(
         HashAlgorithm::Sha256,
         SubpacketConfig::UserDefined { hashed, unhashed },
     );
-    builder
-        .to_armored_string(&mut *rng, ArmorOptions::default())
-        .map_err(internal)
+    if armored {
+        builder
+            .to_armored_string(&mut *rng, ArmorOptions::default())
+            .map(String::into_bytes)
+            .map_err(internal)
+    } else {
+        builder.to_vec(&mut *rng).map_err(internal)
+    }
 }
 
 /// Decrypts an armored message with our device key and verifies that it is

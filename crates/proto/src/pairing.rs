@@ -7,12 +7,15 @@
 
 use rand_core::{CryptoRng, RngCore};
 use sma_crypto::{
-    pake_start, Certificate, PairingCode, PairingKeys, PakeRole, PakeStart, Transcript,
+    pake_start, Certificate, DeviceKey, PairingCode, PairingKeys, PakeRole, PakeStart, Transcript,
 };
 
 use crate::error::{PeerMisbehaved, ProtoError};
 use crate::ids::{DeviceId, RandomId};
 use crate::payload::{self, PairConfirm, PairHello, PairReply, PairWelcome, Welcome};
+
+/// Largest welcome plaintext accepted (the whole group state).
+pub const MAX_WELCOME_PLAINTEXT: usize = 64 << 20;
 
 /// Member side, after sending the hello, waiting for the reply.
 pub struct MemberPairing {
@@ -129,11 +132,17 @@ impl MemberConfirmed {
     }
 
     /// Builds the key confirmation and the sealed welcome.
+    ///
+    /// The welcome is signed by our device key and encrypted to the joiner's
+    /// device certificate (the one bound into the transcript), then sealed
+    /// under the pairing session key: opening it needs both the code and the
+    /// joiner's device key, so someone who merely learnt the code cannot.
     pub fn finish(
         self,
         rng: &mut (impl RngCore + CryptoRng),
         welcome: &Welcome,
-    ) -> (PairConfirm, PairWelcome) {
+        member_key: &DeviceKey,
+    ) -> Result<(PairConfirm, PairWelcome), ProtoError> {
         let confirm = PairConfirm {
             attempt: self.attempt.clone(),
             confirm: self
@@ -141,16 +150,20 @@ impl MemberConfirmed {
                 .confirm_tag(PakeRole::Member, &self.transcript)
                 .to_vec(),
         };
-        let sealed = self
-            .keys
-            .seal_welcome(rng, &self.transcript, &payload::to_json(welcome));
-        (
+        let inner = sma_crypto::seal_bytes(
+            rng,
+            member_key,
+            &[&self.joiner_cert],
+            &payload::to_json(welcome),
+        )?;
+        let sealed = self.keys.seal_welcome(rng, &self.transcript, &inner);
+        Ok((
             confirm,
             PairWelcome {
                 attempt: self.attempt,
                 sealed,
             },
-        )
+        ))
     }
 }
 
@@ -248,8 +261,13 @@ impl JoinerPairing {
 }
 
 impl JoinerConfirmed {
-    /// Opens the welcome sealed under the confirmed session key.
-    pub fn open_welcome(&self, welcome: &PairWelcome) -> Result<Welcome, ProtoError> {
+    /// Opens the welcome: the session-key seal, then the OpenPGP layer
+    /// (encrypted to our device key, signed by the member's device key).
+    pub fn open_welcome(
+        &self,
+        welcome: &PairWelcome,
+        joiner_key: &DeviceKey,
+    ) -> Result<Welcome, ProtoError> {
         if welcome.attempt != self.inner.attempt {
             return Err(PeerMisbehaved::EnvelopeMismatch("pairing attempt").into());
         }
@@ -258,7 +276,14 @@ impl JoinerConfirmed {
             .keys
             .open_welcome(&self.inner.transcript, &welcome.sealed)
             .map_err(|e| PeerMisbehaved::Crypto(e.to_string()))?;
-        Ok(payload::from_json(&plain)?)
+        let json = sma_crypto::open_bytes(
+            joiner_key,
+            &self.inner.member_cert,
+            &plain,
+            MAX_WELCOME_PLAINTEXT,
+        )
+        .map_err(|e| PeerMisbehaved::Crypto(e.to_string()))?;
+        Ok(payload::from_json(&json)?)
     }
 
     /// The member we paired with.

@@ -275,7 +275,7 @@ impl Device {
             joiner_id: joiner_id.clone(),
             state: self.member.core.group.clone(),
         };
-        let (confirm, sealed) = confirmed.finish(&mut self.rng, &welcome);
+        let (confirm, sealed) = confirmed.finish(&mut self.rng, &welcome, &self.member.me.key)?;
         let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner_id, &confirm);
         let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner_id, &sealed);
         t.append(&joiner_inbox, &[], &confirm_bytes).await?;
@@ -403,7 +403,7 @@ impl Device {
         let Some(proof) = confirmed else {
             return Err(Error::Server("pairing ended without confirmation".into()));
         };
-        let welcome_msg = proof.open_welcome(&welcome.payload)?;
+        let welcome_msg = proof.open_welcome(&welcome.payload, &self.member.me.key)?;
         t.delete_messages(&[welcome.uid]).await?;
         self.install_welcome(welcome_msg)?;
         self.announce(t, AnnouncedState::Member, false).await?;
