@@ -136,6 +136,17 @@ pub enum Command {
     /// The replicated Autocrypt keyring.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the `Autocrypt:` header value for outgoing mail from this account.
+    ///
+    /// Made from the account key and the prefer-encrypt setting, e.g. for a
+    /// mail program's send hook: `Autocrypt: $(sma autocrypt-header)`.
+    #[command(name = "autocrypt-header")]
+    AutocryptHeader {
+        /// Fold the value into lines of at most 78 characters (continuation
+        /// lines start with a space).
+        #[arg(long)]
+        fold: bool,
+    },
     /// The shared account key.
     #[command(subcommand, name = "account-key")]
     AccountKey(AccountKeyCommand),
@@ -154,9 +165,11 @@ pub enum Command {
     Leave,
     /// Expire devices that were silent for longer than the policy.
     Gc {
-        /// Silence after which a device expires, e.g. `90d`, `12h`.
-        #[arg(long, default_value = "90d", value_name = "DURATION")]
-        expire_after: String,
+        /// Silence after which a device expires, e.g. `90d`, `12h`, `3s`. Also
+        /// becomes this device's policy for the automatic expiry in `sync`
+        /// [default: the policy set last, else 90d].
+        #[arg(long, value_name = "DURATION")]
+        expire_after: Option<String>,
     },
     /// Serve the library API as JSON-RPC 2.0 (one object per line).
     Serve {
@@ -167,6 +180,25 @@ pub enum Command {
         #[arg(long)]
         openrpc: bool,
     },
+    /// Check the server and this device's setup, and say what to fix.
+    ///
+    /// Checks the server's capabilities, the SMA folders (present, not
+    /// subscribed), the clock against the server's, and IDLE. With --json,
+    /// one line per check: {"check", "status": "ok"|"warn"|"fail", "detail",
+    /// "fix"}. Exits 0 unless a check fails.
+    Doctor {
+        /// Also fix what can be fixed safely (unsubscribe SMA folders).
+        #[arg(long)]
+        fix: bool,
+    },
+    /// Print a shell completion script (e.g. `sma completions bash > /etc/bash_completion.d/sma`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `sma man | man -l -`.
+    Man,
 }
 
 /// Arguments of `init`.
@@ -206,36 +238,54 @@ pub struct InitArgs {
     pub save_password: bool,
 }
 
+/// A prefer-encrypt value on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PreferEncryptArg {
+    /// Encrypt by default when the correspondent also says mutual.
+    Mutual,
+    /// No preference.
+    Nopreference,
+}
+
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Apply the Autocrypt Level 1 update rules for one received message.
+    ///
+    /// Either give the message's headers (--from, --date, --autocrypt,
+    /// --gossip) or the whole message with --message (a file, or `-` for
+    /// standard input), e.g. from a mail program's receive hook. Gossip is
+    /// read from the message's headers, so pass the decrypted message.
+    /// Changes replicate to the other devices with the next `sma sync`.
     Observe {
         /// The From address.
-        #[arg(long)]
-        from: String,
+        #[arg(long, required_unless_present = "message", conflicts_with = "message")]
+        from: Option<String>,
         /// The Date header (RFC 2822).
-        #[arg(long)]
-        date: String,
+        #[arg(long, required_unless_present = "message", conflicts_with = "message")]
+        date: Option<String>,
         /// The Autocrypt header value (absent: the message had none).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "message")]
         autocrypt: Option<String>,
-        /// An Autocrypt-Gossip header value.
-        #[arg(long)]
-        gossip: Option<String>,
+        /// An Autocrypt-Gossip header value (repeatable).
+        #[arg(long, conflicts_with = "message")]
+        gossip: Vec<String>,
+        /// The whole received RFC 5322 message (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        message: Option<PathBuf>,
     },
-    /// Import a correspondent's public key.
+    /// Import a correspondent's public key, as if it came in an Autocrypt header.
     Import {
         /// The address.
         addr: String,
-        /// File with the key.
+        /// File with the key (ASCII-armored, binary, or base64 keydata).
         file: PathBuf,
-        /// Effective date (RFC 2822).
+        /// Effective date (RFC 2822) [default: now].
         #[arg(long)]
         date: Option<String>,
         /// Prefer-encrypt setting.
-        #[arg(long)]
-        prefer_encrypt: Option<String>,
+        #[arg(long, value_enum, default_value = "nopreference")]
+        prefer_encrypt: PreferEncryptArg,
     },
     /// List every peer in the keyring.
     List,
@@ -249,6 +299,15 @@ pub enum KeysCommand {
         /// The addresses.
         #[arg(required = true)]
         addrs: Vec<String>,
+        /// The message replies to an encrypted message.
+        #[arg(long)]
+        reply_to_encrypted: bool,
+    },
+    /// Show or set this account's own prefer-encrypt setting (replicated).
+    PreferEncrypt {
+        /// The new setting (absent: show the current one).
+        #[arg(value_enum)]
+        value: Option<PreferEncryptArg>,
     },
 }
 

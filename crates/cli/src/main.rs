@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod output;
+mod rpc;
 mod secrets;
 
 use std::process::ExitCode;

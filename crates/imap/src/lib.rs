@@ -22,6 +22,7 @@ mod filter;
 mod idle;
 mod io;
 mod ops;
+mod probe;
 mod response;
 mod session;
 mod tls;

@@ -272,7 +272,7 @@ impl Member {
     pub fn receive_ops(&mut self, sender: &DeviceId, body: &OpsBody, now_ms: u64) -> Received {
         let got = self.core.book.receive(&self.me.id, sender, body);
         for op in body.ops.iter().filter(|o| &o.origin == sender) {
-            self.core.clock.observe(&op.stamp);
+            self.core.clock.observe_at(&op.stamp, now_ms);
             self.core.group.apply(&op.change);
         }
         let peers = self.peers();

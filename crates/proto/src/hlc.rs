@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::DeviceId;
 
+/// Remote stamps further ahead of our clock than this do not advance it.
+pub const MAX_FUTURE_MS: u64 = 24 * 3600 * 1000;
+
 /// A hybrid logical clock timestamp. Ordered by physical milliseconds, then
 /// logical counter, then device id, so two devices never produce equal stamps.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,7 +57,16 @@ impl HlcClock {
     }
 
     /// Folds in a stamp received from another device, so later local stamps
-    /// order after it.
+    /// order after it — unless it lies more than [`MAX_FUTURE_MS`] ahead of
+    /// `now_ms`: one device with a wild clock must not drag every other
+    /// device's clock (and so every later register write) into the future.
+    pub fn observe_at(&mut self, seen: &Hlc, now_ms: u64) {
+        if seen.ms <= now_ms.saturating_add(MAX_FUTURE_MS) {
+            self.observe(seen);
+        }
+    }
+
+    /// Folds in a stamp unconditionally (trusted sources such as the welcome).
     pub fn observe(&mut self, seen: &Hlc) {
         if seen.ms > self.last_ms || (seen.ms == self.last_ms && seen.counter > self.counter) {
             self.last_ms = seen.ms;
@@ -90,5 +102,15 @@ mod tests {
         c1.observe(&remote);
         let local = c1.tick(10, &d1);
         assert!(local > remote);
+        let wild = Hlc {
+            ms: u64::MAX / 2,
+            counter: 0,
+            device: d1.clone(),
+        };
+        c1.observe_at(&wild, 6000);
+        assert!(
+            c1.tick(6001, &d1).ms < u64::MAX / 2,
+            "far-future stamps are not adopted"
+        );
     }
 }

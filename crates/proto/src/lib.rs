@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod autocrypt;
 mod b64;
 pub mod device;
 pub mod envelope;

@@ -69,7 +69,8 @@ impl MemberPairing {
         (
             MemberPairing {
                 attempt,
-                account: account.to_owned(),
+                // Compared and hashed lower-cased on both sides.
+                account: account.to_lowercase(),
                 member_id: member_id.clone(),
                 member_fpr: member_cert.fingerprint(),
                 joiner_id: joiner_id.clone(),
@@ -206,7 +207,7 @@ impl JoinerPairing {
             joiner_id.as_str(),
         );
         let transcript = Transcript {
-            account: account.to_owned(),
+            account: account.to_lowercase(),
             attempt: hello.attempt.to_string(),
             member_id: hello.member_id.to_string(),
             joiner_id: joiner_id.to_string(),

@@ -178,7 +178,9 @@ pub struct OpsBody {
     /// The sender's view of our acknowledgement of its ops when it sent this:
     /// `ops` holds the sender's ops with seq > base.
     pub base: u64,
-    /// The sender's own ops, ascending seq.
+    /// The sender's own ops, ascending seq. Ops this version does not
+    /// understand (a newer change kind) are skipped, not fatal.
+    #[serde(deserialize_with = "lenient_ops")]
     pub ops: Vec<Op>,
     /// Per origin, the highest seq of that origin's ops the sender has applied.
     pub acks: BTreeMap<DeviceId, u64>,
@@ -192,6 +194,20 @@ pub struct AppBody {
     /// The message bytes.
     #[serde(with = "crate::b64")]
     pub body: Vec<u8>,
+}
+
+fn lenient_ops<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Op>, D::Error> {
+    let raw: Vec<serde_json::Value> = Deserialize::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value::<Op>(v) {
+            Ok(op) => Some(op),
+            Err(e) => {
+                tracing::debug!(error = %e, "skipping an op this version does not understand");
+                None
+            }
+        })
+        .collect())
 }
 
 /// Parses a JSON payload with a size bound, mapping errors to [`InvalidMessage`].

@@ -18,6 +18,10 @@ use crate::state::{Change, Op};
 /// happened (the previous message may have been dropped by the server).
 pub const RETRANSMIT_AFTER_SECS: u64 = 3600;
 
+/// Most JSON bytes of ops in one sync message, so that the sealed message
+/// stays well under the 1 MiB cap; the remainder follows after the ack.
+pub const OPS_BUDGET_BYTES: usize = 600 * 1024;
+
 /// Own ops stay in the log at least this long even when every peer acked
 /// them, so a device that joins meanwhile still receives them.
 pub const KEEP_OPS_MS: u64 = 7 * 86_400 * 1000;
@@ -135,20 +139,31 @@ impl SyncBook {
         }
         match self.last_sent.get(peer) {
             None => true,
-            Some(sent) => sent.upto < self.last_seq || now >= sent.at + RETRANSMIT_AFTER_SECS,
+            Some(sent) => {
+                let upto = self.body_for(peer).ops.last().map_or(0, |o| o.seq);
+                upto > sent.upto || now >= sent.at + RETRANSMIT_AFTER_SECS
+            }
         }
     }
 
-    /// The ops body for `peer`: every own op it has not acknowledged, plus our acks.
+    /// The ops body for `peer`: the own ops it has not acknowledged, in seq
+    /// order, up to about [`OPS_BUDGET_BYTES`] of JSON (always at least one),
+    /// plus our acks. The rest follows once the peer acknowledged these.
     pub fn body_for(&self, peer: &DeviceId) -> OpsBody {
         let base = self.peer_acks.get(peer).copied().unwrap_or(0);
+        let mut used = 0usize;
+        let mut ops = Vec::new();
+        for op in self.log.range(base + 1..).map(|(_, op)| op) {
+            let size = serde_json::to_vec(op).map(|v| v.len()).unwrap_or(0);
+            if !ops.is_empty() && used + size > OPS_BUDGET_BYTES {
+                break;
+            }
+            used += size;
+            ops.push(op.clone());
+        }
         OpsBody {
             base,
-            ops: self
-                .log
-                .range(base + 1..)
-                .map(|(_, op)| op.clone())
-                .collect(),
+            ops,
             acks: self.received.clone(),
         }
     }
@@ -211,6 +226,36 @@ mod tests {
         assert_eq!(book.log.len(), 3, "young ops are kept for late joiners");
         book.prune(&peers, u64::MAX);
         assert_eq!(book.log.len(), 1);
+    }
+
+    #[test]
+    fn large_backlogs_are_sent_in_chunks_that_fit_the_cap() {
+        let (a, b) = (dev(1), dev(2));
+        let mut book = SyncBook::default();
+        for i in 1..=3000 {
+            let mut p = PeerState::new(&format!("p{i}@x"));
+            p.public_key = Some("k".repeat(500));
+            book.push(&a, stamp(i), Change::Peer(p));
+        }
+        let first = book.body_for(&b);
+        let bytes = serde_json::to_vec(&first).unwrap().len();
+        assert!(first.ops.len() < 3000 && !first.ops.is_empty());
+        assert!(bytes <= OPS_BUDGET_BYTES + 64 * 1024, "{bytes}");
+        let upto = first.ops.last().unwrap().seq;
+        book.mark_sent(
+            &b,
+            SentRef {
+                message_id: MessageId::parse(&"a".repeat(32)).unwrap(),
+                uid: None,
+                uid_validity: None,
+                upto,
+                at: 0,
+            },
+        );
+        assert!(!book.due(&b, 1), "nothing new until the peer acknowledges");
+        book.peer_acks.insert(b.clone(), upto);
+        assert!(book.due(&b, 1));
+        assert_eq!(book.body_for(&b).ops[0].seq, upto + 1);
     }
 
     #[test]

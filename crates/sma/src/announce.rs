@@ -39,23 +39,22 @@ pub async fn read_all<T: Transport>(
         Err(e) => return Err(e.into()),
     }
     let mut headers = t.fetch_headers(UidRange::all()).await?;
+    // Filter by kind first, then bound: junk appended by someone holding the
+    // password must not push real announcements out of the window.
+    headers.retain(|h| match peek_marker(&h.header) {
+        Ok(m) if m.kind == Kind::Announce => true,
+        Ok(m) => {
+            debug!(uid = h.uid, kind = %m.kind, "non-announcement in the announcements folder, ignored");
+            false
+        }
+        Err(e) => {
+            debug!(uid = h.uid, error = %e, "foreign message in the announcements folder, ignored");
+            false
+        }
+    });
     headers.sort_by_key(|h| std::cmp::Reverse(h.uid));
     headers.truncate(MAX_ANNOUNCEMENTS);
-    let wanted: Vec<Uid> = headers
-        .iter()
-        .filter(|h| match peek_marker(&h.header) {
-            Ok(m) if m.kind == Kind::Announce => true,
-            Ok(m) => {
-                debug!(uid = h.uid, kind = %m.kind, "non-announcement in the announcements folder, ignored");
-                false
-            }
-            Err(e) => {
-                debug!(uid = h.uid, error = %e, "foreign message in the announcements folder, ignored");
-                false
-            }
-        })
-        .map(|h| h.uid)
-        .collect();
+    let wanted: Vec<Uid> = headers.iter().map(|h| h.uid).collect();
     let mut out = Vec::new();
     for msg in t.fetch_messages(&wanted, ANNOUNCE_CAP).await? {
         let Some(body) = msg.body else {

@@ -21,6 +21,9 @@ use crate::events::{AppMessage, Event};
 /// Messages from senders we do not (yet) know as members are kept this long,
 /// in case their membership reaches us later; then deleted.
 pub const UNKNOWN_SENDER_GRACE_SECS: u64 = 7 * 86_400;
+/// Application messages older than this are deleted undelivered: their
+/// ids may have left the processed-id table, so they could be replays.
+pub const APP_MAX_AGE_SECS: u64 = 30 * 86_400;
 /// Processed message ids are remembered this long (replay protection).
 pub const PROCESSED_HORIZON_SECS: u64 = 60 * 86_400;
 
@@ -135,6 +138,14 @@ impl Device {
             };
             let from = opened.marker.from.clone();
             match opened.payload.content {
+                SealedContent::Ops(_) if opened.marker.kind == Kind::App => {
+                    warn!(
+                        uid = msg.uid,
+                        "state operations under the app kind; deleted"
+                    );
+                    delete.push(msg.uid);
+                    continue;
+                }
                 SealedContent::Ops(body) => {
                     let before = self.member.core.group.clone();
                     let got = self.member.receive_ops(&from, &body, self.clock.now_ms());
@@ -165,6 +176,17 @@ impl Device {
                         warn!(
                             uid = msg.uid,
                             "application content under another kind; deleted"
+                        );
+                        delete.push(msg.uid);
+                        continue;
+                    }
+                    // Older than the replay-protection horizon could be a
+                    // replay whose id we no longer remember: never deliver.
+                    if opened.payload.sent_at + APP_MAX_AGE_SECS < now {
+                        warn!(
+                            uid = msg.uid,
+                            "application message older than {} days; deleted undelivered",
+                            APP_MAX_AGE_SECS / 86_400
                         );
                         delete.push(msg.uid);
                         continue;
@@ -207,7 +229,7 @@ impl Device {
                 .await?;
         }
         if removed_self {
-            return Err(self.removed_error());
+            return Err(self.mark_removed(" (the group state lists it as removed)"));
         }
         Ok(pass)
     }
@@ -223,12 +245,9 @@ impl Device {
             .iter()
             .any(|s| s.ann.device_id == *self.id() && s.fingerprint == me);
         if !announced || self.member.status() == Some(MemberStatus::Removed) {
-            self.info.role = Role::Removed;
-            self.save()?;
-            return Err(Error::Removed {
-                device_id: self.id().to_string(),
-                why: " (its inbox folder and announcement were deleted)".into(),
-            });
+            return Err(self.mark_removed(
+                " (its inbox folder and announcement were deleted by another member)",
+            ));
         }
         warn!(folder = %self.inbox(), "our inbox folder vanished; recreating it");
         crate::init::create_unsubscribed(t, &self.inbox()).await

@@ -25,13 +25,17 @@
 #![warn(missing_docs)]
 
 mod announce;
+mod bench_hooks;
 pub mod clock;
 pub mod config;
 mod device;
 mod error;
 pub mod events;
+pub mod expiry;
 mod inbox;
 pub mod init;
+pub mod keys;
+pub mod lifecycle;
 mod outbound;
 pub mod pair;
 pub mod round;
@@ -42,7 +46,7 @@ pub use config::{Role, ServerConfig};
 pub use device::{Device, DeviceInfo, STORE_FILE};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{AppMessage, Event};
-pub use outbound::SendReport;
+pub use outbound::{SendReport, APP_INBOX_CAP};
 pub use sma_crypto::PairingCode;
 pub use sma_imap::{ImapSession, Password};
 pub use sma_proto::DeviceId;

@@ -57,6 +57,46 @@ pub struct JoinReport {
     pub members: usize,
 }
 
+/// Progress of `join` while the welcome (the whole group state) arrives
+/// and is installed: stage `welcome` counts bytes downloaded, stage
+/// `keyring` counts correspondents installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JoinProgress {
+    /// Always `progress`.
+    pub event: &'static str,
+    /// `welcome` or `keyring`.
+    pub stage: &'static str,
+    /// Units done.
+    pub done: u64,
+    /// Units in total.
+    pub total: u64,
+}
+
+impl JoinProgress {
+    fn new(stage: &'static str, done: u64, total: u64) -> Self {
+        JoinProgress {
+            event: "progress",
+            stage,
+            done,
+            total,
+        }
+    }
+}
+
+/// Keyring entries installed between two `keyring` progress reports.
+const INSTALL_CHUNK: usize = 500;
+
+/// Size of the welcome from `member` waiting in the selected folder, if any.
+async fn welcome_size<T: Transport>(t: &mut T, member: &DeviceId) -> Result<Option<u64>> {
+    let headers = t.fetch_headers(UidRange::all()).await?;
+    Ok(headers
+        .iter()
+        .find(|h| {
+            peek_marker(&h.header).is_ok_and(|m| m.kind == Kind::PairWelcome && &m.from == member)
+        })
+        .map(|h| u64::from(h.size)))
+}
+
 /// A pairing message found in an inbox.
 struct Found<T> {
     uid: Uid,
@@ -178,6 +218,8 @@ impl Device {
     ) -> Result<String> {
         self.require_member()?;
         let deadline = Instant::now() + timeout;
+        // Bring our state up to date first: the welcome carries it.
+        self.process_inbox(t).await?;
         let pending = self.pending_devices(t).await?;
         let target = match device {
             Some(id) => pending.iter().find(|s| &s.ann.device_id == id).ok_or_else(|| {
@@ -248,7 +290,9 @@ impl Device {
                     ProtoError::CodeRejected => Error::CodeRejected(format!(
                         "device {joiner_id} answered with a different code; the code is burnt — run `sma pair` again for a fresh code"
                     )),
-                    other => other.into(),
+                    other => Error::CodeRejected(format!(
+                        "pairing with device {joiner_id} failed ({other}); the code is burnt — run `sma pair` again"
+                    )),
                 });
             }
         };
@@ -296,6 +340,18 @@ impl Device {
         t: &mut T,
         code: &PairingCode,
         timeout: Duration,
+    ) -> Result<JoinReport> {
+        self.join_with_progress(t, code, timeout, |_| {}).await
+    }
+
+    /// [`Device::join`], reporting the download and installation of the
+    /// welcome (which carries the whole keyring) to `on_progress`.
+    pub async fn join_with_progress<T: Transport>(
+        &mut self,
+        t: &mut T,
+        code: &PairingCode,
+        timeout: Duration,
+        mut on_progress: impl FnMut(&JoinProgress),
     ) -> Result<JoinReport> {
         match self.info.role {
             Role::Pending => {}
@@ -348,6 +404,7 @@ impl Device {
         t.select(&inbox).await?;
         t.delete_messages(&[hello.uid]).await?;
         // 2. The member's confirmation (or abort), then the welcome.
+        let proof_attempt = &state.attempt().clone();
         let mut confirmed = None;
         let welcome = loop {
             t.select(&inbox).await?;
@@ -381,9 +438,18 @@ impl Device {
                     })?);
                     // `state` moved: continue with the confirmed proof only.
                     break loop {
+                        let size = welcome_size(t, &member_id).await?;
+                        if let Some(size) = size {
+                            on_progress(&JoinProgress::new("welcome", 0, size));
+                        }
                         let welcomes: Vec<Found<PairWelcome>> =
                             find_pairing(t, Kind::PairWelcome, Some(&member_id)).await?;
-                        if let Some(w) = welcomes.into_iter().next() {
+                        if let Some(w) = welcomes
+                            .into_iter()
+                            .find(|w| &w.payload.attempt == proof_attempt)
+                        {
+                            let size = size.unwrap_or_default();
+                            on_progress(&JoinProgress::new("welcome", size, size));
                             break w;
                         }
                         if Instant::now() >= deadline {
@@ -405,7 +471,7 @@ impl Device {
         };
         let welcome_msg = proof.open_welcome(&welcome.payload, &self.member.me.key)?;
         t.delete_messages(&[welcome.uid]).await?;
-        self.install_welcome(welcome_msg)?;
+        self.install_welcome(welcome_msg, &mut on_progress)?;
         self.announce(t, AnnouncedState::Member, false).await?;
         let members = self.member.core.group.active_members().count();
         Ok(JoinReport {
@@ -415,7 +481,11 @@ impl Device {
         })
     }
 
-    fn install_welcome(&mut self, welcome: Welcome) -> Result<()> {
+    fn install_welcome(
+        &mut self,
+        welcome: Welcome,
+        on_progress: &mut impl FnMut(&JoinProgress),
+    ) -> Result<()> {
         if welcome.joiner_id != self.info.id
             || !welcome.account.eq_ignore_ascii_case(&self.info.account)
         {
@@ -436,12 +506,33 @@ impl Device {
                 "the welcome carries no account key; ignored".into(),
             ));
         }
+        let mut group = welcome.state;
+        let keyring = std::mem::take(&mut group.keyring);
         let mut core = CoreState {
-            group: welcome.state,
+            group,
             ..CoreState::default()
         };
         for rec in core.group.members.values() {
             core.clock.observe(&rec.name_stamp);
+        }
+        for rec in core.group.account_keys.values() {
+            core.clock.observe(&rec.stamp);
+        }
+        if let Some(s) = &core.group.prefer_encrypt.stamp {
+            core.clock.observe(s);
+        }
+        // Our later keyring stamps must order after every stamp we received.
+        let total = keyring.len() as u64;
+        on_progress(&JoinProgress::new("keyring", 0, total));
+        for (i, peer) in keyring.into_values().enumerate() {
+            for s in [&peer.stamp, &peer.gossip_stamp].into_iter().flatten() {
+                core.clock.observe(s);
+            }
+            core.group.apply(&Change::Peer(peer));
+            let done = i as u64 + 1;
+            if done % INSTALL_CHUNK as u64 == 0 || done == total {
+                on_progress(&JoinProgress::new("keyring", done, total));
+            }
         }
         self.member.core = core;
         self.info.role = Role::Member;

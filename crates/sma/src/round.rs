@@ -36,11 +36,23 @@ pub struct SyncReport {
 }
 
 impl Device {
-    /// One round: fetch and apply, heartbeat if due, send what is due.
+    /// One round: fetch and apply, heartbeat if due, expiry if due, send
+    /// what is due.
     pub async fn sync_round<T: Transport>(
         &mut self,
         t: &mut T,
         heartbeat_after: u64,
+    ) -> Result<SyncReport> {
+        self.round(t, heartbeat_after, None).await
+    }
+
+    /// A round; `expire_now` runs expiry with that policy (seconds) whether
+    /// or not it is due.
+    pub(crate) async fn round<T: Transport>(
+        &mut self,
+        t: &mut T,
+        heartbeat_after: u64,
+        expire_now: Option<u64>,
     ) -> Result<SyncReport> {
         if self.info.role == Role::Removed {
             return Err(self.removed_error());
@@ -52,9 +64,17 @@ impl Device {
             events: pass.events,
             ..SyncReport::default()
         };
+        let heartbeat_after = self.heartbeat_threshold(heartbeat_after)?;
         if self.now().saturating_sub(self.info.announced_at) >= heartbeat_after {
             self.announce(t, AnnouncedState::Member, self.info.role == Role::Founder)
                 .await?;
+        }
+        let expiry = match expire_now {
+            Some(policy) => Some(policy),
+            None => self.expiry_due()?,
+        };
+        if let Some(policy) = expiry {
+            report.removed_devices = self.expire(t, policy).await?;
         }
         report.sent = self.send_syncs(t).await?;
         Ok(report)

@@ -1,23 +1,59 @@
 //! `remove`, `leave` and `gc`: the group lifecycle.
 
 use anyhow::Result;
-use sma::Error;
+use sma::lifecycle::{parse_duration, RemovalReport};
+use sma_imap::Transport as _;
 
-use super::Ctx;
+use super::{parse_device_id, Ctx};
 
 impl Ctx<'_> {
     /// `sma remove ID [--rotate-account-key]`
-    pub(crate) async fn remove(&self, _id: &str, _rotate: bool) -> Result<()> {
-        Err(Error::NotImplemented("remove").into())
+    pub(crate) async fn remove(&self, id: &str, rotate: bool) -> Result<()> {
+        let id = parse_device_id(id)?;
+        let (mut dev, mut t) = self.connected().await?;
+        let report = dev.remove(&mut t, &id, rotate).await?;
+        let _ = t.logout().await;
+        self.emit_removed(&report, || {
+            format!(
+                "Removed device {id}: its folders are deleted and no member seals anything to it any more.{}",
+                if rotate {
+                    " A new account key was made and shared with the remaining members only (see `sma account-key show`)."
+                } else {
+                    ""
+                }
+            )
+        });
+        Ok(())
     }
 
     /// `sma leave`
     pub(crate) async fn leave(&self) -> Result<()> {
-        Err(Error::NotImplemented("leave").into())
+        let (mut dev, mut t) = self.connected().await?;
+        let report = dev.leave(&mut t).await?;
+        let _ = t.logout().await;
+        self.emit_removed(&report, || {
+            "This device left the group: the other members were told, its folders are deleted and its keys wiped. Run `sma init` with a fresh --home to set it up again.".to_string()
+        });
+        Ok(())
     }
 
     /// `sma gc [--expire-after DURATION]`
-    pub(crate) async fn gc(&self, _expire_after: &str) -> Result<()> {
-        Err(Error::NotImplemented("gc").into())
+    pub(crate) async fn gc(&self, expire_after: Option<&str>) -> Result<()> {
+        let policy = expire_after.map(parse_duration).transpose()?;
+        let (mut dev, mut t) = self.connected().await?;
+        let report = dev.gc(&mut t, policy).await?;
+        let _ = t.logout().await;
+        self.emit_removed(&report, || {
+            if report.removed.is_empty() {
+                "No device was silent past the expiry policy.".to_string()
+            } else {
+                format!("Expired: {}", report.removed.join(", "))
+            }
+        });
+        Ok(())
+    }
+
+    fn emit_removed(&self, report: &RemovalReport, human: impl FnOnce() -> String) {
+        self.out.emit(report, human);
     }
 }

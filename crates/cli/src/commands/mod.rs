@@ -3,6 +3,7 @@
 //! Command groups live in submodules: `keys` (the replicated keyring),
 //! `lifecycle` (remove, leave, gc) and `serve` (JSON-RPC).
 
+mod doctor;
 mod keys;
 mod lifecycle;
 mod serve;
@@ -46,13 +47,17 @@ pub async fn run(cli: Cli, out: &Output) -> Result<()> {
         Command::AccountKey(cmd) => ctx.account_key(cmd),
         Command::SetupMessage(cmd) => ctx.setup_message(cmd).await,
         Command::Keys(cmd) => ctx.keys(cmd).await,
+        Command::AutocryptHeader { fold } => ctx.autocrypt_header(*fold),
         Command::Remove {
             id,
             rotate_account_key,
         } => ctx.remove(id, *rotate_account_key).await,
         Command::Leave => ctx.leave().await,
-        Command::Gc { expire_after } => ctx.gc(expire_after).await,
+        Command::Gc { expire_after } => ctx.gc(expire_after.as_deref()).await,
         Command::Serve { stdio, openrpc } => ctx.serve(*stdio, *openrpc).await,
+        Command::Doctor { fix } => ctx.doctor(*fix).await,
+        Command::Completions { shell } => doctor::completions(*shell),
+        Command::Man => doctor::man(),
     }
 }
 
@@ -99,7 +104,10 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn open(&self) -> Result<Device> {
-        Ok(Device::open(&self.home()?)?)
+        let home = self.home()?;
+        // A removed or departed device exits 4 on every command.
+        sma::lifecycle::check_not_removed(&home)?;
+        Ok(Device::open(&home)?)
     }
 
     pub(crate) fn password(&self, dev: Option<&Device>) -> Result<Password> {
@@ -206,9 +214,14 @@ impl Ctx<'_> {
             Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
         })?;
         let (mut dev, mut t) = self.connected().await?;
+        let mut progress = keys::JoinProgressView::new(self);
         let report = dev
-            .join(&mut t, &code, Duration::from_secs(timeout))
-            .await?;
+            .join_with_progress(&mut t, &code, Duration::from_secs(timeout), |p| {
+                progress.update(p)
+            })
+            .await;
+        progress.finish();
+        let report = report?;
         self.out.emit(&report, || {
             format!(
                 "Joined: this device ({}) is now a member; the group has {} active members.",
@@ -300,7 +313,7 @@ impl Ctx<'_> {
             self.out.emit(m, || {
                 let body = base64::engine::general_purpose::STANDARD
                     .decode(&m.body_b64)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .map(|b| String::from_utf8_lossy(&b).trim_end().to_owned())
                     .unwrap_or_default();
                 format!("[{}] from {} ({}): {}", m.sent_at, m.from, m.kind, body)
             });
@@ -429,8 +442,8 @@ impl Ctx<'_> {
                 });
                 Ok(())
             }
-            SetupMessageCommand::Import { .. } => {
-                Err(Error::NotImplemented("setup-message import").into())
+            SetupMessageCommand::Import { file, setup_code } => {
+                self.setup_message_import(file, setup_code)
             }
         }
     }

@@ -110,7 +110,8 @@ impl Account {
         let mut child = self.spawn_pair(member, &["--device", &joiner_id]);
         let code = read_code(&mut child);
         let joined = self.ok(joiner, &["join", "--code", &code]);
-        assert_eq!(joined[0]["event"], "joined");
+        // Progress lines may come first; the last line is the result.
+        assert_eq!(joined.last().expect("joined line")["event"], "joined");
         let out = child.wait_with_output().expect("pair output");
         assert!(
             out.status.success(),
@@ -183,4 +184,27 @@ pub fn stderr_json(out: &Output) -> Value {
 
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+impl Account {
+    /// `init` over implicit TLS with the test CA and extra arguments;
+    /// returns the raw output (for failure cases).
+    pub fn init_with(&self, name: &str, extra: &[&str]) -> Output {
+        let s = server();
+        let server_arg = format!("127.0.0.1:{}", s.tls_port());
+        let ca = s.ca_file().to_str().expect("utf-8 path").to_owned();
+        let mut args = vec![
+            "init",
+            "--server",
+            &server_arg,
+            "--ca-file",
+            &ca,
+            "--user",
+            &self.user,
+            "--name",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        self.run(name, &args)
+    }
 }

@@ -1,4 +1,21 @@
 //! The replicated Autocrypt keyring: per-address peer state (Autocrypt Level 1).
+//!
+//! Each [`PeerState`] is a product of three lattices, so it merges
+//! commutatively, associatively and idempotently:
+//!
+//! * `last_seen` — a max register;
+//! * the Autocrypt register (`autocrypt_timestamp`, `public_key`,
+//!   `prefer_encrypt`) — ordered by the effective date, ties broken by the
+//!   HLC `stamp` of the observation that wrote it;
+//! * the gossip register (`gossip_timestamp`, `gossip_key`) — likewise with
+//!   `gossip_stamp`.
+//!
+//! The merged state equals the Level 1 update algorithm run sequentially
+//! over every observation in HLC-stamp order (see `crate::autocrypt::update`).
+//!
+//! The JSON form is compact: fields holding their default (zero, `null`,
+//! `nopreference`) are left out, and key data is stored once, as the
+//! base64 `keydata` of the header it came from.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,26 +34,63 @@ pub enum PreferEncrypt {
     Mutual,
 }
 
+impl PreferEncrypt {
+    /// The attribute / CLI value: `mutual` or `nopreference`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreferEncrypt::Nopreference => "nopreference",
+            PreferEncrypt::Mutual => "mutual",
+        }
+    }
+
+    /// Parses `mutual` / `nopreference` (case-insensitive); anything else is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("mutual") {
+            Some(PreferEncrypt::Mutual)
+        } else if s.eq_ignore_ascii_case("nopreference") {
+            Some(PreferEncrypt::Nopreference)
+        } else {
+            None
+        }
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_nopreference(v: &PreferEncrypt) -> bool {
+    *v == PreferEncrypt::Nopreference
+}
+
 /// What is known about one correspondent address.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerState {
     /// The (lower-cased) address.
     pub addr: String,
     /// Effective date of the newest message seen from the address (max register).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub last_seen: u64,
     /// Effective date of the newest message with a valid Autocrypt header.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub autocrypt_timestamp: u64,
     /// Base64 keydata from that header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
     /// Prefer-encrypt from that header.
+    #[serde(default, skip_serializing_if = "is_nopreference")]
     pub prefer_encrypt: PreferEncrypt,
     /// Tie-break stamp for the Autocrypt register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamp: Option<Hlc>,
     /// Effective date of the newest gossip seen.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub gossip_timestamp: u64,
     /// Base64 keydata from that gossip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_key: Option<String>,
     /// Tie-break stamp for the gossip register.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gossip_stamp: Option<Hlc>,
 }
 

@@ -37,26 +37,30 @@ fn arb_change() -> impl Strategy<Value = Change> {
         0u8..3,
         0u64..5,
         0u64..5,
-        0u8..3,
+        prop::option::of(0u8..3),
         any::<bool>(),
         0u64..5,
+        prop::option::of(0u8..3),
         0u8..3,
     )
-        .prop_map(|(a, seen, ts, key, mutual, gts, d)| {
+        .prop_map(|(a, seen, ts, key, mutual, gts, gkey, d)| {
+            // Registers are either empty (never written) or written with a stamp.
+            let ts = if key.is_some() { ts } else { 0 };
+            let gts = if gkey.is_some() { gts } else { 0 };
             Change::Peer(PeerState {
-                addr: format!("peer{a}@example.org"),
+                addr: format!("Peer{a}@example.org"),
                 last_seen: seen.max(ts),
                 autocrypt_timestamp: ts,
-                public_key: Some(format!("key{key}")),
-                prefer_encrypt: if mutual {
+                public_key: key.map(|k| format!("key{k}")),
+                prefer_encrypt: if mutual && key.is_some() {
                     PreferEncrypt::Mutual
                 } else {
                     PreferEncrypt::Nopreference
                 },
-                stamp: Some(stamp(ts, key as u32, d)),
+                stamp: key.map(|k| stamp(ts, k as u32, d)),
                 gossip_timestamp: gts,
-                gossip_key: Some(format!("g{key}")),
-                gossip_stamp: Some(stamp(gts, 0, d)),
+                gossip_key: gkey.map(|k| format!("g{k}")),
+                gossip_stamp: gkey.map(|k| stamp(gts, k as u32, d)),
             })
         });
     let account = (0u32..3, 0u64..5, 0u8..3).prop_map(|(g, ms, d)| {
@@ -67,7 +71,17 @@ fn arb_change() -> impl Strategy<Value = Change> {
             secret: format!("secret{g}{ms}{d}"),
         })
     });
-    prop_oneof![member, peer, account]
+    let prefer = (any::<bool>(), prop::option::of((0u64..5, 0u8..3))).prop_map(|(m, st)| {
+        Change::PreferEncrypt(Lww {
+            value: if m {
+                PreferEncrypt::Mutual
+            } else {
+                PreferEncrypt::Nopreference
+            },
+            stamp: st.map(|(ms, d)| stamp(ms, 0, d)),
+        })
+    });
+    prop_oneof![member, peer.clone(), peer, account, prefer]
 }
 
 fn state_of(changes: &[Change]) -> GroupState {
@@ -152,4 +166,327 @@ fn newer_autocrypt_timestamp_wins_and_last_seen_is_max() {
     let p = &s.keyring["bob@example.org"];
     assert_eq!(p.public_key.as_deref(), Some("new"));
     assert_eq!(p.last_seen, 50);
+}
+
+#[test]
+fn compact_peer_json_round_trips() {
+    let empty = PeerState::new("bob@example.org");
+    let json = serde_json::to_string(&empty).unwrap();
+    assert_eq!(json, r#"{"addr":"bob@example.org"}"#);
+    let mut full = empty.clone();
+    full.last_seen = 5;
+    full.autocrypt_timestamp = 4;
+    full.public_key = Some("AAAA".into());
+    full.prefer_encrypt = PreferEncrypt::Mutual;
+    full.stamp = Some(stamp(4, 1, 2));
+    full.gossip_timestamp = 3;
+    full.gossip_key = Some("BBBB".into());
+    full.gossip_stamp = Some(stamp(3, 0, 1));
+    for p in [empty, full] {
+        let back: PeerState = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+}
+
+// ---- Autocrypt Level 1 over the CRDT: replicas, delivery orders, the sequential model ----
+
+use crate::autocrypt::header::AutocryptHeader;
+use crate::autocrypt::update::{observe, update_autocrypt, update_gossip, Observation};
+use crate::hlc::HlcClock;
+
+/// One generated received message: (device that sees it, from, date, header, gossip).
+#[derive(Clone, Debug)]
+struct Msg {
+    device: usize,
+    from: u8,
+    date: u64,
+    header: Option<(u8, bool)>,
+    gossip: Vec<(u8, u8)>,
+}
+
+fn addr(n: u8) -> String {
+    format!("peer{n}@example.org")
+}
+
+fn key(n: u8) -> Vec<u8> {
+    vec![n; 6]
+}
+
+fn arb_msg(dates: u64) -> impl Strategy<Value = Msg> {
+    (
+        0usize..3,
+        0u8..3,
+        0u64..dates,
+        prop::option::of((0u8..4, any::<bool>())),
+        prop::collection::vec((0u8..3, 0u8..4), 0..2),
+    )
+        .prop_map(|(device, from, date, header, gossip)| Msg {
+            device,
+            from,
+            date,
+            header,
+            gossip,
+        })
+}
+
+fn observation(m: &Msg) -> Observation {
+    Observation {
+        from: addr(m.from),
+        effective_date: m.date,
+        autocrypt: m.header.map(|(k, mutual)| AutocryptHeader {
+            addr: addr(m.from),
+            prefer_encrypt: if mutual {
+                PreferEncrypt::Mutual
+            } else {
+                PreferEncrypt::Nopreference
+            },
+            keydata: key(k),
+        }),
+        gossip: m
+            .gossip
+            .iter()
+            .map(|(a, k)| AutocryptHeader {
+                addr: addr(*a),
+                prefer_encrypt: PreferEncrypt::Nopreference,
+                keydata: key(*k),
+            })
+            .collect(),
+    }
+}
+
+struct Replica {
+    id: DeviceId,
+    clock: HlcClock,
+    state: GroupState,
+    skew: u64,
+}
+
+/// Simple deterministic generator for delivery decisions.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// Runs the messages on three replicas with random delivery (reordered,
+/// duplicated, dropped), then a full-state anti-entropy round. Returns the
+/// replicas' final states and every (stamp, observation) made.
+fn run_replicas(msgs: &[Msg], seed: u64) -> (Vec<GroupState>, Vec<(Hlc, Observation)>) {
+    let mut rng = Xorshift(seed | 1);
+    let mut reps: Vec<Replica> = (0..3)
+        .map(|i| Replica {
+            id: dev(i as u8 + 1),
+            clock: HlcClock::new(),
+            state: GroupState::default(),
+            skew: [0, 7, 3][i],
+        })
+        .collect();
+    // Ops in flight: (origin, stamp, change).
+    let mut sent: Vec<(usize, Hlc, Change)> = Vec::new();
+    let mut made = Vec::new();
+    for (step, m) in msgs.iter().enumerate() {
+        let r = m.device;
+        // Deliver a random handful of ops from others, possibly again.
+        for _ in 0..rng.next(4) {
+            if sent.is_empty() {
+                break;
+            }
+            let (origin, op_stamp, change) = sent[rng.next(sent.len())].clone();
+            if origin != r {
+                reps[r].clock.observe(&op_stamp);
+                reps[r].state.apply(&change);
+            }
+        }
+        let rep = &mut reps[r];
+        let now = step as u64 * 10 + rep.skew;
+        let stamp = rep.clock.tick(now, &rep.id);
+        let obs = observation(m);
+        for delta in observe(&rep.state.keyring, &obs, &stamp) {
+            let op_stamp = rep.clock.tick(now, &rep.id);
+            let change = Change::Peer(delta);
+            rep.state.apply(&change);
+            // Some ops are dropped on the way (anti-entropy repairs that).
+            if rng.next(5) != 0 {
+                sent.push((r, op_stamp, change));
+            }
+        }
+        made.push((stamp, obs));
+    }
+    // Late delivery: a random share of the ops still in flight, in random order.
+    for _ in 0..sent.len() {
+        let (origin, op_stamp, change) = sent[rng.next(sent.len())].clone();
+        let r = rng.next(3);
+        if origin != r {
+            reps[r].clock.observe(&op_stamp);
+            reps[r].state.apply(&change);
+        }
+    }
+    // Anti-entropy: every replica merges the full state of every other, in a
+    // random order, from snapshots taken before the round (then once more).
+    for _ in 0..2 {
+        let snapshots: Vec<GroupState> = reps.iter().map(|r| r.state.clone()).collect();
+        for (i, rep) in reps.iter_mut().enumerate() {
+            let mut others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+            if rng.next(2) == 1 {
+                others.reverse();
+            }
+            for j in others {
+                rep.state.merge(&snapshots[j]);
+            }
+        }
+    }
+    (reps.into_iter().map(|r| r.state).collect(), made)
+}
+
+/// The Level 1 algorithm run sequentially on one keyring, in the given order.
+fn sequential(obs: &[(Hlc, Observation)]) -> BTreeMap<String, PeerState> {
+    let mut ring: BTreeMap<String, PeerState> = BTreeMap::new();
+    for (stamp, o) in obs {
+        for p in observe(&ring, o, stamp) {
+            ring.insert(p.addr.clone(), p);
+        }
+    }
+    ring
+}
+
+/// The fields Level 1 defines (stamps are CRDT bookkeeping).
+fn visible(
+    ring: &BTreeMap<String, PeerState>,
+) -> Vec<(
+    String,
+    u64,
+    u64,
+    Option<String>,
+    PreferEncrypt,
+    u64,
+    Option<String>,
+)> {
+    ring.values()
+        .map(|p| {
+            (
+                p.addr.clone(),
+                p.last_seen,
+                p.autocrypt_timestamp,
+                p.public_key.clone(),
+                p.prefer_encrypt,
+                p.gossip_timestamp,
+                p.gossip_key.clone(),
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn replicas_converge_under_any_delivery(msgs in prop::collection::vec(arb_msg(4), 0..24), seed in any::<u64>()) {
+        // Few distinct dates: many same-date ties, the order-dependent case.
+        let (states, _) = run_replicas(&msgs, seed);
+        prop_assert_eq!(&states[0], &states[1]);
+        prop_assert_eq!(&states[1], &states[2]);
+    }
+
+    #[test]
+    fn converged_state_is_level1_in_stamp_order(msgs in prop::collection::vec(arb_msg(1000), 0..24), seed in any::<u64>()) {
+        // Distinct dates (no ties): the result must be exactly what one
+        // device running Level 1 over all messages would hold, in any order.
+        let mut msgs = msgs;
+        for (i, m) in msgs.iter_mut().enumerate() {
+            m.date = m.date * 100 + i as u64;
+        }
+        let (states, mut made) = run_replicas(&msgs, seed);
+        made.sort_by(|a, b| a.0.cmp(&b.0));
+        let model = sequential(&made);
+        prop_assert_eq!(visible(&states[0].keyring), visible(&model));
+        // And the arrival order does not matter for Level 1 itself.
+        made.reverse();
+        prop_assert_eq!(visible(&sequential(&made)), visible(&model));
+    }
+
+    #[test]
+    fn level1_is_order_independent_where_the_spec_says(msgs in prop::collection::vec(arb_msg(4), 1..16), seed in any::<u64>()) {
+        let obs: Vec<Observation> = msgs.iter().map(observation).collect();
+        let run = |order: &[usize]| {
+            let d = dev(1);
+            let mut ring = BTreeMap::new();
+            for (i, &k) in order.iter().enumerate() {
+                let s = stamp(i as u64 + 1, 0, 1);
+                let _ = &d;
+                for p in observe(&ring, &obs[k], &s) {
+                    ring.insert(p.addr.clone(), p);
+                }
+            }
+            ring
+        };
+        let forward: Vec<usize> = (0..obs.len()).collect();
+        let mut shuffled = forward.clone();
+        let mut rng = Xorshift(seed | 1);
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, rng.next(i + 1));
+        }
+        let (a, b) = (run(&forward), run(&shuffled));
+        prop_assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (addr, pa) in &a {
+            let pb = &b[addr];
+            // Timestamps never depend on the order.
+            prop_assert_eq!(pa.last_seen, pb.last_seen);
+            prop_assert_eq!(pa.autocrypt_timestamp, pb.autocrypt_timestamp);
+            prop_assert_eq!(pa.gossip_timestamp, pb.gossip_timestamp);
+            // The key does, only when the newest headers tie on date with different content.
+            let newest: std::collections::BTreeSet<(Vec<u8>, PreferEncrypt)> = obs
+                .iter()
+                .filter(|o| &o.from == addr && o.effective_date == pa.autocrypt_timestamp)
+                .filter_map(|o| o.autocrypt.as_ref().map(|h| (h.keydata.clone(), h.prefer_encrypt)))
+                .collect();
+            if newest.len() <= 1 {
+                prop_assert_eq!(&pa.public_key, &pb.public_key);
+                prop_assert_eq!(pa.prefer_encrypt, pb.prefer_encrypt);
+            }
+            let gossiped: std::collections::BTreeSet<Vec<u8>> = obs
+                .iter()
+                .filter(|o| o.effective_date == pa.gossip_timestamp)
+                .flat_map(|o| o.gossip.iter().filter(|g| &g.addr == addr).map(|g| g.keydata.clone()))
+                .collect();
+            if gossiped.len() <= 1 {
+                prop_assert_eq!(&pa.gossip_key, &pb.gossip_key);
+            }
+        }
+    }
+}
+
+#[test]
+fn same_date_tie_goes_to_the_later_observation_on_every_replica() {
+    // Device 1 sees key A, device 2 later (in HLC order) sees key B, same date.
+    let p = PeerState::new("bob@example.org");
+    let a = update_autocrypt(&p, 100, Some(("A", PreferEncrypt::Mutual)), &stamp(5, 0, 1)).unwrap();
+    let b = update_autocrypt(
+        &p,
+        100,
+        Some(("B", PreferEncrypt::Nopreference)),
+        &stamp(6, 0, 2),
+    )
+    .unwrap();
+    for order in [[&a, &b], [&b, &a]] {
+        let mut s = GroupState::default();
+        for x in order {
+            s.apply(&Change::Peer(x.clone()));
+        }
+        assert_eq!(
+            s.keyring["bob@example.org"].public_key.as_deref(),
+            Some("B")
+        );
+    }
+    let g1 = update_gossip(&p, 50, "G1", &stamp(9, 0, 2)).unwrap();
+    let g2 = update_gossip(&p, 50, "G2", &stamp(9, 0, 3)).unwrap();
+    let mut s = GroupState::default();
+    s.apply(&Change::Peer(g2.clone()));
+    s.apply(&Change::Peer(g1));
+    assert_eq!(
+        s.keyring["bob@example.org"].gossip_key.as_deref(),
+        Some("G2")
+    );
 }

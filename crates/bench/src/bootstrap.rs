@@ -1,0 +1,142 @@
+//! Bootstrap: pairing a new device into a group whose keyring holds many
+//! peers, versus raw transfer of the same bytes.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use sma::clock::OffsetClock;
+use sma::Device;
+use tokio::time::Instant;
+
+use crate::counting::Counting;
+use crate::rig::{pair, peers, unix_now, Rig};
+use crate::throughput::floor;
+
+/// How far in the past the "aged" group's history lies: beyond the 7 days
+/// for which acknowledged ops are kept for late joiners.
+const AGE_SECS: i64 = 8 * 86_400;
+
+/// One bootstrap.
+#[derive(Clone, Debug, Serialize)]
+pub struct BootstrapRun {
+    /// Ops still in the founder's sync log when pairing started.
+    pub log_ops_before: usize,
+    /// `pair` + `join` wall time, seconds (includes two IDLE wake-ups).
+    pub pair_secs: f64,
+    /// Then sync rounds until nothing more is sent, seconds.
+    pub catch_up_secs: f64,
+    /// pair_secs + catch_up_secs.
+    pub total_secs: f64,
+    /// Messages appended (both devices, pairing and catch-up).
+    pub messages: usize,
+    /// Bytes appended.
+    pub bytes: usize,
+    /// Largest message (the welcome).
+    pub max_message_bytes: usize,
+    /// Bytes appended during catch-up only.
+    pub catch_up_bytes: usize,
+    /// Raw APPEND + SELECT + FETCH of the same message sizes, seconds.
+    pub floor_secs: f64,
+    /// total_secs / floor_secs.
+    pub ratio: f64,
+    /// Peers in the joiner's keyring afterwards.
+    pub joiner_peers: usize,
+}
+
+/// Both bootstraps.
+#[derive(Clone, Debug, Serialize)]
+pub struct BootstrapReport {
+    /// Peers in the keyring.
+    pub peers: usize,
+    /// Base64 characters of each peer's key.
+    pub key_chars: usize,
+    /// The keyring was built more than 7 days ago (sync log pruned): the
+    /// steady state of a group with a large keyring.
+    pub aged: BootstrapRun,
+    /// The keyring was recorded just now: its ops are still in the log and
+    /// are sent again after the welcome.
+    pub fresh: Option<BootstrapRun>,
+}
+
+/// Sets up a founder on `account` with `n` keyed peers (history aged or
+/// fresh) and a pending device `b`, pairs them and lets them catch up.
+/// Returns the figures and the founder (the joiner's home is
+/// `rig.home(account, "b")`).
+pub async fn one(
+    rig: &Rig,
+    account: usize,
+    n: usize,
+    key_chars: usize,
+    aged: bool,
+) -> Result<(BootstrapRun, Device)> {
+    let mut a = if aged {
+        let clock = Arc::new(OffsetClock {
+            offset_secs: -AGE_SECS,
+        });
+        let mut old = rig.init_device_with_clock(account, "a", clock).await?;
+        let then = unix_now().saturating_sub(AGE_SECS as u64);
+        old.record_peer_states(peers("boot", n, key_chars, then))?;
+        drop(old);
+        Device::open(&rig.home(account, "a"))?
+    } else {
+        let mut a = rig.init_device(account, "a").await?;
+        a.record_peer_states(peers("boot", n, key_chars, unix_now()))?;
+        a
+    };
+    let mut ta = Counting::new(rig.session(account).await?);
+    // Heartbeat, and with no peer yet, pruning of old acknowledged ops.
+    a.sync(&mut ta).await?;
+    let log_ops_before = a.core().book.log.len();
+    let mut b = rig.init_device(account, "b").await?;
+    let mut tb = Counting::new(rig.session(account).await?);
+    ta.take_log();
+    tb.take_log();
+    let start = Instant::now();
+    pair(&mut a, &mut ta, &mut b, &mut tb).await?;
+    let pair_secs = start.elapsed().as_secs_f64();
+    let mut sequence: Vec<(bool, usize)> = Vec::new();
+    sequence.extend(ta.take_log().appended.iter().map(|x| (true, x.size)));
+    sequence.extend(tb.take_log().appended.iter().map(|x| (false, x.size)));
+    let pair_msgs = sequence.len();
+    let start = Instant::now();
+    let mut quiet = 0;
+    let mut rounds = 0;
+    while quiet < 2 {
+        rounds += 1;
+        if rounds > 50 + n / 100 {
+            bail!("bootstrap catch-up did not settle after {rounds} rounds");
+        }
+        a.sync(&mut ta).await?;
+        b.sync(&mut tb).await?;
+        let la = ta.take_log().appended;
+        let lb = tb.take_log().appended;
+        quiet = if la.is_empty() && lb.is_empty() {
+            quiet + 1
+        } else {
+            0
+        };
+        sequence.extend(la.iter().map(|x| (true, x.size)));
+        sequence.extend(lb.iter().map(|x| (false, x.size)));
+    }
+    let catch_up_secs = start.elapsed().as_secs_f64();
+    let total_secs = pair_secs + catch_up_secs;
+    let floor_secs = floor(rig, account, &sequence).await?;
+    let bytes = sequence.iter().map(|x| x.1).sum();
+    Ok((
+        BootstrapRun {
+            log_ops_before,
+            pair_secs,
+            catch_up_secs,
+            total_secs,
+            messages: sequence.len(),
+            bytes,
+            max_message_bytes: sequence.iter().map(|x| x.1).max().unwrap_or(0),
+            catch_up_bytes: sequence[pair_msgs..].iter().map(|x| x.1).sum(),
+            floor_secs,
+            ratio: total_secs / floor_secs,
+            joiner_peers: b.core().group.keyring.len(),
+        },
+        a,
+    ))
+}

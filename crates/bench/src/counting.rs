@@ -1,0 +1,167 @@
+//! A [`Transport`] wrapper that records what crosses it: every call by
+//! name, and the size of every appended message.
+//!
+//! The product's driver is generic over [`Transport`], so wrapping the real
+//! [`ImapSession`] lets the benchmark see the bytes and round trips of the
+//! library without touching it.
+
+use std::time::Duration;
+
+use sma_imap::{
+    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome, ImapError,
+    ImapSession, MailboxState, MailboxStatus, Namespace, Transport, Uid, UidRange,
+};
+
+/// One message appended through the wrapper.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    /// Message size in bytes.
+    pub size: usize,
+}
+
+/// What crossed a [`Counting`] transport.
+#[derive(Clone, Debug, Default)]
+pub struct IoLog {
+    /// Transport calls by name, in order.
+    pub calls: Vec<&'static str>,
+    /// Messages appended.
+    pub appended: Vec<Appended>,
+}
+
+/// A transport that logs calls and message sizes, then delegates.
+pub struct Counting<T> {
+    /// The wrapped transport.
+    pub inner: T,
+    /// What crossed it so far.
+    pub log: IoLog,
+}
+
+impl<T> Counting<T> {
+    /// Wraps `inner` with an empty log.
+    pub fn new(inner: T) -> Self {
+        Counting {
+            inner,
+            log: IoLog::default(),
+        }
+    }
+
+    /// Returns the log so far and starts a fresh one.
+    pub fn take_log(&mut self) -> IoLog {
+        std::mem::take(&mut self.log)
+    }
+}
+
+impl Counting<ImapSession> {
+    /// IMAP commands the real session has sent so far.
+    pub fn commands_sent(&self) -> u64 {
+        self.inner.commands_sent()
+    }
+}
+
+impl<T: Transport> Transport for Counting<T> {
+    fn capabilities(&self) -> &Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn namespace(&mut self) -> Result<Namespace, ImapError> {
+        self.log.calls.push("namespace");
+        self.inner.namespace().await
+    }
+
+    async fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<FolderInfo>, ImapError> {
+        self.log.calls.push("list");
+        self.inner.list(reference, pattern).await
+    }
+
+    async fn list_subscribed(&mut self, pattern: &str) -> Result<Vec<String>, ImapError> {
+        self.log.calls.push("lsub");
+        self.inner.list_subscribed(pattern).await
+    }
+
+    async fn create(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
+        self.log.calls.push("create");
+        self.inner.create(folder).await
+    }
+
+    async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {
+        self.log.calls.push("delete");
+        self.inner.delete(folder).await
+    }
+
+    async fn subscribe(&mut self, folder: &str) -> Result<(), ImapError> {
+        self.log.calls.push("subscribe");
+        self.inner.subscribe(folder).await
+    }
+
+    async fn unsubscribe(&mut self, folder: &str) -> Result<(), ImapError> {
+        self.log.calls.push("unsubscribe");
+        self.inner.unsubscribe(folder).await
+    }
+
+    async fn append(
+        &mut self,
+        folder: &str,
+        flags: &[&str],
+        message: &[u8],
+    ) -> Result<Option<Uid>, ImapError> {
+        self.log.calls.push("append");
+        let uid = self.inner.append(folder, flags, message).await?;
+        self.log.appended.push(Appended {
+            size: message.len(),
+        });
+        Ok(uid)
+    }
+
+    async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
+        self.log.calls.push("select");
+        self.inner.select(folder).await
+    }
+
+    async fn examine(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
+        self.log.calls.push("examine");
+        self.inner.examine(folder).await
+    }
+
+    async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
+        self.log.calls.push("status");
+        self.inner.status(folder).await
+    }
+
+    async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
+        self.log.calls.push("fetch_headers");
+        self.inner.fetch_headers(uids).await
+    }
+
+    async fn fetch_messages(
+        &mut self,
+        uids: &[Uid],
+        max_size: u32,
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        self.log.calls.push("fetch_messages");
+        self.inner.fetch_messages(uids, max_size).await
+    }
+
+    async fn search_header(&mut self, name: &str, value: &str) -> Result<Vec<Uid>, ImapError> {
+        self.log.calls.push("search");
+        self.inner.search_header(name, value).await
+    }
+
+    async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
+        self.log.calls.push("delete_messages");
+        self.inner.delete_messages(uids).await
+    }
+
+    async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
+        self.log.calls.push("idle");
+        self.inner.idle(timeout).await
+    }
+
+    async fn noop(&mut self) -> Result<(), ImapError> {
+        self.log.calls.push("noop");
+        self.inner.noop().await
+    }
+
+    async fn logout(self) -> Result<(), ImapError> {
+        self.inner.logout().await
+    }
+}

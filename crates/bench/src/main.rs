@@ -1,0 +1,236 @@
+//! `sma-bench`: measures sma against the raw-IMAP floor of the same server.
+//!
+//! Starts a private Dovecot on loopback (through `sma-testrig`), then in the
+//! same run measures the product (the `sma` library and binary) and the raw
+//! floor (the same IMAP stack moving equal bytes with no SMA logic): delivery
+//! latency (IDLE and immediate poll), replication throughput, round trips of
+//! an idle sync round, bootstrap of a large keyring, peak RSS of
+//! `sma watch`, server footprint and CLI cold start. Prints a table, or with
+//! `--json` one object with every figure. See docs/PERFORMANCE.md.
+
+#![forbid(unsafe_code)]
+
+mod bootstrap;
+mod cli;
+mod counting;
+mod footprint;
+mod latency;
+mod report;
+mod rig;
+mod rounds;
+mod stats;
+mod throughput;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Parser, ValueEnum};
+
+use crate::report::Report;
+use crate::rig::{autocrypt_keydata_len, Rig, Sec};
+
+/// Benchmarks of sma against the raw-IMAP floor of a private, loopback Dovecot.
+#[derive(Debug, Parser)]
+#[command(name = "sma-bench", version, max_term_width = 100)]
+struct Args {
+    /// Print one JSON object with every figure instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Messages per delivery-latency measurement (each of four).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    messages: usize,
+    /// Application body size of the latency messages, bytes.
+    #[arg(long, default_value_t = 256, value_name = "BYTES")]
+    body_bytes: usize,
+    /// Keyring operations per throughput run (comma-separated for several).
+    #[arg(long, default_value = "10000", value_delimiter = ',', value_name = "N")]
+    ops: Vec<usize>,
+    /// Ops recorded one at a time (a store transaction each) for the per-op rate.
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    per_op_ops: usize,
+    /// Peers in the keyring for the bootstrap and memory figures.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    peers: usize,
+    /// Also bootstrap a group whose keyring ops are still in the sync log.
+    #[arg(long)]
+    fresh_bootstrap: bool,
+    /// Keyring ops for the footprint run (five devices, one offline).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    footprint_ops: usize,
+    /// Runs of `sma status` for the cold-start median.
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    status_runs: usize,
+    /// Idle sync rounds to time (the command count is the same every time).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    idle_rounds: usize,
+    /// Connection security of every session.
+    #[arg(long, value_enum, default_value = "tls")]
+    security: SecArg,
+    /// The `sma` binary [default: next to this one].
+    #[arg(long, value_name = "PATH")]
+    sma_bin: Option<PathBuf>,
+    /// Run only these parts (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
+    only: Vec<Part>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SecArg {
+    /// Implicit TLS with the rig's private CA.
+    Tls,
+    /// Plain IMAP on loopback.
+    Plain,
+}
+
+/// The parts of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Delivery latency, IDLE and poll.
+    Latency,
+    /// Round trips of an idle sync round.
+    Rounds,
+    /// Replication throughput.
+    Throughput,
+    /// Large-keyring bootstrap.
+    Bootstrap,
+    /// Peak RSS of `sma watch` (needs bootstrap's keyring; runs it).
+    Memory,
+    /// Server footprint.
+    Footprint,
+    /// `sma status` wall time.
+    Coldstart,
+}
+
+/// Accounts of the rig, one per scenario.
+const ACCT_PAIR: usize = 0;
+const ACCT_THROUGHPUT: usize = 1;
+const ACCT_BOOT: usize = 2;
+const ACCT_BOOT_FRESH: usize = 3;
+const ACCT_FOOTPRINT: usize = 4;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.messages == 0 || args.ops.contains(&0) || args.peers == 0 {
+        bail!("--messages, --ops and --peers must be at least 1");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(run(&args))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        report.print_table();
+    }
+    Ok(())
+}
+
+async fn run(args: &Args) -> Result<Report> {
+    let wants = |p: Part| args.only.is_empty() || args.only.contains(&p);
+    let sec = match args.security {
+        SecArg::Tls => Sec::Tls,
+        SecArg::Plain => Sec::Plain,
+    };
+    let sma_bin = args.sma_bin.clone().unwrap_or_else(cli::default_sma_bin);
+    let progress = |what: &str| eprintln!("sma-bench: {what}");
+    progress("starting Dovecot");
+    let rig = Rig::start(5, sec)?;
+    let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin);
+
+    if wants(Part::Latency) || wants(Part::Rounds) || wants(Part::Coldstart) {
+        progress("pairing two devices");
+        let mut pair = rig.group(ACCT_PAIR, &["a", "b"]).await?;
+        let (a, rest) = pair.split_at_mut(1);
+        let (a, b) = (&mut a[0], &mut rest[0]);
+        if wants(Part::Rounds) {
+            progress("idle sync round");
+            report.idle_round = Some(rounds::run(&rig, ACCT_PAIR, b, args.idle_rounds).await?);
+        }
+        if wants(Part::Latency) {
+            progress("delivery latency (poll, then IDLE; the IDLE runs take ~1 s per message)");
+            report.latency =
+                Some(latency::run(&rig, ACCT_PAIR, a, b, args.messages, args.body_bytes).await?);
+        }
+        if wants(Part::Coldstart) {
+            progress("sma status cold start");
+            let home = rig.home(ACCT_PAIR, "b");
+            report.cold_start.push(cli::cold_start(
+                &sma_bin,
+                &rig,
+                ACCT_PAIR,
+                &home,
+                b.core().group.keyring.len(),
+                args.status_runs,
+            )?);
+        }
+    }
+
+    if wants(Part::Throughput) {
+        progress("replication throughput");
+        let mut pair = rig.group(ACCT_THROUGHPUT, &["a", "b"]).await?;
+        let (a, rest) = pair.split_at_mut(1);
+        report.throughput = Some(
+            throughput::run(
+                &rig,
+                ACCT_THROUGHPUT,
+                &mut a[0],
+                &mut rest[0],
+                &args.ops,
+                args.per_op_ops,
+            )
+            .await?,
+        );
+    }
+
+    if wants(Part::Bootstrap) || wants(Part::Memory) {
+        let key_chars = autocrypt_keydata_len()?;
+        progress(&format!(
+            "bootstrap with {} peers ({key_chars}-character keys)",
+            args.peers
+        ));
+        let (aged, mut a) = bootstrap::one(&rig, ACCT_BOOT, args.peers, key_chars, true).await?;
+        let fresh = if args.fresh_bootstrap {
+            progress("bootstrap with the keyring ops still in the sync log");
+            Some(
+                bootstrap::one(&rig, ACCT_BOOT_FRESH, args.peers, key_chars, false)
+                    .await?
+                    .0,
+            )
+        } else {
+            None
+        };
+        let b_home = rig.home(ACCT_BOOT, "b");
+        let joiner_peers = aged.joiner_peers;
+        report.bootstrap = Some(bootstrap::BootstrapReport {
+            peers: args.peers,
+            key_chars,
+            aged,
+            fresh,
+        });
+        if wants(Part::Memory) {
+            progress("peak RSS of sma watch");
+            report.memory =
+                Some(cli::memory(&sma_bin, &rig, ACCT_BOOT, &mut a, &b_home, joiner_peers).await?);
+        }
+        if wants(Part::Coldstart) {
+            progress("sma status cold start with the large keyring");
+            report.cold_start.push(cli::cold_start(
+                &sma_bin,
+                &rig,
+                ACCT_BOOT,
+                &b_home,
+                joiner_peers,
+                args.status_runs,
+            )?);
+        }
+    }
+
+    if wants(Part::Footprint) {
+        progress(&format!(
+            "server footprint ({} ops, 5 devices, 1 offline)",
+            args.footprint_ops
+        ));
+        report.footprint = Some(footprint::run(&rig, ACCT_FOOTPRINT, args.footprint_ops).await?);
+    }
+    Ok(report)
+}

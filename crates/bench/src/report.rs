@@ -1,0 +1,304 @@
+//! Every figure of a run, the human table and the targets of issue 8.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::bootstrap::BootstrapReport;
+use crate::cli::{ColdStart, MemoryReport};
+use crate::footprint::FootprintReport;
+use crate::latency::LatencyReport;
+use crate::rig::Sec;
+use crate::rounds::IdleRound;
+use crate::throughput::ThroughputReport;
+
+/// Delivery overhead above the floor, p50, ms (IDLE and poll).
+pub const TARGET_OVERHEAD_MS: f64 = 10.0;
+/// Poll-mode p50 ratio to the floor.
+pub const TARGET_POLL_RATIO: f64 = 1.5;
+/// Replicated keyring ops per second.
+pub const TARGET_OPS_PER_SEC: f64 = 20_000.0;
+/// IMAP commands of an idle sync round.
+pub const TARGET_IDLE_COMMANDS: u64 = 1;
+/// Bootstrap time over raw transfer of the same bytes.
+pub const TARGET_BOOT_RATIO: f64 = 2.0;
+/// Bootstrap wall time, seconds.
+pub const TARGET_BOOT_SECS: f64 = 3.0;
+/// Peak RSS of `sma watch`, MiB.
+pub const TARGET_RSS_MIB: f64 = 50.0;
+
+/// The run's environment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// `debug` or `release` build of the benchmark (and, by default, of `sma`).
+    pub profile: &'static str,
+    /// Connection security.
+    pub security: &'static str,
+    /// The `sma` binary used.
+    pub sma_bin: String,
+    /// Dovecot's version.
+    pub dovecot: String,
+}
+
+/// Every figure; parts not run are absent.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The environment.
+    pub machine: Machine,
+    /// Delivery latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyReport>,
+    /// Round trips of an idle sync round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_round: Option<IdleRound>,
+    /// Replication throughput.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<ThroughputReport>,
+    /// Large-keyring bootstrap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapReport>,
+    /// Peak RSS of `sma watch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryReport>,
+    /// Server footprint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<FootprintReport>,
+    /// `sma status` wall times (small keyring, large keyring).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cold_start: Vec<ColdStart>,
+}
+
+fn dovecot_version() -> String {
+    std::process::Command::new("dovecot")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Report {
+    /// An empty report for this machine.
+    pub fn new(sec: Sec, debug: bool, sma_bin: &Path) -> Report {
+        Report {
+            machine: Machine {
+                cpus: std::thread::available_parallelism()
+                    .map(usize::from)
+                    .unwrap_or(1),
+                profile: if debug { "debug" } else { "release" },
+                security: sec.as_str(),
+                sma_bin: sma_bin.display().to_string(),
+                dovecot: dovecot_version(),
+            },
+            latency: None,
+            idle_round: None,
+            throughput: None,
+            bootstrap: None,
+            memory: None,
+            footprint: None,
+            cold_start: Vec::new(),
+        }
+    }
+
+    /// Prints the human table on stdout.
+    pub fn print_table(&self) {
+        let m = &self.machine;
+        println!(
+            "sma-bench — {} build, {} CPUs, loopback Dovecot {}, {}",
+            m.profile, m.cpus, m.dovecot, m.security
+        );
+        println!();
+        let mut t = Table::default();
+        if let Some(l) = &self.latency {
+            for (mode, c, ratio_target) in [
+                ("IDLE", &l.idle, None),
+                ("poll", &l.poll, Some(TARGET_POLL_RATIO)),
+            ] {
+                let mut target = format!("+≤{TARGET_OVERHEAD_MS} ms");
+                let mut met = c.overhead_p50_ms <= TARGET_OVERHEAD_MS;
+                if let Some(r) = ratio_target {
+                    target.push_str(&format!(", ≤{r}×"));
+                    met &= c.ratio_p50 <= r;
+                }
+                t.row(
+                    &format!("delivery p50, {mode} (ms)"),
+                    f2(c.product.p50_ms),
+                    f2(c.floor.p50_ms),
+                    format!("{:.2}× +{:.1}", c.ratio_p50, c.overhead_p50_ms),
+                    target,
+                    Some(met),
+                );
+                t.row(
+                    &format!("delivery p99, {mode} (ms)"),
+                    f2(c.product.p99_ms),
+                    f2(c.floor.p99_ms),
+                    format!("+{:.1}", c.overhead_p99_ms),
+                    String::new(),
+                    None,
+                );
+            }
+            t.row(
+                "one IMAP round trip, p50 (ms)",
+                String::new(),
+                f2(l.noop_rtt.p50_ms),
+                String::new(),
+                String::new(),
+                None,
+            );
+        }
+        if let Some(tp) = &self.throughput {
+            for r in &tp.runs {
+                t.row(
+                    &format!("replication, {} ops (ops/s)", r.ops),
+                    format!("{:.0}", r.ops_per_sec),
+                    format!("{:.0}", r.floor_ops_per_sec),
+                    format!("{:.2}×", r.ratio),
+                    format!("≥{TARGET_OPS_PER_SEC:.0}"),
+                    Some(r.ops_per_sec >= TARGET_OPS_PER_SEC),
+                );
+                t.row(
+                    "  incl. local recording (ops/s)",
+                    format!("{:.0}", r.end_to_end_ops_per_sec),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    None,
+                );
+            }
+            let s = &tp.per_op_save;
+            t.row(
+                &format!(
+                    "recording, one save per op ({} KB state)",
+                    s.state_json_bytes / 1000
+                ),
+                format!("{:.0}", s.ops_per_sec),
+                String::new(),
+                String::new(),
+                String::new(),
+                None,
+            );
+        }
+        if let Some(r) = &self.idle_round {
+            t.row(
+                "idle sync round (IMAP commands)",
+                r.commands.to_string(),
+                String::new(),
+                String::new(),
+                TARGET_IDLE_COMMANDS.to_string(),
+                Some(r.commands <= TARGET_IDLE_COMMANDS),
+            );
+        }
+        if let Some(b) = &self.bootstrap {
+            let runs = [("aged", Some(&b.aged)), ("fresh", b.fresh.as_ref())];
+            for (name, run) in runs {
+                let Some(r) = run else { continue };
+                t.row(
+                    &format!("bootstrap {} peers, {name} (s)", b.peers),
+                    f2(r.total_secs),
+                    f2(r.floor_secs),
+                    format!("{:.2}×", r.ratio),
+                    format!("≤{TARGET_BOOT_RATIO}×, <{TARGET_BOOT_SECS} s"),
+                    Some(r.ratio <= TARGET_BOOT_RATIO && r.total_secs < TARGET_BOOT_SECS),
+                );
+                t.row(
+                    "  bytes moved (MB)",
+                    format!("{:.2}", r.bytes as f64 / 1e6),
+                    format!("{:.2}", r.bytes as f64 / 1e6),
+                    String::new(),
+                    String::new(),
+                    None,
+                );
+            }
+        }
+        if let Some(m) = &self.memory {
+            let mib = m.peak_rss_kib as f64 / 1024.0;
+            t.row(
+                &format!("sma watch peak RSS, {} peers (MiB)", m.peers),
+                format!("{mib:.1}"),
+                String::new(),
+                String::new(),
+                format!("<{TARGET_RSS_MIB}"),
+                Some(mib < TARGET_RSS_MIB),
+            );
+        }
+        if let Some(f) = &self.footprint {
+            for s in &f.snapshots {
+                t.row(
+                    &format!("server footprint after {} ops", s.ops),
+                    format!("{} msgs", s.messages),
+                    format!("{:.2} MB", s.bytes as f64 / 1e6),
+                    String::new(),
+                    "flat".into(),
+                    None,
+                );
+            }
+        }
+        for c in &self.cold_start {
+            t.row(
+                &format!("sma status, {} peers (ms)", c.peers),
+                f2(c.median_ms),
+                String::new(),
+                String::new(),
+                String::new(),
+                None,
+            );
+        }
+        t.print();
+    }
+}
+
+fn f2(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 6]>,
+}
+
+impl Table {
+    fn row(
+        &mut self,
+        name: &str,
+        product: String,
+        floor: String,
+        vs: String,
+        target: String,
+        met: Option<bool>,
+    ) {
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        self.rows
+            .push([name.to_owned(), product, floor, vs, target, met.to_owned()]);
+    }
+
+    fn print(&self) {
+        let head = ["figure", "product", "floor", "vs floor", "target", "met"].map(String::from);
+        let all: Vec<&[String; 6]> = std::iter::once(&head).chain(&self.rows).collect();
+        let widths: Vec<usize> = (0..6)
+            .map(|i| all.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        for r in all {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (c, w))| {
+                    let pad = w - c.chars().count();
+                    if i == 0 || i >= 4 {
+                        format!("{c}{}", " ".repeat(pad))
+                    } else {
+                        format!("{}{c}", " ".repeat(pad))
+                    }
+                })
+                .collect();
+            println!("{}", cells.join("  ").trim_end());
+        }
+    }
+}

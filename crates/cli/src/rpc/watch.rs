@@ -1,0 +1,102 @@
+//! The background watch of `sma serve`: like `sma watch`, but the device
+//! lock is held only during a sync round, never while waiting in IDLE, so
+//! requests keep being answered. Events go out as `event` notifications.
+
+use serde_json::json;
+use sma::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
+use sma::Event;
+use sma_imap::{connect_with_retry, Backoff, ImapSession, Transport};
+
+use super::protocol::RpcError;
+use super::server::{Shared, WatchTask};
+
+/// Starts the watch unless it runs already.
+pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
+    let mut slot = shared.watch.lock().await;
+    if slot.as_ref().is_some_and(|w| !w.handle.is_finished()) {
+        return Ok(());
+    }
+    // Resolve the settings now, so that a missing password is this
+    // request's error rather than a notification.
+    let config = {
+        let mut g = shared.core.lock().await;
+        let password = g.password()?;
+        let dev = g.device()?;
+        dev.info().server.imap_config(&password)
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let s = shared.clone();
+    let handle = tokio::spawn(async move {
+        if let Err(e) = run(&s, config, stop_rx).await {
+            s.event(json!({
+                "event": "watch_stopped",
+                "error": e.message,
+                "kind": e.data.as_ref().and_then(|d| d.get("kind")).cloned(),
+                "code": e.code,
+            }));
+        }
+    });
+    *slot = Some(WatchTask { stop, handle });
+    Ok(())
+}
+
+async fn run(
+    s: &Shared,
+    config: sma_imap::ImapConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RpcError> {
+    let mut t = tokio::select! {
+        r = ImapSession::connect(&config) => r.map_err(sma::Error::from)?,
+        _ = stop.changed() => return Ok(()),
+    };
+    let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
+    loop {
+        let step = async {
+            let (events, inbox) = {
+                let mut g = s.core.lock().await;
+                let dev = g.device()?;
+                let report = dev.sync_round(&mut t, heartbeat_after).await?;
+                let msgs = dev.pending_messages()?;
+                let mut events = report.events;
+                events.extend(msgs.iter().cloned().map(Event::Message));
+                for e in &events {
+                    s.event(serde_json::to_value(e).unwrap_or_default());
+                }
+                dev.delivered(&msgs)?;
+                (events, dev.inbox())
+            };
+            let _ = events;
+            t.select(&inbox).await.map_err(sma::Error::from)?;
+            t.idle_until(WATCH_POLL, s.kick.notified())
+                .await
+                .map_err(sma::Error::from)?;
+            Ok::<(), RpcError>(())
+        };
+        let result = tokio::select! {
+            r = step => r,
+            _ = stop.changed() => return Ok(()),
+        };
+        heartbeat_after = HEARTBEAT_SECS;
+        if let Err(e) = result {
+            if !t.is_lost() {
+                return Err(e);
+            }
+            tracing::warn!(error = %e.message, "watch: connection lost; reconnecting");
+            let mut attempts = 0u32;
+            let mut backoff = Backoff::default();
+            let reconnect = connect_with_retry(&config, &mut backoff, u32::MAX, |n, _, _| {
+                attempts = n;
+            });
+            t = tokio::select! {
+                r = reconnect => r.map_err(sma::Error::from)?,
+                _ = stop.changed() => return Ok(()),
+            };
+            s.event(
+                serde_json::to_value(Event::Reconnected {
+                    attempts: attempts + 1,
+                })
+                .unwrap_or_default(),
+            );
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Taking finished operations back: recording what they reported in the
+//! ledger and checking safety on the returned device.
+
+use rand::Rng;
+use sma::{DeviceId, Error, Role};
+use sma_imap::ImapError;
+use sma_proto::hlc::Hlc;
+use sma_proto::state::{Change, PeerState, PreferEncrypt};
+
+use crate::ledger::SentApp;
+use crate::scenario::Sim;
+use crate::world::{load_identity, OpResult};
+
+/// Addresses honest devices write keyring entries for.
+const PEERS: [&str; 4] = [
+    "alice@example.org",
+    "bob@example.org",
+    "carol@example.net",
+    "dave@example.com",
+];
+
+/// Whether an error is one the injected faults explain.
+fn expected(e: &Error) -> bool {
+    match e {
+        Error::Imap(i) => matches!(
+            i,
+            ImapError::ConnectionLost(_)
+                | ImapError::NoSuchFolder { .. }
+                | ImapError::Timeout { .. }
+        ),
+        Error::Timeout { .. } | Error::CodeRejected(_) | Error::InboxFull(..) => true,
+        _ => false,
+    }
+}
+
+impl Sim {
+    /// Takes back every finished operation.
+    pub(crate) fn collect(&mut self) -> Result<(), String> {
+        let finished = std::mem::take(&mut self.w.finished);
+        for (i, done) in finished {
+            self.w.slots[i].dev = done.dev;
+            let name = self.w.slots[i].name.clone();
+            let line = self.take_result(i, done.result)?;
+            self.note(format!("done {name} {line}"));
+            if let Some(dev) = self.w.slots[i].dev.as_ref() {
+                self.ledger
+                    .check_state(&format!("{name} ({})", dev.id()), &dev.core().group)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks an error: expected ones are counted, others fail the seed.
+    fn failed(&mut self, i: usize, op: &str, e: &Error) -> Result<String, String> {
+        if expected(e) {
+            self.stats.ops_failed += 1;
+            Ok(format!("{op} failed: {e}"))
+        } else {
+            Err(format!(
+                "{} {op} failed unexpectedly: {e} ({e:?})",
+                self.w.slots[i].name
+            ))
+        }
+    }
+
+    fn take_result(&mut self, i: usize, result: OpResult) -> Result<String, String> {
+        match result {
+            OpResult::Init(Ok(rep)) => {
+                let home = self.w.slots[i].home.clone().ok_or("init without home")?;
+                let (info, key, core) = load_identity(&home)?;
+                let fpr = key.fingerprint().to_string();
+                self.ledger
+                    .fingerprints
+                    .insert(info.id.clone(), fpr.clone());
+                self.w.slots[i].id = Some(info.id.clone());
+                self.w.slots[i].fingerprint = Some(fpr);
+                if rep.role == Role::Founder {
+                    self.ledger.legit.insert(info.id.clone());
+                    if let Some(k) = core.group.current_account_key() {
+                        self.ledger.account_keys.insert(k.fingerprint.clone());
+                    }
+                }
+                self.stats.ops_ok += 1;
+                Ok(format!("init ok as {} ({})", rep.role.as_str(), info.id))
+            }
+            OpResult::Init(Err(e)) => self.failed(i, "init", &e),
+            OpResult::Sync(Ok(r)) => {
+                self.stats.ops_ok += 1;
+                Ok(format!("sync ok applied={} sent={}", r.applied, r.sent))
+            }
+            OpResult::Sync(Err(e)) => self.failed(i, "sync", &e),
+            OpResult::Recv(Ok(msgs)) => {
+                let me = self.w.slots[i].id.clone().ok_or("recv without id")?;
+                for m in &msgs {
+                    self.ledger.deliver(&me, m)?;
+                    self.stats.delivered += 1;
+                }
+                self.stats.ops_ok += 1;
+                Ok(format!("recv ok {}", msgs.len()))
+            }
+            OpResult::Recv(Err(e)) => self.failed(i, "recv", &e),
+            OpResult::Send(Ok(rep), body) => {
+                let from = self.w.slots[i].id.clone().ok_or("send without id")?;
+                let to = rep
+                    .to
+                    .iter()
+                    .map(|t| DeviceId::parse(t).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.ledger.acked.insert(
+                    body,
+                    SentApp {
+                        message_id: rep.message_id.clone(),
+                        from,
+                        to,
+                    },
+                );
+                self.stats.ops_ok += 1;
+                Ok(format!("send ok {}", rep.message_id))
+            }
+            OpResult::Send(Err(e), _) => self.failed(i, "send", &e),
+            OpResult::Pair(r, target) => {
+                self.offers
+                    .retain(|o| !(o.member == i && o.joiner == target));
+                match r {
+                    Ok(id) => {
+                        self.stats.ops_ok += 1;
+                        Ok(format!("pair ok {id}"))
+                    }
+                    // The target was paired by someone else meanwhile, or
+                    // its announcement vanished with a deleted folder.
+                    Err(
+                        e @ (Error::Usage(_) | Error::UnknownDevice(_) | Error::NoPendingDevice),
+                    ) => {
+                        self.stats.ops_failed += 1;
+                        Ok(format!("pair refused: {e}"))
+                    }
+                    Err(e) => self.failed(i, "pair", &e),
+                }
+            }
+            OpResult::Join(Ok(rep), right) => {
+                if !right {
+                    return Err(format!("{} joined with a wrong code", self.w.slots[i].name));
+                }
+                let id = DeviceId::parse(&rep.device_id).map_err(|e| e.to_string())?;
+                self.ledger.joined.insert(id);
+                self.stats.joins += 1;
+                self.stats.ops_ok += 1;
+                Ok(format!("join ok, {} members", rep.members))
+            }
+            OpResult::Join(Err(e), _) => self.failed(i, "join", &e),
+        }
+    }
+
+    /// A member records a keyring change (as `sma keys observe` would).
+    pub(crate) fn keyring_change(&mut self, i: usize) -> Result<(), String> {
+        let addr = PEERS[self.w.rng.gen_range(0..PEERS.len())];
+        let date: u64 = 1_767_000_000 + self.w.rng.gen_range(0..100_000);
+        let key_no: u32 = self.w.rng.gen_range(0..1000);
+        let mutual = self.w.rng.gen_bool(0.5);
+        let change = self.w.local_change(i, |m, now_ms| {
+            let mut p = PeerState::new(addr);
+            p.last_seen = date;
+            p.autocrypt_timestamp = date;
+            p.public_key = Some(format!("key-{key_no}"));
+            p.prefer_encrypt = if mutual {
+                PreferEncrypt::Mutual
+            } else {
+                PreferEncrypt::Nopreference
+            };
+            let stamp: Hlc = m.stamp(now_ms);
+            p.stamp = Some(stamp);
+            Change::Peer(p)
+        })?;
+        if let Change::Peer(p) = &change {
+            self.ledger.committed(p);
+        }
+        let name = self.w.slots[i].name.clone();
+        self.note(format!("{name} keyring change {addr}"));
+        if let Some(dev) = self.w.slots[i].dev.as_ref() {
+            self.ledger.check_state(&name, &dev.core().group)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! Faults the scheduler injects between commands, and the rogue device.
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use sma_proto::device::{build_announcement, verify_announcement, CoreState, Identity, Member};
+use sma_proto::envelope::{Envelope, Kind};
+use sma_proto::hlc::Hlc;
+use sma_proto::payload::AnnouncedState;
+use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus, PeerState};
+
+use crate::scenario::Sim;
+use crate::world::{load_identity, Kind as SlotKind};
+
+/// The application-message cap of an inbox (`sma send` refuses beyond it).
+const APP_CAP: usize = 100;
+
+/// Most messages kept for later replay.
+const CAPTURE_MAX: usize = 40;
+
+impl Sim {
+    /// Between two commands: maybe crash a device, delete a folder, reset a
+    /// UIDVALIDITY, deliver a held-back message, replay an old one, or move
+    /// the wall clock.
+    pub(crate) fn inject_faults(&mut self) -> Result<(), String> {
+        let p = self.plan.clone();
+        let n = self.w.slots.len();
+        if self.w.rng.gen_bool(p.p_crash) {
+            let i = self.w.rng.gen_range(0..n);
+            if self.w.slots[i].home.is_some() {
+                let op = self.w.actors[i].as_ref().map(|a| a.op).unwrap_or("idle");
+                self.note(format!("CRASH {} during {op}", self.w.slots[i].name));
+                self.w.crash(i);
+                self.stats.crashes += 1;
+            }
+        }
+        if self.w.rng.gen_bool(p.p_delete_folder) {
+            let folders: Vec<String> = self
+                .w
+                .net
+                .lock()
+                .server
+                .folder_counts()
+                .into_iter()
+                .map(|(f, _)| f)
+                .filter(|f| f.starts_with("_Autocrypt_SMA"))
+                .collect();
+            if !folders.is_empty() {
+                let f = folders[self.w.rng.gen_range(0..folders.len())].clone();
+                self.note(format!("DELETE folder {f}"));
+                let _ = self.w.net.lock().server.delete(None, &f);
+                self.stats.faults += 1;
+            }
+        }
+        if self.w.rng.gen_bool(p.p_validity) {
+            let folders: Vec<String> = self
+                .w
+                .net
+                .lock()
+                .server
+                .folder_counts()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect();
+            let f = folders[self.w.rng.gen_range(0..folders.len())].clone();
+            self.note(format!("UIDVALIDITY reset {f}"));
+            self.w.net.lock().server.reset_uid_validity(&f);
+            self.stats.faults += 1;
+        }
+        let delayed = self.w.net.lock().server.delayed.len();
+        if delayed > 0 && self.w.rng.gen_bool(0.25) {
+            let k = self.w.rng.gen_range(0..delayed);
+            self.note(format!("deliver late #{k}"));
+            self.w.net.lock().server.release(k);
+        }
+        if self.w.rng.gen_bool(0.05) {
+            self.capture();
+        }
+        if !self.captured.is_empty() && self.w.rng.gen_bool(p.p_replay) {
+            let k = self.w.rng.gen_range(0..self.captured.len());
+            let (folder, bytes) = self.captured[k].clone();
+            if self.w.net.lock().server.append(&folder, &bytes).is_ok() {
+                self.note(format!("REPLAY into {folder}"));
+                self.injected += 1;
+                self.stats.faults += 1;
+            }
+        }
+        if self.w.rng.gen_bool(0.01) {
+            let minutes = self.w.rng.gen_range(1..90);
+            self.w.clock.jump(minutes * 60_000);
+            self.note(format!("clock +{minutes} min"));
+        }
+        Ok(())
+    }
+
+    /// Copies a random message of the server for a later replay.
+    fn capture(&mut self) {
+        let all: Vec<(String, Vec<u8>)> = self
+            .w
+            .net
+            .lock()
+            .server
+            .all_messages()
+            .map(|(f, _, m)| (f.to_owned(), m.bytes.to_vec()))
+            .collect();
+        if all.is_empty() {
+            return;
+        }
+        let pick = all[self.w.rng.gen_range(0..all.len())].clone();
+        if self.captured.len() >= CAPTURE_MAX {
+            let k = self.w.rng.gen_range(0..self.captured.len());
+            self.captured[k] = pick;
+        } else {
+            self.captured.push(pick);
+        }
+    }
+
+    /// Delivers every held-back message, in random order.
+    pub(crate) fn release_all(&mut self) {
+        loop {
+            let n = self.w.net.lock().server.delayed.len();
+            if n == 0 {
+                return;
+            }
+            let k = self.w.rng.gen_range(0..n);
+            self.w.net.lock().server.release(k);
+        }
+    }
+
+    /// The server footprint stays bounded at every step: no folder holds
+    /// more than the application-message cap plus a few messages per device
+    /// plus what the scheduler injected itself.
+    pub(crate) fn check_footprint_bound(&self) -> Result<(), String> {
+        let n = self.w.slots.len();
+        let inits: usize = self.w.slots.iter().map(|s| s.inits as usize).sum();
+        let bound = APP_CAP + 8 * n + 2 * inits + self.injected;
+        let s = self.w.net.lock();
+        for (folder, count) in s.server.folder_counts() {
+            if count > bound {
+                return Err(format!(
+                    "server footprint: {folder} holds {count} messages (bound {bound})"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The rogue device (pending, never paired) forges what a non-member
+    /// can: sync messages sealed with its own key to every member claiming
+    /// membership, a keyring entry and a new account key, and an
+    /// announcement claiming to be a founding member.
+    pub(crate) fn rogue_act(&mut self, i: usize) -> Result<(), String> {
+        debug_assert_eq!(self.w.slots[i].kind, SlotKind::Rogue);
+        let Some(home) = self.w.slots[i].home.clone() else {
+            return Ok(());
+        };
+        let (info, key, _) = load_identity(&home)?;
+        let announce = info.folders.announce();
+        let now = sma::clock::Clock::now(&*self.w.clock);
+        let now_ms = sma::clock::Clock::now_ms(&*self.w.clock);
+        let mut rng = ChaCha20Rng::seed_from_u64(self.w.rng.gen());
+        // Members' certificates are public: read them from the announcements.
+        let anns: Vec<Envelope> = {
+            let s = self.w.net.lock();
+            s.server
+                .folder(&announce)
+                .map(|f| {
+                    f.messages
+                        .values()
+                        .filter_map(|m| Envelope::parse(&m.bytes).ok())
+                        .filter(|e| e.marker.kind == Kind::Announce)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut core = CoreState::default();
+        for env in &anns {
+            let Ok((ann, cert)) = verify_announcement(env) else {
+                continue;
+            };
+            if ann.device_id == info.id {
+                continue;
+            }
+            core.group.apply(&Change::Member(MemberRecord {
+                id: ann.device_id.clone(),
+                fingerprint: cert.fingerprint().to_string(),
+                cert: ann.cert.clone(),
+                name: ann.name.clone(),
+                name_stamp: Hlc {
+                    ms: 0,
+                    counter: 0,
+                    device: ann.device_id.clone(),
+                },
+                status: MemberStatus::Active,
+                heartbeat: now,
+            }));
+        }
+        let me = Identity {
+            id: info.id.clone(),
+            account: info.account.clone(),
+            key,
+        };
+        let mut rogue = Member { me, core };
+        let addr = format!("forged{}@evil.example", self.w.rng.gen_range(0..5));
+        self.ledger.rogue_addrs.insert(addr.clone());
+        let mut p = PeerState::new(&addr);
+        p.last_seen = now;
+        p.autocrypt_timestamp = now;
+        p.public_key = Some("forged".into());
+        p.stamp = Some(rogue.stamp(now_ms));
+        rogue.change(now_ms, Change::Peer(p));
+        let stamp = rogue.stamp(now_ms);
+        rogue.change(
+            now_ms,
+            Change::Member(MemberRecord {
+                id: info.id.clone(),
+                fingerprint: rogue.me.fingerprint(),
+                cert: rogue.me.cert().to_armored(),
+                name: "rogue".into(),
+                name_stamp: stamp.clone(),
+                status: MemberStatus::Active,
+                heartbeat: now,
+            }),
+        );
+        rogue.change(
+            now_ms,
+            Change::AccountKey(AccountKeyRecord {
+                generation: 99,
+                stamp,
+                fingerprint: "F".repeat(40),
+                secret: "forged".into(),
+            }),
+        );
+        let out = rogue
+            .outgoing_syncs(&mut rng, now)
+            .map_err(|e| format!("rogue seal: {e}"))?;
+        let forged_ann = build_announcement(
+            &mut rng,
+            &rogue.me,
+            "rogue",
+            now,
+            now,
+            AnnouncedState::Member,
+            info.folders.layout,
+            true,
+        )
+        .map_err(|e| format!("rogue announcement: {e}"))?;
+        let mut s = self.w.net.lock();
+        let mut appended = 0;
+        for o in out {
+            if s.server
+                .append(&info.folders.inbox(&o.peer), &o.bytes)
+                .is_ok()
+            {
+                appended += 1;
+            }
+        }
+        if s.server.append(&announce, &forged_ann).is_ok() {
+            appended += 1;
+        }
+        drop(s);
+        self.injected += appended;
+        self.note(format!("ROGUE forged {appended} messages"));
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! What the devices were asked to do and what they reported, and the
+//! invariants checked against it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use sma::{AppMessage, DeviceId};
+use sma_proto::envelope::{peek_marker, Kind};
+use sma_proto::state::{GroupState, MemberStatus, PeerState};
+
+use crate::world::World;
+
+/// An application message `send` acknowledged.
+#[derive(Clone, Debug)]
+pub struct SentApp {
+    /// Its message id.
+    pub message_id: String,
+    /// The sender.
+    pub from: DeviceId,
+    /// The recipients `send` reported.
+    pub to: Vec<DeviceId>,
+}
+
+/// Expectations and observations.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Devices that may legitimately be members: founders, and joiners that
+    /// were given the code a member showed.
+    pub legit: BTreeSet<DeviceId>,
+    /// The real certificate fingerprint of every device.
+    pub fingerprints: BTreeMap<DeviceId, String>,
+    /// Joiners whose `join` succeeded.
+    pub joined: BTreeSet<DeviceId>,
+    /// Merge of every keyring change a member committed, by address.
+    pub keyring: BTreeMap<String, PeerState>,
+    /// Addresses only rogue devices ever wrote.
+    pub rogue_addrs: BTreeSet<String>,
+    /// Every body a `send` was attempted with, and by whom.
+    pub attempted: BTreeMap<Vec<u8>, DeviceId>,
+    /// Bodies of acknowledged sends.
+    pub acked: BTreeMap<Vec<u8>, SentApp>,
+    /// How often each device got each body.
+    pub delivered: BTreeMap<(DeviceId, Vec<u8>), u32>,
+    /// Account keys founders generated (fingerprints).
+    pub account_keys: BTreeSet<String>,
+}
+
+impl Ledger {
+    /// Records a delivery to `to`; fails on a second delivery or on a body
+    /// nobody sent.
+    pub fn deliver(&mut self, to: &DeviceId, m: &AppMessage) -> Result<(), String> {
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(&m.body_b64)
+            .map_err(|e| format!("delivered body is not base64: {e}"))?;
+        let Some(sender) = self.attempted.get(&body) else {
+            return Err(format!(
+                "device {to} got a message nobody sent: {:?}",
+                String::from_utf8_lossy(&body)
+            ));
+        };
+        if sender.as_str() != m.from {
+            return Err(format!(
+                "device {to} got {:?} as from {}, but {sender} sent it",
+                String::from_utf8_lossy(&body),
+                m.from
+            ));
+        }
+        if sender == to {
+            return Err(format!("device {to} got its own message"));
+        }
+        let n = self
+            .delivered
+            .entry((to.clone(), body.clone()))
+            .or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            return Err(format!(
+                "device {to} got {:?} {} times (at most once violated)",
+                String::from_utf8_lossy(&body),
+                n
+            ));
+        }
+        Ok(())
+    }
+
+    /// Merges a committed keyring change into the expectation.
+    pub fn committed(&mut self, p: &PeerState) {
+        match self.keyring.get_mut(&p.addr) {
+            Some(mine) => mine.merge(p),
+            None => {
+                self.keyring.insert(p.addr.clone(), p.clone());
+            }
+        }
+    }
+
+    /// Safety, checked whenever a device comes back from an operation:
+    /// nobody but legitimate devices is a member, every member record
+    /// carries the device's real certificate, nothing a rogue wrote is in
+    /// the keyring, and the account key is one a founder made.
+    pub fn check_state(&self, who: &str, g: &GroupState) -> Result<(), String> {
+        for m in g.members.values() {
+            if m.status == MemberStatus::Active && !self.legit.contains(&m.id) {
+                return Err(format!(
+                    "{who} lists {} as an active member, but it never paired",
+                    m.id
+                ));
+            }
+            if let Some(f) = self.fingerprints.get(&m.id) {
+                if *f != m.fingerprint {
+                    return Err(format!(
+                        "{who} holds a member record for {} with a foreign certificate",
+                        m.id
+                    ));
+                }
+            } else {
+                return Err(format!("{who} lists unknown device {}", m.id));
+            }
+        }
+        if let Some(addr) = g.keyring.keys().find(|a| self.rogue_addrs.contains(*a)) {
+            return Err(format!(
+                "{who} applied keyring entry {addr} forged by a non-member"
+            ));
+        }
+        if let Some(k) = g.current_account_key() {
+            if !self.account_keys.contains(&k.fingerprint) {
+                return Err(format!("{who} holds an account key no founder made"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The final checks, once the world is quiet.
+pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
+    let live: Vec<(usize, DeviceId, &GroupState)> = w
+        .slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.is_member())
+        .filter_map(|(i, s)| {
+            let d = s.dev.as_ref()?;
+            Some((i, d.id().clone(), &d.core().group))
+        })
+        .collect();
+    let Some((_, first_id, first)) = live.first() else {
+        return Err("no live member at the end".into());
+    };
+    for (_, id, g) in &live {
+        ledger.check_state(id.as_str(), g)?;
+        if g != first {
+            return Err(format!(
+                "states did not converge: {first_id} and {id} differ\n{}",
+                describe_difference(first, g)
+            ));
+        }
+    }
+    let live_ids: BTreeSet<DeviceId> = live.iter().map(|(_, id, _)| id.clone()).collect();
+    for id in live_ids.iter().chain(ledger.joined.iter()) {
+        if !first.is_active_member(id, &ledger.fingerprints[id]) {
+            return Err(format!(
+                "{id} joined but is not an active member everywhere"
+            ));
+        }
+    }
+    for (addr, want) in &ledger.keyring {
+        match first.keyring.get(addr) {
+            Some(got) if same_peer(got, want) => {}
+            got => {
+                return Err(format!(
+                    "acknowledged keyring change for {addr} did not reach the live members: want {want:?}, got {got:?}"
+                ))
+            }
+        }
+    }
+    // Every acknowledged application message reached each live recipient
+    // exactly once, unless the server lost it.
+    let lost = lost_message_ids(w);
+    for (body, sent) in &ledger.acked {
+        for r in sent.to.iter().filter(|r| live_ids.contains(*r)) {
+            let n = ledger
+                .delivered
+                .get(&(r.clone(), body.clone()))
+                .copied()
+                .unwrap_or(0);
+            if n == 0 && !lost.contains(&sent.message_id) {
+                return Err(format!(
+                    "acknowledged message {:?} from {} never reached {r}",
+                    String::from_utf8_lossy(body),
+                    sent.from
+                ));
+            }
+        }
+    }
+    check_footprint(w, &live_ids)
+}
+
+fn same_peer(a: &PeerState, b: &PeerState) -> bool {
+    (
+        a.last_seen,
+        a.autocrypt_timestamp,
+        &a.public_key,
+        a.prefer_encrypt,
+        &a.stamp,
+    ) == (
+        b.last_seen,
+        b.autocrypt_timestamp,
+        &b.public_key,
+        b.prefer_encrypt,
+        &b.stamp,
+    )
+}
+
+fn describe_difference(a: &GroupState, b: &GroupState) -> String {
+    let mut out = String::new();
+    if a.members != b.members {
+        out += &format!(
+            "members: {:?}\n   vs    {:?}\n",
+            a.members
+                .values()
+                .map(|m| (m.id.as_str(), m.status))
+                .collect::<Vec<_>>(),
+            b.members
+                .values()
+                .map(|m| (m.id.as_str(), m.status))
+                .collect::<Vec<_>>()
+        );
+    }
+    if a.keyring != b.keyring {
+        let ka: BTreeSet<_> = a.keyring.keys().collect();
+        let kb: BTreeSet<_> = b.keyring.keys().collect();
+        out += &format!(
+            "keyring: {} vs {} entries; only left {:?}, only right {:?}\n",
+            ka.len(),
+            kb.len(),
+            ka.difference(&kb).collect::<Vec<_>>(),
+            kb.difference(&ka).collect::<Vec<_>>()
+        );
+    }
+    if a.account_keys != b.account_keys {
+        out += "account keys differ\n";
+    }
+    if a.prefer_encrypt != b.prefer_encrypt {
+        out += "prefer-encrypt differs\n";
+    }
+    out
+}
+
+/// Message ids of messages the server lost (their folder was deleted).
+fn lost_message_ids(w: &World) -> BTreeSet<String> {
+    let s = w.net.lock();
+    s.server
+        .lost
+        .iter()
+        .filter_map(|(_, bytes)| peek_marker(bytes).ok())
+        .map(|m| m.id.to_string())
+        .collect()
+}
+
+/// Footprint at quiescence: in each live member's inbox at most one
+/// (ack-only) sync message per other live member and nothing else from
+/// live members; one announcement per live member.
+fn check_footprint(w: &World, live: &BTreeSet<DeviceId>) -> Result<(), String> {
+    let s = w.net.lock();
+    for slot in &w.slots {
+        let (Some(dev), true) = (slot.dev.as_ref(), slot.is_member()) else {
+            continue;
+        };
+        let inbox = dev.inbox();
+        let announce = dev.info().folders.announce();
+        let Some(f) = s.server.folder(&inbox) else {
+            return Err(format!("the inbox of live member {} is missing", dev.id()));
+        };
+        let mut per_sender: BTreeMap<DeviceId, usize> = BTreeMap::new();
+        for m in f.messages.values() {
+            let Ok(marker) = peek_marker(m.header()) else {
+                continue;
+            };
+            if !live.contains(&marker.from) {
+                continue;
+            }
+            if marker.kind != Kind::Sync {
+                return Err(format!(
+                    "inbox of {} still holds a {} message from {} at quiescence",
+                    dev.id(),
+                    marker.kind,
+                    marker.from
+                ));
+            }
+            *per_sender.entry(marker.from).or_insert(0) += 1;
+        }
+        if let Some((from, n)) = per_sender.iter().find(|(_, n)| **n > 1) {
+            return Err(format!(
+                "inbox of {} holds {n} sync messages from {from} at quiescence (at most 1)",
+                dev.id()
+            ));
+        }
+        let own = s
+            .server
+            .folder(&announce)
+            .map(|f| {
+                f.messages
+                    .values()
+                    .filter_map(|m| peek_marker(m.header()).ok())
+                    .filter(|m| m.kind == Kind::Announce && &m.from == dev.id())
+                    .count()
+            })
+            .unwrap_or(0);
+        if own != 1 {
+            return Err(format!(
+                "live member {} has {own} announcements at quiescence (exactly 1)",
+                dev.id()
+            ));
+        }
+    }
+    Ok(())
+}

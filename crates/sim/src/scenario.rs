@@ -1,0 +1,500 @@
+//! One seeded scenario: set-up, a chaos phase with faults, a calm phase, and
+//! quiescence with the final checks.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use sma_proto::folders::Layout;
+
+use crate::ledger::{check_final, Ledger};
+use crate::net::{Cmd, Grant, Waiting};
+use crate::world::{Kind, Op, World};
+
+/// Fault rates and sizes of one scenario, all drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Honest devices (2–6).
+    pub honest: usize,
+    /// Whether a rogue device takes part.
+    pub rogue: bool,
+    /// Two devices found at the same time.
+    pub founder_race: bool,
+    /// The founder's layout.
+    pub layout: Layout,
+    /// Scheduling steps (granted commands) of the chaos phase.
+    pub steps: usize,
+    /// Per command: connection dropped before / after it takes effect.
+    pub p_drop: f64,
+    /// Per APPEND: stored twice.
+    pub p_dup: f64,
+    /// Per APPEND: delivered late.
+    pub p_delay: f64,
+    /// Per step: a device process is killed.
+    pub p_crash: f64,
+    /// Per step: a folder is deleted under the devices.
+    pub p_delete_folder: f64,
+    /// Per step: a folder's UIDVALIDITY changes.
+    pub p_validity: f64,
+    /// Per step: an old message is replayed.
+    pub p_replay: f64,
+    /// Per step and idle device: it starts an operation.
+    pub p_start: f64,
+}
+
+impl Plan {
+    /// Draws a plan from the scenario's random source.
+    pub fn draw(rng: &mut impl Rng) -> Plan {
+        let level = |rng: &mut dyn rand::RngCore, levels: &[f64]| -> f64 {
+            levels[rng.gen_range(0..levels.len())]
+        };
+        Plan {
+            honest: rng.gen_range(2..=6),
+            rogue: rng.gen_bool(0.3),
+            founder_race: rng.gen_bool(0.15),
+            layout: if rng.gen_bool(0.5) {
+                Layout::Flat
+            } else {
+                Layout::Nested
+            },
+            steps: rng.gen_range(150..=500),
+            p_drop: level(rng, &[0.0, 0.002, 0.006, 0.015]),
+            p_dup: level(rng, &[0.0, 0.02, 0.08]),
+            p_delay: level(rng, &[0.0, 0.03, 0.1]),
+            p_crash: level(rng, &[0.0, 0.005, 0.02]),
+            p_delete_folder: level(rng, &[0.0, 0.0, 0.003]),
+            p_validity: level(rng, &[0.0, 0.003, 0.01]),
+            p_replay: level(rng, &[0.0, 0.01, 0.03]),
+            p_start: level(rng, &[0.05, 0.15, 0.3]),
+        }
+    }
+}
+
+/// Counts of what happened, for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Commands granted.
+    pub grants: u64,
+    /// Operations finished, by success.
+    pub ops_ok: u64,
+    /// Operations that failed with an expected error.
+    pub ops_failed: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Successful joins.
+    pub joins: u64,
+    /// Application messages delivered.
+    pub delivered: u64,
+    /// Live members at the end.
+    pub members: usize,
+    /// Hash of the whole schedule and every outcome (determinism check).
+    pub trace_hash: u64,
+}
+
+/// A code shown by a running `pair`, waiting to be typed on the joiner.
+pub struct Offer {
+    /// The member's slot.
+    pub member: usize,
+    /// The joiner's slot.
+    pub joiner: usize,
+    /// Filled by the member's `pair` when it shows the code.
+    pub code: Arc<Mutex<Option<String>>>,
+}
+
+/// The running scenario.
+pub struct Sim {
+    /// Devices, network, clock.
+    pub w: World,
+    /// The plan.
+    pub plan: Plan,
+    /// Expectations and observations.
+    pub ledger: Ledger,
+    /// Codes on display.
+    pub offers: Vec<Offer>,
+    /// Whether faults are injected now.
+    pub faults_on: bool,
+    /// Counters.
+    pub stats: Stats,
+    /// The last trace lines (printed on failure).
+    pub trace: VecDeque<String>,
+    /// Messages captured for replay: (folder, bytes).
+    pub captured: Vec<(String, Vec<u8>)>,
+    /// Messages the scheduler itself added (duplicates, replays, forgeries).
+    pub injected: usize,
+    /// Counter for unique message bodies.
+    pub next_body: u64,
+    /// Print every trace line as it happens (`SIM_VERBOSE=1`).
+    pub verbose: bool,
+}
+
+const TRACE_LINES: usize = 60;
+
+impl Sim {
+    /// Records a trace line and folds it into the trace hash.
+    pub fn note(&mut self, line: String) {
+        for b in line.bytes() {
+            self.stats.trace_hash =
+                (self.stats.trace_hash ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+        if self.verbose {
+            eprintln!("[sim] {line}");
+        }
+        self.trace.push_back(line);
+        if self.trace.len() > TRACE_LINES {
+            self.trace.pop_front();
+        }
+    }
+
+    /// Lets one waiting command through, deciding its fault.
+    fn grant_one(&mut self) {
+        let waiting = self.w.net.waiting();
+        if waiting.is_empty() {
+            return;
+        }
+        let (ticket, w) = waiting[self.w.rng.gen_range(0..waiting.len())].clone();
+        let grant = self.fault_for(&w);
+        if grant != Grant::Go {
+            self.stats.faults += 1;
+            if matches!(grant, Grant::Duplicate) {
+                self.injected += 1;
+            }
+        }
+        self.stats.grants += 1;
+        self.note(format!(
+            "grant {} {:?} {:?}",
+            self.w.slots[w.actor].name, w.cmd, grant
+        ));
+        self.w.net.grant(ticket, grant);
+        let jitter = self.w.rng.gen_range(0..40);
+        self.w.clock.jump(jitter);
+    }
+
+    fn fault_for(&mut self, w: &Waiting) -> Grant {
+        if !self.faults_on {
+            return Grant::Go;
+        }
+        let p = &self.plan;
+        let (drop, dup, delay) = (p.p_drop, p.p_dup, p.p_delay);
+        let r: f64 = self.w.rng.gen();
+        let appended = w.cmd == Cmd::Append;
+        if appended && r < dup {
+            Grant::Duplicate
+        } else if appended && r < dup + delay {
+            Grant::Delay
+        } else if r < dup + delay + drop {
+            Grant::DropBefore
+        } else if r < dup + delay + 2.0 * drop {
+            Grant::DropAfter
+        } else {
+            Grant::Go
+        }
+    }
+
+    /// Runs actors and grants commands until no operation runs, at most
+    /// `max` grants. Fails on a livelock.
+    pub async fn drain(&mut self, max: usize) -> Result<(), String> {
+        for _ in 0..max {
+            self.w.run_until_gate().await;
+            self.collect()?;
+            if self.w.actors.iter().all(Option::is_none) {
+                return Ok(());
+            }
+            self.grant_one();
+        }
+        let running: Vec<_> = self
+            .w
+            .actors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                a.as_ref()
+                    .map(|a| format!("{}:{}", self.w.slots[i].name, a.op))
+            })
+            .collect();
+        Err(format!(
+            "livelock: operations still running after {max} commands: {running:?}"
+        ))
+    }
+
+    /// Set-up: the founder (or two racing founders), without faults.
+    async fn setup(&mut self) -> Result<(), String> {
+        let layout = self.plan.layout;
+        self.w.start(0, Op::Init { layout });
+        if self.plan.founder_race {
+            self.w.start(1, Op::Init { layout });
+        }
+        self.drain(10_000).await
+    }
+
+    /// The chaos phase.
+    async fn chaos(&mut self) -> Result<(), String> {
+        self.faults_on = true;
+        let until = self.stats.grants + self.plan.steps as u64;
+        let mut iterations = 0;
+        while self.stats.grants < until && iterations < 20 * self.plan.steps {
+            iterations += 1;
+            self.inject_faults()?;
+            self.start_ops()?;
+            self.w.run_until_gate().await;
+            self.collect()?;
+            self.grant_one();
+            if iterations % 8 == 0 {
+                self.check_footprint_bound()?;
+            }
+        }
+        self.faults_on = false;
+        Ok(())
+    }
+
+    /// Lets every running operation end without faults and delivers what
+    /// the server held back.
+    async fn calm(&mut self) -> Result<(), String> {
+        self.offers.clear();
+        self.release_all();
+        self.drain(50_000).await
+    }
+
+    /// Sync rounds on every live member until the states converge, then a
+    /// `recv` everywhere.
+    async fn quiesce(&mut self) -> Result<(), String> {
+        let mut converged_rounds = 0;
+        for round in 0..30 {
+            self.release_all();
+            let mut members = Vec::new();
+            for i in 0..self.w.slots.len() {
+                if self.w.slots[i].kind == Kind::Honest
+                    && self.w.ensure_open(i)?
+                    && self.w.slots[i].is_member()
+                {
+                    members.push(i);
+                }
+            }
+            members.shuffle(&mut self.w.rng);
+            for &i in &members {
+                self.w.start(i, Op::Sync);
+            }
+            self.drain(50_000).await?;
+            if self.converged() {
+                converged_rounds += 1;
+                if converged_rounds >= 2 {
+                    for &i in &members {
+                        self.w.start(i, Op::Recv);
+                    }
+                    self.drain(50_000).await?;
+                    return Ok(());
+                }
+            } else {
+                converged_rounds = 0;
+            }
+            // Make retransmission and heartbeats due.
+            self.w.clock.jump(2 * 3600 * 1000);
+            self.note(format!("quiescence round {round}"));
+        }
+        Err("no convergence after 30 quiet sync rounds".into())
+    }
+
+    fn converged(&self) -> bool {
+        let states: Vec<_> = self
+            .w
+            .slots
+            .iter()
+            .filter(|s| s.is_member())
+            .filter_map(|s| s.dev.as_ref().map(|d| &d.core().group))
+            .collect();
+        states.windows(2).all(|p| p[0] == p[1])
+    }
+
+    /// Starts operations on idle devices.
+    fn start_ops(&mut self) -> Result<(), String> {
+        self.start_joins()?;
+        for i in 0..self.w.slots.len() {
+            if self.w.busy(i) || !self.w.rng.gen_bool(self.plan.p_start) {
+                continue;
+            }
+            if self.w.slots[i].id.is_none() {
+                if self.w.slots[i].inits < 4 {
+                    let layout = self.plan.layout;
+                    self.note(format!("start {} init", self.w.slots[i].name));
+                    self.w.start(i, Op::Init { layout });
+                }
+                continue;
+            }
+            if !self.w.ensure_open(i)? {
+                continue;
+            }
+            if self.w.slots[i].kind == Kind::Rogue {
+                self.rogue_act(i)?;
+                continue;
+            }
+            if self.w.slots[i].is_member() {
+                self.start_member_op(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_member_op(&mut self, i: usize) -> Result<(), String> {
+        let choice = self.w.rng.gen_range(0..14);
+        let op = match choice {
+            0..=3 => Op::Sync,
+            4..=5 => Op::Recv,
+            6..=8 => {
+                let peers: Vec<_> = self.w.slots[i]
+                    .dev
+                    .as_ref()
+                    .map(|d| {
+                        d.core()
+                            .group
+                            .active_members()
+                            .filter(|m| &m.id != d.id())
+                            .map(|m| m.id.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if peers.is_empty() {
+                    return Ok(());
+                }
+                let to = if self.w.rng.gen_bool(0.6) {
+                    None
+                } else {
+                    Some(peers[self.w.rng.gen_range(0..peers.len())].clone())
+                };
+                self.next_body += 1;
+                let body = format!("{}#{}", self.w.slots[i].name, self.next_body).into_bytes();
+                let from = self.w.slots[i].id.clone().ok_or("member without id")?;
+                self.ledger.attempted.insert(body.clone(), from);
+                Op::Send { to, body }
+            }
+            9..=10 => return self.keyring_change(i),
+            _ => {
+                let Some(target) = self.pick_joiner() else {
+                    return Ok(());
+                };
+                let code = Arc::new(Mutex::new(None));
+                self.offers.push(Offer {
+                    member: i,
+                    joiner: target,
+                    code: code.clone(),
+                });
+                Op::Pair { target, code }
+            }
+        };
+        self.note(format!("start {} {}", self.w.slots[i].name, op.name()));
+        self.w.start(i, op);
+        Ok(())
+    }
+
+    /// An honest pending device nobody is pairing right now.
+    fn pick_joiner(&mut self) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.w.slots.len())
+            .filter(|&j| {
+                self.w.slots[j].kind == Kind::Honest
+                    && self.w.slots[j].id.is_some()
+                    && (self.w.busy(j) || self.w.slots[j].is_pending())
+                    && !self.w.slots[j].is_member()
+                    && !self.offers.iter().any(|o| o.joiner == j)
+            })
+            .collect();
+        candidates.choose(&mut self.w.rng).copied()
+    }
+
+    /// Types shown codes on their joiners (sometimes wrongly, sometimes not
+    /// at all).
+    fn start_joins(&mut self) -> Result<(), String> {
+        let mut k = 0;
+        while k < self.offers.len() {
+            let j = self.offers[k].joiner;
+            let code = self.offers[k]
+                .code
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let Some(code) = code else {
+                k += 1;
+                continue;
+            };
+            if self.w.busy(j) || !self.w.ensure_open(j)? || !self.w.slots[j].is_pending() {
+                k += 1;
+                continue;
+            }
+            self.offers.remove(k);
+            let r: f64 = self.w.rng.gen();
+            if r < 0.05 {
+                self.note(format!("{} ignores the code", self.w.slots[j].name));
+                continue;
+            }
+            let right = r >= 0.2;
+            let typed = if right { code } else { wrong_code(&code) };
+            if right {
+                let id = self.w.slots[j].id.clone().ok_or("joiner without id")?;
+                self.ledger.legit.insert(id);
+            }
+            self.note(format!("start {} join right={right}", self.w.slots[j].name));
+            self.w.start(j, Op::Join { code: typed, right });
+        }
+        Ok(())
+    }
+}
+
+/// The same code with one digit changed.
+fn wrong_code(code: &str) -> String {
+    let mut out = String::new();
+    let mut done = false;
+    for c in code.chars() {
+        if !done && c.is_ascii_digit() {
+            out.push(if c == '9' { '0' } else { (c as u8 + 1) as char });
+            done = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs the scenario of `seed` to the end. `dir` holds the device homes.
+pub async fn run_scenario(
+    seed: u64,
+    dir: &std::path::Path,
+) -> Result<Stats, (String, Vec<String>)> {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x5eed);
+    let plan = Plan::draw(&mut rng);
+    let rogues = usize::from(plan.rogue);
+    let mut sim = Sim {
+        w: World::new(seed, dir, plan.honest, rogues),
+        plan,
+        ledger: Ledger::default(),
+        offers: Vec::new(),
+        faults_on: false,
+        stats: Stats::default(),
+        trace: VecDeque::new(),
+        captured: Vec::new(),
+        injected: 0,
+        next_body: 0,
+        verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
+    };
+    let plan_line = format!("{:?}", sim.plan);
+    sim.note(plan_line);
+    let result = async {
+        sim.setup().await?;
+        sim.chaos().await?;
+        sim.calm().await?;
+        sim.quiesce().await?;
+        check_final(&sim.w, &sim.ledger)
+    };
+    let guarded = tokio::time::timeout(Duration::from_secs(365 * 86_400), result).await;
+    let r = match guarded {
+        Ok(r) => r,
+        Err(_) => Err("the scenario did not finish (virtual-time watchdog)".into()),
+    };
+    match r {
+        Ok(()) => {
+            sim.stats.members = sim.w.slots.iter().filter(|s| s.is_member()).count();
+            Ok(sim.stats)
+        }
+        Err(e) => Err((e, sim.trace.into_iter().collect())),
+    }
+}

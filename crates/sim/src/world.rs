@@ -1,0 +1,455 @@
+//! The simulated world: device slots, the operations they run as actors,
+//! and the executor that interleaves those actors one IMAP command at a time.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
+use sma::init::{InitOptions, InitReport};
+use sma::pair::{JoinReport, PairEvent};
+use sma::round::SyncReport;
+use sma::{AppMessage, Device, DeviceId, SendReport, ServerConfig};
+use sma_crypto::{DeviceKey, PairingCode};
+use sma_imap::Transport;
+use sma_proto::device::{CoreState, Identity, Member};
+use sma_proto::folders::Layout;
+use sma_proto::state::Change;
+use sma_store::Store;
+
+use crate::clock::SimClock;
+use crate::net::{Net, SimTransport};
+
+/// The account every simulated device belongs to.
+pub const ACCOUNT: &str = "sim@sma.test";
+/// How long a simulated `pair` waits for its joiner (virtual time).
+pub const PAIR_WAIT: Duration = Duration::from_secs(120);
+/// How long a simulated `join` waits for the member (virtual time).
+pub const JOIN_WAIT: Duration = Duration::from_secs(120);
+
+/// What a device slot is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An honest device.
+    Honest,
+    /// A device that announces itself and then forges messages: it is
+    /// never paired, so nothing it sends may be applied.
+    Rogue,
+}
+
+/// One device of the simulation (across crashes and restarts).
+pub struct Slot {
+    /// Short name (`d0`, `d1`, …).
+    pub name: String,
+    /// Honest or rogue.
+    pub kind: Kind,
+    /// The home of the current device (a new one after a failed `init`).
+    pub home: Option<PathBuf>,
+    /// Number of `init` attempts (names the homes).
+    pub inits: u32,
+    /// Its device id, once `init` succeeded.
+    pub id: Option<DeviceId>,
+    /// Its certificate fingerprint, once `init` succeeded.
+    pub fingerprint: Option<String>,
+    /// The opened device, when no operation holds it (`None` after a crash
+    /// until it is reopened).
+    pub dev: Option<Device>,
+    /// Restarts after crashes.
+    pub restarts: u32,
+}
+
+impl Slot {
+    /// Whether the device is a member by its own account.
+    pub fn is_member(&self) -> bool {
+        self.dev.as_ref().is_some_and(|d| d.info().role.is_member())
+    }
+
+    /// Whether the device is pending by its own account.
+    pub fn is_pending(&self) -> bool {
+        self.dev
+            .as_ref()
+            .is_some_and(|d| d.info().role == sma::Role::Pending)
+    }
+}
+
+/// An operation a device runs (a CLI command, in the real program).
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// `init` (founds the group or announces as pending).
+    Init {
+        /// Layout if this device founds the group.
+        layout: Layout,
+    },
+    /// `sync`.
+    Sync,
+    /// `recv` (no waiting), handing out what is queued.
+    Recv,
+    /// `send` to one member or to all.
+    Send {
+        /// The recipient, or all.
+        to: Option<DeviceId>,
+        /// The body.
+        body: Vec<u8>,
+    },
+    /// `pair` with the pending device in slot `target`.
+    Pair {
+        /// The joiner's slot.
+        target: usize,
+        /// Where the code shown to the person lands.
+        code: Arc<Mutex<Option<String>>>,
+    },
+    /// `join` with a typed code.
+    Join {
+        /// The code typed.
+        code: String,
+        /// Whether it is the code the member showed.
+        right: bool,
+    },
+}
+
+impl Op {
+    /// A short name for traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Init { .. } => "init",
+            Op::Sync => "sync",
+            Op::Recv => "recv",
+            Op::Send { .. } => "send",
+            Op::Pair { .. } => "pair",
+            Op::Join { .. } => "join",
+        }
+    }
+}
+
+/// What a finished operation reports.
+pub enum OpResult {
+    /// `init`.
+    Init(sma::Result<InitReport>),
+    /// `sync`.
+    Sync(sma::Result<SyncReport>),
+    /// `recv`: the messages handed out.
+    Recv(sma::Result<Vec<AppMessage>>),
+    /// `send`, with the body sent.
+    Send(sma::Result<SendReport>, Vec<u8>),
+    /// `pair` with the slot paired.
+    Pair(sma::Result<String>, usize),
+    /// `join`, and whether the right code was typed.
+    Join(sma::Result<JoinReport>, bool),
+}
+
+/// A finished operation: the device comes back with the result.
+pub struct Done {
+    /// The device (absent if `init` failed).
+    pub dev: Option<Device>,
+    /// The result.
+    pub result: OpResult,
+}
+
+type OpFuture = Pin<Box<dyn Future<Output = Done>>>;
+
+/// A running operation.
+pub struct Actor {
+    /// The operation.
+    pub op: &'static str,
+    fut: OpFuture,
+}
+
+/// Devices, the network, the clock and the running operations.
+pub struct World {
+    /// The seed everything derives from.
+    pub seed: u64,
+    /// The scheduler's random source.
+    pub rng: ChaCha8Rng,
+    /// The network and server.
+    pub net: Net,
+    /// Virtual wall-clock time.
+    pub clock: Arc<SimClock>,
+    /// Device slots.
+    pub slots: Vec<Slot>,
+    /// The running operation of each slot.
+    pub actors: Vec<Option<Actor>>,
+    /// Operations that finished and were not collected yet.
+    pub finished: Vec<(usize, Done)>,
+    dir: PathBuf,
+}
+
+impl World {
+    /// A world with `honest` honest slots and `rogues` rogue slots, homes
+    /// under `dir`. Must be created inside the (paused) runtime.
+    pub fn new(seed: u64, dir: &Path, honest: usize, rogues: usize) -> World {
+        let mut slots = Vec::new();
+        for i in 0..honest + rogues {
+            slots.push(Slot {
+                name: format!("d{i}"),
+                kind: if i < honest {
+                    Kind::Honest
+                } else {
+                    Kind::Rogue
+                },
+                home: None,
+                inits: 0,
+                id: None,
+                fingerprint: None,
+                dev: None,
+                restarts: 0,
+            });
+        }
+        let n = slots.len();
+        World {
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            net: Net::new(),
+            // 2026-01-01T00:00:00Z.
+            clock: Arc::new(SimClock::new(1_767_225_600_000)),
+            slots,
+            actors: (0..n).map(|_| None).collect(),
+            finished: Vec::new(),
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// A fresh seeded random source for a device.
+    fn device_rng(&mut self) -> Box<ChaCha20Rng> {
+        Box::new(ChaCha20Rng::seed_from_u64(self.rng.gen()))
+    }
+
+    /// Whether slot `i` runs an operation.
+    pub fn busy(&self, i: usize) -> bool {
+        self.actors[i].is_some()
+    }
+
+    /// Reopens the device of slot `i` from its home if it is not open (after
+    /// a crash). Returns whether a device is open.
+    pub fn ensure_open(&mut self, i: usize) -> Result<bool, String> {
+        if self.busy(i) || self.slots[i].dev.is_some() {
+            return Ok(self.slots[i].dev.is_some());
+        }
+        let Some(home) = self.slots[i].home.clone() else {
+            return Ok(false);
+        };
+        if !home.join(sma::STORE_FILE).exists() {
+            return Ok(false);
+        }
+        let rng = self.device_rng();
+        let dev = Device::open_with(&home, self.clock.clone(), rng)
+            .map_err(|e| format!("{}: reopening the device failed: {e}", self.slots[i].name))?;
+        self.slots[i].dev = Some(dev);
+        Ok(true)
+    }
+
+    /// Kills the process of slot `i`: its running operation is dropped
+    /// wherever it is, and its device is closed. Nothing but the store on
+    /// disk survives.
+    pub fn crash(&mut self, i: usize) {
+        self.actors[i] = None;
+        self.slots[i].dev = None;
+        self.slots[i].restarts += 1;
+    }
+
+    /// Starts `op` on slot `i` (which must be idle and, except for `init`,
+    /// open).
+    pub fn start(&mut self, i: usize, op: Op) {
+        debug_assert!(!self.busy(i));
+        let net = self.net.clone();
+        let name = op.name();
+        let fut: OpFuture = match op {
+            Op::Init { layout } => {
+                self.slots[i].inits += 1;
+                let home = self
+                    .dir
+                    .join(format!("{}-{}", self.slots[i].name, self.slots[i].inits));
+                self.slots[i].home = Some(home.clone());
+                self.slots[i].dev = None;
+                let opts = InitOptions {
+                    home: home.clone(),
+                    server: ServerConfig {
+                        host: "sim.invalid".into(),
+                        port: 143,
+                        security: "plain".into(),
+                        ca_file: None,
+                        allow_insecure: false,
+                        user: ACCOUNT.into(),
+                    },
+                    name: self.slots[i].name.clone(),
+                    layout,
+                    account_key: None,
+                };
+                let clock = self.clock.clone();
+                let rng1 = self.device_rng();
+                let rng2 = self.device_rng();
+                Box::pin(async move {
+                    let mut t = SimTransport::connect(&net, i);
+                    let r = sma::init::init_on(&mut t, opts, clock.clone(), rng1).await;
+                    let _ = t.logout().await;
+                    let dev = match &r {
+                        Ok(_) => Device::open_with(&home, clock, rng2).ok(),
+                        Err(_) => None,
+                    };
+                    Done {
+                        dev,
+                        result: OpResult::Init(r),
+                    }
+                })
+            }
+            op => {
+                let Some(mut dev) = self.slots[i].dev.take() else {
+                    return;
+                };
+                match op {
+                    Op::Sync => Box::pin(async move {
+                        let mut t = SimTransport::connect(&net, i);
+                        let r = dev.sync(&mut t).await;
+                        let _ = t.logout().await;
+                        Done {
+                            dev: Some(dev),
+                            result: OpResult::Sync(r),
+                        }
+                    }),
+                    Op::Recv => Box::pin(async move {
+                        let mut t = SimTransport::connect(&net, i);
+                        // Hand out and forget in one step, as `recv` does
+                        // (no await between the two).
+                        let r = dev
+                            .recv(&mut t, Duration::ZERO)
+                            .await
+                            .and_then(|m| dev.delivered(&m).map(|_| m));
+                        let _ = t.logout().await;
+                        Done {
+                            dev: Some(dev),
+                            result: OpResult::Recv(r),
+                        }
+                    }),
+                    Op::Send { to, body } => Box::pin(async move {
+                        let mut t = SimTransport::connect(&net, i);
+                        let r = dev.send(&mut t, to.as_ref(), "text", &body).await;
+                        let _ = t.logout().await;
+                        Done {
+                            dev: Some(dev),
+                            result: OpResult::Send(r, body),
+                        }
+                    }),
+                    Op::Pair { target, code } => {
+                        let target_id = self.slots[target].id.clone();
+                        Box::pin(async move {
+                            let mut t = SimTransport::connect(&net, i);
+                            let r = dev
+                                .pair(&mut t, target_id.as_ref(), PAIR_WAIT, |ev| {
+                                    if let PairEvent::Code { code: c, .. } = ev {
+                                        *code.lock().unwrap_or_else(|p| p.into_inner()) =
+                                            Some(c.clone());
+                                    }
+                                })
+                                .await;
+                            let _ = t.logout().await;
+                            Done {
+                                dev: Some(dev),
+                                result: OpResult::Pair(r, target),
+                            }
+                        })
+                    }
+                    Op::Join { code, right } => Box::pin(async move {
+                        let mut t = SimTransport::connect(&net, i);
+                        let r = match PairingCode::parse(&code) {
+                            Ok(c) => dev.join(&mut t, &c, JOIN_WAIT).await,
+                            Err(_) => Err(sma::Error::Usage("bad code".into())),
+                        };
+                        let _ = t.logout().await;
+                        Done {
+                            dev: Some(dev),
+                            result: OpResult::Join(r, right),
+                        }
+                    }),
+                    Op::Init { .. } => unreachable!("handled above"),
+                }
+            }
+        };
+        self.actors[i] = Some(Actor { op: name, fut });
+    }
+
+    /// Polls every running operation once.
+    fn poll_actors(&mut self, cx: &mut Context<'_>) {
+        for i in 0..self.actors.len() {
+            let Some(a) = self.actors[i].as_mut() else {
+                continue;
+            };
+            if let Poll::Ready(done) = a.fut.as_mut().poll(cx) {
+                self.actors[i] = None;
+                self.finished.push((i, done));
+            }
+        }
+    }
+
+    /// Runs the actors until a command waits at a gate, an operation
+    /// finished, or nothing runs. While every actor waits for (virtual)
+    /// time, tokio moves the paused clock to the next timer.
+    pub async fn run_until_gate(&mut self) {
+        std::future::poll_fn(|cx| {
+            self.poll_actors(cx);
+            let gated = !self.net.lock().gates.waiting.is_empty();
+            if gated || !self.finished.is_empty() || self.actors.iter().all(Option::is_none) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Commits a keyring change on the idle device of slot `i` the way a
+    /// local command does: stamp, apply and store in one transaction. The
+    /// device is closed around it and reopened.
+    pub fn local_change(
+        &mut self,
+        i: usize,
+        make: impl FnOnce(&mut Member, u64) -> Change,
+    ) -> Result<Change, String> {
+        let Some(home) = self.slots[i].home.clone() else {
+            return Err("no home".into());
+        };
+        self.slots[i].dev = None;
+        let e = |what: &str, err: &dyn std::fmt::Display| format!("local change ({what}): {err}");
+        let (info, key, core) = load_identity(&home)?;
+        let mut store = Store::open(&home.join(sma::STORE_FILE)).map_err(|x| e("open", &x))?;
+        let mut member = Member {
+            me: Identity {
+                id: info.id,
+                account: info.account,
+                key,
+            },
+            core,
+        };
+        let now_ms = sma::clock::Clock::now_ms(&*self.clock);
+        let change = make(&mut member, now_ms);
+        member.change(now_ms, change.clone());
+        store
+            .write(|db| db.set_core(&member.core))
+            .map_err(|x| e("write", &x))?;
+        drop(store);
+        self.ensure_open(i)?;
+        Ok(change)
+    }
+}
+
+/// Reads a device's description, key and protocol state from its home
+/// (the way a second process would).
+pub fn load_identity(home: &Path) -> Result<(sma::DeviceInfo, DeviceKey, CoreState), String> {
+    let e = |what: &str, err: &dyn std::fmt::Display| format!("reading the home ({what}): {err}");
+    let store = Store::open(&home.join(sma::STORE_FILE)).map_err(|x| e("open", &x))?;
+    let db = store.read();
+    let info: sma::DeviceInfo = db
+        .meta("device")
+        .map_err(|x| e("meta", &x))?
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or("no device info")?;
+    let key = db
+        .secret("device_key")
+        .map_err(|x| e("key", &x))?
+        .ok_or("no device key")?;
+    let key = DeviceKey::from_bytes(&key).map_err(|x| e("key", &x))?;
+    let core: CoreState = db.core().map_err(|x| e("core", &x))?.unwrap_or_default();
+    Ok((info, key, core))
+}

@@ -1,0 +1,104 @@
+//! The simulation sweep: many seeds, each a full scenario with faults and
+//! every invariant checked (see docs/RELIABILITY.md).
+//!
+//! * `SIM_SEEDS=N` sets how many seeds `sweep` runs (default below),
+//!   `SIM_SEED_START=S` where they start (default 0).
+//! * `SIM_SEED=S cargo test -p sma-sim --test sim replay -- --nocapture`
+//!   replays one seed; without `SIM_SEED`, `replay` runs the regression
+//!   seeds in `crates/sim/regressions.txt`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Seeds per CI run (debug profile, 2 cores: about two minutes).
+const DEFAULT_SEEDS: u64 = 2000;
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
+}
+
+/// Seeds of bugs found and fixed, with what they found.
+fn regression_seeds() -> Vec<u64> {
+    let text = include_str!("../regressions.txt");
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.parse()
+                .unwrap_or_else(|_| panic!("bad regression seed {l:?}"))
+        })
+        .collect()
+}
+
+/// Runs `seeds` on all cores; returns the failures' reports.
+fn run_all(seeds: &[u64]) -> Vec<String> {
+    let next = AtomicU64::new(0);
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst) as usize;
+                let Some(&seed) = seeds.get(k) else { return };
+                if let Err(f) = sma_sim::run_seed(seed) {
+                    eprintln!("{f}");
+                    failures.lock().unwrap().push(f.to_string());
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+#[test]
+fn sweep() {
+    let n = env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS);
+    let start = env_u64("SIM_SEED_START").unwrap_or(0);
+    let seeds: Vec<u64> = (start..start + n).collect();
+    let t = Instant::now();
+    let failures = run_all(&seeds);
+    eprintln!(
+        "simulated {n} seeds from {start} in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {n} seeds failed; the first:\n{}",
+        failures.len(),
+        failures[0]
+    );
+}
+
+#[test]
+fn replay() {
+    let seeds = match env_u64("SIM_SEED") {
+        Some(s) => vec![s],
+        None => regression_seeds(),
+    };
+    assert!(!seeds.is_empty(), "no seed to replay");
+    for seed in seeds {
+        match sma_sim::run_seed(seed) {
+            Ok(stats) => eprintln!("seed {seed} passed: {stats:?}"),
+            Err(f) => panic!("{f}"),
+        }
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    for seed in [3, 17, 4242] {
+        let a = sma_sim::run_seed(seed).unwrap_or_else(|f| panic!("{f}"));
+        let b = sma_sim::run_seed(seed).unwrap_or_else(|f| panic!("{f}"));
+        assert_eq!(
+            a.trace_hash, b.trace_hash,
+            "seed {seed} ran differently twice: the simulation is not deterministic"
+        );
+        assert_eq!(a.grants, b.grants);
+    }
+}

@@ -1,0 +1,139 @@
+//! Expiry with a simulated clock on a real Dovecot: a silent member goes
+//! active → stale → removed (as replicated ops), a device offline for less
+//! than the policy stays, heartbeats replace announcements, silent pending
+//! devices are cleaned up, and the expired device finds out and stops.
+
+mod common;
+
+use common::{Account, ShiftClock};
+use sma::events::Event;
+use sma::{ErrorKind, Role};
+use sma_proto::state::{Change, MemberStatus};
+use sma_proto::timefmt;
+
+const DAY: i64 = 86_400;
+const ANNOUNCE: &str = "_Autocrypt_SMA";
+
+#[tokio::test(flavor = "current_thread")]
+async fn silent_member_walks_active_stale_removed_and_stops() {
+    let acc = Account::new();
+    let (ca, cb, cc) = (
+        ShiftClock::default(),
+        ShiftClock::default(),
+        ShiftClock::default(),
+    );
+    let mut a = acc.init("a", ca.clone()).await;
+    let mut b = acc.init("b", cb.clone()).await;
+    let mut c = acc.init("c", cc.clone()).await;
+    acc.pair(&mut a, &mut b).await;
+    acc.pair(&mut a, &mut c).await;
+    // A pending device that never pairs.
+    let d = acc.init("d", ShiftClock::default()).await;
+    let (mut ta, mut tb, mut tc) = (
+        acc.connect().await,
+        acc.connect().await,
+        acc.connect().await,
+    );
+    for _ in 0..2 {
+        a.sync(&mut ta).await.expect("a sync");
+        b.sync(&mut tb).await.expect("b sync");
+        c.sync(&mut tc).await.expect("c sync");
+    }
+    let (b_id, c_id, d_id) = (b.id().clone(), c.id().clone(), d.id().clone());
+    let b_inbox = b.inbox();
+    let d_inbox = d.inbox();
+    assert_eq!(acc.count(ANNOUNCE), 4, "one announcement per device");
+    assert_eq!(a.expire_after().expect("policy"), 90 * DAY as u64);
+
+    // 89 days later a and c come back; b stays silent (offline for less
+    // than the policy): nobody is expired, and heartbeats replace the
+    // announcements instead of adding to them.
+    ca.set_offset(89 * DAY);
+    cc.set_offset(89 * DAY);
+    let r = c.sync(&mut tc).await.expect("c sync +89d");
+    assert!(r.removed_devices.is_empty(), "{:?}", r.removed_devices);
+    let r = a.gc(&mut ta, None).await.expect("a gc +89d");
+    assert!(r.removed.is_empty(), "removed too early: {:?}", r.removed);
+    assert_eq!(a.core().group.status_of(&b_id), Some(MemberStatus::Active));
+    assert_eq!(acc.count(ANNOUNCE), 4, "heartbeats replaced, not added");
+    let seen = b.devices(&mut tb).await.expect("devices");
+    let a_view = seen
+        .iter()
+        .find(|v| v.device_id == a.id().as_str())
+        .expect("a listed");
+    assert_eq!(
+        a_view.last_seen,
+        timefmt::rfc3339(a.info().announced_at),
+        "b sees a's heartbeat from a's announcement"
+    );
+
+    // 91 days: b (and the pending d) have been silent past the policy.
+    ca.set_offset(91 * DAY);
+    let seq_before = a.core().book.last_seq;
+    let r = a.gc(&mut ta, None).await.expect("a gc +91d");
+    let mut removed = r.removed.clone();
+    removed.sort();
+    let mut want = vec![b_id.to_string(), d_id.to_string()];
+    want.sort();
+    assert_eq!(removed, want);
+    // The removal is replicated group state: two ops, stale then removed.
+    let statuses: Vec<MemberStatus> = a
+        .core()
+        .book
+        .log
+        .range(seq_before + 1..)
+        .filter_map(|(_, op)| match &op.change {
+            Change::Member(rec) if rec.id == b_id => Some(rec.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(statuses, vec![MemberStatus::Stale, MemberStatus::Removed]);
+    assert_eq!(a.core().group.status_of(&b_id), Some(MemberStatus::Removed));
+    assert_eq!(a.core().group.status_of(&c_id), Some(MemberStatus::Active));
+    assert!(!acc.has_folder(&b_inbox), "expired member's inbox deleted");
+    assert!(!acc.has_folder(&d_inbox), "silent pending inbox deleted");
+    assert_eq!(acc.count(ANNOUNCE), 2, "only a and c are announced");
+
+    // c (still at +89 d) learns the removal through sync.
+    let r = c.sync(&mut tc).await.expect("c sync");
+    assert!(
+        r.events
+            .iter()
+            .any(|e| matches!(e, Event::DeviceRemoved { device_id } if device_id == b_id.as_str())),
+        "c reports b removed: {:?}",
+        r.events
+    );
+    assert_eq!(c.core().group.status_of(&b_id), Some(MemberStatus::Removed));
+    assert!(
+        !c.core().group.active_members().any(|m| m.id == b_id),
+        "nobody seals to b any more"
+    );
+
+    // b comes back: it finds itself removed, says so, and stays removed.
+    let err = b.sync(&mut tb).await.expect_err("b must be removed");
+    assert_eq!(err.kind(), ErrorKind::Removed, "{err}");
+    assert!(
+        err.to_string().contains("was removed from the group"),
+        "{err}"
+    );
+    assert_eq!(b.info().role, Role::Removed);
+    let err = b.sync(&mut tb).await.expect_err("still removed");
+    assert_eq!(err.kind().exit_code(), 4);
+    assert!(!acc.has_folder(&b_inbox), "b never recreates its inbox");
+    let err = sma::lifecycle::check_not_removed(b.home()).expect_err("persisted");
+    assert_eq!(err.kind(), ErrorKind::Removed);
+}
+
+#[test]
+fn durations_parse() {
+    use sma::lifecycle::parse_duration;
+    assert_eq!(parse_duration("90d").unwrap(), 90 * 86_400);
+    assert_eq!(parse_duration("12h").unwrap(), 12 * 3_600);
+    assert_eq!(parse_duration("30m").unwrap(), 1_800);
+    assert_eq!(parse_duration("3s").unwrap(), 3);
+    assert_eq!(parse_duration("1d12h").unwrap(), 86_400 + 12 * 3_600);
+    for bad in ["", "90", "d", "0s", "5x", "-3s", "99999999999999999999d"] {
+        let err = parse_duration(bad).expect_err(bad);
+        assert_eq!(err.kind(), ErrorKind::Usage, "{bad}");
+    }
+}
