@@ -69,6 +69,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE folder_sync (folder TEXT PRIMARY KEY, uid_validity INTEGER NOT NULL, last_uid INTEGER NOT NULL) STRICT;
      CREATE TABLE app_inbox (message_id TEXT PRIMARY KEY, sender TEXT NOT NULL, kind TEXT NOT NULL,
                              body BLOB NOT NULL, sent_at INTEGER NOT NULL, received_at INTEGER NOT NULL) STRICT;",
+    // 2: when a message we could not process yet was first seen.
+    "CREATE TABLE deferred (message_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL) STRICT;",
 ];
 
 /// An application message received and not yet handed to the user.
@@ -330,6 +332,34 @@ impl Db<'_> {
             .map_err(|e| self.err(e))
     }
 
+    /// When a deferred message was first seen (recording `now` the first time).
+    pub fn first_seen(&self, message_id: &str, now: u64) -> Result<u64> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO deferred (message_id, first_seen) VALUES (?1, ?2)",
+                params![message_id, now as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .query_row(
+                "SELECT first_seen FROM deferred WHERE message_id = ?1",
+                [message_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|t| t as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets deferred-message records older than `before`.
+    pub fn forget_deferred_before(&self, before: u64) -> Result<usize> {
+        self.conn
+            .execute(
+                "DELETE FROM deferred WHERE first_seen < ?1",
+                [before as i64],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Queues a received application message for the user.
     pub fn push_app(&self, app: &StoredApp, now: u64) -> Result<()> {
         self.conn
@@ -430,6 +460,8 @@ mod tests {
         assert!(db.is_processed("m1").unwrap());
         assert!(!db.is_processed("m2").unwrap());
         assert_eq!(db.folder_sync("f").unwrap(), Some((7, 42)));
+        assert_eq!(db.first_seen("d", 5).unwrap(), 5);
+        assert_eq!(db.first_seen("d", 9).unwrap(), 5, "first sighting is kept");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

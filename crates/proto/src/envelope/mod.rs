@@ -212,6 +212,12 @@ pub fn peek_marker(header_bytes: &[u8]) -> Result<Marker, InvalidMessage> {
     Marker::parse(&unfold(raw))
 }
 
+/// Reads the `Date` header of a raw header block, in Unix seconds.
+pub fn peek_date(header_bytes: &[u8]) -> Option<u64> {
+    let msg = MessageParser::default().parse_headers(header_bytes)?;
+    timefmt::parse_rfc5322(&unfold(msg.header_raw("Date")?))
+}
+
 fn text(b: &[u8]) -> Result<String, InvalidMessage> {
     let s = std::str::from_utf8(b).map_err(|_| InvalidMessage::BadField("text part encoding"))?;
     Ok(s.replace("\r\n", "\n").trim_end().to_owned())
