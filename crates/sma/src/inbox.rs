@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use base64::Engine as _;
 use sma_imap::{ImapError, Transport, Uid, UidRange};
-use sma_proto::envelope::{peek_marker, Envelope, Kind, Recipient};
+use sma_proto::envelope::{peek_date, peek_marker, Envelope, Kind, Recipient};
 use sma_proto::error::{InvalidMessage, PeerMisbehaved, ProtoError};
 use sma_proto::payload::SealedContent;
 use sma_proto::state::{Change, MemberStatus};
@@ -21,6 +21,8 @@ use crate::events::{AppMessage, Event};
 /// Messages from senders we do not (yet) know as members are kept this long,
 /// in case their membership reaches us later; then deleted.
 pub const UNKNOWN_SENDER_GRACE_SECS: u64 = 7 * 86_400;
+/// Pairing messages older than this (by their Date) are leftovers; deleted.
+pub const STALE_PAIRING_SECS: u64 = 86_400;
 /// Application messages older than this are deleted undelivered: their
 /// ids may have left the processed-id table, so they could be replays.
 pub const APP_MAX_AGE_SECS: u64 = 30 * 86_400;
@@ -62,7 +64,15 @@ impl Device {
         for h in t.fetch_headers(UidRange::all()).await? {
             max_uid = max_uid.max(h.uid);
             match peek_marker(&h.header) {
-                Ok(m) if m.kind.is_pairing() => {}
+                Ok(m) if m.kind.is_pairing() => {
+                    // Pairing runs for minutes; a day-old pairing message is
+                    // a leftover of a dead attempt.
+                    let date = peek_date(&h.header).unwrap_or(0);
+                    if date + STALE_PAIRING_SECS < now {
+                        debug!(uid = h.uid, kind = %m.kind, "stale pairing message; deleted");
+                        delete.push(h.uid);
+                    }
+                }
                 Ok(m) if !m.kind.is_sealed() => {
                     warn!(uid = h.uid, kind = %m.kind, "unexpected message kind in our inbox; deleted");
                     delete.push(h.uid);
@@ -122,7 +132,9 @@ impl Device {
             let opened = match self.member.open(&env) {
                 Ok(o) => o,
                 Err(ProtoError::Peer(PeerMisbehaved::NotAMember(from))) => {
-                    if env.date + UNKNOWN_SENDER_GRACE_SECS < now {
+                    // Measured from our first sighting, not the sender-set Date.
+                    let first = self.store.read().first_seen(env.marker.id.as_str(), now)?;
+                    if first + UNKNOWN_SENDER_GRACE_SECS < now {
                         warn!(uid = msg.uid, %from, "message from a device that is not a member, past the grace period; deleted");
                         delete.push(msg.uid);
                     } else {
@@ -221,6 +233,7 @@ impl Device {
             db.set_meta("device", &info)?;
             db.set_folder_sync(&inbox, validity, max_uid)?;
             db.forget_processed_before(now.saturating_sub(PROCESSED_HORIZON_SECS))?;
+            db.forget_deferred_before(now.saturating_sub(2 * UNKNOWN_SENDER_GRACE_SECS))?;
             Ok::<_, Error>(())
         })?;
         if !delete.is_empty() {
