@@ -2,6 +2,7 @@
 //! peers, versus raw transfer of the same bytes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -10,7 +11,7 @@ use sma::Device;
 use tokio::time::Instant;
 
 use crate::counting::Counting;
-use crate::rig::{pair, peers, unix_now, Rig};
+use crate::rig::{observations, pair, unix_now, Rig};
 use crate::throughput::floor;
 
 /// How far in the past the "aged" group's history lies: beyond the 7 days
@@ -42,21 +43,35 @@ pub struct BootstrapRun {
     pub ratio: f64,
     /// Peers in the joiner's keyring afterwards.
     pub joiner_peers: usize,
+    /// Each wait for a change during pairing, seconds: the member's, the joiner's.
+    pub waits: [Vec<f64>; 2],
 }
 
-/// Both bootstraps.
+/// The bootstraps.
 #[derive(Clone, Debug, Serialize)]
 pub struct BootstrapReport {
     /// Peers in the keyring.
     pub peers: usize,
-    /// Base64 characters of each peer's key.
-    pub key_chars: usize,
+    /// Bytes of each peer's key (base64 keydata is 4/3 of this).
+    pub key_bytes: usize,
     /// The keyring was built more than 7 days ago (sync log pruned): the
-    /// steady state of a group with a large keyring.
+    /// steady state of a group with a large keyring. Waits use IMAP IDLE.
     pub aged: BootstrapRun,
+    /// The same with waits polling (re-SELECT) every 2 ms instead of IDLE:
+    /// the product's own cost without Dovecot's IDLE notification delay.
+    pub aged_poll: BootstrapRun,
     /// The keyring was recorded just now: its ops are still in the log and
-    /// are sent again after the welcome.
+    /// are sent again after the welcome (IDLE).
     pub fresh: Option<BootstrapRun>,
+}
+
+/// How waiting is done during a bootstrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// IMAP IDLE, as the product does.
+    Idle,
+    /// Re-SELECT every 2 ms, comparing UIDNEXT.
+    Poll,
 }
 
 /// Sets up a founder on `account` with `n` keyed peers (history aged or
@@ -67,37 +82,45 @@ pub async fn one(
     rig: &Rig,
     account: usize,
     n: usize,
-    key_chars: usize,
+    key_bytes: usize,
     aged: bool,
+    wait: Wait,
 ) -> Result<(BootstrapRun, Device)> {
+    let wrap = |s| match wait {
+        Wait::Idle => Counting::new(s),
+        Wait::Poll => Counting::polling(s, Duration::from_millis(2)),
+    };
     let mut a = if aged {
         let clock = Arc::new(OffsetClock {
             offset_secs: -AGE_SECS,
         });
         let mut old = rig.init_device_with_clock(account, "a", clock).await?;
         let then = unix_now().saturating_sub(AGE_SECS as u64);
-        old.record_peer_states(peers("boot", n, key_chars, then))?;
+        old.observe_all(observations("boot", n, key_bytes, then))?;
         drop(old);
         Device::open(&rig.home(account, "a"))?
     } else {
         let mut a = rig.init_device(account, "a").await?;
-        a.record_peer_states(peers("boot", n, key_chars, unix_now()))?;
+        a.observe_all(observations("boot", n, key_bytes, unix_now()))?;
         a
     };
-    let mut ta = Counting::new(rig.session(account).await?);
+    let mut ta = wrap(rig.session(account).await?);
     // Heartbeat, and with no peer yet, pruning of old acknowledged ops.
     a.sync(&mut ta).await?;
     let log_ops_before = a.core().book.log.len();
     let mut b = rig.init_device(account, "b").await?;
-    let mut tb = Counting::new(rig.session(account).await?);
+    let mut tb = wrap(rig.session(account).await?);
     ta.take_log();
     tb.take_log();
     let start = Instant::now();
     pair(&mut a, &mut ta, &mut b, &mut tb).await?;
     let pair_secs = start.elapsed().as_secs_f64();
+    let (la, lb) = (ta.take_log(), tb.take_log());
+    let secs = |w: &[Duration]| w.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+    let waits = [secs(&la.waits), secs(&lb.waits)];
     let mut sequence: Vec<(bool, usize)> = Vec::new();
-    sequence.extend(ta.take_log().appended.iter().map(|x| (true, x.size)));
-    sequence.extend(tb.take_log().appended.iter().map(|x| (false, x.size)));
+    sequence.extend(la.appended.iter().map(|x| (true, x.size)));
+    sequence.extend(lb.appended.iter().map(|x| (false, x.size)));
     let pair_msgs = sequence.len();
     let start = Instant::now();
     let mut quiet = 0;
@@ -136,6 +159,7 @@ pub async fn one(
             floor_secs,
             ratio: total_secs / floor_secs,
             joiner_peers: b.core().group.keyring.len(),
+            waits,
         },
         a,
     ))

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use sma::Device;
 
-use crate::rig::{peers, unix_now, Rig};
+use crate::rig::{observations, unix_now, Rig};
 use crate::stats::{median, ms};
 
 /// The `sma` binary next to this one (same build profile), unless given.
@@ -108,7 +108,7 @@ pub async fn memory(
     // Give watch time for its first round, then make it apply something.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut t = rig.session(account).await?;
-    a.record_peer_states(peers("watched", 1, 0, unix_now()))?;
+    a.observe_all(observations("watched", 1, 0, unix_now()))?;
     a.sync(&mut t).await?;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

@@ -26,6 +26,8 @@ pub struct IoLog {
     pub calls: Vec<&'static str>,
     /// Messages appended.
     pub appended: Vec<Appended>,
+    /// How long each wait for a change ([`Transport::idle`]) took.
+    pub waits: Vec<Duration>,
 }
 
 /// A transport that logs calls and message sizes, then delegates.
@@ -34,6 +36,14 @@ pub struct Counting<T> {
     pub inner: T,
     /// What crossed it so far.
     pub log: IoLog,
+    /// With `Some(every)`, [`Transport::idle`] re-selects the selected
+    /// folder this often and compares UIDNEXT, instead of using IMAP IDLE
+    /// (whose notifications Dovecot delays by about half a second). STATUS
+    /// would not do: Dovecot answers it for the selected folder from the
+    /// session's own, unrefreshed view.
+    poll_idle: Option<Duration>,
+    /// The folder selected last (read-only?) and its UIDNEXT as last seen.
+    selected: Option<(String, bool, Option<u32>)>,
 }
 
 impl<T> Counting<T> {
@@ -42,6 +52,17 @@ impl<T> Counting<T> {
         Counting {
             inner,
             log: IoLog::default(),
+            poll_idle: None,
+            selected: None,
+        }
+    }
+
+    /// Wraps `inner`; waiting for changes re-selects every `every` instead
+    /// of using IDLE.
+    pub fn polling(inner: T, every: Duration) -> Self {
+        Counting {
+            poll_idle: Some(every),
+            ..Self::new(inner)
         }
     }
 
@@ -114,12 +135,16 @@ impl<T: Transport> Transport for Counting<T> {
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
         self.log.calls.push("select");
-        self.inner.select(folder).await
+        let state = self.inner.select(folder).await?;
+        self.selected = Some((folder.to_owned(), false, state.uid_next));
+        Ok(state)
     }
 
     async fn examine(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
         self.log.calls.push("examine");
-        self.inner.examine(folder).await
+        let state = self.inner.examine(folder).await?;
+        self.selected = Some((folder.to_owned(), true, state.uid_next));
+        Ok(state)
     }
 
     async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
@@ -153,7 +178,10 @@ impl<T: Transport> Transport for Counting<T> {
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
         self.log.calls.push("idle");
-        self.inner.idle(timeout).await
+        let start = tokio::time::Instant::now();
+        let outcome = self.wait(timeout).await;
+        self.log.waits.push(start.elapsed());
+        outcome
     }
 
     async fn noop(&mut self) -> Result<(), ImapError> {
@@ -163,5 +191,32 @@ impl<T: Transport> Transport for Counting<T> {
 
     async fn logout(self) -> Result<(), ImapError> {
         self.inner.logout().await
+    }
+}
+
+impl<T: Transport> Counting<T> {
+    /// IDLE, or with `poll_idle` polling by re-selecting.
+    async fn wait(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
+        let (Some(every), Some((folder, read_only, Some(seen)))) =
+            (self.poll_idle, self.selected.clone())
+        else {
+            return self.inner.idle(timeout).await;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = if read_only {
+                self.inner.examine(&folder).await?.uid_next
+            } else {
+                self.inner.select(&folder).await?.uid_next
+            };
+            if now.is_some_and(|n| n != seen) {
+                self.selected = Some((folder, read_only, now));
+                return Ok(IdleOutcome::Changed);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(IdleOutcome::TimedOut);
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 }

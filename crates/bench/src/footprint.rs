@@ -7,7 +7,7 @@ use sma::Device;
 use sma_imap::{ImapSession, Transport, UidRange};
 use tokio::time::Instant;
 
-use crate::rig::{peers, unix_now, Rig};
+use crate::rig::{observations, unix_now, Rig};
 
 /// Ops each online device records per round.
 const OPS_PER_DEVICE_ROUND: usize = 100;
@@ -90,7 +90,8 @@ pub async fn run(rig: &Rig, account: usize, total_ops: usize) -> Result<Footprin
     for r in 1..=rounds {
         for (k, (d, t)) in devs.iter_mut().zip(sessions.iter_mut()).enumerate() {
             let prefix = format!("fp{r}d{k}x");
-            ops += d.record_peer_states(peers(&prefix, OPS_PER_DEVICE_ROUND, 0, unix_now()))?;
+            let obs = observations(&prefix, OPS_PER_DEVICE_ROUND, 0, unix_now());
+            ops += d.observe_all(obs)?.len();
             d.sync(t).await?;
         }
         if marks.contains(&r) && r > 0 {

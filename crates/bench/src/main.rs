@@ -26,8 +26,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Parser, ValueEnum};
 
+use crate::bootstrap::Wait;
 use crate::report::Report;
-use crate::rig::{autocrypt_keydata_len, Rig, Sec};
+use crate::rig::{autocrypt_key_bytes, Rig, Sec};
 
 /// Benchmarks of sma against the raw-IMAP floor of a private, loopback Dovecot.
 #[derive(Debug, Parser)]
@@ -105,8 +106,9 @@ enum Part {
 const ACCT_PAIR: usize = 0;
 const ACCT_THROUGHPUT: usize = 1;
 const ACCT_BOOT: usize = 2;
-const ACCT_BOOT_FRESH: usize = 3;
-const ACCT_FOOTPRINT: usize = 4;
+const ACCT_BOOT_POLL: usize = 3;
+const ACCT_BOOT_FRESH: usize = 4;
+const ACCT_FOOTPRINT: usize = 5;
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -134,7 +136,7 @@ async fn run(args: &Args) -> Result<Report> {
     let sma_bin = args.sma_bin.clone().unwrap_or_else(cli::default_sma_bin);
     let progress = |what: &str| eprintln!("sma-bench: {what}");
     progress("starting Dovecot");
-    let rig = Rig::start(5, sec)?;
+    let rig = Rig::start(6, sec)?;
     let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin);
 
     if wants(Part::Latency) || wants(Part::Rounds) || wants(Part::Coldstart) {
@@ -165,6 +167,7 @@ async fn run(args: &Args) -> Result<Report> {
         }
     }
 
+    let key_bytes = autocrypt_key_bytes()?;
     if wants(Part::Throughput) {
         progress("replication throughput");
         let mut pair = rig.group(ACCT_THROUGHPUT, &["a", "b"]).await?;
@@ -176,6 +179,7 @@ async fn run(args: &Args) -> Result<Report> {
                 &mut a[0],
                 &mut rest[0],
                 &args.ops,
+                key_bytes,
                 args.per_op_ops,
             )
             .await?,
@@ -183,19 +187,33 @@ async fn run(args: &Args) -> Result<Report> {
     }
 
     if wants(Part::Bootstrap) || wants(Part::Memory) {
-        let key_chars = autocrypt_keydata_len()?;
         progress(&format!(
-            "bootstrap with {} peers ({key_chars}-character keys)",
+            "bootstrap with {} peers ({key_bytes}-byte keys)",
             args.peers
         ));
-        let (aged, mut a) = bootstrap::one(&rig, ACCT_BOOT, args.peers, key_chars, true).await?;
+        let (aged, mut a) =
+            bootstrap::one(&rig, ACCT_BOOT, args.peers, key_bytes, true, Wait::Idle).await?;
+        progress("bootstrap again, polling instead of IDLE");
+        let (aged_poll, _) = bootstrap::one(
+            &rig,
+            ACCT_BOOT_POLL,
+            args.peers,
+            key_bytes,
+            true,
+            Wait::Poll,
+        )
+        .await?;
         let fresh = if args.fresh_bootstrap {
             progress("bootstrap with the keyring ops still in the sync log");
-            Some(
-                bootstrap::one(&rig, ACCT_BOOT_FRESH, args.peers, key_chars, false)
-                    .await?
-                    .0,
-            )
+            let fresh = bootstrap::one(
+                &rig,
+                ACCT_BOOT_FRESH,
+                args.peers,
+                key_bytes,
+                false,
+                Wait::Idle,
+            );
+            Some(fresh.await?.0)
         } else {
             None
         };
@@ -203,8 +221,9 @@ async fn run(args: &Args) -> Result<Report> {
         let joiner_peers = aged.joiner_peers;
         report.bootstrap = Some(bootstrap::BootstrapReport {
             peers: args.peers,
-            key_chars,
+            key_bytes,
             aged,
+            aged_poll,
             fresh,
         });
         if wants(Part::Memory) {

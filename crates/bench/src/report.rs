@@ -151,8 +151,13 @@ impl Report {
         }
         if let Some(tp) = &self.throughput {
             for r in &tp.runs {
+                let kind = if r.key_bytes > 0 {
+                    format!("{}-byte keys", r.key_bytes)
+                } else {
+                    "last_seen".into()
+                };
                 t.row(
-                    &format!("replication, {} ops (ops/s)", r.ops),
+                    &format!("replication, {} ops, {kind} (ops/s)", r.ops),
                     format!("{:.0}", r.ops_per_sec),
                     format!("{:.0}", r.floor_ops_per_sec),
                     format!("{:.2}×", r.ratio),
@@ -192,7 +197,11 @@ impl Report {
             );
         }
         if let Some(b) = &self.bootstrap {
-            let runs = [("aged", Some(&b.aged)), ("fresh", b.fresh.as_ref())];
+            let runs = [
+                ("IDLE", Some(&b.aged)),
+                ("polling", Some(&b.aged_poll)),
+                ("fresh log, IDLE", b.fresh.as_ref()),
+            ];
             for (name, run) in runs {
                 let Some(r) = run else { continue };
                 t.row(

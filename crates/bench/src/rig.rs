@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use rand::RngCore;
 use sma::clock::Clock;
@@ -13,8 +14,9 @@ use sma::init::InitOptions;
 use sma::pair::PairEvent;
 use sma::{Device, ImapSession, PairingCode, Password, ServerConfig};
 use sma_imap::Transport;
+use sma_proto::autocrypt::{AutocryptHeader, Observation};
 use sma_proto::folders::Layout;
-use sma_proto::state::{PeerState, PreferEncrypt};
+use sma_proto::state::PreferEncrypt;
 use sma_testrig::Dovecot;
 use tokio::sync::oneshot;
 
@@ -203,7 +205,7 @@ pub async fn pair<A: Transport, B: Transport>(
     Ok(())
 }
 
-/// A raw message of exactly `size` bytes (at least ~200): a minimal RFC 5322
+/// A raw message of exactly `size` bytes (at least ~250): a minimal RFC 5322
 /// header and a body of random base64 lines, like an armored payload.
 pub fn raw_message(size: usize, tag: &str) -> Vec<u8> {
     let mut msg = format!(
@@ -217,47 +219,54 @@ pub fn raw_message(size: usize, tag: &str) -> Vec<u8> {
     let mut raw = [0u8; 57];
     while msg.len() + 78 <= size {
         rng.fill_bytes(&mut raw);
-        msg.extend_from_slice(
-            base64::engine::general_purpose::STANDARD
-                .encode(raw)
-                .as_bytes(),
-        );
+        msg.extend_from_slice(B64.encode(raw).as_bytes());
         msg.extend_from_slice(b"\r\n");
     }
-    while msg.len() + 2 < size {
-        msg.push(b'A');
+    match size.saturating_sub(msg.len()) {
+        0 => {}
+        // Lengthen the last line by one: the message must end with CRLF.
+        1 => msg.insert(msg.len() - 2, b'A'),
+        r => {
+            msg.resize(msg.len() + r - 2, b'A');
+            msg.extend_from_slice(b"\r\n");
+        }
     }
-    msg.extend_from_slice(&b"\r\n"[..size.saturating_sub(msg.len()).min(2)]);
     msg
 }
 
-/// Byte length of the base64 keydata of an Autocrypt key as this product
-/// generates them (Ed25519/Cv25519 with one user id).
-pub fn autocrypt_keydata_len() -> Result<usize> {
+/// Byte length of an Autocrypt key as this product generates them
+/// (Ed25519/Cv25519 with one user id; ~520 characters of base64 keydata).
+pub fn autocrypt_key_bytes() -> Result<usize> {
     let key = sma_crypto::AccountKey::generate(&mut rand::rngs::OsRng, "peer@sma.test", 1)
         .context("cannot generate a sample key")?;
-    Ok(base64::engine::general_purpose::STANDARD
-        .encode(key.public_bytes())
-        .len())
+    Ok(key.public_bytes().len())
 }
 
-/// `n` correspondents `prefix{i}@peers.test` as first seen with an Autocrypt
-/// header: random keydata of `key_len` base64 characters (0: no key, only
-/// `last_seen`).
-pub fn peers(prefix: &str, n: usize, key_len: usize, when: u64) -> Vec<PeerState> {
+/// Observations of one received message from each of `n` correspondents
+/// `prefix{i}@peers.test`, dated `when`: with an Autocrypt header carrying
+/// `key_bytes` of random keydata (incompressible, like real keys), or none
+/// when `key_bytes` is 0 (only `last_seen` changes). Each yields one
+/// keyring op through [`sma::Device::observe_all`].
+pub fn observations(prefix: &str, n: usize, key_bytes: usize, when: u64) -> Vec<Observation> {
     let mut rng = rand::thread_rng();
     (0..n)
         .map(|i| {
-            let mut p = PeerState::new(&format!("{prefix}{i}@peers.test"));
-            p.last_seen = when;
-            if key_len > 0 {
-                let mut raw = vec![0u8; key_len * 3 / 4];
-                rng.fill_bytes(&mut raw);
-                p.autocrypt_timestamp = when;
-                p.public_key = Some(base64::engine::general_purpose::STANDARD.encode(raw));
-                p.prefer_encrypt = PreferEncrypt::Mutual;
+            let from = format!("{prefix}{i}@peers.test");
+            let autocrypt = (key_bytes > 0).then(|| {
+                let mut keydata = vec![0u8; key_bytes];
+                rng.fill_bytes(&mut keydata);
+                AutocryptHeader {
+                    addr: from.clone(),
+                    prefer_encrypt: PreferEncrypt::Mutual,
+                    keydata,
+                }
+            });
+            Observation {
+                from,
+                effective_date: when,
+                autocrypt,
+                gossip: Vec::new(),
             }
-            p
         })
         .collect()
 }
@@ -268,4 +277,21 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_messages_have_the_exact_size_and_end_with_crlf() {
+        for size in (300..460).chain([4096, 65_537]) {
+            let m = raw_message(size, "t");
+            assert_eq!(m.len(), size);
+            assert!(m.ends_with(b"\r\n"), "{size}");
+            assert!(!m[..m.len() - 2]
+                .windows(2)
+                .any(|w| w[0] != b'\r' && w[1] == b'\n'));
+        }
+    }
 }

@@ -9,7 +9,7 @@ use sma_imap::{ImapSession, Transport};
 use tokio::time::Instant;
 
 use crate::counting::Counting;
-use crate::rig::{peers, raw_message, unix_now, Rig};
+use crate::rig::{observations, raw_message, unix_now, Rig};
 
 /// Floor folder for the throughput runs.
 const FLOOR_FOLDER: &str = "bench_floor_throughput";
@@ -19,6 +19,8 @@ const FLOOR_FOLDER: &str = "bench_floor_throughput";
 pub struct ThroughputRun {
     /// Operations recorded on A and replicated to B.
     pub ops: usize,
+    /// Key bytes each op carries (0: a `last_seen` update only).
+    pub key_bytes: usize,
     /// Recording them on A (one store transaction for all), seconds.
     pub record_secs: f64,
     /// From A's first sync round until B had applied all, seconds.
@@ -63,13 +65,15 @@ pub struct ThroughputReport {
     pub per_op_save: PerOpSave,
 }
 
-/// Runs every size in `sizes`, then the per-op-save measurement.
+/// Runs every size in `sizes` with keyless ops, the first size again with
+/// ops carrying `key_bytes` keys, then the per-op-save measurement.
 pub async fn run(
     rig: &Rig,
     account: usize,
     a: &mut Device,
     b: &mut Device,
     sizes: &[usize],
+    key_bytes: usize,
     per_op_sample: usize,
 ) -> Result<ThroughputReport> {
     let mut ta = Counting::new(rig.session(account).await?);
@@ -79,15 +83,20 @@ pub async fn run(
         a.sync(&mut ta).await?;
         b.sync(&mut tb).await?;
     }
+    let mut plan: Vec<(usize, usize)> = sizes.iter().map(|&n| (n, 0)).collect();
+    if let Some(&first) = sizes.first() {
+        plan.push((first, key_bytes));
+    }
     let mut runs = Vec::new();
-    for (k, &n) in sizes.iter().enumerate() {
-        runs.push(one_run(rig, account, a, b, &mut ta, &mut tb, n, &format!("t{k}x")).await?);
+    for (k, (n, key)) in plan.into_iter().enumerate() {
+        let prefix = format!("t{k}x");
+        runs.push(one_run(rig, account, (a, b), (&mut ta, &mut tb), n, key, &prefix).await?);
     }
     let sample = per_op_sample.max(1);
-    let list = peers("saved", sample, 0, unix_now());
+    let list = observations("saved", sample, key_bytes, unix_now());
     let t = Instant::now();
-    for p in list {
-        a.record_peer_state(p)?;
+    for o in list {
+        a.observe_all([o])?;
     }
     let secs = t.elapsed().as_secs_f64();
     let state_json_bytes = serde_json::to_vec(a.core())?.len();
@@ -101,21 +110,22 @@ pub async fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn one_run(
     rig: &Rig,
     account: usize,
-    a: &mut Device,
-    b: &mut Device,
-    ta: &mut Counting<ImapSession>,
-    tb: &mut Counting<ImapSession>,
+    (a, b): (&mut Device, &mut Device),
+    (ta, tb): (&mut Counting<ImapSession>, &mut Counting<ImapSession>),
     n: usize,
+    key_bytes: usize,
     prefix: &str,
 ) -> Result<ThroughputRun> {
     let target = b.core().group.keyring.len() + n;
-    let list = peers(prefix, n, 0, unix_now());
+    let list = observations(prefix, n, key_bytes, unix_now());
     let t = Instant::now();
-    a.record_peer_states(list)?;
+    let recorded = a.observe_all(list)?.len();
+    if recorded != n {
+        bail!("{n} observations made {recorded} keyring ops, expected one each");
+    }
     let record_secs = t.elapsed().as_secs_f64();
     ta.take_log();
     tb.take_log();
@@ -145,6 +155,7 @@ async fn one_run(
     let floor_secs = floor(rig, account, &sequence).await?;
     Ok(ThroughputRun {
         ops: n,
+        key_bytes,
         record_secs,
         replicate_secs,
         ops_per_sec: n as f64 / replicate_secs,

@@ -361,8 +361,12 @@ fn watch_delivers_messages_as_events_and_removes_them() {
             }
         }
     }
-    let _ = watch.kill();
-    let _ = watch.wait();
+    // Interrupt as a person would (Ctrl-C): watch stops cleanly.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status();
+    let status = watch.wait().expect("watch exit");
+    assert!(status.success(), "watch exits 0 on Ctrl-C: {status:?}");
     assert_eq!(got.len(), 2, "watch delivered {got:?}");
     let mut texts = bodies(&got).into_iter().map(|(_, b)| b).collect::<Vec<_>>();
     texts.sort();

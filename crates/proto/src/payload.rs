@@ -141,6 +141,10 @@ pub struct Welcome {
     pub joiner_id: DeviceId,
     /// The full replicated state, including the member list and account keys.
     pub state: GroupState,
+    /// Per origin, the highest seq whose effect `state` includes (the
+    /// member's own ops and the ones it applied): the joiner's first acks.
+    #[serde(default)]
+    pub received: BTreeMap<DeviceId, u64>,
 }
 
 /// The plaintext inside every sealed (encrypted and signed) message.

@@ -151,26 +151,34 @@ impl Sim {
         }
     }
 
-    /// A member records a keyring change (as `sma keys observe` would).
+    /// A member records a keyring change (as `sma keys observe` does:
+    /// stamped, merged, queued for every peer and saved in one step).
     pub(crate) fn keyring_change(&mut self, i: usize) -> Result<(), String> {
         let addr = PEERS[self.w.rng.gen_range(0..PEERS.len())];
         let date: u64 = 1_767_000_000 + self.w.rng.gen_range(0..100_000);
         let key_no: u32 = self.w.rng.gen_range(0..1000);
         let mutual = self.w.rng.gen_bool(0.5);
-        let change = self.w.local_change(i, |m, now_ms| {
-            let mut p = PeerState::new(addr);
-            p.last_seen = date;
-            p.autocrypt_timestamp = date;
-            p.public_key = Some(format!("key-{key_no}"));
-            p.prefer_encrypt = if mutual {
-                PreferEncrypt::Mutual
-            } else {
-                PreferEncrypt::Nopreference
-            };
-            let stamp: Hlc = m.stamp(now_ms);
-            p.stamp = Some(stamp);
-            Change::Peer(p)
-        })?;
+        let now_ms = sma::clock::Clock::now_ms(&*self.w.clock);
+        let Some(dev) = self.w.slots[i].dev.as_mut() else {
+            return Ok(());
+        };
+        let mut p = PeerState::new(addr);
+        p.last_seen = date;
+        p.autocrypt_timestamp = date;
+        p.public_key = Some(format!("key-{key_no}"));
+        p.prefer_encrypt = if mutual {
+            PreferEncrypt::Mutual
+        } else {
+            PreferEncrypt::Nopreference
+        };
+        p.stamp = Some(Hlc {
+            ms: now_ms,
+            counter: 0,
+            device: dev.id().clone(),
+        });
+        let change = Change::Peer(p);
+        dev.record_change(change.clone())
+            .map_err(|e| format!("record_change failed: {e}"))?;
         if let Change::Peer(p) = &change {
             self.ledger.committed(p);
         }

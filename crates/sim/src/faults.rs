@@ -34,6 +34,14 @@ impl Sim {
                 self.stats.crashes += 1;
             }
         }
+        // The announcements folder only goes once no device is still
+        // looking for a group: a device that runs `init` while it is missing
+        // founds a second group (a split the protocol reports, §16.1).
+        let all_inited = self
+            .w
+            .slots
+            .iter()
+            .all(|s| s.id.is_some() || s.kind == SlotKind::Rogue);
         if self.w.rng.gen_bool(p.p_delete_folder) {
             let folders: Vec<String> = self
                 .w
@@ -44,6 +52,7 @@ impl Sim {
                 .into_iter()
                 .map(|(f, _)| f)
                 .filter(|f| f.starts_with("_Autocrypt_SMA"))
+                .filter(|f| all_inited || f != "_Autocrypt_SMA")
                 .collect();
             if !folders.is_empty() {
                 let f = folders[self.w.rng.gen_range(0..folders.len())].clone();

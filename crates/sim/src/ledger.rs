@@ -130,16 +130,27 @@ impl Ledger {
     }
 }
 
+/// The replicated part of a group state: member heartbeats are read by
+/// each device from the announcements (not replicated as ops), so they are
+/// left out of comparisons.
+pub fn replicated(g: &GroupState) -> GroupState {
+    let mut g = g.clone();
+    for m in g.members.values_mut() {
+        m.heartbeat = 0;
+    }
+    g
+}
+
 /// The final checks, once the world is quiet.
 pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
-    let live: Vec<(usize, DeviceId, &GroupState)> = w
+    let live: Vec<(usize, DeviceId, GroupState)> = w
         .slots
         .iter()
         .enumerate()
         .filter(|(_, s)| s.is_member())
         .filter_map(|(i, s)| {
             let d = s.dev.as_ref()?;
-            Some((i, d.id().clone(), &d.core().group))
+            Some((i, d.id().clone(), replicated(&d.core().group)))
         })
         .collect();
     let Some((_, first_id, first)) = live.first() else {
@@ -210,7 +221,7 @@ fn same_peer(a: &PeerState, b: &PeerState) -> bool {
     )
 }
 
-fn describe_difference(a: &GroupState, b: &GroupState) -> String {
+pub(crate) fn describe_difference(a: &GroupState, b: &GroupState) -> String {
     let mut out = String::new();
     if a.members != b.members {
         out += &format!(
@@ -224,6 +235,13 @@ fn describe_difference(a: &GroupState, b: &GroupState) -> String {
                 .map(|m| (m.id.as_str(), m.status))
                 .collect::<Vec<_>>()
         );
+        for (id, ma) in &a.members {
+            if let Some(mb) = b.members.get(id) {
+                if ma != mb {
+                    out += &format!("  record {id}: {ma:?}\n     vs {mb:?}\n");
+                }
+            }
+        }
     }
     if a.keyring != b.keyring {
         let ka: BTreeSet<_> = a.keyring.keys().collect();

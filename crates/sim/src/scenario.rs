@@ -60,7 +60,7 @@ impl Plan {
                 Layout::Nested
             },
             steps: rng.gen_range(150..=500),
-            p_drop: level(rng, &[0.0, 0.002, 0.006, 0.015]),
+            p_drop: level(rng, &[0.0, 0.001, 0.003, 0.008]),
             p_dup: level(rng, &[0.0, 0.02, 0.08]),
             p_delay: level(rng, &[0.0, 0.03, 0.1]),
             p_crash: level(rng, &[0.0, 0.005, 0.02]),
@@ -127,6 +127,8 @@ pub struct Sim {
     pub injected: usize,
     /// Counter for unique message bodies.
     pub next_body: u64,
+    /// How often the rogue struck.
+    pub rogue_acts: u32,
     /// Print every trace line as it happens (`SIM_VERBOSE=1`).
     pub verbose: bool,
 }
@@ -262,6 +264,8 @@ impl Sim {
     /// `recv` everywhere.
     async fn quiesce(&mut self) -> Result<(), String> {
         let mut converged_rounds = 0;
+        // A day later: leftovers of dead pairing attempts are stale now.
+        self.w.clock.jump(25 * 3600 * 1000);
         for round in 0..30 {
             self.release_all();
             let mut members = Vec::new();
@@ -294,7 +298,39 @@ impl Sim {
             self.w.clock.jump(2 * 3600 * 1000);
             self.note(format!("quiescence round {round}"));
         }
-        Err("no convergence after 30 quiet sync rounds".into())
+        Err(format!(
+            "no convergence after 30 quiet sync rounds:\n{}",
+            self.divergence()
+        ))
+    }
+
+    /// Describes how the live members' states differ.
+    fn divergence(&self) -> String {
+        let states: Vec<_> = self
+            .w
+            .slots
+            .iter()
+            .filter(|s| s.is_member())
+            .filter_map(|s| {
+                s.dev
+                    .as_ref()
+                    .map(|d| (&s.name, d.id(), crate::ledger::replicated(&d.core().group)))
+            })
+            .collect();
+        let mut out = String::new();
+        for p in states.windows(2) {
+            if p[0].2 != p[1].2 {
+                out += &format!(
+                    "{} ({}) vs {} ({}):\n{}",
+                    p[0].0,
+                    p[0].1,
+                    p[1].0,
+                    p[1].1,
+                    crate::ledger::describe_difference(&p[0].2, &p[1].2)
+                );
+            }
+        }
+        out
     }
 
     fn converged(&self) -> bool {
@@ -303,7 +339,11 @@ impl Sim {
             .slots
             .iter()
             .filter(|s| s.is_member())
-            .filter_map(|s| s.dev.as_ref().map(|d| &d.core().group))
+            .filter_map(|s| {
+                s.dev
+                    .as_ref()
+                    .map(|d| crate::ledger::replicated(&d.core().group))
+            })
             .collect();
         states.windows(2).all(|p| p[0] == p[1])
     }
@@ -327,7 +367,10 @@ impl Sim {
                 continue;
             }
             if self.w.slots[i].kind == Kind::Rogue {
-                self.rogue_act(i)?;
+                if self.rogue_acts < 6 && self.w.rng.gen_bool(0.1) {
+                    self.rogue_acts += 1;
+                    self.rogue_act(i)?;
+                }
                 continue;
             }
             if self.w.slots[i].is_member() {
@@ -474,6 +517,7 @@ pub async fn run_scenario(
         captured: Vec::new(),
         injected: 0,
         next_body: 0,
+        rogue_acts: 0,
         verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
     };
     let plan_line = format!("{:?}", sim.plan);
@@ -492,6 +536,10 @@ pub async fn run_scenario(
     };
     match r {
         Ok(()) => {
+            if sim.verbose {
+                let d = sim.w.net.lock().server.downloads.clone();
+                eprintln!("[sim] downloads {d:?} stats {:?}", sim.stats);
+            }
             sim.stats.members = sim.w.slots.iter().filter(|s| s.is_member()).count();
             Ok(sim.stats)
         }

@@ -144,6 +144,8 @@ pub struct Server {
     pub delayed: Vec<Delayed>,
     /// Messages lost because their folder vanished (for the invariants).
     pub lost: Vec<(String, Arc<Vec<u8>>)>,
+    /// Message bodies downloaded, by folder (for cost accounting).
+    pub downloads: BTreeMap<String, u64>,
 }
 
 impl Default for Server {
@@ -157,6 +159,7 @@ impl Default for Server {
             next_validity: 1000,
             delayed: Vec::new(),
             lost: Vec::new(),
+            downloads: BTreeMap::new(),
         };
         s.create_folder("INBOX");
         s
@@ -431,7 +434,7 @@ impl Server {
 
     /// Sizes, then bodies of those of at most `max_size` bytes.
     pub fn fetch_messages(
-        &self,
+        &mut self,
         c: ConnId,
         uids: &[Uid],
         max_size: u32,
@@ -439,6 +442,10 @@ impl Server {
         let (name, _) = self.selected(c, "fetch_messages")?;
         let f = &self.folders[&name];
         let wanted: BTreeSet<Uid> = uids.iter().copied().collect();
+        let n = wanted.iter().filter(|u| f.messages.contains_key(u)).count() as u64;
+        let key = if name.contains('_') && name.len() > 20 { "inbox" } else { name.as_str() };
+        *self.downloads.entry(key.to_owned()).or_insert(0) += n;
+        let f = &self.folders[&name];
         Ok(wanted
             .into_iter()
             .filter_map(|u| f.messages.get(&u).map(|m| (u, m)))

@@ -16,9 +16,8 @@ use sma::round::SyncReport;
 use sma::{AppMessage, Device, DeviceId, SendReport, ServerConfig};
 use sma_crypto::{DeviceKey, PairingCode};
 use sma_imap::Transport;
-use sma_proto::device::{CoreState, Identity, Member};
+use sma_proto::device::CoreState;
 use sma_proto::folders::Layout;
-use sma_proto::state::Change;
 use sma_store::Store;
 
 use crate::clock::SimClock;
@@ -397,40 +396,6 @@ impl World {
             }
         })
         .await
-    }
-
-    /// Commits a keyring change on the idle device of slot `i` the way a
-    /// local command does: stamp, apply and store in one transaction. The
-    /// device is closed around it and reopened.
-    pub fn local_change(
-        &mut self,
-        i: usize,
-        make: impl FnOnce(&mut Member, u64) -> Change,
-    ) -> Result<Change, String> {
-        let Some(home) = self.slots[i].home.clone() else {
-            return Err("no home".into());
-        };
-        self.slots[i].dev = None;
-        let e = |what: &str, err: &dyn std::fmt::Display| format!("local change ({what}): {err}");
-        let (info, key, core) = load_identity(&home)?;
-        let mut store = Store::open(&home.join(sma::STORE_FILE)).map_err(|x| e("open", &x))?;
-        let mut member = Member {
-            me: Identity {
-                id: info.id,
-                account: info.account,
-                key,
-            },
-            core,
-        };
-        let now_ms = sma::clock::Clock::now_ms(&*self.clock);
-        let change = make(&mut member, now_ms);
-        member.change(now_ms, change.clone());
-        store
-            .write(|db| db.set_core(&member.core))
-            .map_err(|x| e("write", &x))?;
-        drop(store);
-        self.ensure_open(i)?;
-        Ok(change)
     }
 }
 

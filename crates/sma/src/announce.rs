@@ -115,7 +115,15 @@ impl Device {
             self.info.folders.layout,
             founder,
         )?;
-        let new_uid = t.append(&folder, &[], &bytes).await?;
+        let new_uid = match t.append(&folder, &[], &bytes).await {
+            Err(ImapError::NoSuchFolder { .. }) => {
+                // Deleted under us (by a person or the provider): recreate it.
+                warn!(%folder, "the announcements folder vanished; recreating it");
+                crate::init::create_unsubscribed(t, &folder).await?;
+                t.append(&folder, &[], &bytes).await?
+            }
+            r => r?,
+        };
         self.info.announced_at = now;
         self.save()?;
         self.delete_own_announcements(t, new_uid).await

@@ -77,6 +77,10 @@ impl Device {
             .ok_or_else(|| Error::NotInitialised {
                 home: home.to_owned(),
             })?;
+        if info.role == Role::Removed {
+            // Removed or departed: every use fails with the reason (exit 4).
+            crate::lifecycle::check_not_removed(home)?;
+        }
         let key_bytes = db.secret("device_key")?.ok_or_else(|| {
             Error::Server(format!(
                 "the device key is missing from {} — this device was wiped; run `sma init` with a fresh --home",

@@ -36,6 +36,9 @@ pub struct InboxPass {
     pub applied: usize,
     /// Events to report.
     pub events: Vec<Event>,
+    /// UIDNEXT of the inbox when the pass selected it: a higher UIDNEXT
+    /// later means messages arrived after the pass read the inbox.
+    pub uid_next: Option<u32>,
 }
 
 impl Device {
@@ -56,8 +59,16 @@ impl Device {
                 info!(folder = %inbox, "UIDVALIDITY changed; rescanning (message ids prevent double-apply)");
             }
         }
+        let mut pass = InboxPass {
+            uid_next: state.uid_next,
+            ..InboxPass::default()
+        };
+        if state.exists == 0 {
+            // Nothing to read, nothing to record: an idle round costs this
+            // one SELECT (no FETCH, no store transaction).
+            return Ok(pass);
+        }
         let now = self.now();
-        let mut pass = InboxPass::default();
         let mut delete: Vec<Uid> = Vec::new();
         let mut wanted: Vec<Uid> = Vec::new();
         let mut max_uid = 0;
@@ -250,9 +261,20 @@ impl Device {
     /// Our inbox is gone: removed (our announcement is gone too) or deleted
     /// by accident (recreate it). Never recreates it for a removed device.
     async fn inbox_missing<T: Transport>(&mut self, t: &mut T) -> Result<()> {
-        let anns = announce::read_all(t, &self.info.folders.announce())
-            .await?
-            .unwrap_or_default();
+        let Some(anns) = announce::read_all(t, &self.info.folders.announce()).await? else {
+            // The whole announcements folder is gone too: a folder accident,
+            // not a removal (a removal deletes only the removed device's
+            // announcement). Recreate both and announce again.
+            if self.member.status() == Some(MemberStatus::Removed) {
+                return Err(self.mark_removed(""));
+            }
+            warn!(folder = %self.inbox(), "our inbox and the announcements folder vanished; recreating them");
+            crate::init::create_unsubscribed(t, &self.inbox()).await?;
+            let founder = self.info.role == Role::Founder;
+            return self
+                .announce(t, sma_proto::payload::AnnouncedState::Member, founder)
+                .await;
+        };
         let me = self.member.me.fingerprint();
         let announced = anns
             .iter()

@@ -161,10 +161,13 @@ fn pairing_message<P: serde::Serialize>(
     (id, env.to_bytes())
 }
 
-async fn wait_for_change<T: Transport>(t: &mut T, folder: &str, deadline: Instant) -> Result<()> {
+/// Waits for a change to the selected folder (our inbox, which the caller
+/// has just read). Not re-selecting it matters: a message that arrived
+/// since that read would be counted by a fresh SELECT and then never
+/// reported by IDLE, stalling pairing for [`WATCH_POLL`].
+async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if !left.is_zero() {
-        t.select(folder).await?;
         t.idle(left.min(WATCH_POLL)).await?;
     }
     Ok(())
@@ -201,7 +204,16 @@ impl Device {
             .into_values()
             .filter(|s| {
                 s.ann.state == AnnouncedState::Pending
-                    && group.status_of(&s.ann.device_id).is_none()
+                    && match group.members.get(&s.ann.device_id) {
+                        None => true,
+                        // Admitted by a pairing whose welcome never arrived
+                        // (the member crashed or lost the connection after
+                        // admitting it): it still announces itself pending
+                        // with the same key, so it can be paired again.
+                        Some(m) => {
+                            m.status == MemberStatus::Active && m.fingerprint == s.fingerprint
+                        }
+                    }
             })
             .collect();
         pending.sort_by_key(|s| (s.ann.heartbeat, s.uid));
@@ -273,7 +285,7 @@ impl Device {
                     secs: timeout.as_secs(),
                 });
             }
-            wait_for_change(t, &inbox, deadline).await?;
+            wait_for_change(t, deadline).await?;
         };
         t.delete_messages(&[reply.uid]).await?;
         let confirmed = match state.on_reply(&reply.payload) {
@@ -312,12 +324,20 @@ impl Device {
                 heartbeat: target.ann.heartbeat.max(now),
             }),
         );
+        // The welcome carries our whole state, so the joiner has every op
+        // we made so far and every op we applied: it starts with our acks,
+        // and we need not resend our log to it.
+        let book = &mut self.member.core.book;
+        book.peer_acks.insert(joiner_id.clone(), book.last_seq);
+        let mut received = book.received.clone();
+        received.insert(self.info.id.clone(), book.last_seq);
         self.save()?;
         let welcome = Welcome {
             account: self.info.account.clone(),
             member_id: self.info.id.clone(),
             joiner_id: joiner_id.clone(),
             state: self.member.core.group.clone(),
+            received,
         };
         let (confirm, sealed) = confirmed.finish(&mut self.rng, &welcome, &self.member.me.key)?;
         let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner_id, &confirm);
@@ -381,7 +401,7 @@ impl Device {
                     "a member device to run `sma pair` (no pairing request arrived)",
                 ));
             }
-            wait_for_change(t, &inbox, deadline).await?;
+            wait_for_change(t, deadline).await?;
         };
         if hello.marker.from != hello.payload.member_id {
             t.delete_messages(&[hello.uid]).await?;
@@ -455,7 +475,7 @@ impl Device {
                         if Instant::now() >= deadline {
                             return Err(timeout_error("the welcome from the member device"));
                         }
-                        wait_for_change(t, &inbox, deadline).await?;
+                        wait_for_change(t, deadline).await?;
                         t.select(&inbox).await?;
                     };
                 }
@@ -464,7 +484,7 @@ impl Device {
                 delete_by_message_id(t, &member_inbox, &reply_id).await;
                 return Err(timeout_error("the member device to confirm the code"));
             }
-            wait_for_change(t, &inbox, deadline).await?;
+            wait_for_change(t, deadline).await?;
         };
         let Some(proof) = confirmed else {
             return Err(Error::Server("pairing ended without confirmation".into()));
@@ -512,6 +532,8 @@ impl Device {
             group,
             ..CoreState::default()
         };
+        core.book.received = welcome.received;
+        core.book.received.remove(&self.info.id);
         for rec in core.group.members.values() {
             core.clock.observe(&rec.name_stamp);
         }
@@ -530,7 +552,7 @@ impl Device {
             }
             core.group.apply(&Change::Peer(peer));
             let done = i as u64 + 1;
-            if done % INSTALL_CHUNK as u64 == 0 || done == total {
+            if done.is_multiple_of(INSTALL_CHUNK as u64) || done == total {
                 on_progress(&JoinProgress::new("keyring", done, total));
             }
         }

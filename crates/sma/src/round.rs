@@ -33,6 +33,9 @@ pub struct SyncReport {
     /// Events of the round (not part of the `sync` JSON line).
     #[serde(skip)]
     pub events: Vec<Event>,
+    /// UIDNEXT of our inbox when the round read it (if the server said).
+    #[serde(skip)]
+    pub inbox_uid_next: Option<u32>,
 }
 
 impl Device {
@@ -62,6 +65,7 @@ impl Device {
         let mut report = SyncReport {
             applied: pass.applied,
             events: pass.events,
+            inbox_uid_next: pass.uid_next,
             ..SyncReport::default()
         };
         let heartbeat_after = self.heartbeat_threshold(heartbeat_after)?;
@@ -80,6 +84,24 @@ impl Device {
         Ok(report)
     }
 
+    /// Selects our inbox and waits (IDLE) for a change, unless messages
+    /// arrived after `round` read it: a fresh SELECT counts those, and IDLE
+    /// would then not report them until `timeout`.
+    async fn wait_for_inbox<T: Transport>(
+        &self,
+        t: &mut T,
+        round: &SyncReport,
+        timeout: Duration,
+    ) -> Result<IdleOutcome> {
+        let state = t.select(&self.inbox()).await?;
+        if let (Some(read), Some(now)) = (round.inbox_uid_next, state.uid_next) {
+            if now > read {
+                return Ok(IdleOutcome::Changed);
+            }
+        }
+        Ok(t.idle(timeout).await?)
+    }
+
     /// `sync`: one round, with a heartbeat if the last is older than an hour.
     pub async fn sync<T: Transport>(&mut self, t: &mut T) -> Result<SyncReport> {
         self.sync_round(t, HEARTBEAT_ON_START_SECS).await
@@ -95,14 +117,14 @@ impl Device {
     ) -> Result<Vec<AppMessage>> {
         let deadline = Instant::now() + wait;
         loop {
-            self.sync_round(t, HEARTBEAT_SECS).await?;
+            let report = self.sync_round(t, HEARTBEAT_SECS).await?;
             let msgs = self.pending_messages()?;
             let left = deadline.saturating_duration_since(Instant::now());
             if !msgs.is_empty() || left.is_zero() {
                 return Ok(msgs);
             }
-            t.select(&self.inbox()).await?;
-            t.idle(left.min(WATCH_POLL)).await?;
+            self.wait_for_inbox(t, &report, left.min(WATCH_POLL))
+                .await?;
         }
     }
 
@@ -121,27 +143,34 @@ impl Device {
         let mut t: ImapSession = self.connect(password).await?;
         let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
         loop {
-            let step = async {
-                let report = self.sync_round(&mut t, heartbeat_after).await?;
-                for e in &report.events {
-                    on_event(e);
-                }
-                let msgs = self.pending_messages()?;
-                for m in &msgs {
-                    on_event(&Event::Message(m.clone()));
-                }
-                self.delivered(&msgs)?;
-                t.select(&self.inbox()).await?;
-                let outcome = t.idle(WATCH_POLL).await?;
-                Ok::<IdleOutcome, Error>(outcome)
-            };
-            let result = tokio::select! {
-                r = step => r,
+            // Network work may be interrupted by `stop` at any point (the
+            // store is committed before server deletions, so that is safe)...
+            let round = tokio::select! {
+                r = self.sync_round(&mut t, heartbeat_after) => r,
                 _ = &mut stop => return Ok(()),
             };
-            heartbeat_after = HEARTBEAT_SECS;
-            match result {
-                Ok(_) => {}
+            let outcome = match round {
+                Ok(report) => {
+                    heartbeat_after = HEARTBEAT_SECS;
+                    for e in &report.events {
+                        on_event(e);
+                    }
+                    // ...but handing out a message and recording that it was
+                    // handed out are never separated by `stop`.
+                    for m in self.pending_messages()? {
+                        on_event(&Event::Message(m.clone()));
+                        self.delivered(std::slice::from_ref(&m))?;
+                    }
+                    let idle = self.wait_for_inbox(&mut t, &report, WATCH_POLL);
+                    tokio::select! {
+                        r = idle => r.map(|_| ()),
+                        _ = &mut stop => return Ok(()),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => {}
                 Err(Error::Imap(e)) if e.is_connection_lost() => {
                     warn!(error = %e, "connection lost; reconnecting");
                     let mut attempts = 0u32;

@@ -137,6 +137,9 @@ async fn ten_thousand_peers_bootstrap_a_new_device_in_one_welcome() {
     // The next syncs carry only the new member record, not the keyring.
     let sync_a = a.sync(&mut ta).await.expect("sync a");
     let sync_b = b.sync(&mut tj).await.expect("sync b");
-    assert!(sync_a.applied + sync_b.applied < 10, "{sync_a:?} {sync_b:?}");
+    assert!(
+        sync_a.applied + sync_b.applied < 10,
+        "{sync_a:?} {sync_b:?}"
+    );
     assert_eq!(b.core().group.keyring, a.core().group.keyring);
 }

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sma::pair::{PairEvent, JOIN_TIMEOUT, PAIR_TIMEOUT};
 use sma::DeviceId;
+use sma_proto::state::PreferEncrypt;
 
 use super::methods::{self as m, lookup, parse};
 use super::protocol::{RpcError, METHOD_NOT_FOUND};
@@ -103,17 +104,124 @@ impl Shared {
                 }))
             }
             "setup_message.export" => self.setup_export(parse(method, params)?).await,
-            // The keyring and lifecycle commands: params are checked now, the
-            // library functions have not landed yet.
-            "keys.observe" => not_implemented::<m::ObserveParams>(method, params),
-            "keys.list" => not_implemented::<m::NoParams>(method, params),
-            "keys.show" => not_implemented::<m::AddrParams>(method, params),
-            "keys.recommend" => not_implemented::<m::AddrsParams>(method, params),
-            "remove" => not_implemented::<m::RemoveParams>(method, params),
-            "leave" => not_implemented::<m::NoParams>(method, params),
-            "gc" => not_implemented::<m::GcParams>(method, params),
+            "keys.observe" => self.observe(parse(method, params)?).await,
+            "keys.import" => {
+                let p: m::ImportParams = parse(method, params)?;
+                let prefer = match p.prefer_encrypt.as_deref() {
+                    None | Some("nopreference") => PreferEncrypt::Nopreference,
+                    Some("mutual") => PreferEncrypt::Mutual,
+                    Some(other) => {
+                        return Err(RpcError::invalid_params(
+                            method,
+                            format!("prefer_encrypt {other:?}: use mutual or nopreference"),
+                        ))
+                    }
+                };
+                let mut g = self.core.lock().await;
+                let dev = g.device()?;
+                let r =
+                    dev.import_peer_key(&p.addr, p.key.as_bytes(), p.date.as_deref(), prefer)?;
+                Ok(to_value(&r))
+            }
+            "keys.list" => {
+                parse::<m::NoParams>(method, params)?;
+                let mut g = self.core.lock().await;
+                Ok(to_value(&g.device()?.peers()?))
+            }
+            "keys.show" => {
+                let p: m::AddrParams = parse(method, params)?;
+                let mut g = self.core.lock().await;
+                let peer = g.device()?.peer(&p.addr)?.ok_or_else(|| {
+                    sma::Error::Usage(format!(
+                        "{} is not in the keyring — see `keys.list`, or add it with `keys.observe` or `keys.import`",
+                        p.addr
+                    ))
+                })?;
+                Ok(to_value(&peer))
+            }
+            "keys.recommend" => {
+                let p: m::AddrsParams = parse(method, params)?;
+                if p.addrs.is_empty() {
+                    return Err(RpcError::invalid_params(
+                        method,
+                        "`addrs` must name at least one address",
+                    ));
+                }
+                let mut g = self.core.lock().await;
+                Ok(to_value(
+                    &g.device()?.recommend(&p.addrs, p.reply_to_encrypted)?,
+                ))
+            }
+            "autocrypt_header" => {
+                parse::<m::NoParams>(method, params)?;
+                let mut g = self.core.lock().await;
+                Ok(to_value(&g.device()?.own_autocrypt_header()?))
+            }
+            "remove" => self.remove(parse(method, params)?).await,
+            "leave" => {
+                parse::<m::NoParams>(method, params)?;
+                let mut g = self.core.lock().await;
+                let (dev, t) = g.connected().await?;
+                let r = dev.leave(t).await;
+                Ok(to_value(&g.check(r)?))
+            }
+            "gc" => {
+                let p: m::GcParams = parse(method, params)?;
+                let policy = p
+                    .expire_after
+                    .as_deref()
+                    .map(sma::lifecycle::parse_duration)
+                    .transpose()?;
+                let mut g = self.core.lock().await;
+                let (dev, t) = g.connected().await?;
+                let r = dev.gc(t, policy).await;
+                Ok(to_value(&g.check(r)?))
+            }
             other => Err(RpcError::not_implemented(other)),
         }
+    }
+
+    async fn observe(&self, p: m::ObserveParams) -> Result<Value, RpcError> {
+        let raw = match (p.message, p.message_b64) {
+            (Some(text), None) => Some(text.into_bytes()),
+            (None, Some(b64)) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| {
+                        RpcError::invalid_params("keys.observe", format!("message_b64: {e}"))
+                    })?,
+            ),
+            (None, None) => None,
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "keys.observe",
+                    "give `message` or `message_b64`, not both",
+                ))
+            }
+        };
+        let mut g = self.core.lock().await;
+        let dev = g.device()?;
+        let report = match (raw, p.from, p.date) {
+            (Some(raw), None, None) => dev.observe_message(&raw)?,
+            (None, Some(from), Some(date)) => {
+                dev.observe_headers(&from, &date, p.autocrypt.as_deref(), &p.gossip)?
+            }
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "keys.observe",
+                    "give the whole message (`message`), or `from` and `date` (and `autocrypt`/`gossip` if present)",
+                ))
+            }
+        };
+        Ok(to_value(&report))
+    }
+
+    async fn remove(&self, p: m::RemoveParams) -> Result<Value, RpcError> {
+        let id = device_id("remove", &p.id)?;
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let r = dev.remove(t, &id, p.rotate_account_key).await;
+        Ok(to_value(&g.check(r)?))
     }
 
     async fn pair(&self, p: m::PairParams) -> Result<Value, RpcError> {
@@ -146,7 +254,9 @@ impl Shared {
         let timeout = p.timeout.map_or(JOIN_TIMEOUT, Duration::from_secs);
         let mut g = self.core.lock().await;
         let (dev, t) = g.connected().await?;
-        let r = dev.join(t, &code, timeout).await;
+        let r = dev
+            .join_with_progress(t, &code, timeout, |p| self.event(to_value(p)))
+            .await;
         let report = g.check(r)?;
         self.kick.notify_one();
         Ok(to_value(&report))
@@ -235,12 +345,4 @@ fn account_key(dev: &sma::Device) -> Result<sma_crypto::AccountKey, RpcError> {
     dev.account_key()?.ok_or_else(|| {
         RpcError::from_sma(&sma::Error::Server("this group has no account key".into()))
     })
-}
-
-fn not_implemented<T: serde::de::DeserializeOwned>(
-    method: &str,
-    params: Value,
-) -> Result<Value, RpcError> {
-    parse::<T>(method, params)?;
-    Err(RpcError::not_implemented(method))
 }

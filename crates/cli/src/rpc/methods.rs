@@ -94,7 +94,7 @@ pub const METHODS: &[MethodSpec] = &[
     },
     MethodSpec {
         name: "join",
-        summary: "Complete pairing on this pending device with the code shown by `pair`.",
+        summary: "Complete pairing on this pending device with the code shown by `pair`; `event` notifications {\"event\":\"progress\",\"stage\",\"done\",\"total\"} report the download of the group state.",
         params: &[
             p("code", true, STRING, "The pairing code (spaces and dashes ignored)."),
             p("timeout", false, SECS, "Seconds to wait (default 300)."),
@@ -151,37 +151,59 @@ pub const METHODS: &[MethodSpec] = &[
     },
     MethodSpec {
         name: "keys.observe",
-        summary: "Apply the Autocrypt update rules for one received message.",
+        summary: "Apply the Autocrypt Level 1 update rules for one received message: give the whole message (`message` or `message_b64`), or its headers (`from`, `date`, `autocrypt`, `gossip`).",
         params: &[
-            p("from", true, STRING, "The From address."),
-            p("date", true, STRING, "The Date header (RFC 2822)."),
-            p("autocrypt", false, STRING, "The Autocrypt header value (absent: none)."),
-            p("gossip", false, STRING, "An Autocrypt-Gossip header value."),
+            p("message", false, STRING, "The whole received RFC 5322 message, as text."),
+            p("message_b64", false, STRING, "The whole received message, base64 (for 8-bit messages)."),
+            p("from", false, STRING, "The From address (without `message`)."),
+            p("date", false, STRING, "The Date header, RFC 2822 (without `message`)."),
+            p("autocrypt", false, STRING, "The Autocrypt header value (absent: the message had none)."),
+            p("gossip", false, r#"{"type":"array","items":{"type":"string"}}"#, "Autocrypt-Gossip header values."),
+        ],
+        result: r#"{"type":"object","properties":{"updated":{"type":"array","items":{"type":"string"}},"autocrypt":{"enum":["valid","invalid","none"]},"gossip":{"type":"integer"}}}"#,
+    },
+    MethodSpec {
+        name: "keys.import",
+        summary: "Import a correspondent's public key (armored text), applied like an Autocrypt header.",
+        params: &[
+            p("addr", true, STRING, "The address."),
+            p("key", true, STRING, "The key: ASCII-armored, or base64 keydata."),
+            p("date", false, STRING, "Effective date, RFC 2822 (default: now)."),
+            p("prefer_encrypt", false, r#"{"enum":["mutual","nopreference"]}"#, "Prefer-encrypt (default nopreference)."),
         ],
         result: OBJECT,
     },
     MethodSpec {
         name: "keys.list",
-        summary: "Every peer in the replicated keyring.",
+        summary: "Every peer in the replicated keyring (like `sma keys list`).",
         params: &[],
         result: r#"{"type":"array","items":{"type":"object"}}"#,
     },
     MethodSpec {
         name: "keys.show",
-        summary: "One peer with its public key.",
+        summary: "One peer with its public key (error 2 if unknown).",
         params: &[p("addr", true, STRING, "The address.")],
         result: OBJECT,
     },
     MethodSpec {
         name: "keys.recommend",
         summary: "Autocrypt recommendation for encrypting to these addresses.",
-        params: &[p(
-            "addrs",
-            true,
-            r#"{"type":"array","items":{"type":"string"},"minItems":1}"#,
-            "The addresses.",
-        )],
+        params: &[
+            p(
+                "addrs",
+                true,
+                r#"{"type":"array","items":{"type":"string"},"minItems":1}"#,
+                "The addresses.",
+            ),
+            p("reply_to_encrypted", false, BOOL, "The message replies to an encrypted one."),
+        ],
         result: r#"{"type":"object","properties":{"recommendation":{"enum":["disable","discourage","available","encrypt"]}}}"#,
+    },
+    MethodSpec {
+        name: "autocrypt_header",
+        summary: "The Autocrypt header for outgoing mail of the account (like `sma autocrypt-header`).",
+        params: &[],
+        result: r#"{"type":"object","properties":{"autocrypt":{"type":"string"},"addr":{"type":"string"},"prefer_encrypt":{"type":"string"},"fingerprint":{"type":"string"}}}"#,
     },
     MethodSpec {
         name: "remove",
@@ -290,14 +312,33 @@ pub struct SetupExportParams {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObserveParams {
+    /// The whole message, text.
+    pub message: Option<String>,
+    /// The whole message, base64.
+    pub message_b64: Option<String>,
     /// From address.
-    pub from: String,
+    pub from: Option<String>,
     /// Date header.
-    pub date: String,
+    pub date: Option<String>,
     /// Autocrypt header.
     pub autocrypt: Option<String>,
-    /// Gossip header.
-    pub gossip: Option<String>,
+    /// Gossip headers.
+    #[serde(default)]
+    pub gossip: Vec<String>,
+}
+
+/// `keys.import`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// The address.
+    pub addr: String,
+    /// The key.
+    pub key: String,
+    /// Effective date.
+    pub date: Option<String>,
+    /// `mutual` or `nopreference`.
+    pub prefer_encrypt: Option<String>,
 }
 
 /// `keys.show`.
@@ -314,6 +355,9 @@ pub struct AddrParams {
 pub struct AddrsParams {
     /// The addresses.
     pub addrs: Vec<String>,
+    /// Replying to an encrypted message.
+    #[serde(default)]
+    pub reply_to_encrypted: bool,
 }
 
 /// `remove`.
@@ -389,6 +433,7 @@ mod tests {
                     parse::<SetupExportParams>(method, Value::Object(v)).err()
                 }
                 "keys.observe" => parse::<ObserveParams>(method, Value::Object(v)).err(),
+                "keys.import" => parse::<ImportParams>(method, Value::Object(v)).err(),
                 "keys.show" => parse::<AddrParams>(method, Value::Object(v)).err(),
                 "keys.recommend" => parse::<AddrsParams>(method, Value::Object(v)).err(),
                 "remove" => parse::<RemoveParams>(method, Value::Object(v)).err(),

@@ -42,8 +42,14 @@ pub(super) struct Core {
 impl Core {
     /// The opened device (opened on first use).
     pub(super) fn device(&mut self) -> Result<&mut Device, RpcError> {
-        if self.dev.is_none() {
+        if self
+            .dev
+            .as_ref()
+            .is_none_or(|d| d.info().role == sma::Role::Removed)
+        {
             let home = self.settings.home.clone()?;
+            // A removed or departed device answers error 4 to everything.
+            sma::lifecycle::check_not_removed(&home)?;
             self.dev = Some(Device::open(&home)?);
         }
         self.dev
@@ -297,10 +303,7 @@ mod tests {
                 .is_some_and(|m| m.contains("sma init")),
             "{status}"
         );
-        assert_eq!(
-            by_id(&out, json!(4))["error"]["data"]["kind"],
-            "not_implemented"
-        );
+        assert_eq!(by_id(&out, json!(4))["error"]["data"]["kind"], "failed");
     }
 
     #[tokio::test]

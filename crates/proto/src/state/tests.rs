@@ -354,29 +354,13 @@ fn sequential(obs: &[(Hlc, Observation)]) -> BTreeMap<String, PeerState> {
     ring
 }
 
-/// The fields Level 1 defines (stamps are CRDT bookkeeping).
-fn visible(
-    ring: &BTreeMap<String, PeerState>,
-) -> Vec<(
-    String,
-    u64,
-    u64,
-    Option<String>,
-    PreferEncrypt,
-    u64,
-    Option<String>,
-)> {
+/// The fields Level 1 defines (the stamps are CRDT bookkeeping, cleared).
+fn visible(ring: &BTreeMap<String, PeerState>) -> Vec<PeerState> {
     ring.values()
-        .map(|p| {
-            (
-                p.addr.clone(),
-                p.last_seen,
-                p.autocrypt_timestamp,
-                p.public_key.clone(),
-                p.prefer_encrypt,
-                p.gossip_timestamp,
-                p.gossip_key.clone(),
-            )
+        .map(|p| PeerState {
+            stamp: None,
+            gossip_stamp: None,
+            ..p.clone()
         })
         .collect()
 }
