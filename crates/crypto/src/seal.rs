@@ -21,8 +21,8 @@ use pgp::{
     crypto::{hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
     packet::{Packet, PacketParser, PacketTrait, SignatureType},
     types::{
-        DecryptionKey, EcdhPublicParams, EskType, KeyDetails, Password, PkeskBytes, PublicParams,
-        Seipdv1ReadMode, VerifyingKey,
+        CompressionAlgorithm, DecryptionKey, EcdhPublicParams, EskType, KeyDetails, Password,
+        PkeskBytes, PublicParams, Seipdv1ReadMode, VerifyingKey,
     },
 };
 use rand_core::{CryptoRng, RngCore};
@@ -118,6 +118,11 @@ fn build_sealed(
         HashAlgorithm::Sha256,
         SubpacketConfig::UserDefined { hashed, unhashed },
     );
+    if !armored {
+        // The binary form carries bulk data (the whole group state in the
+        // welcome): compress it. `open_bytes` bounds the decompressed size.
+        builder.compression(CompressionAlgorithm::ZLIB);
+    }
     if armored {
         builder
             .to_armored_string(&mut *rng, ArmorOptions::default())
