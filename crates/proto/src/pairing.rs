@@ -291,4 +291,9 @@ impl JoinerConfirmed {
     pub fn member(&self) -> (&DeviceId, &Certificate) {
         self.inner.member()
     }
+
+    /// The attempt id.
+    pub fn attempt(&self) -> &RandomId {
+        &self.inner.attempt
+    }
 }

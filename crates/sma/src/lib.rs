@@ -34,6 +34,7 @@ pub mod events;
 pub mod expiry;
 mod inbox;
 pub mod init;
+mod join;
 pub mod keys;
 pub mod lifecycle;
 mod outbound;

@@ -1,4 +1,5 @@
-//! `pair` (on a member) and `join` (on the pending device).
+//! `pair` (on a member device) and the pairing-message plumbing shared
+//! with `join` (see `join.rs`).
 
 use std::time::Duration;
 
@@ -7,21 +8,19 @@ use tokio::time::Instant;
 use serde::Serialize;
 use sma_crypto::{Certificate, PairingCode};
 use sma_imap::{ImapError, Transport, Uid, UidRange};
-use sma_proto::device::CoreState;
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
-use sma_proto::pairing::{JoinerPairing, MemberPairing};
-use sma_proto::payload::{
-    self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairReply, PairWelcome, Welcome,
-};
+use sma_proto::pairing::MemberPairing;
+use sma_proto::payload::{self, AnnouncedState, PairAbort, PairReply, Welcome};
 use sma_proto::state::{Change, MemberRecord, MemberStatus};
 use sma_proto::{DeviceId, MessageId, ProtoError};
 use tracing::{info, warn};
 
 use crate::announce;
-use crate::config::Role;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::round::WATCH_POLL;
+
+pub use crate::join::{JoinProgress, JoinReport};
 
 /// Default time `pair` waits for the joiner.
 pub const PAIR_TIMEOUT: Duration = Duration::from_secs(600);
@@ -46,66 +45,15 @@ pub enum PairEvent {
     },
 }
 
-/// What `join` did.
-#[derive(Clone, Debug, Serialize)]
-pub struct JoinReport {
-    /// Always `joined`.
-    pub event: &'static str,
-    /// Our id.
-    pub device_id: String,
-    /// Active members, us included.
-    pub members: usize,
-}
-
-/// Progress of `join` while the welcome (the whole group state) arrives
-/// and is installed: stage `welcome` counts bytes downloaded, stage
-/// `keyring` counts correspondents installed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JoinProgress {
-    /// Always `progress`.
-    pub event: &'static str,
-    /// `welcome` or `keyring`.
-    pub stage: &'static str,
-    /// Units done.
-    pub done: u64,
-    /// Units in total.
-    pub total: u64,
-}
-
-impl JoinProgress {
-    fn new(stage: &'static str, done: u64, total: u64) -> Self {
-        JoinProgress {
-            event: "progress",
-            stage,
-            done,
-            total,
-        }
-    }
-}
-
-/// Keyring entries installed between two `keyring` progress reports.
-const INSTALL_CHUNK: usize = 500;
-
-/// Size of the welcome from `member` waiting in the selected folder, if any.
-async fn welcome_size<T: Transport>(t: &mut T, member: &DeviceId) -> Result<Option<u64>> {
-    let headers = t.fetch_headers(UidRange::all()).await?;
-    Ok(headers
-        .iter()
-        .find(|h| {
-            peek_marker(&h.header).is_ok_and(|m| m.kind == Kind::PairWelcome && &m.from == member)
-        })
-        .map(|h| u64::from(h.size)))
-}
-
 /// A pairing message found in an inbox.
-struct Found<T> {
-    uid: Uid,
-    marker: Marker,
-    payload: T,
+pub(crate) struct Found<T> {
+    pub(crate) uid: Uid,
+    pub(crate) marker: Marker,
+    pub(crate) payload: T,
 }
 
 /// Reads pairing messages of `kind` from `sender` (any if None) in the selected folder.
-async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
+pub(crate) async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
     t: &mut T,
     kind: Kind,
     sender: Option<&DeviceId>,
@@ -138,7 +86,7 @@ async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
     Ok(out)
 }
 
-fn pairing_message<P: serde::Serialize>(
+pub(crate) fn pairing_message<P: serde::Serialize>(
     dev: &mut Device,
     kind: Kind,
     to: &DeviceId,
@@ -165,7 +113,7 @@ fn pairing_message<P: serde::Serialize>(
 /// has just read). Not re-selecting it matters: a message that arrived
 /// since that read would be counted by a fresh SELECT and then never
 /// reported by IDLE, stalling pairing for [`WATCH_POLL`].
-async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<()> {
+pub(crate) async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if !left.is_zero() {
         t.idle(left.min(WATCH_POLL)).await?;
@@ -173,7 +121,7 @@ async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<(
     Ok(())
 }
 
-async fn delete_by_message_id<T: Transport>(t: &mut T, folder: &str, id: &MessageId) {
+pub(crate) async fn delete_by_message_id<T: Transport>(t: &mut T, folder: &str, id: &MessageId) {
     let result = async {
         t.select(folder).await?;
         let uids = t
@@ -352,212 +300,5 @@ impl Device {
             device_id: joiner_id.to_string(),
         });
         Ok(joiner_id.to_string())
-    }
-
-    /// `join`: completes pairing on the pending device with the typed code.
-    pub async fn join<T: Transport>(
-        &mut self,
-        t: &mut T,
-        code: &PairingCode,
-        timeout: Duration,
-    ) -> Result<JoinReport> {
-        self.join_with_progress(t, code, timeout, |_| {}).await
-    }
-
-    /// [`Device::join`], reporting the download and installation of the
-    /// welcome (which carries the whole keyring) to `on_progress`.
-    pub async fn join_with_progress<T: Transport>(
-        &mut self,
-        t: &mut T,
-        code: &PairingCode,
-        timeout: Duration,
-        mut on_progress: impl FnMut(&JoinProgress),
-    ) -> Result<JoinReport> {
-        match self.info.role {
-            Role::Pending => {}
-            Role::Removed => return Err(self.removed_error()),
-            _ => return Err(Error::AlreadyMember),
-        }
-        let deadline = Instant::now() + timeout;
-        let inbox = self.inbox();
-        let timeout_error = |what: &str| Error::Timeout {
-            what: what.to_owned(),
-            secs: timeout.as_secs(),
-        };
-        // 1. The newest hello naming us; older ones are dropped.
-        let hello = loop {
-            t.select(&inbox).await?;
-            let mut hellos: Vec<Found<PairHello>> = find_pairing(t, Kind::PairHello, None).await?;
-            hellos.sort_by_key(|h| h.uid);
-            if let Some(newest) = hellos.pop() {
-                if !hellos.is_empty() {
-                    t.delete_messages(&hellos.iter().map(|h| h.uid).collect::<Vec<_>>())
-                        .await?;
-                }
-                break newest;
-            }
-            if Instant::now() >= deadline {
-                return Err(timeout_error(
-                    "a member device to run `sma pair` (no pairing request arrived)",
-                ));
-            }
-            wait_for_change(t, deadline).await?;
-        };
-        if hello.marker.from != hello.payload.member_id {
-            t.delete_messages(&[hello.uid]).await?;
-            return Err(Error::Server(
-                "a forged pairing request was found and deleted; run `sma pair` again".into(),
-            ));
-        }
-        let member_id = hello.payload.member_id.clone();
-        let (state, reply) = JoinerPairing::respond(
-            &mut self.rng,
-            &self.info.account,
-            &self.info.id,
-            &self.member.me.cert(),
-            &hello.payload,
-            code,
-        )?;
-        let member_inbox = self.info.folders.inbox(&member_id);
-        let (reply_id, bytes) = pairing_message(self, Kind::PairReply, &member_id, &reply);
-        t.append(&member_inbox, &[], &bytes).await?;
-        t.select(&inbox).await?;
-        t.delete_messages(&[hello.uid]).await?;
-        // 2. The member's confirmation (or abort), then the welcome.
-        let proof_attempt = &state.attempt().clone();
-        let mut confirmed = None;
-        let welcome = loop {
-            t.select(&inbox).await?;
-            let aborts: Vec<Found<PairAbort>> =
-                find_pairing(t, Kind::PairAbort, Some(&member_id)).await?;
-            if let Some(a) = aborts
-                .iter()
-                .find(|a| &a.payload.attempt == state.attempt())
-            {
-                t.delete_messages(&aborts.iter().map(|a| a.uid).collect::<Vec<_>>())
-                    .await?;
-                let _ = a;
-                return Err(Error::CodeRejected(format!(
-                    "device {member_id} rejected the code; it is burnt — run `sma pair` there again and type the new code"
-                )));
-            }
-            if confirmed.is_none() {
-                let confirms: Vec<Found<PairConfirm>> =
-                    find_pairing(t, Kind::PairConfirm, Some(&member_id)).await?;
-                if let Some(c) = confirms
-                    .iter()
-                    .find(|c| &c.payload.attempt == state.attempt())
-                {
-                    t.delete_messages(&confirms.iter().map(|c| c.uid).collect::<Vec<_>>())
-                        .await?;
-                    let c = c.payload.clone();
-                    confirmed = Some(state.on_confirm(&c).map_err(|_| {
-                        Error::CodeRejected(format!(
-                            "device {member_id} did not prove knowledge of the code; pairing aborted — run `sma pair` again"
-                        ))
-                    })?);
-                    // `state` moved: continue with the confirmed proof only.
-                    break loop {
-                        let size = welcome_size(t, &member_id).await?;
-                        if let Some(size) = size {
-                            on_progress(&JoinProgress::new("welcome", 0, size));
-                        }
-                        let welcomes: Vec<Found<PairWelcome>> =
-                            find_pairing(t, Kind::PairWelcome, Some(&member_id)).await?;
-                        if let Some(w) = welcomes
-                            .into_iter()
-                            .find(|w| &w.payload.attempt == proof_attempt)
-                        {
-                            let size = size.unwrap_or_default();
-                            on_progress(&JoinProgress::new("welcome", size, size));
-                            break w;
-                        }
-                        if Instant::now() >= deadline {
-                            return Err(timeout_error("the welcome from the member device"));
-                        }
-                        wait_for_change(t, deadline).await?;
-                        t.select(&inbox).await?;
-                    };
-                }
-            }
-            if Instant::now() >= deadline {
-                delete_by_message_id(t, &member_inbox, &reply_id).await;
-                return Err(timeout_error("the member device to confirm the code"));
-            }
-            wait_for_change(t, deadline).await?;
-        };
-        let Some(proof) = confirmed else {
-            return Err(Error::Server("pairing ended without confirmation".into()));
-        };
-        let welcome_msg = proof.open_welcome(&welcome.payload, &self.member.me.key)?;
-        t.delete_messages(&[welcome.uid]).await?;
-        self.install_welcome(welcome_msg, &mut on_progress)?;
-        self.announce(t, AnnouncedState::Member, false).await?;
-        let members = self.member.core.group.active_members().count();
-        Ok(JoinReport {
-            event: "joined",
-            device_id: self.info.id.to_string(),
-            members,
-        })
-    }
-
-    fn install_welcome(
-        &mut self,
-        welcome: Welcome,
-        on_progress: &mut impl FnMut(&JoinProgress),
-    ) -> Result<()> {
-        if welcome.joiner_id != self.info.id
-            || !welcome.account.eq_ignore_ascii_case(&self.info.account)
-        {
-            return Err(Error::Server(
-                "the welcome names another device or account; ignored".into(),
-            ));
-        }
-        if !welcome
-            .state
-            .is_active_member(&self.info.id, &self.member.me.fingerprint())
-        {
-            return Err(Error::Server(
-                "the welcome does not list this device as a member; ignored".into(),
-            ));
-        }
-        if welcome.state.current_account_key().is_none() {
-            return Err(Error::Server(
-                "the welcome carries no account key; ignored".into(),
-            ));
-        }
-        let mut group = welcome.state;
-        let keyring = std::mem::take(&mut group.keyring);
-        let mut core = CoreState {
-            group,
-            ..CoreState::default()
-        };
-        core.book.received = welcome.received;
-        core.book.received.remove(&self.info.id);
-        for rec in core.group.members.values() {
-            core.clock.observe(&rec.name_stamp);
-        }
-        for rec in core.group.account_keys.values() {
-            core.clock.observe(&rec.stamp);
-        }
-        if let Some(s) = &core.group.prefer_encrypt.stamp {
-            core.clock.observe(s);
-        }
-        // Our later keyring stamps must order after every stamp we received.
-        let total = keyring.len() as u64;
-        on_progress(&JoinProgress::new("keyring", 0, total));
-        for (i, peer) in keyring.into_values().enumerate() {
-            for s in [&peer.stamp, &peer.gossip_stamp].into_iter().flatten() {
-                core.clock.observe(s);
-            }
-            core.group.apply(&Change::Peer(peer));
-            let done = i as u64 + 1;
-            if done.is_multiple_of(INSTALL_CHUNK as u64) || done == total {
-                on_progress(&JoinProgress::new("keyring", done, total));
-            }
-        }
-        self.member.core = core;
-        self.info.role = Role::Member;
-        self.save()
     }
 }

@@ -1,0 +1,328 @@
+//! `join`: the pending device's side of pairing, in three phases — answer
+//! the newest hello, wait for the member's key confirmation (or abort), then
+//! open and install the welcome.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sma_crypto::PairingCode;
+use sma_imap::{Transport, UidRange};
+use sma_proto::device::CoreState;
+use sma_proto::envelope::{peek_marker, Kind};
+use sma_proto::pairing::{JoinerConfirmed, JoinerPairing};
+use sma_proto::payload::{AnnouncedState, PairAbort, PairConfirm, PairHello, PairWelcome, Welcome};
+use sma_proto::state::Change;
+use sma_proto::DeviceId;
+use tokio::time::Instant;
+
+use crate::config::Role;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::pair::{delete_by_message_id, find_pairing, pairing_message, wait_for_change, Found};
+
+/// What `join` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct JoinReport {
+    /// Always `joined`.
+    pub event: &'static str,
+    /// Our id.
+    pub device_id: String,
+    /// Active members, us included.
+    pub members: usize,
+}
+
+/// Progress of `join` while the welcome (the whole group state) arrives
+/// and is installed: stage `welcome` counts bytes downloaded, stage
+/// `keyring` counts correspondents installed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JoinProgress {
+    /// Always `progress`.
+    pub event: &'static str,
+    /// `welcome` or `keyring`.
+    pub stage: &'static str,
+    /// Units done.
+    pub done: u64,
+    /// Units in total.
+    pub total: u64,
+}
+
+impl JoinProgress {
+    fn new(stage: &'static str, done: u64, total: u64) -> Self {
+        JoinProgress {
+            event: "progress",
+            stage,
+            done,
+            total,
+        }
+    }
+}
+
+/// Keyring entries installed between two `keyring` progress reports.
+const INSTALL_CHUNK: usize = 500;
+
+/// Size of the welcome from `member` waiting in the selected folder, if any.
+async fn welcome_size<T: Transport>(t: &mut T, member: &DeviceId) -> Result<Option<u64>> {
+    let headers = t.fetch_headers(UidRange::all()).await?;
+    Ok(headers
+        .iter()
+        .find(|h| {
+            peek_marker(&h.header).is_ok_and(|m| m.kind == Kind::PairWelcome && &m.from == member)
+        })
+        .map(|h| u64::from(h.size)))
+}
+
+impl Device {
+    /// `join`: completes pairing on the pending device with the typed code.
+    pub async fn join<T: Transport>(
+        &mut self,
+        t: &mut T,
+        code: &PairingCode,
+        timeout: Duration,
+    ) -> Result<JoinReport> {
+        self.join_with_progress(t, code, timeout, |_| {}).await
+    }
+
+    /// [`Device::join`], reporting the download and installation of the
+    /// welcome (which carries the whole keyring) to `on_progress`.
+    pub async fn join_with_progress<T: Transport>(
+        &mut self,
+        t: &mut T,
+        code: &PairingCode,
+        timeout: Duration,
+        mut on_progress: impl FnMut(&JoinProgress),
+    ) -> Result<JoinReport> {
+        match self.info.role {
+            Role::Pending => {}
+            Role::Removed => return Err(self.removed_error()),
+            _ => return Err(Error::AlreadyMember),
+        }
+        let deadline = Deadline {
+            at: Instant::now() + timeout,
+            secs: timeout.as_secs(),
+        };
+        // 1. Answer the newest hello naming us.
+        let hello = self.await_hello(t, &deadline).await?;
+        let member_id = hello.payload.member_id.clone();
+        let (state, reply) = JoinerPairing::respond(
+            &mut self.rng,
+            &self.info.account,
+            &self.info.id,
+            &self.member.me.cert(),
+            &hello.payload,
+            code,
+        )?;
+        let member_inbox = self.info.folders.inbox(&member_id);
+        let (reply_id, bytes) = pairing_message(self, Kind::PairReply, &member_id, &reply);
+        t.append(&member_inbox, &[], &bytes).await?;
+        t.select(&self.inbox()).await?;
+        t.delete_messages(&[hello.uid]).await?;
+        // 2. The member's key confirmation, or its abort.
+        let proof = match self
+            .await_confirmation(t, state, &member_id, &deadline)
+            .await
+        {
+            Ok(proof) => proof,
+            Err(e) => {
+                if matches!(e, Error::Timeout { .. }) {
+                    delete_by_message_id(t, &member_inbox, &reply_id).await;
+                }
+                return Err(e);
+            }
+        };
+        // 3. The welcome, sealed to the confirmed session and our device key.
+        let welcome = self
+            .await_welcome(t, &proof, &member_id, &deadline, &mut on_progress)
+            .await?;
+        let welcome_msg = proof.open_welcome(&welcome.payload, &self.member.me.key)?;
+        t.delete_messages(&[welcome.uid]).await?;
+        self.install_welcome(welcome_msg, &mut on_progress)?;
+        self.announce(t, AnnouncedState::Member, false).await?;
+        let members = self.member.core.group.active_members().count();
+        Ok(JoinReport {
+            event: "joined",
+            device_id: self.info.id.to_string(),
+            members,
+        })
+    }
+
+    /// Waits for a hello in our inbox; keeps the newest, deletes older ones.
+    async fn await_hello<T: Transport>(
+        &mut self,
+        t: &mut T,
+        deadline: &Deadline,
+    ) -> Result<Found<PairHello>> {
+        let inbox = self.inbox();
+        loop {
+            t.select(&inbox).await?;
+            let mut hellos: Vec<Found<PairHello>> = find_pairing(t, Kind::PairHello, None).await?;
+            hellos.sort_by_key(|h| h.uid);
+            if let Some(newest) = hellos.pop() {
+                let mut stale: Vec<_> = hellos.iter().map(|h| h.uid).collect();
+                if newest.marker.from != newest.payload.member_id {
+                    stale.push(newest.uid);
+                    t.delete_messages(&stale).await?;
+                    return Err(Error::Server(
+                        "a forged pairing request was found and deleted; run `sma pair` again"
+                            .into(),
+                    ));
+                }
+                if !stale.is_empty() {
+                    t.delete_messages(&stale).await?;
+                }
+                return Ok(newest);
+            }
+            deadline.check("a member device to run `sma pair` (no pairing request arrived)")?;
+            wait_for_change(t, deadline.at).await?;
+        }
+    }
+
+    /// Waits for the member's confirmation of our attempt and checks it.
+    /// An abort or a wrong tag means the code was rejected (exit 3).
+    async fn await_confirmation<T: Transport>(
+        &mut self,
+        t: &mut T,
+        state: JoinerPairing,
+        member_id: &DeviceId,
+        deadline: &Deadline,
+    ) -> Result<JoinerConfirmed> {
+        let inbox = self.inbox();
+        loop {
+            t.select(&inbox).await?;
+            let aborts: Vec<Found<PairAbort>> =
+                find_pairing(t, Kind::PairAbort, Some(member_id)).await?;
+            if aborts.iter().any(|a| &a.payload.attempt == state.attempt()) {
+                t.delete_messages(&aborts.iter().map(|a| a.uid).collect::<Vec<_>>())
+                    .await?;
+                return Err(Error::CodeRejected(format!(
+                    "device {member_id} rejected the code; it is burnt — run `sma pair` there again and type the new code"
+                )));
+            }
+            let confirms: Vec<Found<PairConfirm>> =
+                find_pairing(t, Kind::PairConfirm, Some(member_id)).await?;
+            if let Some(c) = confirms
+                .iter()
+                .find(|c| &c.payload.attempt == state.attempt())
+            {
+                let confirm = c.payload.clone();
+                t.delete_messages(&confirms.iter().map(|c| c.uid).collect::<Vec<_>>())
+                    .await?;
+                return state.on_confirm(&confirm).map_err(|_| {
+                    Error::CodeRejected(format!(
+                        "device {member_id} did not prove knowledge of the code; pairing aborted — run `sma pair` again"
+                    ))
+                });
+            }
+            deadline.check("the member device to confirm the code")?;
+            wait_for_change(t, deadline.at).await?;
+        }
+    }
+
+    /// Waits for the welcome of our attempt, reporting its download.
+    async fn await_welcome<T: Transport>(
+        &mut self,
+        t: &mut T,
+        proof: &JoinerConfirmed,
+        member_id: &DeviceId,
+        deadline: &Deadline,
+        on_progress: &mut impl FnMut(&JoinProgress),
+    ) -> Result<Found<PairWelcome>> {
+        let inbox = self.inbox();
+        loop {
+            t.select(&inbox).await?;
+            let size = welcome_size(t, member_id).await?;
+            if let Some(size) = size {
+                on_progress(&JoinProgress::new("welcome", 0, size));
+            }
+            let welcomes: Vec<Found<PairWelcome>> =
+                find_pairing(t, Kind::PairWelcome, Some(member_id)).await?;
+            if let Some(w) = welcomes
+                .into_iter()
+                .find(|w| &w.payload.attempt == proof.attempt())
+            {
+                let size = size.unwrap_or_default();
+                on_progress(&JoinProgress::new("welcome", size, size));
+                return Ok(w);
+            }
+            deadline.check("the welcome from the member device")?;
+            wait_for_change(t, deadline.at).await?;
+        }
+    }
+
+    fn install_welcome(
+        &mut self,
+        welcome: Welcome,
+        on_progress: &mut impl FnMut(&JoinProgress),
+    ) -> Result<()> {
+        if welcome.joiner_id != self.info.id
+            || !welcome.account.eq_ignore_ascii_case(&self.info.account)
+        {
+            return Err(Error::Server(
+                "the welcome names another device or account; ignored".into(),
+            ));
+        }
+        if !welcome
+            .state
+            .is_active_member(&self.info.id, &self.member.me.fingerprint())
+        {
+            return Err(Error::Server(
+                "the welcome does not list this device as a member; ignored".into(),
+            ));
+        }
+        if welcome.state.current_account_key().is_none() {
+            return Err(Error::Server(
+                "the welcome carries no account key; ignored".into(),
+            ));
+        }
+        let mut group = welcome.state;
+        let keyring = std::mem::take(&mut group.keyring);
+        let mut core = CoreState {
+            group,
+            ..CoreState::default()
+        };
+        core.book.received = welcome.received;
+        core.book.received.remove(&self.info.id);
+        for rec in core.group.members.values() {
+            core.clock.observe(&rec.name_stamp);
+        }
+        for rec in core.group.account_keys.values() {
+            core.clock.observe(&rec.stamp);
+        }
+        if let Some(s) = &core.group.prefer_encrypt.stamp {
+            core.clock.observe(s);
+        }
+        // Our later keyring stamps must order after every stamp we received.
+        let total = keyring.len() as u64;
+        on_progress(&JoinProgress::new("keyring", 0, total));
+        for (i, peer) in keyring.into_values().enumerate() {
+            for s in [&peer.stamp, &peer.gossip_stamp].into_iter().flatten() {
+                core.clock.observe(s);
+            }
+            core.group.apply(&Change::Peer(peer));
+            let done = i as u64 + 1;
+            if done.is_multiple_of(INSTALL_CHUNK as u64) || done == total {
+                on_progress(&JoinProgress::new("keyring", done, total));
+            }
+        }
+        self.member.core = core;
+        self.info.role = Role::Member;
+        self.save()
+    }
+}
+
+/// When a `join` gives up, and how to say so.
+struct Deadline {
+    at: Instant,
+    secs: u64,
+}
+
+impl Deadline {
+    fn check(&self, what: &str) -> Result<()> {
+        if Instant::now() >= self.at {
+            return Err(Error::Timeout {
+                what: what.to_owned(),
+                secs: self.secs,
+            });
+        }
+        Ok(())
+    }
+}
