@@ -46,6 +46,9 @@ struct Args {
     /// Keyring operations per throughput run (comma-separated for several).
     #[arg(long, default_value = "10000", value_delimiter = ',', value_name = "N")]
     ops: Vec<usize>,
+    /// Ops carrying Autocrypt-sized keys for one more throughput run (0: skip).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    keyed_ops: usize,
     /// Ops recorded one at a time (a store transaction each) for the per-op rate.
     #[arg(long, default_value_t = 300, value_name = "N")]
     per_op_ops: usize,
@@ -179,7 +182,7 @@ async fn run(args: &Args) -> Result<Report> {
                 &mut a[0],
                 &mut rest[0],
                 &args.ops,
-                key_bytes,
+                (args.keyed_ops, key_bytes),
                 args.per_op_ops,
             )
             .await?,

@@ -65,17 +65,19 @@ pub struct ThroughputReport {
     pub per_op_save: PerOpSave,
 }
 
-/// Runs every size in `sizes` with keyless ops, the first size again with
-/// ops carrying `key_bytes` keys, then the per-op-save measurement.
+/// Runs every size in `sizes` with keyless ops, then `keyed.0` ops
+/// carrying `keyed.1`-byte keys (if any), then the per-op-save measurement
+/// (with keys).
 pub async fn run(
     rig: &Rig,
     account: usize,
     a: &mut Device,
     b: &mut Device,
     sizes: &[usize],
-    key_bytes: usize,
+    keyed: (usize, usize),
     per_op_sample: usize,
 ) -> Result<ThroughputReport> {
+    let key_bytes = keyed.1;
     let mut ta = Counting::new(rig.session(account).await?);
     let mut tb = Counting::new(rig.session(account).await?);
     // Settle anything pending.
@@ -84,8 +86,8 @@ pub async fn run(
         b.sync(&mut tb).await?;
     }
     let mut plan: Vec<(usize, usize)> = sizes.iter().map(|&n| (n, 0)).collect();
-    if let Some(&first) = sizes.first() {
-        plan.push((first, key_bytes));
+    if keyed.0 > 0 {
+        plan.push(keyed);
     }
     let mut runs = Vec::new();
     for (k, (n, key)) in plan.into_iter().enumerate() {

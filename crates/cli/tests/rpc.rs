@@ -93,9 +93,15 @@ fn status_unknown_method_malformed_json_and_typed_errors() {
     assert_eq!(get("bad_params")["code"], -32602);
     assert_eq!(get("bad_device")["code"], -32602);
     let no_peer = get("no_peer");
-    assert_eq!((no_peer["code"].as_i64(), no_peer["kind"].as_str()), (Some(2), Some("usage")));
+    assert_eq!(
+        (no_peer["code"].as_i64(), no_peer["kind"].as_str()),
+        (Some(2), Some("usage"))
+    );
     let timeout = get("timeout");
-    assert_eq!((timeout["code"].as_i64(), timeout["kind"].as_str()), (Some(5), Some("timeout")));
+    assert_eq!(
+        (timeout["code"].as_i64(), timeout["kind"].as_str()),
+        (Some(5), Some("timeout"))
+    );
     assert_eq!(
         get("account_key")["fingerprint"].as_str().map(str::len),
         Some(40)
@@ -144,7 +150,10 @@ fn pair_watch_events_and_send_over_rpc() {
     let code = next();
     assert_eq!(code["event"], "code");
     assert_eq!(code["device_id"], b_id.as_str());
-    let joined = acc.ok("b", &["join", "--code", code["code"].as_str().expect("code")]);
+    let joined = acc.ok(
+        "b",
+        &["join", "--code", code["code"].as_str().expect("code")],
+    );
     assert_eq!(joined.last().expect("joined line")["event"], "joined");
     assert_eq!(next()["paired"]["device_id"], b_id.as_str());
     assert_eq!(next()["watch"]["watching"], true);
@@ -166,7 +175,11 @@ fn pair_watch_events_and_send_over_rpc() {
         .write_all(b"ping from b")
         .expect("body");
     let sent = child.wait_with_output().expect("send");
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
     writeln!(stdin).expect("write");
     let msg = next();
     assert_eq!(msg["message"]["from"], b_id.as_str());
@@ -219,6 +232,8 @@ fn openrpc_description_lists_the_methods() {
         "keys.list",
         "keys.show",
         "keys.recommend",
+        "keys.import",
+        "autocrypt_header",
         "remove",
         "leave",
         "gc",

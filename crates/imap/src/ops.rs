@@ -320,7 +320,21 @@ impl Transport for ImapSession {
             cmd = cmd.raw(flag_list(flags)?);
         }
         let cmd = cmd.literal(message);
-        let done = self.conn.run_simple(&cmd).await?;
+        let mut done = self.conn.run_simple(&cmd).await?;
+        let examined = self
+            .selected
+            .as_ref()
+            .is_some_and(|s| s.read_only && s.name == folder);
+        if done.outcome == Outcome::No && done.code != Some(Code::TryCreate) && examined {
+            // Courier refuses APPEND to the folder selected read-only
+            // ("Current box is selected READ-ONLY"): close it (CLOSE never
+            // expunges a read-only folder), append, and examine it again.
+            tracing::debug!(folder, text = %done.text, "IMAP APPEND refused on the examined folder; retrying after CLOSE");
+            self.simple(Command::new("CLOSE")).await?;
+            self.selected = None;
+            done = self.conn.run_simple(&cmd).await?;
+            self.open(folder, true).await?;
+        }
         match done.outcome {
             Outcome::Ok => Ok(match done.code {
                 Some(Code::AppendUid { uid }) => uid,

@@ -56,6 +56,12 @@ pub struct SyncBook {
     pub ack_due: BTreeSet<DeviceId>,
     /// Our latest sync message per peer inbox.
     pub last_sent: BTreeMap<DeviceId, SentRef>,
+    /// Peers whose entry in `peer_acks` is our assumption, not their report
+    /// (a joiner is assumed to have installed our welcome). The peer's first
+    /// report replaces it, even when lower: the joiner may have installed
+    /// another member's welcome after all.
+    #[serde(default)]
+    pub assumed_acks: BTreeSet<DeviceId>,
 }
 
 /// What applying a received ops body did.
@@ -105,7 +111,10 @@ impl SyncBook {
         if !body.ops.is_empty() || body.base > have {
             self.ack_due.insert(sender.clone());
         }
-        if let Some(&acked) = body.acks.get(me) {
+        if self.assumed_acks.remove(sender) {
+            let acked = body.acks.get(me).copied().unwrap_or(0).min(self.last_seq);
+            self.peer_acks.insert(sender.clone(), acked);
+        } else if let Some(&acked) = body.acks.get(me) {
             let acked = acked.min(self.last_seq);
             let entry = self.peer_acks.entry(sender.clone()).or_insert(0);
             *entry = (*entry).max(acked);
@@ -119,9 +128,13 @@ impl SyncBook {
         self.peer_acks.retain(|p, _| active_peers.contains(p));
         self.last_sent.retain(|p, _| active_peers.contains(p));
         self.ack_due.retain(|p| active_peers.contains(p));
+        self.assumed_acks.retain(|p| active_peers.contains(p));
         let floor = active_peers
             .iter()
-            .map(|p| self.peer_acks.get(p).copied().unwrap_or(0))
+            .map(|p| match self.assumed_acks.contains(p) {
+                true => 0,
+                false => self.peer_acks.get(p).copied().unwrap_or(0),
+            })
             .min()
             .unwrap_or(self.last_seq);
         self.log
@@ -301,5 +314,31 @@ mod tests {
         assert_eq!(got.new_ops.len(), 1);
         assert_eq!(book.received.get(&b).copied().unwrap_or(0), 0);
         assert!(book.ack_due.contains(&b));
+    }
+
+    #[test]
+    fn an_assumed_ack_yields_to_the_peers_own_lower_report() {
+        // Regression (sma-sim seed 1212): a joiner restarted `join` and
+        // installed another member's welcome, so it lacks our ops 2 and 3.
+        let (a, j) = (dev(1), dev(2));
+        let mut book = SyncBook::default();
+        for i in 1..=3 {
+            book.push(&a, stamp(i), change(i));
+        }
+        book.peer_acks.insert(j.clone(), 3);
+        book.assumed_acks.insert(j.clone());
+        let peers: BTreeSet<_> = [j.clone()].into();
+        book.prune(&peers, u64::MAX);
+        assert_eq!(book.log.len(), 3, "nothing is pruned on an assumption");
+        let mut report = OpsBody::default();
+        report.acks.insert(a.clone(), 1);
+        book.receive(&a, &j, &report);
+        assert_eq!(book.peer_acks[&j], 1);
+        assert!(book.assumed_acks.is_empty());
+        assert_eq!(book.body_for(&j).ops.len(), 2);
+        // Later reports only raise it.
+        report.acks.insert(a.clone(), 0);
+        book.receive(&a, &j, &report);
+        assert_eq!(book.peer_acks[&j], 1);
     }
 }

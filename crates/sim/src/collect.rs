@@ -50,8 +50,30 @@ impl Sim {
         Ok(())
     }
 
+    /// A `remove` may have rotated the account key (whatever it reported):
+    /// that key is a legitimate one.
+    fn record_rotation(&mut self, i: usize) {
+        if let Some(k) = self.w.slots[i]
+            .dev
+            .as_ref()
+            .and_then(|d| d.core().group.current_account_key())
+        {
+            self.ledger.account_keys.insert(k.fingerprint.clone());
+        }
+    }
+
     /// Checks an error: expected ones are counted, others fail the seed.
     fn failed(&mut self, i: usize, op: &str, e: &Error) -> Result<String, String> {
+        let me = self.w.slots[i].id.clone();
+        if matches!(e, Error::Removed { .. })
+            && me.is_some_and(|id| self.ledger.removal_attempted.contains(&id))
+        {
+            // Removed (or left) for real: this device is done.
+            self.w.slots[i].gone = true;
+            self.w.slots[i].dev = None;
+            self.stats.ops_failed += 1;
+            return Ok(format!("{op}: found itself removed"));
+        }
         if expected(e) {
             self.stats.ops_failed += 1;
             Ok(format!("{op} failed: {e}"))
@@ -86,6 +108,7 @@ impl Sim {
             OpResult::Init(Err(e)) => self.failed(i, "init", &e),
             OpResult::Sync(Ok(r)) => {
                 self.stats.ops_ok += 1;
+                self.stats.applied += r.applied as u64;
                 Ok(format!("sync ok applied={} sent={}", r.applied, r.sent))
             }
             OpResult::Sync(Err(e)) => self.failed(i, "sync", &e),
@@ -142,12 +165,49 @@ impl Sim {
                     return Err(format!("{} joined with a wrong code", self.w.slots[i].name));
                 }
                 let id = DeviceId::parse(&rep.device_id).map_err(|e| e.to_string())?;
+                // The member that admitted us stamped our record.
+                if let Some(rec) = self.w.slots[i]
+                    .dev
+                    .as_ref()
+                    .and_then(|d| d.core().group.members.get(&id))
+                {
+                    self.ledger
+                        .sponsor
+                        .insert(id.clone(), rec.name_stamp.device.clone());
+                }
                 self.ledger.joined.insert(id);
                 self.stats.joins += 1;
                 self.stats.ops_ok += 1;
                 Ok(format!("join ok, {} members", rep.members))
             }
             OpResult::Join(Err(e), _) => self.failed(i, "join", &e),
+            OpResult::Remove(r, target) => {
+                self.record_rotation(i);
+                match r {
+                    Ok(_) => {
+                        let by = self.w.slots[i].id.clone().ok_or("remove without id")?;
+                        self.ledger.removed.insert(target.clone(), by);
+                        self.stats.ops_ok += 1;
+                        Ok(format!("remove ok {target}"))
+                    }
+                    Err(e @ (Error::UnknownDevice(_) | Error::Usage(_))) => {
+                        self.stats.ops_failed += 1;
+                        Ok(format!("remove refused: {e}"))
+                    }
+                    Err(e) => self.failed(i, "remove", &e),
+                }
+            }
+            OpResult::Leave(r) => match r {
+                Ok(_) => {
+                    // Its departure travels best-effort (others may only
+                    // expire it later), so it is not checked as removed.
+                    self.w.slots[i].gone = true;
+                    self.w.slots[i].dev = None;
+                    self.stats.ops_ok += 1;
+                    Ok("leave ok".into())
+                }
+                Err(e) => self.failed(i, "leave", &e),
+            },
         }
     }
 
@@ -180,7 +240,8 @@ impl Sim {
         dev.record_change(change.clone())
             .map_err(|e| format!("record_change failed: {e}"))?;
         if let Change::Peer(p) = &change {
-            self.ledger.committed(p);
+            let origin = self.w.slots[i].id.clone().ok_or("member without id")?;
+            self.ledger.committed(&origin, p);
         }
         let name = self.w.slots[i].name.clone();
         self.note(format!("{name} keyring change {addr}"));

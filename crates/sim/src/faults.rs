@@ -37,12 +37,11 @@ impl Sim {
         // The announcements folder only goes once no device is still
         // looking for a group: a device that runs `init` while it is missing
         // founds a second group (a split the protocol reports, §16.1).
-        let all_inited = self
-            .w
-            .slots
-            .iter()
-            .all(|s| s.id.is_some() || s.kind == SlotKind::Rogue);
-        if self.w.rng.gen_bool(p.p_delete_folder) {
+        let all_inited = self.w.slots.iter().all(|s| s.id.is_some());
+        // One folder deletion per scenario: after the announcements folder
+        // went, a deleted inbox makes its device conclude it was removed
+        // (its announcement is gone too), see docs/RELIABILITY.md.
+        if self.folder_deletions == 0 && self.w.rng.gen_bool(p.p_delete_folder) {
             let folders: Vec<String> = self
                 .w
                 .net
@@ -58,6 +57,7 @@ impl Sim {
                 let f = folders[self.w.rng.gen_range(0..folders.len())].clone();
                 self.note(format!("DELETE folder {f}"));
                 let _ = self.w.net.lock().server.delete(None, &f);
+                self.folder_deletions += 1;
                 self.stats.faults += 1;
             }
         }
@@ -94,7 +94,7 @@ impl Sim {
                 self.stats.faults += 1;
             }
         }
-        if self.w.rng.gen_bool(0.01) {
+        if self.w.rng.gen_bool(0.003) {
             let minutes = self.w.rng.gen_range(1..90);
             self.w.clock.jump(minutes * 60_000);
             self.note(format!("clock +{minutes} min"));
@@ -104,18 +104,22 @@ impl Sim {
 
     /// Copies a random message of the server for a later replay.
     fn capture(&mut self) {
-        let all: Vec<(String, Vec<u8>)> = self
+        let n = self.w.net.lock().server.all_messages().count();
+        if n == 0 {
+            return;
+        }
+        let k = self.w.rng.gen_range(0..n);
+        let Some(pick) = self
             .w
             .net
             .lock()
             .server
             .all_messages()
+            .nth(k)
             .map(|(f, _, m)| (f.to_owned(), m.bytes.to_vec()))
-            .collect();
-        if all.is_empty() {
+        else {
             return;
-        }
-        let pick = all[self.w.rng.gen_range(0..all.len())].clone();
+        };
         if self.captured.len() >= CAPTURE_MAX {
             let k = self.w.rng.gen_range(0..self.captured.len());
             self.captured[k] = pick;

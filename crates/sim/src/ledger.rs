@@ -31,8 +31,15 @@ pub struct Ledger {
     pub fingerprints: BTreeMap<DeviceId, String>,
     /// Joiners whose `join` succeeded.
     pub joined: BTreeSet<DeviceId>,
-    /// Merge of every keyring change a member committed, by address.
-    pub keyring: BTreeMap<String, PeerState>,
+    /// Every keyring change a member committed, with its origin.
+    pub keyring: Vec<(DeviceId, PeerState)>,
+    /// Devices a `remove` or `leave` was attempted for (it may or may not
+    /// have taken effect).
+    pub removal_attempted: BTreeSet<DeviceId>,
+    /// Devices a `remove` reported as done, with the remover.
+    pub removed: BTreeMap<DeviceId, DeviceId>,
+    /// Per joined device, the member whose welcome it installed.
+    pub sponsor: BTreeMap<DeviceId, DeviceId>,
     /// Addresses only rogue devices ever wrote.
     pub rogue_addrs: BTreeSet<String>,
     /// Every body a `send` was attempted with, and by whom.
@@ -83,14 +90,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// Merges a committed keyring change into the expectation.
-    pub fn committed(&mut self, p: &PeerState) {
-        match self.keyring.get_mut(&p.addr) {
-            Some(mine) => mine.merge(p),
-            None => {
-                self.keyring.insert(p.addr.clone(), p.clone());
-            }
-        }
+    /// Records a committed keyring change.
+    pub fn committed(&mut self, origin: &DeviceId, p: &PeerState) {
+        self.keyring.push((origin.clone(), p.clone()));
     }
 
     /// Safety, checked whenever a device comes back from an operation:
@@ -141,52 +143,112 @@ pub fn replicated(g: &GroupState) -> GroupState {
     g
 }
 
+/// The honest devices that are members by their own account, with the
+/// replicated part of their state.
+pub fn live_states(w: &World) -> Vec<(DeviceId, GroupState)> {
+    w.slots
+        .iter()
+        .filter(|s| s.is_member())
+        .filter_map(|s| {
+            let d = s.dev.as_ref()?;
+            Some((d.id().clone(), replicated(&d.core().group)))
+        })
+        .collect()
+}
+
+impl Ledger {
+    /// Devices whose writes may legitimately be missing somewhere (the
+    /// residue of §10.5 of the protocol): those a removal or leave was
+    /// attempted for, and joiners *stranded* because the member that
+    /// admitted them is among those and its admission did not reach every
+    /// live member (nothing ever will tell the others about them).
+    pub fn gone(&self, live: &[(DeviceId, GroupState)]) -> BTreeSet<DeviceId> {
+        let mut gone = self.removal_attempted.clone();
+        loop {
+            let mut grew = false;
+            for (j, sponsor) in &self.sponsor {
+                if gone.contains(j) || !gone.contains(sponsor) {
+                    continue;
+                }
+                let known = live
+                    .iter()
+                    .filter(|(id, _)| !gone.contains(id) && id != j)
+                    .all(|(_, g)| g.status_of(j) == Some(MemberStatus::Active));
+                if !known {
+                    gone.insert(j.clone());
+                    grew = true;
+                }
+            }
+            if !grew {
+                return gone;
+            }
+        }
+    }
+
+    /// The part of a state every live member must agree on: without the
+    /// records of `gone` devices and the records, keyring entries and
+    /// account keys they wrote.
+    pub fn comparable(&self, g: &GroupState, gone: &BTreeSet<DeviceId>) -> GroupState {
+        let mut g = replicated(g);
+        g.members
+            .retain(|id, m| !gone.contains(id) && !gone.contains(&m.name_stamp.device));
+        for (origin, p) in &self.keyring {
+            if gone.contains(origin) {
+                g.keyring.remove(&p.addr);
+            }
+        }
+        g.account_keys
+            .retain(|_, k| !gone.contains(&k.stamp.device));
+        g
+    }
+}
+
 /// The final checks, once the world is quiet.
 pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
-    let live: Vec<(usize, DeviceId, GroupState)> = w
-        .slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_member())
-        .filter_map(|(i, s)| {
-            let d = s.dev.as_ref()?;
-            Some((i, d.id().clone(), replicated(&d.core().group)))
-        })
+    let all = live_states(w);
+    let gone = ledger.gone(&all);
+    let live: Vec<(DeviceId, GroupState)> = all
+        .into_iter()
+        .filter(|(id, _)| !gone.contains(id))
         .collect();
-    let Some((_, first_id, first)) = live.first() else {
+    let Some((first_id, first)) = live.first() else {
         return Err("no live member at the end".into());
     };
-    for (_, id, g) in &live {
+    let want = ledger.comparable(first, &gone);
+    for (id, g) in &live {
         ledger.check_state(id.as_str(), g)?;
-        if g != first {
+        let got = ledger.comparable(g, &gone);
+        if got != want {
             return Err(format!(
                 "states did not converge: {first_id} and {id} differ\n{}",
-                describe_difference(first, g)
+                describe_difference(&want, &got)
             ));
         }
     }
-    let live_ids: BTreeSet<DeviceId> = live.iter().map(|(_, id, _)| id.clone()).collect();
-    for id in live_ids.iter().chain(ledger.joined.iter()) {
+    let live_ids: BTreeSet<DeviceId> = live.iter().map(|(id, _)| id.clone()).collect();
+    for id in live_ids
+        .iter()
+        .chain(ledger.joined.iter().filter(|j| !gone.contains(*j)))
+    {
         if !first.is_active_member(id, &ledger.fingerprints[id]) {
             return Err(format!(
                 "{id} joined but is not an active member everywhere"
             ));
         }
     }
-    for (addr, want) in &ledger.keyring {
-        match first.keyring.get(addr) {
-            Some(got) if same_peer(got, want) => {}
-            got => {
-                return Err(format!(
-                    "acknowledged keyring change for {addr} did not reach the live members: want {want:?}, got {got:?}"
-                ))
-            }
+    for (id, _) in ledger.removed.iter().filter(|(_, by)| !gone.contains(*by)) {
+        if live_ids.contains(id) {
+            return Err(format!("{id} was removed but still acts as a member"));
+        }
+        if first.status_of(id) != Some(MemberStatus::Removed) {
+            return Err(format!("{id} was removed but is not removed everywhere"));
         }
     }
+    check_keyring(ledger, first, &gone)?;
     // Every acknowledged application message reached each live recipient
     // exactly once, unless the server lost it.
     let lost = lost_message_ids(w);
-    for (body, sent) in &ledger.acked {
+    for (body, sent) in ledger.acked.iter().filter(|(_, s)| !gone.contains(&s.from)) {
         for r in sent.to.iter().filter(|r| live_ids.contains(*r)) {
             let n = ledger
                 .delivered
@@ -203,6 +265,46 @@ pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
         }
     }
     check_footprint(w, &live_ids)
+}
+
+/// Every keyring change committed by a device that stayed a member reached
+/// the live members: their entry equals the merge of those changes, or, where
+/// a removed device also wrote, contains it.
+fn check_keyring(ledger: &Ledger, g: &GroupState, gone: &BTreeSet<DeviceId>) -> Result<(), String> {
+    let mut want: BTreeMap<&str, PeerState> = BTreeMap::new();
+    let mut touched_by_gone: BTreeSet<&str> = BTreeSet::new();
+    for (origin, p) in &ledger.keyring {
+        if gone.contains(origin) {
+            touched_by_gone.insert(&p.addr);
+            continue;
+        }
+        match want.get_mut(p.addr.as_str()) {
+            Some(w) => w.merge(p),
+            None => {
+                want.insert(&p.addr, p.clone());
+            }
+        }
+    }
+    for (addr, want) in &want {
+        let Some(got) = g.keyring.get(*addr) else {
+            return Err(format!(
+                "acknowledged keyring change for {addr} did not reach the live members"
+            ));
+        };
+        let ok = if touched_by_gone.contains(addr) {
+            let mut joined = got.clone();
+            joined.merge(want);
+            same_peer(&joined, got)
+        } else {
+            same_peer(got, want)
+        };
+        if !ok {
+            return Err(format!(
+                "acknowledged keyring change for {addr} did not reach the live members: want {want:?}, got {got:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn same_peer(a: &PeerState, b: &PeerState) -> bool {
@@ -280,7 +382,7 @@ fn lost_message_ids(w: &World) -> BTreeSet<String> {
 fn check_footprint(w: &World, live: &BTreeSet<DeviceId>) -> Result<(), String> {
     let s = w.net.lock();
     for slot in &w.slots {
-        let (Some(dev), true) = (slot.dev.as_ref(), slot.is_member()) else {
+        let Some(dev) = slot.dev.as_ref().filter(|d| live.contains(d.id())) else {
             continue;
         };
         let inbox = dev.inbox();

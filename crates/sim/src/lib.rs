@@ -47,6 +47,18 @@ pub struct Failure {
     pub trace: Vec<String>,
 }
 
+impl Failure {
+    /// The reason's first line and the command that replays the seed.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {} failed: {}\n  replay with: SIM_SEED={} cargo test -p sma-sim --test sim replay -- --nocapture",
+            self.seed,
+            self.reason.lines().next().unwrap_or_default(),
+            self.seed
+        )
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "seed {} failed: {}", self.seed, self.reason)?;

@@ -42,6 +42,8 @@ pub struct Plan {
     pub p_replay: f64,
     /// Per step and idle device: it starts an operation.
     pub p_start: f64,
+    /// Whether members are removed and leave.
+    pub lifecycle: bool,
 }
 
 impl Plan {
@@ -59,15 +61,22 @@ impl Plan {
             } else {
                 Layout::Nested
             },
-            steps: rng.gen_range(150..=500),
-            p_drop: level(rng, &[0.0, 0.001, 0.003, 0.008]),
+            // Mostly short scenarios (cheap seeds, many interleavings),
+            // some long ones (deep histories).
+            steps: if rng.gen_bool(0.7) {
+                rng.gen_range(40..=120)
+            } else {
+                rng.gen_range(120..=320)
+            },
+            p_drop: level(rng, &[0.0, 0.001, 0.004, 0.01]),
             p_dup: level(rng, &[0.0, 0.02, 0.08]),
             p_delay: level(rng, &[0.0, 0.03, 0.1]),
             p_crash: level(rng, &[0.0, 0.005, 0.02]),
-            p_delete_folder: level(rng, &[0.0, 0.0, 0.003]),
+            p_delete_folder: level(rng, &[0.0, 0.0, 0.005]),
             p_validity: level(rng, &[0.0, 0.003, 0.01]),
             p_replay: level(rng, &[0.0, 0.01, 0.03]),
             p_start: level(rng, &[0.05, 0.15, 0.3]),
+            lifecycle: rng.gen_bool(0.4),
         }
     }
 }
@@ -89,6 +98,8 @@ pub struct Stats {
     pub joins: u64,
     /// Application messages delivered.
     pub delivered: u64,
+    /// Ops applied by sync rounds.
+    pub applied: u64,
     /// Live members at the end.
     pub members: usize,
     /// Hash of the whole schedule and every outcome (determinism check).
@@ -127,6 +138,10 @@ pub struct Sim {
     pub injected: usize,
     /// Counter for unique message bodies.
     pub next_body: u64,
+    /// Removals and leaves started.
+    pub lifecycle_ops: u32,
+    /// Folders deleted by the fault injector.
+    pub folder_deletions: u32,
     /// How often the rogue struck.
     pub rogue_acts: u32,
     /// Print every trace line as it happens (`SIM_VERBOSE=1`).
@@ -180,12 +195,16 @@ impl Sim {
             return Grant::Go;
         }
         let p = &self.plan;
-        let (drop, dup, delay) = (p.p_drop, p.p_dup, p.p_delay);
+        let (dup, delay) = if w.cmd == Cmd::Append {
+            (p.p_dup, p.p_delay)
+        } else {
+            (0.0, 0.0)
+        };
+        let drop = p.p_drop;
         let r: f64 = self.w.rng.gen();
-        let appended = w.cmd == Cmd::Append;
-        if appended && r < dup {
+        if r < dup {
             Grant::Duplicate
-        } else if appended && r < dup + delay {
+        } else if r < dup + delay {
             Grant::Delay
         } else if r < dup + delay + drop {
             Grant::DropBefore
@@ -281,7 +300,9 @@ impl Sim {
             for &i in &members {
                 self.w.start(i, Op::Sync);
             }
+            let applied = self.stats.applied;
             self.drain(50_000).await?;
+            let quiet = self.stats.applied == applied;
             if self.converged() {
                 converged_rounds += 1;
                 if converged_rounds >= 2 {
@@ -294,8 +315,10 @@ impl Sim {
             } else {
                 converged_rounds = 0;
             }
-            // Make retransmission and heartbeats due.
-            self.w.clock.jump(2 * 3600 * 1000);
+            if quiet && converged_rounds == 0 {
+                // Nothing moves: make retransmission (and heartbeats) due.
+                self.w.clock.jump(2 * 3600 * 1000);
+            }
             self.note(format!("quiescence round {round}"));
         }
         Err(format!(
@@ -304,29 +327,30 @@ impl Sim {
         ))
     }
 
+    /// The live members' comparable states (see [`Ledger::comparable`]).
+    fn comparable_states(&self) -> Vec<(sma::DeviceId, sma_proto::state::GroupState)> {
+        let all = crate::ledger::live_states(&self.w);
+        let gone = self.ledger.gone(&all);
+        all.into_iter()
+            .filter(|(id, _)| !gone.contains(id))
+            .map(|(id, g)| {
+                let g = self.ledger.comparable(&g, &gone);
+                (id, g)
+            })
+            .collect()
+    }
+
     /// Describes how the live members' states differ.
     fn divergence(&self) -> String {
-        let states: Vec<_> = self
-            .w
-            .slots
-            .iter()
-            .filter(|s| s.is_member())
-            .filter_map(|s| {
-                s.dev
-                    .as_ref()
-                    .map(|d| (&s.name, d.id(), crate::ledger::replicated(&d.core().group)))
-            })
-            .collect();
+        let states = self.comparable_states();
         let mut out = String::new();
         for p in states.windows(2) {
-            if p[0].2 != p[1].2 {
+            if p[0].1 != p[1].1 {
                 out += &format!(
-                    "{} ({}) vs {} ({}):\n{}",
+                    "{} vs {}:\n{}",
                     p[0].0,
-                    p[0].1,
                     p[1].0,
-                    p[1].1,
-                    crate::ledger::describe_difference(&p[0].2, &p[1].2)
+                    crate::ledger::describe_difference(&p[0].1, &p[1].1)
                 );
             }
         }
@@ -334,18 +358,9 @@ impl Sim {
     }
 
     fn converged(&self) -> bool {
-        let states: Vec<_> = self
-            .w
-            .slots
-            .iter()
-            .filter(|s| s.is_member())
-            .filter_map(|s| {
-                s.dev
-                    .as_ref()
-                    .map(|d| crate::ledger::replicated(&d.core().group))
-            })
-            .collect();
-        states.windows(2).all(|p| p[0] == p[1])
+        self.comparable_states()
+            .windows(2)
+            .all(|p| p[0].1 == p[1].1)
     }
 
     /// Starts operations on idle devices.
@@ -381,7 +396,7 @@ impl Sim {
     }
 
     fn start_member_op(&mut self, i: usize) -> Result<(), String> {
-        let choice = self.w.rng.gen_range(0..14);
+        let choice = self.w.rng.gen_range(0..15);
         let op = match choice {
             0..=3 => Op::Sync,
             4..=5 => Op::Recv,
@@ -413,7 +428,11 @@ impl Sim {
                 Op::Send { to, body }
             }
             9..=10 => return self.keyring_change(i),
-            _ => {
+            14 => match self.lifecycle_op(i) {
+                Some(op) => op,
+                None => return Ok(()),
+            },
+            11..=13 => {
                 let Some(target) = self.pick_joiner() else {
                     return Ok(());
                 };
@@ -425,10 +444,41 @@ impl Sim {
                 });
                 Op::Pair { target, code }
             }
+            _ => return Ok(()),
         };
         self.note(format!("start {} {}", self.w.slots[i].name, op.name()));
         self.w.start(i, op);
         Ok(())
+    }
+
+    /// Now and then (at most once each per scenario, and only while at least
+    /// three members are active): remove another member, or leave.
+    fn lifecycle_op(&mut self, i: usize) -> Option<Op> {
+        if !self.plan.lifecycle || self.lifecycle_ops >= 2 {
+            return None;
+        }
+        let dev = self.w.slots[i].dev.as_ref()?;
+        let me = dev.id().clone();
+        let others: Vec<_> = dev
+            .core()
+            .group
+            .active_members()
+            .map(|m| m.id.clone())
+            .filter(|id| id != &me)
+            .collect();
+        if others.len() < 2 || !self.w.rng.gen_bool(0.3) {
+            return None;
+        }
+        self.lifecycle_ops += 1;
+        if self.w.rng.gen_bool(0.7) {
+            let target = others[self.w.rng.gen_range(0..others.len())].clone();
+            self.ledger.removal_attempted.insert(target.clone());
+            let rotate = self.w.rng.gen_bool(0.5);
+            Some(Op::Remove { target, rotate })
+        } else {
+            self.ledger.removal_attempted.insert(me);
+            Some(Op::Leave)
+        }
     }
 
     /// An honest pending device nobody is pairing right now.
@@ -518,16 +568,34 @@ pub async fn run_scenario(
         injected: 0,
         next_body: 0,
         rogue_acts: 0,
+        lifecycle_ops: 0,
+        folder_deletions: 0,
         verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
     };
     let plan_line = format!("{:?}", sim.plan);
     sim.note(plan_line);
     let result = async {
+        let t0 = std::time::Instant::now();
         sim.setup().await?;
+        let t1 = std::time::Instant::now();
         sim.chaos().await?;
+        let t2 = std::time::Instant::now();
         sim.calm().await?;
+        let t3 = std::time::Instant::now();
         sim.quiesce().await?;
-        check_final(&sim.w, &sim.ledger)
+        let t4 = std::time::Instant::now();
+        let r = check_final(&sim.w, &sim.ledger);
+        if sim.verbose {
+            eprintln!(
+                "[sim] phases setup {:?} chaos {:?} calm {:?} quiesce {:?} check {:?}",
+                t1 - t0,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                t4.elapsed()
+            );
+        }
+        r
     };
     let guarded = tokio::time::timeout(Duration::from_secs(365 * 86_400), result).await;
     let r = match guarded {
@@ -539,6 +607,7 @@ pub async fn run_scenario(
             if sim.verbose {
                 let d = sim.w.net.lock().server.downloads.clone();
                 eprintln!("[sim] downloads {d:?} stats {:?}", sim.stats);
+                eprintln!("[sim] costs {:?}", sim.w.costs);
             }
             sim.stats.members = sim.w.slots.iter().filter(|s| s.is_member()).count();
             Ok(sim.stats)

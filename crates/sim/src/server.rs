@@ -443,7 +443,11 @@ impl Server {
         let f = &self.folders[&name];
         let wanted: BTreeSet<Uid> = uids.iter().copied().collect();
         let n = wanted.iter().filter(|u| f.messages.contains_key(u)).count() as u64;
-        let key = if name.contains('_') && name.len() > 20 { "inbox" } else { name.as_str() };
+        let key = if name.contains('_') && name.len() > 20 {
+            "inbox"
+        } else {
+            name.as_str()
+        };
         *self.downloads.entry(key.to_owned()).or_insert(0) += n;
         let f = &self.folders[&name];
         Ok(wanted

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::{ChaCha20Rng, ChaCha8Rng};
 use sma::init::{InitOptions, InitReport};
+use sma::lifecycle::RemovalReport;
 use sma::pair::{JoinReport, PairEvent};
 use sma::round::SyncReport;
 use sma::{AppMessage, Device, DeviceId, SendReport, ServerConfig};
@@ -59,12 +60,17 @@ pub struct Slot {
     pub dev: Option<Device>,
     /// Restarts after crashes.
     pub restarts: u32,
+    /// Removed from the group or left it: never used again.
+    pub gone: bool,
 }
 
 impl Slot {
-    /// Whether the device is a member by its own account.
+    /// Whether this is an honest device that is a member by its own
+    /// account (a rogue that founded a group of its own is not counted).
     pub fn is_member(&self) -> bool {
-        self.dev.as_ref().is_some_and(|d| d.info().role.is_member())
+        self.kind == Kind::Honest
+            && !self.gone
+            && self.dev.as_ref().is_some_and(|d| d.info().role.is_member())
     }
 
     /// Whether the device is pending by its own account.
@@ -101,6 +107,15 @@ pub enum Op {
         /// Where the code shown to the person lands.
         code: Arc<Mutex<Option<String>>>,
     },
+    /// `remove ID` (optionally rotating the account key).
+    Remove {
+        /// The device to remove.
+        target: DeviceId,
+        /// `--rotate-account-key`.
+        rotate: bool,
+    },
+    /// `leave`.
+    Leave,
     /// `join` with a typed code.
     Join {
         /// The code typed.
@@ -120,6 +135,8 @@ impl Op {
             Op::Send { .. } => "send",
             Op::Pair { .. } => "pair",
             Op::Join { .. } => "join",
+            Op::Remove { .. } => "remove",
+            Op::Leave => "leave",
         }
     }
 }
@@ -138,6 +155,10 @@ pub enum OpResult {
     Pair(sma::Result<String>, usize),
     /// `join`, and whether the right code was typed.
     Join(sma::Result<JoinReport>, bool),
+    /// `remove`, with the device removed.
+    Remove(sma::Result<RemovalReport>, DeviceId),
+    /// `leave`.
+    Leave(sma::Result<RemovalReport>),
 }
 
 /// A finished operation: the device comes back with the result.
@@ -173,6 +194,8 @@ pub struct World {
     pub actors: Vec<Option<Actor>>,
     /// Operations that finished and were not collected yet.
     pub finished: Vec<(usize, Done)>,
+    /// CPU time spent in each kind of operation (for tuning).
+    pub costs: std::collections::BTreeMap<&'static str, Duration>,
     dir: PathBuf,
 }
 
@@ -195,6 +218,7 @@ impl World {
                 fingerprint: None,
                 dev: None,
                 restarts: 0,
+                gone: false,
             });
         }
         let n = slots.len();
@@ -207,6 +231,7 @@ impl World {
             slots,
             actors: (0..n).map(|_| None).collect(),
             finished: Vec::new(),
+            costs: Default::default(),
             dir: dir.to_owned(),
         }
     }
@@ -230,7 +255,11 @@ impl World {
         let Some(home) = self.slots[i].home.clone() else {
             return Ok(false);
         };
-        if !home.join(sma::STORE_FILE).exists() {
+        if self.slots[i].gone || !home.join(sma::STORE_FILE).exists() {
+            return Ok(false);
+        }
+        if sma::lifecycle::check_not_removed(&home).is_err() {
+            self.slots[i].gone = true;
             return Ok(false);
         }
         let rng = self.device_rng();
@@ -362,6 +391,24 @@ impl World {
                             result: OpResult::Join(r, right),
                         }
                     }),
+                    Op::Remove { target, rotate } => Box::pin(async move {
+                        let mut t = SimTransport::connect(&net, i);
+                        let r = dev.remove(&mut t, &target, rotate).await;
+                        let _ = t.logout().await;
+                        Done {
+                            dev: Some(dev),
+                            result: OpResult::Remove(r, target),
+                        }
+                    }),
+                    Op::Leave => Box::pin(async move {
+                        let mut t = SimTransport::connect(&net, i);
+                        let r = dev.leave(&mut t).await;
+                        let _ = t.logout().await;
+                        Done {
+                            dev: Some(dev),
+                            result: OpResult::Leave(r),
+                        }
+                    }),
                     Op::Init { .. } => unreachable!("handled above"),
                 }
             }
@@ -375,7 +422,10 @@ impl World {
             let Some(a) = self.actors[i].as_mut() else {
                 continue;
             };
-            if let Poll::Ready(done) = a.fut.as_mut().poll(cx) {
+            let t0 = std::time::Instant::now();
+            let polled = a.fut.as_mut().poll(cx);
+            *self.costs.entry(a.op).or_default() += t0.elapsed();
+            if let Poll::Ready(done) = polled {
                 self.actors[i] = None;
                 self.finished.push((i, done));
             }

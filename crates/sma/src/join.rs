@@ -281,6 +281,14 @@ impl Device {
         };
         core.book.received = welcome.received;
         core.book.received.remove(&self.info.id);
+        // Tell every member what we have: the member that paired us assumed
+        // we installed its welcome, and the others do not know us yet.
+        core.book.ack_due = core
+            .group
+            .active_members()
+            .map(|m| m.id.clone())
+            .filter(|id| id != &self.info.id)
+            .collect();
         for rec in core.group.members.values() {
             core.clock.observe(&rec.name_stamp);
         }

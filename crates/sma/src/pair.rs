@@ -18,7 +18,6 @@ use tracing::{info, warn};
 use crate::announce;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::round::WATCH_POLL;
 
 pub use crate::join::{JoinProgress, JoinReport};
 
@@ -113,10 +112,16 @@ pub(crate) fn pairing_message<P: serde::Serialize>(
 /// has just read). Not re-selecting it matters: a message that arrived
 /// since that read would be counted by a fresh SELECT and then never
 /// reported by IDLE, stalling pairing for [`WATCH_POLL`].
+/// A person is waiting during pairing: poll at least this often even if the
+/// server's IDLE is slow or silent (Courier reports changes after 60 s).
+pub const PAIRING_POLL: Duration = Duration::from_secs(3);
+
+/// Waits on the selected folder until it changes, [`PAIRING_POLL`] passes,
+/// or the deadline.
 pub(crate) async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if !left.is_zero() {
-        t.idle(left.min(WATCH_POLL)).await?;
+        t.idle(left.min(PAIRING_POLL)).await?;
     }
     Ok(())
 }
@@ -274,9 +279,12 @@ impl Device {
         );
         // The welcome carries our whole state, so the joiner has every op
         // we made so far and every op we applied: it starts with our acks,
-        // and we need not resend our log to it.
+        // and we need not resend our log to it. That is an assumption until
+        // the joiner reports its acks (it may install another member's
+        // welcome if it restarts `join`).
         let book = &mut self.member.core.book;
         book.peer_acks.insert(joiner_id.clone(), book.last_seq);
+        book.assumed_acks.insert(joiner_id.clone());
         let mut received = book.received.clone();
         received.insert(self.info.id.clone(), book.last_seq);
         self.save()?;

@@ -88,7 +88,7 @@ impl Device {
     /// arrived after `round` read it: a fresh SELECT counts those, and IDLE
     /// would then not report them until `timeout`.
     async fn wait_for_inbox<T: Transport>(
-        &self,
+        &mut self,
         t: &mut T,
         round: &SyncReport,
         timeout: Duration,

@@ -21,6 +21,8 @@ const SKEW_WARN_SECS: i64 = 60;
 const SKEW_FAIL_SECS: i64 = 86_400;
 /// How long `doctor` waits for IDLE to report its probe message.
 const IDLE_WAIT: Duration = Duration::from_secs(10);
+/// How long after IDLE starts the probe is appended.
+const PROBE_DELAY: Duration = Duration::from_millis(300);
 /// IDLE slower than this is a warning (sma then relies on polling).
 const IDLE_SLOW: Duration = Duration::from_secs(5);
 
@@ -137,6 +139,7 @@ impl Ctx<'_> {
                 return r.finish();
             }
         };
+        warn_if_insecure(&dev.info().server);
         let config = dev.info().server.imap_config(&password);
         let mut t = match ImapSession::connect(&config).await {
             Ok(t) => t,
@@ -264,13 +267,13 @@ async fn server_checks(dev: &Device, t: &mut ImapSession, fix: bool) -> Vec<Chec
     match t.namespace().await {
         Ok(ns) if ns.prefix == names.prefix && ns.delimiter == names.delimiter => out.push(ok(
             "namespace",
-            format!("personal namespace {:?} with delimiter {:?}, as when this device was set up", ns.prefix, ns.delimiter),
+            format!("personal namespace {:?} with delimiter {}, as when this device was set up", ns.prefix, delim(ns.delimiter)),
         )),
         Ok(ns) => out.push(fail(
             "namespace",
             format!(
-                "the server's personal namespace is now {:?} (delimiter {:?}), but this device uses {:?} (delimiter {:?})",
-                ns.prefix, ns.delimiter, names.prefix, names.delimiter
+                "the server's personal namespace is now {:?} (delimiter {}), but this device uses {:?} (delimiter {})",
+                ns.prefix, delim(ns.delimiter), names.prefix, delim(names.delimiter)
             ),
             "the server's configuration changed: set the devices up again with `sma init` in fresh homes",
         )),
@@ -312,6 +315,10 @@ async fn server_checks(dev: &Device, t: &mut ImapSession, fix: bool) -> Vec<Chec
     }
     out.push(subscription_check(t, &pattern, fix).await);
     out
+}
+
+fn delim(d: Option<char>) -> String {
+    d.map_or_else(|| "none".to_owned(), |c| format!("{c:?}"))
 }
 
 async fn subscription_check(t: &mut ImapSession, pattern: &str, fix: bool) -> Check {
@@ -380,7 +387,7 @@ async fn probe(dev: &Device, config: &sma_imap::ImapConfig, t: &mut ImapSession)
     let token = format!("{:016x}", rand::random::<u64>());
     let message = probe_message(&dev.info().account, &token);
     let append = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(PROBE_DELAY).await;
         let before = unix_now();
         let r = other
             .append(&inbox, &["\\Seen", "\\Deleted"], &message)
@@ -407,6 +414,13 @@ async fn probe(dev: &Device, config: &sma_imap::ImapConfig, t: &mut ImapSession)
         " (no IDLE: polling with NOOP)"
     };
     out.push(match idle {
+        // Seen only in the answer to DONE when the wait ended: IDLE itself
+        // said nothing.
+        Ok(IdleOutcome::Changed) if woke + PROBE_DELAY + Duration::from_millis(150) >= IDLE_WAIT => warn(
+            "idle",
+            format!("IDLE did not report a new message within {} s (it showed up only when IDLE ended){poll}", IDLE_WAIT.as_secs()),
+            "sma falls back to polling every 30 s (pairing then takes up to 30 s longer); for faster delivery ask for a working IDLE (Courier: IMAP_ENHANCEDIDLE=1; Cyrus: idled)",
+        ),
         Ok(IdleOutcome::Changed) if woke <= IDLE_SLOW => ok("idle", format!("a new message was reported after {} ms{poll}", woke.as_millis())),
         Ok(IdleOutcome::Changed) => warn("idle", format!("a new message was reported only after {:.1} s{poll}", woke.as_secs_f64()), "sma also polls every 30 s; for faster delivery ask for a quicker IDLE (Courier: IMAP_ENHANCEDIDLE=1)"),
         Ok(_) => warn("idle", format!("IDLE did not report a new message within {} s{poll}", IDLE_WAIT.as_secs()), "sma falls back to polling every 30 s; for faster delivery ask for a working IDLE (Courier: IMAP_ENHANCEDIDLE=1)"),
@@ -492,6 +506,20 @@ fn parse_internaldate(s: &str) -> Option<i64> {
     let (date, rest) = s.split_once(' ')?;
     let rfc = format!("{} {rest}", date.replace('-', " "));
     sma_proto::timefmt::parse_rfc5322(&rfc).and_then(|t| i64::try_from(t).ok())
+}
+
+/// Prints a loud warning on stderr when `server` is used with
+/// `--allow-insecure` for a host that is not loopback: the password and
+/// every message then cross the network unencrypted. Not silenced by `-q`.
+pub(crate) fn warn_if_insecure(server: &sma::ServerConfig) {
+    if server.allow_insecure && server.security == "plain" && !is_loopback_host(&server.host) {
+        eprintln!(
+            "sma: WARNING: connecting to {}:{} WITHOUT ENCRYPTION (--security plain --allow-insecure): \
+             the IMAP password and all of sma's messages and metadata travel in clear over the network. \
+             Use --security tls or starttls unless this network is fully trusted.",
+            server.host, server.port
+        );
+    }
 }
 
 /// `sma completions SHELL`

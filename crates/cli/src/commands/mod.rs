@@ -8,6 +8,8 @@ mod keys;
 mod lifecycle;
 mod serve;
 
+pub(crate) use doctor::warn_if_insecure;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -122,6 +124,7 @@ impl Ctx<'_> {
     pub(crate) async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
         let dev = self.open()?;
         let password = self.password(Some(&dev))?;
+        doctor::warn_if_insecure(&dev.info().server);
         let session = dev.connect(&password).await?;
         Ok((dev, session))
     }
@@ -167,6 +170,7 @@ impl Ctx<'_> {
             },
             account_key,
         };
+        doctor::warn_if_insecure(&opts.server);
         let report: InitReport = sma::init::init(opts, &password).await?;
         if a.save_password {
             let mut dev = Device::open(&home)?;
@@ -350,17 +354,14 @@ impl Ctx<'_> {
     async fn watch(&self) -> Result<()> {
         let mut dev = self.open()?;
         let password = self.password(Some(&dev))?;
+        doctor::warn_if_insecure(&dev.info().server);
         let out = self.out;
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         dev.watch(
             &password,
-            |ev| {
-                out.emit(ev, || {
-                    format!("{}", serde_json::to_string(ev).unwrap_or_default())
-                })
-            },
+            |ev| out.emit(ev, || serde_json::to_string(ev).unwrap_or_default()),
             stop,
         )
         .await?;

@@ -83,7 +83,9 @@ impl Core {
         if self.session.is_none() {
             let password = self.password()?;
             // Not `Device::connect`: its future holds `&Device`, which is not `Sync`.
-            let config = self.device()?.info().server.imap_config(&password);
+            let server = &self.device()?.info().server;
+            crate::commands::warn_if_insecure(server);
+            let config = server.imap_config(&password);
             let t = ImapSession::connect(&config)
                 .await
                 .map_err(sma::Error::from)?;

@@ -208,3 +208,190 @@ impl Account {
         self.run(name, &args)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Reliability helpers (crash, chaos and hostile-provider tests).
+
+/// A raw IMAP session over the plain port, as someone holding the account
+/// password would use it: no protocol knowledge, just commands.
+pub struct RawImap {
+    tcp: std::net::TcpStream,
+    tag: u32,
+}
+
+impl RawImap {
+    /// Logs in to `server` as `user`.
+    pub fn login(server: &Dovecot, user: &str, password: &str) -> RawImap {
+        let tcp =
+            std::net::TcpStream::connect(("127.0.0.1", server.plain_port())).expect("connect");
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("read timeout");
+        let mut s = RawImap { tcp, tag: 0 };
+        s.read_until("\r\n");
+        let resp = s.command(&format!("LOGIN {user} {password}"));
+        assert!(resp.contains(" OK"), "raw login failed: {resp}");
+        s
+    }
+
+    /// Logs in to the shared server as the account's user.
+    pub fn for_account(acc: &Account) -> RawImap {
+        RawImap::login(server(), &acc.user, &acc.password)
+    }
+
+    fn read_until(&mut self, end: &str) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = self.tcp.read(&mut buf).expect("read from IMAP server");
+            assert!(n > 0, "the IMAP server closed the connection: {text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains(end) {
+                return text;
+            }
+        }
+    }
+
+    /// Runs one command; returns every line up to and including the tagged
+    /// completion.
+    pub fn command(&mut self, cmd: &str) -> String {
+        use std::io::Write;
+        self.tag += 1;
+        let tag = format!("x{}", self.tag);
+        write!(self.tcp, "{tag} {cmd}\r\n").expect("write command");
+        let text = self.read_until(&format!("\r\n{tag} "));
+        let mut out = text;
+        if !out.ends_with("\r\n") {
+            out.push_str(&self.read_until("\r\n"));
+        }
+        out
+    }
+
+    /// `APPEND folder {n+}` with `bytes`; panics unless OK.
+    pub fn append(&mut self, folder: &str, bytes: &[u8]) {
+        use std::io::Write;
+        self.tag += 1;
+        let tag = format!("x{}", self.tag);
+        write!(self.tcp, "{tag} APPEND \"{folder}\" {{{}+}}\r\n", bytes.len()).expect("write");
+        self.tcp.write_all(bytes).expect("write literal");
+        self.tcp.write_all(b"\r\n").expect("write");
+        let resp = self.read_until(&format!("{tag} "));
+        let resp = if resp.ends_with("\r\n") {
+            resp
+        } else {
+            resp + &self.read_until("\r\n")
+        };
+        assert!(resp.contains(&format!("{tag} OK")), "append to {folder} failed: {resp}");
+    }
+
+    /// `DELETE folder`; returns whether the server said OK.
+    pub fn delete_folder(&mut self, folder: &str) -> bool {
+        self.command(&format!("DELETE \"{folder}\"")).contains(" OK")
+    }
+
+    /// Deletes every message of `folder` whose raw text contains `needle`.
+    pub fn expunge_matching(&mut self, folder: &str, needle: &str) -> usize {
+        let resp = self.command(&format!("SELECT \"{folder}\""));
+        assert!(resp.contains(" OK"), "select {folder}: {resp}");
+        let found = self.command(&format!("UID SEARCH TEXT \"{needle}\""));
+        let uids: Vec<String> = found
+            .lines()
+            .filter_map(|l| l.strip_prefix("* SEARCH"))
+            .flat_map(|l| l.split_whitespace().map(str::to_owned))
+            .collect();
+        if !uids.is_empty() {
+            let set = uids.join(",");
+            self.command(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"));
+            self.command("EXPUNGE");
+        }
+        self.command("CLOSE");
+        uids.len()
+    }
+
+    /// `LOGOUT`.
+    pub fn logout(mut self) {
+        let _ = self.command("LOGOUT");
+    }
+}
+
+/// Appends raw bytes to a folder of the account as someone holding the
+/// IMAP password would (a replay, a forgery).
+pub fn replay_into(acc: &Account, folder: &str, bytes: &[u8]) {
+    let mut imap = RawImap::for_account(acc);
+    imap.append(folder, bytes);
+    imap.logout();
+}
+
+/// The raw messages of one folder of the account, read from the server's
+/// disk.
+pub fn messages_in(acc: &Account, folder: &str) -> Vec<Vec<u8>> {
+    let dir = server().maildir(acc.index);
+    let folder_dir = if folder == "INBOX" {
+        dir
+    } else {
+        dir.join(format!(".{folder}"))
+    };
+    let mut out = Vec::new();
+    for sub in ["cur", "new"] {
+        let Ok(rd) = std::fs::read_dir(folder_dir.join(sub)) else {
+            continue;
+        };
+        let mut files: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.sort();
+        for f in files {
+            if let Ok(b) = std::fs::read(&f) {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// How a run of `sma` that may have been killed ended.
+pub struct MaybeKilled {
+    /// Whether it was killed before it exited on its own.
+    pub killed: bool,
+    /// Its exit status when it was not killed.
+    pub status: Option<i32>,
+    /// The complete JSON lines it printed (a line cut by the kill is dropped).
+    pub lines: Vec<Value>,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Starts `cmd`, sends it SIGKILL after `after` unless it exited before,
+/// and collects what it printed.
+pub fn run_and_kill(mut cmd: Command, after: std::time::Duration) -> MaybeKilled {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sma");
+    let deadline = std::time::Instant::now() + after;
+    let mut killed = false;
+    loop {
+        if child.try_wait().expect("poll child").is_some() {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            // SIGKILL: no destructor, no flush beyond what was written.
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    let killed = killed && out.status.code().is_none();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    MaybeKilled {
+        killed,
+        status: out.status.code(),
+        lines,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

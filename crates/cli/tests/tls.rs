@@ -1,0 +1,136 @@
+//! Acceptance: certificate verification and the insecure-connection warning,
+//! through the real `sma` binary against a real Dovecot.
+
+mod common;
+
+use common::{json_lines, path_str, server, stderr_json, Account};
+
+/// `sma init` over implicit TLS with extra arguments.
+fn init_tls(acc: &Account, name: &str, extra: &[&str]) -> std::process::Output {
+    let s = server();
+    let target = format!("127.0.0.1:{}", s.tls_port());
+    let mut args = vec![
+        "init", "--server", &target, "--user", &acc.user, "--name", name,
+    ];
+    args.extend_from_slice(extra);
+    acc.run(name, &args)
+}
+
+#[test]
+fn untrusted_certificate_fails_clearly_and_ca_file_makes_it_work() {
+    let acc = Account::new();
+    // The web PKI does not know the test CA.
+    let out = init_tls(&acc, "a", &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr_json(&out);
+    let msg = err["error"].as_str().expect("error text");
+    assert_eq!(err["kind"], "failed");
+    assert!(
+        msg.contains("not signed by a trusted certificate authority") && msg.contains("--ca-file"),
+        "unclear message: {msg}"
+    );
+    assert!(
+        !acc.home("a").join(sma::STORE_FILE).exists(),
+        "a failed init must leave no device"
+    );
+
+    // A CA file that did not sign the server's certificate.
+    let wrong = path_str(server().wrong_ca_file()).to_owned();
+    let out = init_tls(&acc, "a", &["--ca-file", &wrong]);
+    assert_eq!(out.status.code(), Some(1));
+    let msg = stderr_json(&out)["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(
+        msg.contains("not signed by the CA in") && msg.contains(&wrong),
+        "unclear message: {msg}"
+    );
+
+    // The right CA: works, and later commands keep verifying against it.
+    let ca = path_str(server().ca_file()).to_owned();
+    let out = init_tls(&acc, "a", &["--ca-file", &ca]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&out.stdout)[0]["role"], "founder");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("WARNING"),
+        "no warning for a verified connection"
+    );
+    let status = acc.ok("a", &["status"]);
+    assert_eq!(status[0]["role"], "founder");
+}
+
+#[test]
+fn allow_insecure_to_a_remote_host_warns_loudly() {
+    let acc = Account::new();
+    // A name that never resolves (RFC 2606): the warning comes before any
+    // connection attempt, which then fails.
+    let out = acc.run(
+        "a",
+        &[
+            "init",
+            "--server",
+            "mail.sma-test.invalid:143",
+            "--security",
+            "plain",
+            "--allow-insecure",
+            "--user",
+            &acc.user,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARNING")
+            && stderr.contains("WITHOUT ENCRYPTION")
+            && stderr.contains("mail.sma-test.invalid"),
+        "no loud warning: {stderr}"
+    );
+
+    // Without --allow-insecure, plain to a remote host is refused (usage error).
+    let out = acc.run(
+        "a",
+        &[
+            "init",
+            "--server",
+            "mail.sma-test.invalid:143",
+            "--security",
+            "plain",
+            "--user",
+            &acc.user,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+
+    // Plain to loopback with --allow-insecure is not "actually used": no warning.
+    let target = format!("127.0.0.1:{}", server().plain_port());
+    let out = acc.run(
+        "b",
+        &[
+            "init",
+            "--server",
+            &target,
+            "--security",
+            "plain",
+            "--allow-insecure",
+            "--user",
+            &acc.user,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+}
