@@ -69,7 +69,20 @@ fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
 struct Killed(Child);
 
 impl Drop for Killed {
+    /// Stops the child: SIGTERM (a clean stop, so tools such as valgrind
+    /// wrapped around it write their output), SIGKILL after 10 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -170,7 +170,7 @@ impl Device {
                     continue;
                 }
                 SealedContent::Ops(body) => {
-                    let before = self.member.core.group.clone();
+                    let before = Snapshot::of(&self.member.core.group, &body.ops);
                     let got = self.member.receive_ops(&from, &body, self.clock.now_ms());
                     if got.rejected > 0 {
                         warn!(%from, rejected = got.rejected, "ops naming another origin were ignored");
@@ -316,15 +316,48 @@ impl Device {
     }
 }
 
+/// What the ops of one message may change, as it was before applying them
+/// (a copy of the whole group state would cost megabytes per message).
+struct Snapshot {
+    members: std::collections::BTreeMap<sma_proto::DeviceId, Option<MemberStatus>>,
+    peers: std::collections::BTreeMap<String, Option<sma_proto::state::PeerState>>,
+    account_key: Option<String>,
+}
+
+impl Snapshot {
+    fn of(group: &sma_proto::state::GroupState, ops: &[sma_proto::state::Op]) -> Snapshot {
+        let mut snap = Snapshot {
+            members: Default::default(),
+            peers: Default::default(),
+            account_key: group.current_account_key().map(|k| k.fingerprint.clone()),
+        };
+        for op in ops {
+            match &op.change {
+                Change::Member(rec) => {
+                    snap.members
+                        .insert(rec.id.clone(), group.status_of(&rec.id));
+                }
+                Change::Peer(p) => {
+                    let addr = p.addr.to_lowercase();
+                    let old = group.keyring.get(&addr).cloned();
+                    snap.peers.insert(addr, old);
+                }
+                Change::AccountKey(_) | Change::PreferEncrypt(_) => {}
+            }
+        }
+        snap
+    }
+}
+
 fn describe_change(
-    before: &sma_proto::state::GroupState,
+    before: &Snapshot,
     after: &sma_proto::state::GroupState,
     change: &Change,
     events: &mut Vec<Event>,
 ) {
     match change {
         Change::Member(rec) => {
-            let was = before.status_of(&rec.id);
+            let was = before.members.get(&rec.id).copied().flatten();
             let now = after.status_of(&rec.id);
             if now == Some(MemberStatus::Active) && was != Some(MemberStatus::Active) {
                 events.push(Event::DeviceAdded {
@@ -339,14 +372,16 @@ fn describe_change(
             }
         }
         Change::Peer(p) => {
-            if before.keyring.get(&p.addr) != after.keyring.get(&p.addr) {
+            let addr = p.addr.to_lowercase();
+            let was = before.peers.get(&addr).and_then(|p| p.as_ref());
+            if was != after.keyring.get(&addr) {
                 events.push(Event::KeyUpdated {
                     addr: p.addr.clone(),
                 });
             }
         }
         Change::AccountKey(_) => {
-            if before.current_account_key() != after.current_account_key() {
+            if before.account_key.as_ref() != after.current_account_key().map(|k| &k.fingerprint) {
                 events.push(Event::KeyUpdated {
                     addr: "account".into(),
                 });

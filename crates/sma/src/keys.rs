@@ -184,11 +184,12 @@ impl Device {
     ) -> Result<Vec<String>> {
         self.require_member()?;
         let mut updated = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for o in obs {
             let now_ms = self.now_ms();
             let stamp = self.member.stamp(now_ms);
             for delta in autocrypt::observe(&self.member.core.group.keyring, &o, &stamp) {
-                if !updated.contains(&delta.addr) {
+                if seen.insert(delta.addr.clone()) {
                     updated.push(delta.addr.clone());
                 }
                 self.member.change(now_ms, Change::Peer(delta));

@@ -29,7 +29,25 @@ impl Device {
     pub(crate) async fn send_syncs<T: Transport>(&mut self, t: &mut T) -> Result<usize> {
         let now = self.now();
         let outgoing = self.member.outgoing_syncs(&mut self.rng, now)?;
+        if outgoing.is_empty() {
+            return Ok(0);
+        }
         let mut sent = 0;
+        // Save once at the end, also when the connection fails half-way: a
+        // crash before it leaves at most an extra sync message behind, which
+        // the peer processes (or we replace) like any other.
+        let result = self.append_syncs(t, outgoing, now, &mut sent).await;
+        self.save()?;
+        result.map(|()| sent)
+    }
+
+    async fn append_syncs<T: Transport>(
+        &mut self,
+        t: &mut T,
+        outgoing: Vec<sma_proto::device::OutgoingSync>,
+        now: u64,
+        sent: &mut usize,
+    ) -> Result<()> {
         for out in outgoing {
             let folder = self.info.folders.inbox(&out.peer);
             let uid = match t.append(&folder, &[], &out.bytes).await {
@@ -65,10 +83,9 @@ impl Device {
                     at: now,
                 },
             );
-            self.save()?;
-            sent += 1;
+            *sent += 1;
         }
-        Ok(sent)
+        Ok(())
     }
 
     /// Sends an application message to one member or to all other members.

@@ -108,16 +108,14 @@ pub(crate) fn pairing_message<P: serde::Serialize>(
     (id, env.to_bytes())
 }
 
-/// Waits for a change to the selected folder (our inbox, which the caller
-/// has just read). Not re-selecting it matters: a message that arrived
-/// since that read would be counted by a fresh SELECT and then never
-/// reported by IDLE, stalling pairing for [`WATCH_POLL`].
 /// A person is waiting during pairing: poll at least this often even if the
 /// server's IDLE is slow or silent (Courier reports changes after 60 s).
 pub const PAIRING_POLL: Duration = Duration::from_secs(3);
 
-/// Waits on the selected folder until it changes, [`PAIRING_POLL`] passes,
-/// or the deadline.
+/// Waits on the selected folder (our inbox, which the caller has just
+/// read) until it changes, [`PAIRING_POLL`] passes, or the deadline. Not
+/// re-selecting it matters: a message that arrived since that read would
+/// be counted by a fresh SELECT and then never reported by IDLE.
 pub(crate) async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if !left.is_zero() {
