@@ -182,8 +182,13 @@ pub struct OpsBody {
     /// The sender's view of our acknowledgement of its ops when it sent this:
     /// `ops` holds the sender's ops with seq > base.
     pub base: u64,
+    /// The highest seq this body covers (its last op, including ops a
+    /// receiver may not understand); 0 when it carries none.
+    #[serde(default)]
+    pub upto: u64,
     /// The sender's own ops, ascending seq. Ops this version does not
-    /// understand (a newer change kind) are skipped, not fatal.
+    /// understand (a newer change kind) are skipped, not fatal; `upto` still
+    /// acknowledges them, so the sender does not resend them forever.
     #[serde(deserialize_with = "lenient_ops")]
     pub ops: Vec<Op>,
     /// Per origin, the highest seq of that origin's ops the sender has applied.

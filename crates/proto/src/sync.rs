@@ -105,6 +105,9 @@ impl SyncBook {
                 upto = op.seq;
             }
         }
+        if body.base <= have && out.rejected == 0 && body.upto > upto {
+            upto = body.upto;
+        }
         if upto > have {
             self.received.insert(sender.clone(), upto);
         }
@@ -176,6 +179,7 @@ impl SyncBook {
         }
         OpsBody {
             base,
+            upto: ops.last().map_or(0, |o: &Op| o.seq),
             ops,
             acks: self.received.clone(),
         }
@@ -314,6 +318,21 @@ mod tests {
         assert_eq!(got.new_ops.len(), 1);
         assert_eq!(book.received.get(&b).copied().unwrap_or(0), 0);
         assert!(book.ack_due.contains(&b));
+    }
+
+    #[test]
+    fn ops_a_receiver_skipped_are_still_acknowledged_through_upto() {
+        let (a, b) = (dev(1), dev(2));
+        let mut sender = SyncBook::default();
+        for i in 1..=3 {
+            sender.push(&b, stamp(i), change(i));
+        }
+        let mut body = sender.body_for(&a);
+        assert_eq!(body.upto, 3);
+        body.ops.pop(); // as if op 3 were of a kind this version cannot read
+        let mut book = SyncBook::default();
+        book.receive(&a, &b, &body);
+        assert_eq!(book.received[&b], 3);
     }
 
     #[test]

@@ -61,6 +61,10 @@ impl Device {
             return Err(self.removed_error());
         }
         self.require_member()?;
+        // Our own record may say removed (e.g. an interrupted `leave`).
+        if self.member.status() == Some(sma_proto::state::MemberStatus::Removed) {
+            return Err(self.mark_removed(" (its own record in the group state says so)"));
+        }
         let pass = self.process_inbox(t).await?;
         let mut report = SyncReport {
             applied: pass.applied,
