@@ -41,7 +41,12 @@ impl Sim {
             self.w.slots[i].dev = done.dev;
             let name = self.w.slots[i].name.clone();
             let line = self.take_result(i, done.result)?;
-            self.note(format!("done {name} {line}"));
+            let queued = self.w.slots[i]
+                .dev
+                .as_ref()
+                .and_then(|d| d.pending_messages().ok())
+                .map_or(0, |q| q.len());
+            self.note(format!("done {name} {line} (queued {queued})"));
             if let Some(dev) = self.w.slots[i].dev.as_ref() {
                 self.ledger
                     .check_state(&format!("{name} ({})", dev.id()), &dev.core().group)?;

@@ -257,9 +257,11 @@ pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
                 .unwrap_or(0);
             if n == 0 && !lost.contains(&sent.message_id) {
                 return Err(format!(
-                    "acknowledged message {:?} from {} never reached {r}",
+                    "acknowledged message {:?} ({}) from {} never reached {r}; {}",
                     String::from_utf8_lossy(body),
-                    sent.from
+                    sent.message_id,
+                    sent.from,
+                    whereabouts(w, &sent.message_id)
                 ));
             }
         }
@@ -363,6 +365,35 @@ pub(crate) fn describe_difference(a: &GroupState, b: &GroupState) -> String {
         out += "prefer-encrypt differs\n";
     }
     out
+}
+
+/// Where a message id can still be found: on the server (folder, UID) or
+/// queued on a device. For failure reports.
+fn whereabouts(w: &World, id: &str) -> String {
+    let s = w.net.lock();
+    let on_server: Vec<String> = s
+        .server
+        .all_messages()
+        .filter(|(_, _, m)| peek_marker(m.header()).is_ok_and(|k| k.id.as_str() == id))
+        .map(|(f, u, _)| format!("{f} UID {u}"))
+        .collect();
+    let delayed = s
+        .server
+        .delayed
+        .iter()
+        .filter(|d| peek_marker(&d.bytes).is_ok_and(|k| k.id.as_str() == id))
+        .count();
+    let queued: Vec<String> = w
+        .slots
+        .iter()
+        .filter_map(|sl| sl.dev.as_ref())
+        .filter(|d| {
+            d.pending_messages()
+                .is_ok_and(|q| q.iter().any(|m| m.message_id == id))
+        })
+        .map(|d| d.id().to_string())
+        .collect();
+    format!("on the server: {on_server:?}, held back: {delayed}, queued on: {queued:?}")
 }
 
 /// Message ids of messages the server lost (their folder was deleted).

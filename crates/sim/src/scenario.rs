@@ -7,104 +7,11 @@ use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
-use sma_proto::folders::Layout;
 
 use crate::ledger::{check_final, Ledger};
 use crate::net::{Cmd, Grant, Waiting};
+pub use crate::plan::{Plan, Stats};
 use crate::world::{Kind, Op, World};
-
-/// Fault rates and sizes of one scenario, all drawn from the seed.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// Honest devices (2–6).
-    pub honest: usize,
-    /// Whether a rogue device takes part.
-    pub rogue: bool,
-    /// Two devices found at the same time.
-    pub founder_race: bool,
-    /// The founder's layout.
-    pub layout: Layout,
-    /// Scheduling steps (granted commands) of the chaos phase.
-    pub steps: usize,
-    /// Per command: connection dropped before / after it takes effect.
-    pub p_drop: f64,
-    /// Per APPEND: stored twice.
-    pub p_dup: f64,
-    /// Per APPEND: delivered late.
-    pub p_delay: f64,
-    /// Per step: a device process is killed.
-    pub p_crash: f64,
-    /// Per step: a folder is deleted under the devices.
-    pub p_delete_folder: f64,
-    /// Per step: a folder's UIDVALIDITY changes.
-    pub p_validity: f64,
-    /// Per step: an old message is replayed.
-    pub p_replay: f64,
-    /// Per step and idle device: it starts an operation.
-    pub p_start: f64,
-    /// Whether members are removed and leave.
-    pub lifecycle: bool,
-}
-
-impl Plan {
-    /// Draws a plan from the scenario's random source.
-    pub fn draw(rng: &mut impl Rng) -> Plan {
-        let level = |rng: &mut dyn rand::RngCore, levels: &[f64]| -> f64 {
-            levels[rng.gen_range(0..levels.len())]
-        };
-        Plan {
-            honest: rng.gen_range(2..=6),
-            rogue: rng.gen_bool(0.3),
-            founder_race: rng.gen_bool(0.15),
-            layout: if rng.gen_bool(0.5) {
-                Layout::Flat
-            } else {
-                Layout::Nested
-            },
-            // Mostly short scenarios (cheap seeds, many interleavings),
-            // some long ones (deep histories).
-            steps: if rng.gen_bool(0.7) {
-                rng.gen_range(40..=120)
-            } else {
-                rng.gen_range(120..=320)
-            },
-            p_drop: level(rng, &[0.0, 0.001, 0.004, 0.01]),
-            p_dup: level(rng, &[0.0, 0.02, 0.08]),
-            p_delay: level(rng, &[0.0, 0.03, 0.1]),
-            p_crash: level(rng, &[0.0, 0.005, 0.02]),
-            p_delete_folder: level(rng, &[0.0, 0.0, 0.005]),
-            p_validity: level(rng, &[0.0, 0.003, 0.01]),
-            p_replay: level(rng, &[0.0, 0.01, 0.03]),
-            p_start: level(rng, &[0.05, 0.15, 0.3]),
-            lifecycle: rng.gen_bool(0.4),
-        }
-    }
-}
-
-/// Counts of what happened, for the summary.
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Commands granted.
-    pub grants: u64,
-    /// Operations finished, by success.
-    pub ops_ok: u64,
-    /// Operations that failed with an expected error.
-    pub ops_failed: u64,
-    /// Faults injected.
-    pub faults: u64,
-    /// Crashes.
-    pub crashes: u64,
-    /// Successful joins.
-    pub joins: u64,
-    /// Application messages delivered.
-    pub delivered: u64,
-    /// Ops applied by sync rounds.
-    pub applied: u64,
-    /// Live members at the end.
-    pub members: usize,
-    /// Hash of the whole schedule and every outcome (determinism check).
-    pub trace_hash: u64,
-}
 
 /// A code shown by a running `pair`, waiting to be typed on the joiner.
 pub struct Offer {
@@ -140,6 +47,8 @@ pub struct Sim {
     pub next_body: u64,
     /// Removals and leaves started.
     pub lifecycle_ops: u32,
+    /// A process to kill once its current command ran (buggify).
+    pub crash_after: Option<usize>,
     /// Folders deleted by the fault injector.
     pub folder_deletions: u32,
     /// How often the rogue struck.
@@ -188,6 +97,34 @@ impl Sim {
         self.w.net.grant(ticket, grant);
         let jitter = self.w.rng.gen_range(0..40);
         self.w.clock.jump(jitter);
+        // Buggify: a pairing process killed right after one of its appends
+        // (the hello, the reply, the confirmation or the welcome) is the
+        // most harmful moment; make it common.
+        let pairing = self.w.actors[w.actor]
+            .as_ref()
+            .is_some_and(|a| a.op == "pair" || a.op == "join");
+        if self.faults_on
+            && pairing
+            && w.cmd == Cmd::Append
+            && self.w.rng.gen_bool(self.plan.p_pairing_crash)
+        {
+            self.crash_after = Some(w.actor);
+        }
+    }
+
+    /// Kills the process chosen by the buggify rule, once its command ran.
+    fn buggify_crash(&mut self) {
+        if let Some(i) = self.crash_after.take() {
+            if self.w.busy(i) {
+                let op = self.w.actors[i].as_ref().map(|a| a.op).unwrap_or("idle");
+                self.note(format!(
+                    "CRASH {} after an append during {op}",
+                    self.w.slots[i].name
+                ));
+                self.w.crash(i);
+                self.stats.crashes += 1;
+            }
+        }
     }
 
     fn fault_for(&mut self, w: &Waiting) -> Grant {
@@ -261,6 +198,7 @@ impl Sim {
             self.inject_faults()?;
             self.start_ops()?;
             self.w.run_until_gate().await;
+            self.buggify_crash();
             self.collect()?;
             self.grant_one();
             if iterations % 8 == 0 {
@@ -277,6 +215,101 @@ impl Sim {
         self.offers.clear();
         self.release_all();
         self.drain(50_000).await
+    }
+
+    /// Liveness: once the faults stopped, every honest device still pending
+    /// (never paired, or admitted by a pairing it never completed) can be
+    /// paired by a live member. Devices whose announcement or inbox a fault
+    /// deleted are left out: a pending device does not recreate them (see
+    /// docs/RELIABILITY.md).
+    async fn late_pairings(&mut self) -> Result<(), String> {
+        for j in 0..self.w.slots.len() {
+            if self.w.slots[j].kind != Kind::Honest
+                || !self.w.ensure_open(j)?
+                || !self.w.slots[j].is_pending()
+                || !self.still_announced(j)
+            {
+                continue;
+            }
+            let mut member = None;
+            for m in 0..self.w.slots.len() {
+                let leaving = self.w.slots[m]
+                    .id
+                    .as_ref()
+                    .is_some_and(|id| self.ledger.removal_attempted.contains(id));
+                if m != j && !leaving && self.w.ensure_open(m)? && self.w.slots[m].is_member() {
+                    member = Some(m);
+                    break;
+                }
+            }
+            let Some(m) = member else {
+                return Err("no live member left to pair with".into());
+            };
+            let code = Arc::new(Mutex::new(None));
+            self.note(format!("late pairing of {}", self.w.slots[j].name));
+            self.w.start(
+                m,
+                Op::Pair {
+                    target: j,
+                    code: code.clone(),
+                },
+            );
+            let mut shown = None;
+            for _ in 0..10_000 {
+                self.w.run_until_gate().await;
+                self.collect()?;
+                shown = code.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if shown.is_some() || !self.w.busy(m) {
+                    break;
+                }
+                self.grant_one();
+            }
+            let Some(shown) = shown else {
+                return Err(format!(
+                    "{} could not start pairing {} after the faults stopped",
+                    self.w.slots[m].name, self.w.slots[j].name
+                ));
+            };
+            let id = self.w.slots[j]
+                .id
+                .clone()
+                .ok_or("pending device without id")?;
+            self.ledger.legit.insert(id);
+            self.w.start(
+                j,
+                Op::Join {
+                    code: shown,
+                    right: true,
+                },
+            );
+            self.drain(50_000).await?;
+            if !self.w.ensure_open(j)? || !self.w.slots[j].is_member() {
+                return Err(format!(
+                    "{} could not be paired after the faults stopped",
+                    self.w.slots[j].name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether slot `i`'s announcement and inbox are on the server.
+    fn still_announced(&self, i: usize) -> bool {
+        let Some(dev) = self.w.slots[i].dev.as_ref() else {
+            return false;
+        };
+        let s = self.w.net.lock();
+        let announced = s
+            .server
+            .folder(&dev.info().folders.announce())
+            .is_some_and(|f| {
+                f.messages.values().any(|m| {
+                    sma_proto::envelope::peek_marker(m.header()).is_ok_and(|k| {
+                        k.kind == sma_proto::envelope::Kind::Announce && &k.from == dev.id()
+                    })
+                })
+            });
+        announced && s.server.folder(&dev.inbox()).is_some()
     }
 
     /// Sync rounds on every live member until the states converge, then a
@@ -466,7 +499,12 @@ impl Sim {
             .map(|m| m.id.clone())
             .filter(|id| id != &me)
             .collect();
-        if others.len() < 2 || !self.w.rng.gen_bool(0.3) {
+        // Keep at least two members that know they are members (a group of
+        // phantoms, admitted but never joined, cannot pair anyone).
+        let live_others = (0..self.w.slots.len())
+            .filter(|&j| j != i && self.w.slots[j].is_member())
+            .count();
+        if others.len() < 2 || live_others < 2 || !self.w.rng.gen_bool(0.3) {
             return None;
         }
         self.lifecycle_ops += 1;
@@ -570,6 +608,7 @@ pub async fn run_scenario(
         rogue_acts: 0,
         lifecycle_ops: 0,
         folder_deletions: 0,
+        crash_after: None,
         verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
     };
     let plan_line = format!("{:?}", sim.plan);
@@ -581,6 +620,7 @@ pub async fn run_scenario(
         sim.chaos().await?;
         let t2 = std::time::Instant::now();
         sim.calm().await?;
+        sim.late_pairings().await?;
         let t3 = std::time::Instant::now();
         sim.quiesce().await?;
         let t4 = std::time::Instant::now();

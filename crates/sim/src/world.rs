@@ -423,7 +423,9 @@ impl World {
                 continue;
             };
             let t0 = std::time::Instant::now();
-            let polled = a.fut.as_mut().poll(cx);
+            // Driver log lines say which device they come from.
+            let span = tracing::debug_span!("device", name = %self.slots[i].name);
+            let polled = span.in_scope(|| a.fut.as_mut().poll(cx));
             *self.costs.entry(a.op).or_default() += t0.elapsed();
             if let Poll::Ready(done) = polled {
                 self.actors[i] = None;

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Seeds per CI run (debug profile, 2 cores: about two minutes).
-const DEFAULT_SEEDS: u64 = 2000;
+/// Seeds per CI run: about 130 s in the debug profile on 2 cores (10,000
+/// take about 7 minutes; see docs/RELIABILITY.md for longer sweeps).
+const DEFAULT_SEEDS: u64 = 3000;
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -75,8 +76,25 @@ fn sweep() {
     }
 }
 
+/// With `SIM_VERBOSE=1`, also the driver's log (filter in `SMA_LOG`,
+/// default: debug for sma's crates, warnings for the others).
+fn driver_log() {
+    if std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0") {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("SMA_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,sma=debug,sma_proto=debug,sma_imap=info")
+        });
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(false)
+            .try_init();
+    }
+}
+
 #[test]
 fn replay() {
+    driver_log();
     let seeds = match env_u64("SIM_SEED") {
         Some(s) => vec![s],
         None => regression_seeds(),

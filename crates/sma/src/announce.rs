@@ -33,7 +33,31 @@ pub async fn read_all<T: Transport>(
     t: &mut T,
     folder: &str,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    match t.examine(folder).await {
+    read_all_in(t, folder, true).await
+}
+
+/// [`read_all`] with the folder selected read-write, for callers that then
+/// delete some of the announcements: the UIDs stay valid while the folder
+/// stays selected (a UIDVALIDITY change ends the session), whereas between
+/// an EXAMINE and a later SELECT they may come to name other messages.
+pub(crate) async fn read_all_for_update<T: Transport>(
+    t: &mut T,
+    folder: &str,
+) -> Result<Option<Vec<SeenAnnouncement>>> {
+    read_all_in(t, folder, false).await
+}
+
+async fn read_all_in<T: Transport>(
+    t: &mut T,
+    folder: &str,
+    read_only: bool,
+) -> Result<Option<Vec<SeenAnnouncement>>> {
+    let opened = if read_only {
+        t.examine(folder).await
+    } else {
+        t.select(folder).await
+    };
+    match opened {
         Ok(_) => {}
         Err(ImapError::NoSuchFolder { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
@@ -137,7 +161,7 @@ impl Device {
         keep: Option<Uid>,
     ) -> Result<()> {
         let folder = self.info.folders.announce();
-        let Some(all) = read_all(t, &folder).await? else {
+        let Some(all) = read_all_for_update(t, &folder).await? else {
             return Ok(());
         };
         let me = self.member.me.fingerprint();
@@ -146,10 +170,15 @@ impl Device {
             .filter(|s| s.ann.device_id == self.info.id && s.fingerprint == me)
             .map(|s| s.uid)
             .collect();
-        let keep = keep.or(own.iter().copied().max());
+        // A UID from APPENDUID that is not among our announcements any more
+        // (the folder's UIDVALIDITY changed meanwhile) protects nothing:
+        // keep the newest one instead.
+        let keep = keep
+            .filter(|k| own.contains(k))
+            .or(own.iter().copied().max());
         let stale: Vec<Uid> = own.into_iter().filter(|u| Some(*u) != keep).collect();
         if !stale.is_empty() {
-            t.select(&folder).await?;
+            // Still selected by read_all_for_update: the UIDs are current.
             t.delete_messages(&stale).await?;
         }
         Ok(())

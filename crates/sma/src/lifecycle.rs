@@ -378,14 +378,21 @@ impl Device {
         anns: &[SeenAnnouncement],
         id: &DeviceId,
     ) -> Result<()> {
-        let uids: Vec<Uid> = anns
-            .iter()
-            .filter(|s| &s.ann.device_id == id)
-            .map(|s| s.uid)
-            .collect();
-        if !uids.is_empty() {
-            t.select(&self.info.folders.announce()).await?;
-            t.delete_messages(&uids).await?;
+        if anns.iter().any(|s| &s.ann.device_id == id) {
+            // Re-read under SELECT: UIDs read earlier (under EXAMINE) could
+            // name other messages after a UIDVALIDITY change.
+            let folder = self.info.folders.announce();
+            let fresh = crate::announce::read_all_for_update(t, &folder)
+                .await?
+                .unwrap_or_default();
+            let uids: Vec<Uid> = fresh
+                .iter()
+                .filter(|s| &s.ann.device_id == id)
+                .map(|s| s.uid)
+                .collect();
+            if !uids.is_empty() {
+                t.delete_messages(&uids).await?;
+            }
         }
         self.delete_inbox_of(t, id).await
     }

@@ -50,16 +50,28 @@ impl Device {
     ) -> Result<()> {
         for out in outgoing {
             let folder = self.info.folders.inbox(&out.peer);
+            // Select before appending: the APPENDUID then belongs to this
+            // UIDVALIDITY or a later one (a change while the folder is
+            // selected ends the session), never to an earlier one, so a
+            // recorded UID can never name another message later.
+            let missing = || warn!(peer = %out.peer, "the inbox of this member is missing; not sending to it");
+            let state = match t.select(&folder).await {
+                Ok(state) => state,
+                Err(ImapError::NoSuchFolder { .. }) => {
+                    missing();
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let uid = match t.append(&folder, &[], &out.bytes).await {
                 Ok(uid) => uid,
                 Err(ImapError::NoSuchFolder { .. }) => {
-                    warn!(peer = %out.peer, "the inbox of this member is missing; not sending to it");
+                    missing();
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
             let previous = self.member.core.book.last_sent.get(&out.peer).cloned();
-            let state = t.select(&folder).await?;
             if let Some(prev) = previous {
                 let uids = match (prev.uid, prev.uid_validity) {
                     (Some(uid), Some(v)) if v == state.uid_validity => vec![uid],

@@ -227,7 +227,7 @@ impl RawImap {
         tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .expect("read timeout");
         let mut s = RawImap { tcp, tag: 0 };
-        s.read_until("\r\n");
+        s.read_until(|t| t.contains("\r\n"));
         let resp = s.command(&format!("LOGIN {user} {password}"));
         assert!(resp.contains(" OK"), "raw login failed: {resp}");
         s
@@ -238,7 +238,7 @@ impl RawImap {
         RawImap::login(server(), &acc.user, &acc.password)
     }
 
-    fn read_until(&mut self, end: &str) -> String {
+    fn read_until(&mut self, done: impl Fn(&str) -> bool) -> String {
         use std::io::Read;
         let mut text = String::new();
         let mut buf = [0u8; 8192];
@@ -246,10 +246,24 @@ impl RawImap {
             let n = self.tcp.read(&mut buf).expect("read from IMAP server");
             assert!(n > 0, "the IMAP server closed the connection: {text}");
             text.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if text.contains(end) {
+            if done(&text) {
                 return text;
             }
         }
+    }
+
+    /// Reads up to and including the tagged completion line of `tag`.
+    fn read_tagged(&mut self, tag: &str) -> String {
+        let start = format!("{tag} ");
+        let mid = format!("\r\n{tag} ");
+        self.read_until(|t| {
+            let at = if t.starts_with(&start) {
+                Some(0)
+            } else {
+                t.find(&mid).map(|i| i + 2)
+            };
+            at.is_some_and(|i| t[i..].contains("\r\n"))
+        })
     }
 
     /// Runs one command; returns every line up to and including the tagged
@@ -259,12 +273,7 @@ impl RawImap {
         self.tag += 1;
         let tag = format!("x{}", self.tag);
         write!(self.tcp, "{tag} {cmd}\r\n").expect("write command");
-        let text = self.read_until(&format!("\r\n{tag} "));
-        let mut out = text;
-        if !out.ends_with("\r\n") {
-            out.push_str(&self.read_until("\r\n"));
-        }
-        out
+        self.read_tagged(&tag)
     }
 
     /// `APPEND folder {n+}` with `bytes`; panics unless OK.
@@ -272,28 +281,33 @@ impl RawImap {
         use std::io::Write;
         self.tag += 1;
         let tag = format!("x{}", self.tag);
-        write!(self.tcp, "{tag} APPEND \"{folder}\" {{{}+}}\r\n", bytes.len()).expect("write");
+        write!(
+            self.tcp,
+            "{tag} APPEND \"{folder}\" {{{}+}}\r\n",
+            bytes.len()
+        )
+        .expect("write");
         self.tcp.write_all(bytes).expect("write literal");
         self.tcp.write_all(b"\r\n").expect("write");
-        let resp = self.read_until(&format!("{tag} "));
-        let resp = if resp.ends_with("\r\n") {
-            resp
-        } else {
-            resp + &self.read_until("\r\n")
-        };
-        assert!(resp.contains(&format!("{tag} OK")), "append to {folder} failed: {resp}");
+        let resp = self.read_tagged(&tag);
+        assert!(
+            resp.contains(&format!("{tag} OK")),
+            "append to {folder} failed: {resp}"
+        );
     }
 
     /// `DELETE folder`; returns whether the server said OK.
     pub fn delete_folder(&mut self, folder: &str) -> bool {
-        self.command(&format!("DELETE \"{folder}\"")).contains(" OK")
+        self.command(&format!("DELETE \"{folder}\""))
+            .contains(" OK")
     }
 
-    /// Deletes every message of `folder` whose raw text contains `needle`.
-    pub fn expunge_matching(&mut self, folder: &str, needle: &str) -> usize {
+    /// Deletes the messages of `folder` whose Message-ID contains `needle`;
+    /// returns how many.
+    pub fn expunge_message_id(&mut self, folder: &str, needle: &str) -> usize {
         let resp = self.command(&format!("SELECT \"{folder}\""));
         assert!(resp.contains(" OK"), "select {folder}: {resp}");
-        let found = self.command(&format!("UID SEARCH TEXT \"{needle}\""));
+        let found = self.command(&format!("UID SEARCH HEADER Message-ID \"{needle}\""));
         let uids: Vec<String> = found
             .lines()
             .filter_map(|l| l.strip_prefix("* SEARCH"))

@@ -1,0 +1,101 @@
+//! The plan of a scenario (drawn from its seed) and the counters it reports.
+
+use rand::Rng;
+use sma_proto::folders::Layout;
+
+/// Fault rates and sizes of one scenario, all drawn from the seed.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Honest devices (2–6).
+    pub honest: usize,
+    /// Whether a rogue device takes part.
+    pub rogue: bool,
+    /// Two devices found at the same time.
+    pub founder_race: bool,
+    /// The founder's layout.
+    pub layout: Layout,
+    /// Scheduling steps (granted commands) of the chaos phase.
+    pub steps: usize,
+    /// Per command: connection dropped before / after it takes effect.
+    pub p_drop: f64,
+    /// Per APPEND: stored twice.
+    pub p_dup: f64,
+    /// Per APPEND: delivered late.
+    pub p_delay: f64,
+    /// Per step: a device process is killed.
+    pub p_crash: f64,
+    /// Per step: a folder is deleted under the devices.
+    pub p_delete_folder: f64,
+    /// Per step: a folder's UIDVALIDITY changes.
+    pub p_validity: f64,
+    /// Per step: an old message is replayed.
+    pub p_replay: f64,
+    /// Per step and idle device: it starts an operation.
+    pub p_start: f64,
+    /// Whether members are removed and leave.
+    pub lifecycle: bool,
+    /// Per APPEND of a running `pair` or `join`: its process is killed
+    /// right after it.
+    pub p_pairing_crash: f64,
+}
+
+impl Plan {
+    /// Draws a plan from the scenario's random source.
+    pub fn draw(rng: &mut impl Rng) -> Plan {
+        let level = |rng: &mut dyn rand::RngCore, levels: &[f64]| -> f64 {
+            levels[rng.gen_range(0..levels.len())]
+        };
+        Plan {
+            honest: rng.gen_range(2..=6),
+            rogue: rng.gen_bool(0.3),
+            founder_race: rng.gen_bool(0.15),
+            layout: if rng.gen_bool(0.5) {
+                Layout::Flat
+            } else {
+                Layout::Nested
+            },
+            // Mostly short scenarios (cheap seeds, many interleavings),
+            // some long ones (deep histories).
+            steps: if rng.gen_bool(0.7) {
+                rng.gen_range(40..=120)
+            } else {
+                rng.gen_range(120..=320)
+            },
+            p_drop: level(rng, &[0.0, 0.001, 0.004, 0.01]),
+            p_dup: level(rng, &[0.0, 0.02, 0.08]),
+            p_delay: level(rng, &[0.0, 0.03, 0.1]),
+            p_crash: level(rng, &[0.0, 0.005, 0.02]),
+            p_delete_folder: level(rng, &[0.0, 0.0, 0.005]),
+            p_validity: level(rng, &[0.0, 0.003, 0.01]),
+            p_replay: level(rng, &[0.0, 0.01, 0.03]),
+            p_start: level(rng, &[0.05, 0.15, 0.3]),
+            lifecycle: rng.gen_bool(0.4),
+            p_pairing_crash: level(rng, &[0.0, 0.1, 0.3]),
+        }
+    }
+}
+
+/// Counts of what happened, for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Commands granted.
+    pub grants: u64,
+    /// Operations finished, by success.
+    pub ops_ok: u64,
+    /// Operations that failed with an expected error.
+    pub ops_failed: u64,
+    /// Faults injected.
+    pub faults: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Successful joins.
+    pub joins: u64,
+    /// Application messages delivered.
+    pub delivered: u64,
+    /// Ops applied by sync rounds.
+    pub applied: u64,
+    /// Live members at the end.
+    pub members: usize,
+    /// Hash of the whole schedule and every outcome (determinism check).
+    pub trace_hash: u64,
+}
