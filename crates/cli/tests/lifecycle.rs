@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{json_lines, read_code, stderr_json, Account};
+use common::{stderr_json, Account};
 use serde_json::Value;
 
 const ANNOUNCE: &str = "_Autocrypt_SMA";
@@ -29,24 +29,6 @@ fn assert_removed(acc: &Account, dev: &str, args: &[&str]) {
             .is_some_and(|e| e.contains("was removed from the group") && e.contains("sma init")),
         "unclear message: {err}"
     );
-}
-
-/// `pair` on `member`, `join` on `joiner` (whose JSON may report progress
-/// before the final `joined` line).
-fn pair(acc: &Account, member: &str, joiner: &str) {
-    let joiner_id = acc.device_id(joiner);
-    let mut child = acc.spawn_pair(member, &["--device", &joiner_id]);
-    let code = read_code(&mut child);
-    let joined = acc.ok(joiner, &["join", "--code", &code]);
-    assert_eq!(joined.last().expect("join output")["event"], "joined");
-    let out = child.wait_with_output().expect("pair output");
-    assert!(
-        out.status.success(),
-        "pair failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines = json_lines(&out.stdout);
-    assert_eq!(lines.last().expect("paired line")["event"], "paired");
 }
 
 fn removed_ids(v: &[Value]) -> Vec<String> {
@@ -93,8 +75,8 @@ fn remove_with_rotation_expels_the_device_and_only_the_others_get_the_new_key() 
     acc.init("a");
     acc.init("b");
     let c_init = acc.init("c");
-    pair(&acc, "a", "b");
-    pair(&acc, "a", "c");
+    acc.pair("a", "b");
+    acc.pair("a", "c");
     for d in ["a", "b", "c", "a"] {
         acc.ok(d, &["sync"]);
     }
@@ -188,10 +170,10 @@ fn gc_and_sync_expire_silent_members_but_not_briefly_offline_ones() {
     acc.init("a");
     let b_id = acc.init("b")["device_id"].as_str().expect("id").to_owned();
     let c_id = acc.init("c")["device_id"].as_str().expect("id").to_owned();
-    pair(&acc, "a", "c");
+    acc.pair("a", "c");
     // c falls silent; b joins later and is only briefly offline.
     std::thread::sleep(Duration::from_secs(6));
-    pair(&acc, "a", "b");
+    acc.pair("a", "b");
     let out = acc.ok("a", &["gc", "--expire-after", "5s"]);
     assert_eq!(
         removed_ids(&out),
@@ -231,7 +213,7 @@ fn leave_tells_the_others_and_wipes_the_device() {
     let acc = Account::new();
     acc.init("a");
     let b_init = acc.init("b");
-    pair(&acc, "a", "b");
+    acc.pair("a", "b");
     for d in ["a", "b", "a"] {
         acc.ok(d, &["sync"]);
     }

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Seeds per CI run: about 130 s in the debug profile on 2 cores (10,000
-/// take about 7 minutes; see docs/RELIABILITY.md for longer sweeps).
-const DEFAULT_SEEDS: u64 = 3000;
+/// Seeds per run of the test suite (and so per CI run): about 7 minutes in
+/// the debug profile on 2 cores. `SIM_SEEDS=3000` is a quicker local run;
+/// see docs/RELIABILITY.md for longer sweeps.
+const DEFAULT_SEEDS: u64 = 10_000;
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
