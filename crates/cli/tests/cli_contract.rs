@@ -152,20 +152,18 @@ fn init_error_paths_use_the_contract_exit_codes() {
 
     // Success over STARTTLS, then a second init on the same home changes nothing.
     let plain = format!("127.0.0.1:{}", s.plain_port());
-    let ok = acc.ok(
-        "dev",
-        &[
-            "init",
-            "--server",
-            &plain,
-            "--security",
-            "starttls",
-            "--ca-file",
-            &ca,
-            "--user",
-            &acc.user,
-        ],
-    );
+    let starttls_init = [
+        "init",
+        "--server",
+        &plain,
+        "--security",
+        "starttls",
+        "--ca-file",
+        &ca,
+        "--user",
+        &acc.user,
+    ];
+    let ok = acc.ok("dev", &starttls_init);
     assert_eq!(ok[0]["role"], "founder");
     let id = ok[0]["device_id"].as_str().expect("id").to_owned();
     assert!(
@@ -176,20 +174,7 @@ fn init_error_paths_use_the_contract_exit_codes() {
     );
     let db = home.join("sma.sqlite");
     let before = std::fs::read(&db).expect("store");
-    let again = acc.run(
-        "dev",
-        &[
-            "init",
-            "--server",
-            &plain,
-            "--security",
-            "starttls",
-            "--ca-file",
-            &ca,
-            "--user",
-            &acc.user,
-        ],
-    );
+    let again = acc.run("dev", &starttls_init);
     assert_eq!(again.status.code(), Some(2));
     assert!(stderr_json(&again)["error"]
         .as_str()

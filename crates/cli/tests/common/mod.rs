@@ -82,26 +82,16 @@ impl Account {
         json_lines(&out.stdout)
     }
 
-    /// `init` over implicit TLS with the test CA.
+    /// `init` over implicit TLS with the test CA; requires success.
     pub fn init(&self, name: &str) -> Value {
-        let s = server();
-        let server_arg = format!("127.0.0.1:{}", s.tls_port());
-        let ca = s.ca_file().to_str().expect("utf-8 path").to_owned();
-        let mut v = self.ok(
-            name,
-            &[
-                "init",
-                "--server",
-                &server_arg,
-                "--ca-file",
-                &ca,
-                "--user",
-                &self.user,
-                "--name",
-                name,
-            ],
+        let out = self.init_with(name, &[]);
+        assert!(
+            out.status.success(),
+            "init of {name} failed with {:?}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
         );
-        v.remove(0)
+        json_lines(&out.stdout).remove(0)
     }
 
     /// Runs `pair` on `member` and `join` on `joiner` with the shown code.
