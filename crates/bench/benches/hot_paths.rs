@@ -14,7 +14,7 @@ use sma_proto::envelope::{Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::hlc::Hlc;
 use sma_proto::state::{Change, GroupState, PeerState, PreferEncrypt};
 use sma_proto::{DeviceId, MessageId};
-use sma_store::{Store, StoreError};
+use sma_store::Store;
 
 /// Keydata length of an Ed25519/Cv25519 Autocrypt key, base64.
 const KEY_CHARS: usize = 600;
@@ -140,24 +140,33 @@ fn envelope(c: &mut Criterion) {
 
 fn store(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
+    let device = DeviceId::random(&mut rng());
     let mut g = c.benchmark_group("store");
     for n in [0usize, 1_000, 10_000] {
-        let core = CoreState {
+        let mut core = CoreState {
             group: state_with(n),
             ..CoreState::default()
         };
         let mut db = Store::open(&dir.path().join(format!("s{n}.sqlite"))).expect("store");
+        // The whole state once (a welcome installed), then one change per
+        // commit, the way a received message is recorded.
+        g.bench_function(BenchmarkId::new("save_whole_state", n), |b| {
+            b.iter(|| {
+                core.group.keyring_dirty = Default::default();
+                db.save_core(&mut core).expect("save")
+            })
+        });
         let mut k = 0u64;
-        g.bench_with_input(
-            BenchmarkId::new("set_core_and_mark_processed", n),
-            &core,
-            |b, core| {
+        g.bench_function(
+            BenchmarkId::new("save_one_change_and_mark_processed", n),
+            |b| {
                 b.iter(|| {
                     k += 1;
-                    db.write(|tx| {
-                        tx.set_core(core)?;
-                        tx.mark_processed(&format!("{k:032x}"), 1_700_000_000)?;
-                        Ok::<_, StoreError>(())
+                    let mut p = peer(k as usize % n.max(1), &device, true);
+                    p.last_seen += k;
+                    core.group.apply(&Change::Peer(p));
+                    db.save_core_with(&mut core, sma_store::Durability::Flushed, |tx| {
+                        tx.mark_processed(&format!("{k:032x}"), 1_700_000_000)
                     })
                     .expect("write")
                 })

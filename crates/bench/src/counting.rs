@@ -28,6 +28,24 @@ pub struct IoLog {
     pub appended: Vec<Appended>,
     /// How long each wait for a change ([`Transport::idle`]) took.
     pub waits: Vec<Duration>,
+    /// Time spent inside transport calls other than waits, by call name.
+    pub busy: std::collections::BTreeMap<&'static str, Duration>,
+}
+
+impl IoLog {
+    /// Total time spent inside transport calls other than waits.
+    pub fn busy_total(&self) -> Duration {
+        self.busy.values().sum()
+    }
+}
+
+/// Records the call and the time it took.
+async fn timed<F: std::future::Future>(log: &mut IoLog, name: &'static str, call: F) -> F::Output {
+    log.calls.push(name);
+    let start = tokio::time::Instant::now();
+    let out = call.await;
+    *log.busy.entry(name).or_default() += start.elapsed();
+    out
 }
 
 /// A transport that logs calls and message sizes, then delegates.
@@ -85,38 +103,31 @@ impl<T: Transport> Transport for Counting<T> {
     }
 
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
-        self.log.calls.push("namespace");
-        self.inner.namespace().await
+        timed(&mut self.log, "namespace", self.inner.namespace()).await
     }
 
     async fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<FolderInfo>, ImapError> {
-        self.log.calls.push("list");
-        self.inner.list(reference, pattern).await
+        timed(&mut self.log, "list", self.inner.list(reference, pattern)).await
     }
 
     async fn list_subscribed(&mut self, pattern: &str) -> Result<Vec<String>, ImapError> {
-        self.log.calls.push("lsub");
-        self.inner.list_subscribed(pattern).await
+        timed(&mut self.log, "lsub", self.inner.list_subscribed(pattern)).await
     }
 
     async fn create(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
-        self.log.calls.push("create");
-        self.inner.create(folder).await
+        timed(&mut self.log, "create", self.inner.create(folder)).await
     }
 
     async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {
-        self.log.calls.push("delete");
-        self.inner.delete(folder).await
+        timed(&mut self.log, "delete", self.inner.delete(folder)).await
     }
 
     async fn subscribe(&mut self, folder: &str) -> Result<(), ImapError> {
-        self.log.calls.push("subscribe");
-        self.inner.subscribe(folder).await
+        timed(&mut self.log, "subscribe", self.inner.subscribe(folder)).await
     }
 
     async fn unsubscribe(&mut self, folder: &str) -> Result<(), ImapError> {
-        self.log.calls.push("unsubscribe");
-        self.inner.unsubscribe(folder).await
+        timed(&mut self.log, "unsubscribe", self.inner.unsubscribe(folder)).await
     }
 
     async fn append(
@@ -125,8 +136,12 @@ impl<T: Transport> Transport for Counting<T> {
         flags: &[&str],
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
-        self.log.calls.push("append");
-        let uid = self.inner.append(folder, flags, message).await?;
+        let uid = timed(
+            &mut self.log,
+            "append",
+            self.inner.append(folder, flags, message),
+        )
+        .await?;
         self.log.appended.push(Appended {
             size: message.len(),
         });
@@ -134,27 +149,28 @@ impl<T: Transport> Transport for Counting<T> {
     }
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
-        self.log.calls.push("select");
-        let state = self.inner.select(folder).await?;
+        let state = timed(&mut self.log, "select", self.inner.select(folder)).await?;
         self.selected = Some((folder.to_owned(), false, state.uid_next));
         Ok(state)
     }
 
     async fn examine(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
-        self.log.calls.push("examine");
-        let state = self.inner.examine(folder).await?;
+        let state = timed(&mut self.log, "examine", self.inner.examine(folder)).await?;
         self.selected = Some((folder.to_owned(), true, state.uid_next));
         Ok(state)
     }
 
     async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
-        self.log.calls.push("status");
-        self.inner.status(folder).await
+        timed(&mut self.log, "status", self.inner.status(folder)).await
     }
 
     async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
-        self.log.calls.push("fetch_headers");
-        self.inner.fetch_headers(uids).await
+        timed(
+            &mut self.log,
+            "fetch_headers",
+            self.inner.fetch_headers(uids),
+        )
+        .await
     }
 
     async fn fetch_messages(
@@ -162,18 +178,30 @@ impl<T: Transport> Transport for Counting<T> {
         uids: &[Uid],
         max_size: u32,
     ) -> Result<Vec<FetchedMessage>, ImapError> {
-        self.log.calls.push("fetch_messages");
-        self.inner.fetch_messages(uids, max_size).await
+        timed(
+            &mut self.log,
+            "fetch_messages",
+            self.inner.fetch_messages(uids, max_size),
+        )
+        .await
     }
 
     async fn search_header(&mut self, name: &str, value: &str) -> Result<Vec<Uid>, ImapError> {
-        self.log.calls.push("search");
-        self.inner.search_header(name, value).await
+        timed(
+            &mut self.log,
+            "search",
+            self.inner.search_header(name, value),
+        )
+        .await
     }
 
     async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
-        self.log.calls.push("delete_messages");
-        self.inner.delete_messages(uids).await
+        timed(
+            &mut self.log,
+            "delete_messages",
+            self.inner.delete_messages(uids),
+        )
+        .await
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
@@ -185,8 +213,7 @@ impl<T: Transport> Transport for Counting<T> {
     }
 
     async fn noop(&mut self) -> Result<(), ImapError> {
-        self.log.calls.push("noop");
-        self.inner.noop().await
+        timed(&mut self.log, "noop", self.inner.noop()).await
     }
 
     async fn logout(self) -> Result<(), ImapError> {

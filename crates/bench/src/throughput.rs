@@ -25,6 +25,9 @@ pub struct ThroughputRun {
     pub record_secs: f64,
     /// From A's first sync round until B had applied all, seconds.
     pub replicate_secs: f64,
+    /// Of `replicate_secs`, the time spent waiting for IMAP commands (both
+    /// devices); the rest is local work: crypto, JSON, the store.
+    pub imap_secs: f64,
     /// ops / replicate_secs.
     pub ops_per_sec: f64,
     /// ops / (record_secs + replicate_secs).
@@ -136,6 +139,7 @@ async fn one_run(
     let t = Instant::now();
     let limit = 20 + n / 100;
     let mut rounds = 0;
+    let mut imap = std::time::Duration::ZERO;
     while b.core().group.keyring.len() < target {
         if rounds >= limit {
             bail!(
@@ -145,9 +149,13 @@ async fn one_run(
             );
         }
         a.sync(ta).await?;
-        sequence.extend(ta.take_log().appended.iter().map(|x| (true, x.size)));
+        let log = ta.take_log();
+        imap += log.busy_total();
+        sequence.extend(log.appended.iter().map(|x| (true, x.size)));
         b.sync(tb).await?;
-        sequence.extend(tb.take_log().appended.iter().map(|x| (false, x.size)));
+        let log = tb.take_log();
+        imap += log.busy_total();
+        sequence.extend(log.appended.iter().map(|x| (false, x.size)));
         rounds += 1;
     }
     let replicate_secs = t.elapsed().as_secs_f64();
@@ -160,6 +168,7 @@ async fn one_run(
         key_bytes,
         record_secs,
         replicate_secs,
+        imap_secs: imap.as_secs_f64(),
         ops_per_sec: n as f64 / replicate_secs,
         end_to_end_ops_per_sec: n as f64 / (record_secs + replicate_secs),
         rounds,

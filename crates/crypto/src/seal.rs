@@ -124,10 +124,22 @@ fn build_sealed(
         builder.compression(CompressionAlgorithm::ZLIB);
     }
     if armored {
+        // Sized for base64 (4/3) plus line breaks and packet overhead, so
+        // the output is written once instead of regrown. No CRC24 footer:
+        // RFC 9580 (6.1) makes it optional and the MDC/signature already
+        // protect the content.
+        let mut out = Vec::with_capacity(plaintext.len() / 3 * 4 + plaintext.len() / 48 + 2048);
         builder
-            .to_armored_string(&mut *rng, ArmorOptions::default())
-            .map(String::into_bytes)
-            .map_err(internal)
+            .to_armored_writer(
+                &mut *rng,
+                ArmorOptions {
+                    headers: None,
+                    include_checksum: false,
+                },
+                &mut out,
+            )
+            .map_err(internal)?;
+        Ok(out)
     } else {
         builder.to_vec(&mut *rng).map_err(internal)
     }

@@ -32,6 +32,14 @@ pub struct CoreState {
     pub clock: HlcClock,
 }
 
+impl CoreState {
+    /// Marks every part as saved: the next save writes only later changes.
+    pub fn mark_saved(&mut self) {
+        self.group.keyring_dirty.clear();
+        self.book.log_dirty.clear();
+    }
+}
+
 /// A device's identity: id, account and device key.
 pub struct Identity {
     /// Our device id.

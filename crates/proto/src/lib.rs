@@ -15,6 +15,7 @@
 pub mod autocrypt;
 mod b64;
 pub mod device;
+pub mod dirty;
 pub mod envelope;
 pub mod error;
 pub mod folders;

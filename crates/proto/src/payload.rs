@@ -206,10 +206,11 @@ pub struct AppBody {
 }
 
 fn lenient_ops<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Op>, D::Error> {
-    let raw: Vec<serde_json::Value> = Deserialize::deserialize(d)?;
+    // Each op is first only delimited (no tree is built), then parsed.
+    let raw: Vec<&'de serde_json::value::RawValue> = Deserialize::deserialize(d)?;
     Ok(raw
         .into_iter()
-        .filter_map(|v| match serde_json::from_value::<Op>(v) {
+        .filter_map(|v| match serde_json::from_str::<Op>(v.get()) {
             Ok(op) => Some(op),
             Err(e) => {
                 tracing::debug!(error = %e, "skipping an op this version does not understand");
@@ -232,4 +233,25 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Invali
 pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     // Serialising our own plain data structures cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_of_an_unknown_kind_are_skipped_not_fatal() {
+        let json = br#"{"base":0,"upto":3,"acks":{},"ops":[
+            {"origin":"00000000000000aa","seq":1,"stamp":{"ms":5,"counter":0,"device":"00000000000000aa"},
+             "change":{"peer":{"addr":"a@example.org","last_seen":7}}},
+            {"origin":"00000000000000aa","seq":2,"stamp":{"ms":6,"counter":0,"device":"00000000000000aa"},
+             "change":{"calendar":{"x":"a \"quoted\" value"}}},
+            {"origin":"00000000000000aa","seq":3,"stamp":{"ms":7,"counter":0,"device":"00000000000000aa"},
+             "change":{"peer":{"addr":"b@example.org"}}}
+        ]}"#;
+        let body: OpsBody = from_json(json).expect("a newer op kind does not fail the body");
+        assert_eq!(body.ops.iter().map(|o| o.seq).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(body.upto, 3, "upto still covers the skipped op");
+        assert!(from_json::<OpsBody>(br#"{"base":0,"acks":{},"ops":[{"origin":"#).is_err());
+    }
 }

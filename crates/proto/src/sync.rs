@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dirty::Dirty;
 use crate::ids::{DeviceId, MessageId};
 use crate::payload::OpsBody;
 use crate::state::{Change, Op};
@@ -48,6 +49,9 @@ pub struct SyncBook {
     pub last_seq: u64,
     /// Our own ops not yet acknowledged by every active peer.
     pub log: BTreeMap<u64, Op>,
+    /// Log seqs added or dropped since the store last saved the log.
+    #[serde(skip)]
+    pub log_dirty: Dirty<u64>,
     /// Per peer, the highest of our seqs it acknowledged.
     pub peer_acks: BTreeMap<DeviceId, u64>,
     /// Per origin, the highest seq of its ops we applied with no gap.
@@ -84,6 +88,7 @@ impl SyncBook {
             change,
         };
         self.log.insert(op.seq, op.clone());
+        self.log_dirty.touch(op.seq);
         op
     }
 
@@ -140,8 +145,17 @@ impl SyncBook {
             })
             .min()
             .unwrap_or(self.last_seq);
-        self.log
-            .retain(|seq, op| *seq > floor || op.stamp.ms.saturating_add(KEEP_OPS_MS) > now_ms);
+        // Own ops are stamped in seq order, so the prunable ones are a
+        // prefix of the log: stop at the first op to keep (were an op out
+        // of order, it would merely be kept until a later prune).
+        while let Some(entry) = self.log.first_entry() {
+            let (seq, op) = (*entry.key(), entry.get());
+            if seq > floor || op.stamp.ms.saturating_add(KEEP_OPS_MS) > now_ms {
+                break;
+            }
+            entry.remove();
+            self.log_dirty.touch(seq);
+        }
     }
 
     /// Whether a sync message to `peer` is due at `now`.
@@ -156,7 +170,7 @@ impl SyncBook {
         match self.last_sent.get(peer) {
             None => true,
             Some(sent) => {
-                let upto = self.body_for(peer).ops.last().map_or(0, |o| o.seq);
+                let (_, upto) = self.chunk_for(peer);
                 upto > sent.upto || now >= sent.at + RETRANSMIT_AFTER_SECS
             }
         }
@@ -166,17 +180,16 @@ impl SyncBook {
     /// order, up to about [`OPS_BUDGET_BYTES`] of JSON (always at least one),
     /// plus our acks. The rest follows once the peer acknowledged these.
     pub fn body_for(&self, peer: &DeviceId) -> OpsBody {
-        let base = self.peer_acks.get(peer).copied().unwrap_or(0);
-        let mut used = 0usize;
-        let mut ops = Vec::new();
-        for op in self.log.range(base + 1..).map(|(_, op)| op) {
-            let size = serde_json::to_vec(op).map(|v| v.len()).unwrap_or(0);
-            if !ops.is_empty() && used + size > OPS_BUDGET_BYTES {
-                break;
-            }
-            used += size;
-            ops.push(op.clone());
-        }
+        let (base, upto) = self.chunk_for(peer);
+        // Nothing unacknowledged: `upto == base`, an empty range.
+        let ops: Vec<Op> = match upto > base {
+            true => self
+                .log
+                .range(base + 1..=upto)
+                .map(|(_, op)| op.clone())
+                .collect(),
+            false => Vec::new(),
+        };
         OpsBody {
             base,
             upto: ops.last().map_or(0, |o: &Op| o.seq),
@@ -185,11 +198,46 @@ impl SyncBook {
         }
     }
 
+    /// The seq range (exclusive base, inclusive end) of the next chunk for
+    /// `peer`: its unacknowledged ops within [`OPS_BUDGET_BYTES`] of JSON.
+    fn chunk_for(&self, peer: &DeviceId) -> (u64, u64) {
+        let base = self.peer_acks.get(peer).copied().unwrap_or(0);
+        let mut used = 0usize;
+        let mut upto = base;
+        for (seq, op) in self.log.range(base + 1..) {
+            let size = json_len(op);
+            if upto > base && used + size > OPS_BUDGET_BYTES {
+                break;
+            }
+            used += size;
+            upto = *seq;
+        }
+        (base, upto)
+    }
+
     /// Records that a sync message was appended to `peer`'s inbox.
     pub fn mark_sent(&mut self, peer: &DeviceId, sent: SentRef) {
         self.ack_due.remove(peer);
         self.last_sent.insert(peer.clone(), sent);
     }
+}
+
+/// Length of a value's JSON, counted without building the text.
+fn json_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serialising our own plain data into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 #[cfg(test)]
@@ -214,6 +262,18 @@ mod tests {
             counter: 0,
             device: dev(1),
         }
+    }
+
+    #[test]
+    fn a_body_with_nothing_unacknowledged_is_empty() {
+        let (a, b) = (dev(1), dev(2));
+        let mut book = SyncBook::default();
+        assert!(book.body_for(&b).ops.is_empty(), "empty log");
+        book.push(&a, stamp(1), change(1));
+        book.peer_acks.insert(b.clone(), 1);
+        let body = book.body_for(&b);
+        assert!(body.ops.is_empty(), "everything acknowledged");
+        assert_eq!((body.base, body.upto), (1, 0));
     }
 
     #[test]

@@ -281,7 +281,9 @@ fn check_keyring(ledger: &Ledger, g: &GroupState, gone: &BTreeSet<DeviceId>) -> 
             continue;
         }
         match want.get_mut(p.addr.as_str()) {
-            Some(w) => w.merge(p),
+            Some(w) => {
+                w.merge(p);
+            }
             None => {
                 want.insert(&p.addr, p.clone());
             }

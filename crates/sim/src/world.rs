@@ -467,6 +467,9 @@ pub fn load_identity(home: &Path) -> Result<(sma::DeviceInfo, DeviceKey, CoreSta
         .map_err(|x| e("key", &x))?
         .ok_or("no device key")?;
     let key = DeviceKey::from_bytes(&key).map_err(|x| e("key", &x))?;
-    let core: CoreState = db.core().map_err(|x| e("core", &x))?.unwrap_or_default();
+    let core: CoreState = db
+        .load_core()
+        .map_err(|x| e("core", &x))?
+        .unwrap_or_default();
     Ok((info, key, core))
 }

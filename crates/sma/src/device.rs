@@ -10,7 +10,7 @@ use sma_imap::{ImapSession, Password};
 use sma_proto::device::{CoreState, Identity, Member};
 use sma_proto::folders::{FolderNames, Layout};
 use sma_proto::DeviceId;
-use sma_store::Store;
+use sma_store::{Durability, Store};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Role, ServerConfig};
@@ -88,7 +88,7 @@ impl Device {
             ))
         })?;
         let key = DeviceKey::from_bytes(&key_bytes).map_err(sma_proto::ProtoError::from)?;
-        let core: CoreState = db.core()?.unwrap_or_default();
+        let core: CoreState = db.load_core()?.unwrap_or_default();
         Ok(Device {
             home: home.to_owned(),
             member: Member {
@@ -157,15 +157,19 @@ impl Device {
         }
     }
 
-    /// Saves configuration and protocol state in one transaction.
+    /// Saves configuration and protocol state in one transaction, flushed
+    /// to disk.
     pub(crate) fn save(&mut self) -> Result<()> {
+        self.save_with(Durability::Flushed)
+    }
+
+    /// Saves configuration and protocol state in one transaction.
+    pub(crate) fn save_with(&mut self, durability: Durability) -> Result<()> {
         let info = serde_json::to_string(&self.info).unwrap_or_default();
-        let core = &self.member.core;
-        self.store.write(|db| {
-            db.set_meta("device", &info)?;
-            db.set_core(core)?;
-            Ok::<_, Error>(())
-        })
+        self.store
+            .save_core_with(&mut self.member.core, durability, |db| {
+                db.set_meta("device", &info).map_err(Error::from)
+            })
     }
 
     pub(crate) fn now(&self) -> u64 {

@@ -9,7 +9,7 @@ use sma_proto::error::{InvalidMessage, PeerMisbehaved, ProtoError};
 use sma_proto::payload::SealedContent;
 use sma_proto::state::{Change, MemberStatus};
 use sma_proto::timefmt;
-use sma_store::StoredApp;
+use sma_store::{Durability, StoredApp};
 use tracing::{debug, info, warn};
 
 use crate::announce;
@@ -231,22 +231,21 @@ impl Device {
         }
         // Commit everything before any server-side deletion.
         let info = serde_json::to_string(&self.info).unwrap_or_default();
-        let core = &self.member.core;
         let validity = state.uid_validity;
-        self.store.write(|db| {
-            for id in &processed {
-                db.mark_processed(id, now)?;
-            }
-            for app in &apps {
-                db.push_app(app, now)?;
-            }
-            db.set_core(core)?;
-            db.set_meta("device", &info)?;
-            db.set_folder_sync(&inbox, validity, max_uid)?;
-            db.forget_processed_before(now.saturating_sub(PROCESSED_HORIZON_SECS))?;
-            db.forget_deferred_before(now.saturating_sub(2 * UNKNOWN_SENDER_GRACE_SECS))?;
-            Ok::<_, Error>(())
-        })?;
+        self.store
+            .save_core_with(&mut self.member.core, Durability::Flushed, |db| {
+                for id in &processed {
+                    db.mark_processed(id, now)?;
+                }
+                for app in &apps {
+                    db.push_app(app, now)?;
+                }
+                db.set_meta("device", &info)?;
+                db.set_folder_sync(&inbox, validity, max_uid)?;
+                db.forget_processed_before(now.saturating_sub(PROCESSED_HORIZON_SECS))?;
+                db.forget_deferred_before(now.saturating_sub(2 * UNKNOWN_SENDER_GRACE_SECS))?;
+                Ok::<_, Error>(())
+            })?;
         if !delete.is_empty() {
             let unique: BTreeSet<Uid> = delete.into_iter().collect();
             t.delete_messages(&unique.into_iter().collect::<Vec<_>>())

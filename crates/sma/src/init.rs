@@ -13,7 +13,7 @@ use sma_proto::folders::{FolderNames, Layout};
 use sma_proto::payload::AnnouncedState;
 use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus};
 use sma_proto::DeviceId;
-use sma_store::Store;
+use sma_store::{Durability, Store};
 use tracing::info;
 
 use crate::announce::{self, SeenAnnouncement};
@@ -169,7 +169,7 @@ pub async fn init_on<T: Transport>(
         role,
         announced_at: now,
     };
-    write_home(&opts.home, &info, &member)?;
+    write_home(&opts.home, &info, &mut member)?;
     if role == Role::Founder {
         tokio::time::sleep(FOUNDER_SETTLE).await;
         let mut dev = Device::open_with(&opts.home, clock, rng)?;
@@ -238,7 +238,7 @@ pub(crate) async fn create_unsubscribed<T: Transport>(t: &mut T, folder: &str) -
     Ok(())
 }
 
-fn write_home(home: &Path, info: &DeviceInfo, member: &Member) -> Result<()> {
+fn write_home(home: &Path, info: &DeviceInfo, member: &mut Member) -> Result<()> {
     let io = |source| Error::Io {
         path: home.to_owned(),
         source,
@@ -252,10 +252,9 @@ fn write_home(home: &Path, info: &DeviceInfo, member: &Member) -> Result<()> {
     let mut store = Store::open(&home.join(STORE_FILE))?;
     let info_json = serde_json::to_string(info).unwrap_or_default();
     let key = member.me.key.to_bytes();
-    store.write(|db| {
+    store.save_core_with(&mut member.core, Durability::Flushed, |db| {
         db.set_meta("device", &info_json)?;
         db.set_secret("device_key", &key)?;
-        db.set_core(&member.core)?;
         Ok::<_, Error>(())
     })
 }

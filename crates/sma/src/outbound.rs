@@ -8,6 +8,8 @@ use sma_proto::sync::SentRef;
 use sma_proto::DeviceId;
 use tracing::{debug, warn};
 
+use sma_store::Durability;
+
 use crate::device::Device;
 use crate::error::{Error, Result};
 
@@ -33,11 +35,13 @@ impl Device {
             return Ok(0);
         }
         let mut sent = 0;
-        // Save once at the end, also when the connection fails half-way: a
-        // crash before it leaves at most an extra sync message behind, which
-        // the peer processes (or we replace) like any other.
+        // Save once at the end, also when the connection fails half-way,
+        // without waiting for the disk: losing this record (a crash before
+        // it, a power failure after) leaves at most an extra sync message
+        // behind, which the peer processes (or we replace) like any other,
+        // and ops not recorded as sent are sent again.
         let result = self.append_syncs(t, outgoing, now, &mut sent).await;
-        self.save()?;
+        self.save_with(Durability::Committed)?;
         result.map(|()| sent)
     }
 

@@ -8,10 +8,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod protocol_state;
+
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
 /// Errors of the store.
@@ -71,6 +72,15 @@ const MIGRATIONS: &[&str] = &[
                              body BLOB NOT NULL, sent_at INTEGER NOT NULL, received_at INTEGER NOT NULL) STRICT;",
     // 2: when a message we could not process yet was first seen.
     "CREATE TABLE deferred (message_id TEXT PRIMARY KEY, first_seen INTEGER NOT NULL) STRICT;",
+    // 3: the keyring and the op log leave the state JSON for rows of their
+    // own, so saves write what changed (see `protocol_state.rs`).
+    "CREATE TABLE keyring (addr TEXT PRIMARY KEY, json TEXT NOT NULL) STRICT;
+     CREATE TABLE op_log (seq INTEGER PRIMARY KEY, json TEXT NOT NULL) STRICT;
+     INSERT INTO keyring (addr, json)
+         SELECT j.key, j.value FROM core, json_each(core.json, '$.group.keyring') AS j;
+     INSERT INTO op_log (seq, json)
+         SELECT CAST(j.key AS INTEGER), j.value FROM core, json_each(core.json, '$.book.log') AS j;
+     UPDATE core SET json = json_set(json, '$.group.keyring', json('{}'), '$.book.log', json('{}'));",
 ];
 
 /// An application message received and not yet handed to the user.
@@ -159,8 +169,40 @@ impl Store {
         }
     }
 
-    /// Runs `f` in one transaction; commits if it returns `Ok`.
+    /// Runs `f` in one transaction; commits if it returns `Ok`. The commit
+    /// is flushed to disk ([`Durability::Flushed`]).
     pub fn write<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Db<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.write_with(Durability::Flushed, f)
+    }
+
+    /// Runs `f` in one transaction with the given durability.
+    pub fn write_with<T, E: From<StoreError>>(
+        &mut self,
+        durability: Durability,
+        f: impl FnOnce(&Db<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        if durability == Durability::Committed {
+            self.set_synchronous("NORMAL")?;
+            let out = self.transaction(f);
+            self.set_synchronous("FULL")?;
+            return out;
+        }
+        self.transaction(f)
+    }
+
+    fn set_synchronous(&self, mode: &str) -> Result<()> {
+        self.conn
+            .pragma_update(None, "synchronous", mode)
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn transaction<T, E: From<StoreError>>(
         &mut self,
         f: impl FnOnce(&Db<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
@@ -177,6 +219,18 @@ impl Store {
         tx.commit().map_err(err)?;
         Ok(out)
     }
+}
+
+/// How far a commit must reach before [`Store::write_with`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk (the WAL is flushed): survives a power failure. Required
+    /// before a server-side deletion of what the transaction recorded.
+    Flushed,
+    /// Committed but not flushed: survives a crash of the process, and the
+    /// next flushed commit flushes it too; a power failure may lose it. For
+    /// records whose loss is harmless (what was sent can be sent again).
+    Committed,
 }
 
 /// Queries and updates on the store, inside or outside a transaction.
@@ -239,40 +293,6 @@ impl Db<'_> {
     pub fn wipe_secrets(&self) -> Result<()> {
         self.conn
             .execute("DELETE FROM secrets", [])
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    /// The protocol core state, if saved.
-    pub fn core<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        let json: Option<String> = self
-            .conn
-            .query_row("SELECT json FROM core WHERE id = 1", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
-                path: self.path.to_owned(),
-                what: "protocol state",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()
-    }
-
-    /// Saves the protocol core state.
-    pub fn set_core<T: Serialize>(&self, core: &T) -> Result<()> {
-        let json = serde_json::to_string(core).map_err(|e| StoreError::Corrupt {
-            path: self.path.to_owned(),
-            what: "protocol state",
-            detail: e.to_string(),
-        })?;
-        self.conn
-            .execute(
-                "INSERT INTO core (id, json) VALUES (1, ?1)
-                 ON CONFLICT (id) DO UPDATE SET json = excluded.json",
-                [json],
-            )
             .map(|_| ())
             .map_err(|e| self.err(e))
     }
@@ -432,7 +452,6 @@ mod tests {
         s.write(|db| {
             db.set_meta("device_id", "0000000000000001")?;
             db.set_secret("device_key", b"k")?;
-            db.set_core(&vec![1u32, 2, 3])?;
             db.mark_processed("m1", 10)?;
             db.set_folder_sync("f", 7, 42)?;
             Ok::<_, StoreError>(())
@@ -456,7 +475,6 @@ mod tests {
             Some("0000000000000001")
         );
         assert_eq!(db.secret("device_key").unwrap().as_deref(), Some(&b"k"[..]));
-        assert_eq!(db.core::<Vec<u32>>().unwrap(), Some(vec![1, 2, 3]));
         assert!(db.is_processed("m1").unwrap());
         assert!(!db.is_processed("m2").unwrap());
         assert_eq!(db.folder_sync("f").unwrap(), Some((7, 42)));

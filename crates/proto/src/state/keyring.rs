@@ -113,7 +113,9 @@ impl PeerState {
     /// Merges another view of the same address: `last_seen` is a max; the
     /// Autocrypt register (key, prefer-encrypt) goes to the newer
     /// `autocrypt_timestamp`, ties broken by the HLC stamp; gossip likewise.
-    pub fn merge(&mut self, other: &PeerState) {
+    /// Returns whether this state changed.
+    pub fn merge(&mut self, other: &PeerState) -> bool {
+        let mut changed = other.last_seen > self.last_seen;
         self.last_seen = self.last_seen.max(other.last_seen);
         // Equal stamps never carry different values in practice (a stamp
         // names one write); comparing the values too keeps merge a total order.
@@ -132,6 +134,7 @@ impl PeerState {
             self.public_key = other.public_key.clone();
             self.prefer_encrypt = other.prefer_encrypt;
             self.stamp = other.stamp.clone();
+            changed = true;
         }
         if (
             other.gossip_timestamp,
@@ -142,6 +145,8 @@ impl PeerState {
             self.gossip_timestamp = other.gossip_timestamp;
             self.gossip_key = other.gossip_key.clone();
             self.gossip_stamp = other.gossip_stamp.clone();
+            changed = true;
         }
+        changed
     }
 }

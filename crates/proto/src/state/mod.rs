@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use keyring::{PeerState, PreferEncrypt};
 pub use members::{MemberRecord, MemberStatus};
 
+use crate::dirty::Dirty;
 use crate::hlc::Hlc;
 use crate::ids::DeviceId;
 
@@ -58,6 +59,9 @@ pub struct GroupState {
     pub account_keys: BTreeMap<u32, AccountKeyRecord>,
     /// The account's own Autocrypt prefer-encrypt setting.
     pub prefer_encrypt: Lww<PreferEncrypt>,
+    /// Keyring addresses changed since the store last saved them.
+    #[serde(skip)]
+    pub keyring_dirty: Dirty<String>,
 }
 
 impl Default for GroupState {
@@ -70,6 +74,7 @@ impl Default for GroupState {
                 value: PreferEncrypt::Mutual,
                 stamp: None,
             },
+            keyring_dirty: Dirty::all(),
         }
     }
 }
@@ -128,11 +133,16 @@ impl GroupState {
             Change::Peer(peer) => {
                 let key = peer.addr.to_lowercase();
                 match self.keyring.get_mut(&key) {
-                    Some(mine) => mine.merge(peer),
+                    Some(mine) => {
+                        if mine.merge(peer) {
+                            self.keyring_dirty.touch(key);
+                        }
+                    }
                     None => {
                         let mut p = peer.clone();
                         p.addr = key.clone();
-                        self.keyring.insert(key, p);
+                        self.keyring.insert(key.clone(), p);
+                        self.keyring_dirty.touch(key);
                     }
                 }
             }
