@@ -74,6 +74,10 @@ pub struct LatencyReport {
     pub noop_rtt: Summary,
     /// Transport calls of one product poll-mode delivery (B's side).
     pub poll_calls: Vec<&'static str>,
+    /// Of each product poll-mode delivery, the time B spent waiting for
+    /// IMAP commands; the rest of the delivery is local work (verification,
+    /// decryption, the store commit).
+    pub poll_imap: Summary,
 }
 
 fn body(i: usize, len: usize) -> Vec<u8> {
@@ -98,7 +102,7 @@ pub async fn run(
     n: usize,
     body_len: usize,
 ) -> Result<LatencyReport> {
-    let (poll_product, message_bytes, poll_calls) =
+    let (poll_product, message_bytes, poll_calls, poll_imap) =
         product_poll(rig, account, a, b, n, body_len).await?;
     let poll_floor = floor_poll(rig, account, n, message_bytes).await?;
     let idle_product = product_idle(rig, account, a, b, n, body_len).await?;
@@ -111,6 +115,7 @@ pub async fn run(
         poll: Compared::new(Summary::of(&poll_product), Summary::of(&poll_floor)),
         noop_rtt: Summary::of(&noop_rtt),
         poll_calls,
+        poll_imap: Summary::of(&poll_imap),
     })
 }
 
@@ -122,11 +127,12 @@ async fn product_poll(
     b: &mut Device,
     n: usize,
     body_len: usize,
-) -> Result<(Vec<Duration>, usize, Vec<&'static str>)> {
+) -> Result<(Vec<Duration>, usize, Vec<&'static str>, Vec<Duration>)> {
     let mut ta = Counting::new(rig.session(account).await?);
     let mut tb = Counting::new(rig.session(account).await?);
     let b_id = b.id().clone();
     let mut samples = Vec::with_capacity(n);
+    let mut imap = Vec::with_capacity(n);
     let mut calls = Vec::new();
     for i in 0..WARMUP + n {
         a.send(&mut ta, Some(&b_id), "bench", &body(i, body_len))
@@ -135,9 +141,11 @@ async fn product_poll(
         tb.take_log();
         let mut found = false;
         let mut delivered_at = sent;
+        let mut busy = Duration::ZERO;
         for _ in 0..100 {
             let msgs = b.recv(&mut tb, Duration::ZERO).await?;
             delivered_at = Instant::now();
+            busy = tb.log.busy_total();
             b.delivered(&msgs)?;
             if msgs.iter().any(|m| index_of(&m.body_b64) == Some(i)) {
                 found = true;
@@ -149,6 +157,7 @@ async fn product_poll(
         }
         if i >= WARMUP {
             samples.push(delivered_at - sent);
+            imap.push(busy);
         }
         if i + 1 == WARMUP + n {
             calls = tb.take_log().calls;
@@ -160,7 +169,7 @@ async fn product_poll(
         .last()
         .map(|x| x.size)
         .ok_or_else(|| anyhow!("A appended nothing"))?;
-    Ok((samples, size, calls))
+    Ok((samples, size, calls, imap))
 }
 
 /// B runs the real `watch` loop (IDLE); A sends one message at a time.

@@ -141,6 +141,14 @@ impl Report {
                 );
             }
             t.row(
+                "  poll: of which IMAP commands, p50 (ms)",
+                f2(l.poll_imap.p50_ms),
+                String::new(),
+                String::new(),
+                String::new(),
+                None,
+            );
+            t.row(
                 "one IMAP round trip, p50 (ms)",
                 String::new(),
                 f2(l.noop_rtt.p50_ms),
