@@ -55,7 +55,7 @@ pub struct PerOpSave {
     pub ops: usize,
     /// Ops per second.
     pub ops_per_sec: f64,
-    /// Size of the protocol state saved per op (JSON bytes).
+    /// Size of the whole protocol state as JSON (a save writes only the change).
     pub state_json_bytes: usize,
 }
 
