@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::params;
 use sma_proto::device::CoreState;
+use sma_proto::dirty::Dirty;
 use sma_proto::state::{Op, PeerState};
 
 use crate::{Db, Durability, Result, Store, StoreError};
@@ -85,80 +86,50 @@ impl Db<'_> {
                 [head],
             )
             .map_err(|e| self.err(e))?;
-        self.save_keyring(core)?;
-        self.save_log(core)
+        self.save_rows(
+            &ROWS_KEYRING,
+            &core.group.keyring,
+            &core.group.keyring_dirty,
+            |addr| rusqlite::types::Value::Text(addr.clone()),
+        )?;
+        self.save_rows(&ROWS_LOG, &core.book.log, &core.book.log_dirty, |seq| {
+            rusqlite::types::Value::Integer(*seq as i64)
+        })
     }
 
-    fn save_keyring(&self, core: &CoreState) -> Result<()> {
-        let keyring = &core.group.keyring;
+    /// Writes the rows of `map` that `dirty` names (deleting those no
+    /// longer in the map), or, when it names everything, replaces them all.
+    fn save_rows<K: Ord, V: serde::Serialize>(
+        &self,
+        rows: &RowTable,
+        map: &BTreeMap<K, V>,
+        dirty: &Dirty<K>,
+        key: impl Fn(&K) -> rusqlite::types::Value,
+    ) -> Result<()> {
         let mut put = self
             .conn
-            .prepare_cached(
-                "INSERT INTO keyring (addr, json) VALUES (?1, ?2)
-                 ON CONFLICT (addr) DO UPDATE SET json = excluded.json",
-            )
+            .prepare_cached(rows.put)
             .map_err(|e| self.err(e))?;
-        let mut write = |addr: &str, peer: &PeerState| -> Result<()> {
-            let json = serde_json::to_string(peer).map_err(|e| self.corrupt("keyring entry", e))?;
-            put.execute(params![addr, json]).map_err(|e| self.err(e))?;
-            Ok(())
-        };
-        match core.group.keyring_dirty.changed() {
-            None => {
-                self.conn
-                    .execute("DELETE FROM keyring", [])
-                    .map_err(|e| self.err(e))?;
-                for (addr, peer) in keyring {
-                    write(addr, peer)?;
-                }
-            }
-            Some(changed) => {
-                for addr in changed {
-                    match keyring.get(addr) {
-                        Some(peer) => write(addr, peer)?,
-                        None => {
-                            self.conn
-                                .execute("DELETE FROM keyring WHERE addr = ?1", [addr])
-                                .map_err(|e| self.err(e))?;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn save_log(&self, core: &CoreState) -> Result<()> {
-        let log = &core.book.log;
-        let mut put = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO op_log (seq, json) VALUES (?1, ?2)
-                 ON CONFLICT (seq) DO UPDATE SET json = excluded.json",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut write = |op: &Op| -> Result<()> {
-            let json = serde_json::to_string(op).map_err(|e| self.corrupt("logged op", e))?;
-            put.execute(params![op.seq as i64, json])
+        let mut write = |k: &K, v: &V| -> Result<()> {
+            let json = serde_json::to_string(v).map_err(|e| self.corrupt(rows.what, e))?;
+            put.execute(params![key(k), json])
                 .map_err(|e| self.err(e))?;
             Ok(())
         };
-        match core.book.log_dirty.changed() {
+        match dirty.changed() {
             None => {
-                self.conn
-                    .execute("DELETE FROM op_log", [])
-                    .map_err(|e| self.err(e))?;
-                for op in log.values() {
-                    write(op)?;
+                self.conn.execute(rows.clear, []).map_err(|e| self.err(e))?;
+                for (k, v) in map {
+                    write(k, v)?;
                 }
             }
             Some(changed) => {
-                for seq in changed {
-                    match log.get(seq) {
-                        Some(op) => write(op)?,
+                for k in changed {
+                    match map.get(k) {
+                        Some(v) => write(k, v)?,
                         None => {
                             self.conn
-                                .execute("DELETE FROM op_log WHERE seq = ?1", [*seq as i64])
+                                .execute(rows.delete, [key(k)])
                                 .map_err(|e| self.err(e))?;
                         }
                     }
@@ -168,6 +139,30 @@ impl Db<'_> {
         Ok(())
     }
 }
+
+/// The statements of one table of rows keyed like a map of the state.
+struct RowTable {
+    what: &'static str,
+    put: &'static str,
+    delete: &'static str,
+    clear: &'static str,
+}
+
+const ROWS_KEYRING: RowTable = RowTable {
+    what: "keyring entry",
+    put: "INSERT INTO keyring (addr, json) VALUES (?1, ?2)
+          ON CONFLICT (addr) DO UPDATE SET json = excluded.json",
+    delete: "DELETE FROM keyring WHERE addr = ?1",
+    clear: "DELETE FROM keyring",
+};
+
+const ROWS_LOG: RowTable = RowTable {
+    what: "logged op",
+    put: "INSERT INTO op_log (seq, json) VALUES (?1, ?2)
+          ON CONFLICT (seq) DO UPDATE SET json = excluded.json",
+    delete: "DELETE FROM op_log WHERE seq = ?1",
+    clear: "DELETE FROM op_log",
+};
 
 impl Store {
     /// Runs `f` and saves `core` in one transaction; once it has committed,
