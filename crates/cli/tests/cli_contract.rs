@@ -215,10 +215,12 @@ fn status_json_shows_capabilities_namespace_members_and_folders() {
         "members",
         "folders",
         "keyring_size",
+        "sync_warnings",
     ] {
         assert!(s.get(key).is_some(), "status lacks {key}: {s}");
     }
     assert_eq!(s["role"], "founder");
+    assert_eq!(s["sync_warnings"], serde_json::json!([]), "in sync: {s}");
     let caps: Vec<&str> = s["server"]["capabilities"]
         .as_array()
         .expect("capabilities")

@@ -278,7 +278,9 @@ impl Member {
 
     /// Applies an ops body from `sender`: bookkeeping, then merge of every op.
     pub fn receive_ops(&mut self, sender: &DeviceId, body: &OpsBody, now_ms: u64) -> Received {
+        let had = self.core.book.received.get(sender).copied().unwrap_or(0);
         let got = self.core.book.receive(&self.me.id, sender, body);
+        self.core.book.note_gap(sender, body, had, now_ms);
         for op in body.ops.iter().filter(|o| &o.origin == sender) {
             self.core.clock.observe_at(&op.stamp, now_ms);
             self.core.group.apply(&op.change);

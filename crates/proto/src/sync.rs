@@ -27,6 +27,36 @@ pub const OPS_BUDGET_BYTES: usize = 600 * 1024;
 /// them, so a device that joins meanwhile still receives them.
 pub const KEEP_OPS_MS: u64 = 7 * 86_400 * 1000;
 
+/// An acknowledgement counts as stalled (PROTOCOL 11.2) when an own op the
+/// peer has not acknowledged is older than this.
+pub const STALLED_ACK_MS: u64 = 7 * 86_400 * 1000;
+
+/// Something that keeps ops from arriving, for `status` and the log
+/// (PROTOCOL 11.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Withheld {
+    /// `sender`'s sync messages do not follow on from what we applied: it
+    /// believes we acknowledged more than we have (our store was restored
+    /// or reset), so some of its ops will not reach us.
+    Gap {
+        /// The sender.
+        sender: DeviceId,
+        /// When the first such message arrived (ms).
+        since_ms: u64,
+        /// Up to where we applied its ops.
+        applied: u64,
+    },
+    /// `peer` has not acknowledged an own op older than [`STALLED_ACK_MS`].
+    StalledAck {
+        /// The peer.
+        peer: DeviceId,
+        /// Its acknowledgement of our ops.
+        acked: u64,
+        /// Stamp (ms) of our oldest op it has not acknowledged.
+        oldest_unacked_ms: u64,
+    },
+}
+
 /// Our latest sync message in a peer's inbox.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentRef {
@@ -66,6 +96,10 @@ pub struct SyncBook {
     /// another member's welcome after all.
     #[serde(default)]
     pub assumed_acks: BTreeSet<DeviceId>,
+    /// Per sender, when (ms) a sync message from it first did not follow on
+    /// from what we applied (`base` above it); cleared when one does.
+    #[serde(default)]
+    pub gap_since: BTreeMap<DeviceId, u64>,
 }
 
 /// What applying a received ops body did.
@@ -137,6 +171,7 @@ impl SyncBook {
         self.last_sent.retain(|p, _| active_peers.contains(p));
         self.ack_due.retain(|p| active_peers.contains(p));
         self.assumed_acks.retain(|p| active_peers.contains(p));
+        self.gap_since.retain(|p, _| active_peers.contains(p));
         let floor = active_peers
             .iter()
             .map(|p| match self.assumed_acks.contains(p) {
@@ -156,6 +191,48 @@ impl SyncBook {
             entry.remove();
             self.log_dirty.touch(seq);
         }
+    }
+
+    /// Records whether a body from `sender` followed on from what we had
+    /// applied (`had`, before receiving it).
+    pub fn note_gap(&mut self, sender: &DeviceId, body: &OpsBody, had: u64, now_ms: u64) {
+        if body.base > had {
+            self.gap_since.entry(sender.clone()).or_insert(now_ms);
+        } else {
+            self.gap_since.remove(sender);
+        }
+    }
+
+    /// What keeps ops from arriving, as far as this device can tell: gaps
+    /// from senders, and `peers` whose acknowledgement is stalled.
+    pub fn withheld(&self, peers: &BTreeSet<DeviceId>, now_ms: u64) -> Vec<Withheld> {
+        let mut out: Vec<Withheld> = self
+            .gap_since
+            .iter()
+            .map(|(sender, &since_ms)| Withheld::Gap {
+                sender: sender.clone(),
+                since_ms,
+                applied: self.received.get(sender).copied().unwrap_or(0),
+            })
+            .collect();
+        for peer in peers {
+            let acked = self.peer_acks.get(peer).copied().unwrap_or(0);
+            let oldest = self
+                .log
+                .range(acked + 1..)
+                .next()
+                .map(|(_, op)| op.stamp.ms);
+            if let Some(oldest_unacked_ms) = oldest {
+                if oldest_unacked_ms.saturating_add(STALLED_ACK_MS) <= now_ms {
+                    out.push(Withheld::StalledAck {
+                        peer: peer.clone(),
+                        acked,
+                        oldest_unacked_ms,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Whether a sync message to `peer` is due at `now`.
@@ -262,6 +339,49 @@ mod tests {
             counter: 0,
             device: dev(1),
         }
+    }
+
+    #[test]
+    fn gaps_and_stalled_acknowledgements_are_reported() {
+        let (a, b) = (dev(1), dev(2));
+        let peers: BTreeSet<DeviceId> = [b.clone()].into();
+        let mut book = SyncBook::default();
+        let day = 86_400_000;
+        book.push(&a, stamp(day), change(1));
+        assert!(book.withheld(&peers, 7 * day).is_empty(), "6 days: not yet");
+        assert_eq!(
+            book.withheld(&peers, 8 * day),
+            [Withheld::StalledAck {
+                peer: b.clone(),
+                acked: 0,
+                oldest_unacked_ms: day
+            }]
+        );
+        book.peer_acks.insert(b.clone(), 1);
+        assert!(book.withheld(&peers, 8 * day).is_empty(), "acknowledged");
+
+        // B's message starts above what we applied from it: a gap.
+        let body = |base| OpsBody {
+            base,
+            upto: base + 1,
+            ops: Vec::new(),
+            acks: BTreeMap::new(),
+        };
+        book.note_gap(&b, &body(5), 0, 100);
+        book.note_gap(&b, &body(5), 0, 200);
+        assert_eq!(
+            book.withheld(&peers, 8 * day),
+            [Withheld::Gap {
+                sender: b.clone(),
+                since_ms: 100,
+                applied: 0
+            }]
+        );
+        book.note_gap(&b, &body(0), 0, 300);
+        assert!(
+            book.withheld(&peers, 8 * day).is_empty(),
+            "it followed on again"
+        );
     }
 
     #[test]

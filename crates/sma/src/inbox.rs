@@ -171,7 +171,11 @@ impl Device {
                 }
                 SealedContent::Ops(body) => {
                     let before = Snapshot::of(&self.member.core.group, &body.ops);
+                    let had_gap = self.member.core.book.gap_since.contains_key(&from);
                     let got = self.member.receive_ops(&from, &body, self.clock.now_ms());
+                    if !had_gap && self.member.core.book.gap_since.contains_key(&from) {
+                        warn!(%from, "this member's sync messages skip ops this device never received (see `sma status`)");
+                    }
                     if got.rejected > 0 {
                         warn!(%from, rejected = got.rejected, "ops naming another origin were ignored");
                     }

@@ -1,13 +1,15 @@
 //! `status` and `devices`: what this device knows about the group and server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use sma_imap::Transport;
 use sma_proto::folders::ANNOUNCE_BASE;
 use sma_proto::payload::AnnouncedState;
 use sma_proto::state::MemberStatus;
+use sma_proto::sync::Withheld;
 use sma_proto::timefmt;
+use sma_proto::DeviceId;
 
 use crate::announce;
 use crate::device::Device;
@@ -70,11 +72,40 @@ pub struct StatusReport {
     pub folders: Vec<FolderView>,
     /// Entries in the replicated keyring.
     pub keyring_size: usize,
+    /// What keeps ops from arriving (PROTOCOL 11.2); empty when in sync.
+    pub sync_warnings: Vec<SyncWarning>,
 }
+
+/// Something that keeps ops from arriving (PROTOCOL 11.2).
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncWarning {
+    /// `gap` (the device's messages skip ops we never got) or `stalled_ack`
+    /// (a device that still announces itself does not acknowledge ours).
+    pub kind: &'static str,
+    /// The other device.
+    pub device_id: String,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// What it means and what to do, for people.
+    pub message: String,
+}
+
+/// A peer's acknowledgement is reported as stalled only while its
+/// announcement is at most this old: an absent device is expiry's business.
+const FRESH_ANNOUNCEMENT_SECS: u64 = 7 * 86_400;
 
 impl Device {
     /// Every device known from the group state and the announcements folder.
     pub async fn devices<T: Transport>(&mut self, t: &mut T) -> Result<Vec<DeviceView>> {
+        Ok(self.device_views(t).await?.0)
+    }
+
+    /// The device views, and per member id its latest heartbeat (seconds).
+    async fn device_views<T: Transport>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<(Vec<DeviceView>, BTreeMap<DeviceId, u64>)> {
+        let mut heartbeats = BTreeMap::new();
         let anns = announce::read_all(t, &self.info.folders.announce())
             .await?
             .unwrap_or_default();
@@ -88,6 +119,7 @@ impl Device {
                 .map(|s| s.ann.heartbeat)
                 .unwrap_or(0)
                 .max(rec.heartbeat);
+            heartbeats.insert(rec.id.clone(), seen);
             out.insert(
                 rec.id.to_string(),
                 DeviceView {
@@ -134,13 +166,53 @@ impl Device {
                 },
             );
         }
-        Ok(out.into_values().collect())
+        Ok((out.into_values().collect(), heartbeats))
+    }
+
+    /// Gaps and stalled acknowledgements, worded for `status`.
+    fn sync_warnings(&self, heartbeats: &BTreeMap<DeviceId, u64>) -> Vec<SyncWarning> {
+        let now = self.now();
+        let fresh: BTreeSet<DeviceId> = self
+            .member
+            .peers()
+            .into_iter()
+            .filter(|p| {
+                heartbeats
+                    .get(p)
+                    .is_some_and(|&h| h.saturating_add(FRESH_ANNOUNCEMENT_SECS) >= now)
+            })
+            .collect();
+        let book = &self.member.core.book;
+        book.withheld(&fresh, self.now_ms())
+            .into_iter()
+            .map(|w| match w {
+                Withheld::Gap { sender, since_ms, applied } => SyncWarning {
+                    kind: "gap",
+                    device_id: sender.to_string(),
+                    since: timefmt::rfc3339(since_ms / 1000),
+                    message: format!(
+                        "sync messages from {sender} skip its ops after #{applied}, which this device never \
+                         received (was its store restored from an older copy?); they are not sent again: to \
+                         get the whole state, pair this device anew (`sma leave`, then `sma init` and `sma join`)"
+                    ),
+                },
+                Withheld::StalledAck { peer, acked, oldest_unacked_ms } => SyncWarning {
+                    kind: "stalled_ack",
+                    device_id: peer.to_string(),
+                    since: timefmt::rfc3339(oldest_unacked_ms / 1000),
+                    message: format!(
+                        "{peer} announces itself but has not acknowledged this device's changes after #{acked} \
+                         for over 7 days; check that it runs `sma sync` and can read its inbox"
+                    ),
+                },
+            })
+            .collect()
     }
 
     /// The `status` report.
     pub async fn status<T: Transport>(&mut self, t: &mut T) -> Result<StatusReport> {
         let ns = t.namespace().await?;
-        let members = self.devices(t).await?;
+        let (members, heartbeats) = self.device_views(t).await?;
         let pattern = format!("{}{}*", self.info.folders.prefix, ANNOUNCE_BASE);
         let mut folders = Vec::new();
         for f in t.list("", &pattern).await? {
@@ -168,6 +240,7 @@ impl Device {
             members,
             folders,
             keyring_size: self.member.core.group.keyring.len(),
+            sync_warnings: self.sync_warnings(&heartbeats),
         })
     }
 

@@ -265,6 +265,9 @@ impl Ctx<'_> {
                 text += &format!("  {:<40} {} messages\n", f.name, f.messages);
             }
             text += &format!("Keyring: {} peers", s.keyring_size);
+            for w in &s.sync_warnings {
+                text += &format!("\nWarning ({}, since {}): {}", w.kind, w.since, w.message);
+            }
             text
         });
         Ok(())

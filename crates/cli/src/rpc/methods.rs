@@ -69,7 +69,7 @@ pub const METHODS: &[MethodSpec] = &[
         name: "status",
         summary: "This device, the group, the server and the SMA folders (like `sma status`).",
         params: &[],
-        result: r#"{"type":"object","required":["device_id","role","account","members","folders"],"properties":{"device_id":{"type":"string"},"name":{"type":"string"},"role":{"enum":["founder","member","pending","removed"]},"account":{"type":"string"},"server":{"type":"object"},"members":{"type":"array"},"folders":{"type":"array"},"keyring_size":{"type":"integer"}}}"#,
+        result: r#"{"type":"object","required":["device_id","role","account","members","folders"],"properties":{"device_id":{"type":"string"},"name":{"type":"string"},"role":{"enum":["founder","member","pending","removed"]},"account":{"type":"string"},"server":{"type":"object"},"members":{"type":"array"},"folders":{"type":"array"},"keyring_size":{"type":"integer"},"sync_warnings":{"type":"array","items":{"type":"object","properties":{"kind":{"enum":["gap","stalled_ack"]},"device_id":{"type":"string"},"since":{"type":"string"},"message":{"type":"string"}}}}}}"#,
     },
     MethodSpec {
         name: "devices",
