@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use crate::config::Role;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::pair::{delete_by_message_id, find_pairing, pairing_message, wait_for_change, Found};
+use crate::pair::{
+    delete_by_message_id, find_pairing, pairing_message, wait_for_change, Awaiting, Found,
+};
 
 /// What `join` did.
 #[derive(Clone, Debug, Serialize)]
@@ -172,7 +174,7 @@ impl Device {
                 return Ok(newest);
             }
             deadline.check("a member device to run `sma pair` (no pairing request arrived)")?;
-            wait_for_change(t, deadline.at).await?;
+            wait_for_change(t, deadline.at, Awaiting::Person).await?;
         }
     }
 
@@ -186,6 +188,7 @@ impl Device {
         deadline: &Deadline,
     ) -> Result<JoinerConfirmed> {
         let inbox = self.inbox();
+        let since = Instant::now();
         loop {
             t.select(&inbox).await?;
             let aborts: Vec<Found<PairAbort>> =
@@ -213,7 +216,7 @@ impl Device {
                 });
             }
             deadline.check("the member device to confirm the code")?;
-            wait_for_change(t, deadline.at).await?;
+            wait_for_change(t, deadline.at, Awaiting::Answer { since }).await?;
         }
     }
 
@@ -227,6 +230,7 @@ impl Device {
         on_progress: &mut impl FnMut(&JoinProgress),
     ) -> Result<Found<PairWelcome>> {
         let inbox = self.inbox();
+        let since = Instant::now();
         loop {
             t.select(&inbox).await?;
             let size = welcome_size(t, member_id).await?;
@@ -244,7 +248,7 @@ impl Device {
                 return Ok(w);
             }
             deadline.check("the welcome from the member device")?;
-            wait_for_change(t, deadline.at).await?;
+            wait_for_change(t, deadline.at, Awaiting::Answer { since }).await?;
         }
     }
 

@@ -112,14 +112,49 @@ pub(crate) fn pairing_message<P: serde::Serialize>(
 /// server's IDLE is slow or silent (Courier reports changes after 60 s).
 pub const PAIRING_POLL: Duration = Duration::from_secs(3);
 
+/// How soon the other device's program answers a pairing message (no
+/// person involved): within this window after our message, poll instead of
+/// IDLE, whose notifications some servers delay (Dovecot: ~0.5 s each).
+pub const ANSWER_WINDOW: Duration = Duration::from_secs(5);
+
+/// Poll period within [`ANSWER_WINDOW`]: at most 2 commands per period.
+pub const ANSWER_POLL: Duration = Duration::from_millis(40);
+
+/// Who the wait is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Awaiting {
+    /// A person (typing the code, starting `join`): IDLE.
+    Person,
+    /// The other device's program, which received our message at `since`.
+    Answer {
+        /// When we sent (or received) what it answers.
+        since: Instant,
+    },
+}
+
 /// Waits on the selected folder (our inbox, which the caller has just
-/// read) until it changes, [`PAIRING_POLL`] passes, or the deadline. Not
-/// re-selecting it matters: a message that arrived since that read would
-/// be counted by a fresh SELECT and then never reported by IDLE.
-pub(crate) async fn wait_for_change<T: Transport>(t: &mut T, deadline: Instant) -> Result<()> {
+/// read) until it changes, [`PAIRING_POLL`] passes, or the deadline, and
+/// the caller reads it again. Not re-selecting it before IDLE matters: a
+/// message that arrived since that read would be counted by a fresh SELECT
+/// and then never reported by IDLE. While an answer is due
+/// ([`Awaiting::Answer`] within [`ANSWER_WINDOW`]) it only sleeps
+/// [`ANSWER_POLL`], so the caller's next read polls.
+pub(crate) async fn wait_for_change<T: Transport>(
+    t: &mut T,
+    deadline: Instant,
+    awaiting: Awaiting,
+) -> Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
-    if !left.is_zero() {
-        t.idle(left.min(PAIRING_POLL)).await?;
+    if left.is_zero() {
+        return Ok(());
+    }
+    match awaiting {
+        Awaiting::Answer { since } if since.elapsed() < ANSWER_WINDOW => {
+            tokio::time::sleep(left.min(ANSWER_POLL)).await;
+        }
+        _ => {
+            t.idle(left.min(PAIRING_POLL)).await?;
+        }
     }
     Ok(())
 }
@@ -236,7 +271,7 @@ impl Device {
                     secs: timeout.as_secs(),
                 });
             }
-            wait_for_change(t, deadline).await?;
+            wait_for_change(t, deadline, Awaiting::Person).await?;
         };
         t.delete_messages(&[reply.uid]).await?;
         let confirmed = match state.on_reply(&reply.payload) {
