@@ -167,7 +167,16 @@ impl Watch {
         }
     }
 
+    /// Stops the watch as a person would (Ctrl-C), so it finishes
+    /// recording what it printed; kills it only if it does not stop.
     fn stop(mut self) -> Vec<Value> {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
