@@ -193,6 +193,15 @@ impl SyncBook {
         }
     }
 
+    /// Whether the log holds ops the store has not saved yet (an op must be
+    /// stored durably before it is sent anywhere, PROTOCOL 11.1).
+    pub fn has_unsaved_ops(&self) -> bool {
+        match self.log_dirty.changed() {
+            None => !self.log.is_empty(),
+            Some(changed) => changed.iter().any(|seq| self.log.contains_key(seq)),
+        }
+    }
+
     /// Records whether a body from `sender` followed on from what we had
     /// applied (`had`, before receiving it).
     pub fn note_gap(&mut self, sender: &DeviceId, body: &OpsBody, had: u64, now_ms: u64) {

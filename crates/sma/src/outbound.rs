@@ -29,6 +29,10 @@ impl Device {
     /// Appends every due sync message, replacing our previous unprocessed one
     /// in each peer's inbox. Returns how many were sent.
     pub(crate) async fn send_syncs<T: Transport>(&mut self, t: &mut T) -> Result<usize> {
+        // Callers save their ops before sending; this keeps it so.
+        if self.member.core.book.has_unsaved_ops() {
+            self.save()?;
+        }
         let now = self.now();
         let outgoing = self.member.outgoing_syncs(&mut self.rng, now)?;
         if outgoing.is_empty() {

@@ -230,8 +230,10 @@ mod tests {
         for i in 0..50 {
             observe(&mut core, &format!("p{i}@example.org"), 100 + i);
         }
+        assert!(core.book.has_unsaved_ops());
         store.save_core(&mut core).expect("save");
         assert!(core.group.keyring_dirty.is_clean() && core.book.log_dirty.is_clean());
+        assert!(!core.book.has_unsaved_ops());
         assert_eq!((rows(&store, "keyring"), rows(&store, "op_log")), (50, 50));
 
         // One update and one new peer; then the log is pruned of old ops.
@@ -244,6 +246,10 @@ mod tests {
         );
         core.book.prune(&BTreeSet::new(), u64::MAX / 2);
         assert!(core.book.log.is_empty());
+        assert!(
+            !core.book.has_unsaved_ops(),
+            "pruned ops need no save before a send"
+        );
         store.save_core(&mut core).expect("save");
         assert_eq!((rows(&store, "keyring"), rows(&store, "op_log")), (51, 0));
 
