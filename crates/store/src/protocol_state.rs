@@ -38,29 +38,8 @@ impl Db<'_> {
         };
         let mut core: CoreState =
             serde_json::from_str(&head).map_err(|e| self.corrupt("protocol state", e))?;
-        let mut stmt = self
-            .conn
-            .prepare("SELECT json FROM keyring")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut keyring = BTreeMap::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let json: String = row.get(0).map_err(|e| self.err(e))?;
-            let peer: PeerState =
-                serde_json::from_str(&json).map_err(|e| self.corrupt("keyring entry", e))?;
-            keyring.insert(peer.addr.to_lowercase(), peer);
-        }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT json FROM op_log")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut log = BTreeMap::new();
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let json: String = row.get(0).map_err(|e| self.err(e))?;
-            let op: Op = serde_json::from_str(&json).map_err(|e| self.corrupt("logged op", e))?;
-            log.insert(op.seq, op);
-        }
+        let keyring = self.load_rows(&ROWS_KEYRING, |peer: &PeerState| peer.addr.to_lowercase())?;
+        let log = self.load_rows(&ROWS_LOG, |op: &Op| op.seq)?;
         core.group.keyring = keyring;
         core.book.log = log;
         core.mark_saved();
@@ -95,6 +74,23 @@ impl Db<'_> {
         self.save_rows(&ROWS_LOG, &core.book.log, &core.book.log_dirty, |seq| {
             rusqlite::types::Value::Integer(*seq as i64)
         })
+    }
+
+    /// Every row of a table, keyed by `key_of` its value.
+    fn load_rows<K: Ord, V: serde::de::DeserializeOwned>(
+        &self,
+        rows: &RowTable,
+        key_of: impl Fn(&V) -> K,
+    ) -> Result<BTreeMap<K, V>> {
+        let mut stmt = self.conn.prepare(rows.select).map_err(|e| self.err(e))?;
+        let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut map = BTreeMap::new();
+        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            let json: String = row.get(0).map_err(|e| self.err(e))?;
+            let value: V = serde_json::from_str(&json).map_err(|e| self.corrupt(rows.what, e))?;
+            map.insert(key_of(&value), value);
+        }
+        Ok(map)
     }
 
     /// Writes the rows of `map` that `dirty` names (deleting those no
@@ -143,6 +139,7 @@ impl Db<'_> {
 /// The statements of one table of rows keyed like a map of the state.
 struct RowTable {
     what: &'static str,
+    select: &'static str,
     put: &'static str,
     delete: &'static str,
     clear: &'static str,
@@ -150,6 +147,7 @@ struct RowTable {
 
 const ROWS_KEYRING: RowTable = RowTable {
     what: "keyring entry",
+    select: "SELECT json FROM keyring",
     put: "INSERT INTO keyring (addr, json) VALUES (?1, ?2)
           ON CONFLICT (addr) DO UPDATE SET json = excluded.json",
     delete: "DELETE FROM keyring WHERE addr = ?1",
@@ -158,6 +156,7 @@ const ROWS_KEYRING: RowTable = RowTable {
 
 const ROWS_LOG: RowTable = RowTable {
     what: "logged op",
+    select: "SELECT json FROM op_log",
     put: "INSERT INTO op_log (seq, json) VALUES (?1, ?2)
           ON CONFLICT (seq) DO UPDATE SET json = excluded.json",
     delete: "DELETE FROM op_log WHERE seq = ?1",
