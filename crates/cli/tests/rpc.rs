@@ -111,6 +111,44 @@ fn status_unknown_method_malformed_json_and_typed_errors() {
     assert_eq!(devices[0]["self"], true);
 }
 
+const WAIT_DOES_NOT_BLOCK: &str = r#"
+import json, os, time
+from sma_rpc import SmaRpc, RpcError
+
+with SmaRpc(home=os.environ["SMA_HOME"]) as rpc:
+    started = time.monotonic()
+    waiting = rpc.request("recv", wait=15)
+    time.sleep(1)
+    status = rpc.call("status", timeout=60)
+    status_at = time.monotonic() - started
+    try:
+        rpc.result(waiting, timeout=60)
+        outcome = "messages"
+    except RpcError as e:
+        outcome = e.kind
+    print(json.dumps({"status_at": status_at, "recv_at": time.monotonic() - started,
+                      "outcome": outcome, "role": status["role"]}))
+"#;
+
+/// A `recv` waiting for messages does not hold the device: other calls are
+/// answered while it waits.
+#[test]
+fn a_waiting_recv_does_not_block_other_calls() {
+    let acc = Account::new();
+    acc.init("a");
+    let lines = finish(python(&acc, "a", WAIT_DOES_NOT_BLOCK));
+    let line = &lines[0];
+    assert_eq!(line["role"], "founder", "{line}");
+    assert_eq!(line["outcome"], "timeout", "{line}");
+    let status_at = line["status_at"].as_f64().expect("status_at");
+    let recv_at = line["recv_at"].as_f64().expect("recv_at");
+    assert!(recv_at >= 15.0, "recv waited its 15 s: {line}");
+    assert!(
+        status_at < recv_at - 5.0,
+        "status was answered while recv waited, not after it: {line}"
+    );
+}
+
 const PAIR_AND_WATCH: &str = r#"
 import json, os, sys
 from sma_rpc import SmaRpc

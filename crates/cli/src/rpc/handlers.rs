@@ -14,6 +14,11 @@ use super::protocol::{RpcError, METHOD_NOT_FOUND};
 use super::server::Shared;
 use super::{openrpc, watch};
 
+/// How often a waiting `recv` looks at the inbox. It does not IDLE: the
+/// connection belongs to every call of this server, and a wait holding it
+/// would stall them all. One idle round is one SELECT.
+const RECV_POLL: Duration = Duration::from_millis(500);
+
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -298,24 +303,35 @@ impl Shared {
         Ok(to_value(&report))
     }
 
+    /// `recv`; with `wait`, polls every [`RECV_POLL`] and holds the device
+    /// only during each round, so other calls are answered meanwhile.
     async fn recv(&self, p: m::RecvParams) -> Result<Value, RpcError> {
         let wait = Duration::from_secs(p.wait.unwrap_or(0));
-        let mut g = self.core.lock().await;
-        let (dev, t) = g.connected().await?;
-        let r = async {
-            let msgs = dev.recv(t, wait).await?;
-            dev.delivered(&msgs)?;
-            Ok(msgs)
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msgs = {
+                let mut g = self.core.lock().await;
+                let (dev, t) = g.connected().await?;
+                let r = async {
+                    let msgs = dev.recv(t, Duration::ZERO).await?;
+                    dev.delivered(&msgs)?;
+                    Ok(msgs)
+                }
+                .await;
+                g.check(r)?
+            };
+            if !msgs.is_empty() || p.wait.is_none() {
+                return Ok(to_value(&msgs));
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(RpcError::from_sma(&sma::Error::Timeout {
+                    what: "a message".into(),
+                    secs: wait.as_secs(),
+                }));
+            }
+            tokio::time::sleep(left.min(RECV_POLL)).await;
         }
-        .await;
-        let msgs = g.check(r)?;
-        if msgs.is_empty() && p.wait.is_some() {
-            return Err(RpcError::from_sma(&sma::Error::Timeout {
-                what: "a message".into(),
-                secs: wait.as_secs(),
-            }));
-        }
-        Ok(to_value(&msgs))
     }
 
     async fn setup_export(&self, p: m::SetupExportParams) -> Result<Value, RpcError> {
