@@ -40,7 +40,11 @@ impl Sim {
         for (i, done) in finished {
             self.w.slots[i].dev = done.dev;
             let name = self.w.slots[i].name.clone();
+            let succeeded = done.result.succeeded();
             let line = self.take_result(i, done.result)?;
+            if succeeded {
+                self.check_saved(i, &name)?;
+            }
             let queued = self.w.slots[i]
                 .dev
                 .as_ref()
@@ -51,6 +55,29 @@ impl Sim {
                 self.ledger
                     .check_state(&format!("{name} ({})", dev.id()), &dev.core().group)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Every operation ends by saving: after a success the state a second
+    /// process reads from the store equals the device's own (this catches
+    /// a change the store's incremental save missed).
+    fn check_saved(&self, i: usize, name: &str) -> Result<(), String> {
+        let (Some(dev), Some(home)) = (&self.w.slots[i].dev, &self.w.slots[i].home) else {
+            return Ok(());
+        };
+        let (_, _, stored) = load_identity(home)?;
+        let mine = dev.core();
+        if stored.group != mine.group || stored.book.log != mine.book.log {
+            return Err(format!(
+                "{name}: the stored state differs from the device's after a successful operation \
+                 (keyring {} vs {}, log {} vs {}, members equal: {})",
+                stored.group.keyring.len(),
+                mine.group.keyring.len(),
+                stored.book.log.len(),
+                mine.book.log.len(),
+                stored.group.members == mine.group.members
+            ));
         }
         Ok(())
     }

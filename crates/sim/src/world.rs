@@ -161,6 +161,22 @@ pub enum OpResult {
     Leave(sma::Result<RemovalReport>),
 }
 
+impl OpResult {
+    /// Whether the operation succeeded.
+    pub fn succeeded(&self) -> bool {
+        match self {
+            OpResult::Init(r) => r.is_ok(),
+            OpResult::Sync(r) => r.is_ok(),
+            OpResult::Recv(r) => r.is_ok(),
+            OpResult::Send(r, _) => r.is_ok(),
+            OpResult::Pair(r, _) => r.is_ok(),
+            OpResult::Join(r, _) => r.is_ok(),
+            OpResult::Remove(r, _) => r.is_ok(),
+            OpResult::Leave(r) => r.is_ok(),
+        }
+    }
+}
+
 /// A finished operation: the device comes back with the result.
 pub struct Done {
     /// The device (absent if `init` failed).
