@@ -8,12 +8,14 @@
 //! ignored by default and reported as ignored, never as passed. Results are
 //! recorded in docs/COMPATIBILITY.md.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
+
+mod common;
 
 /// A private Cyrus or Courier started by its script; stopped on drop.
 struct ScriptServer {
@@ -126,21 +128,9 @@ impl Target {
     }
 
     fn send(&self, dev: &str, to: &str, body: &str) {
-        let mut child = self
-            .cmd(dev)
-            .args(["send", "--to", to])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn send");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(body.as_bytes())
-            .expect("body");
-        let out = child.wait_with_output().expect("send");
+        let mut send = self.cmd(dev);
+        send.args(["send", "--to", to]);
+        let out = common::run_with_input(send, body.as_bytes());
         assert!(
             out.status.success(),
             "send failed: {}",

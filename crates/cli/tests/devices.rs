@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{read_code, server, stderr_json, Account};
+use common::{read_code, run_with_input, server, stderr_json, Account};
 
 /// Decodes the base64 bodies of `recv` lines.
 fn bodies(lines: &[serde_json::Value]) -> Vec<(String, String)> {
@@ -25,26 +25,13 @@ fn bodies(lines: &[serde_json::Value]) -> Vec<(String, String)> {
 }
 
 fn send(acc: &Account, dev: &str, to: Option<&str>, body: &str) {
-    use std::io::Write;
     let mut cmd = acc.cmd(dev);
     cmd.arg("send");
     match to {
         Some(id) => cmd.args(["--to", id]),
         None => cmd.arg("--all"),
     };
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn send");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("write body");
-    let out = child.wait_with_output().expect("send");
+    let out = run_with_input(cmd, body.as_bytes());
     assert!(
         out.status.success(),
         "send failed: {}",

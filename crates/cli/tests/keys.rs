@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use serde_json::Value;
 use sma_crypto::AccountKey;
 
-use common::{json_lines, path_str, stderr_json, Account};
+use common::{json_lines, path_str, run_with_input, stderr_json, Account};
 
 /// A correspondent with a real Autocrypt key.
 struct Peer {
@@ -267,21 +266,9 @@ fn whole_messages_and_the_outgoing_header() {
         "Subject: hello",
         "Subject: away\r\nAuto-Submitted: auto-replied",
     );
-    let mut child = acc
-        .cmd("a")
-        .args(["keys", "observe", "--message", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(reply.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("observe");
+    let mut observe = acc.cmd("a");
+    observe.args(["keys", "observe", "--message", "-"]);
+    let out = run_with_input(observe, reply.as_bytes());
     assert!(
         out.status.success(),
         "{}",

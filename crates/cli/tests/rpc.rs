@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use common::{json_lines, Account};
+use common::{json_lines, run_with_input, Account};
 use serde_json::Value;
 
 fn examples_dir() -> PathBuf {
@@ -199,20 +199,8 @@ fn pair_watch_events_and_send_over_rpc() {
     // A message from b arrives as a `message` event of the watch.
     let a_id = acc.device_id("a");
     let mut send = acc.cmd("b");
-    let mut child = send
-        .args(["send", "--to", &a_id, "--kind", "ping"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn send");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"ping from b")
-        .expect("body");
-    let sent = child.wait_with_output().expect("send");
+    send.args(["send", "--to", &a_id, "--kind", "ping"]);
+    let sent = run_with_input(send, b"ping from b");
     assert!(
         sent.status.success(),
         "{}",

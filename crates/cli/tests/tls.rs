@@ -69,19 +69,20 @@ fn allow_insecure_to_a_remote_host_warns_loudly() {
     let acc = Account::new();
     // A name that never resolves (RFC 2606): the warning comes before any
     // connection attempt, which then fails.
-    let out = acc.run(
-        "a",
-        &[
+    let init_plain_remote = |extra: &[&str]| {
+        let mut args = vec![
             "init",
             "--server",
             "mail.sma-test.invalid:143",
             "--security",
             "plain",
-            "--allow-insecure",
             "--user",
             &acc.user,
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        acc.run("a", &args)
+    };
+    let out = init_plain_remote(&["--allow-insecure"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -92,18 +93,7 @@ fn allow_insecure_to_a_remote_host_warns_loudly() {
     );
 
     // Without --allow-insecure, plain to a remote host is refused (usage error).
-    let out = acc.run(
-        "a",
-        &[
-            "init",
-            "--server",
-            "mail.sma-test.invalid:143",
-            "--security",
-            "plain",
-            "--user",
-            &acc.user,
-        ],
-    );
+    let out = init_plain_remote(&[]);
     assert_eq!(
         out.status.code(),
         Some(2),
