@@ -300,10 +300,9 @@ impl Member {
         self.core.book.prune(&peers, now.saturating_mul(1000));
         let mut out = Vec::new();
         for peer in peers {
-            if !self.core.book.due(&peer, now) {
+            let Some(body) = self.core.book.due_body(&peer, now) else {
                 continue;
-            }
-            let body = self.core.book.body_for(&peer);
+            };
             let upto = body.ops.last().map(|o| o.seq).unwrap_or(body.base);
             let (message_id, bytes) = self.seal(
                 rng,

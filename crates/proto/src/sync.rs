@@ -246,19 +246,28 @@ impl SyncBook {
 
     /// Whether a sync message to `peer` is due at `now`.
     pub fn due(&self, peer: &DeviceId, now: u64) -> bool {
+        self.due_chunk(peer, now).is_some()
+    }
+
+    /// The body to send `peer` at `now`, if a sync message is due (the
+    /// chunk is sized once for both questions).
+    pub fn due_body(&self, peer: &DeviceId, now: u64) -> Option<OpsBody> {
+        self.due_chunk(peer, now)
+            .map(|(base, upto)| self.body_in(base, upto))
+    }
+
+    fn due_chunk(&self, peer: &DeviceId, now: u64) -> Option<(u64, u64)> {
+        let chunk = self.chunk_for(peer);
         if self.ack_due.contains(peer) {
-            return true;
+            return Some(chunk);
         }
-        let acked = self.peer_acks.get(peer).copied().unwrap_or(0);
-        if acked >= self.last_seq || self.log.range(acked + 1..).next().is_none() {
-            return false;
+        let (acked, upto) = chunk;
+        if upto <= acked {
+            return None; // nothing unacknowledged in the log
         }
         match self.last_sent.get(peer) {
-            None => true,
-            Some(sent) => {
-                let (_, upto) = self.chunk_for(peer);
-                upto > sent.upto || now >= sent.at + RETRANSMIT_AFTER_SECS
-            }
+            Some(sent) if upto <= sent.upto && now < sent.at + RETRANSMIT_AFTER_SECS => None,
+            _ => Some(chunk),
         }
     }
 
@@ -267,6 +276,10 @@ impl SyncBook {
     /// plus our acks. The rest follows once the peer acknowledged these.
     pub fn body_for(&self, peer: &DeviceId) -> OpsBody {
         let (base, upto) = self.chunk_for(peer);
+        self.body_in(base, upto)
+    }
+
+    fn body_in(&self, base: u64, upto: u64) -> OpsBody {
         // Nothing unacknowledged: `upto == base`, an empty range.
         let ops: Vec<Op> = match upto > base {
             true => self
