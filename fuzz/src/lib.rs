@@ -20,7 +20,9 @@ use rand_chacha::ChaCha20Rng;
 use sma_crypto::setup_message;
 use sma_crypto::{AccountKey, DeviceKey, PairingCode, SetupCode};
 use sma_proto::autocrypt::{message::read_message, AutocryptHeader};
-use sma_proto::device::{build_announcement, verify_announcement, CoreState, Identity, Member};
+use sma_proto::core::CoreState;
+use sma_proto::device::{build_announcement, verify_announcement, Identity};
+use sma_proto::engine::inbox::{Deferral, MessageMemory, Triage};
 use sma_proto::envelope::{peek_date, peek_marker, Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::folders::Layout;
 use sma_proto::hlc::Hlc;
@@ -30,8 +32,7 @@ use sma_proto::payload::{
     PairReply, PairWelcome, SealedContent, SealedPayload, Welcome,
 };
 use sma_proto::state::{Change, GroupState, MemberRecord, MemberStatus, PeerState};
-use sma_proto::sync::SyncBook;
-use sma_proto::DeviceId;
+use sma_proto::{DeviceId, Engine, Timestamp};
 
 /// The account of the fixture devices.
 pub const ACCOUNT: &str = "fuzz@sma.test";
@@ -40,8 +41,11 @@ const CREATED: u64 = 1_767_225_600;
 
 /// Deterministic keys and state the targets decrypt and verify with.
 pub struct Fixture {
-    /// The receiving member (its state lists both devices as active).
-    pub receiver: Member,
+    /// The receiving member's identity (its key as stored).
+    pub receiver_id: DeviceId,
+    receiver_key: Vec<u8>,
+    /// The receiving member's state: it lists both devices as active.
+    pub receiver_core: CoreState,
     /// The sending member.
     pub sender: Identity,
     /// An account key exported as a Setup Message.
@@ -84,9 +88,14 @@ pub fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let receiver = identity(1, "00000000000000a1");
         let sender = identity(2, "00000000000000b2");
-        let mut core = CoreState::default();
-        core.group.apply(&Change::Member(record(&receiver)));
-        core.group.apply(&Change::Member(record(&sender)));
+        let receiver_id = receiver.id.clone();
+        let receiver_key = receiver.key.to_bytes();
+        let (r, s) = (record(&receiver), record(&sender));
+        let mut engine = Engine::new(receiver, CoreState::default()).expect("engine");
+        let at = Timestamp::from_secs(CREATED);
+        engine.commit(Change::Member(r), at).expect("record");
+        engine.commit(Change::Member(s), at).expect("record");
+        let core = engine.core().clone();
         let account = AccountKey::generate(&mut ChaCha20Rng::seed_from_u64(3), ACCOUNT, CREATED)
             .expect("fixture account key");
         let (setup_message, setup_code) = setup_message::export(
@@ -97,7 +106,9 @@ pub fn fixture() -> &'static Fixture {
         )
         .expect("fixture setup message");
         Fixture {
-            receiver: Member { me: receiver, core },
+            receiver_id,
+            receiver_key,
+            receiver_core: core,
             sender,
             setup_message,
             setup_code,
@@ -155,19 +166,19 @@ pub fn payloads(data: &[u8]) {
         7 => {
             if let Some(p) = json::<SealedPayload>(rest) {
                 if let SealedContent::Ops(body) = p.content {
-                    apply_ops(&p.from, &body);
+                    apply_ops(&body);
                 }
             }
         }
         8 => {
             if let Some(body) = json::<OpsBody>(rest) {
-                let from = fixture().sender.id.clone();
-                apply_ops(&from, &body);
+                apply_ops(&body);
             }
         }
         9 => {
             if let Some(g) = json::<GroupState>(rest) {
-                let mut mine = fixture().receiver.core.group.clone();
+                let _ = g.check();
+                let mut mine = fixture().receiver_core.group().clone();
                 mine.merge(&g);
                 let _ = mine.current_account_key();
             }
@@ -183,19 +194,72 @@ pub fn payloads(data: &[u8]) {
     }
 }
 
-/// Receiving ops from `from` the way a member does.
-fn apply_ops(from: &DeviceId, body: &OpsBody) {
-    let mut core = fixture().receiver.core.clone();
-    let me = fixture().receiver.me.id.clone();
-    let _ = core.book.receive(&me, from, body);
-    for op in body.ops.iter().filter(|o| &o.origin == from) {
-        core.clock.observe(&op.stamp);
-        core.group.apply(&op.change);
+/// The fixture receiver as a fresh engine.
+pub fn receiver() -> Engine {
+    let f = fixture();
+    let me = Identity {
+        id: f.receiver_id.clone(),
+        account: ACCOUNT.into(),
+        key: DeviceKey::from_bytes(&f.receiver_key).expect("fixture key"),
+    };
+    Engine::new(me, f.receiver_core.clone()).expect("fixture engine")
+}
+
+/// The fixture sender as an engine that knows both devices.
+fn sender() -> Engine {
+    let f = fixture();
+    let mut e = Engine::new(identity(2, "00000000000000b2"), CoreState::default()).expect("engine");
+    for rec in f.receiver_core.group().members().values() {
+        e.commit(Change::Member(rec.clone()), Timestamp::from_secs(CREATED))
+            .expect("record");
     }
-    let peers = core.group.active_members().map(|m| m.id.clone()).collect();
-    core.book.prune(&peers, u64::MAX);
-    let mut book = SyncBook::default();
-    let _ = book.receive(&me, from, body);
+    e
+}
+
+/// A store that remembers nothing.
+struct Forgetful;
+
+impl MessageMemory for Forgetful {
+    type Error = std::convert::Infallible;
+    fn was_processed(&self, _: &MessageId) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+    fn deferred(&self, _: &MessageId) -> Result<Option<Deferral>, Self::Error> {
+        Ok(None)
+    }
+}
+
+/// One message through the receiver's inbox pass, as a member's round
+/// handles it: header triage, then the whole message.
+pub fn inbox_message(raw: &[u8]) {
+    let mut engine = receiver();
+    let mut pass = engine.inbox_pass(Timestamp::from_secs(CREATED + 60));
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    let size = u32::try_from(raw.len()).unwrap_or(u32::MAX);
+    if let Ok(Triage::Fetch) = pass.triage(1, size, &raw[..header_end], &Forgetful) {
+        pass.accept(1, Some(raw));
+    }
+    let _ = pass.finish();
+}
+
+/// Receiving ops from the fixture sender the way a member does: the body
+/// is sealed by the sender and goes through the receiver's inbox pass.
+fn apply_ops(body: &OpsBody) {
+    let mut sender = sender();
+    let to = fixture().receiver_id.clone();
+    let Ok(sealed) = sender.seal(
+        &mut ChaCha20Rng::seed_from_u64(5),
+        Timestamp::from_secs(CREATED),
+        (Kind::Sync, Recipient::Device(to.clone())),
+        &[to],
+        SealedContent::Ops(body.clone()),
+    ) else {
+        return;
+    };
+    inbox_message(&sealed.bytes);
 }
 
 /// Announcement verification. First byte 0: the rest is a whole message
@@ -213,7 +277,9 @@ pub fn announcement(data: &[u8]) {
         return;
     }
     let f = fixture();
-    let Ok(signature) = sma_crypto::sign_detached(&f.sender.key, rest) else {
+    let Ok(signature) =
+        sma_crypto::sign_detached(&f.sender.key, rest, sma_crypto::SigContext::Announcement)
+    else {
         return;
     };
     let env = Envelope {
@@ -249,34 +315,31 @@ pub fn setup_message(data: &[u8]) {
 
 /// Decryption and verification of sealed messages with the fixture keys.
 /// First byte 0: armored text for `sma_crypto::open`; 1: binary for
-/// `open_bytes`; otherwise a whole message for `Member::open`, whose ops or
-/// application content is then processed.
+/// `open_bytes`; otherwise a whole message for the receiver's inbox pass
+/// (opened, and its ops or application content processed).
 pub fn sealed(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
     let f = fixture();
-    let me = &f.receiver.me.key;
     let from = f.sender.cert();
+    let ctx = sma_crypto::SigContext::Sealed;
     match mode % 3 {
-        0 => drop(sma_crypto::open(
-            me,
-            &from,
-            &String::from_utf8_lossy(rest),
-            1 << 20,
-        )),
-        1 => drop(sma_crypto::open_bytes(me, &from, rest, 1 << 20)),
-        _ => {
-            let Ok(env) = Envelope::parse(rest) else {
-                return;
-            };
-            let Ok(opened) = f.receiver.open(&env) else {
-                return;
-            };
-            if let SealedContent::Ops(body) = &opened.payload.content {
-                apply_ops(&opened.marker.from, body);
-            }
+        0 => {
+            let key = DeviceKey::from_bytes(&f.receiver_key).expect("fixture key");
+            drop(sma_crypto::open(
+                &key,
+                &from,
+                &String::from_utf8_lossy(rest),
+                1 << 20,
+                ctx,
+            ))
         }
+        1 => {
+            let key = DeviceKey::from_bytes(&f.receiver_key).expect("fixture key");
+            drop(sma_crypto::open_bytes(&key, &from, rest, 1 << 20, ctx))
+        }
+        _ => inbox_message(rest),
     }
 }
 
@@ -316,50 +379,49 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     let f = fixture();
     let mut rng = ChaCha20Rng::seed_from_u64(9);
     let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
-    let to_receiver = Recipient::Device(f.receiver.me.id.clone());
-    let sender = Member {
-        me: identity(2, "00000000000000b2"),
-        core: f.receiver.core.clone(),
-    };
-    let receiver_id = [f.receiver.me.id.clone()];
-    let mut book = SyncBook::default();
+    let to_receiver = Recipient::Device(f.receiver_id.clone());
+    let mut sender = sender();
+    let receiver_id = [f.receiver_id.clone()];
     let mut peer = PeerState::new("alice@example.org");
     peer.last_seen = CREATED;
     peer.autocrypt_timestamp = CREATED;
     peer.public_key = Some("bWFkZSB1cA==".into());
-    let op = book.push(
-        &f.sender.id,
-        Hlc {
-            ms: CREATED * 1000,
-            counter: 1,
-            device: f.sender.id.clone(),
-        },
-        Change::Peer(peer.clone()),
-    );
-    let ops = book.body_for(&f.receiver.me.id);
-    let (_, sync) = sender
-        .seal(
-            &mut rng,
-            CREATED,
-            Kind::Sync,
-            to_receiver.clone(),
-            &receiver_id,
-            SealedContent::Ops(ops.clone()),
-        )
+    let at = Timestamp::from_secs(CREATED);
+    sender
+        .commit(Change::Peer(peer.clone()), at)
+        .expect("commit");
+    let outgoing = sender
+        .outgoing_syncs(&mut rng, at, 86_400)
         .expect("seal sync");
-    let (_, app) = sender
+    let sync = outgoing
+        .into_iter()
+        .find(|o| o.peer == f.receiver_id)
+        .expect("a sync to the receiver")
+        .bytes;
+    let ops = OpsBody {
+        ops: sender
+            .core()
+            .book()
+            .log()
+            .values()
+            .map(|e| e.op.clone())
+            .collect(),
+        acks: Default::default(),
+        alive: Default::default(),
+    };
+    let app = sender
         .seal(
             &mut rng,
-            CREATED,
-            Kind::App,
-            to_receiver,
+            at,
+            (Kind::App, to_receiver),
             &receiver_id,
             SealedContent::App(AppBody {
                 app_kind: "text".into(),
                 body: b"hello".to_vec(),
             }),
         )
-        .expect("seal app");
+        .expect("seal app")
+        .bytes;
     let ann = build_announcement(
         &mut rng,
         &f.sender,
@@ -371,10 +433,14 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
         true,
     )
     .expect("announcement");
-    let recv_cert = f.receiver.me.cert();
-    let armored = sma_crypto::seal(&mut rng, &f.sender.key, &[&recv_cert], b"{}").expect("seal");
+    let recv_cert = DeviceKey::from_bytes(&f.receiver_key)
+        .expect("fixture key")
+        .certificate();
+    let ctx = sma_crypto::SigContext::Sealed;
+    let armored =
+        sma_crypto::seal(&mut rng, &f.sender.key, &[&recv_cert], b"{}", ctx).expect("seal");
     let binary =
-        sma_crypto::seal_bytes(&mut rng, &f.sender.key, &[&recv_cert], b"hi").expect("seal");
+        sma_crypto::seal_bytes(&mut rng, &f.sender.key, &[&recv_cert], b"hi", ctx).expect("seal");
     let tagged = |t: u8, b: &[u8]| [&[t][..], b].concat();
     for (name, bytes) in [("sync", &sync), ("app", &app), ("announce", &ann)] {
         out.push(("envelope", name.into(), bytes.clone()));
@@ -394,14 +460,13 @@ pub fn seed_corpus() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push((
         "payloads",
         "group".into(),
-        tagged(9, &payload::to_json(&f.receiver.core.group)),
+        tagged(9, &payload::to_json(f.receiver_core.group())),
     ));
     out.push((
         "payloads",
         "peer".into(),
         tagged(11, &payload::to_json(&peer)),
     ));
-    let _ = op;
     out.push((
         "payloads",
         "abort".into(),

@@ -9,11 +9,14 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use sma_crypto::DeviceKey;
-use sma_proto::device::CoreState;
+use sma_crypto::SigContext;
+use sma_proto::core::CoreState;
+use sma_proto::device::Identity;
 use sma_proto::envelope::{Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::hlc::Hlc;
 use sma_proto::state::{Change, GroupState, PeerState, PreferEncrypt};
 use sma_proto::{DeviceId, MessageId};
+use sma_proto::{Engine, Timestamp};
 use sma_store::Store;
 
 /// Keydata length of an Ed25519/Cv25519 Autocrypt key, base64.
@@ -100,11 +103,18 @@ fn seal_open(c: &mut Criterion) {
         let plain = vec![b'x'; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("seal", size), &plain, |b, plain| {
-            b.iter(|| sma_crypto::seal(&mut r, &alice, &[&bob_cert], plain).expect("seal"))
+            b.iter(|| {
+                sma_crypto::seal(&mut r, &alice, &[&bob_cert], plain, SigContext::Sealed)
+                    .expect("seal")
+            })
         });
-        let sealed = sma_crypto::seal(&mut r, &alice, &[&bob_cert], &plain).expect("seal");
+        let sealed = sma_crypto::seal(&mut r, &alice, &[&bob_cert], &plain, SigContext::Sealed)
+            .expect("seal");
         g.bench_with_input(BenchmarkId::new("open", size), &sealed, |b, sealed| {
-            b.iter(|| sma_crypto::open(&bob, &alice_cert, sealed, 1 << 24).expect("open"))
+            b.iter(|| {
+                sma_crypto::open(&bob, &alice_cert, sealed, 1 << 24, SigContext::Sealed)
+                    .expect("open")
+            })
         });
     }
     g.finish();
@@ -116,8 +126,14 @@ fn envelope(c: &mut Criterion) {
     let bob = DeviceKey::generate(&mut r, "bbbbbbbbbbbbbbbb", 1_700_000_000).expect("key");
     let mut g = c.benchmark_group("envelope");
     for size in [256usize, 512 * 1024] {
-        let armored = sma_crypto::seal(&mut r, &alice, &[&bob.certificate()], &vec![b'x'; size])
-            .expect("seal");
+        let armored = sma_crypto::seal(
+            &mut r,
+            &alice,
+            &[&bob.certificate()],
+            &vec![b'x'; size],
+            SigContext::Sealed,
+        )
+        .expect("seal");
         let raw = Envelope {
             account: "alice@sma.test".into(),
             date: 1_700_000_000,
@@ -138,22 +154,37 @@ fn envelope(c: &mut Criterion) {
     g.finish();
 }
 
+/// A device whose state holds `n` keyring entries (its own signed ops).
+fn engine_with(n: usize) -> Engine {
+    let mut r = rng();
+    let id = DeviceId::random(&mut r);
+    let key = DeviceKey::generate(&mut r, id.as_str(), 1_700_000_000).expect("key");
+    let me = Identity {
+        id: id.clone(),
+        account: "bench@sma.test".into(),
+        key,
+    };
+    let mut e = Engine::new(me, CoreState::default()).expect("engine");
+    for (i, c) in changes(n, true).into_iter().enumerate() {
+        e.commit(c, Timestamp::from_ms(1_700_000_000_000 + i as u64))
+            .expect("commit");
+    }
+    e
+}
+
 fn store(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let device = DeviceId::random(&mut rng());
     let mut g = c.benchmark_group("store");
     for n in [0usize, 1_000, 10_000] {
-        let mut core = CoreState {
-            group: state_with(n),
-            ..CoreState::default()
-        };
+        let mut e = engine_with(n);
+        let device = e.id().clone();
         let mut db = Store::open(&dir.path().join(format!("s{n}.sqlite"))).expect("store");
         // The whole state once (a welcome installed), then one change per
         // commit, the way a received message is recorded.
         g.bench_function(BenchmarkId::new("save_whole_state", n), |b| {
             b.iter(|| {
-                core.group.keyring_dirty = Default::default();
-                db.save_core(&mut core).expect("save")
+                e.core_mut().mark_all_changed();
+                db.save_core(e.core_mut()).expect("save")
             })
         });
         let mut k = 0u64;
@@ -164,8 +195,9 @@ fn store(c: &mut Criterion) {
                     k += 1;
                     let mut p = peer(k as usize % n.max(1), &device, true);
                     p.last_seen += k;
-                    core.group.apply(&Change::Peer(p));
-                    db.save_core_with(&mut core, sma_store::Durability::Flushed, |tx| {
+                    e.commit(Change::Peer(p), Timestamp::from_ms(1_800_000_000_000 + k))
+                        .expect("commit");
+                    db.save_core_with(e.core_mut(), sma_store::Durability::Flushed, |tx| {
                         tx.mark_processed(&format!("{k:032x}"), 1_700_000_000)
                     })
                     .expect("write")

@@ -107,7 +107,7 @@ pub async fn one(
     let mut ta = wrap(rig.session(account).await?);
     // Heartbeat, and with no peer yet, pruning of old acknowledged ops.
     a.sync(&mut ta).await?;
-    let log_ops_before = a.core().book.log.len();
+    let log_ops_before = a.core().book().log().len();
     let mut b = rig.init_device(account, "b").await?;
     let mut tb = wrap(rig.session(account).await?);
     ta.take_log();
@@ -158,7 +158,7 @@ pub async fn one(
             catch_up_bytes: sequence[pair_msgs..].iter().map(|x| x.1).sum(),
             floor_secs,
             ratio: total_secs / floor_secs,
-            joiner_peers: b.core().group.keyring.len(),
+            joiner_peers: b.core().group().keyring().len(),
             waits,
         },
         a,

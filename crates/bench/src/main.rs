@@ -164,7 +164,7 @@ async fn run(args: &Args) -> Result<Report> {
                 &rig,
                 ACCT_PAIR,
                 &home,
-                b.core().group.keyring.len(),
+                b.core().group().keyring().len(),
                 args.status_runs,
             )?);
         }

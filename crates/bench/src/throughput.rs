@@ -124,7 +124,7 @@ async fn one_run(
     key_bytes: usize,
     prefix: &str,
 ) -> Result<ThroughputRun> {
-    let target = b.core().group.keyring.len() + n;
+    let target = b.core().group().keyring().len() + n;
     let list = observations(prefix, n, key_bytes, unix_now());
     let t = Instant::now();
     let recorded = a.observe_all(list)?.len();
@@ -140,12 +140,12 @@ async fn one_run(
     let limit = 20 + n / 100;
     let mut rounds = 0;
     let mut imap = std::time::Duration::ZERO;
-    while b.core().group.keyring.len() < target {
+    while b.core().group().keyring().len() < target {
         if rounds >= limit {
             bail!(
                 "B applied {} of {n} ops after {rounds} rounds; replication is stuck \
                  (a sync message over the size cap is deleted unread)",
-                n + b.core().group.keyring.len() - target
+                n + b.core().group().keyring().len() - target
             );
         }
         a.sync(ta).await?;

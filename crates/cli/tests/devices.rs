@@ -152,7 +152,7 @@ fn four_devices_pair_and_exchange_messages_exactly_once() {
     for (path, bytes) in server().all_messages_on_disk(acc.index) {
         let text = String::from_utf8_lossy(&bytes);
         assert!(
-            text.contains("Autocrypt-SMA: v=1;"),
+            text.contains("Autocrypt-SMA: v=2;"),
             "{path} lacks the marker header"
         );
         assert!(text.contains("Auto-Submitted: auto-generated"), "{path}");

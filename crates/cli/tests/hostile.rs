@@ -15,7 +15,8 @@ use common::{json_lines, messages_in, replay_into, Account, RawImap};
 use rand::rngs::OsRng;
 use serde_json::Value;
 use sma_crypto::DeviceKey;
-use sma_proto::device::{build_announcement, verify_announcement, CoreState, Identity, Member};
+use sma_proto::core::CoreState;
+use sma_proto::device::{build_announcement, verify_announcement, Identity};
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::folders::Layout;
 use sma_proto::hlc::Hlc;
@@ -25,6 +26,7 @@ use sma_proto::payload::{
 };
 use sma_proto::state::{Change, MemberRecord, MemberStatus};
 use sma_proto::DeviceId;
+use sma_proto::{Engine, Timestamp};
 
 const ANNOUNCE: &str = "_Autocrypt_SMA";
 
@@ -378,17 +380,19 @@ fn tampered_ciphertext_and_forged_signatures_are_quarantined() {
     // A message claiming to come from a but sealed with another key.
     let mut forger = fresh_identity(&acc);
     forger.id = DeviceId::parse(&ids[0]).expect("id");
-    let mut core = CoreState::default();
-    core.group
-        .apply(&Change::Member(record_from_announcement(&acc, &ids[1])));
-    let member = Member { me: forger, core };
+    let mut member = Engine::new(forger, CoreState::default()).expect("engine");
+    member
+        .commit(
+            Change::Member(record_from_announcement(&acc, &ids[1])),
+            Timestamp::from_secs(now()),
+        )
+        .expect("record");
     let b = DeviceId::parse(&ids[1]).expect("id");
-    let (_, forged) = member
+    let forged = member
         .seal(
             &mut OsRng,
-            now(),
-            Kind::App,
-            Recipient::Device(b.clone()),
+            Timestamp::from_secs(now()),
+            (Kind::App, Recipient::Device(b.clone())),
             &[b],
             SealedContent::App(AppBody {
                 app_kind: "text".into(),
@@ -396,7 +400,7 @@ fn tampered_ciphertext_and_forged_signatures_are_quarantined() {
             }),
         )
         .expect("seal");
-    replay_into(&acc, &b_inbox, &forged);
+    replay_into(&acc, &b_inbox, &forged.bytes);
     let (_, log) = sync(&acc, "b");
     assert_eq!(
         log.matches("quarantined").count(),
@@ -450,6 +454,9 @@ fn messages_of_a_removed_device_are_not_applied() {
         ],
     );
     acc.ok("c", &["sync"]);
+    let app_id = send(&acc, "c", &ids[0], "from c");
+    let held_app = intercept(&acc, &a_inbox, &app_id);
+    // (`send` syncs first; c's sync message is in a's inbox once.)
     let sync_id = messages_in(&acc, &a_inbox)
         .iter()
         .filter_map(|m| peek_marker(m).ok())
@@ -458,12 +465,16 @@ fn messages_of_a_removed_device_are_not_applied() {
         .id
         .to_string();
     let held_sync = intercept(&acc, &a_inbox, &sync_id);
-    let app_id = send(&acc, "c", &ids[0], "from c");
-    let held_app = intercept(&acc, &a_inbox, &app_id);
     acc.ok("a", &["remove", &ids[2]]);
     replay_into(&acc, &a_inbox, &held_sync);
     replay_into(&acc, &a_inbox, &held_app);
-    sync(&acc, "a");
+    let (_, log) = sync(&acc, "a");
+    assert_eq!(
+        log.matches("from a device that is removed; not opened")
+            .count(),
+        2,
+        "both messages of the removed device are deleted unopened: {log}"
+    );
     assert!(
         recv(&acc, "a").is_empty(),
         "a removed device's message was delivered"
@@ -473,8 +484,13 @@ fn messages_of_a_removed_device_are_not_applied() {
     assert!(devices
         .iter()
         .any(|d| d["device_id"] == ids[2].as_str() && d["state"] == "removed"));
-    // a and b keep working.
+    // b applied c's change before it learnt of the removal; it relays the
+    // op (signed by c, written while c was a member), so a and b converge.
     acc.ok("b", &["sync"]);
+    sync(&acc, "a");
+    assert!(keyring(&acc, "b").contains("evil@example.org"));
+    assert_eq!(keyring(&acc, "a"), keyring(&acc, "b"), "members converge");
+    // a and b keep working.
     send(&acc, "b", &ids[0], "from b");
     assert_eq!(recv(&acc, "a"), vec!["from b"]);
 }
@@ -492,7 +508,7 @@ fn oversized_garbage_truncated_and_future_messages_leave_the_device_working() {
             from = ids[0],
         )
     };
-    let mut oversized = marker("1", "app", &ids[1]);
+    let mut oversized = marker("2", "app", &ids[1]);
     oversized.push_str("Content-Type: text/plain\r\n\r\n");
     oversized.push_str(&"x".repeat(76).repeat(20_000).replace("xx", "x\r\n"));
     let real_id = send(&acc, "a", &ids[1], "real");
@@ -506,19 +522,23 @@ fn oversized_garbage_truncated_and_future_messages_leave_the_device_working() {
         ("truncated", real[..real.len() / 2].to_vec()),
         (
             "no body",
-            (marker("1", "app", &ids[1]) + "\r\n").into_bytes(),
+            (marker("2", "app", &ids[1]) + "\r\n").into_bytes(),
         ),
         (
             "other recipient",
-            (marker("1", "sync", "0123456789abcdef") + "\r\n").into_bytes(),
+            (marker("2", "sync", "0123456789abcdef") + "\r\n").into_bytes(),
         ),
         (
             "future version",
-            (marker("2", "app", &ids[1]) + "\r\nlater\r\n").into_bytes(),
+            (marker("3", "app", &ids[1]) + "\r\nlater\r\n").into_bytes(),
+        ),
+        (
+            "version 1",
+            (marker("1", "app", &ids[1]) + "\r\nolder\r\n").into_bytes(),
         ),
         (
             "unknown kind",
-            (marker("1", "frobnicate", &ids[1]) + "\r\nx\r\n").into_bytes(),
+            (marker("2", "frobnicate", &ids[1]) + "\r\nx\r\n").into_bytes(),
         ),
     ];
     for (_, bytes) in &inputs {
@@ -528,14 +548,15 @@ fn oversized_garbage_truncated_and_future_messages_leave_the_device_working() {
     assert_eq!(report["applied"], 0);
     assert!(log.contains("oversized"), "{log}");
     assert!(recv(&acc, "b").is_empty());
-    // Future versions and unknown kinds are left for newer software; the
+    // Other versions and unknown kinds are left for other software; the
     // rest is gone.
     let left: Vec<String> = messages_in(&acc, &b_inbox)
         .iter()
         .map(|m| String::from_utf8_lossy(m).into_owned())
         .collect();
-    assert_eq!(left.len(), 2, "{left:?}");
-    assert!(left.iter().any(|m| m.contains("v=2; kind=app")));
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.iter().any(|m| m.contains("v=3; kind=app")));
+    assert!(left.iter().any(|m| m.contains("v=1; kind=app")));
     assert!(left.iter().any(|m| m.contains("kind=frobnicate")));
     // And the device keeps working.
     send(&acc, "a", &ids[1], "fine");

@@ -92,22 +92,41 @@ fn remove_with_rotation_expels_the_device_and_only_the_others_get_the_new_key() 
 
     let out = acc.ok("a", &["remove", &c_id, "--rotate-account-key"]);
     assert_eq!(removed_ids(&out), vec![c_id.clone()]);
-    // Immediate: c's inbox and announcement are gone.
-    assert!(
-        !acc.folders().iter().any(|(n, _)| n == &c_inbox),
-        "{:?}",
-        acc.folders()
+    let b_id = acc.device_id("b");
+    assert_eq!(
+        out[0]["pending_acks"],
+        serde_json::json!([b_id]),
+        "the removal is pending until b acknowledges it"
     );
+    // Immediate: c's announcement is gone; its inbox holds only the signed
+    // removal notice.
     assert_eq!(acc.count(ANNOUNCE), 2);
+    assert_eq!(acc.count(&c_inbox), 1, "{:?}", acc.folders());
+    let notice = common::messages_in(&acc, &c_inbox);
+    assert!(String::from_utf8_lossy(&notice[0]).contains("kind=remove;"));
     let new = fingerprint(&acc, "a");
     assert_ne!(new, old, "the account key was rotated");
     assert_eq!(new.len(), 40);
     assert_eq!(state_of(&acc, "a", &c_id), "removed");
 
+    let status = acc.ok("a", &["status"]);
+    assert_eq!(
+        status[0]["pending_removals"][0]["device_id"],
+        c_id.as_str(),
+        "{status:?}"
+    );
     // b converges to the new key after a sync; it sees c removed.
     acc.ok("b", &["sync"]);
     assert_eq!(fingerprint(&acc, "b"), new);
     assert_eq!(state_of(&acc, "b", &c_id), "removed");
+    // b's acknowledgement reaches a: the removal has landed.
+    acc.ok("a", &["sync"]);
+    let status = acc.ok("a", &["status"]);
+    assert_eq!(
+        status[0]["pending_removals"],
+        serde_json::json!([]),
+        "{status:?}"
+    );
     // The Setup Message now carries the new key.
     let setup = acc.home("setup.eml");
     let code = acc.ok(
@@ -130,7 +149,8 @@ fn remove_with_rotation_expels_the_device_and_only_the_others_get_the_new_key() 
     .expect("import setup message");
     assert_eq!(key.fingerprint().to_string(), new);
 
-    // c finds out, says so, exits 4 from then on, and never learns the key.
+    // c finds out from the signed notice, says so, deletes its inbox,
+    // exits 4 from then on, and never learns the key.
     assert_removed(&acc, "c", &["sync"]);
     assert_removed(&acc, "c", &["status"]);
     assert_removed(&acc, "c", &["recv"]);

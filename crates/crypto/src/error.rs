@@ -41,6 +41,15 @@ pub enum CryptoError {
     #[error("signature missing, invalid, or not made by the expected sender")]
     BadSignature,
 
+    /// The signature verifies cryptographically only if taken for another
+    /// purpose: it lacks the expected context notation (a signature made
+    /// for an announcement offered as a sealed payload's, say).
+    #[error("signature made for another purpose (expected context {expected})")]
+    WrongContext {
+        /// The context the verifier required.
+        expected: &'static str,
+    },
+
     /// The decrypted plaintext is larger than the caller's limit.
     #[error("plaintext exceeds the limit of {max} bytes")]
     PlaintextTooLarge {

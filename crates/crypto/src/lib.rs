@@ -21,6 +21,7 @@
 mod armor;
 mod cert;
 mod code;
+mod context;
 mod error;
 mod fingerprint;
 mod keys;
@@ -32,6 +33,7 @@ mod sign;
 
 pub use cert::{Certificate, DEVICE_USER_ID_PREFIX};
 pub use code::{PairingCode, SetupCode};
+pub use context::{SigContext, CONTEXT_NOTATION};
 pub use error::{CodeError, CryptoError};
 pub use fingerprint::Fingerprint;
 pub use keys::{AccountKey, DeviceKey};
@@ -39,5 +41,8 @@ pub use pake::{
     joiner_identity, member_identity, pake_start, PairingKeys, PakeRole, PakeStart, Transcript,
     TRANSCRIPT_LABEL,
 };
-pub use seal::{open, open_bytes, seal, seal_at, seal_bytes};
-pub use sign::{sign_detached, sign_detached_at, verify_detached};
+pub use seal::{open, open_bytes, open_then_verify, seal, seal_at, seal_bytes};
+pub use sign::{
+    sign_binary, sign_detached, sign_detached_at, verify_binary, verify_detached,
+    MAX_BINARY_SIGNATURE,
+};

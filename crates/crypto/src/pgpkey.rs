@@ -48,6 +48,18 @@ pub(crate) fn base_subpackets(
     Ok((hashed, unhashed))
 }
 
+/// Subpackets of a data signature: [`base_subpackets`] plus the hashed
+/// context notation (see [`crate::context`]).
+pub(crate) fn data_subpackets(
+    key: &impl KeyDetails,
+    created: Timestamp,
+    context: crate::context::SigContext,
+) -> Result<(Vec<Subpacket>, Vec<Subpacket>), CryptoError> {
+    let (mut hashed, unhashed) = base_subpackets(key, created)?;
+    hashed.push(context.subpacket()?);
+    Ok((hashed, unhashed))
+}
+
 /// Generates a v4 key: Ed25519 (legacy EdDSA, algorithm 22) primary for
 /// certify+sign and a Cv25519 (ECDH, algorithm 18) encryption subkey, one
 /// user id, all self-signatures dated `created` (SHA-256).

@@ -30,6 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     cert::Certificate,
+    context::SigContext,
     error::{guard, internal, malformed, CryptoError},
     keys::DeviceKey,
     pgpkey,
@@ -48,8 +49,16 @@ pub fn seal(
     sender: &DeviceKey,
     recipients: &[&Certificate],
     plaintext: &[u8],
+    context: SigContext,
 ) -> Result<String, CryptoError> {
-    seal_at(rng, sender, recipients, plaintext, sender.created_unix())
+    seal_at(
+        rng,
+        sender,
+        recipients,
+        plaintext,
+        context,
+        sender.created_unix(),
+    )
 }
 
 /// [`seal`] with an explicit signature creation time (unix seconds).
@@ -58,9 +67,17 @@ pub fn seal_at(
     sender: &DeviceKey,
     recipients: &[&Certificate],
     plaintext: &[u8],
+    context: SigContext,
     signed_unix: u64,
 ) -> Result<String, CryptoError> {
-    let armored = build_sealed(rng, sender, recipients, plaintext, signed_unix, true)?;
+    let armored = build_sealed(
+        rng,
+        sender,
+        recipients,
+        plaintext,
+        (context, signed_unix),
+        true,
+    )?;
     String::from_utf8(armored).map_err(|e| CryptoError::Internal(e.to_string()))
 }
 
@@ -72,13 +89,14 @@ pub fn seal_bytes(
     sender: &DeviceKey,
     recipients: &[&Certificate],
     plaintext: &[u8],
+    context: SigContext,
 ) -> Result<Vec<u8>, CryptoError> {
     build_sealed(
         rng,
         sender,
         recipients,
         plaintext,
-        sender.created_unix(),
+        (context, sender.created_unix()),
         false,
     )
 }
@@ -88,7 +106,7 @@ fn build_sealed(
     sender: &DeviceKey,
     recipients: &[&Certificate],
     plaintext: &[u8],
-    signed_unix: u64,
+    (context, signed_unix): (SigContext, u64),
     armored: bool,
 ) -> Result<Vec<u8>, CryptoError> {
     if recipients.is_empty() {
@@ -96,7 +114,7 @@ fn build_sealed(
     }
     let created = pgpkey::timestamp(signed_unix)?;
     let signer = pgpkey::signing_primary(&sender.key)?;
-    let (hashed, unhashed) = pgpkey::base_subpackets(signer, created)?;
+    let (hashed, unhashed) = pgpkey::data_subpackets(signer, created, context)?;
 
     let mut builder = MessageBuilder::from_bytes("", plaintext.to_vec())
         .seipd_v1(&mut *rng, SymmetricKeyAlgorithm::AES256);
@@ -165,9 +183,10 @@ pub fn open(
     expected_sender: &Certificate,
     armored: &str,
     max_plaintext: usize,
+    context: SigContext,
 ) -> Result<Vec<u8>, CryptoError> {
     let binary = dearmor_message(armored)?;
-    open_bytes(recipient, expected_sender, &binary, max_plaintext)
+    open_bytes(recipient, expected_sender, &binary, max_plaintext, context)
 }
 
 /// [`open`] for a binary (unarmored) OpenPGP message.
@@ -176,10 +195,35 @@ pub fn open_bytes(
     expected_sender: &Certificate,
     message: &[u8],
     max_plaintext: usize,
+    context: SigContext,
 ) -> Result<Vec<u8>, CryptoError> {
     guard(|| {
         let inner = decrypt_outer(recipient, message)?;
-        read_signed(&inner, &expected_sender.key, max_plaintext)
+        read_signed(&inner, max_plaintext, context, |_| {
+            Some(expected_sender.clone())
+        })
+    })
+}
+
+/// [`open`] for a sender that is known only once the plaintext is read:
+/// decrypts and authenticates the ciphertext (MDC), reads the plaintext,
+/// asks `sender_of` for the certificate that must have signed it, and
+/// returns the plaintext only if that certificate's signature (for
+/// `context`) verifies. `sender_of` returning `None` gives
+/// [`CryptoError::BadSignature`]. The plaintext given to `sender_of` is not
+/// yet authenticated by a signature: it must only be used to find the
+/// certificate.
+pub fn open_then_verify(
+    recipient: &DeviceKey,
+    armored: &str,
+    max_plaintext: usize,
+    context: SigContext,
+    sender_of: impl FnOnce(&[u8]) -> Option<Certificate>,
+) -> Result<Vec<u8>, CryptoError> {
+    let binary = dearmor_message(armored)?;
+    guard(|| {
+        let inner = decrypt_outer(recipient, &binary)?;
+        read_signed(&inner, max_plaintext, context, sender_of)
     })
 }
 
@@ -300,11 +344,13 @@ fn canonical_ephemeral(ours: &PublicParams, values: &PkeskBytes) -> bool {
 }
 
 /// Parses the decrypted packet stream, reads at most `max` bytes of
-/// literal data and checks the signature against `sender`.
+/// literal data and checks the signature against the certificate
+/// `sender_of` names for it.
 pub(crate) fn read_signed(
     inner: &[u8],
-    sender: &SignedPublicKey,
     max: usize,
+    context: SigContext,
+    sender_of: impl FnOnce(&[u8]) -> Option<Certificate>,
 ) -> Result<Vec<u8>, CryptoError> {
     let mut msg = Message::from_bytes(inner).map_err(malformed)?;
     if msg.is_compressed() {
@@ -328,18 +374,30 @@ pub(crate) fn read_signed(
     if msg.read(&mut rest).map_err(malformed)? != 0 {
         return Err(CryptoError::PlaintextTooLarge { max });
     }
-    if verify_message(&msg, sender) {
-        Ok(out)
-    } else {
-        Err(CryptoError::BadSignature)
+    let sender = sender_of(&out).ok_or(CryptoError::BadSignature)?;
+    match verify_message(&msg, &sender.key, context) {
+        Verdict::Valid => Ok(out),
+        Verdict::WrongContext => Err(CryptoError::WrongContext {
+            expected: context.as_str(),
+        }),
+        Verdict::Invalid => Err(CryptoError::BadSignature),
     }
 }
 
-/// True iff one of the message's signatures is a valid binary/text data
-/// signature by the primary key or a signing subkey of `sender`.
-fn verify_message(msg: &Message<'_>, sender: &SignedPublicKey) -> bool {
+/// What the signatures of a message say about one sender.
+enum Verdict {
+    Valid,
+    /// A signature by the sender verifies, but was made for another purpose.
+    WrongContext,
+    Invalid,
+}
+
+/// Valid iff one of the message's signatures is a valid binary/text data
+/// signature for `context` by the primary key or a signing subkey of
+/// `sender`.
+fn verify_message(msg: &Message<'_>, sender: &SignedPublicKey, context: SigContext) -> Verdict {
     let Message::Signed { reader, .. } = msg else {
-        return false;
+        return Verdict::Invalid;
     };
     let count = reader.num_signatures();
     let mut keys: Vec<&dyn VerifyingKey> = vec![&sender.primary_key];
@@ -352,15 +410,25 @@ fn verify_message(msg: &Message<'_>, sender: &SignedPublicKey) -> bool {
             keys.push(&sub.key);
         }
     }
-    (0..count).any(|i| {
-        keys.iter().any(|key| {
-            msg.verify_nested_explicit(i, *key).is_ok_and(|sig| {
-                matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text))
-                    && sig
-                        .issuer_fingerprint()
-                        .iter()
-                        .all(|fp| **fp == key.fingerprint())
-            })
-        })
-    })
+    let mut verdict = Verdict::Invalid;
+    for i in 0..count {
+        for key in &keys {
+            let Ok(sig) = msg.verify_nested_explicit(i, *key) else {
+                continue;
+            };
+            let data_sig = matches!(sig.typ(), Some(SignatureType::Binary | SignatureType::Text))
+                && sig
+                    .issuer_fingerprint()
+                    .iter()
+                    .all(|fp| **fp == key.fingerprint());
+            if !data_sig {
+                continue;
+            }
+            if context.marks(sig) {
+                return Verdict::Valid;
+            }
+            verdict = Verdict::WrongContext;
+        }
+    }
+    verdict
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::{device, rng};
-use sma_crypto::{open, seal, setup_message, sign_detached, AccountKey};
+use sma_crypto::{open, seal, setup_message, sign_detached, AccountKey, SigContext};
 
 /// A throw-away GnuPG home directory; its agent is stopped on drop.
 struct Gpg {
@@ -210,6 +210,7 @@ fn sealed_message_decrypts_and_verifies_with_gnupg() {
         &alice,
         &[&bob.certificate()],
         b"hello from sma",
+        SigContext::Sealed,
     )
     .unwrap();
     let file = gpg.write("sealed.asc", msg.as_bytes());
@@ -236,7 +237,9 @@ fn detached_signature_verifies_with_gnupg() {
     let data = gpg.write("data.json", br#"{"v":1}"#);
     let sig = gpg.write(
         "data.json.asc",
-        sign_detached(&alice, br#"{"v":1}"#).unwrap().as_bytes(),
+        sign_detached(&alice, br#"{"v":1}"#, SigContext::Announcement)
+            .unwrap()
+            .as_bytes(),
     );
     let out = gpg.ok(&["--verify", p(&sig), p(&data)], None);
     assert!(has_status(
@@ -257,29 +260,62 @@ fn gnupg_signed_and_encrypted_message_opens() {
     gpg.import(&alice.to_bytes());
     gpg.import(&bob.certificate().to_bytes());
     let input = gpg.write("plain.txt", b"hello from gnupg");
-    let out_path = gpg.path("msg.asc");
-    gpg.ok(
-        &[
-            "--trust-model",
-            "always",
-            "--armor",
-            "--local-user",
-            &alice.fingerprint().to_string(),
-            "--recipient",
-            &bob.fingerprint().to_string(),
-            "--output",
-            p(&out_path),
-            "--sign",
-            "--encrypt",
-            p(&input),
-        ],
-        None,
-    );
-    let armored = std::fs::read_to_string(&out_path).unwrap();
-    let plain = open(&bob, &alice.certificate(), &armored, 1 << 20).unwrap();
+    let make = |name: &str, notation: Option<&str>| {
+        let out_path = gpg.path(name);
+        let mut args = vec![
+            "--trust-model".to_owned(),
+            "always".into(),
+            "--armor".into(),
+            "--local-user".into(),
+            alice.fingerprint().to_string(),
+            "--recipient".into(),
+            bob.fingerprint().to_string(),
+            "--output".into(),
+            p(&out_path).to_owned(),
+        ];
+        if let Some(n) = notation {
+            args.extend(["--sig-notation".to_owned(), n.to_owned()]);
+        }
+        args.extend([
+            "--sign".to_owned(),
+            "--encrypt".into(),
+            p(&input).to_owned(),
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        gpg.ok(&refs, None);
+        std::fs::read_to_string(&out_path).unwrap()
+    };
+    let armored = make("msg.asc", Some("context@sma.invalid=sma-sealed"));
+    let plain = open(
+        &bob,
+        &alice.certificate(),
+        &armored,
+        1 << 20,
+        SigContext::Sealed,
+    )
+    .unwrap();
     assert_eq!(plain, b"hello from gnupg");
     // Signed by someone else: refused.
-    assert!(open(&bob, &device(3).certificate(), &armored, 1 << 20).is_err());
+    assert!(open(
+        &bob,
+        &device(3).certificate(),
+        &armored,
+        1 << 20,
+        SigContext::Sealed
+    )
+    .is_err());
+    // Signed without sma's context notation: not a sealed payload.
+    let plain_sig = make("plain.asc", None);
+    assert!(matches!(
+        open(
+            &bob,
+            &alice.certificate(),
+            &plain_sig,
+            1 << 20,
+            SigContext::Sealed
+        ),
+        Err(sma_crypto::CryptoError::WrongContext { .. })
+    ));
 }
 
 #[test]

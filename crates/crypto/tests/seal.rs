@@ -4,20 +4,56 @@ mod common;
 
 use common::{dearmor, device, rng};
 use pgp::{
-    composed::{ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey, SignedSecretKey},
+    composed::{
+        ArmorOptions, Deserializable, MessageBuilder, SignedPublicKey, SignedSecretKey,
+        SubpacketConfig,
+    },
     crypto::{hash::HashAlgorithm, sym::SymmetricKeyAlgorithm},
-    types::{CompressionAlgorithm, Password},
+    packet::{Notation, Subpacket, SubpacketData},
+    types::{CompressionAlgorithm, KeyDetails, Password, Timestamp},
 };
-use sma_crypto::{open, open_bytes, seal, seal_at, CryptoError};
+use sma_crypto::{open, open_bytes, seal, seal_at, CryptoError, SigContext};
 
 const MAX: usize = 1 << 20;
+
+/// Signs like sma does (creation time, issuer, the sealed context), for
+/// messages built with rPGP directly.
+fn sealed_subpackets(key: &SignedSecretKey) -> SubpacketConfig {
+    let hashed = vec![
+        Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
+            1_700_000_000,
+        )))
+        .unwrap(),
+        Subpacket::regular(SubpacketData::IssuerFingerprint(
+            key.primary_key.fingerprint(),
+        ))
+        .unwrap(),
+        Subpacket::regular(SubpacketData::Notation(Notation {
+            readable: true,
+            name: sma_crypto::CONTEXT_NOTATION.as_bytes().to_vec().into(),
+            value: SigContext::Sealed.as_str().as_bytes().to_vec().into(),
+        }))
+        .unwrap(),
+    ];
+    SubpacketConfig::UserDefined {
+        hashed,
+        unhashed: vec![],
+    }
+}
 
 #[test]
 fn one_recipient_roundtrip() {
     let (alice, bob) = (device(1), device(2));
-    let msg = seal(&mut rng(1), &alice, &[&bob.certificate()], b"hello bob").unwrap();
+    let msg = seal(
+        &mut rng(1),
+        &alice,
+        &[&bob.certificate()],
+        b"hello bob",
+        SigContext::Sealed,
+    )
+    .unwrap();
     assert!(msg.starts_with("-----BEGIN PGP MESSAGE-----"));
-    let plain = open(&bob, &alice.certificate(), &msg, MAX).unwrap();
+    let plain = open(&bob, &alice.certificate(), &msg, MAX, SigContext::Sealed).unwrap();
     assert_eq!(plain, b"hello bob");
 }
 
@@ -28,13 +64,24 @@ fn three_recipients_each_can_open() {
     let certs: Vec<_> = rcpts.iter().map(|d| d.certificate()).collect();
     let refs: Vec<_> = certs.iter().collect();
     let payload = vec![0x5a; 70_000]; // larger than one partial chunk boundary
-    let msg = seal_at(&mut rng(2), &alice, &refs, &payload, 1_800_000_000).unwrap();
+    let msg = seal_at(
+        &mut rng(2),
+        &alice,
+        &refs,
+        &payload,
+        SigContext::Sealed,
+        1_800_000_000,
+    )
+    .unwrap();
     for r in &rcpts {
-        assert_eq!(open(r, &alice.certificate(), &msg, MAX).unwrap(), payload);
+        assert_eq!(
+            open(r, &alice.certificate(), &msg, MAX, SigContext::Sealed).unwrap(),
+            payload
+        );
     }
     // The sender is not a recipient unless listed.
     assert!(matches!(
-        open(&alice, &alice.certificate(), &msg, MAX),
+        open(&alice, &alice.certificate(), &msg, MAX, SigContext::Sealed),
         Err(CryptoError::NotForUs)
     ));
 }
@@ -42,10 +89,20 @@ fn three_recipients_each_can_open() {
 #[test]
 fn empty_plaintext_and_empty_recipients() {
     let (alice, bob) = (device(1), device(2));
-    let msg = seal(&mut rng(3), &alice, &[&bob.certificate()], b"").unwrap();
-    assert_eq!(open(&bob, &alice.certificate(), &msg, 0).unwrap(), b"");
+    let msg = seal(
+        &mut rng(3),
+        &alice,
+        &[&bob.certificate()],
+        b"",
+        SigContext::Sealed,
+    )
+    .unwrap();
+    assert_eq!(
+        open(&bob, &alice.certificate(), &msg, 0, SigContext::Sealed).unwrap(),
+        b""
+    );
     assert!(matches!(
-        seal(&mut rng(3), &alice, &[], b"x"),
+        seal(&mut rng(3), &alice, &[], b"x", SigContext::Sealed),
         Err(CryptoError::InvalidArgument(_))
     ));
 }
@@ -53,9 +110,16 @@ fn empty_plaintext_and_empty_recipients() {
 #[test]
 fn non_recipient_gets_not_for_us() {
     let (alice, bob, eve) = (device(1), device(2), device(5));
-    let msg = seal(&mut rng(4), &alice, &[&bob.certificate()], b"secret").unwrap();
+    let msg = seal(
+        &mut rng(4),
+        &alice,
+        &[&bob.certificate()],
+        b"secret",
+        SigContext::Sealed,
+    )
+    .unwrap();
     assert!(matches!(
-        open(&eve, &alice.certificate(), &msg, MAX),
+        open(&eve, &alice.certificate(), &msg, MAX, SigContext::Sealed),
         Err(CryptoError::NotForUs)
     ));
 }
@@ -68,14 +132,15 @@ fn wrong_expected_sender_is_bad_signature() {
         &mallory,
         &[&bob.certificate()],
         b"from mallory",
+        SigContext::Sealed,
     )
     .unwrap();
     assert!(matches!(
-        open(&bob, &alice.certificate(), &msg, MAX),
+        open(&bob, &alice.certificate(), &msg, MAX, SigContext::Sealed),
         Err(CryptoError::BadSignature)
     ));
     assert_eq!(
-        open(&bob, &mallory.certificate(), &msg, MAX).unwrap(),
+        open(&bob, &mallory.certificate(), &msg, MAX, SigContext::Sealed).unwrap(),
         b"from mallory"
     );
 }
@@ -94,7 +159,7 @@ fn unsigned_message_is_bad_signature() {
         .to_armored_string(&mut r, ArmorOptions::default())
         .unwrap();
     assert!(matches!(
-        open(&bob, &alice.certificate(), &msg, MAX),
+        open(&bob, &alice.certificate(), &msg, MAX, SigContext::Sealed),
         Err(CryptoError::BadSignature)
     ));
 }
@@ -110,20 +175,21 @@ fn anonymous_recipient_opens_only_for_the_recipient() {
     builder
         .encrypt_to_key_anonymous(&mut r, &bob_cert.public_subkeys[0])
         .unwrap();
-    builder.sign(
+    builder.sign_with_subpackets(
         &alice_sec.primary_key,
         Password::empty(),
         HashAlgorithm::Sha256,
+        sealed_subpackets(&alice_sec),
     );
     let msg = builder
         .to_armored_string(&mut r, ArmorOptions::default())
         .unwrap();
     assert_eq!(
-        open(&bob, &alice.certificate(), &msg, MAX).unwrap(),
+        open(&bob, &alice.certificate(), &msg, MAX, SigContext::Sealed).unwrap(),
         b"anonymous"
     );
     assert!(matches!(
-        open(&eve, &alice.certificate(), &msg, MAX),
+        open(&eve, &alice.certificate(), &msg, MAX, SigContext::Sealed),
         Err(CryptoError::NotForUs)
     ));
 }
@@ -141,10 +207,11 @@ fn compressed_messages_open_within_the_limit() {
             .encrypt_to_key(&mut r, &bob_cert.public_subkeys[0])
             .unwrap();
         builder.compression(CompressionAlgorithm::ZLIB);
-        builder.sign(
+        builder.sign_with_subpackets(
             &alice_sec.primary_key,
             Password::empty(),
             HashAlgorithm::Sha256,
+            sealed_subpackets(&alice_sec),
         );
         builder
             .to_armored_string(&mut r, ArmorOptions::default())
@@ -152,14 +219,14 @@ fn compressed_messages_open_within_the_limit() {
     };
     let msg = make(b"squeeze me".repeat(100));
     assert_eq!(
-        open(&bob, &alice.certificate(), &msg, MAX).unwrap(),
+        open(&bob, &alice.certificate(), &msg, MAX, SigContext::Sealed).unwrap(),
         b"squeeze me".repeat(100)
     );
     // A small ciphertext that inflates beyond the limit is refused.
     let bomb = make(vec![0u8; 8 << 20]);
     assert!(bomb.len() < 100_000);
     assert!(matches!(
-        open(&bob, &alice.certificate(), &bomb, MAX),
+        open(&bob, &alice.certificate(), &bomb, MAX, SigContext::Sealed),
         Err(CryptoError::PlaintextTooLarge { .. })
     ));
 }
@@ -167,10 +234,17 @@ fn compressed_messages_open_within_the_limit() {
 #[test]
 fn plaintext_limit_is_enforced() {
     let (alice, bob) = (device(1), device(2));
-    let msg = seal(&mut rng(7), &alice, &[&bob.certificate()], &[1u8; 1000]).unwrap();
-    assert!(open(&bob, &alice.certificate(), &msg, 1000).is_ok());
+    let msg = seal(
+        &mut rng(7),
+        &alice,
+        &[&bob.certificate()],
+        &[1u8; 1000],
+        SigContext::Sealed,
+    )
+    .unwrap();
+    assert!(open(&bob, &alice.certificate(), &msg, 1000, SigContext::Sealed).is_ok());
     assert!(matches!(
-        open(&bob, &alice.certificate(), &msg, 999),
+        open(&bob, &alice.certificate(), &msg, 999, SigContext::Sealed),
         Err(CryptoError::PlaintextTooLarge { max: 999 })
     ));
 }
@@ -183,16 +257,17 @@ fn every_flipped_byte_fails_cleanly() {
         &alice,
         &[&bob.certificate()],
         b"integrity matters",
+        SigContext::Sealed,
     )
     .unwrap();
     let binary = dearmor(&armored);
     let sender = alice.certificate();
-    assert!(open_bytes(&bob, &sender, &binary, MAX).is_ok());
+    assert!(open_bytes(&bob, &sender, &binary, MAX, SigContext::Sealed).is_ok());
     for i in 0..binary.len() {
         for bit in 0..8 {
             let mut m = binary.clone();
             m[i] ^= 1 << bit;
-            match open_bytes(&bob, &sender, &m, MAX) {
+            match open_bytes(&bob, &sender, &m, MAX, SigContext::Sealed) {
                 Ok(p) => panic!("flip of byte {i} bit {bit} accepted: {p:?}"),
                 // Key id of the (new-format, one-octet length) PKESK.
                 Err(e) if (3..11).contains(&i) => {
@@ -211,7 +286,14 @@ fn every_flipped_byte_fails_cleanly() {
 #[test]
 fn flipped_armor_characters_never_yield_other_plaintext() {
     let (alice, bob) = (device(1), device(2));
-    let armored = seal(&mut rng(9), &alice, &[&bob.certificate()], b"armor").unwrap();
+    let armored = seal(
+        &mut rng(9),
+        &alice,
+        &[&bob.certificate()],
+        b"armor",
+        SigContext::Sealed,
+    )
+    .unwrap();
     let sender = alice.certificate();
     let bytes = armored.as_bytes();
     for i in 0..bytes.len() {
@@ -220,7 +302,7 @@ fn flipped_armor_characters_never_yield_other_plaintext() {
         let Ok(text) = String::from_utf8(m) else {
             continue;
         };
-        if let Ok(p) = open(&bob, &sender, &text, MAX) {
+        if let Ok(p) = open(&bob, &sender, &text, MAX, SigContext::Sealed) {
             // Only changes that do not alter the decoded bytes (e.g. the
             // unchecked CRC line, whitespace) may pass.
             assert_eq!(p, b"armor", "flip at {i}");
@@ -236,25 +318,26 @@ fn truncation_fails_cleanly() {
         &alice,
         &[&bob.certificate()],
         b"do not cut me",
+        SigContext::Sealed,
     )
     .unwrap();
     let binary = dearmor(&armored);
     let sender = alice.certificate();
     for len in 0..binary.len() {
         assert!(
-            open_bytes(&bob, &sender, &binary[..len], MAX).is_err(),
+            open_bytes(&bob, &sender, &binary[..len], MAX, SigContext::Sealed).is_err(),
             "truncated to {len} accepted"
         );
     }
     // Truncated armor text.
     for len in (0..armored.len()).step_by(7) {
-        assert!(open(&bob, &sender, &armored[..len], MAX).is_err());
+        assert!(open(&bob, &sender, &armored[..len], MAX, SigContext::Sealed).is_err());
     }
     // Appended packets are rejected too.
     let mut longer = binary.clone();
     longer.extend_from_slice(&binary);
     assert!(matches!(
-        open_bytes(&bob, &sender, &longer, MAX),
+        open_bytes(&bob, &sender, &longer, MAX, SigContext::Sealed),
         Err(CryptoError::Malformed(_))
     ));
 }
@@ -272,7 +355,7 @@ fn garbage_is_malformed() {
     ] {
         assert!(
             matches!(
-                open(&bob, &sender, text, MAX),
+                open(&bob, &sender, text, MAX, SigContext::Sealed),
                 Err(CryptoError::Malformed(_))
             ),
             "{text:?}"
@@ -281,7 +364,7 @@ fn garbage_is_malformed() {
     // A public key block is not a message.
     let cert_armor = bob.certificate().to_armored();
     assert!(matches!(
-        open(&bob, &sender, &cert_armor, MAX),
+        open(&bob, &sender, &cert_armor, MAX, SigContext::Sealed),
         Err(CryptoError::Malformed(_))
     ));
     // Random binary blobs of many lengths.
@@ -289,6 +372,56 @@ fn garbage_is_malformed() {
     for len in [0usize, 1, 2, 3, 10, 100, 1000] {
         let mut blob = vec![0u8; len];
         rand_chacha::rand_core::RngCore::fill_bytes(&mut r, &mut blob);
-        assert!(open_bytes(&bob, &sender, &blob, MAX).is_err());
+        assert!(open_bytes(&bob, &sender, &blob, MAX, SigContext::Sealed).is_err());
     }
+}
+
+#[test]
+fn a_sealed_message_opens_only_for_the_context_it_was_signed_for() {
+    let (alice, bob) = (device(1), device(2));
+    let msg = seal(
+        &mut rng(11),
+        &alice,
+        &[&bob.certificate()],
+        b"ctx",
+        SigContext::Op,
+    )
+    .unwrap();
+    assert!(matches!(
+        open(&bob, &alice.certificate(), &msg, MAX, SigContext::Sealed),
+        Err(CryptoError::WrongContext { .. })
+    ));
+    assert_eq!(
+        open(&bob, &alice.certificate(), &msg, MAX, SigContext::Op).unwrap(),
+        b"ctx"
+    );
+}
+
+#[test]
+fn open_then_verify_checks_the_certificate_the_plaintext_names() {
+    let (alice, bob, carol) = (device(1), device(2), device(3));
+    let msg = seal(
+        &mut rng(12),
+        &alice,
+        &[&bob.certificate()],
+        b"from alice",
+        SigContext::Sealed,
+    )
+    .unwrap();
+    let got = sma_crypto::open_then_verify(&bob, &msg, MAX, SigContext::Sealed, |plain| {
+        assert_eq!(plain, b"from alice");
+        Some(alice.certificate())
+    })
+    .unwrap();
+    assert_eq!(got, b"from alice");
+    assert!(matches!(
+        sma_crypto::open_then_verify(&bob, &msg, MAX, SigContext::Sealed, |_| Some(
+            carol.certificate()
+        )),
+        Err(CryptoError::BadSignature)
+    ));
+    assert!(matches!(
+        sma_crypto::open_then_verify(&bob, &msg, MAX, SigContext::Sealed, |_| None),
+        Err(CryptoError::BadSignature)
+    ));
 }

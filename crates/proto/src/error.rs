@@ -40,21 +40,38 @@ pub enum InvalidMessage {
 
 /// A message that is well-formed but that a peer should not have sent: bad
 /// signatures, state from non-members, mismatching routing headers.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum PeerMisbehaved {
     /// The sender is not an active member of the group.
     #[error("sender {0} is not an active member")]
     NotAMember(String),
     /// The signature or decryption check failed.
-    #[error("cryptographic check failed: {0}")]
-    Crypto(String),
+    #[error("cryptographic check failed")]
+    Crypto(#[source] sma_crypto::CryptoError),
     /// The sealed payload disagrees with the envelope header.
     #[error("payload does not match its envelope ({0})")]
     EnvelopeMismatch(&'static str),
     /// The message is addressed to another device.
     #[error("message is addressed to another device")]
     WrongRecipient,
+    /// A replicated value breaks a rule of PROTOCOL 6.5 (an op whose stamp
+    /// names another device, a record whose fingerprint is not its
+    /// certificate's, a map key that is not its value's id, ...).
+    #[error("invalid {what}: {rule}")]
+    BrokenRule {
+        /// What was checked (`op`, `member record`, `group state`, ...).
+        what: &'static str,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+}
+
+impl PeerMisbehaved {
+    /// A broken rule of PROTOCOL 6.5.
+    pub fn rule(what: &'static str, rule: &'static str) -> PeerMisbehaved {
+        PeerMisbehaved::BrokenRule { what, rule }
+    }
 }
 
 /// Any error the protocol core reports.
@@ -71,9 +88,21 @@ pub enum ProtoError {
     #[error("the pairing code was rejected")]
     CodeRejected,
     /// A cryptographic operation on our own data failed.
-    #[error("crypto: {0}")]
+    #[error("crypto operation on this device's own data failed")]
     Crypto(#[from] sma_crypto::CryptoError),
     /// The API was used in a way the protocol does not allow.
     #[error("{0}")]
     ApiMisuse(String),
+}
+
+/// An error and its causes on one line, `outer: cause: cause`, for logs.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
 }

@@ -14,18 +14,24 @@
 
 pub mod autocrypt;
 mod b64;
+pub mod core;
 pub mod device;
 pub mod dirty;
+pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod folders;
 pub mod hlc;
 pub mod ids;
+pub mod ops;
 pub mod pairing;
 pub mod payload;
 pub mod state;
 pub mod sync;
+pub mod time;
 pub mod timefmt;
 
+pub use engine::Engine;
 pub use error::{InvalidMessage, PeerMisbehaved, ProtoError};
 pub use ids::{DeviceId, MessageId, RandomId};
+pub use time::Timestamp;

@@ -156,6 +156,7 @@ impl MemberConfirmed {
             member_key,
             &[&self.joiner_cert],
             &payload::to_json(welcome),
+            sma_crypto::SigContext::Welcome,
         )?;
         let sealed = self.keys.seal_welcome(rng, &self.transcript, &inner);
         Ok((
@@ -276,14 +277,15 @@ impl JoinerConfirmed {
             .inner
             .keys
             .open_welcome(&self.inner.transcript, &welcome.sealed)
-            .map_err(|e| PeerMisbehaved::Crypto(e.to_string()))?;
+            .map_err(PeerMisbehaved::Crypto)?;
         let json = sma_crypto::open_bytes(
             joiner_key,
             &self.inner.member_cert,
             &plain,
             MAX_WELCOME_PLAINTEXT,
+            sma_crypto::SigContext::Welcome,
         )
-        .map_err(|e| PeerMisbehaved::Crypto(e.to_string()))?;
+        .map_err(PeerMisbehaved::Crypto)?;
         Ok(payload::from_json(&json)?)
     }
 

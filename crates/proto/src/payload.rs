@@ -7,7 +7,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::InvalidMessage;
 use crate::folders::Layout;
 use crate::ids::{DeviceId, MessageId, RandomId};
-use crate::state::{GroupState, Op};
+use crate::ops::{lenient_ops, SignedOp};
+use crate::state::GroupState;
+
+/// The payload version of this implementation (announcements, sealed
+/// payloads, removal notices).
+pub const PAYLOAD_VERSION: u32 = 2;
 
 /// Longest device name we accept (characters).
 pub const MAX_NAME_CHARS: usize = 128;
@@ -26,7 +31,7 @@ pub enum AnnouncedState {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Announcement {
-    /// Payload version (1).
+    /// Payload version (2).
     pub v: u32,
     /// The announcing device.
     pub device_id: DeviceId,
@@ -51,7 +56,7 @@ pub struct Announcement {
 impl Announcement {
     /// Checks field bounds beyond the JSON schema.
     pub fn validate(&self) -> Result<(), InvalidMessage> {
-        if self.v != 1 {
+        if self.v != PAYLOAD_VERSION {
             return Err(InvalidMessage::UnsupportedVersion(self.v.to_string()));
         }
         if self.name.chars().count() > MAX_NAME_CHARS || self.software.len() > 256 {
@@ -145,12 +150,37 @@ pub struct Welcome {
     /// member's own ops and the ones it applied): the joiner's first acks.
     #[serde(default)]
     pub received: BTreeMap<DeviceId, u64>,
+    /// Per other member, what the member believes it has applied, so the
+    /// joiner relays only what each lacks.
+    #[serde(default)]
+    pub peer_applied: BTreeMap<DeviceId, BTreeMap<DeviceId, u64>>,
+    /// The member's relay log: signed ops the joiner passes on to members
+    /// that lack them (its own admission among them).
+    #[serde(default, deserialize_with = "lenient_ops")]
+    pub log: Vec<SignedOp>,
+    /// The member's last authenticated sign of life per member (seconds).
+    #[serde(default)]
+    pub alive: BTreeMap<DeviceId, u64>,
+}
+
+/// A removal notice (kind `remove`, plain JSON): the signed ops that set
+/// `device_id` removed, appended to its inbox so that it learns of its
+/// removal although nothing is sealed to it any more.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemovalNotice {
+    /// Payload version (2).
+    pub v: u32,
+    /// The removed device.
+    pub device_id: DeviceId,
+    /// Ops setting its record `removed`, each signed by its origin.
+    #[serde(deserialize_with = "lenient_ops")]
+    pub ops: Vec<SignedOp>,
 }
 
 /// The plaintext inside every sealed (encrypted and signed) message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SealedPayload {
-    /// Payload version (1).
+    /// Payload version (2).
     pub v: u32,
     /// Message kind, as in the envelope.
     pub kind: String,
@@ -176,23 +206,21 @@ pub enum SealedContent {
     App(AppBody),
 }
 
-/// Operations of one origin plus acknowledgements.
+/// Signed ops of any origin, acknowledgements and signs of life.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct OpsBody {
-    /// The sender's view of our acknowledgement of its ops when it sent this:
-    /// `ops` holds the sender's ops with seq > base.
-    pub base: u64,
-    /// The highest seq this body covers (its last op, including ops a
-    /// receiver may not understand); 0 when it carries none.
-    #[serde(default)]
-    pub upto: u64,
-    /// The sender's own ops, ascending seq. Ops this version does not
-    /// understand (a newer change kind) are skipped, not fatal; `upto` still
-    /// acknowledges them, so the sender does not resend them forever.
+    /// Ops the recipient has not acknowledged, each signed by its origin:
+    /// the sender's own and those it relays. Elements that are not readable
+    /// signed ops are skipped, not fatal.
     #[serde(deserialize_with = "lenient_ops")]
-    pub ops: Vec<Op>,
-    /// Per origin, the highest seq of that origin's ops the sender has applied.
+    pub ops: Vec<SignedOp>,
+    /// Per origin other than the sender, the highest seq of that origin's
+    /// ops the sender has applied without gap.
     pub acks: BTreeMap<DeviceId, u64>,
+    /// The sender's newest authenticated sign of life per member (Unix
+    /// seconds), itself included: liveness travels with sync messages.
+    #[serde(default)]
+    pub alive: BTreeMap<DeviceId, u64>,
 }
 
 /// An application message.
@@ -203,21 +231,6 @@ pub struct AppBody {
     /// The message bytes.
     #[serde(with = "crate::b64")]
     pub body: Vec<u8>,
-}
-
-fn lenient_ops<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Op>, D::Error> {
-    // Each op is first only delimited (no tree is built), then parsed.
-    let raw: Vec<&'de serde_json::value::RawValue> = Deserialize::deserialize(d)?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|v| match serde_json::from_str::<Op>(v.get()) {
-            Ok(op) => Some(op),
-            Err(e) => {
-                tracing::debug!(error = %e, "skipping an op this version does not understand");
-                None
-            }
-        })
-        .collect())
 }
 
 /// Parses a JSON payload with a size bound, mapping errors to [`InvalidMessage`].
@@ -240,18 +253,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ops_of_an_unknown_kind_are_skipped_not_fatal() {
-        let json = br#"{"base":0,"upto":3,"acks":{},"ops":[
-            {"origin":"00000000000000aa","seq":1,"stamp":{"ms":5,"counter":0,"device":"00000000000000aa"},
-             "change":{"peer":{"addr":"a@example.org","last_seen":7}}},
-            {"origin":"00000000000000aa","seq":2,"stamp":{"ms":6,"counter":0,"device":"00000000000000aa"},
-             "change":{"calendar":{"x":"a \"quoted\" value"}}},
-            {"origin":"00000000000000aa","seq":3,"stamp":{"ms":7,"counter":0,"device":"00000000000000aa"},
-             "change":{"peer":{"addr":"b@example.org"}}}
-        ]}"#;
-        let body: OpsBody = from_json(json).expect("a newer op kind does not fail the body");
-        assert_eq!(body.ops.iter().map(|o| o.seq).collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(body.upto, 3, "upto still covers the skipped op");
-        assert!(from_json::<OpsBody>(br#"{"base":0,"acks":{},"ops":[{"origin":"#).is_err());
+    fn elements_that_are_not_signed_ops_are_skipped_not_fatal() {
+        let json = br#"{"acks":{},"ops":[{"op":{"origin":"00000000000000aa","seq":1,
+            "stamp":{"ms":5,"counter":0,"device":"00000000000000aa"},
+            "change":{"calendar":{"x":"a \"quoted\" value"}}},"sig":""},
+            {"garbage":true}, 7]}"#;
+        let body: OpsBody = from_json(json).expect("unreadable elements do not fail the body");
+        assert_eq!(
+            body.ops.len(),
+            1,
+            "the unknown change kind is kept, the junk skipped"
+        );
+        assert!(body.ops[0].change().is_none());
+        assert!(body.alive.is_empty());
+        assert!(from_json::<OpsBody>(br#"{"acks":{},"ops":[{"op":"#).is_err());
     }
 }

@@ -1,10 +1,14 @@
-//! Per-sender sequence numbers, acknowledgements, retransmission and coalescing.
+//! Per-origin sequence numbers, acknowledgements, relaying, retransmission
+//! and coalescing (PROTOCOL 11).
 //!
-//! A device keeps its own ops until every active peer has acknowledged them.
-//! Each sync message to a peer carries *all* of the sender's ops the peer has
-//! not acknowledged, so a newer message supersedes (and replaces, on the
-//! server) an older unprocessed one: at most one sync message per sender per
-//! inbox, and a dropped message is repaired by the next one.
+//! A device keeps every op it holds — its own and those of other origins —
+//! in its *relay log* until every active peer has acknowledged it (and for
+//! at least [`KEEP_OPS_MS`]). Each sync message to a peer carries every op
+//! in the log the peer has not acknowledged, whatever its origin, so a
+//! newer message supersedes (and replaces, on the server) an older
+//! unprocessed one: at most one sync message per sender per inbox, a
+//! dropped message is repaired by the next one, and an op reaches every
+//! member as long as any chain of members delivers it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,36 +16,40 @@ use serde::{Deserialize, Serialize};
 
 use crate::dirty::Dirty;
 use crate::ids::{DeviceId, MessageId};
-use crate::payload::OpsBody;
-use crate::state::{Change, Op};
+use crate::ops::{OpId, SignedOp};
+use crate::time::Timestamp;
 
 /// Resend unacknowledged ops after this many seconds even if nothing new
-/// happened (the previous message may have been dropped by the server).
+/// happened and the previous message is still in place.
 pub const RETRANSMIT_AFTER_SECS: u64 = 3600;
 
-/// Most JSON bytes of ops in one sync message, so that the sealed message
-/// stays well under the 1 MiB cap; the remainder follows after the ack.
+/// Most bytes of ops in one sync message, so that the sealed message stays
+/// well under the 1 MiB cap; the remainder follows after the ack.
 pub const OPS_BUDGET_BYTES: usize = 600 * 1024;
 
-/// Own ops stay in the log at least this long even when every peer acked
-/// them, so a device that joins meanwhile still receives them.
+/// Ops stay in the log at least this long even when every peer acked them,
+/// so a device that joins meanwhile still receives them.
 pub const KEEP_OPS_MS: u64 = 7 * 86_400 * 1000;
 
 /// An acknowledgement counts as stalled (PROTOCOL 11.2) when an own op the
 /// peer has not acknowledged is older than this.
 pub const STALLED_ACK_MS: u64 = 7 * 86_400 * 1000;
 
+/// Another origin's op is relayed on its own once this device has held it
+/// this long without the peer acknowledging it (the origin usually delivers
+/// it first); at once when its origin is no longer an active member.
+pub const RELAY_AFTER_SECS: u64 = 600;
+
 /// Something that keeps ops from arriving, for `status` and the log
 /// (PROTOCOL 11.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Withheld {
-    /// `sender`'s sync messages do not follow on from what we applied: it
-    /// believes we acknowledged more than we have (our store was restored
-    /// or reset), so some of its ops will not reach us.
+    /// Ops of `origin` arrived that do not follow on from what we applied,
+    /// and nobody has sent the missing ones yet.
     Gap {
-        /// The sender.
-        sender: DeviceId,
-        /// When the first such message arrived (ms).
+        /// The origin.
+        origin: DeviceId,
+        /// When we first noticed (ms).
         since_ms: u64,
         /// Up to where we applied its ops.
         applied: u64,
@@ -66,131 +74,371 @@ pub struct SentRef {
     pub uid: Option<u32>,
     /// UIDVALIDITY of the peer's inbox for that UID.
     pub uid_validity: Option<u32>,
-    /// Highest own seq it carried.
-    pub upto: u64,
+    /// Per origin, the highest seq it carried.
+    #[serde(default)]
+    pub covers: BTreeMap<DeviceId, u64>,
     /// When it was sent (Unix seconds).
     pub at: u64,
+    /// Version 1 records: the highest own seq carried.
+    #[serde(default, skip_serializing)]
+    pub upto: Option<u64>,
+}
+
+/// One op in the relay log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The op as its origin signed it.
+    pub op: SignedOp,
+    /// When this device first held it (Unix seconds; for relay delays).
+    pub held_since: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LogRow {
+    /// The op's wire form (`{"op": …, "sig": …}`).
+    signed: SignedOp,
+    held: u64,
+}
+
+impl LogEntry {
+    /// The JSON of a stored row.
+    pub fn to_row_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(&LogRow {
+            signed: self.op.clone(),
+            held: self.held_since,
+        })
+    }
+
+    /// Reads a stored row; version 1 rows (a bare, unsigned op) come back
+    /// with an empty signature for their origin to sign.
+    pub fn from_row_json(json: &str) -> Result<LogEntry, serde_json::Error> {
+        match serde_json::from_str::<LogRow>(json) {
+            Ok(row) => Ok(LogEntry {
+                op: row.signed,
+                held_since: row.held,
+            }),
+            Err(e) => {
+                let legacy: serde_json::Value = serde_json::from_str(json)?;
+                if legacy.get("origin").is_none() {
+                    return Err(e);
+                }
+                let op = SignedOp::from_parts(json.to_owned(), Vec::new())
+                    .map_err(serde::de::Error::custom)?;
+                let held_since = op.stamp().ms / 1000;
+                Ok(LogEntry { op, held_since })
+            }
+        }
+    }
 }
 
 /// Sync bookkeeping of one device (persisted with the group state).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncBook {
-    /// Highest seq assigned to our own ops.
-    pub last_seq: u64,
-    /// Our own ops not yet acknowledged by every active peer.
-    pub log: BTreeMap<u64, Op>,
-    /// Log seqs added or dropped since the store last saved the log.
+    last_seq: u64,
+    /// Ops held for relaying, by (origin, seq); stored as rows of their own.
     #[serde(skip)]
-    pub log_dirty: Dirty<u64>,
-    /// Per peer, the highest of our seqs it acknowledged.
-    pub peer_acks: BTreeMap<DeviceId, u64>,
-    /// Per origin, the highest seq of its ops we applied with no gap.
-    pub received: BTreeMap<DeviceId, u64>,
-    /// Peers that sent us ops we have not acknowledged yet.
-    pub ack_due: BTreeSet<DeviceId>,
-    /// Our latest sync message per peer inbox.
-    pub last_sent: BTreeMap<DeviceId, SentRef>,
-    /// Peers whose entry in `peer_acks` is our assumption, not their report
-    /// (a joiner is assumed to have installed our welcome). The peer's first
-    /// report replaces it, even when lower: the joiner may have installed
-    /// another member's welcome after all.
+    log: BTreeMap<OpId, LogEntry>,
+    #[serde(skip)]
+    log_dirty: Dirty<OpId>,
+    /// Per origin other than us, the highest seq applied without gap.
+    #[serde(alias = "received")]
+    applied: BTreeMap<DeviceId, u64>,
+    /// Per peer, its applied vector as it last reported it (max-merged).
     #[serde(default)]
-    pub assumed_acks: BTreeSet<DeviceId>,
-    /// Per sender, when (ms) a sync message from it first did not follow on
-    /// from what we applied (`base` above it); cleared when one does.
+    peer_applied: BTreeMap<DeviceId, BTreeMap<DeviceId, u64>>,
+    /// Version 1: per peer, its acknowledgement of our own ops.
+    #[serde(default, skip_serializing)]
+    peer_acks: BTreeMap<DeviceId, u64>,
+    ack_due: BTreeSet<DeviceId>,
+    last_sent: BTreeMap<DeviceId, SentRef>,
+    /// Peers whose entry in `peer_applied` is our assumption (a joiner we
+    /// welcomed), not their report; their first report replaces it.
+    #[serde(default, alias = "assumed_acks")]
+    assumed: BTreeSet<DeviceId>,
+    /// Per origin, since when (ms) we hold ops of it above a missing one.
     #[serde(default)]
-    pub gap_since: BTreeMap<DeviceId, u64>,
+    gap_since: BTreeMap<DeviceId, u64>,
 }
 
-/// What applying a received ops body did.
+/// The ops of one sync message to a peer, chosen by [`SyncBook::chunk_for`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Received {
-    /// Ops that were new to us (by origin seq), to report as events.
-    pub new_ops: Vec<Op>,
-    /// Ops rejected because their origin was not the sender.
-    pub rejected: usize,
+pub struct Chunk {
+    /// The ops, own first, then by origin, each ascending.
+    pub ops: Vec<SignedOp>,
+    /// Per origin, the highest seq among them.
+    pub covers: BTreeMap<DeviceId, u64>,
 }
 
 impl SyncBook {
-    /// Records a new local op and returns it.
-    pub fn push(&mut self, origin: &DeviceId, stamp: crate::hlc::Hlc, change: Change) -> Op {
-        self.last_seq += 1;
-        let op = Op {
-            origin: origin.clone(),
-            seq: self.last_seq,
-            stamp,
-            change,
-        };
-        self.log.insert(op.seq, op.clone());
-        self.log_dirty.touch(op.seq);
-        op
+    /// Highest seq of our own ops.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
-    /// Bookkeeping for a received ops body from `sender`; returns the ops to
-    /// merge (only the sender's own ones) and which were new.
-    pub fn receive(&mut self, me: &DeviceId, sender: &DeviceId, body: &OpsBody) -> Received {
-        let mut out = Received::default();
-        let have = self.received.get(sender).copied().unwrap_or(0);
-        let mut upto = have;
-        for op in &body.ops {
-            if &op.origin != sender {
-                out.rejected += 1;
-                continue;
-            }
-            if op.seq > have {
-                out.new_ops.push(op.clone());
-            }
-            if body.base <= have && op.seq > upto {
-                upto = op.seq;
-            }
+    /// Per origin other than us, the highest seq applied without gap.
+    pub fn applied(&self) -> &BTreeMap<DeviceId, u64> {
+        &self.applied
+    }
+
+    /// What `peer` reported it applied (our assumption for a welcomed joiner).
+    pub fn peer_applied(&self, peer: &DeviceId) -> Option<&BTreeMap<DeviceId, u64>> {
+        self.peer_applied.get(peer)
+    }
+
+    /// Whether `peer`'s vector is our assumption, not its report.
+    pub fn is_assumed(&self, peer: &DeviceId) -> bool {
+        self.assumed.contains(peer)
+    }
+
+    /// The relay log.
+    pub fn log(&self) -> &BTreeMap<OpId, LogEntry> {
+        &self.log
+    }
+
+    /// Our latest sync message to `peer`.
+    pub fn last_sent(&self, peer: &DeviceId) -> Option<&SentRef> {
+        self.last_sent.get(peer)
+    }
+
+    /// Peers we owe an acknowledgement.
+    pub fn ack_due(&self) -> &BTreeSet<DeviceId> {
+        &self.ack_due
+    }
+
+    /// Whether we hold the op `id` (applied, or in the log).
+    pub fn holds(&self, me: &DeviceId, id: &OpId) -> bool {
+        let (origin, seq) = id;
+        if origin == me {
+            return *seq <= self.last_seq;
         }
-        if body.base <= have && out.rejected == 0 && body.upto > upto {
-            upto = body.upto;
+        *seq <= self.applied.get(origin).copied().unwrap_or(0) || self.log.contains_key(id)
+    }
+
+    /// Records a new own op (already applied to the state).
+    pub fn push_own(&mut self, op: SignedOp, now: Timestamp) {
+        self.last_seq = self.last_seq.max(op.seq());
+        self.insert(op, now);
+    }
+
+    fn insert(&mut self, op: SignedOp, now: Timestamp) {
+        let id = op.id();
+        self.log.insert(
+            id.clone(),
+            LogEntry {
+                op,
+                held_since: now.as_secs(),
+            },
+        );
+        self.log_dirty.touch(id);
+    }
+
+    /// Records that `sender`'s message carried ops (new or not): it is
+    /// owed an acknowledgement, or it would keep sending them.
+    pub fn owe_ack(&mut self, sender: &DeviceId) {
+        self.ack_due.insert(sender.clone());
+    }
+
+    /// Takes a received op (verified and accepted by the caller) into the
+    /// log and advances the applied vector. Returns false for an op we hold
+    /// already: an op id is applied once, so a second, different op under
+    /// a known id (a relay cannot make one; its origin could) changes
+    /// nothing.
+    pub fn take_op(&mut self, me: &DeviceId, op: SignedOp, now: Timestamp) -> bool {
+        if self.holds(me, &op.id()) {
+            return false;
         }
-        if upto > have {
-            self.received.insert(sender.clone(), upto);
+        if op.origin() == me {
+            // An own op we no longer knew (a store restored from an older
+            // copy): never reuse its seq.
+            self.push_own(op, now);
+            return true;
         }
-        if !body.ops.is_empty() || body.base > have {
-            self.ack_due.insert(sender.clone());
+        let origin = op.origin().clone();
+        self.insert(op, now);
+        self.advance(&origin, now);
+        true
+    }
+
+    /// Moves `applied[origin]` over the ops now held in sequence, and notes
+    /// whether ops of it are held above a missing one.
+    fn advance(&mut self, origin: &DeviceId, now: Timestamp) {
+        let mut have = self.applied.get(origin).copied().unwrap_or(0);
+        while self.log.contains_key(&(origin.clone(), have + 1)) {
+            have += 1;
         }
-        if self.assumed_acks.remove(sender) {
-            let acked = body.acks.get(me).copied().unwrap_or(0).min(self.last_seq);
-            self.peer_acks.insert(sender.clone(), acked);
-        } else if let Some(&acked) = body.acks.get(me) {
-            let acked = acked.min(self.last_seq);
-            let entry = self.peer_acks.entry(sender.clone()).or_insert(0);
-            *entry = (*entry).max(acked);
+        self.applied.insert(origin.clone(), have);
+        let above = self
+            .log
+            .range((origin.clone(), have + 1)..=(origin.clone(), u64::MAX))
+            .next()
+            .is_some();
+        if above {
+            self.gap_since.entry(origin.clone()).or_insert(now.as_ms());
+        } else {
+            self.gap_since.remove(origin);
         }
-        out
+    }
+
+    /// Folds in `sender`'s applied vector (the `acks` of its message). Only
+    /// grows, except that its first report replaces an assumption.
+    pub fn note_acks(&mut self, me: &DeviceId, sender: &DeviceId, acks: &BTreeMap<DeviceId, u64>) {
+        let clamp = |origin: &DeviceId, seq: u64| match origin == me {
+            true => seq.min(self.last_seq),
+            false => seq,
+        };
+        let reported: BTreeMap<DeviceId, u64> = acks
+            .iter()
+            .map(|(o, s)| (o.clone(), clamp(o, *s)))
+            .collect();
+        if self.assumed.remove(sender) {
+            self.peer_applied.insert(sender.clone(), reported);
+            return;
+        }
+        let known = self.peer_applied.entry(sender.clone()).or_default();
+        for (origin, seq) in reported {
+            let e = known.entry(origin).or_insert(0);
+            *e = (*e).max(seq);
+        }
+    }
+
+    /// Sets our assumption of what a joiner we welcomed holds.
+    pub fn assume(&mut self, peer: &DeviceId, vector: BTreeMap<DeviceId, u64>) {
+        self.peer_applied.insert(peer.clone(), vector);
+        self.assumed.insert(peer.clone());
+    }
+
+    /// Our applied vector including our own ops (what a welcome carries).
+    pub fn vector_with_own(&self, me: &DeviceId) -> BTreeMap<DeviceId, u64> {
+        let mut v = self.applied.clone();
+        v.insert(me.clone(), self.last_seq);
+        v
+    }
+
+    /// What `peer` has applied of `origin` as far as we know (0 if unknown;
+    /// an assumption counts as nothing for pruning, see [`SyncBook::prune`]).
+    pub fn peer_has(&self, peer: &DeviceId, origin: &DeviceId) -> u64 {
+        if peer == origin {
+            return u64::MAX;
+        }
+        self.peer_applied
+            .get(peer)
+            .and_then(|v| v.get(origin))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Drops ops every active peer has acknowledged and that are older than
-    /// [`KEEP_OPS_MS`], and state about peers that are no longer active.
-    pub fn prune(&mut self, active_peers: &BTreeSet<DeviceId>, now_ms: u64) {
-        self.peer_acks.retain(|p, _| active_peers.contains(p));
+    /// [`KEEP_OPS_MS`], and what we keep about peers that are no longer
+    /// active.
+    pub fn prune(&mut self, me: &DeviceId, active_peers: &BTreeSet<DeviceId>, now: Timestamp) {
+        self.peer_applied.retain(|p, _| active_peers.contains(p));
         self.last_sent.retain(|p, _| active_peers.contains(p));
         self.ack_due.retain(|p| active_peers.contains(p));
-        self.assumed_acks.retain(|p| active_peers.contains(p));
-        self.gap_since.retain(|p, _| active_peers.contains(p));
-        let floor = active_peers
-            .iter()
-            .map(|p| match self.assumed_acks.contains(p) {
-                true => 0,
-                false => self.peer_acks.get(p).copied().unwrap_or(0),
-            })
-            .min()
-            .unwrap_or(self.last_seq);
-        // Own ops are stamped in seq order, so the prunable ones are a
-        // prefix of the log: stop at the first op to keep (were an op out
-        // of order, it would merely be kept until a later prune).
-        while let Some(entry) = self.log.first_entry() {
-            let (seq, op) = (*entry.key(), entry.get());
-            if seq > floor || op.stamp.ms.saturating_add(KEEP_OPS_MS) > now_ms {
-                break;
-            }
-            entry.remove();
-            self.log_dirty.touch(seq);
+        self.assumed.retain(|p| active_peers.contains(p));
+        let origins: BTreeSet<DeviceId> = self.log.keys().map(|(o, _)| o.clone()).collect();
+        for origin in origins {
+            let own_floor = match &origin == me {
+                true => self.last_seq,
+                false => self.applied.get(&origin).copied().unwrap_or(0),
+            };
+            let floor = active_peers
+                .iter()
+                .map(|p| match self.assumed.contains(p) {
+                    true => 0,
+                    false => self.peer_has(p, &origin),
+                })
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(own_floor);
+            self.prune_origin(&origin, floor, now);
         }
+    }
+
+    /// Ops are stamped in seq order by their origin, so the prunable ones
+    /// of an origin are a prefix: stop at the first op to keep.
+    fn prune_origin(&mut self, origin: &DeviceId, floor: u64, now: Timestamp) {
+        let keys: Vec<OpId> = self
+            .log
+            .range((origin.clone(), 0)..=(origin.clone(), floor))
+            .take_while(|(_, e)| e.op.stamp().ms.saturating_add(KEEP_OPS_MS) <= now.as_ms())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.log.remove(&k);
+            self.log_dirty.touch(k);
+        }
+    }
+
+    /// The ops to send `peer` now: every op in the log it has not
+    /// acknowledged whose relay is due (`relay_now` says so for ops of other
+    /// origins), own ops first, each origin in ascending order and without
+    /// holes, up to [`OPS_BUDGET_BYTES`] (always at least one op).
+    pub fn chunk_for(
+        &self,
+        me: &DeviceId,
+        peer: &DeviceId,
+        relay_now: impl Fn(&LogEntry) -> bool,
+    ) -> Chunk {
+        let mut origins: Vec<&DeviceId> = self
+            .log
+            .keys()
+            .map(|(o, _)| o)
+            .filter(|o| *o != peer)
+            .collect();
+        origins.dedup();
+        origins.sort_by_key(|o| (*o != me, (*o).clone()));
+        let mut chunk = Chunk::default();
+        let mut used = 0usize;
+        for origin in origins {
+            let from = self.peer_has(peer, origin);
+            let range = (origin.clone(), from.saturating_add(1))..=(origin.clone(), u64::MAX);
+            for (expect, ((_, seq), entry)) in (from.saturating_add(1)..).zip(self.log.range(range))
+            {
+                if *seq != expect || (origin != me && !relay_now(entry)) {
+                    break;
+                }
+                let size = entry.op.wire_len();
+                if !chunk.ops.is_empty() && used + size > OPS_BUDGET_BYTES {
+                    return chunk;
+                }
+                used += size;
+                chunk.ops.push(entry.op.clone());
+                chunk.covers.insert(origin.clone(), *seq);
+            }
+        }
+        chunk
+    }
+
+    /// Whether a sync message to `peer` is due now, given the chunk it
+    /// would carry: an acknowledgement is owed, ops it carries were not in
+    /// our last message there, that message is older than the
+    /// retransmission interval (with ops outstanding) or than `heartbeat`
+    /// seconds, or there is none.
+    pub fn is_due(&self, peer: &DeviceId, chunk: &Chunk, now: Timestamp, heartbeat: u64) -> bool {
+        if self.ack_due.contains(peer) {
+            return true;
+        }
+        let Some(sent) = self.last_sent.get(peer) else {
+            return true;
+        };
+        let newer = chunk
+            .covers
+            .iter()
+            .any(|(o, s)| *s > sent.covers.get(o).copied().unwrap_or(0));
+        let age = now.secs_since(sent.at);
+        newer || (!chunk.ops.is_empty() && age >= RETRANSMIT_AFTER_SECS) || age >= heartbeat
+    }
+
+    /// Records that a sync message was appended to `peer`'s inbox.
+    pub fn mark_sent(&mut self, peer: &DeviceId, sent: SentRef) {
+        self.ack_due.remove(peer);
+        self.last_sent.insert(peer.clone(), sent);
+    }
+
+    /// Forgets our last message to `peer`: it vanished from its inbox
+    /// unprocessed, so what it carried is sent again.
+    pub fn forget_sent(&mut self, peer: &DeviceId) {
+        self.last_sent.remove(peer);
     }
 
     /// Whether the log holds ops the store has not saved yet (an op must be
@@ -198,41 +446,115 @@ impl SyncBook {
     pub fn has_unsaved_ops(&self) -> bool {
         match self.log_dirty.changed() {
             None => !self.log.is_empty(),
-            Some(changed) => changed.iter().any(|seq| self.log.contains_key(seq)),
+            Some(changed) => changed.iter().any(|id| self.log.contains_key(id)),
         }
     }
 
-    /// Records whether a body from `sender` followed on from what we had
-    /// applied (`had`, before receiving it).
-    pub fn note_gap(&mut self, sender: &DeviceId, body: &OpsBody, had: u64, now_ms: u64) {
-        if body.base > had {
-            self.gap_since.entry(sender.clone()).or_insert(now_ms);
-        } else {
-            self.gap_since.remove(sender);
+    /// Log ids changed since the last [`SyncBook::mark_saved`], or `None`
+    /// when the store must write the whole log.
+    pub fn log_changes(&self) -> Option<&BTreeSet<OpId>> {
+        self.log_dirty.changed()
+    }
+
+    /// Records that the store holds the log as it is now.
+    pub fn mark_saved(&mut self) {
+        self.log_dirty.clear();
+    }
+
+    /// Marks the whole log as changed.
+    pub(crate) fn mark_all_changed(&mut self) {
+        self.log_dirty = Dirty::all();
+    }
+
+    /// Replaces the log (the store loading its rows).
+    pub(crate) fn put_log(&mut self, log: BTreeMap<OpId, LogEntry>) {
+        self.log = log;
+    }
+
+    /// Mutable access to the log entries (signing version 1 ops on load).
+    pub(crate) fn log_mut(&mut self) -> impl Iterator<Item = (&OpId, &mut LogEntry)> {
+        self.log.iter_mut()
+    }
+
+    /// Marks one log entry as changed.
+    pub(crate) fn touch(&mut self, id: OpId) {
+        self.log_dirty.touch(id);
+    }
+
+    /// Version 1 bookkeeping to the version 2 form: per-peer acks of our
+    /// own ops become entries of the peers' applied vectors, and the last
+    /// message's `upto` its coverage of our ops.
+    pub(crate) fn upgrade_v1(&mut self, me: &DeviceId) {
+        for (peer, acked) in std::mem::take(&mut self.peer_acks) {
+            let v = self.peer_applied.entry(peer).or_default();
+            let e = v.entry(me.clone()).or_insert(0);
+            *e = (*e).max(acked);
         }
+        for sent in self.last_sent.values_mut() {
+            if let Some(upto) = sent.upto.take() {
+                sent.covers.entry(me.clone()).or_insert(upto);
+            }
+        }
+    }
+
+    /// A joiner's bookkeeping from its welcome: the applied vector the
+    /// member's state includes, the member's view of what each peer holds,
+    /// and the member's relay log.
+    pub fn for_joiner(
+        me: &DeviceId,
+        applied: BTreeMap<DeviceId, u64>,
+        peer_applied: BTreeMap<DeviceId, BTreeMap<DeviceId, u64>>,
+        log: Vec<SignedOp>,
+        members: impl Iterator<Item = DeviceId>,
+        now: Timestamp,
+    ) -> SyncBook {
+        let mut book = SyncBook {
+            applied,
+            peer_applied,
+            ..SyncBook::default()
+        };
+        book.applied.remove(me);
+        book.peer_applied.remove(me);
+        for op in log.into_iter().filter(|op| op.origin() != me) {
+            book.insert(op, now);
+        }
+        // Tell every member what we hold: the member that paired us assumed
+        // we installed its welcome, and the others do not know us yet.
+        book.ack_due = members.filter(|id| id != me).collect();
+        let origins: BTreeSet<DeviceId> = book.log.keys().map(|(o, _)| o.clone()).collect();
+        for origin in origins {
+            book.advance(&origin, now);
+        }
+        book
     }
 
     /// What keeps ops from arriving, as far as this device can tell: gaps
-    /// from senders, and `peers` whose acknowledgement is stalled.
-    pub fn withheld(&self, peers: &BTreeSet<DeviceId>, now_ms: u64) -> Vec<Withheld> {
+    /// in what we hold, and `peers` whose acknowledgement of our ops is
+    /// stalled.
+    pub fn withheld(
+        &self,
+        me: &DeviceId,
+        peers: &BTreeSet<DeviceId>,
+        now: Timestamp,
+    ) -> Vec<Withheld> {
         let mut out: Vec<Withheld> = self
             .gap_since
             .iter()
-            .map(|(sender, &since_ms)| Withheld::Gap {
-                sender: sender.clone(),
+            .map(|(origin, &since_ms)| Withheld::Gap {
+                origin: origin.clone(),
                 since_ms,
-                applied: self.received.get(sender).copied().unwrap_or(0),
+                applied: self.applied.get(origin).copied().unwrap_or(0),
             })
             .collect();
         for peer in peers {
-            let acked = self.peer_acks.get(peer).copied().unwrap_or(0);
+            let acked = self.peer_has(peer, me);
             let oldest = self
                 .log
-                .range(acked + 1..)
+                .range((me.clone(), acked.saturating_add(1))..=(me.clone(), u64::MAX))
                 .next()
-                .map(|(_, op)| op.stamp.ms);
+                .map(|(_, e)| e.op.stamp().ms);
             if let Some(oldest_unacked_ms) = oldest {
-                if oldest_unacked_ms.saturating_add(STALLED_ACK_MS) <= now_ms {
+                if oldest_unacked_ms.saturating_add(STALLED_ACK_MS) <= now.as_ms() {
                     out.push(Withheld::StalledAck {
                         peer: peer.clone(),
                         acked,
@@ -243,323 +565,7 @@ impl SyncBook {
         }
         out
     }
-
-    /// Whether a sync message to `peer` is due at `now`.
-    pub fn due(&self, peer: &DeviceId, now: u64) -> bool {
-        self.due_chunk(peer, now).is_some()
-    }
-
-    /// The body to send `peer` at `now`, if a sync message is due (the
-    /// chunk is sized once for both questions).
-    pub fn due_body(&self, peer: &DeviceId, now: u64) -> Option<OpsBody> {
-        self.due_chunk(peer, now)
-            .map(|(base, upto)| self.body_in(base, upto))
-    }
-
-    fn due_chunk(&self, peer: &DeviceId, now: u64) -> Option<(u64, u64)> {
-        let chunk = self.chunk_for(peer);
-        if self.ack_due.contains(peer) {
-            return Some(chunk);
-        }
-        let (acked, upto) = chunk;
-        if upto <= acked {
-            return None; // nothing unacknowledged in the log
-        }
-        match self.last_sent.get(peer) {
-            Some(sent) if upto <= sent.upto && now < sent.at + RETRANSMIT_AFTER_SECS => None,
-            _ => Some(chunk),
-        }
-    }
-
-    /// The ops body for `peer`: the own ops it has not acknowledged, in seq
-    /// order, up to about [`OPS_BUDGET_BYTES`] of JSON (always at least one),
-    /// plus our acks. The rest follows once the peer acknowledged these.
-    pub fn body_for(&self, peer: &DeviceId) -> OpsBody {
-        let (base, upto) = self.chunk_for(peer);
-        self.body_in(base, upto)
-    }
-
-    fn body_in(&self, base: u64, upto: u64) -> OpsBody {
-        // Nothing unacknowledged: `upto == base`, an empty range.
-        let ops: Vec<Op> = match upto > base {
-            true => self
-                .log
-                .range(base + 1..=upto)
-                .map(|(_, op)| op.clone())
-                .collect(),
-            false => Vec::new(),
-        };
-        OpsBody {
-            base,
-            upto: ops.last().map_or(0, |o: &Op| o.seq),
-            ops,
-            acks: self.received.clone(),
-        }
-    }
-
-    /// The seq range (exclusive base, inclusive end) of the next chunk for
-    /// `peer`: its unacknowledged ops within [`OPS_BUDGET_BYTES`] of JSON.
-    fn chunk_for(&self, peer: &DeviceId) -> (u64, u64) {
-        let base = self.peer_acks.get(peer).copied().unwrap_or(0);
-        let mut used = 0usize;
-        let mut upto = base;
-        for (seq, op) in self.log.range(base + 1..) {
-            let size = json_len(op);
-            if upto > base && used + size > OPS_BUDGET_BYTES {
-                break;
-            }
-            used += size;
-            upto = *seq;
-        }
-        (base, upto)
-    }
-
-    /// Records that a sync message was appended to `peer`'s inbox.
-    pub fn mark_sent(&mut self, peer: &DeviceId, sent: SentRef) {
-        self.ack_due.remove(peer);
-        self.last_sent.insert(peer.clone(), sent);
-    }
-}
-
-/// Length of a value's JSON, counted without building the text.
-fn json_len(value: &impl Serialize) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Serialising our own plain data into a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hlc::Hlc;
-    use crate::state::PeerState;
-
-    fn dev(n: u8) -> DeviceId {
-        DeviceId::parse(&format!("{:016x}", n)).unwrap()
-    }
-
-    fn change(i: u64) -> Change {
-        let mut p = PeerState::new(&format!("p{i}@x"));
-        p.last_seen = i;
-        Change::Peer(p)
-    }
-
-    fn stamp(i: u64) -> Hlc {
-        Hlc {
-            ms: i,
-            counter: 0,
-            device: dev(1),
-        }
-    }
-
-    #[test]
-    fn gaps_and_stalled_acknowledgements_are_reported() {
-        let (a, b) = (dev(1), dev(2));
-        let peers: BTreeSet<DeviceId> = [b.clone()].into();
-        let mut book = SyncBook::default();
-        let day = 86_400_000;
-        book.push(&a, stamp(day), change(1));
-        assert!(book.withheld(&peers, 7 * day).is_empty(), "6 days: not yet");
-        assert_eq!(
-            book.withheld(&peers, 8 * day),
-            [Withheld::StalledAck {
-                peer: b.clone(),
-                acked: 0,
-                oldest_unacked_ms: day
-            }]
-        );
-        book.peer_acks.insert(b.clone(), 1);
-        assert!(book.withheld(&peers, 8 * day).is_empty(), "acknowledged");
-
-        // B's message starts above what we applied from it: a gap.
-        let body = |base| OpsBody {
-            base,
-            upto: base + 1,
-            ops: Vec::new(),
-            acks: BTreeMap::new(),
-        };
-        book.note_gap(&b, &body(5), 0, 100);
-        book.note_gap(&b, &body(5), 0, 200);
-        assert_eq!(
-            book.withheld(&peers, 8 * day),
-            [Withheld::Gap {
-                sender: b.clone(),
-                since_ms: 100,
-                applied: 0
-            }]
-        );
-        book.note_gap(&b, &body(0), 0, 300);
-        assert!(
-            book.withheld(&peers, 8 * day).is_empty(),
-            "it followed on again"
-        );
-    }
-
-    #[test]
-    fn a_body_with_nothing_unacknowledged_is_empty() {
-        let (a, b) = (dev(1), dev(2));
-        let mut book = SyncBook::default();
-        assert!(book.body_for(&b).ops.is_empty(), "empty log");
-        book.push(&a, stamp(1), change(1));
-        book.peer_acks.insert(b.clone(), 1);
-        let body = book.body_for(&b);
-        assert!(body.ops.is_empty(), "everything acknowledged");
-        assert_eq!((body.base, body.upto), (1, 0));
-    }
-
-    #[test]
-    fn resends_everything_unacked_and_prunes_after_acks() {
-        let (a, b, c) = (dev(1), dev(2), dev(3));
-        let mut book = SyncBook::default();
-        for i in 1..=3 {
-            book.push(&a, stamp(i), change(i));
-        }
-        assert!(book.due(&b, 0));
-        assert_eq!(book.body_for(&b).ops.len(), 3);
-        // B acknowledges 2 of 3.
-        let mut b_book = SyncBook::default();
-        let got = b_book.receive(&b, &a, &book.body_for(&b));
-        assert_eq!(got.new_ops.len(), 3);
-        assert_eq!(b_book.received[&a], 3);
-        let mut ack = b_book.body_for(&a);
-        ack.acks.insert(a.clone(), 2);
-        book.receive(&a, &b, &ack);
-        assert_eq!(book.peer_acks[&b], 2);
-        assert_eq!(book.body_for(&b).ops.len(), 1);
-        let peers: BTreeSet<_> = [b.clone(), c.clone()].into();
-        book.prune(&peers, u64::MAX);
-        assert_eq!(book.log.len(), 3, "C acknowledged nothing yet");
-        book.peer_acks.insert(c.clone(), 3);
-        book.prune(&peers, 1);
-        assert_eq!(book.log.len(), 3, "young ops are kept for late joiners");
-        book.prune(&peers, u64::MAX);
-        assert_eq!(book.log.len(), 1);
-    }
-
-    #[test]
-    fn large_backlogs_are_sent_in_chunks_that_fit_the_cap() {
-        let (a, b) = (dev(1), dev(2));
-        let mut book = SyncBook::default();
-        for i in 1..=3000 {
-            let mut p = PeerState::new(&format!("p{i}@x"));
-            p.public_key = Some("k".repeat(500));
-            book.push(&a, stamp(i), Change::Peer(p));
-        }
-        let first = book.body_for(&b);
-        let bytes = serde_json::to_vec(&first).unwrap().len();
-        assert!(first.ops.len() < 3000 && !first.ops.is_empty());
-        assert!(bytes <= OPS_BUDGET_BYTES + 64 * 1024, "{bytes}");
-        let upto = first.ops.last().unwrap().seq;
-        book.mark_sent(
-            &b,
-            SentRef {
-                message_id: MessageId::parse(&"a".repeat(32)).unwrap(),
-                uid: None,
-                uid_validity: None,
-                upto,
-                at: 0,
-            },
-        );
-        assert!(!book.due(&b, 1), "nothing new until the peer acknowledges");
-        book.peer_acks.insert(b.clone(), upto);
-        assert!(book.due(&b, 1));
-        assert_eq!(book.body_for(&b).ops[0].seq, upto + 1);
-    }
-
-    #[test]
-    fn coalesced_message_supersedes_and_retransmits_after_timeout() {
-        let (a, b) = (dev(1), dev(2));
-        let mut book = SyncBook::default();
-        book.push(&a, stamp(1), change(1));
-        book.mark_sent(
-            &b,
-            SentRef {
-                message_id: MessageId::parse(&"a".repeat(32)).unwrap(),
-                uid: Some(1),
-                uid_validity: Some(1),
-                upto: 1,
-                at: 100,
-            },
-        );
-        assert!(!book.due(&b, 200));
-        assert!(book.due(&b, 100 + RETRANSMIT_AFTER_SECS));
-        book.push(&a, stamp(2), change(2));
-        assert!(book.due(&b, 200));
-    }
-
-    #[test]
-    fn ops_from_other_origins_are_rejected_and_gaps_not_acked() {
-        let (a, b, c) = (dev(1), dev(2), dev(3));
-        let mut forged = SyncBook::default();
-        forged.push(&c, stamp(1), change(1));
-        let mut body = forged.body_for(&a);
-        let mut book = SyncBook::default();
-        let got = book.receive(&a, &b, &body);
-        assert_eq!(got.rejected, 1);
-        assert!(got.new_ops.is_empty());
-        // A body claiming a base above what we have: ops merge, ack does not advance.
-        let mut sender = SyncBook::default();
-        for i in 1..=3 {
-            sender.push(&b, stamp(i), change(i));
-        }
-        body = sender.body_for(&a);
-        body.base = 2;
-        body.ops.retain(|o| o.seq > 2);
-        let got = book.receive(&a, &b, &body);
-        assert_eq!(got.new_ops.len(), 1);
-        assert_eq!(book.received.get(&b).copied().unwrap_or(0), 0);
-        assert!(book.ack_due.contains(&b));
-    }
-
-    #[test]
-    fn ops_a_receiver_skipped_are_still_acknowledged_through_upto() {
-        let (a, b) = (dev(1), dev(2));
-        let mut sender = SyncBook::default();
-        for i in 1..=3 {
-            sender.push(&b, stamp(i), change(i));
-        }
-        let mut body = sender.body_for(&a);
-        assert_eq!(body.upto, 3);
-        body.ops.pop(); // as if op 3 were of a kind this version cannot read
-        let mut book = SyncBook::default();
-        book.receive(&a, &b, &body);
-        assert_eq!(book.received[&b], 3);
-    }
-
-    #[test]
-    fn an_assumed_ack_yields_to_the_peers_own_lower_report() {
-        // Regression (sma-sim seed 1212): a joiner restarted `join` and
-        // installed another member's welcome, so it lacks our ops 2 and 3.
-        let (a, j) = (dev(1), dev(2));
-        let mut book = SyncBook::default();
-        for i in 1..=3 {
-            book.push(&a, stamp(i), change(i));
-        }
-        book.peer_acks.insert(j.clone(), 3);
-        book.assumed_acks.insert(j.clone());
-        let peers: BTreeSet<_> = [j.clone()].into();
-        book.prune(&peers, u64::MAX);
-        assert_eq!(book.log.len(), 3, "nothing is pruned on an assumption");
-        let mut report = OpsBody::default();
-        report.acks.insert(a.clone(), 1);
-        book.receive(&a, &j, &report);
-        assert_eq!(book.peer_acks[&j], 1);
-        assert!(book.assumed_acks.is_empty());
-        assert_eq!(book.body_for(&j).ops.len(), 2);
-        // Later reports only raise it.
-        report.acks.insert(a.clone(), 0);
-        book.receive(&a, &j, &report);
-        assert_eq!(book.peer_acks[&j], 1);
-    }
-}
+mod tests;

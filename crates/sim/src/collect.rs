@@ -53,7 +53,7 @@ impl Sim {
             self.note(format!("done {name} {line} (queued {queued})"));
             if let Some(dev) = self.w.slots[i].dev.as_ref() {
                 self.ledger
-                    .check_state(&format!("{name} ({})", dev.id()), &dev.core().group)?;
+                    .check_state(&format!("{name} ({})", dev.id()), dev.core().group())?;
             }
         }
         Ok(())
@@ -68,15 +68,15 @@ impl Sim {
         };
         let (_, _, stored) = load_identity(home)?;
         let mine = dev.core();
-        if stored.group != mine.group || stored.book.log != mine.book.log {
+        if stored.group() != mine.group() || stored.book().log() != mine.book().log() {
             return Err(format!(
                 "{name}: the stored state differs from the device's after a successful operation \
                  (keyring {} vs {}, log {} vs {}, members equal: {})",
-                stored.group.keyring.len(),
-                mine.group.keyring.len(),
-                stored.book.log.len(),
-                mine.book.log.len(),
-                stored.group.members == mine.group.members
+                stored.group().keyring().len(),
+                mine.group().keyring().len(),
+                stored.book().log().len(),
+                mine.book().log().len(),
+                stored.group().members() == mine.group().members()
             ));
         }
         Ok(())
@@ -88,7 +88,7 @@ impl Sim {
         if let Some(k) = self.w.slots[i]
             .dev
             .as_ref()
-            .and_then(|d| d.core().group.current_account_key())
+            .and_then(|d| d.core().group().current_account_key())
         {
             self.ledger.account_keys.insert(k.fingerprint.clone());
         }
@@ -130,7 +130,7 @@ impl Sim {
                 self.w.slots[i].fingerprint = Some(fpr);
                 if rep.role == Role::Founder {
                     self.ledger.legit.insert(info.id.clone());
-                    if let Some(k) = core.group.current_account_key() {
+                    if let Some(k) = core.group().current_account_key() {
                         self.ledger.account_keys.insert(k.fingerprint.clone());
                     }
                 }
@@ -156,11 +156,7 @@ impl Sim {
             OpResult::Recv(Err(e)) => self.failed(i, "recv", &e),
             OpResult::Send(Ok(rep), body) => {
                 let from = self.w.slots[i].id.clone().ok_or("send without id")?;
-                let to = rep
-                    .to
-                    .iter()
-                    .map(|t| DeviceId::parse(t).map_err(|e| e.to_string()))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let to = rep.to.clone();
                 self.ledger.acked.insert(
                     body,
                     SentApp {
@@ -201,7 +197,7 @@ impl Sim {
                 if let Some(rec) = self.w.slots[i]
                     .dev
                     .as_ref()
-                    .and_then(|d| d.core().group.members.get(&id))
+                    .and_then(|d| d.core().group().member(&id))
                 {
                     self.ledger
                         .sponsor
@@ -278,7 +274,7 @@ impl Sim {
         let name = self.w.slots[i].name.clone();
         self.note(format!("{name} keyring change {addr}"));
         if let Some(dev) = self.w.slots[i].dev.as_ref() {
-            self.ledger.check_state(&name, &dev.core().group)?;
+            self.ledger.check_state(&name, dev.core().group())?;
         }
         Ok(())
     }

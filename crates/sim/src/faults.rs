@@ -3,11 +3,13 @@
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use sma_proto::device::{build_announcement, verify_announcement, CoreState, Identity, Member};
+use sma_proto::core::CoreState;
+use sma_proto::device::{build_announcement, verify_announcement, Identity};
 use sma_proto::envelope::{Envelope, Kind};
 use sma_proto::hlc::Hlc;
 use sma_proto::payload::AnnouncedState;
 use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus, PeerState};
+use sma_proto::{Engine, Timestamp};
 
 use crate::scenario::Sim;
 use crate::world::{load_identity, Kind as SlotKind};
@@ -186,7 +188,19 @@ impl Sim {
                 })
                 .unwrap_or_default()
         };
-        let mut core = CoreState::default();
+        let me = Identity {
+            id: info.id.clone(),
+            account: info.account.clone(),
+            key,
+        };
+        let ts = Timestamp::from_ms(now_ms);
+        let mut rogue = Engine::new(me, CoreState::default()).map_err(|e| format!("rogue: {e}"))?;
+        let forge = |rogue: &mut Engine, change: Change| {
+            rogue
+                .commit(change, ts)
+                .map(|_| ())
+                .map_err(|e| format!("rogue commit: {e}"))
+        };
         for env in &anns {
             let Ok((ann, cert)) = verify_announcement(env) else {
                 continue;
@@ -194,62 +208,57 @@ impl Sim {
             if ann.device_id == info.id {
                 continue;
             }
-            core.group.apply(&Change::Member(MemberRecord {
-                id: ann.device_id.clone(),
-                fingerprint: cert.fingerprint().to_string(),
-                cert: ann.cert.clone(),
-                name: ann.name.clone(),
-                name_stamp: Hlc {
-                    ms: 0,
-                    counter: 0,
-                    device: ann.device_id.clone(),
-                },
-                status: MemberStatus::Active,
-                heartbeat: now,
-            }));
+            forge(
+                &mut rogue,
+                Change::Member(MemberRecord {
+                    id: ann.device_id.clone(),
+                    fingerprint: cert.fingerprint().to_string(),
+                    cert: ann.cert.clone(),
+                    name: ann.name.clone(),
+                    name_stamp: Hlc {
+                        ms: 0,
+                        counter: 0,
+                        device: ann.device_id.clone(),
+                    },
+                    status: MemberStatus::Active,
+                    heartbeat: now,
+                }),
+            )?;
         }
-        let me = Identity {
-            id: info.id.clone(),
-            account: info.account.clone(),
-            key,
-        };
-        let mut rogue = Member { me, core };
         let addr = format!("forged{}@evil.example", self.w.rng.gen_range(0..5));
         self.ledger.rogue_addrs.insert(addr.clone());
         let mut p = PeerState::new(&addr);
         p.last_seen = now;
         p.autocrypt_timestamp = now;
         p.public_key = Some("forged".into());
-        p.stamp = Some(rogue.stamp(now_ms));
-        rogue.change(now_ms, Change::Peer(p));
-        let stamp = rogue.stamp(now_ms);
-        rogue.change(
-            now_ms,
-            Change::Member(MemberRecord {
-                id: info.id.clone(),
-                fingerprint: rogue.me.fingerprint(),
-                cert: rogue.me.cert().to_armored(),
-                name: "rogue".into(),
-                name_stamp: stamp.clone(),
-                status: MemberStatus::Active,
-                heartbeat: now,
-            }),
-        );
-        rogue.change(
-            now_ms,
+        p.stamp = Some(rogue.stamp(ts));
+        forge(&mut rogue, Change::Peer(p))?;
+        let stamp = rogue.stamp(ts);
+        let own = MemberRecord {
+            id: info.id.clone(),
+            fingerprint: rogue.identity().fingerprint(),
+            cert: rogue.identity().cert().to_armored(),
+            name: "rogue".into(),
+            name_stamp: stamp.clone(),
+            status: MemberStatus::Active,
+            heartbeat: now,
+        };
+        forge(&mut rogue, Change::Member(own))?;
+        forge(
+            &mut rogue,
             Change::AccountKey(AccountKeyRecord {
                 generation: 99,
                 stamp,
                 fingerprint: "F".repeat(40),
                 secret: "forged".into(),
             }),
-        );
+        )?;
         let out = rogue
-            .outgoing_syncs(&mut rng, now)
+            .outgoing_syncs(&mut rng, ts, 86_400)
             .map_err(|e| format!("rogue seal: {e}"))?;
         let forged_ann = build_announcement(
             &mut rng,
-            &rogue.me,
+            rogue.identity(),
             "rogue",
             now,
             now,

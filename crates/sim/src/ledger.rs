@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine as _;
 use sma::{AppMessage, DeviceId};
 use sma_proto::envelope::{peek_marker, Kind};
-use sma_proto::state::{GroupState, MemberStatus, PeerState};
+use sma_proto::state::{
+    AccountKeyRecord, GroupState, Lww, MemberRecord, MemberStatus, PeerState, PreferEncrypt,
+};
 
 use crate::world::World;
 
@@ -100,7 +102,7 @@ impl Ledger {
     /// carries the device's real certificate, nothing a rogue wrote is in
     /// the keyring, and the account key is one a founder made.
     pub fn check_state(&self, who: &str, g: &GroupState) -> Result<(), String> {
-        for m in g.members.values() {
+        for m in g.members().values() {
             if m.status == MemberStatus::Active && !self.legit.contains(&m.id) {
                 return Err(format!(
                     "{who} lists {} as an active member, but it never paired",
@@ -118,7 +120,7 @@ impl Ledger {
                 return Err(format!("{who} lists unknown device {}", m.id));
             }
         }
-        if let Some(addr) = g.keyring.keys().find(|a| self.rogue_addrs.contains(*a)) {
+        if let Some(addr) = g.keyring().keys().find(|a| self.rogue_addrs.contains(*a)) {
             return Err(format!(
                 "{who} applied keyring entry {addr} forged by a non-member"
             ));
@@ -132,45 +134,58 @@ impl Ledger {
     }
 }
 
-/// The replicated part of a group state: member heartbeats are read by
-/// each device from the announcements (not replicated as ops), so they are
-/// left out of comparisons.
-pub fn replicated(g: &GroupState) -> GroupState {
-    let mut g = g.clone();
-    for m in g.members.values_mut() {
-        m.heartbeat = 0;
-    }
-    g
+/// The part of a group state every live member must agree on: the whole
+/// replicated state (records, keyring entries and account keys written by
+/// devices removed since included: relaying makes them converge too),
+/// except what stranded joiners wrote, whom no live member can ever accept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comparable {
+    members: BTreeMap<DeviceId, MemberRecord>,
+    keyring: BTreeMap<String, PeerState>,
+    account_keys: BTreeMap<u32, AccountKeyRecord>,
+    prefer_encrypt: Lww<PreferEncrypt>,
 }
 
-/// The honest devices that are members by their own account, with the
-/// replicated part of their state.
+/// The honest devices that are members by their own account, with their
+/// state.
 pub fn live_states(w: &World) -> Vec<(DeviceId, GroupState)> {
     w.slots
         .iter()
         .filter(|s| s.is_member())
         .filter_map(|s| {
             let d = s.dev.as_ref()?;
-            Some((d.id().clone(), replicated(&d.core().group)))
+            Some((d.id().clone(), d.core().group().clone()))
         })
         .collect()
 }
 
 impl Ledger {
-    /// Devices whose writes may legitimately be missing somewhere (the
-    /// residue of §10.5 of the protocol): those a removal or leave was
-    /// attempted for, and joiners *stranded* because the member that
-    /// admitted them is among those and its admission did not reach every
-    /// live member (nothing ever will tell the others about them).
-    pub fn gone(&self, live: &[(DeviceId, GroupState)]) -> BTreeSet<DeviceId> {
-        let mut gone = self.removal_attempted.clone();
+    /// Devices that are not live members at the end: those some member's
+    /// state lists as removed (they may not know it yet: their notice can
+    /// be deleted by the provider), those that found themselves removed or
+    /// left, and joiners *stranded* because the member that admitted them
+    /// is among those and its admission reached no live member while it
+    /// could still vouch for them.
+    pub fn gone(
+        &self,
+        all: &[(DeviceId, GroupState)],
+        departed: &BTreeSet<DeviceId>,
+    ) -> BTreeSet<DeviceId> {
+        let mut gone = departed.clone();
+        for (_, g) in all {
+            for m in g.members().values() {
+                if m.status >= MemberStatus::Stale {
+                    gone.insert(m.id.clone());
+                }
+            }
+        }
         loop {
             let mut grew = false;
             for (j, sponsor) in &self.sponsor {
                 if gone.contains(j) || !gone.contains(sponsor) {
                     continue;
                 }
-                let known = live
+                let known = all
                     .iter()
                     .filter(|(id, _)| !gone.contains(id) && id != j)
                     .all(|(_, g)| g.status_of(j) == Some(MemberStatus::Active));
@@ -185,43 +200,88 @@ impl Ledger {
         }
     }
 
-    /// The part of a state every live member must agree on: without the
-    /// records of `gone` devices and the records, keyring entries and
-    /// account keys they wrote.
-    pub fn comparable(&self, g: &GroupState, gone: &BTreeSet<DeviceId>) -> GroupState {
-        let mut g = replicated(g);
-        g.members
-            .retain(|id, m| !gone.contains(id) && !gone.contains(&m.name_stamp.device));
+    /// The live members at the end, each with its state and the part of
+    /// it all must agree on.
+    pub fn comparable_live(&self, w: &World) -> Vec<(DeviceId, GroupState, Comparable)> {
+        let all = live_states(w);
+        let gone = self.gone(&all, &departed(w));
+        let stranded = self.stranded(&all, &gone);
+        all.iter()
+            .filter(|(id, _)| !gone.contains(id))
+            .map(|(id, g)| (id.clone(), g.clone(), self.comparable(g, &stranded)))
+            .collect()
+    }
+
+    /// Joiners nobody live will ever accept (their sponsor is gone and its
+    /// admission did not spread): what they wrote is left out.
+    fn stranded(
+        &self,
+        all: &[(DeviceId, GroupState)],
+        gone: &BTreeSet<DeviceId>,
+    ) -> BTreeSet<DeviceId> {
+        self.sponsor
+            .keys()
+            .filter(|j| gone.contains(*j))
+            .filter(|j| {
+                !all.iter()
+                    .filter(|(id, _)| !gone.contains(id))
+                    .all(|(_, g)| g.member(j).is_some())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The comparable part of a state, without what `stranded` devices wrote.
+    pub fn comparable(&self, g: &GroupState, stranded: &BTreeSet<DeviceId>) -> Comparable {
+        let mut members = g.members().clone();
+        members.retain(|id, m| !stranded.contains(id) && !stranded.contains(&m.name_stamp.device));
+        let mut keyring = g.keyring().clone();
         for (origin, p) in &self.keyring {
-            if gone.contains(origin) {
-                g.keyring.remove(&p.addr);
+            if stranded.contains(origin) {
+                keyring.remove(&p.addr);
             }
         }
-        g.account_keys
-            .retain(|_, k| !gone.contains(&k.stamp.device));
-        g
+        let mut account_keys = g.account_keys().clone();
+        account_keys.retain(|_, k| !stranded.contains(&k.stamp.device));
+        Comparable {
+            members,
+            keyring,
+            account_keys,
+            prefer_encrypt: g.prefer_encrypt().clone(),
+        }
     }
+}
+
+/// Devices that found themselves removed or left.
+fn departed(w: &World) -> BTreeSet<DeviceId> {
+    w.slots
+        .iter()
+        .filter(|s| s.gone)
+        .filter_map(|s| s.id.clone())
+        .collect()
 }
 
 /// The final checks, once the world is quiet.
 pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
     let all = live_states(w);
-    let gone = ledger.gone(&all);
+    let gone = ledger.gone(&all, &departed(w));
+    let stranded = ledger.stranded(&all, &gone);
     let live: Vec<(DeviceId, GroupState)> = all
-        .into_iter()
+        .iter()
         .filter(|(id, _)| !gone.contains(id))
+        .cloned()
         .collect();
     let Some((first_id, first)) = live.first() else {
         return Err("no live member at the end".into());
     };
-    let want = ledger.comparable(first, &gone);
+    let want = ledger.comparable(first, &stranded);
     for (id, g) in &live {
         ledger.check_state(id.as_str(), g)?;
-        let got = ledger.comparable(g, &gone);
+        let got = ledger.comparable(g, &stranded);
         if got != want {
             return Err(format!(
                 "states did not converge: {first_id} and {id} differ\n{}",
-                describe_difference(&want, &got)
+                describe_difference(first, g)
             ));
         }
     }
@@ -236,15 +296,18 @@ pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
             ));
         }
     }
-    for (id, _) in ledger.removed.iter().filter(|(_, by)| !gone.contains(*by)) {
-        if live_ids.contains(id) {
-            return Err(format!("{id} was removed but still acts as a member"));
-        }
-        if first.status_of(id) != Some(MemberStatus::Removed) {
-            return Err(format!("{id} was removed but is not removed everywhere"));
+    // A removal `remove` reported is held by every live member: relaying
+    // delivers it even when the provider deleted the remover's messages.
+    for id in ledger.removed.keys() {
+        for (member, g) in &live {
+            if g.status_of(id) != Some(MemberStatus::Removed) {
+                return Err(format!(
+                    "{id} was removed (reported by `remove`) but live member {member} does not hold the removal"
+                ));
+            }
         }
     }
-    check_keyring(ledger, first, &gone)?;
+    check_keyring(ledger, first, &gone, &stranded)?;
     // Every acknowledged application message reached each live recipient
     // exactly once, unless the server lost it.
     let lost = lost_message_ids(w);
@@ -272,11 +335,19 @@ pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
 /// Every keyring change committed by a device that stayed a member reached
 /// the live members: their entry equals the merge of those changes, or, where
 /// a removed device also wrote, contains it.
-fn check_keyring(ledger: &Ledger, g: &GroupState, gone: &BTreeSet<DeviceId>) -> Result<(), String> {
+fn check_keyring(
+    ledger: &Ledger,
+    g: &GroupState,
+    gone: &BTreeSet<DeviceId>,
+    stranded: &BTreeSet<DeviceId>,
+) -> Result<(), String> {
     let mut want: BTreeMap<&str, PeerState> = BTreeMap::new();
     let mut touched_by_gone: BTreeSet<&str> = BTreeSet::new();
     for (origin, p) in &ledger.keyring {
-        if gone.contains(origin) {
+        // A device that is gone may have written ops no one received
+        // before it went; what any live member received, all hold (the
+        // states are equal, checked above).
+        if gone.contains(origin) || stranded.contains(origin) {
             touched_by_gone.insert(&p.addr);
             continue;
         }
@@ -290,7 +361,7 @@ fn check_keyring(ledger: &Ledger, g: &GroupState, gone: &BTreeSet<DeviceId>) -> 
         }
     }
     for (addr, want) in &want {
-        let Some(got) = g.keyring.get(*addr) else {
+        let Some(got) = g.keyring().get(*addr) else {
             return Err(format!(
                 "acknowledged keyring change for {addr} did not reach the live members"
             ));
@@ -329,29 +400,29 @@ fn same_peer(a: &PeerState, b: &PeerState) -> bool {
 
 pub(crate) fn describe_difference(a: &GroupState, b: &GroupState) -> String {
     let mut out = String::new();
-    if a.members != b.members {
+    if a.members() != b.members() {
         out += &format!(
             "members: {:?}\n   vs    {:?}\n",
-            a.members
+            a.members()
                 .values()
                 .map(|m| (m.id.as_str(), m.status))
                 .collect::<Vec<_>>(),
-            b.members
+            b.members()
                 .values()
                 .map(|m| (m.id.as_str(), m.status))
                 .collect::<Vec<_>>()
         );
-        for (id, ma) in &a.members {
-            if let Some(mb) = b.members.get(id) {
+        for (id, ma) in a.members() {
+            if let Some(mb) = b.members().get(id) {
                 if ma != mb {
                     out += &format!("  record {id}: {ma:?}\n     vs {mb:?}\n");
                 }
             }
         }
     }
-    if a.keyring != b.keyring {
-        let ka: BTreeSet<_> = a.keyring.keys().collect();
-        let kb: BTreeSet<_> = b.keyring.keys().collect();
+    if a.keyring() != b.keyring() {
+        let ka: BTreeSet<_> = a.keyring().keys().collect();
+        let kb: BTreeSet<_> = b.keyring().keys().collect();
         out += &format!(
             "keyring: {} vs {} entries; only left {:?}, only right {:?}\n",
             ka.len(),
@@ -360,10 +431,10 @@ pub(crate) fn describe_difference(a: &GroupState, b: &GroupState) -> String {
             kb.difference(&ka).collect::<Vec<_>>()
         );
     }
-    if a.account_keys != b.account_keys {
+    if a.account_keys() != b.account_keys() {
         out += "account keys differ\n";
     }
-    if a.prefer_encrypt != b.prefer_encrypt {
+    if a.prefer_encrypt() != b.prefer_encrypt() {
         out += "prefer-encrypt differs\n";
     }
     out

@@ -360,17 +360,16 @@ impl Sim {
         ))
     }
 
-    /// The live members' comparable states (see [`Ledger::comparable`]).
-    fn comparable_states(&self) -> Vec<(sma::DeviceId, sma_proto::state::GroupState)> {
-        let all = crate::ledger::live_states(&self.w);
-        let gone = self.ledger.gone(&all);
-        all.into_iter()
-            .filter(|(id, _)| !gone.contains(id))
-            .map(|(id, g)| {
-                let g = self.ledger.comparable(&g, &gone);
-                (id, g)
-            })
-            .collect()
+    /// The live members' states and their comparable parts (see
+    /// [`crate::ledger::Ledger::comparable`]).
+    fn comparable_states(
+        &self,
+    ) -> Vec<(
+        sma::DeviceId,
+        sma_proto::state::GroupState,
+        crate::ledger::Comparable,
+    )> {
+        self.ledger.comparable_live(&self.w)
     }
 
     /// Describes how the live members' states differ.
@@ -378,7 +377,7 @@ impl Sim {
         let states = self.comparable_states();
         let mut out = String::new();
         for p in states.windows(2) {
-            if p[0].1 != p[1].1 {
+            if p[0].2 != p[1].2 {
                 out += &format!(
                     "{} vs {}:\n{}",
                     p[0].0,
@@ -393,7 +392,7 @@ impl Sim {
     fn converged(&self) -> bool {
         self.comparable_states()
             .windows(2)
-            .all(|p| p[0].1 == p[1].1)
+            .all(|p| p[0].2 == p[1].2)
     }
 
     /// Starts operations on idle devices.
@@ -439,7 +438,7 @@ impl Sim {
                     .as_ref()
                     .map(|d| {
                         d.core()
-                            .group
+                            .group()
                             .active_members()
                             .filter(|m| &m.id != d.id())
                             .map(|m| m.id.clone())
@@ -494,7 +493,7 @@ impl Sim {
         let me = dev.id().clone();
         let others: Vec<_> = dev
             .core()
-            .group
+            .group()
             .active_members()
             .map(|m| m.id.clone())
             .filter(|id| id != &me)

@@ -17,7 +17,7 @@ use sma::round::SyncReport;
 use sma::{AppMessage, Device, DeviceId, SendReport, ServerConfig};
 use sma_crypto::{DeviceKey, PairingCode};
 use sma_imap::Transport;
-use sma_proto::device::CoreState;
+use sma_proto::core::CoreState;
 use sma_proto::folders::Layout;
 use sma_store::Store;
 

@@ -1,6 +1,8 @@
 //! The announcements folder: reading, verifying and replacing announcements.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use sma_proto::engine::liveness::HEARTBEAT_FUTURE_SLACK_SECS;
 
 use sma_imap::{ImapError, Transport, Uid, UidRange};
 use sma_proto::device::{build_announcement, verify_announcement};
@@ -105,18 +107,32 @@ async fn read_all_in<T: Transport>(
     Ok(Some(out))
 }
 
-/// The newest announcement per device (by heartbeat, then UID).
-pub fn latest_per_device(all: &[SeenAnnouncement]) -> BTreeMap<DeviceId, SeenAnnouncement> {
+/// The newest announcement per device: by heartbeat (clamped to 24 h after
+/// `now`, so a far-future heartbeat does not win), then UID.
+pub fn latest_per_device(
+    all: &[SeenAnnouncement],
+    now: u64,
+) -> BTreeMap<DeviceId, SeenAnnouncement> {
+    let clamp = |s: &SeenAnnouncement| s.ann.heartbeat.min(now + HEARTBEAT_FUTURE_SLACK_SECS);
     let mut map: BTreeMap<DeviceId, SeenAnnouncement> = BTreeMap::new();
     for s in all {
         match map.get(&s.ann.device_id) {
-            Some(cur) if (cur.ann.heartbeat, cur.uid) >= (s.ann.heartbeat, s.uid) => {}
+            Some(cur) if (clamp(cur), cur.uid) >= (clamp(s), s.uid) => {}
             _ => {
                 map.insert(s.ann.device_id.clone(), s.clone());
             }
         }
     }
     map
+}
+
+/// The fingerprints of the keys `id` is announced under (more than one: a
+/// look-alike announcement, PROTOCOL 18.2).
+pub fn fingerprints_of(all: &[SeenAnnouncement], id: &DeviceId) -> BTreeSet<String> {
+    all.iter()
+        .filter(|s| &s.ann.device_id == id)
+        .map(|s| s.fingerprint.clone())
+        .collect()
 }
 
 impl Device {
@@ -131,7 +147,7 @@ impl Device {
         let now = self.now();
         let bytes = build_announcement(
             &mut self.rng,
-            &self.member.me,
+            self.engine.identity(),
             &self.info.name,
             self.info.created,
             now,
@@ -164,7 +180,7 @@ impl Device {
         let Some(all) = read_all_for_update(t, &folder).await? else {
             return Ok(());
         };
-        let me = self.member.me.fingerprint();
+        let me = self.engine.identity().fingerprint();
         let own: Vec<Uid> = all
             .iter()
             .filter(|s| s.ann.device_id == self.info.id && s.fingerprint == me)

@@ -22,8 +22,8 @@ impl Device {
         self.require_member()?;
         let mut n = 0;
         for peer in peers {
-            let now_ms = self.now_ms();
-            self.member.change(now_ms, Change::Peer(peer));
+            let now = self.timestamp();
+            self.engine.commit(Change::Peer(peer), now)?;
             n += 1;
         }
         self.save()?;

@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A source of wall-clock time.
+/// A source of time: the wall clock the protocol reads, and the monotonic
+/// clock deadlines (timeouts of `pair`, `join`, `recv --wait`) are measured
+/// on.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
@@ -10,6 +12,17 @@ pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64 {
         self.now_ms() / 1000
+    }
+
+    /// Now on the monotonic clock (tokio's, so that tests with paused
+    /// time control it).
+    fn instant(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+
+    /// The monotonic instant `after` from now.
+    fn deadline(&self, after: std::time::Duration) -> tokio::time::Instant {
+        self.instant() + after
     }
 }
 

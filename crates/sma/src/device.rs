@@ -7,9 +7,10 @@ use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use sma_crypto::DeviceKey;
 use sma_imap::{ImapSession, Password};
-use sma_proto::device::{CoreState, Identity, Member};
+use sma_proto::core::CoreState;
+use sma_proto::device::Identity;
 use sma_proto::folders::{FolderNames, Layout};
-use sma_proto::DeviceId;
+use sma_proto::{DeviceId, Engine, Timestamp};
 use sma_store::{Durability, Store};
 
 use crate::clock::{Clock, SystemClock};
@@ -45,7 +46,7 @@ pub struct Device {
     pub(crate) home: PathBuf,
     pub(crate) store: Store,
     pub(crate) info: DeviceInfo,
-    pub(crate) member: Member,
+    pub(crate) engine: Engine,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Box<dyn CryptoRngCore + Send>,
 }
@@ -70,6 +71,35 @@ impl Device {
             });
         }
         let store = Store::open(&db_path)?;
+        let (info, key, core) = Self::load(&store, home, &db_path)?;
+        let me = Identity {
+            id: info.id.clone(),
+            account: info.account.clone(),
+            key,
+        };
+        let engine = Engine::new(me, core)?;
+        let mut dev = Device {
+            home: home.to_owned(),
+            engine,
+            store,
+            info,
+            clock,
+            rng,
+        };
+        if dev.engine.has_unsaved_ops() {
+            // Ops written by protocol version 1, signed just now.
+            dev.save()?;
+        }
+        Ok(dev)
+    }
+
+    /// Reads the device description, the device key and the protocol
+    /// state from the store.
+    fn load(
+        store: &Store,
+        home: &Path,
+        db_path: &Path,
+    ) -> Result<(DeviceInfo, DeviceKey, CoreState)> {
         let db = store.read();
         let info: DeviceInfo = db
             .meta("device")?
@@ -82,28 +112,14 @@ impl Device {
             crate::lifecycle::check_not_removed(home)?;
         }
         let key_bytes = db.secret("device_key")?.ok_or_else(|| {
-            Error::Server(format!(
+            Error::Local(format!(
                 "the device key is missing from {} — this device was wiped; run `sma init` with a fresh --home",
                 db_path.display()
             ))
         })?;
         let key = DeviceKey::from_bytes(&key_bytes).map_err(sma_proto::ProtoError::from)?;
         let core: CoreState = db.load_core()?.unwrap_or_default();
-        Ok(Device {
-            home: home.to_owned(),
-            member: Member {
-                me: Identity {
-                    id: info.id.clone(),
-                    account: info.account.clone(),
-                    key,
-                },
-                core,
-            },
-            store,
-            info,
-            clock,
-            rng,
-        })
+        Ok((info, key, core))
     }
 
     /// Our device id.
@@ -123,7 +139,12 @@ impl Device {
 
     /// The protocol state (group, bookkeeping).
     pub fn core(&self) -> &CoreState {
-        &self.member.core
+        self.engine.core()
+    }
+
+    /// The protocol engine (read-only: changes go through the device).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The group's layout.
@@ -165,19 +186,29 @@ impl Device {
 
     /// Saves configuration and protocol state in one transaction.
     pub(crate) fn save_with(&mut self, durability: Durability) -> Result<()> {
-        let info = serde_json::to_string(&self.info).unwrap_or_default();
+        let info = self.info_json()?;
         self.store
-            .save_core_with(&mut self.member.core, durability, |db| {
+            .save_core_with(self.engine.core_mut(), durability, |db| {
                 db.set_meta("device", &info).map_err(Error::from)
             })
     }
 
+    /// The device description as stored.
+    pub(crate) fn info_json(&self) -> Result<String> {
+        serde_json::to_string(&self.info).map_err(|source| Error::Encode {
+            what: "the device description",
+            source,
+        })
+    }
+
+    /// Wall-clock time now, in seconds.
     pub(crate) fn now(&self) -> u64 {
         self.clock.now()
     }
 
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+    /// Wall-clock time now, for the protocol core.
+    pub(crate) fn timestamp(&self) -> Timestamp {
+        Timestamp::from_ms(self.clock.now_ms())
     }
 }
 

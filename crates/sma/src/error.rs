@@ -56,8 +56,8 @@ pub enum Error {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A protocol error on our own data.
-    #[error("protocol error: {0}")]
+    /// A protocol error.
+    #[error("protocol error")]
     Proto(#[from] ProtoError),
     /// No device lives in this home yet.
     #[error("no sma device in {home} — run `sma init` first (or pass the right --home)")]
@@ -121,6 +121,27 @@ pub enum Error {
     /// The server holds something we cannot work with.
     #[error("{0}")]
     Server(String),
+    /// Something on this machine is wrong (a damaged home, say).
+    #[error("{0}")]
+    Local(String),
+    /// A value of ours could not be encoded for the store.
+    #[error("cannot encode {what} for the local store")]
+    Encode {
+        /// What.
+        what: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// One device id is announced under two different keys: one of them
+    /// is an impostor, so pairing it is refused.
+    #[error("device {device_id} is announced under two different keys ({}); one of them is an impostor — compare the fingerprint `sma init` or `sma join` printed on the new device, and remove the impostor's announcement or pair with --device after checking", fingerprints.join(" and "))]
+    LookAlike {
+        /// The device id.
+        device_id: String,
+        /// The fingerprints it is announced under.
+        fingerprints: Vec<String>,
+    },
     /// A command whose implementation has not landed yet.
     #[error("`sma {0}` is not implemented in this version yet")]
     NotImplemented(&'static str),

@@ -2,6 +2,8 @@
 //! notifications in the JSON-RPC server).
 
 use serde::Serialize;
+use sma_proto::engine::StateEvent;
+use sma_proto::DeviceId;
 
 /// An application message delivered to this device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -25,8 +27,8 @@ pub struct AppMessage {
 pub enum Event {
     /// Ops from a peer were applied.
     Applied {
-        /// Sender device id.
-        from: String,
+        /// The device whose message carried them.
+        from: DeviceId,
         /// Number of new ops.
         ops: usize,
     },
@@ -35,14 +37,14 @@ pub enum Event {
     /// A device became an active member.
     DeviceAdded {
         /// The device.
-        device_id: String,
+        device_id: DeviceId,
         /// Its name.
         name: String,
     },
     /// A device was removed from the group.
     DeviceRemoved {
         /// The device.
-        device_id: String,
+        device_id: DeviceId,
     },
     /// A correspondent's key or the account key changed.
     KeyUpdated {
@@ -54,4 +56,15 @@ pub enum Event {
         /// Attempts it took.
         attempts: u32,
     },
+}
+
+impl From<StateEvent> for Event {
+    fn from(e: StateEvent) -> Event {
+        match e {
+            StateEvent::Applied { from, ops } => Event::Applied { from, ops },
+            StateEvent::DeviceAdded { device_id, name } => Event::DeviceAdded { device_id, name },
+            StateEvent::DeviceRemoved { device_id } => Event::DeviceRemoved { device_id },
+            StateEvent::KeyUpdated { addr } => Event::KeyUpdated { addr },
+        }
+    }
 }

@@ -1,26 +1,25 @@
 //! Expiry: members silent for longer than the policy become `stale` and then
 //! `removed` (two ops, replicated like any change), and their folders go.
 //!
-//! Silence is measured from the device's *own* last heartbeat: the newer of
-//! the `heartbeat` in its latest announcement (signed by its device key) and
-//! the heartbeat in its member record — never from when this device last
-//! synced. Pending devices that never paired are cleaned up after the same
-//! silence, and leftovers of removed devices (an announcement or inbox that
-//! reappeared) are deleted whenever expiry runs.
+//! Silence is measured from the device's newest *authenticated* sign of
+//! life: the `sent_at` of its sealed messages, the signs of life other
+//! members relay, and the heartbeats of announcements signed with its own
+//! key — never from when this device last synced, and never from what the
+//! provider could delete (PROTOCOL 14). The engine decides; this module
+//! reads the announcements and cleans up the folders.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use sma_imap::Transport;
+use sma_proto::engine::liveness::{Cleanup, HEARTBEAT_FUTURE_SLACK_SECS};
 use sma_proto::folders::ANNOUNCE_BASE;
 use sma_proto::payload::AnnouncedState;
-use sma_proto::state::{Change, MemberStatus};
 use sma_proto::DeviceId;
 use tracing::{debug, info};
 
 use crate::announce::{self, SeenAnnouncement};
 use crate::device::Device;
 use crate::error::Result;
-use crate::lifecycle::HEARTBEAT_FUTURE_SLACK_SECS;
 
 /// How long a device has been silent at `now`, given its last heartbeat.
 pub fn silence(now: u64, last_heartbeat: u64) -> u64 {
@@ -36,93 +35,50 @@ impl Device {
         t: &mut T,
         policy: u64,
     ) -> Result<Vec<String>> {
-        let now = self.now();
+        let now = self.timestamp();
         let anns = announce::read_all(t, &self.info.folders.announce())
             .await?
             .unwrap_or_default();
-        let me = self.id().clone();
-        // Newest trusted heartbeat per (device, fingerprint).
-        let mut heard: BTreeMap<(DeviceId, String), u64> = BTreeMap::new();
-        for s in &anns {
-            let hb = s.ann.heartbeat.min(now + HEARTBEAT_FUTURE_SLACK_SECS);
-            let e = heard
-                .entry((s.ann.device_id.clone(), s.fingerprint.clone()))
-                .or_insert(0);
-            *e = (*e).max(hb);
-        }
-        let mut removed: Vec<String> = Vec::new();
-        let mut cleanup: BTreeSet<DeviceId> = BTreeSet::new();
-        let records: Vec<_> = self
-            .member
-            .core
-            .group
-            .members
+        self.engine.note_announcements(
+            anns.iter()
+                .map(|s| (&s.ann.device_id, s.fingerprint.as_str(), s.ann.heartbeat)),
+            now,
+        );
+        let expired = self.engine.expire(now, policy)?;
+        let latest = announce::latest_per_device(&anns, now.as_secs());
+        let pending = latest
             .values()
-            .filter(|r| r.id != me)
-            .cloned()
-            .collect();
-        for rec in records {
-            if rec.status == MemberStatus::Removed {
-                cleanup.insert(rec.id.clone());
-                continue;
-            }
-            let announced = heard
-                .get(&(rec.id.clone(), rec.fingerprint.clone()))
-                .copied()
-                .unwrap_or(0);
-            let last = rec.heartbeat.max(announced);
-            if let Some(mine) = self.member.core.group.members.get_mut(&rec.id) {
-                // Heartbeats are read from announcements, not replicated as ops.
-                mine.heartbeat = last;
-            }
-            if silence(now, last) <= policy {
-                continue;
-            }
-            info!(device = %rec.id, silent_secs = silence(now, last), policy, "device expired");
-            let now_ms = self.now_ms();
-            let mut rec = rec;
-            if rec.status == MemberStatus::Active {
-                rec.status = MemberStatus::Stale;
-                self.member.change(now_ms, Change::Member(rec.clone()));
-            }
-            rec.status = MemberStatus::Removed;
-            self.member.change(now_ms, Change::Member(rec.clone()));
-            removed.push(rec.id.to_string());
-            cleanup.insert(rec.id);
-        }
-        // Pending devices that never paired and went silent.
-        for (id, s) in announce::latest_per_device(&anns) {
-            if id == me
-                || s.ann.state != AnnouncedState::Pending
-                || self.member.core.group.status_of(&id).is_some()
-            {
-                continue;
-            }
-            let hb = heard
-                .get(&(id.clone(), s.fingerprint.clone()))
-                .copied()
-                .unwrap_or(s.ann.heartbeat);
-            if silence(now, hb) > policy {
-                info!(device = %id, "pending device silent past the policy; cleaned up");
-                removed.push(id.to_string());
-                cleanup.insert(id);
-            }
-        }
+            .filter(|s| s.ann.state == AnnouncedState::Pending)
+            .map(|s| {
+                let hb = s
+                    .ann
+                    .heartbeat
+                    .min(now.as_secs() + HEARTBEAT_FUTURE_SLACK_SECS);
+                (&s.ann.device_id, hb)
+            });
+        let silent = self.engine.silent_pending(pending, now, policy);
         self.save()?;
         self.expiry_checked()?;
-        // Folders only after the ops are durably recorded.
-        if !cleanup.is_empty() {
-            self.clean_up_folders(t, &anns, &cleanup).await?;
+        for id in &silent {
+            info!(device = %id, "pending device silent past the policy; cleaned up");
         }
-        Ok(removed)
+        // Folders only after the ops are durably recorded.
+        self.clean_up_folders(t, &anns, &silent).await?;
+        Ok(expired
+            .iter()
+            .chain(&silent)
+            .map(|id| id.to_string())
+            .collect())
     }
 
-    /// Deletes the announcements and inboxes of `ids` that still exist.
+    /// Deletes the folders of silent pending devices; for removed members,
+    /// deletes their announcements and keeps their inbox with our removal
+    /// notice for a while, then deletes it too.
     async fn clean_up_folders<T: Transport>(
         &mut self,
         t: &mut T,
         anns: &[SeenAnnouncement],
-        ids: &BTreeSet<DeviceId>,
+        silent_pending: &BTreeSet<DeviceId>,
     ) -> Result<()> {
         let pattern = format!("{}{}*", self.info.folders.prefix, ANNOUNCE_BASE);
         let inboxes: BTreeSet<DeviceId> = t
@@ -131,17 +87,27 @@ impl Device {
             .into_iter()
             .filter_map(|f| self.info.folders.inbox_owner(&f.name))
             .collect();
-        for id in ids {
-            let announced: Vec<SeenAnnouncement> = anns
-                .iter()
-                .filter(|s| &s.ann.device_id == id)
-                .cloned()
-                .collect();
-            if announced.is_empty() && !inboxes.contains(id) {
-                continue;
+        let announced = |id: &DeviceId| anns.iter().any(|s| &s.ann.device_id == id);
+        for id in silent_pending {
+            self.delete_device_folders(t, anns, id).await?;
+        }
+        for cleanup in self.engine.removed_cleanup(self.timestamp()) {
+            match cleanup {
+                Cleanup::Notify(id) => {
+                    if announced(&id) {
+                        self.delete_announcements_of(t, anns, &id).await?;
+                    }
+                    if inboxes.contains(&id) {
+                        self.leave_removal_notice(t, &id).await?;
+                    }
+                }
+                Cleanup::Delete(id) => {
+                    if announced(&id) || inboxes.contains(&id) {
+                        debug!(device = %id, "deleting the folders of a removed device");
+                        self.delete_device_folders(t, anns, &id).await?;
+                    }
+                }
             }
-            debug!(device = %id, "deleting the folders of a removed or expired device");
-            self.delete_device_folders(t, &announced, id).await?;
         }
         Ok(())
     }

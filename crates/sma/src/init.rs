@@ -8,11 +8,12 @@ use rand_core::CryptoRngCore;
 use serde::Serialize;
 use sma_crypto::{AccountKey, DeviceKey};
 use sma_imap::{ImapSession, Password, Transport};
-use sma_proto::device::{build_announcement, CoreState, Identity, Member};
+use sma_proto::core::CoreState;
+use sma_proto::device::{build_announcement, Identity};
 use sma_proto::folders::{FolderNames, Layout};
 use sma_proto::payload::AnnouncedState;
-use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus};
 use sma_proto::DeviceId;
+use sma_proto::{Engine, Timestamp};
 use sma_store::{Durability, Store};
 use tracing::info;
 
@@ -60,6 +61,9 @@ pub struct InitReport {
     pub account: String,
     /// Our folders.
     pub folders: InitFolders,
+    /// The start of our key fingerprint, for the person pairing this device
+    /// to compare with what `sma pair` shows.
+    pub fingerprint: String,
 }
 
 /// Refuses a home that already holds a device.
@@ -115,15 +119,13 @@ pub async fn init_on<T: Transport>(
     let now = clock.now();
     let key =
         DeviceKey::generate(&mut rng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
-    let mut member = Member {
-        me: Identity {
-            id: id.clone(),
-            account: opts.server.user.clone(),
-            key,
-        },
-        core: CoreState::default(),
+    let me = Identity {
+        id: id.clone(),
+        account: opts.server.user.clone(),
+        key,
     };
     let mut role;
+    let mut engine;
     if group_exists {
         // Follow the group's layout.
         if let Some(l) = existing.iter().flatten().map(|s| s.ann.layout).next_back() {
@@ -132,7 +134,7 @@ pub async fn init_on<T: Transport>(
         create_unsubscribed(t, &folders.inbox(&id)).await?;
         let bytes = build_announcement(
             &mut rng,
-            &member.me,
+            &me,
             &opts.name,
             now,
             now,
@@ -142,13 +144,14 @@ pub async fn init_on<T: Transport>(
         )?;
         t.append(&folders.announce(), &[], &bytes).await?;
         role = Role::Pending;
+        engine = Engine::new(me, CoreState::default())?;
     } else {
         create_unsubscribed(t, &folders.announce()).await?;
         create_unsubscribed(t, &folders.inbox(&id)).await?;
-        found_state(&mut member, &opts, now, clock.now_ms(), &mut rng)?;
+        engine = found_state(me, &opts, Timestamp::from_ms(clock.now_ms()), &mut rng)?;
         let bytes = build_announcement(
             &mut rng,
-            &member.me,
+            engine.identity(),
             &opts.name,
             now,
             now,
@@ -169,7 +172,7 @@ pub async fn init_on<T: Transport>(
         role,
         announced_at: now,
     };
-    write_home(&opts.home, &info, &mut member)?;
+    write_home(&opts.home, &info, &mut engine)?;
     if role == Role::Founder {
         tokio::time::sleep(FOUNDER_SETTLE).await;
         let mut dev = Device::open_with(&opts.home, clock, rng)?;
@@ -177,7 +180,9 @@ pub async fn init_on<T: Transport>(
             role = Role::Pending;
         }
     }
+    let fingerprint = crate::pair::short_fingerprint(&engine.identity().fingerprint());
     Ok(InitReport {
+        fingerprint,
         device_id: id.to_string(),
         role,
         account: opts.server.user.clone(),
@@ -188,40 +193,20 @@ pub async fn init_on<T: Transport>(
     })
 }
 
-/// The founder's initial state: itself as the only active member, and the account key.
+/// The founder's initial state: itself as the only active member, and the
+/// account key (generated, or imported from a Setup Message).
 fn found_state(
-    member: &mut Member,
+    me: Identity,
     opts: &InitOptions,
-    now: u64,
-    now_ms: u64,
+    now: Timestamp,
     rng: &mut Box<dyn CryptoRngCore + Send>,
-) -> Result<()> {
+) -> Result<Engine> {
     let account_key = match &opts.account_key {
         Some(k) => k.clone(),
-        None => AccountKey::generate(rng, &opts.server.user, now)
+        None => AccountKey::generate(rng, &opts.server.user, now.as_secs())
             .map_err(sma_proto::ProtoError::from)?,
     };
-    let stamp = member.stamp(now_ms);
-    let record = MemberRecord {
-        id: member.me.id.clone(),
-        fingerprint: member.me.fingerprint(),
-        cert: member.me.cert().to_armored(),
-        name: opts.name.clone(),
-        name_stamp: stamp.clone(),
-        status: MemberStatus::Active,
-        heartbeat: now,
-    };
-    member.change(now_ms, Change::Member(record));
-    member.change(
-        now_ms,
-        Change::AccountKey(AccountKeyRecord {
-            generation: 1,
-            stamp,
-            fingerprint: account_key.fingerprint().to_string(),
-            secret: account_key.to_armored_secret(),
-        }),
-    );
-    Ok(())
+    Ok(Engine::found(me, &opts.name, &account_key, now)?)
 }
 
 /// Creates a folder (idempotently) and makes sure it is not subscribed.
@@ -238,7 +223,7 @@ pub(crate) async fn create_unsubscribed<T: Transport>(t: &mut T, folder: &str) -
     Ok(())
 }
 
-fn write_home(home: &Path, info: &DeviceInfo, member: &mut Member) -> Result<()> {
+fn write_home(home: &Path, info: &DeviceInfo, engine: &mut Engine) -> Result<()> {
     let io = |source| Error::Io {
         path: home.to_owned(),
         source,
@@ -250,9 +235,12 @@ fn write_home(home: &Path, info: &DeviceInfo, member: &mut Member) -> Result<()>
         std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     let mut store = Store::open(&home.join(STORE_FILE))?;
-    let info_json = serde_json::to_string(info).unwrap_or_default();
-    let key = member.me.key.to_bytes();
-    store.save_core_with(&mut member.core, Durability::Flushed, |db| {
+    let info_json = serde_json::to_string(info).map_err(|source| Error::Encode {
+        what: "the device description",
+        source,
+    })?;
+    let key = engine.identity().key.to_bytes();
+    store.save_core_with(engine.core_mut(), Durability::Flushed, |db| {
         db.set_meta("device", &info_json)?;
         db.set_secret("device_key", &key)?;
         Ok::<_, Error>(())
@@ -264,7 +252,7 @@ impl Device {
     /// wins. If that is not us and nobody has paired
     /// with us yet, we step down to pending. Returns whether we stepped down.
     pub(crate) async fn resolve_founder_race<T: Transport>(&mut self, t: &mut T) -> Result<bool> {
-        if self.info.role != Role::Founder || !self.member.peers().is_empty() {
+        if self.info.role != Role::Founder || !self.engine.peers().is_empty() {
             return Ok(false);
         }
         let Some(all) = announce::read_all(t, &self.info.folders.announce()).await? else {
@@ -280,7 +268,7 @@ impl Device {
             Some(w) if w.ann.device_id != self.info.id => {
                 info!(winner = %w.ann.device_id, "another device founded the group at the same time and wins; this device becomes pending");
                 self.info.role = Role::Pending;
-                self.member.core = CoreState::default();
+                self.engine.reset();
                 self.save()?;
                 self.announce(t, AnnouncedState::Pending, false).await?;
                 Ok(true)

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sma_crypto::PairingCode;
-use sma_imap::{Transport, UidRange};
-use sma_proto::device::CoreState;
-use sma_proto::envelope::{peek_marker, Kind};
+use sma_imap::{Transport, Uid, UidRange};
+use sma_proto::envelope::{peek_marker, Body, Envelope, Kind};
 use sma_proto::pairing::{JoinerConfirmed, JoinerPairing};
-use sma_proto::payload::{AnnouncedState, PairAbort, PairConfirm, PairHello, PairWelcome, Welcome};
-use sma_proto::state::Change;
+use sma_proto::payload::{
+    self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairWelcome, Welcome,
+};
 use sma_proto::DeviceId;
 use tokio::time::Instant;
 
@@ -59,18 +59,22 @@ impl JoinProgress {
     }
 }
 
-/// Keyring entries installed between two `keyring` progress reports.
-const INSTALL_CHUNK: usize = 500;
-
-/// Size of the welcome from `member` waiting in the selected folder, if any.
-async fn welcome_size<T: Transport>(t: &mut T, member: &DeviceId) -> Result<Option<u64>> {
+/// Welcomes from `member` in the selected folder not looked at yet: UID
+/// and size, from the headers alone.
+async fn new_welcomes<T: Transport>(
+    t: &mut T,
+    member: &DeviceId,
+    seen: &std::collections::BTreeSet<Uid>,
+) -> Result<Vec<(Uid, u64)>> {
     let headers = t.fetch_headers(UidRange::all()).await?;
     Ok(headers
         .iter()
-        .find(|h| {
+        .filter(|h| !seen.contains(&h.uid))
+        .filter(|h| {
             peek_marker(&h.header).is_ok_and(|m| m.kind == Kind::PairWelcome && &m.from == member)
         })
-        .map(|h| u64::from(h.size)))
+        .map(|h| (h.uid, u64::from(h.size)))
+        .collect())
 }
 
 impl Device {
@@ -99,7 +103,7 @@ impl Device {
             _ => return Err(Error::AlreadyMember),
         }
         let deadline = Deadline {
-            at: Instant::now() + timeout,
+            at: self.clock.deadline(timeout),
             secs: timeout.as_secs(),
         };
         // 1. Answer the newest hello naming us.
@@ -109,7 +113,7 @@ impl Device {
             &mut self.rng,
             &self.info.account,
             &self.info.id,
-            &self.member.me.cert(),
+            &self.engine.identity().cert(),
             &hello.payload,
             code,
         )?;
@@ -135,11 +139,11 @@ impl Device {
         let welcome = self
             .await_welcome(t, &proof, &member_id, &deadline, &mut on_progress)
             .await?;
-        let welcome_msg = proof.open_welcome(&welcome.payload, &self.member.me.key)?;
+        let welcome_msg = proof.open_welcome(&welcome.payload, &self.engine.identity().key)?;
         t.delete_messages(&[welcome.uid]).await?;
         self.install_welcome(welcome_msg, &mut on_progress)?;
         self.announce(t, AnnouncedState::Member, false).await?;
-        let members = self.member.core.group.active_members().count();
+        let members = self.engine.group().active_members().count();
         Ok(JoinReport {
             event: "joined",
             device_id: self.info.id.to_string(),
@@ -173,8 +177,11 @@ impl Device {
                 }
                 return Ok(newest);
             }
-            deadline.check("a member device to run `sma pair` (no pairing request arrived)")?;
-            wait_for_change(t, deadline.at, Awaiting::Person).await?;
+            deadline.check(
+                &*self.clock,
+                "a member device to run `sma pair` (no pairing request arrived)",
+            )?;
+            wait_for_change(t, &*self.clock, deadline.at, Awaiting::Person).await?;
         }
     }
 
@@ -188,7 +195,7 @@ impl Device {
         deadline: &Deadline,
     ) -> Result<JoinerConfirmed> {
         let inbox = self.inbox();
-        let since = Instant::now();
+        let since = self.clock.instant();
         loop {
             t.select(&inbox).await?;
             let aborts: Vec<Found<PairAbort>> =
@@ -215,12 +222,14 @@ impl Device {
                     ))
                 });
             }
-            deadline.check("the member device to confirm the code")?;
-            wait_for_change(t, deadline.at, Awaiting::Answer { since }).await?;
+            deadline.check(&*self.clock, "the member device to confirm the code")?;
+            wait_for_change(t, &*self.clock, deadline.at, Awaiting::Answer { since }).await?;
         }
     }
 
-    /// Waits for the welcome of our attempt, reporting its download.
+    /// Waits for the welcome of our attempt, reporting its download. Each
+    /// welcome is downloaded once: one of another attempt is left alone
+    /// and not fetched again on the next poll.
     async fn await_welcome<T: Transport>(
         &mut self,
         t: &mut T,
@@ -230,94 +239,74 @@ impl Device {
         on_progress: &mut impl FnMut(&JoinProgress),
     ) -> Result<Found<PairWelcome>> {
         let inbox = self.inbox();
-        let since = Instant::now();
+        let since = self.clock.instant();
+        let mut seen = std::collections::BTreeSet::new();
         loop {
             t.select(&inbox).await?;
-            let size = welcome_size(t, member_id).await?;
-            if let Some(size) = size {
+            for (uid, size) in new_welcomes(t, member_id, &seen).await? {
+                seen.insert(uid);
                 on_progress(&JoinProgress::new("welcome", 0, size));
+                let Some(found) = fetch_welcome(t, uid).await? else {
+                    continue;
+                };
+                if &found.payload.attempt == proof.attempt() {
+                    on_progress(&JoinProgress::new("welcome", size, size));
+                    return Ok(found);
+                }
             }
-            let welcomes: Vec<Found<PairWelcome>> =
-                find_pairing(t, Kind::PairWelcome, Some(member_id)).await?;
-            if let Some(w) = welcomes
-                .into_iter()
-                .find(|w| &w.payload.attempt == proof.attempt())
-            {
-                let size = size.unwrap_or_default();
-                on_progress(&JoinProgress::new("welcome", size, size));
-                return Ok(w);
-            }
-            deadline.check("the welcome from the member device")?;
-            wait_for_change(t, deadline.at, Awaiting::Answer { since }).await?;
+            deadline.check(&*self.clock, "the welcome from the member device")?;
+            wait_for_change(t, &*self.clock, deadline.at, Awaiting::Answer { since }).await?;
         }
     }
 
+    /// Installs a welcome that opened: the joiner's engine is built from
+    /// it (the engine checks that it names us and keeps the protocol's
+    /// rules), then stored.
     fn install_welcome(
         &mut self,
         welcome: Welcome,
         on_progress: &mut impl FnMut(&JoinProgress),
     ) -> Result<()> {
-        if welcome.joiner_id != self.info.id
-            || !welcome.account.eq_ignore_ascii_case(&self.info.account)
-        {
-            return Err(Error::Server(
-                "the welcome names another device or account; ignored".into(),
-            ));
-        }
-        if !welcome
-            .state
-            .is_active_member(&self.info.id, &self.member.me.fingerprint())
-        {
-            return Err(Error::Server(
-                "the welcome does not list this device as a member; ignored".into(),
-            ));
-        }
-        if welcome.state.current_account_key().is_none() {
-            return Err(Error::Server(
-                "the welcome carries no account key; ignored".into(),
-            ));
-        }
-        let mut group = welcome.state;
-        let keyring = std::mem::take(&mut group.keyring);
-        let mut core = CoreState {
-            group,
-            ..CoreState::default()
-        };
-        core.book.received = welcome.received;
-        core.book.received.remove(&self.info.id);
-        // Tell every member what we have: the member that paired us assumed
-        // we installed its welcome, and the others do not know us yet.
-        core.book.ack_due = core
-            .group
-            .active_members()
-            .map(|m| m.id.clone())
-            .filter(|id| id != &self.info.id)
-            .collect();
-        for rec in core.group.members.values() {
-            core.clock.observe(&rec.name_stamp);
-        }
-        for rec in core.group.account_keys.values() {
-            core.clock.observe(&rec.stamp);
-        }
-        if let Some(s) = &core.group.prefer_encrypt.stamp {
-            core.clock.observe(s);
-        }
-        // Our later keyring stamps must order after every stamp we received.
-        let total = keyring.len() as u64;
+        let total = welcome.state.keyring().len() as u64;
         on_progress(&JoinProgress::new("keyring", 0, total));
-        for (i, peer) in keyring.into_values().enumerate() {
-            for s in [&peer.stamp, &peer.gossip_stamp].into_iter().flatten() {
-                core.clock.observe(s);
-            }
-            core.group.apply(&Change::Peer(peer));
-            let done = i as u64 + 1;
-            if done.is_multiple_of(INSTALL_CHUNK as u64) || done == total {
-                on_progress(&JoinProgress::new("keyring", done, total));
-            }
-        }
-        self.member.core = core;
+        let now = self.timestamp();
+        self.engine.install_welcome(welcome, now)?;
         self.info.role = Role::Member;
-        self.save()
+        self.save()?;
+        on_progress(&JoinProgress::new("keyring", total, total));
+        Ok(())
+    }
+}
+
+/// Downloads one welcome (at most the welcome cap); `None` if it is not a
+/// readable welcome.
+async fn fetch_welcome<T: Transport>(t: &mut T, uid: Uid) -> Result<Option<Found<PairWelcome>>> {
+    let cap = Kind::PairWelcome.size_cap() as u32;
+    let Some(msg) = t.fetch_messages(&[uid], cap).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(raw) = msg.body else {
+        tracing::warn!(
+            uid,
+            size = msg.size,
+            "welcome larger than the 16 MiB cap; ignored"
+        );
+        return Ok(None);
+    };
+    let parsed = Envelope::parse(&raw).and_then(|env| match env.body {
+        Body::Plain { payload } => Ok((env.marker, payload::from_json::<PairWelcome>(&payload)?)),
+        _ => Err(sma_proto::InvalidMessage::Missing("pairing body")),
+    });
+    match parsed {
+        Ok((marker, payload)) => Ok(Some(Found {
+            uid,
+            marker,
+            payload,
+        })),
+        Err(e) => {
+            tracing::warn!(uid, error = %e, "invalid welcome ignored");
+            Ok(None)
+        }
     }
 }
 
@@ -328,8 +317,8 @@ struct Deadline {
 }
 
 impl Deadline {
-    fn check(&self, what: &str) -> Result<()> {
-        if Instant::now() >= self.at {
+    fn check(&self, clock: &dyn crate::clock::Clock, what: &str) -> Result<()> {
+        if clock.instant() >= self.at {
             return Err(Error::Timeout {
                 what: what.to_owned(),
                 secs: self.secs,

@@ -14,7 +14,7 @@ use sma_proto::autocrypt::message::read_message;
 use sma_proto::autocrypt::{
     self, effective_date, AutocryptHeader, KeySource, Observation, Recommendation,
 };
-use sma_proto::state::{AccountKeyRecord, Change, Lww, PeerState, PreferEncrypt};
+use sma_proto::state::{Change, Lww, PeerState, PreferEncrypt};
 use sma_proto::timefmt;
 
 use crate::device::Device;
@@ -186,13 +186,13 @@ impl Device {
         let mut updated = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for o in obs {
-            let now_ms = self.now_ms();
-            let stamp = self.member.stamp(now_ms);
-            for delta in autocrypt::observe(&self.member.core.group.keyring, &o, &stamp) {
+            let now = self.timestamp();
+            let stamp = self.engine.stamp(now);
+            for delta in autocrypt::observe(self.engine.group().keyring(), &o, &stamp) {
                 if seen.insert(delta.addr.clone()) {
                     updated.push(delta.addr.clone());
                 }
-                self.member.change(now_ms, Change::Peer(delta));
+                self.engine.commit(Change::Peer(delta), now)?;
             }
         }
         if !updated.is_empty() {
@@ -308,10 +308,9 @@ impl Device {
     pub fn peers(&self) -> Result<Vec<PeerView>> {
         self.require_member()?;
         Ok(self
-            .member
-            .core
-            .group
-            .keyring
+            .engine
+            .group()
+            .keyring()
             .values()
             .map(PeerView::of)
             .collect())
@@ -321,7 +320,7 @@ impl Device {
     pub fn peer(&self, addr: &str) -> Result<Option<PeerDetail>> {
         self.require_member()?;
         let addr = parse_addr(addr)?;
-        Ok(self.member.core.group.keyring.get(&addr).map(|p| {
+        Ok(self.engine.group().keyring().get(&addr).map(|p| {
             let armored = |k: Option<&str>| k.and_then(certificate_b64).map(|c| c.to_armored());
             PeerDetail {
                 view: PeerView::of(p),
@@ -334,12 +333,12 @@ impl Device {
     /// The Level 1 recommendation for a message to `addrs`.
     pub fn recommend(&self, addrs: &[String], reply_to_encrypted: bool) -> Result<RecommendReport> {
         self.require_member()?;
-        let own = self.member.core.group.prefer_encrypt.value;
+        let own = self.engine.group().prefer_encrypt().value;
         let mut recipients = Vec::new();
         for a in addrs {
             let addr = parse_addr(a)?;
             let r = autocrypt::recommend(
-                self.member.core.group.keyring.get(&addr),
+                self.engine.group().keyring().get(&addr),
                 own,
                 reply_to_encrypted,
                 usable_b64,
@@ -362,21 +361,21 @@ impl Device {
 
     /// Our own prefer-encrypt setting.
     pub fn prefer_encrypt(&self) -> PreferEncrypt {
-        self.member.core.group.prefer_encrypt.value
+        self.engine.group().prefer_encrypt().value
     }
 
     /// Sets our prefer-encrypt setting (replicated, last writer wins).
     pub fn set_prefer_encrypt(&mut self, value: PreferEncrypt) -> Result<()> {
         self.require_member()?;
-        let now_ms = self.now_ms();
-        let stamp = self.member.stamp(now_ms);
-        self.member.change(
-            now_ms,
+        let now = self.timestamp();
+        let stamp = self.engine.stamp(now);
+        self.engine.commit(
             Change::PreferEncrypt(Lww {
                 value,
                 stamp: Some(stamp),
             }),
-        );
+            now,
+        )?;
         self.save()
     }
 
@@ -384,7 +383,7 @@ impl Device {
     pub fn own_autocrypt_header(&self) -> Result<OwnHeader> {
         let key = self
             .account_key()?
-            .ok_or_else(|| Error::Server("this group has no account key".into()))?;
+            .ok_or_else(|| Error::Local("this group has no account key".into()))?;
         let prefer = self.prefer_encrypt();
         let header = AutocryptHeader {
             addr: canonical_addr(&self.info.account),
@@ -408,27 +407,17 @@ impl Device {
         prefer: Option<PreferEncrypt>,
     ) -> Result<AccountKeyReport> {
         self.require_member()?;
-        let group = &self.member.core.group;
-        let generation = group.account_keys.keys().next_back().copied().unwrap_or(0) + 1;
-        let now_ms = self.now_ms();
-        let stamp = self.member.stamp(now_ms);
-        self.member.change(
-            now_ms,
-            Change::AccountKey(AccountKeyRecord {
-                generation,
-                stamp: stamp.clone(),
-                fingerprint: key.fingerprint().to_string(),
-                secret: key.to_armored_secret(),
-            }),
-        );
+        let now = self.timestamp();
+        let generation = self.engine.rotate_account_key(key, now)?;
         if let Some(value) = prefer {
-            self.member.change(
-                now_ms,
+            let stamp = self.engine.stamp(now);
+            self.engine.commit(
                 Change::PreferEncrypt(Lww {
                     value,
                     stamp: Some(stamp),
                 }),
-            );
+                now,
+            )?;
         }
         self.save()?;
         Ok(AccountKeyReport {

@@ -11,17 +11,20 @@
 //! * Expiry (see [`crate::expiry`]) removes members that have been silent for
 //!   longer than the policy; `gc` runs it now, `sync` when it is due.
 //!
-//! A removed device notices because its inbox folder and its announcement are
-//! gone; from then on it is [`Role::Removed`] and every command fails with
-//! [`Error::Removed`] (exit status 4).
+//! A removed device learns of it only from authenticated evidence: an op,
+//! signed by a member, that sets its record `removed` — relayed in a sync
+//! message, or in the removal notice left in its inbox. From then on it is
+//! [`Role::Removed`] and every command fails with [`Error::Removed`] (exit
+//! status 4). Folders that vanish prove nothing: they are recreated.
 
 use std::path::Path;
 
 use serde::Serialize;
 use sma_crypto::AccountKey;
 use sma_imap::{ImapError, Transport, Uid};
-use sma_proto::device::CoreState;
-use sma_proto::state::{AccountKeyRecord, Change, MemberStatus, Op};
+use sma_proto::engine::membership::Removing;
+use sma_proto::ops::SignedOp;
+use sma_proto::state::Change;
 use sma_proto::DeviceId;
 use sma_store::Store;
 use tracing::{info, warn};
@@ -37,8 +40,7 @@ pub const DEFAULT_EXPIRE_AFTER_SECS: u64 = 90 * 86_400;
 /// Expiry is checked at most this often by `sync`/`watch` (and at least four
 /// times per policy period, for short test policies).
 pub const EXPIRY_CHECK_SECS: u64 = 3_600;
-/// An announcement's heartbeat is trusted at most this far in the future.
-pub const HEARTBEAT_FUTURE_SLACK_SECS: u64 = 86_400;
+pub use sma_proto::engine::liveness::HEARTBEAT_FUTURE_SLACK_SECS;
 
 /// Store meta key of this device's expiry policy (seconds).
 const META_EXPIRE_AFTER: &str = "expire_after";
@@ -46,6 +48,10 @@ const META_EXPIRE_AFTER: &str = "expire_after";
 const META_LAST_EXPIRY: &str = "last_expiry_check";
 /// Store meta key of why this device is no longer a member.
 const META_REMOVED_WHY: &str = "removed_why";
+/// Store meta key of the last things that happened to this device's folders.
+const META_INCIDENTS: &str = "incidents";
+/// Incidents kept for `status`.
+const MAX_INCIDENTS: usize = 10;
 
 /// Temporary store used while the real one is replaced by `leave`.
 const WIPE_SCRATCH_FILE: &str = "sma-wipe.sqlite";
@@ -74,6 +80,19 @@ fn remove_db_files(home: &Path, db: &Path) -> Result<()> {
 pub struct RemovalReport {
     /// Ids of the devices removed (or cleaned up, for pending devices).
     pub removed: Vec<String>,
+    /// Members that have not acknowledged the removal yet: until they have,
+    /// the removal is pending (`sma status` shows its progress).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_acks: Vec<DeviceId>,
+}
+
+/// Something that happened to this device's folders on the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Incident {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What.
+    pub what: String,
 }
 
 /// Parses a duration like `90d`, `12h`, `30m`, `3s` (also combined, `1d12h`)
@@ -194,9 +213,9 @@ impl Device {
     /// for every other member and saves. The low-level way to change the
     /// replicated state (the keyring, say); the change reaches the other
     /// members with the next sync.
-    pub fn record_change(&mut self, change: Change) -> Result<Op> {
+    pub fn record_change(&mut self, change: Change) -> Result<SignedOp> {
         self.require_member()?;
-        let op = self.member.change(self.now_ms(), change);
+        let op = self.engine.commit(change, self.timestamp())?;
         self.save()?;
         Ok(op)
     }
@@ -216,6 +235,7 @@ impl Device {
         let report = self.round(t, HEARTBEAT_ON_START_SECS, Some(policy)).await?;
         Ok(RemovalReport {
             removed: report.removed_devices,
+            pending_acks: Vec::new(),
         })
     }
 
@@ -240,56 +260,52 @@ impl Device {
         let anns = announce::read_all(t, &self.info.folders.announce())
             .await?
             .unwrap_or_default();
-        let record = self.member.core.group.members.get(id).cloned();
-        match &record {
-            Some(rec) if rec.status != MemberStatus::Removed => {
-                let mut rec = rec.clone();
-                rec.status = MemberStatus::Removed;
-                self.member.change(self.now_ms(), Change::Member(rec));
+        let pending_only = match self.engine.remove(id, self.timestamp())? {
+            Removing::Committed => false,
+            Removing::AlreadyRemoved => {
+                info!(device = %id, "already removed; cleaning up its folders");
+                false
             }
-            Some(_) => info!(device = %id, "already removed; cleaning up its folders"),
-            None if anns.iter().any(|s| &s.ann.device_id == id) => {
+            Removing::Unknown if anns.iter().any(|s| &s.ann.device_id == id) => {
                 info!(device = %id, "a pending device; deleting its announcement and inbox");
+                true
             }
-            None => return Err(Error::UnknownDevice(id.to_string())),
-        }
+            Removing::Unknown => return Err(Error::UnknownDevice(id.to_string())),
+        };
         if rotate_account_key {
             self.rotate_account_key()?;
         }
         self.save()?;
-        // Folders only after the removal is durably recorded.
-        self.delete_device_folders(t, &anns, id).await?;
+        // Folders only after the removal is durably recorded: a member's
+        // announcements go and its inbox keeps our removal notice; a pending
+        // device's folders go.
+        if pending_only {
+            self.delete_device_folders(t, &anns, id).await?;
+        } else {
+            self.delete_announcements_of(t, &anns, id).await?;
+            self.leave_removal_notice(t, id).await?;
+        }
         self.send_syncs(t).await?;
         info!(device = %id, rotated = rotate_account_key, "device removed");
+        let pending_acks = self
+            .engine
+            .pending_removals()
+            .into_iter()
+            .find(|p| &p.device == id)
+            .map(|p| p.waiting_for)
+            .unwrap_or_default();
         Ok(RemovalReport {
             removed: vec![id.to_string()],
+            pending_acks,
         })
     }
 
     /// Adds a new account key generation (a whole new key) to our state.
     fn rotate_account_key(&mut self) -> Result<()> {
-        let generation = self
-            .member
-            .core
-            .group
-            .current_account_key()
-            .map(|k| k.generation)
-            .unwrap_or(0)
-            + 1;
         let now = self.now();
         let key = AccountKey::generate(&mut self.rng, &self.info.account, now)
             .map_err(sma_proto::ProtoError::from)?;
-        let now_ms = self.now_ms();
-        let stamp = self.member.stamp(now_ms);
-        self.member.change(
-            now_ms,
-            Change::AccountKey(AccountKeyRecord {
-                generation,
-                stamp,
-                fingerprint: key.fingerprint().to_string(),
-                secret: key.to_armored_secret(),
-            }),
-        );
+        let generation = self.engine.rotate_account_key(&key, self.timestamp())?;
         info!(generation, fingerprint = %key.fingerprint(), "new account key");
         Ok(())
     }
@@ -305,11 +321,8 @@ impl Device {
             Role::Founder | Role::Member => {
                 // Be current (and find out if we were removed already).
                 self.process_inbox(t).await?;
-                if let Some(mut rec) = self.member.core.group.members.get(&me).cloned() {
-                    rec.status = MemberStatus::Removed;
-                    self.member.change(self.now_ms(), Change::Member(rec));
-                    self.save()?;
-                }
+                self.engine.leave(self.timestamp())?;
+                self.save()?;
                 // The only message that carries our departure: if it is lost,
                 // the others expire us later.
                 if let Err(e) = self.send_syncs(t).await {
@@ -324,6 +337,7 @@ impl Device {
         self.wipe(" (it left the group with `sma leave`)")?;
         Ok(RemovalReport {
             removed: vec![me.to_string()],
+            pending_acks: Vec::new(),
         })
     }
 
@@ -332,7 +346,7 @@ impl Device {
     /// fresh one holding only the device description, so no freed database
     /// page keeps a key.
     fn wipe(&mut self, why: &str) -> Result<()> {
-        self.member.core = CoreState::default();
+        self.engine.reset();
         self.info.role = Role::Removed;
         let path = self.home.join(STORE_FILE);
         let scratch = self.home.join(WIPE_SCRATCH_FILE);
@@ -343,7 +357,7 @@ impl Device {
         remove_db_files(&self.home, &path)?;
         self.store = Store::open(&path)?;
         remove_db_files(&self.home, &scratch)?;
-        let info = serde_json::to_string(&self.info).unwrap_or_default();
+        let info = self.info_json()?;
         self.store.write(|db| {
             db.set_meta("device", &info)?;
             db.set_meta(META_REMOVED_WHY, why)?;
@@ -355,11 +369,12 @@ impl Device {
     /// to report. Never recreates anything on the server.
     pub(crate) fn mark_removed(&mut self, why: &str) -> Error {
         self.info.role = Role::Removed;
-        let info = serde_json::to_string(&self.info).unwrap_or_default();
-        let saved = self.store.write(|db| {
-            db.set_meta("device", &info)?;
-            db.set_meta(META_REMOVED_WHY, why)?;
-            Ok::<_, Error>(())
+        let saved = self.info_json().and_then(|info| {
+            self.store.write(|db| {
+                db.set_meta("device", &info)?;
+                db.set_meta(META_REMOVED_WHY, why)?;
+                Ok::<_, Error>(())
+            })
         });
         if let Err(e) = saved {
             warn!(error = %e, "could not record that this device was removed");
@@ -370,31 +385,118 @@ impl Device {
         }
     }
 
-    /// Deletes every announcement of `id` (first: a device without an
-    /// announcement never recreates its inbox) and then its inbox folder.
+    /// Deletes every announcement of `id` and then its inbox folder.
     pub(crate) async fn delete_device_folders<T: Transport>(
         &mut self,
         t: &mut T,
         anns: &[SeenAnnouncement],
         id: &DeviceId,
     ) -> Result<()> {
-        if anns.iter().any(|s| &s.ann.device_id == id) {
-            // Re-read under SELECT: UIDs read earlier (under EXAMINE) could
-            // name other messages after a UIDVALIDITY change.
-            let folder = self.info.folders.announce();
-            let fresh = crate::announce::read_all_for_update(t, &folder)
-                .await?
-                .unwrap_or_default();
-            let uids: Vec<Uid> = fresh
-                .iter()
-                .filter(|s| &s.ann.device_id == id)
-                .map(|s| s.uid)
-                .collect();
-            if !uids.is_empty() {
-                t.delete_messages(&uids).await?;
+        self.delete_announcements_of(t, anns, id).await?;
+        self.delete_inbox_of(t, id).await
+    }
+
+    /// Deletes every announcement of `id` seen in `anns` (re-read first).
+    pub(crate) async fn delete_announcements_of<T: Transport>(
+        &mut self,
+        t: &mut T,
+        anns: &[SeenAnnouncement],
+        id: &DeviceId,
+    ) -> Result<()> {
+        if !anns.iter().any(|s| &s.ann.device_id == id) {
+            return Ok(());
+        }
+        // Re-read under SELECT: UIDs read earlier (under EXAMINE) could
+        // name other messages after a UIDVALIDITY change.
+        let folder = self.info.folders.announce();
+        let fresh = crate::announce::read_all_for_update(t, &folder)
+            .await?
+            .unwrap_or_default();
+        let uids: Vec<Uid> = fresh
+            .iter()
+            .filter(|s| &s.ann.device_id == id)
+            .map(|s| s.uid)
+            .collect();
+        if !uids.is_empty() {
+            t.delete_messages(&uids).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure `id`'s inbox (if it exists) holds our removal notice, so
+    /// that the removed device learns of its removal from signed evidence.
+    pub(crate) async fn leave_removal_notice<T: Transport>(
+        &mut self,
+        t: &mut T,
+        id: &DeviceId,
+    ) -> Result<()> {
+        let now = self.timestamp();
+        let Some((_, bytes)) = self.engine.removal_notice(&mut self.rng, id, now) else {
+            return Ok(());
+        };
+        let inbox = self.info.folders.inbox(id);
+        match t.select(&inbox).await {
+            Ok(_) => {}
+            Err(ImapError::NoSuchFolder { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let headers = t.fetch_headers(sma_imap::UidRange::all()).await?;
+        let ours = headers.iter().any(|h| {
+            sma_proto::envelope::peek_marker(&h.header)
+                .is_ok_and(|m| m.kind == sma_proto::envelope::Kind::Remove && &m.from == self.id())
+        });
+        if !ours {
+            match t.append(&inbox, &[], &bytes).await {
+                Ok(_) | Err(ImapError::NoSuchFolder { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        self.delete_inbox_of(t, id).await
+        Ok(())
+    }
+
+    /// This device learnt from a signed op that it was removed: it deletes
+    /// its own announcements and inbox (best effort; they are the
+    /// members' to clean up otherwise).
+    pub(crate) async fn clean_up_after_removal<T: Transport>(&mut self, t: &mut T) {
+        let me = self.id().clone();
+        let result = async {
+            let anns = announce::read_all(t, &self.info.folders.announce())
+                .await?
+                .unwrap_or_default();
+            self.delete_device_folders(t, &anns, &me).await
+        }
+        .await;
+        if let Err(e) = result {
+            warn!(error = %e, "could not delete this removed device's folders; the members will");
+        }
+    }
+
+    /// Records something that happened to this device's folders, for
+    /// `status` (the last few are kept).
+    pub(crate) fn note_incident(&mut self, what: &str) -> Result<()> {
+        let mut list = self.incidents()?;
+        list.push(Incident {
+            at: sma_proto::timefmt::rfc3339(self.now()),
+            what: what.to_owned(),
+        });
+        let excess = list.len().saturating_sub(MAX_INCIDENTS);
+        list.drain(..excess);
+        let json = serde_json::to_string(&list).map_err(|source| Error::Encode {
+            what: "the incident list",
+            source,
+        })?;
+        self.store
+            .write(|db| db.set_meta(META_INCIDENTS, &json).map_err(Error::from))
+    }
+
+    /// Things that happened to this device's folders (newest last).
+    pub fn incidents(&self) -> Result<Vec<Incident>> {
+        Ok(self
+            .store
+            .read()
+            .meta(META_INCIDENTS)?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default())
     }
 
     /// Deletes the inbox folder of `id`; a missing folder is fine.

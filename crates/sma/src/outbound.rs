@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use sma_imap::{ImapError, Transport};
+use sma_proto::engine::outbound::OutgoingSync;
 use sma_proto::envelope::{message_id_for, Kind, Recipient};
 use sma_proto::payload::{AppBody, SealedContent};
 use sma_proto::sync::SentRef;
@@ -22,19 +23,26 @@ pub struct SendReport {
     /// The message id.
     pub message_id: String,
     /// Recipient device ids.
-    pub to: Vec<String>,
+    pub to: Vec<DeviceId>,
 }
 
 impl Device {
     /// Appends every due sync message, replacing our previous unprocessed one
-    /// in each peer's inbox. Returns how many were sent.
+    /// in each peer's inbox, after checking that the messages that carry
+    /// unacknowledged ops are still there. Returns how many were sent.
     pub(crate) async fn send_syncs<T: Transport>(&mut self, t: &mut T) -> Result<usize> {
         // Callers save their ops before sending; this keeps it so.
-        if self.member.core.book.has_unsaved_ops() {
+        if self.engine.has_unsaved_ops() {
             self.save()?;
         }
-        let now = self.now();
-        let outgoing = self.member.outgoing_syncs(&mut self.rng, now)?;
+        let heartbeat = self.heartbeat_threshold(crate::round::HEARTBEAT_SECS)?;
+        let now = self.timestamp();
+        for (peer, sent) in self.engine.sync_probes(now, heartbeat) {
+            if !self.still_there(t, &peer, &sent).await? {
+                self.engine.vanished(&peer);
+            }
+        }
+        let outgoing = self.engine.outgoing_syncs(&mut self.rng, now, heartbeat)?;
         if outgoing.is_empty() {
             return Ok(0);
         }
@@ -44,15 +52,37 @@ impl Device {
         // it, a power failure after) leaves at most an extra sync message
         // behind, which the peer processes (or we replace) like any other,
         // and ops not recorded as sent are sent again.
-        let result = self.append_syncs(t, outgoing, now, &mut sent).await;
+        let result = self
+            .append_syncs(t, outgoing, now.as_secs(), &mut sent)
+            .await;
         self.save_with(Durability::Committed)?;
         result.map(|()| sent)
+    }
+
+    /// Whether our sync message `sent` is still in `peer`'s inbox (a
+    /// missing inbox counts as present: nothing can be resent there).
+    async fn still_there<T: Transport>(
+        &mut self,
+        t: &mut T,
+        peer: &DeviceId,
+        sent: &SentRef,
+    ) -> Result<bool> {
+        let folder = self.info.folders.inbox(peer);
+        match t.select(&folder).await {
+            Ok(_) => {}
+            Err(ImapError::NoSuchFolder { .. }) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+        let found = t
+            .search_header("Message-ID", &message_id_for(&sent.message_id))
+            .await?;
+        Ok(!found.is_empty())
     }
 
     async fn append_syncs<T: Transport>(
         &mut self,
         t: &mut T,
-        outgoing: Vec<sma_proto::device::OutgoingSync>,
+        outgoing: Vec<OutgoingSync>,
         now: u64,
         sent: &mut usize,
     ) -> Result<()> {
@@ -79,8 +109,7 @@ impl Device {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let previous = self.member.core.book.last_sent.get(&out.peer).cloned();
-            if let Some(prev) = previous {
+            if let Some(prev) = &out.replaces {
                 let uids = match (prev.uid, prev.uid_validity) {
                     (Some(uid), Some(v)) if v == state.uid_validity => vec![uid],
                     _ => {
@@ -93,14 +122,15 @@ impl Device {
                     t.delete_messages(&uids).await?;
                 }
             }
-            self.member.core.book.mark_sent(
+            self.engine.mark_sent(
                 &out.peer,
                 SentRef {
                     message_id: out.message_id,
                     uid,
                     uid_validity: uid.map(|_| state.uid_validity),
-                    upto: out.upto,
+                    covers: out.covers,
                     at: now,
+                    upto: None,
                 },
             );
             *sent += 1;
@@ -128,7 +158,7 @@ impl Device {
                 body.len()
             )));
         }
-        let peers = self.member.peers();
+        let peers = self.engine.peers();
         let recipients: Vec<DeviceId> = match to {
             Some(id) if peers.contains(id) => vec![id.clone()],
             Some(id) if id == self.id() => {
@@ -154,24 +184,24 @@ impl Device {
             Some(id) => Recipient::Device(id.clone()),
             None => Recipient::All,
         };
-        let now = self.now();
-        let (id, bytes) = self.member.seal(
+        let now = self.timestamp();
+        let sealed = self.engine.seal(
             &mut self.rng,
             now,
-            Kind::App,
-            route,
+            (Kind::App, route),
             &recipients,
             SealedContent::App(AppBody {
                 app_kind: kind.to_owned(),
                 body: body.to_vec(),
             }),
         )?;
-        for r in &recipients {
-            t.append(&self.info.folders.inbox(r), &[], &bytes).await?;
+        for r in &sealed.recipients {
+            t.append(&self.info.folders.inbox(r), &[], &sealed.bytes)
+                .await?;
         }
         Ok(SendReport {
-            message_id: id.to_string(),
-            to: recipients.iter().map(|r| r.to_string()).collect(),
+            message_id: sealed.id.to_string(),
+            to: sealed.recipients,
         })
     }
 }

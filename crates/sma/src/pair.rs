@@ -8,10 +8,11 @@ use tokio::time::Instant;
 use serde::Serialize;
 use sma_crypto::{Certificate, PairingCode};
 use sma_imap::{ImapError, Transport, Uid, UidRange};
+use sma_proto::engine::membership::Joiner;
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::pairing::MemberPairing;
-use sma_proto::payload::{self, AnnouncedState, PairAbort, PairReply, Welcome};
-use sma_proto::state::{Change, MemberRecord, MemberStatus};
+use sma_proto::payload::{self, AnnouncedState, PairAbort, PairReply};
+use sma_proto::state::MemberStatus;
 use sma_proto::{DeviceId, MessageId, ProtoError};
 use tracing::{info, warn};
 
@@ -36,12 +37,25 @@ pub enum PairEvent {
         code: String,
         /// The pending device.
         device_id: String,
+        /// The start of the pending device's key fingerprint, to compare
+        /// with what `init` and `join` print on the new device.
+        fingerprint: String,
     },
     /// The device is now a member.
     Paired {
         /// The new member.
         device_id: String,
     },
+}
+
+/// A device `pair` could pair.
+#[derive(Clone, Debug)]
+pub struct PendingDevice {
+    /// Its current announcement.
+    pub announcement: announce::SeenAnnouncement,
+    /// When its id is announced under more than one key: all of them (it
+    /// is refused).
+    pub look_alike: Option<Vec<String>>,
 }
 
 /// A pairing message found in an inbox.
@@ -141,15 +155,18 @@ pub(crate) enum Awaiting {
 /// [`ANSWER_POLL`], so the caller's next read polls.
 pub(crate) async fn wait_for_change<T: Transport>(
     t: &mut T,
+    clock: &dyn crate::clock::Clock,
     deadline: Instant,
     awaiting: Awaiting,
 ) -> Result<()> {
-    let left = deadline.saturating_duration_since(Instant::now());
+    let left = deadline.saturating_duration_since(clock.instant());
     if left.is_zero() {
         return Ok(());
     }
     match awaiting {
-        Awaiting::Answer { since } if since.elapsed() < ANSWER_WINDOW => {
+        Awaiting::Answer { since }
+            if clock.instant().saturating_duration_since(since) < ANSWER_WINDOW =>
+        {
             tokio::time::sleep(left.min(ANSWER_POLL)).await;
         }
         _ => {
@@ -177,20 +194,18 @@ pub(crate) async fn delete_by_message_id<T: Transport>(t: &mut T, folder: &str, 
 }
 
 impl Device {
-    /// Pending devices that could be paired: announced as pending, not members.
-    pub async fn pending_devices<T: Transport>(
-        &mut self,
-        t: &mut T,
-    ) -> Result<Vec<announce::SeenAnnouncement>> {
+    /// Pending devices that could be paired: announced as pending, not
+    /// members; oldest first.
+    pub async fn pending_devices<T: Transport>(&mut self, t: &mut T) -> Result<Vec<PendingDevice>> {
         let all = announce::read_all(t, &self.info.folders.announce())
             .await?
             .unwrap_or_default();
-        let group = &self.member.core.group;
-        let mut pending: Vec<_> = announce::latest_per_device(&all)
+        let group = self.engine.group();
+        let mut pending: Vec<_> = announce::latest_per_device(&all, self.now())
             .into_values()
             .filter(|s| {
                 s.ann.state == AnnouncedState::Pending
-                    && match group.members.get(&s.ann.device_id) {
+                    && match group.member(&s.ann.device_id) {
                         None => true,
                         // Admitted by a pairing whose welcome never arrived
                         // (the member crashed or lost the connection after
@@ -202,8 +217,27 @@ impl Device {
                     }
             })
             .collect();
-        pending.sort_by_key(|s| (s.ann.heartbeat, s.uid));
-        Ok(pending)
+        let now = self.now();
+        pending.sort_by_key(|s| {
+            (
+                s.ann
+                    .heartbeat
+                    .min(now + crate::lifecycle::HEARTBEAT_FUTURE_SLACK_SECS),
+                s.uid,
+            )
+        });
+        // An id announced under two keys is an impostor's work: such a
+        // device is refused rather than one of its keys picked.
+        Ok(pending
+            .into_iter()
+            .map(|s| {
+                let keys = announce::fingerprints_of(&all, &s.ann.device_id);
+                PendingDevice {
+                    look_alike: (keys.len() > 1).then(|| keys.into_iter().collect()),
+                    announcement: s,
+                }
+            })
+            .collect())
     }
 
     /// `pair`: shows a code for a pending device and waits until it joined.
@@ -215,13 +249,13 @@ impl Device {
         mut on_event: impl FnMut(&PairEvent),
     ) -> Result<String> {
         self.require_member()?;
-        let deadline = Instant::now() + timeout;
+        let deadline = self.clock.deadline(timeout);
         // Bring our state up to date first: the welcome carries it.
         self.process_inbox(t).await?;
         let pending = self.pending_devices(t).await?;
         let target = match device {
-            Some(id) => pending.iter().find(|s| &s.ann.device_id == id).ok_or_else(|| {
-                if self.member.core.group.status_of(id).is_some() {
+            Some(id) => pending.iter().find(|s| &s.announcement.ann.device_id == id).ok_or_else(|| {
+                if self.engine.group().status_of(id).is_some() {
                     Error::Usage(format!("device {id} is already known to the group; only pending devices can be paired"))
                 } else {
                     Error::UnknownDevice(id.to_string())
@@ -229,14 +263,26 @@ impl Device {
             })?,
             None => pending.last().ok_or(Error::NoPendingDevice)?,
         };
+        if let Some(fingerprints) = &target.look_alike {
+            return Err(Error::LookAlike {
+                device_id: target.announcement.ann.device_id.to_string(),
+                fingerprints: fingerprints.clone(),
+            });
+        }
+        let target = &target.announcement;
         let joiner_id = target.ann.device_id.clone();
         let joiner_cert = Certificate::from_armored(&target.ann.cert).map_err(ProtoError::from)?;
+        if !joiner_cert.can_encrypt() {
+            return Err(Error::Server(format!(
+                "device {joiner_id} announced a certificate without an encryption subkey; it cannot be paired"
+            )));
+        }
         let code = PairingCode::generate(&mut self.rng);
         let (state, hello) = MemberPairing::start(
             &mut self.rng,
             &self.info.account,
             &self.info.id,
-            &self.member.me.cert(),
+            &self.engine.identity().cert(),
             &joiner_id,
             joiner_cert.clone(),
             &code,
@@ -247,6 +293,7 @@ impl Device {
         on_event(&PairEvent::Code {
             code: code.display_grouped(),
             device_id: joiner_id.to_string(),
+            fingerprint: short_fingerprint(&joiner_cert.fingerprint().to_string()),
         });
         drop(code);
         let inbox = self.inbox();
@@ -264,14 +311,14 @@ impl Device {
             if let Some(r) = ours.into_iter().next() {
                 break r;
             }
-            if Instant::now() >= deadline {
+            if self.clock.instant() >= deadline {
                 delete_by_message_id(t, &joiner_inbox, &hello_id).await;
                 return Err(Error::Timeout {
                     what: format!("device {joiner_id} to run `sma join` with the code"),
                     secs: timeout.as_secs(),
                 });
             }
-            wait_for_change(t, deadline, Awaiting::Person).await?;
+            wait_for_change(t, &*self.clock, deadline, Awaiting::Person).await?;
         };
         t.delete_messages(&[reply.uid]).await?;
         let confirmed = match state.on_reply(&reply.payload) {
@@ -295,40 +342,19 @@ impl Device {
             }
         };
         // Admit the joiner into our state, then hand it the state.
-        let now = self.now();
-        let now_ms = self.now_ms();
-        let stamp = self.member.stamp(now_ms);
-        self.member.change(
-            now_ms,
-            Change::Member(MemberRecord {
-                id: joiner_id.clone(),
-                fingerprint: joiner_cert.fingerprint().to_string(),
-                cert: joiner_cert.to_armored(),
-                name: target.ann.name.clone(),
-                name_stamp: stamp,
-                status: MemberStatus::Active,
-                heartbeat: target.ann.heartbeat.max(now),
-            }),
-        );
-        // The welcome carries our whole state, so the joiner has every op
-        // we made so far and every op we applied: it starts with our acks,
-        // and we need not resend our log to it. That is an assumption until
-        // the joiner reports its acks (it may install another member's
-        // welcome if it restarts `join`).
-        let book = &mut self.member.core.book;
-        book.peer_acks.insert(joiner_id.clone(), book.last_seq);
-        book.assumed_acks.insert(joiner_id.clone());
-        let mut received = book.received.clone();
-        received.insert(self.info.id.clone(), book.last_seq);
+        let now = self.timestamp();
+        let welcome = self.engine.admit(
+            &Joiner {
+                id: &joiner_id,
+                cert: &joiner_cert,
+                name: &target.ann.name,
+                heartbeat: target.ann.heartbeat,
+            },
+            now,
+        )?;
         self.save()?;
-        let welcome = Welcome {
-            account: self.info.account.clone(),
-            member_id: self.info.id.clone(),
-            joiner_id: joiner_id.clone(),
-            state: self.member.core.group.clone(),
-            received,
-        };
-        let (confirm, sealed) = confirmed.finish(&mut self.rng, &welcome, &self.member.me.key)?;
+        let (confirm, sealed) =
+            confirmed.finish(&mut self.rng, &welcome, &self.engine.identity().key)?;
         let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner_id, &confirm);
         let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner_id, &sealed);
         t.append(&joiner_inbox, &[], &confirm_bytes).await?;
@@ -342,4 +368,19 @@ impl Device {
         });
         Ok(joiner_id.to_string())
     }
+}
+
+/// The first 20 hex digits of a fingerprint in groups of four, for people
+/// to compare (80 bits: a look-alike key cannot be made to match).
+pub fn short_fingerprint(fingerprint: &str) -> String {
+    let digits: Vec<char> = fingerprint
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(20)
+        .collect();
+    digits
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

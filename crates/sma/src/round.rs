@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use serde::Serialize;
 use sma_imap::{connect_with_retry, Backoff, IdleOutcome, ImapSession, Password, Transport};
 use sma_proto::payload::AnnouncedState;
@@ -62,7 +60,7 @@ impl Device {
         }
         self.require_member()?;
         // Our own record may say removed (e.g. an interrupted `leave`).
-        if self.member.status() == Some(sma_proto::state::MemberStatus::Removed) {
+        if self.engine.is_removed() {
             return Err(self.mark_removed(" (its own record in the group state says so)"));
         }
         let pass = self.process_inbox(t).await?;
@@ -119,11 +117,11 @@ impl Device {
         t: &mut T,
         wait: Duration,
     ) -> Result<Vec<AppMessage>> {
-        let deadline = Instant::now() + wait;
+        let deadline = self.clock.deadline(wait);
         loop {
             let report = self.sync_round(t, HEARTBEAT_SECS).await?;
             let msgs = self.pending_messages()?;
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(self.clock.instant());
             if !msgs.is_empty() || left.is_zero() {
                 return Ok(msgs);
             }

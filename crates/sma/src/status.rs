@@ -5,30 +5,73 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use sma_imap::Transport;
 use sma_proto::folders::ANNOUNCE_BASE;
-use sma_proto::payload::AnnouncedState;
 use sma_proto::state::MemberStatus;
 use sma_proto::sync::Withheld;
 use sma_proto::timefmt;
 use sma_proto::DeviceId;
 
 use crate::announce;
+use crate::config::Role;
 use crate::device::Device;
 use crate::error::Result;
+use crate::lifecycle::Incident;
 
-/// One device as `devices` and `status` show it.
+/// A device's state as `devices` and `status` show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// A member.
+    Active,
+    /// Silent past the expiry policy, about to be removed.
+    Stale,
+    /// Removed (forced, expired or left).
+    Removed,
+    /// Announced, not paired (or this device, waiting to be paired).
+    Pending,
+}
+
+impl DeviceState {
+    /// The JSON and CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Active => "active",
+            DeviceState::Stale => "stale",
+            DeviceState::Removed => "removed",
+            DeviceState::Pending => "pending",
+        }
+    }
+}
+
+impl From<MemberStatus> for DeviceState {
+    fn from(s: MemberStatus) -> DeviceState {
+        match s {
+            MemberStatus::Pending => DeviceState::Pending,
+            MemberStatus::Active => DeviceState::Active,
+            MemberStatus::Stale => DeviceState::Stale,
+            MemberStatus::Removed => DeviceState::Removed,
+        }
+    }
+}
+
+/// One device as `devices` and `status` show it (the CLI and the JSON-RPC
+/// server both serialise this).
 #[derive(Clone, Debug, Serialize)]
 pub struct DeviceView {
     /// Device id.
-    pub device_id: String,
+    pub device_id: DeviceId,
     /// Name.
     pub name: String,
-    /// `active`, `stale`, `removed` or `pending`.
-    pub state: String,
-    /// Latest heartbeat (RFC 3339).
+    /// Its state.
+    pub state: DeviceState,
+    /// Its newest authenticated sign of life (RFC 3339).
     pub last_seen: String,
     /// Whether this is us.
     #[serde(rename = "self")]
     pub is_self: bool,
+    /// For a removed device: members that have not acknowledged the
+    /// removal yet (it is pending until this is empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removal_pending_at: Vec<DeviceId>,
 }
 
 /// Server facts.
@@ -74,6 +117,20 @@ pub struct StatusReport {
     pub keyring_size: usize,
     /// What keeps ops from arriving (PROTOCOL 11.2); empty when in sync.
     pub sync_warnings: Vec<SyncWarning>,
+    /// Removals some member has not acknowledged yet.
+    pub pending_removals: Vec<PendingRemovalView>,
+    /// What happened to this device's folders (recreated after they
+    /// vanished), newest last.
+    pub incidents: Vec<Incident>,
+}
+
+/// A removal that has not reached every remaining member.
+#[derive(Clone, Debug, Serialize)]
+pub struct PendingRemovalView {
+    /// The removed device.
+    pub device_id: DeviceId,
+    /// Members that have not acknowledged it.
+    pub waiting_for: Vec<DeviceId>,
 }
 
 /// Something that keeps ops from arriving (PROTOCOL 11.2).
@@ -100,72 +157,69 @@ impl Device {
         Ok(self.device_views(t).await?.0)
     }
 
-    /// The device views, and per member id its latest heartbeat (seconds).
+    /// The device views, and per member id its latest sign of life (seconds).
     async fn device_views<T: Transport>(
         &mut self,
         t: &mut T,
     ) -> Result<(Vec<DeviceView>, BTreeMap<DeviceId, u64>)> {
-        let mut heartbeats = BTreeMap::new();
+        let now = self.timestamp();
         let anns = announce::read_all(t, &self.info.folders.announce())
             .await?
             .unwrap_or_default();
-        let latest = announce::latest_per_device(&anns);
-        let group = &self.member.core.group;
-        let mut out: BTreeMap<String, DeviceView> = BTreeMap::new();
-        for rec in group.members.values() {
-            let seen = latest
-                .get(&rec.id)
-                .filter(|s| s.fingerprint == rec.fingerprint)
-                .map(|s| s.ann.heartbeat)
-                .unwrap_or(0)
-                .max(rec.heartbeat);
+        self.engine.note_announcements(
+            anns.iter()
+                .map(|s| (&s.ann.device_id, s.fingerprint.as_str(), s.ann.heartbeat)),
+            now,
+        );
+        let latest = announce::latest_per_device(&anns, now.as_secs());
+        let pending: BTreeMap<DeviceId, Vec<DeviceId>> = self
+            .engine
+            .pending_removals()
+            .into_iter()
+            .map(|p| (p.device, p.waiting_for))
+            .collect();
+        let mut heartbeats = BTreeMap::new();
+        let mut out: BTreeMap<DeviceId, DeviceView> = BTreeMap::new();
+        for rec in self.engine.group().members().values() {
+            let seen = self.engine.last_alive(&rec.id);
             heartbeats.insert(rec.id.clone(), seen);
             out.insert(
-                rec.id.to_string(),
+                rec.id.clone(),
                 DeviceView {
-                    device_id: rec.id.to_string(),
+                    device_id: rec.id.clone(),
                     name: rec.name.clone(),
-                    state: rec.status.as_str().to_owned(),
+                    state: rec.status.into(),
                     last_seen: timefmt::rfc3339(seen),
                     is_self: &rec.id == self.id(),
+                    removal_pending_at: pending.get(&rec.id).cloned().unwrap_or_default(),
                 },
             );
         }
         for s in latest.values() {
-            let id = s.ann.device_id.to_string();
-            if out.contains_key(&id) {
-                continue;
-            }
             // Not in our group state: never trusted, shown as pending.
-            let _ = AnnouncedState::Pending;
-            out.insert(
-                id.clone(),
-                DeviceView {
-                    device_id: id,
+            out.entry(s.ann.device_id.clone())
+                .or_insert_with(|| DeviceView {
+                    device_id: s.ann.device_id.clone(),
                     name: s.ann.name.clone(),
-                    state: MemberStatus::Pending.as_str().to_owned(),
+                    state: DeviceState::Pending,
                     last_seen: timefmt::rfc3339(s.ann.heartbeat),
                     is_self: &s.ann.device_id == self.id(),
-                },
-            );
+                    removal_pending_at: Vec::new(),
+                });
         }
-        if !out.contains_key(self.id().as_str()) {
-            out.insert(
-                self.id().to_string(),
-                DeviceView {
-                    device_id: self.id().to_string(),
-                    name: self.info.name.clone(),
-                    state: self
-                        .info
-                        .role
-                        .as_str()
-                        .replace("founder", "active")
-                        .replace("member", "active"),
-                    last_seen: timefmt::rfc3339(self.info.announced_at),
-                    is_self: true,
-                },
-            );
-        }
+        let own_state = match self.info.role {
+            Role::Founder | Role::Member => DeviceState::Active,
+            Role::Pending => DeviceState::Pending,
+            Role::Removed => DeviceState::Removed,
+        };
+        out.entry(self.id().clone()).or_insert_with(|| DeviceView {
+            device_id: self.id().clone(),
+            name: self.info.name.clone(),
+            state: own_state,
+            last_seen: timefmt::rfc3339(self.info.announced_at),
+            is_self: true,
+            removal_pending_at: Vec::new(),
+        });
         Ok((out.into_values().collect(), heartbeats))
     }
 
@@ -173,7 +227,7 @@ impl Device {
     fn sync_warnings(&self, heartbeats: &BTreeMap<DeviceId, u64>) -> Vec<SyncWarning> {
         let now = self.now();
         let fresh: BTreeSet<DeviceId> = self
-            .member
+            .engine
             .peers()
             .into_iter()
             .filter(|p| {
@@ -182,18 +236,18 @@ impl Device {
                     .is_some_and(|&h| h.saturating_add(FRESH_ANNOUNCEMENT_SECS) >= now)
             })
             .collect();
-        let book = &self.member.core.book;
-        book.withheld(&fresh, self.now_ms())
+        self.engine
+            .withheld(&fresh, self.timestamp())
             .into_iter()
             .map(|w| match w {
-                Withheld::Gap { sender, since_ms, applied } => SyncWarning {
+                Withheld::Gap { origin, since_ms, applied } => SyncWarning {
                     kind: "gap",
-                    device_id: sender.to_string(),
+                    device_id: origin.to_string(),
                     since: timefmt::rfc3339(since_ms / 1000),
                     message: format!(
-                        "sync messages from {sender} skip its ops after #{applied}, which this device never \
-                         received (was its store restored from an older copy?); they are not sent again: to \
-                         get the whole state, pair this device anew (`sma leave`, then `sma init` and `sma join`)"
+                        "this device holds ops of {origin} that skip ops after #{applied}, which no member has \
+                         sent it yet; if this lasts (was its store restored from an older copy?), pair this \
+                         device anew (`sma leave`, then `sma init` and `sma join`)"
                     ),
                 },
                 Withheld::StalledAck { peer, acked, oldest_unacked_ms } => SyncWarning {
@@ -239,15 +293,25 @@ impl Device {
             },
             members,
             folders,
-            keyring_size: self.member.core.group.keyring.len(),
+            keyring_size: self.engine.group().keyring().len(),
             sync_warnings: self.sync_warnings(&heartbeats),
+            pending_removals: self
+                .engine
+                .pending_removals()
+                .into_iter()
+                .map(|p| PendingRemovalView {
+                    device_id: p.device,
+                    waiting_for: p.waiting_for,
+                })
+                .collect(),
+            incidents: self.incidents()?,
         })
     }
 
     /// The current account key: fingerprint, creation time, algorithm.
     pub fn account_key(&self) -> Result<Option<sma_crypto::AccountKey>> {
         self.require_member()?;
-        let Some(rec) = self.member.core.group.current_account_key() else {
+        let Some(rec) = self.engine.group().current_account_key() else {
             return Ok(None);
         };
         Ok(Some(

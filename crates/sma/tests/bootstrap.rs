@@ -65,7 +65,7 @@ async fn ten_thousand_peers_bootstrap_a_new_device_in_one_welcome() {
     old.set_offset(0);
     let mut ta = acc.connect().await;
     a.sync(&mut ta).await.expect("founder sync");
-    let state_json = serde_json::to_vec(&a.core().group).expect("json").len();
+    let state_json = serde_json::to_vec(a.core().group()).expect("json").len();
 
     let mut b = acc.init("b", ShiftClock::default()).await;
     let joiner_id = b.id().clone();
@@ -96,11 +96,11 @@ async fn ten_thousand_peers_bootstrap_a_new_device_in_one_welcome() {
     assert_eq!(report.members, 2);
 
     // The new device holds exactly the founder's keyring.
-    assert_eq!(b.core().group.keyring.len(), PEERS);
-    assert_eq!(b.core().group.keyring, a.core().group.keyring);
+    assert_eq!(b.core().group().keyring().len(), PEERS);
+    assert_eq!(b.core().group().keyring(), a.core().group().keyring());
     assert_eq!(
-        b.core().group.current_account_key(),
-        a.core().group.current_account_key()
+        b.core().group().current_account_key(),
+        a.core().group().current_account_key()
     );
 
     let events = events.lock().expect("lock").clone();
@@ -141,5 +141,5 @@ async fn ten_thousand_peers_bootstrap_a_new_device_in_one_welcome() {
         sync_a.applied + sync_b.applied < 10,
         "{sync_a:?} {sync_b:?}"
     );
-    assert_eq!(b.core().group.keyring, a.core().group.keyring);
+    assert_eq!(b.core().group().keyring(), a.core().group().keyring());
 }

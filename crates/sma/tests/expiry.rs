@@ -54,22 +54,26 @@ async fn silent_member_walks_active_stale_removed_and_stops() {
     assert!(r.removed_devices.is_empty(), "{:?}", r.removed_devices);
     let r = a.gc(&mut ta, None).await.expect("a gc +89d");
     assert!(r.removed.is_empty(), "removed too early: {:?}", r.removed);
-    assert_eq!(a.core().group.status_of(&b_id), Some(MemberStatus::Active));
+    assert_eq!(
+        a.core().group().status_of(&b_id),
+        Some(MemberStatus::Active)
+    );
     assert_eq!(acc.count(ANNOUNCE), 4, "heartbeats replaced, not added");
     let seen = b.devices(&mut tb).await.expect("devices");
     let a_view = seen
         .iter()
-        .find(|v| v.device_id == a.id().as_str())
+        .find(|v| &v.device_id == a.id())
         .expect("a listed");
+    let b_now = sma::clock::Clock::now(&cb);
     assert_eq!(
         a_view.last_seen,
-        timefmt::rfc3339(a.info().announced_at),
-        "b sees a's heartbeat from a's announcement"
+        timefmt::rfc3339(a.info().announced_at.min(b_now + 86_400)),
+        "b sees a's heartbeat from a's announcement, at most 24 h ahead of its own clock"
     );
 
     // 91 days: b (and the pending d) have been silent past the policy.
     ca.set_offset(91 * DAY);
-    let seq_before = a.core().book.last_seq;
+    let seq_before = a.core().book().last_seq();
     let r = a.gc(&mut ta, None).await.expect("a gc +91d");
     let mut removed = r.removed.clone();
     removed.sort();
@@ -77,20 +81,34 @@ async fn silent_member_walks_active_stale_removed_and_stops() {
     want.sort();
     assert_eq!(removed, want);
     // The removal is replicated group state: two ops, stale then removed.
+    let a_id = a.id().clone();
     let statuses: Vec<MemberStatus> = a
         .core()
-        .book
-        .log
-        .range(seq_before + 1..)
-        .filter_map(|(_, op)| match &op.change {
-            Change::Member(rec) if rec.id == b_id => Some(rec.status),
+        .book()
+        .log()
+        .range((a_id.clone(), seq_before + 1)..=(a_id, u64::MAX))
+        .filter_map(|(_, e)| match e.op.change() {
+            Some(Change::Member(rec)) if rec.id == b_id => Some(rec.status),
             _ => None,
         })
         .collect();
     assert_eq!(statuses, vec![MemberStatus::Stale, MemberStatus::Removed]);
-    assert_eq!(a.core().group.status_of(&b_id), Some(MemberStatus::Removed));
-    assert_eq!(a.core().group.status_of(&c_id), Some(MemberStatus::Active));
-    assert!(!acc.has_folder(&b_inbox), "expired member's inbox deleted");
+    assert_eq!(
+        a.core().group().status_of(&b_id),
+        Some(MemberStatus::Removed)
+    );
+    assert_eq!(
+        a.core().group().status_of(&c_id),
+        Some(MemberStatus::Active)
+    );
+    let notices = common::server()
+        .all_messages_on_disk(acc.index)
+        .into_iter()
+        .filter(|(path, bytes)| {
+            path.contains(b_id.as_str()) && String::from_utf8_lossy(bytes).contains("kind=remove;")
+        })
+        .count();
+    assert_eq!(notices, 1, "the expired member's inbox holds a's removal notice");
     assert!(!acc.has_folder(&d_inbox), "silent pending inbox deleted");
     assert_eq!(acc.count(ANNOUNCE), 2, "only a and c are announced");
 
@@ -99,17 +117,21 @@ async fn silent_member_walks_active_stale_removed_and_stops() {
     assert!(
         r.events
             .iter()
-            .any(|e| matches!(e, Event::DeviceRemoved { device_id } if device_id == b_id.as_str())),
+            .any(|e| matches!(e, Event::DeviceRemoved { device_id } if *device_id == b_id)),
         "c reports b removed: {:?}",
         r.events
     );
-    assert_eq!(c.core().group.status_of(&b_id), Some(MemberStatus::Removed));
+    assert_eq!(
+        c.core().group().status_of(&b_id),
+        Some(MemberStatus::Removed)
+    );
     assert!(
-        !c.core().group.active_members().any(|m| m.id == b_id),
+        !c.core().group().active_members().any(|m| m.id == b_id),
         "nobody seals to b any more"
     );
 
-    // b comes back: it finds itself removed, says so, and stays removed.
+    // b comes back: it finds the signed notice, says so, deletes its own
+    // inbox and stays removed.
     let err = b.sync(&mut tb).await.expect_err("b must be removed");
     assert_eq!(err.kind(), ErrorKind::Removed, "{err}");
     assert!(
@@ -119,7 +141,10 @@ async fn silent_member_walks_active_stale_removed_and_stops() {
     assert_eq!(b.info().role, Role::Removed);
     let err = b.sync(&mut tb).await.expect_err("still removed");
     assert_eq!(err.kind().exit_code(), 4);
-    assert!(!acc.has_folder(&b_inbox), "b never recreates its inbox");
+    assert!(
+        !acc.has_folder(&b_inbox),
+        "b deleted its inbox and never recreates it"
+    );
     let err = sma::lifecycle::check_not_removed(b.home()).expect_err("persisted");
     assert_eq!(err.kind(), ErrorKind::Removed);
 }

@@ -76,10 +76,10 @@ async fn keyring_updates_to_an_offline_member_stay_one_message() {
     // b comes back and gets every update from the one message.
     let r = b.sync(&mut tb).await.expect("b sync");
     assert_eq!(r.applied, UPDATES);
-    assert_eq!(b.core().group.keyring.len(), UPDATES);
+    assert_eq!(b.core().group().keyring().len(), UPDATES);
     for i in [0, UPDATES / 2, UPDATES - 1] {
         let want = peer(i);
-        let got = &b.core().group.keyring[&want.addr];
+        let got = &b.core().group().keyring()[&want.addr];
         assert_eq!(got.public_key, want.public_key, "entry {i}");
     }
     // Acknowledgements flow back; nothing piles up.
@@ -93,8 +93,8 @@ async fn keyring_updates_to_an_offline_member_stay_one_message() {
     );
     assert!(after.0 <= before.0 + 1, "{after:?} vs {before:?}");
     assert_eq!(
-        a.core().book.peer_acks.get(b.id()).copied(),
-        Some(a.core().book.last_seq)
+        Some(a.core().book().peer_has(b.id(), a.id())),
+        Some(a.core().book().last_seq())
     );
 }
 

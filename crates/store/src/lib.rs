@@ -81,6 +81,16 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO op_log (seq, json)
          SELECT CAST(j.key AS INTEGER), j.value FROM core, json_each(core.json, '$.book.log') AS j;
      UPDATE core SET json = json_set(json, '$.group.keyring', json('{}'), '$.book.log', json('{}'));",
+    // 4: protocol version 2. The op log becomes the relay log, keyed by
+    // origin and seq (version 1 rows hold unsigned own ops, which the
+    // device signs on first use); a deferred message remembers the size of
+    // the member list when it was last opened in vain.
+    "CREATE TABLE relay_log (origin TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL,
+                             PRIMARY KEY (origin, seq)) STRICT;
+     INSERT INTO relay_log (origin, seq, json)
+         SELECT json_extract(json, '$.origin'), seq, json FROM op_log;
+     DROP TABLE op_log;
+     ALTER TABLE deferred ADD COLUMN tried_at_members INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// An application message received and not yet handed to the user.
@@ -352,22 +362,36 @@ impl Db<'_> {
             .map_err(|e| self.err(e))
     }
 
-    /// When a deferred message was first seen (recording `now` the first time).
-    pub fn first_seen(&self, message_id: &str, now: u64) -> Result<u64> {
-        self.conn
-            .execute(
-                "INSERT OR IGNORE INTO deferred (message_id, first_seen) VALUES (?1, ?2)",
-                params![message_id, now as i64],
-            )
-            .map_err(|e| self.err(e))?;
+    /// What was recorded about a deferred message: when it was first seen
+    /// and the size of the member list when it was last opened in vain.
+    pub fn deferral(&self, message_id: &str) -> Result<Option<(u64, u64)>> {
         self.conn
             .query_row(
-                "SELECT first_seen FROM deferred WHERE message_id = ?1",
+                "SELECT first_seen, tried_at_members FROM deferred WHERE message_id = ?1",
                 [message_id],
-                |r| r.get::<_, i64>(0),
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )
-            .map(|t| t as u64)
+            .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Records a deferred message (keeping the earliest first sighting).
+    pub fn set_deferral(
+        &self,
+        message_id: &str,
+        first_seen: u64,
+        tried_at_members: u64,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO deferred (message_id, first_seen, tried_at_members) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (message_id) DO UPDATE SET
+                     first_seen = min(first_seen, excluded.first_seen),
+                     tried_at_members = excluded.tried_at_members",
+                params![message_id, first_seen as i64, tried_at_members as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// Forgets deferred-message records older than `before`.
@@ -478,8 +502,14 @@ mod tests {
         assert!(db.is_processed("m1").unwrap());
         assert!(!db.is_processed("m2").unwrap());
         assert_eq!(db.folder_sync("f").unwrap(), Some((7, 42)));
-        assert_eq!(db.first_seen("d", 5).unwrap(), 5);
-        assert_eq!(db.first_seen("d", 9).unwrap(), 5, "first sighting is kept");
+        assert_eq!(db.deferral("d").unwrap(), None);
+        db.set_deferral("d", 5, 0).unwrap();
+        db.set_deferral("d", 9, 3).unwrap();
+        assert_eq!(
+            db.deferral("d").unwrap(),
+            Some((5, 3)),
+            "first sighting is kept"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -2,17 +2,15 @@
 //!
 //! The small part of [`CoreState`] (members, account keys, acks, clock) is
 //! one JSON row, `core`. The two parts that grow with history are rows of
-//! their own: `keyring` (one per correspondent address) and `op_log` (one
-//! per own op). A save rewrites the small row and only the keyring entries
-//! and log ops the state's [`Dirty`](sma_proto::dirty::Dirty) marks name,
-//! so a commit costs the size of its change, not of the state.
-
-use std::collections::BTreeMap;
+//! their own: `keyring` (one per correspondent address) and `relay_log`
+//! (one per op held for relaying, keyed by origin and seq). A save rewrites
+//! the small row and only the rows the state reports as changed, so a
+//! commit costs the size of its change, not of the state.
 
 use rusqlite::params;
-use sma_proto::device::CoreState;
-use sma_proto::dirty::Dirty;
-use sma_proto::state::{Op, PeerState};
+use sma_proto::core::{CoreState, Rows};
+use sma_proto::state::PeerState;
+use sma_proto::sync::LogEntry;
 
 use crate::{Db, Durability, Result, Store, StoreError};
 
@@ -36,28 +34,24 @@ impl Db<'_> {
         let Some(head) = head else {
             return Ok(None);
         };
-        let mut core: CoreState =
-            serde_json::from_str(&head).map_err(|e| self.corrupt("protocol state", e))?;
-        let keyring = self.load_rows(&ROWS_KEYRING, |peer: &PeerState| peer.addr.to_lowercase())?;
-        let log = self.load_rows(&ROWS_LOG, |op: &Op| op.seq)?;
-        core.group.keyring = keyring;
-        core.book.log = log;
-        core.mark_saved();
-        Ok(Some(core))
+        let keyring = self.load_rows("SELECT json FROM keyring", |json| {
+            serde_json::from_str::<PeerState>(json).map_err(|e| self.corrupt("keyring entry", e))
+        })?;
+        let log = self.load_rows("SELECT json FROM relay_log", |json| {
+            LogEntry::from_row_json(json).map_err(|e| self.corrupt("logged op", e))
+        })?;
+        CoreState::from_parts(&head, keyring, log)
+            .map(Some)
+            .map_err(|e| self.corrupt("protocol state", e))
     }
 
-    /// Writes the state's small part and what its dirty marks name. The
+    /// Writes the state's head and the rows it reports as changed. The
     /// marks are left as they are: [`Store::save_core_with`] clears them
     /// once the transaction has committed.
     fn save_core(&self, core: &mut CoreState) -> Result<()> {
-        // The head is the state without its two big maps (moved out and
-        // back, so new fields are saved without being listed here).
-        let keyring = std::mem::take(&mut core.group.keyring);
-        let log = std::mem::take(&mut core.book.log);
-        let head = serde_json::to_string(&*core);
-        core.group.keyring = keyring;
-        core.book.log = log;
-        let head = head.map_err(|e| self.corrupt("protocol state", e))?;
+        let head = core
+            .head_json()
+            .map_err(|e| self.corrupt("protocol state", e))?;
         self.conn
             .execute(
                 "INSERT INTO core (id, json) VALUES (1, ?1)
@@ -65,103 +59,95 @@ impl Db<'_> {
                 [head],
             )
             .map_err(|e| self.err(e))?;
-        self.save_rows(
-            &ROWS_KEYRING,
-            &core.group.keyring,
-            &core.group.keyring_dirty,
-            |addr| rusqlite::types::Value::Text(addr.clone()),
-        )?;
-        self.save_rows(&ROWS_LOG, &core.book.log, &core.book.log_dirty, |seq| {
-            rusqlite::types::Value::Integer(*seq as i64)
-        })
+        self.save_keyring(core.keyring_rows())?;
+        self.save_log(core.log_rows())
     }
 
-    /// Every row of a table, keyed by `key_of` its value.
-    fn load_rows<K: Ord, V: serde::de::DeserializeOwned>(
-        &self,
-        rows: &RowTable,
-        key_of: impl Fn(&V) -> K,
-    ) -> Result<BTreeMap<K, V>> {
-        let mut stmt = self.conn.prepare(rows.select).map_err(|e| self.err(e))?;
-        let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
-        let mut map = BTreeMap::new();
-        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
-            let json: String = row.get(0).map_err(|e| self.err(e))?;
-            let value: V = serde_json::from_str(&json).map_err(|e| self.corrupt(rows.what, e))?;
-            map.insert(key_of(&value), value);
-        }
-        Ok(map)
-    }
-
-    /// Writes the rows of `map` that `dirty` names (deleting those no
-    /// longer in the map), or, when it names everything, replaces them all.
-    fn save_rows<K: Ord, V: serde::Serialize>(
-        &self,
-        rows: &RowTable,
-        map: &BTreeMap<K, V>,
-        dirty: &Dirty<K>,
-        key: impl Fn(&K) -> rusqlite::types::Value,
-    ) -> Result<()> {
+    fn save_keyring(&self, rows: Rows<'_, String, PeerState>) -> Result<()> {
         let mut put = self
             .conn
-            .prepare_cached(rows.put)
+            .prepare_cached(
+                "INSERT INTO keyring (addr, json) VALUES (?1, ?2)
+                 ON CONFLICT (addr) DO UPDATE SET json = excluded.json",
+            )
             .map_err(|e| self.err(e))?;
-        let mut write = |k: &K, v: &V| -> Result<()> {
-            let json = serde_json::to_string(v).map_err(|e| self.corrupt(rows.what, e))?;
-            put.execute(params![key(k), json])
+        let (rows, all) = flatten(rows);
+        if all {
+            self.conn
+                .execute("DELETE FROM keyring", [])
                 .map_err(|e| self.err(e))?;
-            Ok(())
-        };
-        match dirty.changed() {
-            None => {
-                self.conn.execute(rows.clear, []).map_err(|e| self.err(e))?;
-                for (k, v) in map {
-                    write(k, v)?;
+        }
+        for (addr, peer) in rows {
+            match peer {
+                Some(p) => {
+                    let json =
+                        serde_json::to_string(p).map_err(|e| self.corrupt("keyring entry", e))?;
+                    put.execute(params![addr, json]).map_err(|e| self.err(e))?;
                 }
-            }
-            Some(changed) => {
-                for k in changed {
-                    match map.get(k) {
-                        Some(v) => write(k, v)?,
-                        None => {
-                            self.conn
-                                .execute(rows.delete, [key(k)])
-                                .map_err(|e| self.err(e))?;
-                        }
-                    }
+                None => {
+                    self.conn
+                        .execute("DELETE FROM keyring WHERE addr = ?1", [addr])
+                        .map_err(|e| self.err(e))?;
                 }
             }
         }
         Ok(())
     }
+
+    fn save_log(&self, rows: Rows<'_, sma_proto::ops::OpId, LogEntry>) -> Result<()> {
+        let mut put = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO relay_log (origin, seq, json) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (origin, seq) DO UPDATE SET json = excluded.json",
+            )
+            .map_err(|e| self.err(e))?;
+        let (rows, all) = flatten(rows);
+        if all {
+            self.conn
+                .execute("DELETE FROM relay_log", [])
+                .map_err(|e| self.err(e))?;
+        }
+        for ((origin, seq), entry) in rows {
+            match entry {
+                Some(e) => {
+                    let json = e.to_row_json().map_err(|e| self.corrupt("logged op", e))?;
+                    put.execute(params![origin.as_str(), *seq as i64, json])
+                        .map_err(|e| self.err(e))?;
+                }
+                None => {
+                    self.conn
+                        .execute(
+                            "DELETE FROM relay_log WHERE origin = ?1 AND seq = ?2",
+                            params![origin.as_str(), *seq as i64],
+                        )
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of a one-column query, decoded by `decode`.
+    fn load_rows<V>(&self, select: &str, decode: impl Fn(&str) -> Result<V>) -> Result<Vec<V>> {
+        let mut stmt = self.conn.prepare(select).map_err(|e| self.err(e))?;
+        let mut cursor = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        while let Some(row) = cursor.next().map_err(|e| self.err(e))? {
+            let json: String = row.get(0).map_err(|e| self.err(e))?;
+            out.push(decode(&json)?);
+        }
+        Ok(out)
+    }
 }
 
-/// The statements of one table of rows keyed like a map of the state.
-struct RowTable {
-    what: &'static str,
-    select: &'static str,
-    put: &'static str,
-    delete: &'static str,
-    clear: &'static str,
+/// The rows to write, and whether the table is replaced whole first.
+fn flatten<'a, K, V>(rows: Rows<'a, K, V>) -> (Vec<(&'a K, Option<&'a V>)>, bool) {
+    match rows {
+        Rows::All(all) => (all.into_iter().map(|(k, v)| (k, Some(v))).collect(), true),
+        Rows::Changed(changed) => (changed, false),
+    }
 }
-
-const ROWS_KEYRING: RowTable = RowTable {
-    what: "keyring entry",
-    select: "SELECT json FROM keyring",
-    put: "INSERT INTO keyring (addr, json) VALUES (?1, ?2)
-          ON CONFLICT (addr) DO UPDATE SET json = excluded.json",
-    delete: "DELETE FROM keyring WHERE addr = ?1",
-    clear: "DELETE FROM keyring",
-};
-
-const ROWS_LOG: RowTable = RowTable {
-    what: "logged op",
-    select: "SELECT json FROM op_log",
-    put: "INSERT INTO op_log (seq, json) VALUES (?1, ?2)
-          ON CONFLICT (seq) DO UPDATE SET json = excluded.json",
-    delete: "DELETE FROM op_log WHERE seq = ?1",
-    clear: "DELETE FROM op_log",
-};
 
 impl Store {
     /// Runs `f` and saves `core` in one transaction; once it has committed,
@@ -189,158 +175,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-    use std::path::PathBuf;
-
-    use rusqlite::Connection;
-    use sma_proto::state::Change;
-    use sma_proto::DeviceId;
-
-    use super::*;
-
-    fn me() -> DeviceId {
-        DeviceId::parse("00000000000000aa").expect("device id")
-    }
-
-    fn observe(core: &mut CoreState, addr: &str, last_seen: u64) {
-        let stamp = core.clock.tick(last_seen * 1000, &me());
-        let mut peer = PeerState::new(addr);
-        peer.last_seen = last_seen;
-        core.group.apply(&Change::Peer(peer.clone()));
-        core.book.push(&me(), stamp, Change::Peer(peer));
-    }
-
-    fn rows(store: &Store, table: &str) -> i64 {
-        store
-            .read()
-            .conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .expect("count")
-    }
-
-    #[test]
-    fn saves_incrementally_and_reloads_equal() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("db");
-        let mut store = Store::open(&path).expect("open");
-        assert_eq!(store.read().load_core().expect("load"), None);
-        let mut core = CoreState::default();
-        for i in 0..50 {
-            observe(&mut core, &format!("p{i}@example.org"), 100 + i);
-        }
-        assert!(core.book.has_unsaved_ops());
-        store.save_core(&mut core).expect("save");
-        assert!(core.group.keyring_dirty.is_clean() && core.book.log_dirty.is_clean());
-        assert!(!core.book.has_unsaved_ops());
-        assert_eq!((rows(&store, "keyring"), rows(&store, "op_log")), (50, 50));
-
-        // One update and one new peer; then the log is pruned of old ops.
-        observe(&mut core, "P3@example.org", 999);
-        observe(&mut core, "new@example.org", 1000);
-        assert_eq!(
-            core.group.keyring_dirty.changed().map(BTreeSet::len),
-            Some(2),
-            "exactly the two touched addresses are dirty"
-        );
-        core.book.prune(&BTreeSet::new(), u64::MAX / 2);
-        assert!(core.book.log.is_empty());
-        assert!(
-            !core.book.has_unsaved_ops(),
-            "pruned ops need no save before a send"
-        );
-        store.save_core(&mut core).expect("save");
-        assert_eq!((rows(&store, "keyring"), rows(&store, "op_log")), (51, 0));
-
-        drop(store);
-        let store = Store::open(&path).expect("reopen");
-        let loaded = store.read().load_core().expect("load").expect("saved");
-        assert_eq!(loaded, core);
-        assert_eq!(loaded.group.keyring["p3@example.org"].last_seen, 999);
-        assert!(loaded.group.keyring_dirty.is_clean());
-    }
-
-    #[test]
-    fn failed_transaction_keeps_the_changes_for_the_next_save() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("db");
-        let mut store = Store::open(&path).expect("open");
-        let mut core = CoreState::default();
-        store.save_core(&mut core).expect("save");
-        observe(&mut core, "a@example.org", 5);
-        let failed: std::result::Result<(), StoreError> =
-            store.save_core_with(&mut core, Durability::Flushed, |db| {
-                db.set_meta("x", "y")?;
-                Err(StoreError::Corrupt {
-                    path: PathBuf::new(),
-                    what: "test",
-                    detail: String::new(),
-                })
-            });
-        assert!(failed.is_err());
-        assert!(
-            !core.group.keyring_dirty.is_clean(),
-            "marks survive a rollback"
-        );
-        assert_eq!(rows(&store, "keyring"), 0);
-        store.save_core(&mut core).expect("save");
-        let loaded = store.read().load_core().expect("load").expect("saved");
-        assert_eq!(loaded.group.keyring.len(), 1);
-        assert_eq!(loaded.book.log.len(), 1);
-    }
-
-    #[test]
-    fn a_replaced_state_is_written_whole() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut store = Store::open(&dir.path().join("db")).expect("open");
-        let mut core = CoreState::default();
-        observe(&mut core, "a@example.org", 5);
-        observe(&mut core, "b@example.org", 6);
-        store.save_core(&mut core).expect("save");
-        // A fresh state (a device stepping down, a welcome installed) knows
-        // nothing of what is on disk: saving it replaces everything.
-        let mut fresh = CoreState::default();
-        observe(&mut fresh, "c@example.org", 7);
-        store.save_core(&mut fresh).expect("save");
-        let loaded = store.read().load_core().expect("load").expect("saved");
-        assert_eq!(
-            loaded.group.keyring.keys().collect::<Vec<_>>(),
-            ["c@example.org"]
-        );
-        assert_eq!(loaded, fresh);
-    }
-
-    #[test]
-    fn version_2_state_blob_is_split_into_rows() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("db");
-        let mut core = CoreState::default();
-        for i in 0..3 {
-            observe(&mut core, &format!("p{i}@example.org"), 10 + i);
-        }
-        {
-            let conn = Connection::open(&path).expect("open");
-            for sql in &crate::MIGRATIONS[..2] {
-                conn.execute_batch(sql).expect("migrate");
-            }
-            conn.pragma_update(None, "user_version", 2)
-                .expect("version");
-            let blob = serde_json::to_string(&core).expect("json");
-            conn.execute("INSERT INTO core (id, json) VALUES (1, ?1)", [blob])
-                .expect("insert");
-        }
-        let store = Store::open(&path).expect("migrate to 3");
-        assert_eq!((rows(&store, "keyring"), rows(&store, "op_log")), (3, 3));
-        let head: String = store
-            .read()
-            .conn
-            .query_row("SELECT json FROM core", [], |r| r.get(0))
-            .expect("head");
-        assert!(
-            !head.contains("p0@example.org"),
-            "head keeps no keyring: {head}"
-        );
-        let loaded = store.read().load_core().expect("load").expect("saved");
-        assert_eq!(loaded, core);
-    }
-}
+mod tests;

@@ -14,13 +14,24 @@ impl Ctx<'_> {
         let report = dev.remove(&mut t, &id, rotate).await?;
         let _ = t.logout().await;
         self.emit_removed(&report, || {
+            let pending = if report.pending_acks.is_empty() {
+                " Every remaining member has acknowledged it.".to_owned()
+            } else {
+                let waiting: Vec<String> = report.pending_acks.iter().map(|d| d.to_string()).collect();
+                format!(
+                    " The removal is pending until every remaining member has acknowledged it; waiting for {} \
+                     (they learn of it at their next sync; `sma status` shows the progress).",
+                    waiting.join(", ")
+                )
+            };
             format!(
-                "Removed device {id}: its folders are deleted and no member seals anything to it any more.{}",
+                "Removed device {id}: no member seals anything to it any more, its announcement is deleted and its inbox holds a signed removal notice.{}{}",
                 if rotate {
                     " A new account key was made and shared with the remaining members only (see `sma account-key show`)."
                 } else {
                     ""
-                }
+                },
+                pending
             )
         });
         Ok(())

@@ -186,8 +186,9 @@ impl Ctx<'_> {
                 _ => "Next: run `sma pair` on a member device and type its code here with `sma join --code CODE`.".to_string(),
             };
             format!(
-                "Device {} {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
+                "Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
                 report.device_id,
+                report.fingerprint,
                 report.account,
                 home.display(),
                 report.folders.announce,
@@ -203,8 +204,8 @@ impl Ctx<'_> {
         let out = self.out;
         dev.pair(&mut t, device.as_ref(), Duration::from_secs(timeout), |ev| {
             out.emit(ev, || match ev {
-                PairEvent::Code { code, device_id } => format!(
-                    "Pairing code for device {device_id}:\n\n    {code}\n\nOn the new device run:  sma join --code {code}\nWaiting for it (up to {timeout} s)..."
+                PairEvent::Code { code, device_id, fingerprint } => format!(
+                    "Pairing code for device {device_id} (key {fingerprint}):\n\n    {code}\n\nOn the new device run:  sma join\nand type the code. Check that it shows the same device id and key.\nWaiting for it (up to {timeout} s)..."
                 ),
                 PairEvent::Paired { device_id } => format!("Device {device_id} is now a member of the group."),
             })
@@ -218,6 +219,18 @@ impl Ctx<'_> {
             Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
         })?;
         let (mut dev, mut t) = self.connected().await?;
+        let fingerprint = sma::pair::short_fingerprint(&dev.engine().identity().fingerprint());
+        let waiting = serde_json::json!({
+            "event": "waiting",
+            "device_id": dev.id(),
+            "fingerprint": fingerprint,
+        });
+        self.out.emit(&waiting, || {
+            format!(
+                "This device is {} (key {fingerprint}); `sma pair` on the member must show the same.",
+                dev.id()
+            )
+        });
         let mut progress = keys::JoinProgressView::new(self);
         let report = dev
             .join_with_progress(&mut t, &code, Duration::from_secs(timeout), |p| {
@@ -254,7 +267,7 @@ impl Ctx<'_> {
                 text += &format!(
                     "  {} {:<8} {:<20} last seen {}{}\n",
                     m.device_id,
-                    m.state,
+                    m.state.as_str(),
                     m.name,
                     m.last_seen,
                     if m.is_self { "  (this device)" } else { "" }
@@ -268,6 +281,17 @@ impl Ctx<'_> {
             for w in &s.sync_warnings {
                 text += &format!("\nWarning ({}, since {}): {}", w.kind, w.since, w.message);
             }
+            for p in &s.pending_removals {
+                let waiting: Vec<String> = p.waiting_for.iter().map(|d| d.to_string()).collect();
+                text += &format!(
+                    "\nRemoval of {} pending: not yet acknowledged by {}",
+                    p.device_id,
+                    waiting.join(", ")
+                );
+            }
+            for i in &s.incidents {
+                text += &format!("\nNote ({}): {}", i.at, i.what);
+            }
             text
         });
         Ok(())
@@ -280,7 +304,7 @@ impl Ctx<'_> {
                 format!(
                     "{} {:<8} {:<20} last seen {}{}",
                     d.device_id,
-                    d.state,
+                    d.state.as_str(),
                     d.name,
                     d.last_seen,
                     if d.is_self { "  (this device)" } else { "" }
@@ -307,8 +331,10 @@ impl Ctx<'_> {
         let (mut dev, mut t) = self.connected().await?;
         dev.sync(&mut t).await?;
         let report = dev.send(&mut t, to.as_ref(), kind, &body).await?;
-        self.out
-            .emit(&report, || format!("Sent to {}.", report.to.join(", ")));
+        self.out.emit(&report, || {
+            let to: Vec<String> = report.to.iter().map(|d| d.to_string()).collect();
+            format!("Sent to {}.", to.join(", "))
+        });
         Ok(())
     }
 

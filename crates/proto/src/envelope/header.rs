@@ -8,7 +8,7 @@ use crate::ids::{DeviceId, MessageId};
 /// Name of the marker header that every SMA message carries.
 pub const MARKER_HEADER: &str = "Autocrypt-SMA";
 /// The protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: &str = "1";
+pub const PROTOCOL_VERSION: &str = "2";
 
 /// The kind of an SMA message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,9 +29,10 @@ pub enum Kind {
     Sync,
     /// An application message between devices.
     App,
-    /// A forced removal notice.
+    /// A removal notice: the signed ops that removed the recipient, so a
+    /// device that nobody seals anything to any more learns it was removed.
     Remove,
-    /// A device leaving the group.
+    /// Reserved (a departure travels as ops in `sync`); processed like `sync`.
     Leave,
 }
 
@@ -73,7 +74,13 @@ impl Kind {
 
     /// Whether the body of this kind is a sealed (signed + encrypted) OpenPGP message.
     pub fn is_sealed(self) -> bool {
-        matches!(self, Kind::Sync | Kind::App | Kind::Remove | Kind::Leave)
+        matches!(self, Kind::Sync | Kind::App | Kind::Leave)
+    }
+
+    /// Whether the body of this kind is a single plain JSON part (pairing
+    /// messages and removal notices).
+    pub fn is_plain(self) -> bool {
+        self.is_pairing() || self == Kind::Remove
     }
 
     /// Whether this is one of the pairing kinds.
@@ -140,7 +147,7 @@ pub struct Marker {
 }
 
 impl Marker {
-    /// The header value, e.g. `v=1; kind=sync; from=…; to=…; id=…`.
+    /// The header value, e.g. `v=2; kind=sync; from=…; to=…; id=…`.
     pub fn to_header_value(&self) -> String {
         format!(
             "v={}; kind={}; from={}; to={}; id={}",
@@ -149,7 +156,7 @@ impl Marker {
     }
 
     /// Parses a header value. Unknown attributes are ignored; a version other
-    /// than 1 or an unknown kind is reported as such so callers can skip it.
+    /// than 2 or an unknown kind is reported as such so callers can skip it.
     pub fn parse(value: &str) -> Result<Marker, InvalidMessage> {
         let mut version = None;
         let mut kind = None;
@@ -218,7 +225,7 @@ mod tests {
     fn unknown_attributes_are_ignored_and_versions_checked() {
         let v = sample().to_header_value() + "; future=yes";
         assert!(Marker::parse(&v).is_ok());
-        let v2 = sample().to_header_value().replace("v=1", "v=2");
+        let v2 = sample().to_header_value().replace("v=2", "v=3");
         assert!(matches!(
             Marker::parse(&v2),
             Err(InvalidMessage::UnsupportedVersion(_))

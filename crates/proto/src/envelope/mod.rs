@@ -18,6 +18,16 @@ pub const SUBJECT: &str = "Autocrypt SMA message";
 pub const ANNOUNCE_TYPE: &str = "application/vnd.autocrypt-sma.announce+json";
 /// Media type of pairing payloads.
 pub const PAIRING_TYPE: &str = "application/vnd.autocrypt-sma.pairing+json";
+/// Media type of removal notices.
+pub const REMOVE_TYPE: &str = "application/vnd.autocrypt-sma.remove+json";
+
+/// Media type of the plain JSON part of a message of `kind`.
+fn plain_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Remove => REMOVE_TYPE,
+        _ => PAIRING_TYPE,
+    }
+}
 
 /// The body of an SMA message, by shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +39,7 @@ pub enum Body {
         /// Armored OpenPGP detached signature.
         signature: String,
     },
-    /// A single JSON part (pairing messages).
+    /// A single JSON part (pairing messages, removal notices).
     Plain {
         /// The JSON bytes.
         payload: Vec<u8>,
@@ -92,7 +102,7 @@ impl Envelope {
                 out.push_str(&format!("--{boundary}--\r\n"));
             }
             Body::Plain { payload } => {
-                h("Content-Type", PAIRING_TYPE);
+                h("Content-Type", plain_type(self.marker.kind));
                 h("Content-Transfer-Encoding", "base64");
                 out.push_str("\r\n");
                 push_base64(&mut out, payload);
@@ -175,9 +185,9 @@ impl Envelope {
                         .ok_or(InvalidMessage::Missing("signature part"))?,
                 )?,
             },
-            k if k.is_pairing() => Body::Plain {
-                payload: find(PAIRING_TYPE)
-                    .ok_or(InvalidMessage::Missing("pairing part"))?
+            k if k.is_plain() => Body::Plain {
+                payload: find(plain_type(k))
+                    .ok_or(InvalidMessage::Missing("plain JSON part"))?
                     .to_vec(),
             },
             _ => Body::Encrypted {

@@ -57,7 +57,13 @@ impl MemberRecord {
     /// Records with different certificates for one id (an id collision or a
     /// forgery attempt by a member) resolve deterministically: the record with
     /// the byte-wise smaller fingerprint wins whole.
-    pub fn merge(&mut self, other: &MemberRecord) {
+    pub fn merge(&mut self, other: &MemberRecord) -> bool {
+        let before = self.clone();
+        self.merge_in(other);
+        *self != before
+    }
+
+    fn merge_in(&mut self, other: &MemberRecord) {
         if other.fingerprint != self.fingerprint {
             if other.fingerprint < self.fingerprint {
                 *self = other.clone();

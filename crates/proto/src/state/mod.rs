@@ -2,9 +2,12 @@
 //!
 //! Every component merges commutatively, associatively and idempotently, so
 //! devices converge whatever order, duplication or replay the server imposes.
+//! The fields are private: the only way to change a state is [`GroupState::apply`]
+//! (or [`GroupState::merge`]), which keeps the store's change marks right.
 
 mod keyring;
 mod members;
+mod rules;
 
 use std::collections::BTreeMap;
 
@@ -40,28 +43,27 @@ pub struct Lww<T> {
 }
 
 impl<T: Clone + Ord> Lww<T> {
-    /// Merges: the later stamp wins (the value breaks exact ties).
-    pub fn merge(&mut self, other: &Lww<T>) {
+    /// Merges: the later stamp wins (the value breaks exact ties). Returns
+    /// whether this register changed.
+    pub fn merge(&mut self, other: &Lww<T>) -> bool {
         if (&other.stamp, &other.value) > (&self.stamp, &self.value) {
             *self = other.clone();
+            return true;
         }
+        false
     }
 }
 
 /// The whole replicated state of a group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupState {
-    /// Devices by id.
-    pub members: BTreeMap<DeviceId, MemberRecord>,
-    /// Correspondent peer state by lower-cased address.
-    pub keyring: BTreeMap<String, PeerState>,
-    /// Account key generations.
-    pub account_keys: BTreeMap<u32, AccountKeyRecord>,
-    /// The account's own Autocrypt prefer-encrypt setting.
-    pub prefer_encrypt: Lww<PreferEncrypt>,
+    members: BTreeMap<DeviceId, MemberRecord>,
+    keyring: BTreeMap<String, PeerState>,
+    account_keys: BTreeMap<u32, AccountKeyRecord>,
+    prefer_encrypt: Lww<PreferEncrypt>,
     /// Keyring addresses changed since the store last saved them.
     #[serde(skip)]
-    pub keyring_dirty: Dirty<String>,
+    keyring_dirty: Dirty<String>,
 }
 
 impl Default for GroupState {
@@ -93,19 +95,6 @@ pub enum Change {
     PreferEncrypt(Lww<PreferEncrypt>),
 }
 
-/// A change stamped with its origin and per-origin sequence number.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Op {
-    /// The device that made the change.
-    pub origin: DeviceId,
-    /// Sequence number per origin, from 1, without gaps.
-    pub seq: u64,
-    /// When it was made.
-    pub stamp: Hlc,
-    /// The change.
-    pub change: Change,
-}
-
 impl GroupState {
     /// Merges another whole state into this one.
     pub fn merge(&mut self, other: &GroupState) {
@@ -121,45 +110,76 @@ impl GroupState {
         self.prefer_encrypt.merge(&other.prefer_encrypt);
     }
 
-    /// Merges one change. Idempotent and order-independent.
-    pub fn apply(&mut self, change: &Change) {
+    /// Merges one change. Idempotent and order-independent. Returns whether
+    /// the state changed.
+    pub fn apply(&mut self, change: &Change) -> bool {
         match change {
             Change::Member(rec) => match self.members.get_mut(&rec.id) {
                 Some(mine) => mine.merge(rec),
                 None => {
                     self.members.insert(rec.id.clone(), rec.clone());
+                    true
                 }
             },
-            Change::Peer(peer) => {
-                let key = peer.addr.to_lowercase();
-                match self.keyring.get_mut(&key) {
-                    Some(mine) => {
-                        if mine.merge(peer) {
-                            self.keyring_dirty.touch(key);
-                        }
-                    }
-                    None => {
-                        let mut p = peer.clone();
-                        p.addr = key.clone();
-                        self.keyring.insert(key.clone(), p);
-                        self.keyring_dirty.touch(key);
-                    }
-                }
-            }
+            Change::Peer(peer) => self.apply_peer(peer),
             Change::AccountKey(rec) => match self.account_keys.get_mut(&rec.generation) {
                 Some(mine)
                     if (&rec.stamp, &rec.fingerprint, &rec.secret)
                         > (&mine.stamp, &mine.fingerprint, &mine.secret) =>
                 {
-                    *mine = rec.clone()
+                    *mine = rec.clone();
+                    true
                 }
-                Some(_) => {}
+                Some(_) => false,
                 None => {
                     self.account_keys.insert(rec.generation, rec.clone());
+                    true
                 }
             },
             Change::PreferEncrypt(v) => self.prefer_encrypt.merge(v),
         }
+    }
+
+    fn apply_peer(&mut self, peer: &PeerState) -> bool {
+        let key = peer.addr.to_lowercase();
+        let changed = match self.keyring.get_mut(&key) {
+            Some(mine) => mine.merge(peer),
+            None => {
+                let mut p = peer.clone();
+                p.addr = key.clone();
+                self.keyring.insert(key.clone(), p);
+                true
+            }
+        };
+        if changed {
+            self.keyring_dirty.touch(key);
+        }
+        changed
+    }
+
+    /// Every member record, by device id.
+    pub fn members(&self) -> &BTreeMap<DeviceId, MemberRecord> {
+        &self.members
+    }
+
+    /// The record of one device.
+    pub fn member(&self, id: &DeviceId) -> Option<&MemberRecord> {
+        self.members.get(id)
+    }
+
+    /// The replicated Autocrypt keyring, by lower-cased address.
+    pub fn keyring(&self) -> &BTreeMap<String, PeerState> {
+        &self.keyring
+    }
+
+    /// Every account key generation.
+    pub fn account_keys(&self) -> &BTreeMap<u32, AccountKeyRecord> {
+        &self.account_keys
+    }
+
+    /// The account's own prefer-encrypt register.
+    pub fn prefer_encrypt(&self) -> &Lww<PreferEncrypt> {
+        &self.prefer_encrypt
     }
 
     /// The current account key: the highest generation.
@@ -179,11 +199,42 @@ impl GroupState {
             .is_some_and(|m| m.status == MemberStatus::Active && m.fingerprint == fingerprint)
     }
 
+    /// Whether `id` is an active member.
+    pub fn is_active(&self, id: &DeviceId) -> bool {
+        self.status_of(id) == Some(MemberStatus::Active)
+    }
+
     /// Active members, ascending id.
     pub fn active_members(&self) -> impl Iterator<Item = &MemberRecord> {
         self.members
             .values()
             .filter(|m| m.status == MemberStatus::Active)
+    }
+
+    /// Keyring addresses changed since the last [`GroupState::mark_saved`],
+    /// or `None` when the store must write the whole keyring.
+    pub fn keyring_changes(&self) -> Option<&std::collections::BTreeSet<String>> {
+        self.keyring_dirty.changed()
+    }
+
+    /// Records that the store holds the keyring as it is now.
+    pub fn mark_saved(&mut self) {
+        self.keyring_dirty.clear();
+    }
+
+    /// Marks the whole keyring as changed.
+    pub(crate) fn mark_all_changed(&mut self) {
+        self.keyring_dirty = Dirty::all();
+    }
+
+    /// Moves the keyring out (for the store, which keeps it as rows; see
+    /// [`crate::persist`]); [`GroupState::put_keyring`] puts it back.
+    pub(crate) fn take_keyring(&mut self) -> BTreeMap<String, PeerState> {
+        std::mem::take(&mut self.keyring)
+    }
+
+    pub(crate) fn put_keyring(&mut self, keyring: BTreeMap<String, PeerState>) {
+        self.keyring = keyring;
     }
 }
 
