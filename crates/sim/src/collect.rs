@@ -36,6 +36,7 @@ fn expected(e: &Error) -> bool {
 impl Sim {
     /// Takes back every finished operation.
     pub(crate) fn collect(&mut self) -> Result<(), String> {
+        self.check_sealed_recipients()?;
         let finished = std::mem::take(&mut self.w.finished);
         for (i, done) in finished {
             self.w.slots[i].dev = done.dev;
@@ -54,6 +55,50 @@ impl Sim {
             if let Some(dev) = self.w.slots[i].dev.as_ref() {
                 self.ledger
                     .check_state(&format!("{name} ({})", dev.id()), dev.core().group())?;
+                self.known_removed[i] = dev
+                    .core()
+                    .group()
+                    .members()
+                    .values()
+                    .filter(|m| m.status == sma_proto::state::MemberStatus::Removed)
+                    .map(|m| m.id.clone())
+                    .collect();
+            }
+        }
+        Ok(())
+    }
+
+    /// No device seals anything to a device after it learnt that device's
+    /// removal: every sync or application message appended to a removed
+    /// device's inbox came from a device that did not know yet (as of the
+    /// end of its previous operation).
+    fn check_sealed_recipients(&mut self) -> Result<(), String> {
+        let journal: Vec<(usize, String, std::sync::Arc<Vec<u8>>)> = {
+            let s = self.w.net.lock();
+            s.server.journal[self.journal_seen..].to_vec()
+        };
+        self.journal_seen += journal.len();
+        for (actor, folder, bytes) in journal {
+            let Ok(marker) = sma_proto::envelope::peek_marker(&bytes) else {
+                continue;
+            };
+            if !marker.kind.is_sealed() || self.w.slots[actor].kind != crate::world::Kind::Honest {
+                continue;
+            }
+            let Some(owner) = self
+                .w
+                .slots
+                .iter()
+                .filter_map(|s| s.id.clone())
+                .find(|id| folder.ends_with(id.as_str()))
+            else {
+                continue;
+            };
+            if self.known_removed[actor].contains(&owner) {
+                return Err(format!(
+                    "{} sealed a {} message to {owner} after it had learnt that {owner} was removed",
+                    self.w.slots[actor].name, marker.kind
+                ));
             }
         }
         Ok(())
@@ -90,7 +135,9 @@ impl Sim {
             .as_ref()
             .and_then(|d| d.core().group().current_account_key())
         {
-            self.ledger.account_keys.insert(k.fingerprint.clone());
+            if self.ledger.account_keys.insert(k.fingerprint.clone()) {
+                self.stats.rotations += 1;
+            }
         }
     }
 
@@ -100,6 +147,18 @@ impl Sim {
         if matches!(e, Error::Removed { .. })
             && me.is_some_and(|id| self.ledger.removal_attempted.contains(&id))
         {
+            // Only an authenticated op may stop a device: its own state
+            // lists it as removed (or it left, and wiped its state).
+            let authenticated = self.w.slots[i]
+                .dev
+                .as_ref()
+                .is_none_or(|d| d.engine().is_removed() || d.core().group().members().is_empty());
+            if !authenticated {
+                return Err(format!(
+                    "{} stopped as removed without an authenticated removal: {e}",
+                    self.w.slots[i].name
+                ));
+            }
             // Removed (or left) for real: this device is done.
             self.w.slots[i].gone = true;
             self.w.slots[i].dev = None;
@@ -141,6 +200,7 @@ impl Sim {
             OpResult::Sync(Ok(r)) => {
                 self.stats.ops_ok += 1;
                 self.stats.applied += r.applied as u64;
+                self.stats.relayed += r.relayed as u64;
                 Ok(format!("sync ok applied={} sent={}", r.applied, r.sent))
             }
             OpResult::Sync(Err(e)) => self.failed(i, "sync", &e),
@@ -215,10 +275,13 @@ impl Sim {
                     Ok(_) => {
                         let by = self.w.slots[i].id.clone().ok_or("remove without id")?;
                         self.ledger.removed.insert(target.clone(), by);
+                        self.stats.removals += 1;
                         self.stats.ops_ok += 1;
                         Ok(format!("remove ok {target}"))
                     }
-                    Err(e @ (Error::UnknownDevice(_) | Error::Usage(_))) => {
+                    Err(
+                        e @ (Error::UnknownDevice(_) | Error::NotYetKnown(_) | Error::Usage(_)),
+                    ) => {
                         self.stats.ops_failed += 1;
                         Ok(format!("remove refused: {e}"))
                     }

@@ -11,6 +11,8 @@ use sma_proto::payload::AnnouncedState;
 use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus, PeerState};
 use sma_proto::{Engine, Timestamp};
 
+use sma_imap::Uid;
+
 use crate::scenario::Sim;
 use crate::world::{load_identity, Kind as SlotKind};
 
@@ -36,32 +38,15 @@ impl Sim {
                 self.stats.crashes += 1;
             }
         }
-        // The announcements folder only goes once no device is still
-        // looking for a group: a device that runs `init` while it is missing
-        // founds a second group (a split the protocol reports, §16.1).
+        // The announcements only go once no device is still looking for a
+        // group: a device that runs `init` while there is none founds a
+        // second group (a split the protocol reports, §16.1).
         let all_inited = self.w.slots.iter().all(|s| s.id.is_some());
-        // One folder deletion per scenario: after the announcements folder
-        // went, a deleted inbox makes its device conclude it was removed
-        // (its announcement is gone too), see docs/RELIABILITY.md.
-        if self.folder_deletions == 0 && self.w.rng.gen_bool(p.p_delete_folder) {
-            let folders: Vec<String> = self
-                .w
-                .net
-                .lock()
-                .server
-                .folder_counts()
-                .into_iter()
-                .map(|(f, _)| f)
-                .filter(|f| f.starts_with("_Autocrypt_SMA"))
-                .filter(|f| all_inited || f != "_Autocrypt_SMA")
-                .collect();
-            if !folders.is_empty() {
-                let f = folders[self.w.rng.gen_range(0..folders.len())].clone();
-                self.note(format!("DELETE folder {f}"));
-                let _ = self.w.net.lock().server.delete(None, &f);
-                self.folder_deletions += 1;
-                self.stats.faults += 1;
-            }
+        if self.w.rng.gen_bool(p.p_delete_folder) {
+            self.delete_a_folder(all_inited);
+        }
+        if self.w.rng.gen_bool(p.p_delete_msgs) {
+            self.delete_some_messages(all_inited);
         }
         if self.w.rng.gen_bool(p.p_validity) {
             let folders: Vec<String> = self
@@ -102,6 +87,71 @@ impl Sim {
             self.note(format!("clock +{minutes} min"));
         }
         Ok(())
+    }
+
+    /// The provider deletes a whole SMA folder.
+    fn delete_a_folder(&mut self, all_inited: bool) {
+        let folders: Vec<String> = self
+            .w
+            .net
+            .lock()
+            .server
+            .folder_counts()
+            .into_iter()
+            .map(|(f, _)| f)
+            .filter(|f| f.starts_with("_Autocrypt_SMA"))
+            .filter(|f| all_inited || f != "_Autocrypt_SMA")
+            .collect();
+        if folders.is_empty() {
+            return;
+        }
+        let f = folders[self.w.rng.gen_range(0..folders.len())].clone();
+        self.note(format!("DELETE folder {f}"));
+        let _ = self.w.net.lock().server.delete(None, &f);
+        self.folder_deletions += 1;
+        self.stats.folders_deleted += 1;
+        self.stats.faults += 1;
+    }
+
+    /// The provider deletes some messages (one, or any subset) of an SMA
+    /// folder: syncs, notices, pairing messages, announcements.
+    fn delete_some_messages(&mut self, all_inited: bool) {
+        let folders: Vec<(String, Vec<Uid>)> = {
+            let s = self.w.net.lock();
+            s.server
+                .folder_counts()
+                .into_iter()
+                .map(|(f, _)| f)
+                .filter(|f| f.starts_with("_Autocrypt_SMA"))
+                .filter(|f| all_inited || f != "_Autocrypt_SMA")
+                .filter_map(|f| {
+                    let uids: Vec<Uid> = s.server.folder(&f)?.messages.keys().copied().collect();
+                    (!uids.is_empty()).then_some((f, uids))
+                })
+                .collect()
+        };
+        if folders.is_empty() {
+            return;
+        }
+        let (folder, uids) = folders[self.w.rng.gen_range(0..folders.len())].clone();
+        let doomed: Vec<Uid> = match self.w.rng.gen_bool(0.5) {
+            true => vec![uids[self.w.rng.gen_range(0..uids.len())]],
+            false => uids
+                .into_iter()
+                .filter(|_| self.w.rng.gen_bool(0.5))
+                .collect(),
+        };
+        let gone = self
+            .w
+            .net
+            .lock()
+            .server
+            .expunge_as_provider(&folder, &doomed);
+        if gone > 0 {
+            self.note(format!("DELETE {gone} messages in {folder}"));
+            self.stats.messages_deleted += gone as u64;
+            self.stats.faults += 1;
+        }
     }
 
     /// Copies a random message of the server for a later replay.

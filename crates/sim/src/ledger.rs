@@ -126,8 +126,14 @@ impl Ledger {
             ));
         }
         if let Some(k) = g.current_account_key() {
-            if !self.account_keys.contains(&k.fingerprint) {
-                return Err(format!("{who} holds an account key no founder made"));
+            // Founders' keys, and rotations by legitimate members (a remove
+            // interrupted by a crash may have sent its new key before it
+            // could report it).
+            if !self.account_keys.contains(&k.fingerprint) && !self.legit.contains(&k.stamp.device)
+            {
+                return Err(format!(
+                    "{who} holds an account key no founder or member made"
+                ));
             }
         }
         Ok(())
@@ -298,11 +304,18 @@ pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
     }
     // A removal `remove` reported is held by every live member: relaying
     // delivers it even when the provider deleted the remover's messages.
-    for id in ledger.removed.keys() {
+    // (Unless the remover itself was removed concurrently and its messages
+    // were refused everywhere: then the removal is lost everywhere alike.)
+    for (id, _) in ledger.removed.iter().filter(|(_, by)| !gone.contains(*by)) {
         for (member, g) in &live {
             if g.status_of(id) != Some(MemberStatus::Removed) {
+                let everywhere: Vec<String> = all
+                    .iter()
+                    .map(|(m, g)| format!("{m}: {:?}", g.status_of(id)))
+                    .collect();
                 return Err(format!(
-                    "{id} was removed (reported by `remove`) but live member {member} does not hold the removal"
+                    "{id} was removed (reported by `remove`) but live member {member} does not hold the removal \
+                     (status of {id} everywhere: {everywhere:?}; gone: {gone:?})"
                 ));
             }
         }

@@ -313,15 +313,11 @@ impl Transport for SimTransport {
         _flags: &[&str],
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
-        self.run(Cmd::Append, |s, _, g| match g {
-            Grant::Duplicate => {
-                let uid = s.append(folder, message)?;
-                s.append(folder, message)?;
-                Ok(Some(uid))
-            }
-            // Without APPENDUID: the UID is not known yet.
-            Grant::Delay => s.append_delayed(folder, message).map(|_| None),
-            _ => s.append(folder, message).map(Some),
+        let actor = self.actor;
+        self.run(Cmd::Append, |s, _, g| {
+            s.journal
+                .push((actor, folder.to_owned(), Arc::new(message.to_vec())));
+            append_as(s, folder, message, g)
         })
         .await
     }
@@ -394,5 +390,24 @@ impl Transport for SimTransport {
 
     async fn logout(self) -> Result<(), ImapError> {
         Ok(())
+    }
+}
+
+/// An APPEND as the scheduler granted it.
+fn append_as(
+    s: &mut Server,
+    folder: &str,
+    message: &[u8],
+    g: Grant,
+) -> Result<Option<Uid>, ImapError> {
+    match g {
+        Grant::Duplicate => {
+            let uid = s.append(folder, message)?;
+            s.append(folder, message)?;
+            Ok(Some(uid))
+        }
+        // Without APPENDUID: the UID is not known yet.
+        Grant::Delay => s.append_delayed(folder, message).map(|_| None),
+        _ => s.append(folder, message).map(Some),
     }
 }

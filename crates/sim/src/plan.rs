@@ -26,6 +26,8 @@ pub struct Plan {
     pub p_crash: f64,
     /// Per step: a folder is deleted under the devices.
     pub p_delete_folder: f64,
+    /// Per step: the provider deletes some messages of a folder.
+    pub p_delete_msgs: f64,
     /// Per step: a folder's UIDVALIDITY changes.
     pub p_validity: f64,
     /// Per step: an old message is replayed.
@@ -65,7 +67,8 @@ impl Plan {
             p_dup: level(rng, &[0.0, 0.02, 0.08]),
             p_delay: level(rng, &[0.0, 0.03, 0.1]),
             p_crash: level(rng, &[0.0, 0.005, 0.02]),
-            p_delete_folder: level(rng, &[0.0, 0.0, 0.005]),
+            p_delete_folder: level(rng, &[0.0, 0.0, 0.005, 0.015]),
+            p_delete_msgs: level(rng, &[0.0, 0.01, 0.04]),
             p_validity: level(rng, &[0.0, 0.003, 0.01]),
             p_replay: level(rng, &[0.0, 0.01, 0.03]),
             p_start: level(rng, &[0.05, 0.15, 0.3]),
@@ -96,6 +99,16 @@ pub struct Stats {
     pub applied: u64,
     /// Live members at the end.
     pub members: usize,
+    /// Removals `remove` reported.
+    pub removals: u64,
+    /// Of those, with a new account key.
+    pub rotations: u64,
+    /// Ops applied that another member than their origin relayed.
+    pub relayed: u64,
+    /// Messages the provider deleted.
+    pub messages_deleted: u64,
+    /// Folders the provider deleted.
+    pub folders_deleted: u64,
     /// Hash of the whole schedule and every outcome (determinism check).
     pub trace_hash: u64,
 }

@@ -55,6 +55,11 @@ pub struct Sim {
     pub rogue_acts: u32,
     /// Print every trace line as it happens (`SIM_VERBOSE=1`).
     pub verbose: bool,
+    /// Per slot, the devices its state listed as removed when its last
+    /// operation ended: it must never seal anything to them afterwards.
+    pub known_removed: Vec<std::collections::BTreeSet<sma::DeviceId>>,
+    /// How much of the server's APPEND journal the invariants have read.
+    pub journal_seen: usize,
 }
 
 const TRACE_LINES: usize = 60;
@@ -207,6 +212,38 @@ impl Sim {
         }
         self.faults_on = false;
         Ok(())
+    }
+
+    /// Membership under attack (plans with a lifecycle): once every device
+    /// had its chance to pair, a member removes another one (with or
+    /// without a new account key) while the provider deletes, replays and
+    /// reorders as in the chaos phase and the others keep working.
+    async fn membership_chaos(&mut self) -> Result<(), String> {
+        if !self.plan.lifecycle {
+            return Ok(());
+        }
+        let live: Vec<usize> = (0..self.w.slots.len())
+            .filter(|&i| self.w.slots[i].is_member())
+            .collect();
+        if live.len() < 3 {
+            return Ok(());
+        }
+        let remover = live[self.w.rng.gen_range(0..live.len())];
+        let others: Vec<usize> = live.iter().copied().filter(|&i| i != remover).collect();
+        let target_slot = others[self.w.rng.gen_range(0..others.len())];
+        let target = self.w.slots[target_slot]
+            .id
+            .clone()
+            .ok_or("member without id")?;
+        self.ledger.removal_attempted.insert(target.clone());
+        self.lifecycle_ops += 1;
+        let rotate = self.w.rng.gen_bool(0.5);
+        self.note(format!(
+            "start {} remove {} rotate={rotate}",
+            self.w.slots[remover].name, self.w.slots[target_slot].name
+        ));
+        self.w.start(remover, Op::Remove { target, rotate });
+        self.chaos().await
     }
 
     /// Lets every running operation end without faults and delivers what
@@ -609,7 +646,10 @@ pub async fn run_scenario(
         folder_deletions: 0,
         crash_after: None,
         verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
+        known_removed: Vec::new(),
+        journal_seen: 0,
     };
+    sim.known_removed = vec![Default::default(); sim.w.slots.len()];
     let plan_line = format!("{:?}", sim.plan);
     sim.note(plan_line);
     let result = async {
@@ -620,6 +660,8 @@ pub async fn run_scenario(
         let t2 = std::time::Instant::now();
         sim.calm().await?;
         sim.late_pairings().await?;
+        sim.membership_chaos().await?;
+        sim.calm().await?;
         let t3 = std::time::Instant::now();
         sim.quiesce().await?;
         let t4 = std::time::Instant::now();

@@ -76,6 +76,9 @@ pub struct Server {
     pub lost: Vec<(String, Arc<Vec<u8>>)>,
     /// Message bodies downloaded, by folder (for cost accounting).
     pub downloads: BTreeMap<String, u64>,
+    /// Every APPEND that took effect: the appending actor, the folder and
+    /// the message (for the invariants).
+    pub journal: Vec<(usize, String, Arc<Vec<u8>>)>,
 }
 
 impl Default for Server {
@@ -90,6 +93,7 @@ impl Default for Server {
             delayed: Vec::new(),
             lost: Vec::new(),
             downloads: BTreeMap::new(),
+            journal: Vec::new(),
         };
         s.create_folder("INBOX");
         s
@@ -442,6 +446,25 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// The provider deletes messages of a folder outside any session (they
+    /// count as lost for the invariants). Returns how many went.
+    pub fn expunge_as_provider(&mut self, folder: &str, uids: &[Uid]) -> usize {
+        let Some(f) = self.folders.get_mut(folder) else {
+            return 0;
+        };
+        let mut gone = 0;
+        for u in uids {
+            if let Some(m) = f.messages.remove(u) {
+                self.lost.push((folder.to_owned(), m.bytes));
+                gone += 1;
+            }
+        }
+        if gone > 0 {
+            f.version += 1;
+        }
+        gone
     }
 
     /// Whether the selected folder of `c` changed since it last looked;

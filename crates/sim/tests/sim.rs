@@ -38,24 +38,77 @@ fn regression_seeds() -> Vec<u64> {
         .collect()
 }
 
-/// Runs `seeds` on all cores; returns the failures.
-fn run_all(seeds: &[u64]) -> Vec<sma_sim::Failure> {
+/// How many seeds exercised each feature the invariants are about.
+#[derive(Debug, Default)]
+struct Coverage {
+    seeds: u64,
+    removal: u64,
+    rotation: u64,
+    relay: u64,
+    join: u64,
+    message_deletion: u64,
+    folder_deletion: u64,
+}
+
+impl Coverage {
+    fn add(&mut self, s: &sma_sim::Stats) {
+        self.seeds += 1;
+        self.removal += u64::from(s.removals > 0);
+        self.rotation += u64::from(s.rotations > 0);
+        self.relay += u64::from(s.relayed > 0);
+        self.join += u64::from(s.joins > 0);
+        self.message_deletion += u64::from(s.messages_deleted > 0);
+        self.folder_deletion += u64::from(s.folders_deleted > 0);
+    }
+
+    /// Fails unless each feature was exercised by at least the given share
+    /// of the seeds (a sweep that never removes anyone proves nothing about
+    /// removal).
+    fn assert_at_least(&self) {
+        let share = |n: u64| n as f64 / self.seeds.max(1) as f64;
+        for (what, n, min) in [
+            ("remove", self.removal, 0.10),
+            ("account-key rotation", self.rotation, 0.04),
+            ("relay", self.relay, 0.10),
+            ("join", self.join, 0.50),
+            ("message deletion", self.message_deletion, 0.30),
+            ("folder deletion", self.folder_deletion, 0.10),
+        ] {
+            assert!(
+                share(n) >= min,
+                "only {n} of {} seeds exercised {what} (want at least {:.0}%): {self:?}",
+                self.seeds,
+                min * 100.0
+            );
+        }
+    }
+}
+
+/// Runs `seeds` on all cores; returns the failures and the coverage.
+fn run_all(seeds: &[u64]) -> (Vec<sma_sim::Failure>, Coverage) {
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
+    let coverage = Mutex::new(Coverage::default());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::SeqCst) as usize;
                 let Some(&seed) = seeds.get(k) else { return };
-                if let Err(f) = sma_sim::run_seed(seed) {
-                    eprintln!("{}", f.summary());
-                    failures.lock().unwrap().push(f);
+                match sma_sim::run_seed(seed) {
+                    Ok(stats) => coverage.lock().unwrap().add(&stats),
+                    Err(f) => {
+                        eprintln!("{}", f.summary());
+                        failures.lock().unwrap().push(f);
+                    }
                 }
             });
         }
     });
-    failures.into_inner().unwrap()
+    (
+        failures.into_inner().unwrap(),
+        coverage.into_inner().unwrap(),
+    )
 }
 
 #[test]
@@ -64,9 +117,9 @@ fn sweep() {
     let start = env_u64("SIM_SEED_START").unwrap_or(0);
     let seeds: Vec<u64> = (start..start + n).collect();
     let t = Instant::now();
-    let failures = run_all(&seeds);
+    let (failures, coverage) = run_all(&seeds);
     eprintln!(
-        "simulated {n} seeds from {start} in {:.1} s",
+        "simulated {n} seeds from {start} in {:.1} s; coverage {coverage:?}",
         t.elapsed().as_secs_f64()
     );
     if let Some(first) = failures.iter().min_by_key(|f| f.seed) {
@@ -74,6 +127,9 @@ fn sweep() {
             "{} of {n} seeds failed; the smallest:\n{first}",
             failures.len()
         );
+    }
+    if n >= 200 {
+        coverage.assert_at_least();
     }
 }
 

@@ -93,6 +93,10 @@ pub enum Error {
     /// Nothing to pair with.
     #[error("no pending device found in the announcements folder — run `sma init` on the new device first, then `sma pair` again")]
     NoPendingDevice,
+    /// A device announces itself as a member that this device's state does
+    /// not know yet (another member paired it recently).
+    #[error("device {0} announces itself as a member, but this device has not learnt of it yet (another member paired it recently?) — run `sma sync` here and try again")]
+    NotYetKnown(String),
     /// An unknown device id was named.
     #[error("device {0} is not known in this group — see `sma devices`")]
     UnknownDevice(String),

@@ -21,6 +21,8 @@ use crate::events::{AppMessage, Event};
 pub struct InboxPass {
     /// New ops applied.
     pub applied: usize,
+    /// Of those, ops another member relayed.
+    pub relayed: usize,
     /// Events to report.
     pub events: Vec<Event>,
     /// UIDNEXT of the inbox when the pass selected it: a higher UIDNEXT
@@ -86,6 +88,7 @@ impl Device {
             t.delete_messages(&uids).await?;
         }
         pass.applied = outcome.applied;
+        pass.relayed = outcome.relayed;
         pass.events = outcome.events.into_iter().map(Event::from).collect();
         if let Some(by) = outcome.removed_by {
             self.clean_up_after_removal(t).await;

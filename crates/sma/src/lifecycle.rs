@@ -266,11 +266,17 @@ impl Device {
                 info!(device = %id, "already removed; cleaning up its folders");
                 false
             }
-            Removing::Unknown if anns.iter().any(|s| &s.ann.device_id == id) => {
-                info!(device = %id, "a pending device; deleting its announcement and inbox");
-                true
+            Removing::Unknown => {
+                let latest = announce::latest_per_device(&anns, self.now());
+                match latest.get(id).map(|s| s.ann.state) {
+                    Some(sma_proto::payload::AnnouncedState::Pending) => {
+                        info!(device = %id, "a pending device; deleting its announcement and inbox");
+                        true
+                    }
+                    Some(_) => return Err(Error::NotYetKnown(id.to_string())),
+                    None => return Err(Error::UnknownDevice(id.to_string())),
+                }
             }
-            Removing::Unknown => return Err(Error::UnknownDevice(id.to_string())),
         };
         if rotate_account_key {
             self.rotate_account_key()?;

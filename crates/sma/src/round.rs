@@ -24,6 +24,10 @@ pub const WATCH_POLL: Duration = Duration::from_secs(30);
 pub struct SyncReport {
     /// New ops applied.
     pub applied: usize,
+    /// Of those, ops relayed by another member than their origin (not
+    /// part of the `sync` JSON line).
+    #[serde(skip)]
+    pub relayed: usize,
     /// Sync messages sent.
     pub sent: usize,
     /// Devices removed by expiry in this round.
@@ -66,6 +70,7 @@ impl Device {
         let pass = self.process_inbox(t).await?;
         let mut report = SyncReport {
             applied: pass.applied,
+            relayed: pass.relayed,
             events: pass.events,
             inbox_uid_next: pass.uid_next,
             ..SyncReport::default()

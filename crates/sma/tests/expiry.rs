@@ -108,7 +108,10 @@ async fn silent_member_walks_active_stale_removed_and_stops() {
             path.contains(b_id.as_str()) && String::from_utf8_lossy(bytes).contains("kind=remove;")
         })
         .count();
-    assert_eq!(notices, 1, "the expired member's inbox holds a's removal notice");
+    assert_eq!(
+        notices, 1,
+        "the expired member's inbox holds a's removal notice"
+    );
     assert!(!acc.has_folder(&d_inbox), "silent pending inbox deleted");
     assert_eq!(acc.count(ANNOUNCE), 2, "only a and c are announced");
 

@@ -36,6 +36,8 @@ pub struct Opened {
 pub struct Accepted {
     /// Ops new to us, applied.
     pub new_ops: usize,
+    /// Of those, ops of another origin than the sender (relayed).
+    pub relayed: usize,
     /// Ops rejected (bad signature, broken rule).
     pub rejected: usize,
     /// Ops of origins we do not know yet (not applied; sent again later).
@@ -183,8 +185,12 @@ impl Engine {
             let before = pending.len();
             let mut later = Vec::new();
             for op in pending {
+                let relayed = op.origin() != sender;
                 match self.accept_op(op, now, events) {
-                    Ok(true) => got.new_ops += 1,
+                    Ok(true) => {
+                        got.new_ops += 1;
+                        got.relayed += usize::from(relayed);
+                    }
                     Ok(false) => {}
                     Err(OpVerdict::UnknownOrigin(op)) => later.push(*op),
                     Err(OpVerdict::Rejected(id, e)) => {

@@ -86,6 +86,8 @@ pub struct PassOutcome {
     pub events: Vec<StateEvent>,
     /// New ops applied.
     pub applied: usize,
+    /// Of those, ops relayed by another member than their origin.
+    pub relayed: usize,
     /// Set when an authenticated op removed this device: the op's origin.
     pub removed_by: Option<DeviceId>,
 }
@@ -285,6 +287,7 @@ impl InboxPass<'_> {
                     self.engine
                         .accept_ops(&from, sent_at, body, self.now, &mut self.out.events);
                 self.out.applied += got.new_ops;
+                self.out.relayed += got.relayed;
                 if got.rejected > 0 {
                     warn!(%from, rejected = got.rejected, "ops that break the protocol's rules were ignored");
                 }
