@@ -34,6 +34,8 @@ mod io;
 mod limits;
 mod ops;
 mod probe;
+mod rate;
+mod reconnect;
 mod response;
 mod session;
 mod tls;
@@ -45,6 +47,8 @@ pub use backoff::{connect_with_retry, Backoff};
 pub use config::{is_loopback_host, ImapConfig, Password, Security};
 pub use error::ImapError;
 pub use limits::{BODY_SLACK, DEFAULT_MIN_RATE, MAX_HEADER_SIZE, MAX_RESPONSE_LINE};
+pub use rate::RoundLimiter;
+pub use reconnect::{reconnect, ReconnectBackoff};
 pub use session::{ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
 pub use transport::Transport;
 pub use types::{
