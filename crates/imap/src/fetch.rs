@@ -14,7 +14,7 @@ use crate::wire::{uid_sets, Command, MAX_UID_SET_LEN};
 
 /// Message data gathered from FETCH responses, by UID.
 #[derive(Default)]
-struct Partial {
+pub(crate) struct Partial {
     size: Option<u32>,
     header: Option<Vec<u8>>,
     body: Option<Vec<u8>>,
@@ -24,7 +24,7 @@ struct Partial {
 /// Data for other UIDs is not copied; responses without UID are unsolicited
 /// flag updates and are ignored. Returns whether `r` carried a header
 /// section (for any UID).
-fn collect_fetch(
+pub(crate) fn collect_fetch(
     r: &Response<'_>,
     wanted: &dyn Fn(Uid) -> bool,
     out: &mut BTreeMap<Uid, Partial>,

@@ -19,7 +19,7 @@ use crate::limits::{Limits, MAX_RESPONSE_LINE};
 
 /// Spare capacity reserved after a literal for the rest of its line (`)` and
 /// CRLF), so that the buffer of a large literal is not doubled for it.
-const AFTER_LITERAL: usize = 256;
+pub(crate) const AFTER_LITERAL: usize = 256;
 
 /// A bound the server broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +107,12 @@ impl Framer {
     pub(crate) fn begin(&mut self, limits: Limits) {
         self.limits = limits;
         self.received = 0;
+    }
+
+    /// Bytes of the response being assembled.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Bytes received since [`Framer::begin`].

@@ -29,6 +29,9 @@ mod conn;
 mod error;
 mod fetch;
 mod framer;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 mod io;
 mod limits;
