@@ -21,6 +21,10 @@ use crate::limits::{Limits, MAX_RESPONSE_LINE};
 /// CRLF), so that the buffer of a large literal is not doubled for it.
 pub(crate) const AFTER_LITERAL: usize = 256;
 
+/// Growth step of the buffer for lines that follow a literal: exact steps
+/// instead of doubling, so a large literal's buffer is never doubled.
+const CONTINUATION_GROWTH: usize = 64 * 1024;
+
 /// A bound the server broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Overrun {
@@ -155,6 +159,9 @@ impl Framer {
                         None => (rest.len(), false),
                     };
                     self.check_line(take)?;
+                    if self.has_literal && self.buf.capacity() - self.buf.len() < take {
+                        self.buf.reserve_exact(take.max(CONTINUATION_GROWTH));
+                    }
                     self.buf.extend_from_slice(&rest[..take]);
                     pos += take;
                     self.line_bytes += take;

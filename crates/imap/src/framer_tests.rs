@@ -135,6 +135,35 @@ fn a_literal_over_the_limit_fails_before_anything_is_reserved() {
 }
 
 #[test]
+fn lines_after_a_large_literal_do_not_double_its_buffer() {
+    let n = 4 << 20;
+    let mut f = Framer::default();
+    f.begin(limits(n as u64, u64::MAX));
+    let (_, none) = f
+        .push(format!("* 1 FETCH (BODY[] {{{n}}}\r\n").as_bytes())
+        .unwrap();
+    assert!(none.is_none());
+    let body = vec![b'x'; n];
+    let mut rest: &[u8] = &body;
+    while !rest.is_empty() {
+        let (used, _) = f.push(rest).unwrap();
+        rest = &rest[used..];
+    }
+    // A trailing line longer than the spare room, in pieces.
+    for _ in 0..300 {
+        let (_, none) = f.push(b" X-PADDING-X").unwrap();
+        assert!(none.is_none());
+    }
+    let (_, frame) = f.push(b")\r\n").unwrap();
+    let frame = frame.expect("complete");
+    assert!(
+        frame.bytes.capacity() <= n + (1 << 20),
+        "{}",
+        frame.bytes.capacity()
+    );
+}
+
+#[test]
 fn literals_of_one_response_add_up() {
     let mut f = Framer::default();
     f.begin(limits(10, u64::MAX));
@@ -188,4 +217,81 @@ fn the_total_of_a_command_is_enforced_and_restarts_with_the_next() {
     f.begin(limits(1 << 20, 24));
     assert_eq!(f.received(), 0);
     frames(&mut f, &[line, line]).unwrap();
+}
+
+/// One FETCH response whose header is a quoted string of `n` bytes.
+fn quoted_header_response(n: usize) -> Vec<u8> {
+    let mut v = b"* 1 FETCH (UID 1 RFC822.SIZE 10 BODY[HEADER] \"".to_vec();
+    v.resize(v.len() + n, b'a');
+    v.extend_from_slice(b"\")\r\n");
+    v
+}
+
+/// Framer (16 KiB reads, as from the socket) plus one imap-proto parse.
+fn framed_parse(data: &[u8]) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut f = Framer::default();
+    f.begin(limits(0, u64::MAX));
+    let mut frame = None;
+    for chunk in data.chunks(16 * 1024) {
+        let (_, done) = f.push(chunk).expect("within the line limit");
+        frame = frame.or(done);
+    }
+    let frame = frame.expect("complete");
+    let parsed = async_imap::imap_proto::parser::parse_response(&frame.bytes);
+    assert!(matches!(parsed, Ok((&[], _))));
+    started.elapsed()
+}
+
+/// async-imap's reader (the stack before issue 20) over an in-memory pipe.
+async fn async_imap_read(data: Vec<u8>) -> std::time::Duration {
+    use tokio::io::AsyncWriteExt;
+    let (mut server, client) = tokio::io::duplex(64 * 1024);
+    let writer = tokio::spawn(async move {
+        let _ = server.write_all(&data).await;
+        server
+    });
+    let mut c = async_imap::Client::new(client);
+    let started = std::time::Instant::now();
+    let r = c.read_response().await.expect("io").expect("a response");
+    let elapsed = started.elapsed();
+    assert!(matches!(
+        r.parsed(),
+        async_imap::imap_proto::Response::Fetch(..)
+    ));
+    drop(writer.await);
+    elapsed
+}
+
+#[test]
+fn a_long_quoted_line_is_framed_and_parsed_in_linear_time() {
+    // Just under the line limit; the old stack took 0.09 s (release) for
+    // this and grew with the square of the length.
+    let data = quoted_header_response(MAX_RESPONSE_LINE - 100);
+    let t = framed_parse(&data);
+    assert!(t < std::time::Duration::from_secs(1), "{t:?}");
+}
+
+/// The measurement behind the codec decision in docs/TRANSPORT.md:
+/// `cargo test -p sma-imap --lib -- --ignored parse_cost --nocapture`
+#[tokio::test]
+#[ignore = "a measurement that takes minutes, not a check"]
+async fn parse_cost() {
+    let longest = quoted_header_response(MAX_RESPONSE_LINE - 100);
+    println!(
+        "framer + imap-proto, longest line accepted (1 MiB): {:.4} s",
+        framed_parse(&longest).as_secs_f64()
+    );
+    for mib in [1usize, 2, 4, 8, 16] {
+        let data = quoted_header_response(mib << 20);
+        let started = std::time::Instant::now();
+        assert!(async_imap::imap_proto::parser::parse_response(&data).is_ok());
+        let once = started.elapsed();
+        let old = async_imap_read(data).await;
+        println!(
+            "{mib:>3} MiB quoted line: async-imap read_response {:>8.3} s | imap-proto once {:.4} s",
+            old.as_secs_f64(),
+            once.as_secs_f64(),
+        );
+    }
 }
