@@ -385,6 +385,11 @@ impl Conn {
     /// Brings the connection back to a clean state after an interrupted
     /// command; see the module documentation.
     pub(crate) async fn ensure_ready(&mut self) -> Result<(), ImapError> {
+        if !matches!(self.state, State::Ready | State::Broken(_)) {
+            // Finishing what was left is a new wait: the time the caller
+            // spent elsewhere (or idling) is not the server's.
+            self.restart_clock();
+        }
         loop {
             match self.state.clone() {
                 State::Ready => return Ok(()),
