@@ -74,13 +74,72 @@ pub(crate) fn collect_fetch(
     has_header
 }
 
+/// The headers collected, sorted by UID (a UID without a header, e.g. a
+/// flag update, is left out).
+fn headers_of(got: BTreeMap<Uid, Partial>) -> Result<Vec<FetchedHeader>, ImapError> {
+    let mut out = Vec::with_capacity(got.len());
+    for (uid, p) in got {
+        let Some(header) = p.header else { continue };
+        let size = p
+            .size
+            .ok_or_else(|| ImapError::Protocol(format!("FETCH of UID {uid} lacks RFC822.SIZE")))?;
+        out.push(FetchedHeader { uid, size, header });
+    }
+    Ok(out)
+}
+
 impl ImapSession {
     /// [`crate::Transport::fetch_headers`].
+    ///
+    /// `n:*` always covers the last message, so a folder that holds
+    /// messages (as the server itself said: SELECT's EXISTS, adjusted by
+    /// every EXISTS and EXPUNGE since, both before and after the FETCH)
+    /// must give at least one header. When
+    /// none comes, another client may have expunged them without the
+    /// server telling us yet: a NOOP lets it, and the FETCH is asked once
+    /// more. Still nothing while the count stays above zero is a server
+    /// fault ([`ImapError::ServerFailure`]), not an empty folder.
     pub(crate) async fn fetch_headers_impl(
         &mut self,
         uids: UidRange,
     ) -> Result<Vec<FetchedHeader>, ImapError> {
         self.require_selected("fetch_headers")?;
+        let mut rechecked = false;
+        loop {
+            // Messages announced during the FETCH may not be in it (the
+            // server resolves `*` first), and expunged ones are gone: only
+            // a count that held before and after counts.
+            let before = self.conn.mailbox.exists.unwrap_or(0);
+            let (got, answered, label) = self.fetch_header_data(uids).await?;
+            let exists = before.min(self.conn.mailbox.exists.unwrap_or(0));
+            if uids.end.is_some() || exists == 0 || answered > 0 {
+                return headers_of(got);
+            }
+            if rechecked {
+                return Err(ImapError::ServerFailure {
+                    command: label,
+                    text: format!(
+                        "the server said the folder holds {exists} message(s) but returned none of them"
+                    ),
+                });
+            }
+            let done = self.conn.run_simple(&Command::new("NOOP")).await?;
+            if !done.is_ok() {
+                return Err(done.into_error("NOOP".into()));
+            }
+            if self.conn.mailbox.exists == Some(0) {
+                return Ok(Vec::new());
+            }
+            rechecked = true;
+        }
+    }
+
+    /// One header FETCH: the data of UIDs in `uids`, how many responses
+    /// carried a header at all, and the command's label.
+    async fn fetch_header_data(
+        &mut self,
+        uids: UidRange,
+    ) -> Result<(BTreeMap<Uid, Partial>, usize, String), ImapError> {
         let cmd = Command::new("UID FETCH")
             .raw(uids.to_string())
             .raw("(UID RFC822.SIZE BODY.PEEK[HEADER])");
@@ -97,28 +156,7 @@ impl ImapSession {
         if !done.is_ok() {
             return Err(done.into_error(cmd.label()));
         }
-        // `n:*` always covers the last message, so a folder that holds
-        // messages (as the server itself said, counting EXISTS and EXPUNGE
-        // seen up to now) must give at least one: silence is a server
-        // fault, not an empty folder.
-        let exists = self.conn.mailbox.exists.unwrap_or(0);
-        if uids.end.is_none() && exists > 0 && answered == 0 {
-            return Err(ImapError::ServerFailure {
-                command: cmd.label(),
-                text: format!(
-                    "the server said the folder holds {exists} message(s) but returned none of them"
-                ),
-            });
-        }
-        let mut out = Vec::with_capacity(got.len());
-        for (uid, p) in got {
-            let Some(header) = p.header else { continue };
-            let size = p.size.ok_or_else(|| {
-                ImapError::Protocol(format!("FETCH of UID {uid} lacks RFC822.SIZE"))
-            })?;
-            out.push(FetchedHeader { uid, size, header });
-        }
-        Ok(out)
+        Ok((got, answered, cmd.label()))
     }
 
     /// [`crate::Transport::fetch_messages`].

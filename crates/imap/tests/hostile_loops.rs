@@ -107,6 +107,45 @@ async fn an_empty_fetch_of_a_folder_said_to_hold_messages() {
     );
 }
 
+#[tokio::test]
+async fn an_empty_fetch_explained_by_the_server_is_no_fault() {
+    let p = proxy();
+    folder_with(0, "Arrive", &[]).await;
+    let uids = folder_with(0, "Vanish", &[100]).await;
+    let mut s = connect(&p, 0).await;
+    // A message announced only after the FETCH resolved `1:*` (the server
+    // then says `* 1 EXISTS` before its OK): the folder was empty.
+    assert_eq!(s.select("Arrive").await.expect("select").exists, 0);
+    p.add(
+        Rule::on("BODY.PEEK[HEADER]")
+            .respond(Reply::text("* 1 EXISTS\r\n{tag} OK Fetch completed.\r\n"))
+            .times(1),
+    );
+    let got = s.fetch_headers(UidRange::all()).await.expect("no fault");
+    assert!(got.is_empty());
+    // Messages another client expunged, which the server reports only on
+    // the next command: the NOOP asked after the empty FETCH hears it.
+    assert_eq!(s.select("Vanish").await.expect("select").exists, 1);
+    p.add(
+        Rule::on("BODY.PEEK[HEADER]")
+            .respond(Reply::text("{tag} OK Fetch completed.\r\n"))
+            .times(1),
+    );
+    p.add(
+        Rule::on("NOOP")
+            .respond(Reply::text("* 1 EXPUNGE\r\n{tag} OK NOOP completed.\r\n"))
+            .times(1),
+    );
+    let got = s.fetch_headers(UidRange::all()).await.expect("no fault");
+    assert!(got.is_empty());
+    assert_eq!(p.count("NOOP"), 1);
+    // Only one recheck: the next FETCH (real) finds the message again.
+    p.clear();
+    s.select("Vanish").await.expect("select");
+    let got = s.fetch_headers(UidRange::all()).await.expect("fetch");
+    assert_eq!(got.iter().map(|h| h.uid).collect::<Vec<_>>(), uids);
+}
+
 /// A round of `sma watch` on an (empty) inbox: SELECT, FETCH if it holds
 /// anything, then IDLE. Returns whether IDLE woke at once.
 async fn watch_round(s: &mut ImapSession, folder: &str) -> bool {
