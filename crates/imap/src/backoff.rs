@@ -110,6 +110,11 @@ impl Backoff {
 /// attempts in all (at least one). Authentication, TLS and configuration
 /// errors are returned at once. Before each wait, `on_retry(attempt, error,
 /// delay)` is called (attempt counts from 1). The backoff is reset on success.
+///
+/// For a loop that keeps a session up (`sma watch`) use [`crate::reconnect`]
+/// with one [`crate::ReconnectBackoff`] kept for the loop's life instead:
+/// resetting on every successful login lets a server that drops each session
+/// right after login make the loop log in as fast as it can.
 pub async fn connect_with_retry(
     config: &ImapConfig,
     backoff: &mut Backoff,
