@@ -60,6 +60,23 @@ impl Backoff {
         self
     }
 
+    /// Applies "equal jitter" drawn from a generator seeded with `seed`:
+    /// each delay is uniform in `[d/2, d]` for the deterministic delay `d`.
+    /// Reconnecting clients then spread out instead of hitting a recovering
+    /// server in step. The same seed gives the same delays (pass a random
+    /// seed in production, a derived one in simulations).
+    pub fn with_seeded_jitter(self, seed: u64) -> Self {
+        let mut state = seed;
+        self.with_jitter(move |d| {
+            let r = splitmix64(&mut state);
+            // r / 2^64 in [0, 1): scale the upper half of the delay.
+            let half = d / 2;
+            let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+            let extra = ((u128::from(nanos) * u128::from(r)) >> 64) as u64;
+            half + Duration::from_nanos(extra)
+        })
+    }
+
     /// The delay before the next attempt; advances the sequence.
     pub fn next_delay(&mut self) -> Duration {
         let factor = 2u32.saturating_pow(self.attempt.min(31));
@@ -80,6 +97,12 @@ impl Backoff {
     pub fn attempts(&self) -> u32 {
         self.attempt
     }
+
+    #[cfg(test)]
+    fn default_sequence(n: usize) -> Vec<Duration> {
+        let mut b = Backoff::default();
+        (0..n).map(|_| b.next_delay()).collect()
+    }
 }
 
 /// Connects, retrying connection-level failures ([`ImapError::is_retryable`]:
@@ -87,6 +110,11 @@ impl Backoff {
 /// attempts in all (at least one). Authentication, TLS and configuration
 /// errors are returned at once. Before each wait, `on_retry(attempt, error,
 /// delay)` is called (attempt counts from 1). The backoff is reset on success.
+///
+/// For a loop that keeps a session up (`sma watch`) use [`crate::reconnect`]
+/// with one [`crate::ReconnectBackoff`] kept for the loop's life instead:
+/// resetting on every successful login lets a server that drops each session
+/// right after login make the loop log in as fast as it can.
 pub async fn connect_with_retry(
     config: &ImapConfig,
     backoff: &mut Backoff,
@@ -113,9 +141,40 @@ pub async fn connect_with_retry(
     }
 }
 
+/// SplitMix64: a tiny, well-distributed generator for jitter (no
+/// cryptographic use).
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeded_jitter_stays_within_the_upper_half_and_is_reproducible() {
+        let delays = |seed| {
+            let mut b = Backoff::default().with_seeded_jitter(seed);
+            (0..12).map(|_| b.next_delay()).collect::<Vec<_>>()
+        };
+        let a = delays(7);
+        assert_eq!(a, delays(7));
+        assert_ne!(a, delays(8));
+        let mut plain = Backoff::default();
+        for d in &a {
+            let base = plain.next_delay();
+            assert!(*d >= base / 2 && *d <= base, "{d:?} for {base:?}");
+        }
+        // Spread: not all at one end.
+        assert!(a
+            .iter()
+            .zip(Backoff::default_sequence(12))
+            .any(|(d, b)| *d < b * 9 / 10));
+    }
 
     #[test]
     fn deterministic_sequence_and_cap() {

@@ -1,10 +1,15 @@
-//! The command engine: tags, literals, timeouts, unsolicited responses, and
-//! recovery from interrupted (dropped) commands.
+//! The command engine: tags, literals, limits, deadlines, unsolicited
+//! responses, and recovery from interrupted (dropped) commands.
 //!
-//! async-imap is used for framing and parsing (its `Client` reads responses
-//! through imap-proto); commands are written here, so every command's
-//! tagged status, response code and text are available (async-imap's
-//! high-level calls drop response codes such as APPENDUID and TRYCREATE).
+//! Responses are framed by [`crate::framer`] (which enforces the
+//! [`Limits`] of the command before storing anything) and each complete
+//! response is parsed once by imap-proto. Commands are written here, so
+//! every command's tagged status, response code and text are available.
+//!
+//! Time: a command fails with [`ImapError::Timeout`] when nothing moved for
+//! the command timeout, and with [`ImapError::TooSlow`] when it ran longer
+//! than the timeout plus its bytes at the minimum rate (time spent parsing
+//! is added back, so a slow parse is never blamed on the network).
 //!
 //! Cancellation: the state machine below records how far a command got. If
 //! a future is dropped while waiting for a response, the next command first
@@ -14,17 +19,16 @@
 
 use std::time::{Duration, Instant};
 
-use async_imap::imap_proto::{Response, ResponseCode, Status};
-use tokio::io::AsyncWriteExt;
+use async_imap::imap_proto::{self, Response, ResponseCode, Status};
 
 use crate::error::ImapError;
-use crate::io::{ImapIo, NetStream};
-use crate::response::{cap_strings, done_of, Done, Greeting, MailboxTracker, Watch};
+use crate::framer::{Frame, Overrun};
+use crate::io::{ImapIo, NetStream, ReadError};
+use crate::limits::{self, Limits, DEFAULT_MIN_RATE};
+use crate::response::{cap_strings, done_of, Done, Greeting, MailboxTracker, SetAside, Watch};
 use crate::wire::{Command, Segment};
 
 mod idle_cmd;
-
-pub(crate) type Client = async_imap::Client<ImapIo>;
 
 /// Default time without any progress after which a command fails.
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,15 +58,31 @@ enum Step {
     Other,
 }
 
-/// One connection: the async-imap client plus the command state.
+/// Where the time allowance of the current wait started.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    start: Instant,
+    /// [`ImapIo::moved`] at `start`.
+    moved_at_start: u64,
+    /// Time spent parsing since `start` (not charged to the server).
+    parsing: Duration,
+}
+
+/// One connection: the framed stream plus the command state.
 pub(crate) struct Conn {
-    client: Client,
+    io: ImapIo,
     state: State,
     next_tag: u64,
     commands_sent: u64,
     timeout: Duration,
+    /// Minimum average transfer rate in bytes per second (at least 1).
+    min_rate: u64,
+    clock: Clock,
+    /// The command running (its name), for error messages.
+    command: String,
     watch: Watch,
     bye: Option<String>,
+    set_aside: SetAside,
     pub(crate) mailbox: MailboxTracker,
     pub(crate) literal_plus: bool,
 }
@@ -72,13 +92,21 @@ impl Conn {
     /// over a STARTTLS upgrade.
     pub(crate) fn new(stream: NetStream, next_tag: u64, commands_sent: u64) -> Self {
         Conn {
-            client: Client::new(ImapIo::new(stream)),
+            io: ImapIo::new(stream),
             state: State::Ready,
             next_tag,
             commands_sent,
             timeout: DEFAULT_COMMAND_TIMEOUT,
+            min_rate: DEFAULT_MIN_RATE,
+            clock: Clock {
+                start: Instant::now(),
+                moved_at_start: 0,
+                parsing: Duration::ZERO,
+            },
+            command: "the server greeting".to_owned(),
             watch: Watch::Normal,
             bye: None,
+            set_aside: SetAside::default(),
             mailbox: MailboxTracker::default(),
             literal_plus: false,
         }
@@ -86,11 +114,7 @@ impl Conn {
 
     /// Takes the socket back (STARTTLS), with the counters to carry over.
     pub(crate) fn into_parts(self) -> (NetStream, u64, u64) {
-        (
-            self.client.into_inner().into_stream(),
-            self.next_tag,
-            self.commands_sent,
-        )
+        (self.io.into_stream(), self.next_tag, self.commands_sent)
     }
 
     pub(crate) fn commands_sent(&self) -> u64 {
@@ -101,8 +125,12 @@ impl Conn {
         self.timeout = timeout.max(Duration::from_millis(10));
     }
 
+    pub(crate) fn set_min_rate(&mut self, bytes_per_sec: u64) {
+        self.min_rate = bytes_per_sec.max(1);
+    }
+
     pub(crate) fn is_tls(&self) -> bool {
-        self.client.get_ref().is_tls()
+        self.io.is_tls()
     }
 
     /// Whether the connection is known to be unusable.
@@ -116,7 +144,55 @@ impl Conn {
 
     /// Takes out a response line the parser could not handle.
     pub(crate) fn take_captured(&mut self, prefix: &[u8]) -> Option<Vec<u8>> {
-        self.client.get_mut().take_captured(prefix)
+        self.set_aside.take(prefix)
+    }
+
+    /// Starts a command: its limits, its byte counts and its clock.
+    fn begin(&mut self, name: &str, limits: Limits) {
+        self.io.begin(limits);
+        name.clone_into(&mut self.command);
+        self.restart_clock();
+    }
+
+    /// Starts the time allowance again (a new wait within the same command:
+    /// draining an interrupted command, ending an IDLE).
+    fn restart_clock(&mut self) {
+        self.io.touch();
+        self.clock = Clock {
+            start: Instant::now(),
+            moved_at_start: self.io.moved(),
+            parsing: Duration::ZERO,
+        };
+    }
+
+    /// How long the current wait may still take: the least of the
+    /// inactivity timeout and the total allowance (timeout + bytes moved at
+    /// the minimum rate + time spent parsing). Fails when either is used up.
+    fn time_left(&mut self, what: &str) -> Result<Duration, ImapError> {
+        let idle = self
+            .timeout
+            .saturating_sub(self.io.last_progress().elapsed());
+        if idle.is_zero() {
+            return Err(self.fail_timeout(what));
+        }
+        let moved = self.io.moved().saturating_sub(self.clock.moved_at_start);
+        let allowance = self
+            .timeout
+            .saturating_add(Duration::from_millis(
+                moved.saturating_mul(1000) / self.min_rate,
+            ))
+            .saturating_add(self.clock.parsing);
+        let elapsed = self.clock.start.elapsed();
+        let total = allowance.saturating_sub(elapsed);
+        if total.is_zero() {
+            self.state = State::Broken(format!("an earlier command was too slow ({what})"));
+            return Err(ImapError::TooSlow {
+                what: what.to_owned(),
+                bytes: moved,
+                secs: elapsed.as_secs(),
+            });
+        }
+        Ok(idle.min(total))
     }
 
     fn new_tag(&mut self) -> String {
@@ -133,15 +209,44 @@ impl Conn {
         ImapError::ConnectionLost(why)
     }
 
-    fn fail_io(&mut self, e: std::io::Error) -> ImapError {
-        let msg = e.to_string();
-        if msg.contains("during parsing") || msg.contains("incoming data too large") {
-            let short: String = msg.chars().take(300).collect();
-            self.state = State::Broken(format!("unparseable server response: {short}"));
-            ImapError::Protocol(format!("unparseable server response: {short}"))
-        } else {
-            self.fail_lost(msg)
+    fn fail_read(&mut self, e: ReadError) -> ImapError {
+        match e {
+            ReadError::Io(e) => self.fail_lost(e.to_string()),
+            ReadError::Truncated => self
+                .fail_lost("the server closed the connection in the middle of a response".into()),
+            ReadError::Overrun(o) => {
+                let (what, limit) = match o {
+                    Overrun::Line { limit } => ("an overlong response line".to_owned(), limit),
+                    Overrun::Literal { announced, limit } => {
+                        (format!("a literal of {announced} bytes"), limit)
+                    }
+                    Overrun::Total { limit } => (
+                        "more data in all than the command can need".to_owned(),
+                        limit,
+                    ),
+                };
+                let e = ImapError::Oversized {
+                    command: self.command.clone(),
+                    what,
+                    limit: limits::bytes(limit),
+                };
+                self.state = State::Broken(e.to_string());
+                e
+            }
         }
+    }
+
+    /// A complete response imap-proto cannot read (and that cannot be set
+    /// aside): the stream can no longer be trusted.
+    fn fail_protocol(&mut self, why: &str, bytes: &[u8]) -> ImapError {
+        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+        let msg = format!(
+            "unparseable server response ({why}, {} bytes): {}",
+            bytes.len(),
+            shown.trim_end()
+        );
+        self.state = State::Broken(msg.clone());
+        ImapError::Protocol(msg)
     }
 
     fn fail_timeout(&mut self, what: &str) -> ImapError {
@@ -153,7 +258,7 @@ impl Conn {
 
     /// Reads one response and hands it to `f` (after the mailbox tracker has
     /// seen it). With `deadline`, returns `Ok(None)` when it passes; without,
-    /// fails when nothing arrived for the command timeout.
+    /// fails when the command's time is up (see [`Conn::time_left`]).
     async fn read<R>(
         &mut self,
         what: &str,
@@ -163,72 +268,82 @@ impl Conn {
         loop {
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
-                None => self
-                    .timeout
-                    .saturating_sub(self.client.get_ref().last_progress().elapsed()),
+                None => self.time_left(what)?,
             };
             if wait.is_zero() {
-                return match deadline {
-                    Some(_) => Ok(None),
-                    None => Err(self.fail_timeout(what)),
-                };
+                return Ok(None);
             }
-            match tokio::time::timeout(wait, self.client.read_response()).await {
+            let frame = match tokio::time::timeout(wait, self.io.next_response()).await {
                 Err(_) => continue,
-                Ok(Ok(Some(data))) => {
-                    let resp = data.parsed();
-                    if let Response::Data {
-                        status: Status::Bye,
-                        information,
-                        ..
-                    } = resp
-                    {
-                        self.bye = Some(information.as_deref().unwrap_or("BYE").to_owned());
-                    }
-                    self.mailbox.observe(resp, self.watch);
-                    return Ok(Some(f(resp)));
-                }
+                Ok(Ok(Some(frame))) => frame,
                 Ok(Ok(None)) => {
                     return Err(self.fail_lost("the server closed the connection".to_owned()))
                 }
-                Ok(Err(e)) => return Err(self.fail_io(e)),
-            }
+                Ok(Err(e)) => return Err(self.fail_read(e)),
+            };
+            let parse_started = Instant::now();
+            let why = match imap_proto::parser::parse_response(&frame.bytes) {
+                Ok((&[], resp)) => {
+                    self.note(&resp);
+                    let out = f(&resp);
+                    self.clock.parsing += parse_started.elapsed();
+                    return Ok(Some(out));
+                }
+                Ok(_) => "data after the end of the response",
+                Err(e) if e.is_incomplete() => "incomplete",
+                Err(_) => "not understood",
+            };
+            self.clock.parsing += parse_started.elapsed();
+            self.unparseable(frame, why)?;
+        }
+    }
+
+    /// Looks at every response: BYE text, mailbox changes.
+    fn note(&mut self, resp: &Response<'_>) {
+        if let Response::Data {
+            status: Status::Bye,
+            information,
+            ..
+        } = resp
+        {
+            self.bye = Some(information.as_deref().unwrap_or("BYE").to_owned());
+        }
+        self.mailbox.observe(resp, self.watch);
+    }
+
+    /// A response imap-proto cannot read: an untagged line without
+    /// literals is set aside (bounded); anything else breaks the session.
+    fn unparseable(&mut self, frame: Frame, why: &str) -> Result<(), ImapError> {
+        if frame.is_untagged() && !frame.has_literal {
+            self.set_aside.keep(frame.bytes);
+            Ok(())
+        } else {
+            Err(self.fail_protocol(why, &frame.bytes))
         }
     }
 
     async fn write_all(&mut self, bytes: &[u8], what: &str) -> Result<(), ImapError> {
-        let timeout = self.timeout;
-        let io = self.client.get_mut();
-        io.touch();
+        self.io.touch();
         let mut pos = 0;
-        let mut result = Ok(());
         while pos < bytes.len() {
-            match tokio::time::timeout(timeout, io.write(&bytes[pos..])).await {
-                Err(_) => {
-                    result = Err(None);
-                    break;
-                }
+            let wait = self.time_left(what)?;
+            match tokio::time::timeout(wait, self.io.write(&bytes[pos..])).await {
+                Err(_) => {}
                 Ok(Ok(0)) => {
-                    result = Err(Some(std::io::Error::from(std::io::ErrorKind::WriteZero)));
-                    break;
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(self.fail_lost(format!("while sending {what}: {e}")));
                 }
                 Ok(Ok(n)) => pos += n,
-                Ok(Err(e)) => {
-                    result = Err(Some(e));
-                    break;
-                }
+                Ok(Err(e)) => return Err(self.fail_lost(format!("while sending {what}: {e}"))),
             }
         }
-        if result.is_ok() {
-            result = match tokio::time::timeout(timeout, io.flush()).await {
-                Err(_) => Err(None),
-                Ok(r) => r.map_err(Some),
-            };
-        }
-        match result {
-            Ok(()) => Ok(()),
-            Err(None) => Err(self.fail_timeout(what)),
-            Err(Some(e)) => Err(self.fail_lost(format!("while sending {what}: {e}"))),
+        loop {
+            let wait = self.time_left(what)?;
+            match tokio::time::timeout(wait, self.io.flush()).await {
+                Err(_) => {}
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => return Err(self.fail_lost(format!("while sending {what}: {e}"))),
+            }
         }
     }
 
@@ -270,6 +385,11 @@ impl Conn {
     /// Brings the connection back to a clean state after an interrupted
     /// command; see the module documentation.
     pub(crate) async fn ensure_ready(&mut self) -> Result<(), ImapError> {
+        if !matches!(self.state, State::Ready | State::Broken(_)) {
+            // Finishing what was left is a new wait: the time the caller
+            // spent elsewhere (or idling) is not the server's.
+            self.restart_clock();
+        }
         loop {
             match self.state.clone() {
                 State::Ready => return Ok(()),
@@ -299,9 +419,10 @@ impl Conn {
         }
     }
 
-    /// Reads until the tagged response for `tag`, discarding data.
+    /// Reads until the tagged response for `tag`, discarding data (within
+    /// the limits of the command that was interrupted).
     async fn drain(&mut self, tag: &str) -> Result<Done, ImapError> {
-        self.client.get_mut().touch();
+        self.restart_clock();
         loop {
             let got = self
                 .read("the end of an interrupted command", None, |r| match r {
@@ -344,10 +465,20 @@ impl Conn {
     }
 
     /// Sends `cmd` and reads up to its tagged response, handing every
-    /// untagged response to `on_untagged`.
+    /// untagged response to `on_untagged`, within the default [`Limits`].
     pub(crate) async fn run(
         &mut self,
         cmd: &Command<'_>,
+        on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
+    ) -> Result<Done, ImapError> {
+        self.run_limited(cmd, Limits::default(), on_untagged).await
+    }
+
+    /// [`Conn::run`] within `limits`.
+    pub(crate) async fn run_limited(
+        &mut self,
+        cmd: &Command<'_>,
+        limits: Limits,
         on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
     ) -> Result<Done, ImapError> {
         self.ensure_ready().await?;
@@ -358,7 +489,7 @@ impl Conn {
         let tag = self.new_tag();
         let segments = cmd.encode(&tag, self.literal_plus);
         tracing::debug!(tag = %tag, command = %cmd.label(), "IMAP command");
-        self.run_segments(tag, cmd.name(), segments, on_untagged)
+        self.run_segments(tag, cmd.name(), limits, segments, on_untagged)
             .await
     }
 
@@ -372,9 +503,11 @@ impl Conn {
         &mut self,
         tag: String,
         name: &str,
+        limits: Limits,
         segments: Vec<Segment>,
         on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
     ) -> Result<Done, ImapError> {
+        self.begin(name, limits);
         self.commands_sent += 1;
         for seg in &segments {
             self.state = State::Writing;
@@ -422,7 +555,6 @@ impl Conn {
         if self.ensure_ready().await.is_ok() {
             let _ = self.run_simple(&Command::new("LOGOUT")).await;
         }
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), self.client.get_mut().shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
 }

@@ -6,6 +6,18 @@
 use crate::types::Uid;
 
 /// What can go wrong talking to an IMAP server.
+///
+/// How a caller should react (the methods say it too):
+///
+/// | variant | session after it | [`is_transient`](ImapError::is_transient) | what to do |
+/// |---|---|---|---|
+/// | `Unreachable` | none (connect failed) | yes | retry with backoff |
+/// | `ConnectionLost`, `Timeout`, `TooSlow` | lost | yes | reconnect with backoff |
+/// | `Oversized` | lost | no | reconnect with backoff; the same data will come again, so never without backoff |
+/// | `ServerFailure` | usable | yes | retry the operation later (backoff); never read it as "missing" or "empty" |
+/// | `NoSuchFolder` | usable | no | the folder is gone (the server said so unambiguously) |
+/// | `No`, `Bad`, `Protocol`, `TooLarge`, `InvalidArgument` | usable (`Protocol`: lost) | no | report |
+/// | `Tls`, `AuthRejected`, `InsecureRefused`, `StartTlsUnavailable` | none | no | report; the user must act |
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
@@ -70,8 +82,10 @@ pub enum ImapError {
         /// The server's text.
         text: String,
     },
-    /// The folder does not exist (SELECT, DELETE, STATUS, or APPEND's
-    /// `[TRYCREATE]`).
+    /// The folder does not exist: the server said `[NONEXISTENT]` or
+    /// `[TRYCREATE]`, or refused without a response code while `LIST` does
+    /// not show the folder. Never inferred from a server failure (see
+    /// [`ImapError::ServerFailure`]).
     #[error("IMAP folder {folder:?} does not exist")]
     NoSuchFolder {
         /// The folder name as given.
@@ -106,17 +120,77 @@ pub enum ImapError {
         /// What was being waited for.
         what: String,
     },
+    /// The server sent more than sma accepts for the command: a response
+    /// line over [`crate::MAX_RESPONSE_LINE`], a literal over the command's
+    /// limit (e.g. a body larger than the size asked for), or more bytes in
+    /// all than the command can need. Refused before the data was stored;
+    /// the connection is closed (the session is lost).
+    #[error("the IMAP server sent {what} in answer to {command}, over sma's limit of {limit}; the connection was closed — the server is misbehaving (or holds a message too large for sma)")]
+    Oversized {
+        /// The command it answered (without arguments).
+        command: String,
+        /// What it sent, e.g. `a literal of 530000000 bytes`.
+        what: String,
+        /// The limit, e.g. `1 MiB`.
+        limit: String,
+    },
+    /// The server kept sending, but too slowly: a command may take the
+    /// command timeout plus the time its bytes need at the minimum transfer
+    /// rate (see [`crate::ImapSession::set_min_transfer_rate`]). Time spent
+    /// parsing is not counted. The session is unusable afterwards.
+    #[error("the IMAP server is too slow: {bytes} bytes in {secs} s while waiting for {what} — check the network (or the server is stalling on purpose); reconnect")]
+    TooSlow {
+        /// What was being waited for.
+        what: String,
+        /// Bytes moved (both ways) for the command.
+        bytes: u64,
+        /// Seconds it ran.
+        secs: u64,
+    },
+    /// The server failed to carry out a command for reasons of its own:
+    /// a `NO` with `[SERVERBUG]`, `[UNAVAILABLE]`, `[INUSE]`, `[LIMIT]`,
+    /// `[CORRUPTION]` or `[EXPUNGEISSUED]`, a `NO` to a folder command for a
+    /// folder `LIST` still shows, or answers that contradict each other (a
+    /// mailbox said to hold messages whose FETCH returns none). Usually
+    /// temporary: retry later; it is no evidence that a folder or a message
+    /// is missing. The session stays usable.
+    #[error("the IMAP server failed to carry out {command}: {text} — a problem on the server's side, usually temporary; try again later")]
+    ServerFailure {
+        /// The command, without credentials.
+        command: String,
+        /// The server's text (with its response code), or what contradicts.
+        text: String,
+    },
 }
 
 impl ImapError {
     /// Whether the session this error came from is gone and a new connection
-    /// is needed: [`ImapError::ConnectionLost`] and [`ImapError::Timeout`]
-    /// (a timed-out command leaves the connection in an unknown state, so the
-    /// session marks itself lost).
+    /// is needed: [`ImapError::ConnectionLost`], [`ImapError::Timeout`] and
+    /// [`ImapError::TooSlow`] (an abandoned command leaves the connection in
+    /// an unknown state, so the session marks itself lost), and
+    /// [`ImapError::Oversized`] (the connection is closed on purpose).
     pub fn is_connection_lost(&self) -> bool {
         matches!(
             self,
-            ImapError::ConnectionLost(_) | ImapError::Timeout { .. }
+            ImapError::ConnectionLost(_)
+                | ImapError::Timeout { .. }
+                | ImapError::TooSlow { .. }
+                | ImapError::Oversized { .. }
+        )
+    }
+
+    /// Whether the same operation may succeed when tried again later (on a
+    /// new session if [`ImapError::is_connection_lost`]): unreachable, lost,
+    /// timed out, too slow, or a server failure. Always retry with a backoff
+    /// that survives the retry (see [`crate::ReconnectBackoff`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ImapError::Unreachable { .. }
+                | ImapError::ConnectionLost(_)
+                | ImapError::Timeout { .. }
+                | ImapError::TooSlow { .. }
+                | ImapError::ServerFailure { .. }
         )
     }
 
@@ -134,13 +208,15 @@ impl ImapError {
             ImapError::Unreachable { .. }
                 | ImapError::ConnectionLost(_)
                 | ImapError::Timeout { .. }
+                | ImapError::TooSlow { .. }
         )
     }
 
     /// A short stable name for `{"error": ..., "kind": ...}` output:
     /// `unreachable`, `tls`, `auth`, `insecure`, `starttls-unavailable`,
     /// `no`, `bad`, `no-such-folder`, `too-large`, `invalid-argument`,
-    /// `protocol`, `connection-lost`, `timeout`.
+    /// `protocol`, `connection-lost`, `timeout`, `oversized`, `too-slow`,
+    /// `server-failure`.
     pub fn kind(&self) -> &'static str {
         match self {
             ImapError::Unreachable { .. } => "unreachable",
@@ -156,6 +232,9 @@ impl ImapError {
             ImapError::Protocol(_) => "protocol",
             ImapError::ConnectionLost(_) => "connection-lost",
             ImapError::Timeout { .. } => "timeout",
+            ImapError::Oversized { .. } => "oversized",
+            ImapError::TooSlow { .. } => "too-slow",
+            ImapError::ServerFailure { .. } => "server-failure",
         }
     }
 
@@ -210,5 +289,33 @@ mod tests {
         assert!(un.is_retryable() && !un.is_connection_lost());
         assert!(un.to_string().contains("h:1"));
         assert_eq!(un.kind(), "unreachable");
+    }
+
+    #[test]
+    fn classification_of_hostile_server_errors() {
+        let big = ImapError::Oversized {
+            command: "UID FETCH".into(),
+            what: "a literal of 530000000 bytes".into(),
+            limit: "16 MiB".into(),
+        };
+        assert!(big.is_connection_lost() && !big.is_transient() && !big.is_retryable());
+        assert!(!big.to_string().contains("network"), "{big}");
+        assert_eq!((big.kind(), big.exit_code()), ("oversized", 1));
+        let slow = ImapError::TooSlow {
+            what: "NOOP".into(),
+            bytes: 20,
+            secs: 61,
+        };
+        assert!(slow.is_connection_lost() && slow.is_transient() && slow.is_retryable());
+        assert_eq!(slow.kind(), "too-slow");
+        let bug = ImapError::ServerFailure {
+            command: "SELECT \"x\"".into(),
+            text: "[SERVERBUG] Internal error".into(),
+        };
+        assert!(!bug.is_connection_lost() && bug.is_transient() && !bug.is_retryable());
+        assert_eq!(bug.kind(), "server-failure");
+        assert!(bug.to_string().contains("[SERVERBUG]"), "{bug}");
+        let gone = ImapError::NoSuchFolder { folder: "x".into() };
+        assert!(!gone.is_transient());
     }
 }

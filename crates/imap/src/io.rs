@@ -1,18 +1,20 @@
-//! The byte stream under async-imap: plain TCP or TLS, with the
-//! [`ResponseFilter`] on the read side and a progress clock for timeouts.
+//! The byte stream under the parser: plain TCP or TLS, with the
+//! [`Framer`] on the read side and a progress clock for timeouts.
 
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::filter::ResponseFilter;
+use crate::framer::{Frame, Framer, Overrun};
+use crate::limits::Limits;
 
+/// Bytes read from the socket at a time.
 const SCRATCH: usize = 16 * 1024;
 
 /// Plain TCP or TLS over TCP.
@@ -69,15 +71,29 @@ impl AsyncWrite for NetStream {
     }
 }
 
-/// The stream handed to async-imap.
+/// Why no response could be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The socket failed.
+    Io(io::Error),
+    /// The server broke a bound; see [`Overrun`].
+    Overrun(Overrun),
+    /// The connection ended in the middle of a response.
+    Truncated,
+}
+
+/// The connection as the command engine sees it: complete responses in,
+/// bytes out.
 pub(crate) struct ImapIo {
     stream: NetStream,
-    filter: ResponseFilter,
-    /// Filtered bytes not yet handed to the reader.
-    pending: Vec<u8>,
-    pending_pos: usize,
+    framer: Framer,
     scratch: Box<[u8]>,
+    /// Unframed bytes are `scratch[start..end]`.
+    start: usize,
+    end: usize,
     eof: bool,
+    /// Bytes written since [`ImapIo::begin`].
+    sent: u64,
     last_progress: Instant,
 }
 
@@ -85,11 +101,12 @@ impl ImapIo {
     pub(crate) fn new(stream: NetStream) -> Self {
         ImapIo {
             stream,
-            filter: ResponseFilter::default(),
-            pending: Vec::new(),
-            pending_pos: 0,
+            framer: Framer::default(),
             scratch: vec![0; SCRATCH].into_boxed_slice(),
+            start: 0,
+            end: 0,
             eof: false,
+            sent: 0,
             last_progress: Instant::now(),
         }
     }
@@ -115,10 +132,72 @@ impl ImapIo {
         self.last_progress = Instant::now();
     }
 
-    /// Takes out a response line the parser could not handle; see
-    /// [`ResponseFilter::take_captured`].
-    pub(crate) fn take_captured(&mut self, prefix: &[u8]) -> Option<Vec<u8>> {
-        self.filter.take_captured(prefix)
+    /// Starts a command: these limits, byte counts from zero.
+    pub(crate) fn begin(&mut self, limits: Limits) {
+        self.framer.begin(limits);
+        self.sent = 0;
+    }
+
+    /// Bytes received plus bytes sent since [`ImapIo::begin`].
+    pub(crate) fn moved(&self) -> u64 {
+        self.framer.received().saturating_add(self.sent)
+    }
+
+    /// The next complete response; `Ok(None)` when the server closed the
+    /// connection cleanly. Cancel-safe: dropping the future loses nothing.
+    pub(crate) async fn next_response(&mut self) -> Result<Option<Frame>, ReadError> {
+        loop {
+            if self.start < self.end {
+                let (used, frame) = self
+                    .framer
+                    .push(&self.scratch[self.start..self.end])
+                    .map_err(ReadError::Overrun)?;
+                self.start += used;
+                if frame.is_some() {
+                    return Ok(frame);
+                }
+                continue;
+            }
+            if self.eof {
+                return if self.framer.in_progress() {
+                    Err(ReadError::Truncated)
+                } else {
+                    Ok(None)
+                };
+            }
+            let n = self
+                .stream
+                .read(&mut self.scratch)
+                .await
+                .map_err(ReadError::Io)?;
+            self.start = 0;
+            self.end = n;
+            if n == 0 {
+                self.eof = true;
+            } else {
+                self.last_progress = Instant::now();
+            }
+        }
+    }
+
+    /// Writes some of `buf`; see [`AsyncWriteExt::write`].
+    pub(crate) async fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.stream.write(buf).await?;
+        if n > 0 {
+            self.sent = self.sent.saturating_add(n as u64);
+            self.last_progress = Instant::now();
+        }
+        Ok(n)
+    }
+
+    /// Flushes the stream.
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush().await
+    }
+
+    /// Shuts the stream down (TLS close_notify, then FIN).
+    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+        self.stream.shutdown().await
     }
 }
 
@@ -126,67 +205,9 @@ impl fmt::Debug for ImapIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ImapIo")
             .field("tls", &self.stream.is_tls())
-            .field("pending", &(self.pending.len() - self.pending_pos))
+            .field("unframed", &(self.end - self.start))
+            .field("framing", &self.framer.in_progress())
             .field("eof", &self.eof)
             .finish()
-    }
-}
-
-impl AsyncRead for ImapIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if this.pending_pos < this.pending.len() {
-                let avail = &this.pending[this.pending_pos..];
-                let n = avail.len().min(buf.remaining());
-                buf.put_slice(&avail[..n]);
-                this.pending_pos += n;
-                if this.pending_pos == this.pending.len() {
-                    this.pending.clear();
-                    this.pending_pos = 0;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            if this.eof || buf.remaining() == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            let mut rb = ReadBuf::new(&mut this.scratch);
-            ready!(Pin::new(&mut this.stream).poll_read(cx, &mut rb))?;
-            let n = rb.filled().len();
-            if n == 0 {
-                this.eof = true;
-                this.filter.finish(&mut this.pending);
-            } else {
-                this.last_progress = Instant::now();
-                this.filter.feed(&this.scratch[..n], &mut this.pending);
-            }
-        }
-    }
-}
-
-impl AsyncWrite for ImapIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let n = ready!(Pin::new(&mut this.stream).poll_write(cx, buf))?;
-        if n > 0 {
-            this.last_progress = Instant::now();
-        }
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

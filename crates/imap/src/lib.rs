@@ -4,10 +4,19 @@
 //!   append, fetch, search, delete, IDLE. A simulated server can implement
 //!   it too.
 //! * [`ImapSession`] implements it against a real server over TLS,
-//!   STARTTLS or (loopback only, unless allowed) plain TCP, using async-imap
-//!   for framing and parsing.
+//!   STARTTLS or (loopback only, unless allowed) plain TCP. Responses are
+//!   framed here, within bounds (see below), and parsed once each by
+//!   imap-proto.
 //! * [`connect_with_retry`] and [`Backoff`] reconnect after connection-level
-//!   failures.
+//!   failures; [`ReconnectBackoff`] and [`RoundLimiter`] keep a long-running
+//!   loop (`sma watch`) from being driven to spin by a server.
+//!
+//! The server is treated as an adversary: whatever it sends, a command holds
+//! at most one response in memory (its lines under [`MAX_RESPONSE_LINE`],
+//! its literals under the command's limit, checked before allocating) plus
+//! what the caller asked for, and it ends within the command timeout plus
+//! the time its bytes need at the minimum transfer rate
+//! ([`DEFAULT_MIN_RATE`]). `docs/TRANSPORT.md` lists every bound.
 //!
 //! Every [`ImapError`] message says what went wrong and what to do; the
 //! password never appears in logs or `Debug` output.
@@ -18,11 +27,18 @@ mod backoff;
 mod config;
 mod conn;
 mod error;
-mod filter;
+mod fetch;
+mod framer;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod idle;
 mod io;
+mod limits;
 mod ops;
 mod probe;
+mod rate;
+mod reconnect;
 mod response;
 mod session;
 mod tls;
@@ -33,6 +49,9 @@ mod wire;
 pub use backoff::{connect_with_retry, Backoff};
 pub use config::{is_loopback_host, ImapConfig, Password, Security};
 pub use error::ImapError;
+pub use limits::{BODY_SLACK, DEFAULT_MIN_RATE, MAX_HEADER_SIZE, MAX_RESPONSE_LINE};
+pub use rate::RoundLimiter;
+pub use reconnect::{reconnect, ReconnectBackoff};
 pub use session::{ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
 pub use transport::Transport;
 pub use types::{

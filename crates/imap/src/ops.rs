@@ -1,13 +1,9 @@
 //! [`Transport`] for [`ImapSession`]: the folder and message operations.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use async_imap::imap_proto::{
-    AttributeValue, MailboxDatum, MessageSection, Response, ResponseCode, SectionPath, Status,
-    StatusAttribute,
-};
+use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status, StatusAttribute};
 
 use crate::error::ImapError;
 use crate::response::{Code, Done, MailboxTracker, Outcome, Watch};
@@ -20,7 +16,7 @@ use crate::types::{
 use crate::wire::{self, check_folder, flag_list, uid_sets, Command, MAX_UID_SET_LEN};
 
 impl ImapSession {
-    fn require_selected(&self, what: &str) -> Result<(), ImapError> {
+    pub(crate) fn require_selected(&self, what: &str) -> Result<(), ImapError> {
         if self.selected.is_none() {
             return Err(ImapError::InvalidArgument(format!(
                 "{what} needs a selected folder: call select first"
@@ -53,24 +49,42 @@ impl ImapSession {
         }))
     }
 
-    /// Turns a failed command on `folder` into NoSuchFolder when the folder
-    /// is missing, else into No/Bad.
+    /// Turns a failed command on `folder` into the right error. Only an
+    /// unambiguous answer means "missing" ([`ImapError::NoSuchFolder`]):
+    /// `[NONEXISTENT]` or `[TRYCREATE]`, or a `NO` without a server-trouble
+    /// code while `LIST` succeeds and does not show the folder. A server in
+    /// trouble (`[SERVERBUG]`, `[UNAVAILABLE]`, `[INUSE]`, ...), a failing
+    /// `LIST`, or a `NO` for a folder `LIST` still shows is a
+    /// [`ImapError::ServerFailure`]; `BAD` stays [`ImapError::Bad`].
     async fn folder_error(
         &mut self,
         folder: &str,
         done: Done,
         label: String,
     ) -> Result<ImapError, ImapError> {
-        if done.outcome == Outcome::No
-            && (done.text.contains("[NONEXISTENT]")
-                || done.code == Some(Code::TryCreate)
-                || !self.folder_exists(folder).await?)
+        if done.outcome != Outcome::No || done.is_server_trouble() {
+            return Ok(done.into_error(label));
+        }
+        if done.code == Some(Code::TryCreate) || done.text_code().as_deref() == Some("NONEXISTENT")
         {
             return Ok(ImapError::NoSuchFolder {
                 folder: folder.to_owned(),
             });
         }
-        Ok(done.into_error(label))
+        let text = match self.folder_exists(folder).await {
+            Ok(false) => {
+                return Ok(ImapError::NoSuchFolder {
+                    folder: folder.to_owned(),
+                })
+            }
+            Ok(true) => format!("{} (yet LIST shows the folder)", done.text),
+            Err(e) if e.is_connection_lost() => return Err(e),
+            Err(e) => format!("{} (and LIST failed: {e})", done.text),
+        };
+        Ok(ImapError::ServerFailure {
+            command: label,
+            text,
+        })
     }
 
     async fn open(&mut self, folder: &str, read_only: bool) -> Result<MailboxState, ImapError> {
@@ -139,45 +153,6 @@ fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
         A::Trash => "\\Trash".into(),
         A::Extension(s) => s.to_string(),
         other => format!("{other:?}"),
-    }
-}
-
-/// Message data gathered from FETCH responses, by UID.
-#[derive(Default)]
-struct Partial {
-    size: Option<u32>,
-    header: Option<Vec<u8>>,
-    body: Option<Vec<u8>>,
-}
-
-/// Collects FETCH attributes into `out` (responses without UID are
-/// unsolicited flag updates and are ignored).
-fn collect_fetch(r: &Response<'_>, out: &mut BTreeMap<Uid, Partial>) {
-    let Response::Fetch(_, attrs) = r else { return };
-    let Some(uid) = attrs.iter().find_map(|a| match a {
-        AttributeValue::Uid(u) => Some(*u),
-        _ => None,
-    }) else {
-        return;
-    };
-    let entry = out.entry(uid).or_default();
-    for a in attrs {
-        match a {
-            AttributeValue::Rfc822Size(s) => entry.size = Some(*s),
-            AttributeValue::BodySection {
-                section: Some(SectionPath::Full(MessageSection::Header)),
-                data: Some(d),
-                ..
-            }
-            | AttributeValue::Rfc822Header(Some(d)) => entry.header = Some(d.to_vec()),
-            AttributeValue::BodySection {
-                section: None,
-                data: Some(d),
-                ..
-            }
-            | AttributeValue::Rfc822(Some(d)) => entry.body = Some(d.to_vec()),
-            _ => {}
-        }
     }
 }
 
@@ -397,29 +372,7 @@ impl Transport for ImapSession {
     }
 
     async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
-        self.require_selected("fetch_headers")?;
-        let cmd = Command::new("UID FETCH")
-            .raw(uids.to_string())
-            .raw("(UID RFC822.SIZE BODY.PEEK[HEADER])");
-        let mut got = BTreeMap::new();
-        let done = self
-            .conn
-            .run(&cmd, &mut |r| collect_fetch(r, &mut got))
-            .await?;
-        if !done.is_ok() {
-            return Err(done.into_error(cmd.label()));
-        }
-        let mut out = Vec::with_capacity(got.len());
-        for (uid, p) in got {
-            let (Some(header), true) = (p.header, uids.contains(uid)) else {
-                continue;
-            };
-            let size = p.size.ok_or_else(|| {
-                ImapError::Protocol(format!("FETCH of UID {uid} lacks RFC822.SIZE"))
-            })?;
-            out.push(FetchedHeader { uid, size, header });
-        }
-        Ok(out)
+        self.fetch_headers_impl(uids).await
     }
 
     async fn fetch_messages(
@@ -427,58 +380,7 @@ impl Transport for ImapSession {
         uids: &[Uid],
         max_size: u32,
     ) -> Result<Vec<FetchedMessage>, ImapError> {
-        self.require_selected("fetch_messages")?;
-        let wanted: std::collections::BTreeSet<Uid> = uids.iter().copied().collect();
-        let mut sizes = BTreeMap::new();
-        for set in uid_sets(uids, MAX_UID_SET_LEN) {
-            let cmd = Command::new("UID FETCH").raw(set).raw("(UID RFC822.SIZE)");
-            let done = self
-                .conn
-                .run(&cmd, &mut |r| collect_fetch(r, &mut sizes))
-                .await?;
-            if !done.is_ok() {
-                return Err(done.into_error(cmd.label()));
-            }
-        }
-        let sizes: BTreeMap<Uid, u32> = sizes
-            .into_iter()
-            .filter(|(uid, _)| wanted.contains(uid))
-            .filter_map(|(uid, p)| Some((uid, p.size?)))
-            .collect();
-        let small: Vec<Uid> = sizes
-            .iter()
-            .filter(|(_, &s)| s <= max_size)
-            .map(|(&u, _)| u)
-            .collect();
-        let mut bodies = BTreeMap::new();
-        for set in uid_sets(&small, MAX_UID_SET_LEN) {
-            let cmd = Command::new("UID FETCH").raw(set).raw("(UID BODY.PEEK[])");
-            let done = self
-                .conn
-                .run(&cmd, &mut |r| collect_fetch(r, &mut bodies))
-                .await?;
-            if !done.is_ok() {
-                return Err(done.into_error(cmd.label()));
-            }
-        }
-        let mut out = Vec::with_capacity(sizes.len());
-        for (uid, size) in sizes {
-            if size > max_size {
-                out.push(FetchedMessage {
-                    uid,
-                    size,
-                    body: None,
-                });
-            } else if let Some(body) = bodies.get_mut(&uid).and_then(|p| p.body.take()) {
-                out.push(FetchedMessage {
-                    uid,
-                    size,
-                    body: Some(body),
-                });
-            }
-            // else: expunged between the two fetches; left out.
-        }
-        Ok(out)
+        self.fetch_messages_impl(uids, max_size).await
     }
 
     async fn search_header(&mut self, name: &str, value: &str) -> Result<Vec<Uid>, ImapError> {

@@ -37,8 +37,43 @@ impl Done {
         self.outcome == Outcome::Ok
     }
 
-    /// The error for a failed command.
+    /// The response code at the start of the text, upper-cased, when it
+    /// is one imap-proto leaves in the text (`[SERVERBUG] ...` gives
+    /// `SERVERBUG`; `[TRYCREATE]` is in [`Done::code`]).
+    pub(crate) fn text_code(&self) -> Option<String> {
+        let rest = self.text.strip_prefix('[')?;
+        let end = rest.find([']', ' '])?;
+        let atom = &rest[..end];
+        (!atom.is_empty()).then(|| atom.to_ascii_uppercase())
+    }
+
+    /// Whether a `NO` says the server itself is in trouble (RFC 5530 codes):
+    /// no evidence about the mailbox or the data.
+    pub(crate) fn is_server_trouble(&self) -> bool {
+        self.outcome == Outcome::No
+            && self.text_code().is_some_and(|c| {
+                matches!(
+                    c.as_str(),
+                    "SERVERBUG"
+                        | "UNAVAILABLE"
+                        | "INUSE"
+                        | "LIMIT"
+                        | "CORRUPTION"
+                        | "EXPUNGEISSUED"
+                        | "CONTACTADMIN"
+                )
+            })
+    }
+
+    /// The error for a failed command: [`ImapError::ServerFailure`] for a
+    /// server in trouble (see [`Done::is_server_trouble`]), else No/Bad.
     pub(crate) fn into_error(self, label: String) -> ImapError {
+        if self.is_server_trouble() {
+            return ImapError::ServerFailure {
+                command: label,
+                text: self.text,
+            };
+        }
         match self.outcome {
             Outcome::Bad => ImapError::Bad {
                 command: label,
@@ -74,7 +109,15 @@ impl MailboxTracker {
     pub(crate) fn observe(&mut self, resp: &Response<'_>, watch: Watch) {
         match resp {
             Response::MailboxData(imap_proto::MailboxDatum::Exists(n)) => {
-                if watch == Watch::Idle || self.exists.is_some_and(|old| *n > old) {
+                // Only a count that moved is news: a server repeating the
+                // count it already gave must not wake the caller (in IDLE,
+                // any other count does, as expunges may have come first).
+                let news = match (watch, self.exists) {
+                    (_, None) => watch == Watch::Idle,
+                    (Watch::Idle, Some(old)) => *n != old,
+                    (_, Some(old)) => *n > old,
+                };
+                if news {
                     self.changed = true;
                 }
                 self.exists = Some(*n);
@@ -166,5 +209,154 @@ pub(crate) fn done_of(r: &Response<'_>) -> Done {
         outcome,
         code,
         text,
+    }
+}
+
+/// Longest untagged line that is set aside when the parser cannot read it;
+/// longer ones are dropped (only `* NAMESPACE` is ever asked for).
+const MAX_SET_ASIDE_LINE: usize = 16 * 1024;
+
+/// Bytes of set-aside lines kept in all (the oldest go first).
+const MAX_SET_ASIDE_BYTES: usize = 64 * 1024;
+
+/// Untagged lines (without literals) the parser could not read, kept for
+/// callers that parse them themselves (imap-proto 0.16 does not know
+/// `* NAMESPACE`). Bounded in bytes, whatever the server sends.
+#[derive(Debug, Default)]
+pub(crate) struct SetAside {
+    lines: std::collections::VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl SetAside {
+    /// Keeps `line` (dropping the oldest lines to stay within the bound),
+    /// or drops it if it alone is too long.
+    pub(crate) fn keep(&mut self, line: Vec<u8>) {
+        tracing::debug!(
+            line = %String::from_utf8_lossy(&line[..line.len().min(200)]).trim_end(),
+            len = line.len(),
+            "IMAP response not understood by the parser, set aside"
+        );
+        if line.len() > MAX_SET_ASIDE_LINE {
+            return;
+        }
+        while self.bytes + line.len() > MAX_SET_ASIDE_BYTES {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.len(),
+                None => break,
+            }
+        }
+        self.bytes += line.len();
+        self.lines.push_back(line);
+    }
+
+    /// Takes out the oldest line starting with `prefix` (case-insensitive),
+    /// e.g. `b"* NAMESPACE "`.
+    pub(crate) fn take(&mut self, prefix: &[u8]) -> Option<Vec<u8>> {
+        let idx = self.lines.iter().position(|l| {
+            l.len() >= prefix.len() && l[..prefix.len()].eq_ignore_ascii_case(prefix)
+        })?;
+        let line = self.lines.remove(idx)?;
+        self.bytes -= line.len();
+        Some(line)
+    }
+
+    /// Bytes kept.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(outcome: Outcome, text: &str) -> Done {
+        Done {
+            outcome,
+            code: None,
+            text: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn server_trouble_codes_make_server_failures() {
+        let d = done(Outcome::No, "[SERVERBUG] Internal error occurred.");
+        assert_eq!(d.text_code().as_deref(), Some("SERVERBUG"));
+        assert!(d.is_server_trouble());
+        let e = d.into_error("SELECT \"x\"".into());
+        assert!(matches!(e, ImapError::ServerFailure { .. }), "{e:?}");
+        for text in [
+            "[unavailable] try later",
+            "[INUSE] locked",
+            "[LIMIT] too many",
+        ] {
+            assert!(done(Outcome::No, text).is_server_trouble(), "{text}");
+        }
+        for text in [
+            "[NONEXISTENT] Mailbox doesn't exist",
+            "Mailbox does not exist",
+            "see [SERVERBUG] later",
+            "[]",
+            "[SERVERBUG",
+        ] {
+            assert!(!done(Outcome::No, text).is_server_trouble(), "{text}");
+        }
+        assert!(!done(Outcome::Bad, "[SERVERBUG] x").is_server_trouble());
+        let e = done(Outcome::No, "Permission denied").into_error("CREATE".into());
+        assert!(matches!(e, ImapError::No { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_codes_stay_in_the_text() {
+        let (_, r) =
+            imap_proto::parser::parse_response(b"S1 NO [SERVERBUG] Internal error occurred.\r\n")
+                .expect("parses");
+        let d = done_of(&r);
+        assert_eq!(d.text, "[SERVERBUG] Internal error occurred.");
+        assert_eq!(d.text_code().as_deref(), Some("SERVERBUG"));
+    }
+
+    #[test]
+    fn a_repeated_exists_is_no_news() {
+        let exists = |n| Response::MailboxData(imap_proto::MailboxDatum::Exists(n));
+        let mut t = MailboxTracker {
+            exists: Some(1),
+            changed: false,
+        };
+        t.observe(&exists(1), Watch::Idle);
+        assert!(!t.changed);
+        t.observe(&exists(1), Watch::Normal);
+        assert!(!t.changed);
+        t.observe(&exists(0), Watch::Idle);
+        assert!(t.changed, "a count that went down in IDLE is news");
+        let mut t = MailboxTracker::default();
+        t.observe(&exists(3), Watch::Idle);
+        assert!(t.changed);
+        let mut t = MailboxTracker {
+            exists: Some(1),
+            changed: false,
+        };
+        t.observe(&exists(2), Watch::Normal);
+        assert!(t.changed);
+    }
+
+    #[test]
+    fn set_aside_lines_are_bounded_in_bytes() {
+        let mut s = SetAside::default();
+        s.keep(vec![b'x'; MAX_SET_ASIDE_LINE + 1]);
+        assert_eq!(s.bytes(), 0);
+        for i in 0..100 {
+            let mut line = format!("* X{i} ").into_bytes();
+            line.resize(10_000, b'y');
+            s.keep(line);
+            assert!(s.bytes() <= MAX_SET_ASIDE_BYTES);
+        }
+        assert!(s.take(b"* X0 ").is_none(), "the oldest went first");
+        assert!(s.take(b"* x99 ").is_some());
+        s.keep(b"* NAMESPACE ((\"\" \".\")) NIL NIL\r\n".to_vec());
+        assert!(s.take(b"* namespace ").is_some());
+        assert!(s.take(b"* NAMESPACE ").is_none());
     }
 }

@@ -226,10 +226,22 @@ impl ImapSession {
     }
 
     /// Time without progress after which a command fails with
-    /// [`ImapError::Timeout`] (default 60 s). Large transfers are fine as
-    /// long as bytes keep moving.
+    /// [`ImapError::Timeout`] (default 60 s). It is also the base of every
+    /// command's total allowance: a command may take this timeout plus the
+    /// time its bytes need at the minimum transfer rate
+    /// ([`ImapSession::set_min_transfer_rate`]), else it fails with
+    /// [`ImapError::TooSlow`]. Large transfers are fine as long as bytes keep
+    /// moving fast enough; a server trickling bytes is cut off.
     pub fn set_command_timeout(&mut self, timeout: Duration) {
         self.conn.set_timeout(timeout);
+    }
+
+    /// The minimum average transfer rate, in bytes per second, a command
+    /// must keep up beyond the command timeout (default
+    /// [`crate::DEFAULT_MIN_RATE`], 16 KiB/s; at least 1). Time spent
+    /// parsing is not charged to the server.
+    pub fn set_min_transfer_rate(&mut self, bytes_per_sec: u64) {
+        self.conn.set_min_rate(bytes_per_sec);
     }
 
     /// NOOP polling interval of [`crate::Transport::idle`] on servers without
@@ -371,7 +383,13 @@ async fn login(
         drop(zeroize::Zeroizing::new(encoded));
         tracing::debug!(tag = %tag, user = %user, "IMAP command AUTHENTICATE PLAIN ***");
         let done = conn
-            .run_segments(tag, "AUTHENTICATE", segments, &mut collect)
+            .run_segments(
+                tag,
+                "AUTHENTICATE",
+                crate::limits::Limits::default(),
+                segments,
+                &mut collect,
+            )
             .await;
         (done?, "AUTHENTICATE PLAIN")
     } else if caps.has("LOGINDISABLED") {

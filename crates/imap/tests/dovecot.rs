@@ -537,3 +537,24 @@ async fn own_append_to_the_selected_folder_counts_as_a_change() {
         IdleOutcome::TimedOut
     );
 }
+
+#[tokio::test]
+async fn messages_expunged_by_another_session_are_not_a_server_fault() {
+    // Issue 20: an empty FETCH 1:* of a folder said to hold messages is a
+    // server fault, unless another client expunged them meanwhile (the
+    // server tells us only on a later command).
+    let mut a = session(15).await;
+    fresh_folder(&mut a, "Race").await;
+    let uid = a
+        .append("Race", &[], &message("race", "", 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.select("Race").await.unwrap().exists, 1);
+    let mut b = session(15).await;
+    b.select("Race").await.unwrap();
+    b.delete_messages(&[uid]).await.unwrap();
+    let got = a.fetch_headers(UidRange::all()).await.unwrap();
+    assert!(got.is_empty(), "{got:?}");
+    a.noop().await.unwrap();
+}

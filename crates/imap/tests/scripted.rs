@@ -483,3 +483,36 @@ async fn literal_plus_is_used_when_offered() {
     assert!(world.commands()[0].ends_with("LOGIN \"bob\" pässword \"q\""));
     assert_eq!(world.continuations.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn an_idle_longer_than_the_command_timeout_ends_cleanly() {
+    // The command timeout bounds the wait for answers, not IDLE itself:
+    // ending an IDLE that ran longer (by its deadline, a cancel, or a
+    // dropped future) must not count the idle time against the server.
+    let (c, world) = start(Opts {
+        idle: true,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    s.set_command_timeout(Duration::from_millis(300));
+    s.select("INBOX").await.unwrap();
+    assert_eq!(
+        s.idle(Duration::from_millis(800)).await.unwrap(),
+        IdleOutcome::TimedOut
+    );
+    let out = s
+        .idle_until(
+            Duration::from_secs(10),
+            tokio::time::sleep(Duration::from_millis(800)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, IdleOutcome::Interrupted);
+    let dropped = tokio::time::timeout(Duration::from_millis(800), s.idle(Duration::from_secs(10)));
+    assert!(dropped.await.is_err());
+    s.noop().await.unwrap();
+    assert!(!s.is_lost());
+    let dones = world.commands().iter().filter(|c| *c == "DONE").count();
+    assert_eq!(dones, 3);
+}

@@ -1,5 +1,7 @@
 //! Test rig for sma's integration tests: a real, private, unprivileged Dovecot
-//! IMAP server on 127.0.0.1.
+//! IMAP server on 127.0.0.1, a misbehaving proxy to put in front of it
+//! ([`hostile::HostileProxy`]), and [`run_measured`] to run a program and
+//! read its peak memory.
 //!
 //! [`Dovecot::start`] drives `scripts/imap-server` (the single source of truth
 //! for how the server is installed, configured, started and stopped) with a
@@ -33,6 +35,11 @@
 //! ```
 
 #![warn(missing_docs)]
+
+pub mod hostile;
+mod measure;
+
+pub use measure::{run_measured, Measured};
 
 use std::ffi::OsStr;
 use std::fs;

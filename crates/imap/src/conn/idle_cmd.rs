@@ -6,6 +6,7 @@ use async_imap::imap_proto::Response;
 
 use super::{Conn, State};
 use crate::error::ImapError;
+use crate::limits::Limits;
 use crate::response::{done_of, Watch};
 
 impl Conn {
@@ -16,6 +17,9 @@ impl Conn {
         self.ensure_ready().await?;
         let tag = self.new_tag();
         self.commands_sent += 1;
+        // Few bytes are expected while idling: a server flooding the idle
+        // connection ends it (see `Limits::idle`).
+        self.begin("IDLE", Limits::idle());
         tracing::debug!(tag = %tag, "IMAP command IDLE");
         self.watch = Watch::Idle;
         let result = self.idle_inner(&tag, deadline).await;
@@ -58,6 +62,7 @@ impl Conn {
                 Some(None) => {}
             }
         }
+        self.restart_clock();
         self.state = State::Writing;
         self.write_all(b"DONE\r\n", "DONE").await?;
         self.state = State::AwaitingTagged(tag.to_owned());
