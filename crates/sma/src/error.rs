@@ -156,7 +156,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Imap(e) if e.is_auth() => ErrorKind::Rejected,
-            Error::Imap(ImapError::Timeout { .. }) => ErrorKind::Timeout,
+            Error::Imap(ImapError::Timeout { .. } | ImapError::TooSlow { .. }) => {
+                ErrorKind::Timeout
+            }
             Error::Imap(ImapError::InsecureRefused { .. }) => ErrorKind::Usage,
             Error::Proto(ProtoError::CodeRejected) | Error::CodeRejected(_) => ErrorKind::Rejected,
             Error::Removed { .. } => ErrorKind::Removed,

@@ -51,6 +51,28 @@ impl MessageMemory for StoreMemory<'_> {
     }
 }
 
+/// Bytes of message bodies fetched at once.
+const FETCH_BATCH_BYTES: u64 = 32 << 20;
+
+/// Splits `(uid, size)` into runs of at most [`FETCH_BATCH_BYTES`] (sizes
+/// as the server stated them; a run always has at least one message).
+fn batches(wanted: &[(u32, u32)]) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let mut used = 0u64;
+    for &(uid, size) in wanted {
+        let size = u64::from(size).min(MESSAGE_SIZE_CAP as u64);
+        match out.last_mut() {
+            Some(batch) if used + size <= FETCH_BATCH_BYTES => batch.push(uid),
+            _ => {
+                out.push(vec![uid]);
+                used = 0;
+            }
+        }
+        used += size;
+    }
+    out
+}
+
 impl Device {
     /// Fetches, verifies and applies everything addressed to us in our inbox.
     pub(crate) async fn process_inbox<T: Transport>(&mut self, t: &mut T) -> Result<InboxPass> {
@@ -74,12 +96,16 @@ impl Device {
             let memory = StoreMemory(self.store.read());
             for h in &headers {
                 if judge.triage(h.uid, h.size, &h.header, &memory)? == Triage::Fetch {
-                    wanted.push(h.uid);
+                    wanted.push((h.uid, h.size));
                 }
             }
         }
-        for msg in t.fetch_messages(&wanted, MESSAGE_SIZE_CAP as u32).await? {
-            judge.accept(msg.uid, msg.body.as_deref());
+        // Downloads in batches, so a full inbox never holds more than one
+        // batch of bodies in memory.
+        for batch in batches(&wanted) {
+            for msg in t.fetch_messages(&batch, MESSAGE_SIZE_CAP as u32).await? {
+                judge.accept(msg.uid, msg.body.as_deref());
+            }
         }
         let outcome = judge.finish();
         self.commit_pass(&outcome, (state.uid_validity, max_uid), now)?;
@@ -208,5 +234,24 @@ impl Device {
             }
             Ok::<_, Error>(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_fetched_in_batches_of_at_most_32_mib() {
+        let mib = 1 << 20;
+        let wanted: Vec<(u32, u32)> = (1..=100).map(|uid| (uid, mib)).collect();
+        let b = batches(&wanted);
+        assert_eq!(b.len(), 4, "100 MiB in 32 MiB batches");
+        assert!(b.iter().all(|batch| batch.len() <= 32));
+        assert_eq!(b.concat(), (1..=100).collect::<Vec<u32>>());
+        assert!(batches(&[]).is_empty());
+        // A message bigger than the cap counts at the cap (it is not
+        // downloaded anyway).
+        assert_eq!(batches(&[(1, u32::MAX), (2, 5)]).len(), 1);
     }
 }

@@ -41,6 +41,7 @@ mod outbound;
 pub mod pair;
 pub mod round;
 pub mod status;
+mod watch;
 
 pub use announce::SeenAnnouncement;
 pub use config::{Role, ServerConfig};

@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sma_imap::{connect_with_retry, Backoff, IdleOutcome, ImapSession, Password, Transport};
+use sma_imap::{IdleOutcome, RoundLimiter, Transport};
 use sma_proto::payload::AnnouncedState;
-use tracing::{info, warn};
 
 use crate::config::Role;
 use crate::device::Device;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::events::{AppMessage, Event};
 
 /// Re-announce (heartbeat) when the last announcement is older than this.
@@ -38,6 +37,14 @@ pub struct SyncReport {
     /// UIDNEXT of our inbox when the round read it (if the server said).
     #[serde(skip)]
     pub inbox_uid_next: Option<u32>,
+}
+
+impl SyncReport {
+    /// Whether the round did anything: applied or sent something, or
+    /// reported an event (rounds that find nothing slow `watch` down).
+    pub fn found_new(&self) -> bool {
+        self.applied > 0 || self.sent > 0 || !self.events.is_empty()
+    }
 }
 
 impl Device {
@@ -94,7 +101,7 @@ impl Device {
     /// Selects our inbox and waits (IDLE) for a change, unless messages
     /// arrived after `round` read it: a fresh SELECT counts those, and IDLE
     /// would then not report them until `timeout`.
-    async fn wait_for_inbox<T: Transport>(
+    pub(crate) async fn wait_for_inbox<T: Transport>(
         &mut self,
         t: &mut T,
         round: &SyncReport,
@@ -123,8 +130,16 @@ impl Device {
         wait: Duration,
     ) -> Result<Vec<AppMessage>> {
         let deadline = self.clock.deadline(wait);
+        let mut limiter = RoundLimiter::default();
         loop {
+            // A server that reports changes that are not there cannot make
+            // the rounds spin.
+            let pause = limiter.delay(self.clock.instant().into_std());
+            tokio::time::sleep(pause.min(deadline.saturating_duration_since(self.clock.instant())))
+                .await;
+            limiter.started(self.clock.instant().into_std());
             let report = self.sync_round(t, HEARTBEAT_SECS).await?;
+            limiter.finished(self.clock.instant().into_std(), report.found_new());
             let msgs = self.pending_messages()?;
             let left = deadline.saturating_duration_since(self.clock.instant());
             if !msgs.is_empty() || left.is_zero() {
@@ -132,71 +147,6 @@ impl Device {
             }
             self.wait_for_inbox(t, &report, left.min(WATCH_POLL))
                 .await?;
-        }
-    }
-
-    /// `watch`: rounds driven by IDLE (polling every 30 s at the latest),
-    /// reconnecting with backoff. Calls `on_event` for every event, including
-    /// every application message (which is then removed). Runs until an error
-    /// that reconnecting cannot fix, or until `stop` resolves.
-    pub async fn watch(
-        &mut self,
-        password: &Password,
-        mut on_event: impl FnMut(&Event),
-        stop: impl std::future::Future<Output = ()>,
-    ) -> Result<()> {
-        tokio::pin!(stop);
-        let config = self.info.server.imap_config(password);
-        let mut t: ImapSession = self.connect(password).await?;
-        let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
-        loop {
-            // Network work may be interrupted by `stop` at any point (the
-            // store is committed before server deletions, so that is safe)...
-            let round = tokio::select! {
-                r = self.sync_round(&mut t, heartbeat_after) => r,
-                _ = &mut stop => return Ok(()),
-            };
-            let outcome = match round {
-                Ok(report) => {
-                    heartbeat_after = HEARTBEAT_SECS;
-                    for e in &report.events {
-                        on_event(e);
-                    }
-                    // ...but handing out a message and recording that it was
-                    // handed out are never separated by `stop`.
-                    for m in self.pending_messages()? {
-                        on_event(&Event::Message(m.clone()));
-                        self.delivered(std::slice::from_ref(&m))?;
-                    }
-                    let idle = self.wait_for_inbox(&mut t, &report, WATCH_POLL);
-                    tokio::select! {
-                        r = idle => r.map(|_| ()),
-                        _ = &mut stop => return Ok(()),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(Error::Imap(e)) if e.is_connection_lost() => {
-                    warn!(error = %e, "connection lost; reconnecting");
-                    let mut attempts = 0u32;
-                    let mut backoff = Backoff::default();
-                    let reconnect =
-                        connect_with_retry(&config, &mut backoff, u32::MAX, |n, err, delay| {
-                            attempts = n;
-                            info!(attempt = n, error = %err, ?delay, "reconnect failed; retrying");
-                        });
-                    t = tokio::select! {
-                        r = reconnect => r?,
-                        _ = &mut stop => return Ok(()),
-                    };
-                    on_event(&Event::Reconnected {
-                        attempts: attempts + 1,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
         }
     }
 }

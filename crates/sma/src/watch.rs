@@ -1,0 +1,119 @@
+//! `watch`: rounds driven by IDLE, paced so that no server can make them
+//! spin, reconnecting with a backoff that survives reconnects.
+//!
+//! * A [`RoundLimiter`] spaces rounds that found nothing (1 s doubling to
+//!   30 s) and caps them at 20 a minute, whatever the server reports.
+//! * One [`ReconnectBackoff`] lives for the whole loop: it starts again from
+//!   its first delay only after a session stayed healthy for a minute, so a
+//!   server that drops every session right after login cannot make `watch`
+//!   log in again and again.
+//! * Transient failures (a lost session, a server failure) are retried
+//!   after the backoff; only other errors end the loop.
+
+use std::time::Instant;
+
+use rand_core::RngCore;
+use sma_imap::{reconnect, Backoff, ImapSession, Password, ReconnectBackoff, RoundLimiter};
+use tracing::{info, warn};
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::events::Event;
+use crate::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
+
+impl Device {
+    /// `watch`: rounds driven by IDLE (polling every 30 s at the latest),
+    /// reconnecting with backoff. Calls `on_event` for every event, including
+    /// every application message (which is then removed). Runs until an error
+    /// that retrying cannot fix, or until `stop` resolves.
+    pub async fn watch(
+        &mut self,
+        password: &Password,
+        mut on_event: impl FnMut(&Event),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(stop);
+        let config = self.info.server.imap_config(password);
+        let jitter_seed = self.rng.next_u64();
+        let mut backoff = ReconnectBackoff::new(
+            Backoff::default().with_seeded_jitter(jitter_seed),
+            ReconnectBackoff::MIN_UPTIME,
+        );
+        let mut limiter = RoundLimiter::default();
+        let mut t: ImapSession = self.connect(password).await?;
+        backoff.up(self.std_now());
+        let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
+        loop {
+            let pause = limiter.delay(self.std_now());
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = &mut stop => return Ok(()),
+            }
+            limiter.started(self.std_now());
+            // Network work may be interrupted by `stop` at any point (the
+            // store is committed before server deletions, so that is safe).
+            let round = tokio::select! {
+                r = self.watch_round(&mut t, heartbeat_after, &mut on_event, &mut limiter) => r,
+                _ = &mut stop => return Ok(()),
+            };
+            match round {
+                Ok(()) => {
+                    heartbeat_after = HEARTBEAT_SECS;
+                    backoff.up(self.std_now());
+                }
+                Err(Error::Imap(e)) if e.is_transient() => {
+                    let delay = backoff.failed(self.std_now());
+                    warn!(error = %e, ?delay, "round failed; retrying after a pause");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = &mut stop => return Ok(()),
+                    }
+                    if e.is_connection_lost() {
+                        let mut attempts = 1;
+                        let again = reconnect(&config, &mut backoff, u32::MAX, |n, err, delay| {
+                            attempts = n + 1;
+                            info!(attempt = n, error = %err, ?delay, "reconnect failed; retrying");
+                        });
+                        t = tokio::select! {
+                            r = again => r?,
+                            _ = &mut stop => return Ok(()),
+                        };
+                        on_event(&Event::Reconnected { attempts });
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One round of `watch`: sync, report, hand out messages, then wait for
+    /// the inbox to change (IDLE, at most [`WATCH_POLL`]).
+    async fn watch_round(
+        &mut self,
+        t: &mut ImapSession,
+        heartbeat_after: u64,
+        on_event: &mut impl FnMut(&Event),
+        limiter: &mut RoundLimiter,
+    ) -> Result<()> {
+        let report = self.sync_round(t, heartbeat_after).await?;
+        for e in &report.events {
+            on_event(e);
+        }
+        // Handing out a message and recording that it was handed out are
+        // never separated by `stop` (no await between them).
+        let messages = self.pending_messages()?;
+        let delivered = !messages.is_empty();
+        for m in messages {
+            on_event(&Event::Message(m.clone()));
+            self.delivered(std::slice::from_ref(&m))?;
+        }
+        limiter.finished(self.std_now(), report.found_new() || delivered);
+        self.wait_for_inbox(t, &report, WATCH_POLL).await?;
+        Ok(())
+    }
+
+    /// Now on the monotonic clock, as the pacing types want it.
+    fn std_now(&self) -> Instant {
+        self.clock.instant().into_std()
+    }
+}
