@@ -61,8 +61,8 @@ pub struct InitReport {
     pub account: String,
     /// Our folders.
     pub folders: InitFolders,
-    /// The start of our key fingerprint, for the person pairing this device
-    /// to compare with what `sma pair` shows.
+    /// Our device key's fingerprint, for the person pairing this device to
+    /// compare with what `sma pair` shows.
     pub fingerprint: String,
 }
 
@@ -180,7 +180,7 @@ pub async fn init_on<T: Transport>(
             role = Role::Pending;
         }
     }
-    let fingerprint = crate::pair::short_fingerprint(&engine.identity().fingerprint());
+    let fingerprint = engine.identity().fingerprint();
     Ok(InitReport {
         fingerprint,
         device_id: id.to_string(),

@@ -37,8 +37,8 @@ pub enum PairEvent {
         code: String,
         /// The pending device.
         device_id: String,
-        /// The start of the pending device's key fingerprint, to compare
-        /// with what `init` and `join` print on the new device.
+        /// The pending device's key fingerprint, to compare with what
+        /// `init` and `join` print on the new device.
         fingerprint: String,
     },
     /// The device is now a member.
@@ -293,7 +293,7 @@ impl Device {
         on_event(&PairEvent::Code {
             code: code.display_grouped(),
             device_id: joiner_id.to_string(),
-            fingerprint: short_fingerprint(&joiner_cert.fingerprint().to_string()),
+            fingerprint: joiner_cert.fingerprint().to_string(),
         });
         drop(code);
         let inbox = self.inbox();
@@ -370,8 +370,9 @@ impl Device {
     }
 }
 
-/// The first 20 hex digits of a fingerprint in groups of four, for people
-/// to compare (80 bits: a look-alike key cannot be made to match).
+/// The first 20 hex digits of a fingerprint in groups of four, as people
+/// compare them on two screens (80 bits: a look-alike key cannot be made
+/// to match).
 pub fn short_fingerprint(fingerprint: &str) -> String {
     let digits: Vec<char> = fingerprint
         .chars()

@@ -188,7 +188,7 @@ impl Ctx<'_> {
             format!(
                 "Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
                 report.device_id,
-                report.fingerprint,
+                sma::pair::short_fingerprint(&report.fingerprint),
                 report.account,
                 home.display(),
                 report.folders.announce,
@@ -205,7 +205,8 @@ impl Ctx<'_> {
         dev.pair(&mut t, device.as_ref(), Duration::from_secs(timeout), |ev| {
             out.emit(ev, || match ev {
                 PairEvent::Code { code, device_id, fingerprint } => format!(
-                    "Pairing code for device {device_id} (key {fingerprint}):\n\n    {code}\n\nOn the new device run:  sma join\nand type the code. Check that it shows the same device id and key.\nWaiting for it (up to {timeout} s)..."
+                    "Pairing code for device {device_id} (key {}):\n\n    {code}\n\nOn the new device run:  sma join\nand type the code. Check that it shows the same device id and key.\nWaiting for it (up to {timeout} s)...",
+                    sma::pair::short_fingerprint(fingerprint)
                 ),
                 PairEvent::Paired { device_id } => format!("Device {device_id} is now a member of the group."),
             })
@@ -219,7 +220,7 @@ impl Ctx<'_> {
             Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
         })?;
         let (mut dev, mut t) = self.connected().await?;
-        let fingerprint = sma::pair::short_fingerprint(&dev.engine().identity().fingerprint());
+        let fingerprint = dev.engine().identity().fingerprint();
         let waiting = serde_json::json!({
             "event": "waiting",
             "device_id": dev.id(),
@@ -227,8 +228,9 @@ impl Ctx<'_> {
         });
         self.out.emit(&waiting, || {
             format!(
-                "This device is {} (key {fingerprint}); `sma pair` on the member must show the same.",
-                dev.id()
+                "This device is {} (key {}); `sma pair` on the member must show the same.",
+                dev.id(),
+                sma::pair::short_fingerprint(&fingerprint)
             )
         });
         let mut progress = keys::JoinProgressView::new(self);
