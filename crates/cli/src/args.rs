@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sma_crypto::PreferEncrypt;
 
 /// sma — keep every mail program of one email account in sync.
 ///
@@ -238,13 +239,10 @@ pub struct InitArgs {
     pub save_password: bool,
 }
 
-/// A prefer-encrypt value on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PreferEncryptArg {
-    /// Encrypt by default when the correspondent also says mutual.
-    Mutual,
-    /// No preference.
-    Nopreference,
+/// Parses a prefer-encrypt value: `mutual` (encrypt by default when the
+/// correspondent also says mutual) or `nopreference`.
+fn prefer_encrypt(s: &str) -> Result<PreferEncrypt, String> {
+    s.parse()
 }
 
 /// `keys` subcommands.
@@ -283,9 +281,9 @@ pub enum KeysCommand {
         /// Effective date (RFC 2822) [default: now].
         #[arg(long)]
         date: Option<String>,
-        /// Prefer-encrypt setting.
-        #[arg(long, value_enum, default_value = "nopreference")]
-        prefer_encrypt: PreferEncryptArg,
+        /// Prefer-encrypt setting: `mutual` or `nopreference`.
+        #[arg(long, default_value = "nopreference", value_parser = prefer_encrypt, value_name = "mutual|nopreference")]
+        prefer_encrypt: PreferEncrypt,
     },
     /// List every peer in the keyring.
     List,
@@ -305,9 +303,10 @@ pub enum KeysCommand {
     },
     /// Show or set this account's own prefer-encrypt setting (replicated).
     PreferEncrypt {
-        /// The new setting (absent: show the current one).
-        #[arg(value_enum)]
-        value: Option<PreferEncryptArg>,
+        /// The new setting, `mutual` or `nopreference` (absent: show the
+        /// current one).
+        #[arg(value_parser = prefer_encrypt, value_name = "mutual|nopreference")]
+        value: Option<PreferEncrypt>,
     },
 }
 

@@ -27,6 +27,7 @@ mod fingerprint;
 mod keys;
 mod pake;
 mod pgpkey;
+mod prefer;
 mod seal;
 pub mod setup_message;
 mod sign;
@@ -41,6 +42,7 @@ pub use pake::{
     joiner_identity, member_identity, pake_start, PairingKeys, PakeRole, PakeStart, Transcript,
     TRANSCRIPT_LABEL,
 };
+pub use prefer::PreferEncrypt;
 pub use seal::{open, open_bytes, open_then_verify, seal, seal_at, seal_bytes};
 pub use sign::{
     sign_binary, sign_detached, sign_detached_at, verify_binary, verify_detached,

@@ -28,6 +28,7 @@ use pgp::{
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
+pub use crate::prefer::PreferEncrypt;
 use crate::{
     armor,
     code::SetupCode,
@@ -41,25 +42,6 @@ const S2K_COUNT: u8 = 224;
 /// Upper bound for the decrypted payload (a secret key, a few KiB).
 const MAX_PAYLOAD: usize = 4 * 1024 * 1024;
 const CRLF: &str = "\r\n";
-
-/// The `Autocrypt-Prefer-Encrypt` setting carried in a Setup Message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreferEncrypt {
-    /// `mutual`: encrypt by default when the peer also says mutual.
-    Mutual,
-    /// `nopreference`.
-    NoPreference,
-}
-
-impl PreferEncrypt {
-    /// The header value (`mutual` / `nopreference`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PreferEncrypt::Mutual => "mutual",
-            PreferEncrypt::NoPreference => "nopreference",
-        }
-    }
-}
 
 /// The result of [`import_with_details`].
 #[derive(Debug)]

@@ -320,7 +320,7 @@ impl Sim {
         p.prefer_encrypt = if mutual {
             PreferEncrypt::Mutual
         } else {
-            PreferEncrypt::Nopreference
+            PreferEncrypt::NoPreference
         };
         p.stamp = Some(Hlc {
             ms: now_ms,

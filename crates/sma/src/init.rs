@@ -107,12 +107,12 @@ pub async fn init_on<T: Transport>(
     let ns = t.namespace().await?;
     let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
     let existing = announce::read_all(t, &folders.announce()).await?;
-    let group_exists = existing.as_ref().is_some_and(|a| {
-        a.iter()
-            .any(|s| s.ann.state == sma_proto::payload::AnnouncedState::Member)
-    });
+    let existing = existing.unwrap_or_default();
+    let group_exists = existing
+        .iter()
+        .any(|s| s.ann.state == AnnouncedState::Member);
     let mut id = DeviceId::random(&mut rng);
-    while existing.iter().flatten().any(|s| s.ann.device_id == id) {
+    while existing.iter().any(|s| s.ann.device_id == id) {
         info!(%id, "device id already announced; drawing another");
         id = DeviceId::random(&mut rng);
     }
@@ -124,44 +124,24 @@ pub async fn init_on<T: Transport>(
         account: opts.server.user.clone(),
         key,
     };
-    let mut role;
-    let mut engine;
     if group_exists {
         // Follow the group's layout.
-        if let Some(l) = existing.iter().flatten().map(|s| s.ann.layout).next_back() {
+        if let Some(l) = existing.iter().map(|s| s.ann.layout).next_back() {
             folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
         }
-        create_unsubscribed(t, &folders.inbox(&id)).await?;
-        let bytes = build_announcement(
-            &mut rng,
-            &me,
-            &opts.name,
-            now,
-            now,
-            AnnouncedState::Pending,
-            folders.layout,
-            false,
-        )?;
-        t.append(&folders.announce(), &[], &bytes).await?;
-        role = Role::Pending;
-        engine = Engine::new(me, CoreState::default())?;
-    } else {
-        create_unsubscribed(t, &folders.announce()).await?;
-        create_unsubscribed(t, &folders.inbox(&id)).await?;
-        engine = found_state(me, &opts, Timestamp::from_ms(clock.now_ms()), &mut rng)?;
-        let bytes = build_announcement(
-            &mut rng,
-            engine.identity(),
-            &opts.name,
-            now,
-            now,
-            AnnouncedState::Member,
-            folders.layout,
-            true,
-        )?;
-        t.append(&folders.announce(), &[], &bytes).await?;
-        role = Role::Founder;
     }
+    let start = Start {
+        opts: &opts,
+        folders: &folders,
+        now: Timestamp::from_ms(clock.now_ms()),
+    };
+    let (mut engine, mut role) = match group_exists {
+        true => (
+            start.announce_pending(t, me, &mut rng).await?,
+            Role::Pending,
+        ),
+        false => (start.found(t, me, &mut rng).await?, Role::Founder),
+    };
     let info = DeviceInfo {
         id: id.clone(),
         name: opts.name.clone(),
@@ -180,9 +160,8 @@ pub async fn init_on<T: Transport>(
             role = Role::Pending;
         }
     }
-    let fingerprint = engine.identity().fingerprint();
     Ok(InitReport {
-        fingerprint,
+        fingerprint: engine.identity().fingerprint(),
         device_id: id.to_string(),
         role,
         account: opts.server.user.clone(),
@@ -191,6 +170,65 @@ pub async fn init_on<T: Transport>(
             inbox: folders.inbox(&id),
         },
     })
+}
+
+/// What both ways of starting a device need.
+struct Start<'a> {
+    opts: &'a InitOptions,
+    folders: &'a FolderNames,
+    now: Timestamp,
+}
+
+impl Start<'_> {
+    /// An account with a group: create our inbox and announce ourselves as
+    /// pending.
+    async fn announce_pending<T: Transport>(
+        &self,
+        t: &mut T,
+        me: Identity,
+        rng: &mut Box<dyn CryptoRngCore + Send>,
+    ) -> Result<Engine> {
+        create_unsubscribed(t, &self.folders.inbox(&me.id)).await?;
+        let secs = self.now.as_secs();
+        let bytes = build_announcement(
+            rng,
+            &me,
+            &self.opts.name,
+            secs,
+            secs,
+            AnnouncedState::Pending,
+            self.folders.layout,
+            false,
+        )?;
+        t.append(&self.folders.announce(), &[], &bytes).await?;
+        Ok(Engine::new(me, CoreState::default())?)
+    }
+
+    /// An account without a group: create both folders, the group state
+    /// and the account key, and announce ourselves as its founder.
+    async fn found<T: Transport>(
+        &self,
+        t: &mut T,
+        me: Identity,
+        rng: &mut Box<dyn CryptoRngCore + Send>,
+    ) -> Result<Engine> {
+        create_unsubscribed(t, &self.folders.announce()).await?;
+        create_unsubscribed(t, &self.folders.inbox(&me.id)).await?;
+        let engine = found_state(me, self.opts, self.now, rng)?;
+        let secs = self.now.as_secs();
+        let bytes = build_announcement(
+            rng,
+            engine.identity(),
+            &self.opts.name,
+            secs,
+            secs,
+            AnnouncedState::Member,
+            self.folders.layout,
+            true,
+        )?;
+        t.append(&self.folders.announce(), &[], &bytes).await?;
+        Ok(engine)
+    }
 }
 
 /// The founder's initial state: itself as the only active member, and the

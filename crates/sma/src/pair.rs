@@ -252,15 +252,60 @@ impl Device {
         let deadline = self.clock.deadline(timeout);
         // Bring our state up to date first: the welcome carries it.
         self.process_inbox(t).await?;
+        let target = self.choose_joiner(t, device).await?;
+        let joiner = Candidate::of(&target)?;
+        let code = PairingCode::generate(&mut self.rng);
+        let (state, hello) = MemberPairing::start(
+            &mut self.rng,
+            &self.info.account,
+            &self.info.id,
+            &self.engine.identity().cert(),
+            &joiner.id,
+            joiner.cert.clone(),
+            &code,
+        );
+        let (hello_id, bytes) = pairing_message(self, Kind::PairHello, &joiner.id, &hello);
+        t.append(&joiner.inbox(self), &[], &bytes).await?;
+        on_event(&PairEvent::Code {
+            code: code.display_grouped(),
+            device_id: joiner.id.to_string(),
+            fingerprint: joiner.cert.fingerprint().to_string(),
+        });
+        drop(code);
+        let attempt = (&joiner, &hello_id);
+        let reply = self
+            .await_reply(t, attempt, state.attempt(), (deadline, timeout))
+            .await?;
+        let confirmed = match state.on_reply(&reply.payload) {
+            Ok(c) => c,
+            Err(e) => return Err(self.reject_reply(t, attempt, &reply.payload, e).await),
+        };
+        self.admit_and_welcome(t, &joiner, &target.ann, confirmed)
+            .await?;
+        on_event(&PairEvent::Paired {
+            device_id: joiner.id.to_string(),
+        });
+        Ok(joiner.id.to_string())
+    }
+
+    /// The pending device to pair: `device`, or the newest candidate.
+    /// Refuses look-alikes (one id under two keys).
+    async fn choose_joiner<T: Transport>(
+        &mut self,
+        t: &mut T,
+        device: Option<&DeviceId>,
+    ) -> Result<announce::SeenAnnouncement> {
         let pending = self.pending_devices(t).await?;
         let target = match device {
-            Some(id) => pending.iter().find(|s| &s.announcement.ann.device_id == id).ok_or_else(|| {
-                if self.engine.group().status_of(id).is_some() {
-                    Error::Usage(format!("device {id} is already known to the group; only pending devices can be paired"))
-                } else {
-                    Error::UnknownDevice(id.to_string())
-                }
-            })?,
+            Some(id) => pending
+                .iter()
+                .find(|s| &s.announcement.ann.device_id == id)
+                .ok_or_else(|| match self.engine.group().status_of(id) {
+                    Some(_) => Error::Usage(format!(
+                        "device {id} is already known to the group; only pending devices can be paired"
+                    )),
+                    None => Error::UnknownDevice(id.to_string()),
+                })?,
             None => pending.last().ok_or(Error::NoPendingDevice)?,
         };
         if let Some(fingerprints) = &target.look_alike {
@@ -269,104 +314,134 @@ impl Device {
                 fingerprints: fingerprints.clone(),
             });
         }
-        let target = &target.announcement;
-        let joiner_id = target.ann.device_id.clone();
-        let joiner_cert = Certificate::from_armored(&target.ann.cert).map_err(ProtoError::from)?;
-        if !joiner_cert.can_encrypt() {
-            return Err(Error::Server(format!(
-                "device {joiner_id} announced a certificate without an encryption subkey; it cannot be paired"
-            )));
-        }
-        let code = PairingCode::generate(&mut self.rng);
-        let (state, hello) = MemberPairing::start(
-            &mut self.rng,
-            &self.info.account,
-            &self.info.id,
-            &self.engine.identity().cert(),
-            &joiner_id,
-            joiner_cert.clone(),
-            &code,
-        );
-        let joiner_inbox = self.info.folders.inbox(&joiner_id);
-        let (hello_id, bytes) = pairing_message(self, Kind::PairHello, &joiner_id, &hello);
-        t.append(&joiner_inbox, &[], &bytes).await?;
-        on_event(&PairEvent::Code {
-            code: code.display_grouped(),
-            device_id: joiner_id.to_string(),
-            fingerprint: joiner_cert.fingerprint().to_string(),
-        });
-        drop(code);
+        Ok(target.announcement.clone())
+    }
+
+    /// Waits for the joiner's reply to our attempt (deleting replies of
+    /// other attempts); on timeout deletes our hello.
+    async fn await_reply<T: Transport>(
+        &mut self,
+        t: &mut T,
+        (joiner, hello_id): (&Candidate, &MessageId),
+        attempt: &sma_proto::RandomId,
+        (deadline, timeout): (Instant, Duration),
+    ) -> Result<Found<PairReply>> {
         let inbox = self.inbox();
-        let reply = loop {
+        loop {
             t.select(&inbox).await?;
             let replies: Vec<Found<PairReply>> =
-                find_pairing(t, Kind::PairReply, Some(&joiner_id)).await?;
+                find_pairing(t, Kind::PairReply, Some(&joiner.id)).await?;
             let (ours, stale): (Vec<_>, Vec<_>) = replies
                 .into_iter()
-                .partition(|r| &r.payload.attempt == state.attempt());
+                .partition(|r| &r.payload.attempt == attempt);
             if !stale.is_empty() {
                 t.delete_messages(&stale.iter().map(|r| r.uid).collect::<Vec<_>>())
                     .await?;
             }
             if let Some(r) = ours.into_iter().next() {
-                break r;
+                t.delete_messages(&[r.uid]).await?;
+                return Ok(r);
             }
             if self.clock.instant() >= deadline {
-                delete_by_message_id(t, &joiner_inbox, &hello_id).await;
+                delete_by_message_id(t, &joiner.inbox(self), hello_id).await;
                 return Err(Error::Timeout {
-                    what: format!("device {joiner_id} to run `sma join` with the code"),
+                    what: format!("device {} to run `sma join` with the code", joiner.id),
                     secs: timeout.as_secs(),
                 });
             }
             wait_for_change(t, &*self.clock, deadline, Awaiting::Person).await?;
+        }
+    }
+
+    /// A bad reply burns the code: abort the attempt, delete our hello, and
+    /// say so (exit 3).
+    async fn reject_reply<T: Transport>(
+        &mut self,
+        t: &mut T,
+        (joiner, hello_id): (&Candidate, &MessageId),
+        reply: &PairReply,
+        e: ProtoError,
+    ) -> Error {
+        let abort = PairAbort {
+            attempt: reply.attempt.clone(),
+            reason: "code-rejected".into(),
         };
-        t.delete_messages(&[reply.uid]).await?;
-        let confirmed = match state.on_reply(&reply.payload) {
-            Ok(c) => c,
-            Err(e) => {
-                let abort = PairAbort {
-                    attempt: reply.payload.attempt.clone(),
-                    reason: "code-rejected".into(),
-                };
-                let (_, bytes) = pairing_message(self, Kind::PairAbort, &joiner_id, &abort);
-                t.append(&joiner_inbox, &[], &bytes).await?;
-                delete_by_message_id(t, &joiner_inbox, &hello_id).await;
-                return Err(match e {
-                    ProtoError::CodeRejected => Error::CodeRejected(format!(
-                        "device {joiner_id} answered with a different code; the code is burnt — run `sma pair` again for a fresh code"
-                    )),
-                    other => Error::CodeRejected(format!(
-                        "pairing with device {joiner_id} failed ({other}); the code is burnt — run `sma pair` again"
-                    )),
-                });
-            }
-        };
-        // Admit the joiner into our state, then hand it the state.
+        let (_, bytes) = pairing_message(self, Kind::PairAbort, &joiner.id, &abort);
+        let inbox = joiner.inbox(self);
+        if let Err(e) = t.append(&inbox, &[], &bytes).await {
+            return e.into();
+        }
+        delete_by_message_id(t, &inbox, hello_id).await;
+        let id = &joiner.id;
+        Error::CodeRejected(match e {
+            ProtoError::CodeRejected => format!(
+                "device {id} answered with a different code; the code is burnt — run `sma pair` again for a fresh code"
+            ),
+            other => format!(
+                "pairing with device {id} failed ({}); the code is burnt — run `sma pair` again",
+                sma_proto::error::chain(&other)
+            ),
+        })
+    }
+
+    /// Admits the joiner into our state (stored before anything is sent),
+    /// then hands it the state: confirmation and welcome. Tells the other
+    /// members with the next sync (now, if it works).
+    async fn admit_and_welcome<T: Transport>(
+        &mut self,
+        t: &mut T,
+        joiner: &Candidate,
+        ann: &sma_proto::payload::Announcement,
+        confirmed: sma_proto::pairing::MemberConfirmed,
+    ) -> Result<()> {
         let now = self.timestamp();
         let welcome = self.engine.admit(
             &Joiner {
-                id: &joiner_id,
-                cert: &joiner_cert,
-                name: &target.ann.name,
-                heartbeat: target.ann.heartbeat,
+                id: &joiner.id,
+                cert: &joiner.cert,
+                name: &ann.name,
+                heartbeat: ann.heartbeat,
             },
             now,
         )?;
         self.save()?;
         let (confirm, sealed) =
             confirmed.finish(&mut self.rng, &welcome, &self.engine.identity().key)?;
-        let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner_id, &confirm);
-        let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner_id, &sealed);
-        t.append(&joiner_inbox, &[], &confirm_bytes).await?;
-        t.append(&joiner_inbox, &[], &welcome_bytes).await?;
-        info!(device = %joiner_id, "paired; telling the other members");
+        let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner.id, &confirm);
+        let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner.id, &sealed);
+        let inbox = joiner.inbox(self);
+        t.append(&inbox, &[], &confirm_bytes).await?;
+        t.append(&inbox, &[], &welcome_bytes).await?;
+        info!(device = %joiner.id, "paired; telling the other members");
         if let Err(e) = self.send_syncs(t).await {
             warn!(error = %e, "could not tell the other members yet; the next sync will");
         }
-        on_event(&PairEvent::Paired {
-            device_id: joiner_id.to_string(),
-        });
-        Ok(joiner_id.to_string())
+        Ok(())
+    }
+}
+
+/// The device being paired: its id and the certificate of its announcement.
+struct Candidate {
+    id: DeviceId,
+    cert: Certificate,
+}
+
+impl Candidate {
+    /// Reads the announcement's certificate; one that cannot be encrypted
+    /// to cannot be paired.
+    fn of(ann: &announce::SeenAnnouncement) -> Result<Candidate> {
+        let id = ann.ann.device_id.clone();
+        let cert = Certificate::from_armored(&ann.ann.cert).map_err(ProtoError::from)?;
+        if !cert.can_encrypt() {
+            return Err(Error::Server(format!(
+                "device {id} announced a certificate without an encryption subkey; it cannot be paired"
+            )));
+        }
+        Ok(Candidate { id, cert })
+    }
+
+    fn inbox(&self, dev: &Device) -> String {
+        dev.info.folders.inbox(&self.id)
     }
 }
 

@@ -11,14 +11,7 @@ use sma::Error;
 use sma_proto::state::PreferEncrypt;
 
 use super::Ctx;
-use crate::args::{KeysCommand, PreferEncryptArg};
-
-fn prefer(arg: PreferEncryptArg) -> PreferEncrypt {
-    match arg {
-        PreferEncryptArg::Mutual => PreferEncrypt::Mutual,
-        PreferEncryptArg::Nopreference => PreferEncrypt::Nopreference,
-    }
-}
+use crate::args::KeysCommand;
 
 /// Reads a file, or standard input for `-`.
 fn read_input(path: &Path) -> Result<Vec<u8>> {
@@ -101,8 +94,7 @@ impl Ctx<'_> {
                 prefer_encrypt,
             } => {
                 let bytes = read_input(file)?;
-                let report =
-                    dev.import_peer_key(addr, &bytes, date.as_deref(), prefer(*prefer_encrypt))?;
+                let report = dev.import_peer_key(addr, &bytes, date.as_deref(), *prefer_encrypt)?;
                 self.out.emit(&report, || {
                     if report.updated.is_empty() {
                         format!("{addr}: the keyring already holds a newer (or the same) key; nothing changed.")
@@ -155,7 +147,7 @@ impl Ctx<'_> {
             }
             KeysCommand::PreferEncrypt { value } => {
                 if let Some(v) = value {
-                    dev.set_prefer_encrypt(prefer(*v))?;
+                    dev.set_prefer_encrypt(*v)?;
                 }
                 let now = dev.prefer_encrypt().as_str();
                 self.out.emit(&json!({ "prefer_encrypt": now }), || {

@@ -113,14 +113,13 @@ impl Shared {
             "keys.import" => {
                 let p: m::ImportParams = parse(method, params)?;
                 let prefer = match p.prefer_encrypt.as_deref() {
-                    None | Some("nopreference") => PreferEncrypt::Nopreference,
-                    Some("mutual") => PreferEncrypt::Mutual,
-                    Some(other) => {
-                        return Err(RpcError::invalid_params(
+                    None => PreferEncrypt::NoPreference,
+                    Some(value) => PreferEncrypt::parse(value).ok_or_else(|| {
+                        RpcError::invalid_params(
                             method,
-                            format!("prefer_encrypt {other:?}: use mutual or nopreference"),
-                        ))
-                    }
+                            format!("prefer_encrypt {value:?}: use mutual or nopreference"),
+                        )
+                    })?,
                 };
                 let mut g = self.core.lock().await;
                 let dev = g.device()?;

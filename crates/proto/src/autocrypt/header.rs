@@ -127,7 +127,7 @@ impl AutocryptHeader {
                     prefer = Some(if v == "mutual" {
                         PreferEncrypt::Mutual
                     } else {
-                        PreferEncrypt::Nopreference
+                        PreferEncrypt::NoPreference
                     })
                 }
                 "keydata" => keydata = Some(v),
@@ -167,7 +167,7 @@ impl AutocryptHeader {
     pub fn to_value(&self) -> String {
         let prefer = match self.prefer_encrypt {
             PreferEncrypt::Mutual => "prefer-encrypt=mutual; ",
-            PreferEncrypt::Nopreference => "",
+            PreferEncrypt::NoPreference => "",
         };
         format!("addr={}; {prefer}keydata={}", self.addr, self.keydata_b64())
     }
@@ -293,7 +293,7 @@ mod tests {
         );
         // Other prefer-encrypt values mean nopreference.
         let h = parse(&format!("addr=a@b.org; prefer-encrypt=yes; keydata={KEY}")).unwrap();
-        assert_eq!(h.prefer_encrypt, PreferEncrypt::Nopreference);
+        assert_eq!(h.prefer_encrypt, PreferEncrypt::NoPreference);
         assert_eq!(
             parse(&format!("prefer-encrypt=mutual; keydata={KEY}")),
             Err(HeaderError::Missing("addr"))

@@ -130,7 +130,7 @@ mod tests {
         p.prefer_encrypt = if mutual {
             PreferEncrypt::Mutual
         } else {
-            PreferEncrypt::Nopreference
+            PreferEncrypt::NoPreference
         };
         p
     }
@@ -159,7 +159,7 @@ mod tests {
         // Fresh key: available, encrypt when both sides say mutual.
         let fresh = peer(100 * day, 100 * day - 35 * day, true, false, true);
         assert_eq!(rec(Some(&fresh), Mutual, false), Encrypt);
-        assert_eq!(rec(Some(&fresh), Nopreference, false), Available);
+        assert_eq!(rec(Some(&fresh), NoPreference, false), Available);
         let theirs_no = peer(100 * day, 100 * day, true, false, false);
         assert_eq!(rec(Some(&theirs_no), Mutual, false), Available);
         // Stale key (more than 35 days older than last_seen): discourage.

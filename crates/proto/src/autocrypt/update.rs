@@ -159,7 +159,7 @@ mod tests {
             prefer_encrypt: if mutual {
                 PreferEncrypt::Mutual
             } else {
-                PreferEncrypt::Nopreference
+                PreferEncrypt::NoPreference
             },
             keydata: vec![key; 8],
         }

@@ -21,46 +21,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
 
-/// Autocrypt `prefer-encrypt` value.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum PreferEncrypt {
-    /// No preference stated.
-    #[default]
-    Nopreference,
-    /// Mutual encryption preferred.
-    Mutual,
-}
-
-impl PreferEncrypt {
-    /// The attribute / CLI value: `mutual` or `nopreference`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PreferEncrypt::Nopreference => "nopreference",
-            PreferEncrypt::Mutual => "mutual",
-        }
-    }
-
-    /// Parses `mutual` / `nopreference` (case-insensitive); anything else is `None`.
-    pub fn parse(s: &str) -> Option<Self> {
-        if s.eq_ignore_ascii_case("mutual") {
-            Some(PreferEncrypt::Mutual)
-        } else if s.eq_ignore_ascii_case("nopreference") {
-            Some(PreferEncrypt::Nopreference)
-        } else {
-            None
-        }
-    }
-}
+pub use sma_crypto::PreferEncrypt;
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
 fn is_nopreference(v: &PreferEncrypt) -> bool {
-    *v == PreferEncrypt::Nopreference
+    *v == PreferEncrypt::NoPreference
 }
 
 /// What is known about one correspondent address.
@@ -102,7 +70,7 @@ impl PeerState {
             last_seen: 0,
             autocrypt_timestamp: 0,
             public_key: None,
-            prefer_encrypt: PreferEncrypt::Nopreference,
+            prefer_encrypt: PreferEncrypt::NoPreference,
             stamp: None,
             gossip_timestamp: 0,
             gossip_key: None,

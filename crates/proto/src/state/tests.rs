@@ -55,7 +55,7 @@ fn arb_change() -> impl Strategy<Value = Change> {
                 prefer_encrypt: if mutual && key.is_some() {
                     PreferEncrypt::Mutual
                 } else {
-                    PreferEncrypt::Nopreference
+                    PreferEncrypt::NoPreference
                 },
                 stamp: key.map(|k| stamp(ts, k as u32, d)),
                 gossip_timestamp: gts,
@@ -76,7 +76,7 @@ fn arb_change() -> impl Strategy<Value = Change> {
             value: if m {
                 PreferEncrypt::Mutual
             } else {
-                PreferEncrypt::Nopreference
+                PreferEncrypt::NoPreference
             },
             stamp: st.map(|(ms, d)| stamp(ms, 0, d)),
         })
@@ -238,7 +238,7 @@ fn observation(m: &Msg) -> Observation {
             prefer_encrypt: if mutual {
                 PreferEncrypt::Mutual
             } else {
-                PreferEncrypt::Nopreference
+                PreferEncrypt::NoPreference
             },
             keydata: key(k),
         }),
@@ -247,7 +247,7 @@ fn observation(m: &Msg) -> Observation {
             .iter()
             .map(|(a, k)| AutocryptHeader {
                 addr: addr(*a),
-                prefer_encrypt: PreferEncrypt::Nopreference,
+                prefer_encrypt: PreferEncrypt::NoPreference,
                 keydata: key(*k),
             })
             .collect(),
@@ -450,7 +450,7 @@ fn same_date_tie_goes_to_the_later_observation_on_every_replica() {
     let b = update_autocrypt(
         &p,
         100,
-        Some(("B", PreferEncrypt::Nopreference)),
+        Some(("B", PreferEncrypt::NoPreference)),
         &stamp(6, 0, 2),
     )
     .unwrap();
