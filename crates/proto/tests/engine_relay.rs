@@ -1,0 +1,321 @@
+//! Relaying (PROTOCOL 11, version 2): every member relays the signed ops it
+//! holds, so an op reaches a member as long as any chain of members
+//! delivers it; relays cannot alter ops; acknowledgements, pruning and
+//! chunking keep the relay log bounded; and ops of change kinds this
+//! version cannot read travel unchanged.
+
+mod common;
+
+use common::forge;
+use common::*;
+use rand_core::RngCore;
+use sma_proto::envelope::{Kind, Recipient, MESSAGE_SIZE_CAP};
+use sma_proto::payload::{OpsBody, SealedContent};
+use sma_proto::state::{Change, MemberStatus, PeerState};
+use sma_proto::sync::{KEEP_OPS_MS, RELAY_AFTER_SECS};
+use sma_proto::{DeviceId, Timestamp};
+use std::collections::BTreeMap;
+
+const A: usize = 0;
+const B: usize = 1;
+const C: usize = 2;
+
+/// A sync message sealed by node `from` to node `to` with a chosen body.
+fn seal_ops(net: &mut Net, from: usize, to: usize, body: OpsBody, now: Timestamp) -> Vec<u8> {
+    let peer = net.id(to);
+    let node = &mut net.nodes[from];
+    let route = (Kind::Sync, Recipient::Device(peer.clone()));
+    node.engine
+        .seal(&mut node.rng, now, route, &[peer], SealedContent::Ops(body))
+        .unwrap()
+        .bytes
+}
+
+fn has_key(net: &Net, i: usize, addr: &str) -> bool {
+    net.e(i).group().keyring().contains_key(addr)
+}
+
+#[test]
+fn an_op_reaches_a_cut_off_member_through_a_relay_after_the_relay_delay() {
+    let mut net = Net::founded(3, at(0));
+    net.cut.insert((A, C));
+    net.nodes[A].learn_key("x@example.net", at(10));
+    net.send(A, at(10));
+    net.round(B, at(11));
+    net.round(C, at(12));
+    assert!(
+        !has_key(&net, C, "x@example.net"),
+        "A's message to C was lost"
+    );
+    let last_quiet = at(11 + RELAY_AFTER_SECS - 1);
+    assert_eq!(
+        net.send(B, last_quiet).to(C),
+        0,
+        "the origin usually delivers first"
+    );
+    let sent = net.send(B, at(11 + RELAY_AFTER_SECS));
+    assert_eq!(sent.to(C), 1);
+    let out = net.recv(C, at(11 + RELAY_AFTER_SECS));
+    assert_eq!(out.applied, 1);
+    assert!(has_key(&net, C, "x@example.net"));
+    let a = net.id(A);
+    assert_eq!(
+        net.e(C).core().book().applied()[&a],
+        net.e(A).core().book().last_seq()
+    );
+}
+
+#[test]
+fn ops_of_a_device_removed_meanwhile_are_relayed_at_once_and_converge() {
+    let mut net = Net::founded(3, at(0));
+    net.cut.insert((A, C));
+    let a = net.id(A);
+    net.nodes[A].learn_key("x@example.net", at(10));
+    net.send(A, at(10));
+    net.recv(B, at(11));
+    net.em(B).remove(&a, at(11)).unwrap();
+    let sent = net.send(B, at(11));
+    assert_eq!(sent.msgs.len(), 1, "only C is left to tell");
+    let out = net.recv(C, at(11));
+    assert_eq!(out.applied, 2, "A's op and B's removal, both at once");
+    assert!(has_key(&net, C, "x@example.net"));
+    assert_eq!(net.e(C).group().status_of(&a), Some(MemberStatus::Removed));
+    net.settle(at(12));
+    assert_eq!(state_json(net.e(B)), state_json(net.e(C)));
+}
+
+#[test]
+fn a_relay_cannot_alter_an_op() {
+    let mut net = Net::founded(3, at(0));
+    net.cut.insert((A, C));
+    net.nodes[A].learn_key("x@example.net", at(10));
+    net.send(A, at(10));
+    net.recv(B, at(11));
+    let a = net.id(A);
+    let seq = net.e(A).core().book().last_seq();
+    let genuine = net.e(B).logged_op(&(a.clone(), seq)).unwrap().clone();
+    let bent = forge::altered(&genuine, |j| j.replace("x@example.net", "z@example.net"));
+    net.nodes[B].learn_key("y@example.net", at(12));
+    let own = net
+        .e(B)
+        .logged_op(&(net.id(B), net.e(B).core().book().last_seq()))
+        .unwrap()
+        .clone();
+    let body = OpsBody {
+        ops: vec![bent, own],
+        ..OpsBody::default()
+    };
+    let bytes = seal_ops(&mut net, B, C, body, at(12));
+    net.nodes[C].inbox.append(bytes);
+    let (out, log) = logged(|| net.recv(C, at(13)));
+    assert_eq!(out.applied, 1, "the relay's own op is applied");
+    assert!(log.contains("op rejected"), "{log}");
+    assert!(has_key(&net, C, "y@example.net"));
+    assert!(!has_key(&net, C, "x@example.net") && !has_key(&net, C, "z@example.net"));
+    assert!(
+        net.e(C)
+            .core()
+            .book()
+            .applied()
+            .get(&a)
+            .copied()
+            .unwrap_or(0)
+            < seq
+    );
+    // The genuine op still arrives by the next relay.
+    net.send(B, at(12 + RELAY_AFTER_SECS));
+    net.recv(C, at(12 + RELAY_AFTER_SECS));
+    assert!(has_key(&net, C, "x@example.net"));
+    assert!(!has_key(&net, C, "z@example.net"));
+}
+
+#[test]
+fn acknowledgements_only_grow_except_a_welcomed_joiners_assumed_vector() {
+    let mut net = Net::founded(2, at(0));
+    let (a, b) = (net.id(A), net.id(B));
+    net.nodes[A].learn_key("x@example.net", at(1));
+    net.send(A, at(1));
+    net.round(B, at(2));
+    net.recv(A, at(3));
+    let acked = net.e(A).core().book().peer_applied(&b).unwrap()[&a];
+    assert_eq!(acked, net.e(A).core().book().last_seq());
+    let lower = OpsBody {
+        acks: BTreeMap::from([(a.clone(), 1)]),
+        ..OpsBody::default()
+    };
+    let bytes = seal_ops(&mut net, B, A, lower, at(4));
+    net.nodes[A].inbox.append(bytes);
+    net.recv(A, at(5));
+    assert_eq!(
+        net.e(A).core().book().peer_applied(&b).unwrap()[&a],
+        acked,
+        "never shrinks"
+    );
+
+    let j = net.join(A, 3, at(6));
+    let jid = net.id(j);
+    let book = net.e(A).core().book();
+    assert!(book.is_assumed(&jid));
+    assert_eq!(
+        book.peer_applied(&jid).unwrap()[&a],
+        net.e(A).core().book().last_seq()
+    );
+    // J's first report says it holds less: the report replaces the assumption.
+    let bytes = seal_ops(&mut net, j, A, OpsBody::default(), at(7));
+    net.nodes[A].inbox.append(bytes);
+    net.recv(A, at(8));
+    let book = net.e(A).core().book();
+    assert!(!book.is_assumed(&jid));
+    assert!(book.peer_applied(&jid).unwrap().is_empty());
+    // Later reports only add.
+    let bytes = seal_ops(
+        &mut net,
+        j,
+        A,
+        OpsBody {
+            acks: BTreeMap::from([(a.clone(), 2)]),
+            ..OpsBody::default()
+        },
+        at(9),
+    );
+    net.nodes[A].inbox.append(bytes);
+    net.recv(A, at(10));
+    let bytes = seal_ops(&mut net, j, A, OpsBody::default(), at(11));
+    net.nodes[A].inbox.append(bytes);
+    net.recv(A, at(12));
+    assert_eq!(net.e(A).core().book().peer_applied(&jid).unwrap()[&a], 2);
+}
+
+#[test]
+fn ops_are_pruned_once_every_active_peer_acknowledged_them_and_a_week_passed() {
+    let mut net = Net::founded(3, at(0));
+    let a = net.id(A);
+    net.nodes[A].learn_key("x@example.net", at(10));
+    let id = (a.clone(), net.e(A).core().book().last_seq());
+    net.settle(at(10));
+    let week = KEEP_OPS_MS / 1000;
+    net.send(A, at(10 + week - 1));
+    assert!(net.e(A).logged_op(&id).is_some(), "kept for a week");
+    net.send(A, at(10 + week));
+    assert!(
+        net.e(A).logged_op(&id).is_none(),
+        "acknowledged by all and a week old"
+    );
+
+    // An op one peer has not acknowledged stays, however old.
+    net.cut.insert((A, C));
+    net.cut.insert((B, C));
+    net.nodes[A].learn_key("y@example.net", at(20));
+    let id = (a.clone(), net.e(A).core().book().last_seq());
+    net.settle(at(20));
+    net.settle(at(20 + 2 * week));
+    assert!(net.e(A).logged_op(&id).is_some());
+    assert!(net.e(B).logged_op(&id).is_some(), "B keeps relaying it too");
+    net.cut.clear();
+    net.settle(at(21 + 2 * week));
+    net.settle(at(22 + 2 * week));
+    assert!(has_key(&net, C, "y@example.net"));
+    assert!(net.e(A).logged_op(&id).is_none());
+}
+
+#[test]
+fn a_large_backlog_goes_in_chunks_under_the_size_cap() {
+    let mut net = Net::founded(2, at(0));
+    let n = 30;
+    for i in 0..n {
+        let stamp = net.em(A).stamp(at(1));
+        let mut p = PeerState::new(&format!("big{i}@example.net"));
+        p.autocrypt_timestamp = T0;
+        p.public_key = Some("k".repeat(60_000));
+        p.stamp = Some(stamp);
+        net.em(A).commit(Change::Peer(p), at(1)).unwrap();
+    }
+    let mut messages = 0;
+    for r in 0..10 {
+        let now = at(2 + r);
+        messages += net.send(A, now).to(B);
+        let biggest = net.nodes[B]
+            .inbox
+            .msgs
+            .iter()
+            .map(|(_, m)| m.len())
+            .max()
+            .unwrap_or(0);
+        assert!(biggest < MESSAGE_SIZE_CAP, "{biggest} bytes");
+        net.round(B, now);
+        net.recv(A, now);
+    }
+    assert!(messages >= 3, "{messages} messages");
+    assert_eq!(net.e(B).group().keyring().len(), n);
+}
+
+#[test]
+fn an_op_of_an_unknown_change_kind_is_kept_relayed_verbatim_and_counted() {
+    let mut net = Net::founded(3, at(0));
+    net.cut.insert((A, C));
+    let a = net.id(A);
+    let seq = net.e(A).core().book().last_seq() + 1;
+    let raw = format!(
+        r#"{{"origin":"{a}","seq":{seq},"stamp":{{"ms":{},"counter":0,"device":"{a}"}},"change":{{"calendar":{{"x":[1,"two"]}}}}}}"#,
+        at(5).as_ms()
+    );
+    let op = forge::raw_op(&identity(1).key, &raw);
+    let bytes = seal_ops(
+        &mut net,
+        A,
+        B,
+        OpsBody {
+            ops: vec![op],
+            ..OpsBody::default()
+        },
+        at(5),
+    );
+    net.nodes[B].inbox.append(bytes);
+    let out = net.recv(B, at(6));
+    assert_eq!(out.applied, 1);
+    assert_eq!(net.e(B).core().book().applied()[&a], seq);
+    assert_eq!(net.e(B).logged_op(&(a.clone(), seq)).unwrap().raw(), raw);
+    net.send(B, at(6 + RELAY_AFTER_SECS));
+    let out = net.recv(C, at(7 + RELAY_AFTER_SECS));
+    assert_eq!(out.applied, 1);
+    let relayed = net.e(C).logged_op(&(a.clone(), seq)).unwrap();
+    assert_eq!(relayed.raw(), raw, "byte for byte");
+    assert!(relayed.change().is_none());
+}
+
+/// Random loss between four devices, each writing keys, then healing:
+/// every device ends with the same state.
+#[test]
+fn four_devices_converge_after_random_loss() {
+    for seed in 0..3u64 {
+        let mut net = Net::founded(4, at(0));
+        let mut r = rng(seed);
+        let mut now = 0;
+        for step in 0..12u64 {
+            now += 300;
+            net.cut.clear();
+            for from in 0..4 {
+                for to in 0..4 {
+                    if from != to && r.next_u32().is_multiple_of(3) {
+                        net.cut.insert((from, to));
+                    }
+                }
+            }
+            let i = (r.next_u32() % 4) as usize;
+            net.nodes[i].learn_key(&format!("k{seed}-{step}@example.net"), at(now));
+            for j in 0..4 {
+                net.round(j, at(now));
+            }
+        }
+        net.cut.clear();
+        for k in 1..=4 {
+            net.settle(at(now + k * RELAY_AFTER_SECS));
+        }
+        let first = state_json(net.e(0));
+        for i in 1..4 {
+            assert_eq!(state_json(net.e(i)), first, "seed {seed}: device {i}");
+        }
+        assert_eq!(net.e(0).group().keyring().len(), 12);
+        let _: Vec<DeviceId> = (0..4).map(|i| net.id(i)).collect();
+    }
+}
