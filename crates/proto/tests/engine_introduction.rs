@@ -28,7 +28,6 @@ fn admission(sponsor: &Engine, joiner: &DeviceId) -> SignedOp {
 }
 
 #[test]
-#[ignore = "bug: the joiner relays its welcome's ops (its admission) only after RELAY_AFTER_SECS"]
 fn a_joiner_whose_sponsor_is_silent_introduces_itself() {
     let mut net = Net::founded(2, at(0));
     net.cut.insert((A, B));
