@@ -231,7 +231,6 @@ fn an_unacknowledged_sync_is_retransmitted_after_the_interval_and_not_before() {
 }
 
 #[test]
-#[ignore = "bug: admit copies the announced heartbeat into the record unclamped"]
 fn a_joiners_announced_heartbeat_counts_at_most_a_day_ahead() {
     let mut net = Net::founded(2, at(0));
     let me = identity(3);

@@ -110,7 +110,12 @@ impl Engine {
                 name: joiner.name.to_owned(),
                 name_stamp: stamp,
                 status: MemberStatus::Active,
-                heartbeat: joiner.heartbeat.max(now.as_secs()),
+                // Its announcement's heartbeat counts like any other:
+                // at most a day ahead of our clock (PROTOCOL 14).
+                heartbeat: joiner.heartbeat.clamp(
+                    now.as_secs(),
+                    now.as_secs() + super::liveness::HEARTBEAT_FUTURE_SLACK_SECS,
+                ),
             }),
             now,
         )?;
