@@ -161,3 +161,64 @@ fn an_introduction_needs_the_admission_of_the_sender_itself() {
         "nothing applied from it"
     );
 }
+
+#[test]
+fn a_joiners_own_ops_before_its_admission_in_one_message_are_applied() {
+    let mut net = Net::founded(2, at(0));
+    net.cut.insert((A, B));
+    let j = net.join(A, 3, at(10));
+    // J writes before its first message: its own op comes first in it.
+    net.nodes[j].learn_key("early@example.net", at(10));
+    net.send(j, at(11));
+    let out = net.recv(B, at(12));
+    assert_eq!(out.processed.len(), 1);
+    assert!(
+        out.applied >= 2,
+        "J's op and its admission: {}",
+        out.applied
+    );
+    assert!(net.e(B).group().is_active(&net.id(j)));
+    assert!(net.e(B).group().keyring().contains_key("early@example.net"));
+}
+
+#[test]
+fn a_joiners_app_message_waits_until_the_joiner_is_known() {
+    let mut net = Net::founded(2, at(0));
+    net.cut.insert((A, B));
+    let b = net.id(B);
+    let j = net.join(A, 3, at(10));
+    let node = &mut net.nodes[j];
+    let content = SealedContent::App(sma_proto::payload::AppBody {
+        app_kind: "text".into(),
+        body: b"hi".to_vec(),
+    });
+    let route = (Kind::App, Recipient::Device(b.clone()));
+    let msg = node
+        .engine
+        .seal(
+            &mut node.rng,
+            at(11),
+            route,
+            std::slice::from_ref(&b),
+            content,
+        )
+        .unwrap();
+    net.nodes[B].inbox.append(msg.bytes);
+    let out = net.recv(B, at(12));
+    assert!(out.apps.is_empty());
+    assert_eq!(out.deferred.len(), 1, "an app message introduces nobody");
+    net.send(j, at(13));
+    let out = net.recv(B, at(14));
+    assert!(
+        net.e(B).group().is_active(&net.id(j)),
+        "J's sync introduced it"
+    );
+    assert!(
+        out.apps.is_empty(),
+        "headers are judged before J became known"
+    );
+    let out = net.recv(B, at(15));
+    assert_eq!(out.apps.len(), 1, "fetched again once J is known");
+    assert_eq!(out.apps[0].body, b"hi");
+    assert!(net.nodes[B].inbox.is_empty());
+}
