@@ -321,7 +321,6 @@ fn four_devices_converge_after_random_loss() {
 }
 
 #[test]
-#[ignore = "bug: the joiner does not know its sponsor holds the welcome's ops, and relays them back"]
 fn a_joiner_relays_nothing_back_to_its_sponsor() {
     let mut net = Net::founded(3, at(0));
     net.nodes[B].learn_key("b@example.net", at(1));

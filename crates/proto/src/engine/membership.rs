@@ -175,10 +175,14 @@ impl Engine {
         }
         welcome.state.check()?;
         let members = welcome.state.active_members().map(|m| m.id.clone());
+        // The member that paired us holds everything its welcome carries:
+        // nothing of it is relayed back.
+        let mut peer_applied = welcome.peer_applied;
+        peer_applied.insert(welcome.member_id.clone(), welcome.received.clone());
         let book = SyncBook::for_joiner(
             &me.id,
             welcome.received,
-            welcome.peer_applied,
+            peer_applied,
             welcome.log,
             members,
             now,
