@@ -86,11 +86,17 @@ fn pairing_messages_are_left_unless_a_day_old_or_undated() {
         .append(forge::plain(Kind::PairHello, &a, to(), day_old, b"{}"));
     let undated = forge::drop_header(&forge::plain(Kind::PairReply, &b, to(), now, b"{}"), "Date");
     let undated = net.nodes[B].inbox.append(undated);
+    let garbled = forge::set_header(
+        &forge::plain(Kind::PairAbort, &b, to(), now, b"{}"),
+        "Date",
+        "yesterday, about noon",
+    );
+    let garbled = net.nodes[B].inbox.append(garbled);
     let out = net.recv(B, now);
     assert_eq!(
         out.delete,
-        [old, undated].into(),
-        "only the stale and the undated go"
+        [old, undated, garbled].into(),
+        "only the stale, the undated and the unparseably dated go"
     );
     assert_eq!(net.nodes[B].inbox.uids(), fresh.into_iter().collect());
     assert!(out.processed.is_empty() && out.deferred.is_empty());
@@ -561,4 +567,30 @@ fn a_valid_sync_is_applied_and_described() {
         net.e(B).group().current_account_key().unwrap().generation,
         2
     );
+}
+
+#[test]
+fn the_reserved_leave_kind_is_processed_like_sync() {
+    let mut net = Net::founded(2, at(0));
+    let b = net.id(B);
+    net.nodes[A].learn_key("bob@example.net", at(1));
+    let op = net
+        .e(A)
+        .logged_op(&(net.id(A), net.e(A).core().book().last_seq()))
+        .unwrap()
+        .clone();
+    let node = &mut net.nodes[A];
+    let body = SealedContent::Ops(OpsBody {
+        ops: vec![op],
+        ..OpsBody::default()
+    });
+    let route = (Kind::Leave, Recipient::Device(b.clone()));
+    let msg = node
+        .engine
+        .seal(&mut node.rng, at(2), route, std::slice::from_ref(&b), body)
+        .unwrap();
+    let (uid, out) = deliver(&mut net, B, msg.bytes, at(3));
+    assert_eq!(out.delete, [uid].into());
+    assert_eq!(out.applied, 1);
+    assert_eq!(out.processed, [msg.id]);
 }

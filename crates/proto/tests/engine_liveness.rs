@@ -252,3 +252,15 @@ fn a_joiners_announced_heartbeat_counts_at_most_a_day_ahead() {
         .unwrap();
     assert!(expired.contains(&me.id), "{expired:?}");
 }
+
+#[test]
+fn a_sign_of_life_from_a_clock_ahead_counts_as_now() {
+    let mut net = Net::founded(2, at(0));
+    let a = net.id(A);
+    // A's clock runs ten days ahead when it writes to B.
+    net.nodes[A].learn_key("x@example.net", at(10 * DAY));
+    net.send(A, at(10 * DAY));
+    net.recv(B, at(DAY));
+    assert_eq!(net.e(B).last_alive(&a), at(DAY).as_secs());
+    assert_eq!(net.em(B).expire(at(DAY + POLICY + 1), POLICY).unwrap(), [a]);
+}

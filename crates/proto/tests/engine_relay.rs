@@ -367,3 +367,66 @@ fn ops_a_removed_device_wrote_unaware_of_its_removal_converge() {
         assert_eq!(state_json(net.e(i)), state_json(net.e(B)));
     }
 }
+
+/// Random loss while the membership changes: a device joins through a
+/// random sponsor and a random other device is removed. After healing,
+/// every remaining member holds the same state, and the newcomer has
+/// every key written before and after it joined.
+#[test]
+fn members_converge_through_joins_and_removals_under_random_loss() {
+    for seed in 10..13u64 {
+        let mut net = Net::founded(4, at(0));
+        let mut r = rng(seed);
+        let mut now = 0;
+        let mut removed = None;
+        for step in 0..12u64 {
+            now += 300;
+            net.cut.clear();
+            let n = net.nodes.len();
+            for from in 0..n {
+                for to in 0..n {
+                    if from != to && r.next_u32().is_multiple_of(3) {
+                        net.cut.insert((from, to));
+                    }
+                }
+            }
+            let writer = (r.next_u32() % 4) as usize;
+            if Some(writer) != removed {
+                net.nodes[writer].learn_key(&format!("k{seed}-{step}@example.net"), at(now));
+            }
+            if step == 4 {
+                let sponsor = (r.next_u32() % 4) as usize;
+                net.join(sponsor, 9, at(now));
+            }
+            if step == 8 {
+                let (by, of) = (
+                    1 + (r.next_u32() % 3) as usize,
+                    1 + (r.next_u32() % 3) as usize,
+                );
+                let victim = if by == of { (of % 3) + 1 } else { of };
+                let id = net.id(victim);
+                net.em(by).remove(&id, at(now)).unwrap();
+                removed = Some(victim);
+            }
+            for j in 0..net.nodes.len() {
+                net.round(j, at(now));
+            }
+        }
+        net.cut.clear();
+        for k in 1..=5 {
+            net.settle(at(now + k * RELAY_AFTER_SECS));
+        }
+        let victim = removed.unwrap();
+        let vid = net.id(victim);
+        let members: Vec<usize> = (0..net.nodes.len()).filter(|i| *i != victim).collect();
+        let first = state_json(net.e(members[0]));
+        for &i in &members {
+            assert_eq!(state_json(net.e(i)), first, "seed {seed}: device {i}");
+            assert_eq!(
+                net.e(i).group().status_of(&vid),
+                Some(MemberStatus::Removed)
+            );
+        }
+        assert!(net.e(4).group().keyring().len() >= 10, "seed {seed}");
+    }
+}
