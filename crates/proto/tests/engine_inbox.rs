@@ -596,7 +596,6 @@ fn the_reserved_leave_kind_is_processed_like_sync() {
 }
 
 #[test]
-#[ignore = "bug: any parsed copy of an id, even one then rejected, makes later copies in the pass duplicates"]
 fn a_broken_copy_of_a_message_does_not_cost_the_good_one() {
     // An APPEND cut off half-way and retried leaves a truncated copy with
     // the same id ahead of the complete one; a hostile copy does the same.
