@@ -12,7 +12,7 @@ use rand_core::RngCore;
 use sma_proto::envelope::{Kind, Recipient, MESSAGE_SIZE_CAP};
 use sma_proto::payload::{OpsBody, SealedContent};
 use sma_proto::state::{Change, MemberStatus, PeerState};
-use sma_proto::sync::{KEEP_OPS_MS, RELAY_AFTER_SECS};
+use sma_proto::sync::{Withheld, KEEP_OPS_MS, RELAY_AFTER_SECS};
 use sma_proto::{DeviceId, Timestamp};
 use std::collections::BTreeMap;
 
@@ -429,4 +429,52 @@ fn members_converge_through_joins_and_removals_under_random_loss() {
         }
         assert!(net.e(4).group().keyring().len() >= 10, "seed {seed}");
     }
+}
+
+#[test]
+fn a_gap_and_a_stalled_acknowledgement_are_reported_until_resolved() {
+    let mut net = Net::founded(3, at(0));
+    let a = net.id(A);
+    let week = KEEP_OPS_MS / 1000;
+    net.nodes[A].learn_key("x@example.net", at(10));
+    net.nodes[A].learn_key("y@example.net", at(10));
+    let last = net.e(A).core().book().last_seq();
+    let second = net.e(A).logged_op(&(a.clone(), last)).unwrap().clone();
+    let bytes = seal_ops(
+        &mut net,
+        A,
+        B,
+        OpsBody {
+            ops: vec![second],
+            ..OpsBody::default()
+        },
+        at(11),
+    );
+    net.nodes[B].inbox.append(bytes);
+    net.recv(B, at(11));
+    assert!(has_key(&net, B, "y@example.net"), "applied out of order");
+    let gaps = net.e(B).withheld(&Default::default(), at(12));
+    assert!(
+        matches!(&gaps[..], [Withheld::Gap { origin, applied, .. }] if origin == &a && *applied == last - 2),
+        "{gaps:?}"
+    );
+    // C hears nothing for a week: A reports C's acknowledgement stalled.
+    net.cut.insert((A, C));
+    net.cut.insert((B, C));
+    net.settle(at(12));
+    assert!(
+        net.e(B).withheld(&Default::default(), at(12)).is_empty(),
+        "the gap is filled"
+    );
+    let fresh = [net.id(C)].into();
+    assert!(net.e(A).withheld(&fresh, at(10 + week - 1)).is_empty());
+    let stalled = net.e(A).withheld(&fresh, at(10 + week));
+    assert!(
+        matches!(&stalled[..], [Withheld::StalledAck { peer, acked, oldest_unacked_ms }]
+            if peer == &net.id(C) && *acked == last - 2 && *oldest_unacked_ms == at(10).as_ms()),
+        "{stalled:?}"
+    );
+    net.cut.clear();
+    net.settle(at(11 + week));
+    assert!(net.e(A).withheld(&fresh, at(11 + week)).is_empty());
 }

@@ -61,3 +61,25 @@ fn a_state_rebuilt_from_its_stored_parts_equals_the_saved_one_and_carries_on() {
     assert_eq!(state_json(net.e(A)), state_json(net.e(B)));
     assert!(net.e(B).group().keyring().contains_key("w@example.net"));
 }
+
+#[test]
+fn ops_are_unsaved_until_the_store_marks_them_saved() {
+    let mut net = Net::founded(2, at(0));
+    net.em(A).core_mut().mark_saved();
+    assert!(!net.e(A).has_unsaved_ops());
+    net.nodes[A].learn_key("x@example.net", at(1));
+    assert!(
+        net.e(A).has_unsaved_ops(),
+        "an own op must be saved before it is sent"
+    );
+    match net.e(A).core().log_rows() {
+        Rows::Changed(rows) => assert_eq!(rows.len(), 1),
+        Rows::All(_) => panic!("only the new op is to be written"),
+    }
+    net.em(A).core_mut().mark_saved();
+    assert!(!net.e(A).has_unsaved_ops());
+    net.em(B).core_mut().mark_saved();
+    net.send(A, at(2));
+    net.recv(B, at(3));
+    assert!(net.e(B).has_unsaved_ops(), "a received op too");
+}
