@@ -610,3 +610,24 @@ fn a_broken_copy_of_a_message_does_not_cost_the_good_one() {
     assert_eq!(out.apps[0].body, b"once");
     assert_eq!(out.processed, [message_id_of(&msg)]);
 }
+
+#[test]
+fn an_app_sealed_to_several_members_opens_for_each() {
+    let mut net = Net::founded(3, at(0));
+    let (b, c) = (net.id(B), net.id(C));
+    let node = &mut net.nodes[A];
+    let content = SealedContent::App(AppBody {
+        app_kind: "text".into(),
+        body: b"all".to_vec(),
+    });
+    let route = (Kind::App, Recipient::All);
+    let sealed = node
+        .engine
+        .seal(&mut node.rng, at(1), route, &[b, c], content)
+        .unwrap();
+    for i in [B, C] {
+        let (_, out) = deliver(&mut net, i, sealed.bytes.clone(), at(2));
+        assert_eq!(out.apps.len(), 1, "device {i}");
+        assert_eq!(out.apps[0].message_id, sealed.id);
+    }
+}

@@ -381,9 +381,64 @@ fn a_member_whose_certificate_cannot_encrypt_is_skipped_and_cannot_be_admitted()
     assert_eq!(sent.to(B), 1);
     assert_eq!(sent.msgs.len(), 1);
     assert!(log.contains("no encryption subkey"), "{log}");
+    // An application message to both goes to the one that can read it.
+    let b = net.id(B);
+    let node = &mut net.nodes[A];
+    let text = || {
+        SealedContent::App(AppBody {
+            app_kind: "text".into(),
+            body: b"x".to_vec(),
+        })
+    };
+    let route = (Kind::App, Recipient::All);
+    let sealed = node
+        .engine
+        .seal(
+            &mut node.rng,
+            at(3),
+            route.clone(),
+            &[b.clone(), dev(8)],
+            text(),
+        )
+        .unwrap();
+    assert_eq!(sealed.recipients, [b]);
+    let alone = node
+        .engine
+        .seal(&mut node.rng, at(3), route, &[dev(8)], text());
+    assert!(matches!(alone, Err(ProtoError::ApiMisuse(_))));
     net.recv(B, at(4));
     assert!(net.e(B).group().is_active(&dev(8)));
     let (sent, _) = logged(|| net.send(B, at(5)));
     assert_eq!(sent.to(A), 1);
     assert_eq!(sent.msgs.len(), 1);
+}
+
+#[test]
+fn two_members_removing_each_other_are_both_removed_everywhere_else() {
+    let mut net = Net::founded(4, at(0));
+    let (a, b) = (net.id(A), net.id(B));
+    net.cut.extend([(A, B), (B, A), (A, D)]);
+    net.em(A).remove(&b, at(10)).unwrap();
+    net.em(B).remove(&a, at(10)).unwrap();
+    // C hears A first, D hears B first.
+    net.send(A, at(10));
+    net.send(B, at(10));
+    net.cut.clear();
+    net.send(A, at(11));
+    for k in 0..4 {
+        net.settle(at(12 + k * 600));
+    }
+    for i in [C, D] {
+        assert_eq!(
+            net.e(i).group().status_of(&a),
+            Some(MemberStatus::Removed),
+            "{i}"
+        );
+        assert_eq!(
+            net.e(i).group().status_of(&b),
+            Some(MemberStatus::Removed),
+            "{i}"
+        );
+    }
+    assert_eq!(state_json(net.e(C)), state_json(net.e(D)));
 }
