@@ -515,8 +515,12 @@ impl SyncBook {
         };
         book.applied.remove(me);
         book.peer_applied.remove(me);
+        // Relayed at once, not after RELAY_AFTER_SECS: the members that
+        // lack these ops (our admission among them) do not know us yet, and
+        // only a message carrying our admission introduces us to them.
+        let held = Timestamp::from_secs(now.as_secs().saturating_sub(RELAY_AFTER_SECS));
         for op in log.into_iter().filter(|op| op.origin() != me) {
-            book.insert(op, now);
+            book.insert(op, held);
         }
         // Tell every member what we hold: the member that paired us assumed
         // we installed its welcome, and the others do not know us yet.

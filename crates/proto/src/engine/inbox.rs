@@ -96,7 +96,9 @@ pub struct PassOutcome {
 pub struct InboxPass<'e> {
     engine: &'e mut Engine,
     now: Timestamp,
-    /// Ids seen in this pass (a server may show one message twice).
+    /// Ids applied or queued in this pass (a server may show one message
+    /// twice). Only those: a broken or forged copy that is rejected must
+    /// not make the genuine one behind it a duplicate.
     seen: BTreeSet<MessageId>,
     out: PassOutcome,
 }
@@ -233,7 +235,7 @@ impl InboxPass<'_> {
                 return;
             }
         };
-        if !self.seen.insert(env.marker.id.clone()) {
+        if self.seen.contains(&env.marker.id) {
             self.out.delete.insert(uid);
             return;
         }
@@ -308,6 +310,7 @@ impl InboxPass<'_> {
                 });
             }
         }
+        self.seen.insert(opened.marker.id.clone());
         self.out.processed.push(opened.marker.id);
         self.out.delete.insert(uid);
     }

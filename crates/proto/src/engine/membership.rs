@@ -110,7 +110,12 @@ impl Engine {
                 name: joiner.name.to_owned(),
                 name_stamp: stamp,
                 status: MemberStatus::Active,
-                heartbeat: joiner.heartbeat.max(now.as_secs()),
+                // Its announcement's heartbeat counts like any other:
+                // at most a day ahead of our clock (PROTOCOL 14).
+                heartbeat: joiner.heartbeat.clamp(
+                    now.as_secs(),
+                    now.as_secs() + super::liveness::HEARTBEAT_FUTURE_SLACK_SECS,
+                ),
             }),
             now,
         )?;
@@ -170,10 +175,14 @@ impl Engine {
         }
         welcome.state.check()?;
         let members = welcome.state.active_members().map(|m| m.id.clone());
+        // The member that paired us holds everything its welcome carries:
+        // nothing of it is relayed back.
+        let mut peer_applied = welcome.peer_applied;
+        peer_applied.insert(welcome.member_id.clone(), welcome.received.clone());
         let book = SyncBook::for_joiner(
             &me.id,
             welcome.received,
-            welcome.peer_applied,
+            peer_applied,
             welcome.log,
             members,
             now,
