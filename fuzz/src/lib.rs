@@ -78,6 +78,7 @@ fn record(who: &Identity) -> MemberRecord {
         },
         status: MemberStatus::Active,
         heartbeat: CREATED,
+        final_seq: 0,
     }
 }
 

@@ -156,6 +156,7 @@ fn record_from_announcement(acc: &Account, id: &str) -> MemberRecord {
                 },
                 status: MemberStatus::Active,
                 heartbeat: now(),
+                final_seq: 0,
             };
         }
     }

@@ -25,6 +25,11 @@ pub struct CoreState {
     /// its removal notice) and when this device learnt of it (seconds).
     #[serde(default)]
     pub(crate) removals: BTreeMap<DeviceId, Removal>,
+    /// Removed devices whose ops this device applied although they were
+    /// written after the removal (it had not learnt of the removal yet):
+    /// the highest such seq.
+    #[serde(default)]
+    pub(crate) applied_after_removal: BTreeMap<DeviceId, u64>,
 }
 
 /// How one device was removed, as far as this device knows.
@@ -67,6 +72,12 @@ impl CoreState {
     /// Newest authenticated sign of life per device (Unix seconds).
     pub fn alive(&self) -> &BTreeMap<DeviceId, u64> {
         &self.alive
+    }
+
+    /// Removed devices whose ops written after their removal this device
+    /// applied (before it learnt of the removal), with the highest such seq.
+    pub fn applied_after_removal(&self) -> &BTreeMap<DeviceId, u64> {
+        &self.applied_after_removal
     }
 
     /// What this device knows about each removal.

@@ -40,6 +40,10 @@ pub const STALLED_ACK_MS: u64 = 7 * 86_400 * 1000;
 /// it first); at once when its origin is no longer an active member.
 pub const RELAY_AFTER_SECS: u64 = 600;
 
+/// Most our own seq moves up when a peer reports holding more of our ops
+/// than we wrote (a lying report cannot exhaust the numbers).
+pub const MAX_SEQ_JUMP: u64 = 1 << 20;
+
 /// Something that keeps ops from arriving, for `status` and the log
 /// (PROTOCOL 11.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +57,16 @@ pub enum Withheld {
         since_ms: u64,
         /// Up to where we applied its ops.
         applied: u64,
+    },
+    /// This device applied ops `origin` wrote after its removal (before it
+    /// learnt of the removal); everyone else refuses them.
+    AfterRemoval {
+        /// The removed device.
+        origin: DeviceId,
+        /// The last of its ops the removal allows.
+        final_seq: u64,
+        /// The highest of its ops this device applied.
+        held: u64,
     },
     /// `peer` has not acknowledged an own op older than [`STALLED_ACK_MS`].
     StalledAck {
@@ -214,6 +228,17 @@ impl SyncBook {
         *seq <= self.applied.get(origin).copied().unwrap_or(0) || self.log.contains_key(id)
     }
 
+    /// The highest seq of `origin`'s ops we hold (applied, or in the log).
+    pub fn highest_held(&self, origin: &DeviceId) -> u64 {
+        let applied = self.applied.get(origin).copied().unwrap_or(0);
+        let logged = self
+            .log
+            .range((origin.clone(), 0)..=(origin.clone(), u64::MAX))
+            .next_back()
+            .map_or(0, |((_, seq), _)| *seq);
+        applied.max(logged)
+    }
+
     /// Records a new own op (already applied to the state).
     pub fn push_own(&mut self, op: SignedOp, now: Timestamp) {
         self.last_seq = self.last_seq.max(op.seq());
@@ -282,6 +307,7 @@ impl SyncBook {
     /// Folds in `sender`'s applied vector (the `acks` of its message). Only
     /// grows, except that its first report replaces an assumption.
     pub fn note_acks(&mut self, me: &DeviceId, sender: &DeviceId, acks: &BTreeMap<DeviceId, u64>) {
+        self.notice_lost_own_ops(sender, acks.get(me).copied());
         let clamp = |origin: &DeviceId, seq: u64| match origin == me {
             true => seq.min(self.last_seq),
             false => seq,
@@ -298,6 +324,25 @@ impl SyncBook {
         for (origin, seq) in reported {
             let e = known.entry(origin).or_insert(0);
             *e = (*e).max(seq);
+        }
+    }
+
+    /// A peer holds more of our own ops than we remember writing: our store
+    /// went back in time (restored from an older copy). Our next ops take
+    /// numbers above the peer's, or the peers would drop them as held. (The
+    /// lost ops' effects stay with the peers; `status` reports the gap.)
+    fn notice_lost_own_ops(&mut self, sender: &DeviceId, reported: Option<u64>) {
+        let Some(reported) = reported else {
+            return;
+        };
+        if reported > self.last_seq && reported - self.last_seq <= MAX_SEQ_JUMP {
+            tracing::warn!(
+                peer = %sender,
+                ours = self.last_seq,
+                theirs = reported,
+                "a member holds more of this device's ops than it remembers (store restored?); continuing after them"
+            );
+            self.last_seq = reported;
         }
     }
 

@@ -48,6 +48,7 @@ impl Sim {
         if self.w.rng.gen_bool(p.p_delete_msgs) {
             self.delete_some_messages(all_inited);
         }
+        self.keep_link_cut();
         if self.w.rng.gen_bool(p.p_validity) {
             let folders: Vec<String> = self
                 .w
@@ -151,6 +152,56 @@ impl Sim {
             self.note(format!("DELETE {gone} messages in {folder}"));
             self.stats.messages_deleted += gone as u64;
             self.stats.faults += 1;
+        }
+    }
+
+    /// While a link is cut: delete every message of its sender in its
+    /// receiver's inbox, and let time pass now and then (relays wait
+    /// 600 s for ops of an active origin).
+    fn keep_link_cut(&mut self) {
+        let Some((from, to)) = self.cut_link.clone() else {
+            return;
+        };
+        let Some(inbox) = self
+            .w
+            .net
+            .lock()
+            .server
+            .folder_counts()
+            .into_iter()
+            .map(|(f, _)| f)
+            .find(|f| f.ends_with(&to))
+        else {
+            return;
+        };
+        let doomed: Vec<Uid> = {
+            let s = self.w.net.lock();
+            s.server
+                .folder(&inbox)
+                .map(|f| {
+                    f.messages
+                        .iter()
+                        .filter(|(_, m)| {
+                            sma_proto::envelope::peek_marker(m.header())
+                                .is_ok_and(|k| k.from == from)
+                        })
+                        .map(|(u, _)| *u)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if !doomed.is_empty() {
+            let gone = self
+                .w
+                .net
+                .lock()
+                .server
+                .expunge_as_provider(&inbox, &doomed);
+            self.stats.messages_deleted += gone as u64;
+        }
+        if self.w.rng.gen_bool(0.08) {
+            self.w.clock.jump(11 * 60_000);
+            self.note("clock +11 min".into());
         }
     }
 
@@ -272,6 +323,7 @@ impl Sim {
                     },
                     status: MemberStatus::Active,
                     heartbeat: now,
+                    final_seq: 0,
                 }),
             )?;
         }
@@ -292,6 +344,7 @@ impl Sim {
             name_stamp: stamp.clone(),
             status: MemberStatus::Active,
             heartbeat: now,
+            final_seq: 0,
         };
         forge(&mut rogue, Change::Member(own))?;
         forge(

@@ -109,6 +109,9 @@ pub struct Stats {
     pub messages_deleted: u64,
     /// Folders the provider deleted.
     pub folders_deleted: u64,
+    /// Live members at the end that applied ops a removed device wrote
+    /// after its removal (left out of the convergence check).
+    pub tainted: usize,
     /// Hash of the whole schedule and every outcome (determinism check).
     pub trace_hash: u64,
 }

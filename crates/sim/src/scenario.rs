@@ -60,6 +60,10 @@ pub struct Sim {
     pub known_removed: Vec<std::collections::BTreeSet<sma::DeviceId>>,
     /// How much of the server's APPEND journal the invariants have read.
     pub journal_seen: usize,
+    /// A link the provider cuts while faults are on: every message from
+    /// the first device in the inbox of the second (named by its id) is
+    /// deleted, so what it sends arrives only through relays.
+    pub cut_link: Option<(sma::DeviceId, String)>,
 }
 
 const TRACE_LINES: usize = 60;
@@ -214,36 +218,57 @@ impl Sim {
         Ok(())
     }
 
-    /// Membership under attack (plans with a lifecycle): once every device
-    /// had its chance to pair, a member removes another one (with or
-    /// without a new account key) while the provider deletes, replays and
-    /// reorders as in the chaos phase and the others keep working.
+    /// Membership under attack: once every device had its chance to pair,
+    /// and if at least three are members, the provider cuts a link between
+    /// two members (mostly) while the faults of the chaos phase resume;
+    /// in plans with a lifecycle a member also removes another one (with
+    /// or without a new account key) meanwhile.
     async fn membership_chaos(&mut self) -> Result<(), String> {
-        if !self.plan.lifecycle {
-            return Ok(());
-        }
         let live: Vec<usize> = (0..self.w.slots.len())
             .filter(|&i| self.w.slots[i].is_member())
             .collect();
         if live.len() < 3 {
             return Ok(());
         }
-        let remover = live[self.w.rng.gen_range(0..live.len())];
-        let others: Vec<usize> = live.iter().copied().filter(|&i| i != remover).collect();
-        let target_slot = others[self.w.rng.gen_range(0..others.len())];
-        let target = self.w.slots[target_slot]
-            .id
-            .clone()
-            .ok_or("member without id")?;
-        self.ledger.removal_attempted.insert(target.clone());
-        self.lifecycle_ops += 1;
-        let rotate = self.w.rng.gen_bool(0.5);
-        self.note(format!(
-            "start {} remove {} rotate={rotate}",
-            self.w.slots[remover].name, self.w.slots[target_slot].name
-        ));
-        self.w.start(remover, Op::Remove { target, rotate });
-        self.chaos().await
+        if self.plan.lifecycle {
+            let remover = live[self.w.rng.gen_range(0..live.len())];
+            let others: Vec<usize> = live.iter().copied().filter(|&i| i != remover).collect();
+            let target_slot = others[self.w.rng.gen_range(0..others.len())];
+            let target = self.w.slots[target_slot]
+                .id
+                .clone()
+                .ok_or("member without id")?;
+            self.ledger.removal_attempted.insert(target.clone());
+            if let Some(id) = self.w.slots[remover].id.clone() {
+                self.ledger.removers.insert(id);
+            }
+            self.lifecycle_ops += 1;
+            let rotate = self.w.rng.gen_bool(0.5);
+            self.note(format!(
+                "start {} remove {} rotate={rotate}",
+                self.w.slots[remover].name, self.w.slots[target_slot].name
+            ));
+            self.w.start(remover, Op::Remove { target, rotate });
+        }
+        // Mostly, the provider also cuts one link between two members for
+        // the phase: the remover's own messages to a member, say.
+        if self.w.rng.gen_bool(0.8) {
+            let from = live[self.w.rng.gen_range(0..live.len())];
+            let to = live[self.w.rng.gen_range(0..live.len())];
+            if from != to {
+                let from_id = self.w.slots[from].id.clone().ok_or("member without id")?;
+                let to_id = self.w.slots[to].id.clone().ok_or("member without id")?;
+                let inbox = to_id.to_string();
+                self.note(format!(
+                    "CUT link {} -> {}",
+                    self.w.slots[from].name, self.w.slots[to].name
+                ));
+                self.cut_link = Some((from_id, inbox));
+            }
+        }
+        let result = self.chaos().await;
+        self.cut_link = None;
+        result
     }
 
     /// Lets every running operation end without faults and delivers what
@@ -547,6 +572,7 @@ impl Sim {
         if self.w.rng.gen_bool(0.7) {
             let target = others[self.w.rng.gen_range(0..others.len())].clone();
             self.ledger.removal_attempted.insert(target.clone());
+            self.ledger.removers.insert(me.clone());
             let rotate = self.w.rng.gen_bool(0.5);
             Some(Op::Remove { target, rotate })
         } else {
@@ -648,6 +674,7 @@ pub async fn run_scenario(
         verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
         known_removed: Vec::new(),
         journal_seen: 0,
+        cut_link: None,
     };
     sim.known_removed = vec![Default::default(); sim.w.slots.len()];
     let plan_line = format!("{:?}", sim.plan);
@@ -691,6 +718,7 @@ pub async fn run_scenario(
                 eprintln!("[sim] costs {:?}", sim.w.costs);
             }
             sim.stats.members = sim.w.slots.iter().filter(|s| s.is_member()).count();
+            sim.stats.tainted = crate::ledger::tainted(&sim.w).len();
             Ok(sim.stats)
         }
         Err(e) => Err((e, sim.trace.into_iter().collect())),

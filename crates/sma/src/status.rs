@@ -239,27 +239,7 @@ impl Device {
         self.engine
             .withheld(&fresh, self.timestamp())
             .into_iter()
-            .map(|w| match w {
-                Withheld::Gap { origin, since_ms, applied } => SyncWarning {
-                    kind: "gap",
-                    device_id: origin.to_string(),
-                    since: timefmt::rfc3339(since_ms / 1000),
-                    message: format!(
-                        "this device holds ops of {origin} that skip ops after #{applied}, which no member has \
-                         sent it yet; if this lasts (was its store restored from an older copy?), pair this \
-                         device anew (`sma leave`, then `sma init` and `sma join`)"
-                    ),
-                },
-                Withheld::StalledAck { peer, acked, oldest_unacked_ms } => SyncWarning {
-                    kind: "stalled_ack",
-                    device_id: peer.to_string(),
-                    since: timefmt::rfc3339(oldest_unacked_ms / 1000),
-                    message: format!(
-                        "{peer} announces itself but has not acknowledged this device's changes after #{acked} \
-                         for over 7 days; check that it runs `sma sync` and can read its inbox"
-                    ),
-                },
-            })
+            .map(|w| warning(w, now))
             .collect()
     }
 
@@ -318,5 +298,53 @@ impl Device {
             sma_crypto::AccountKey::from_armored_secret(&rec.secret)
                 .map_err(sma_proto::ProtoError::from)?,
         ))
+    }
+}
+
+/// A sync warning worded for people.
+fn warning(w: Withheld, now: u64) -> SyncWarning {
+    match w {
+        Withheld::Gap {
+            origin,
+            since_ms,
+            applied,
+        } => SyncWarning {
+            kind: "gap",
+            device_id: origin.to_string(),
+            since: timefmt::rfc3339(since_ms / 1000),
+            message: format!(
+                "this device holds ops of {origin} that skip ops after #{applied}, which no member has \
+                 sent it yet; if this lasts (was its store restored from an older copy?), pair this \
+                 device anew (`sma leave`, then `sma init` and `sma join`)"
+            ),
+        },
+        Withheld::StalledAck {
+            peer,
+            acked,
+            oldest_unacked_ms,
+        } => SyncWarning {
+            kind: "stalled_ack",
+            device_id: peer.to_string(),
+            since: timefmt::rfc3339(oldest_unacked_ms / 1000),
+            message: format!(
+                "{peer} announces itself but has not acknowledged this device's changes after #{acked} \
+                 for over 7 days; check that it runs `sma sync` and can read its inbox"
+            ),
+        },
+        Withheld::AfterRemoval {
+            origin,
+            final_seq,
+            held,
+        } => SyncWarning {
+            kind: "after_removal",
+            device_id: origin.to_string(),
+            since: timefmt::rfc3339(now),
+            message: format!(
+                "this device applied changes that {origin} made after it was removed (its ops after \
+                 #{final_seq}, up to #{held}) before it learnt of the removal; the other members refuse \
+                 them. Compare `sma account-key show` and `sma keys list` with another member, and if \
+                 they differ pair this device anew (`sma leave`, then `sma init` and `sma join`)"
+            ),
+        },
     }
 }

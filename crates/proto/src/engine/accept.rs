@@ -234,14 +234,25 @@ impl Engine {
         }
         let reject = |op: &SignedOp, e| OpVerdict::Rejected(op.id(), e);
         op.check_rules().map_err(|e| reject(&op, e))?;
-        if self.core.group.member(op.origin()).is_none() {
+        let Some(origin) = self.core.group.member(op.origin()) else {
             return Err(OpVerdict::UnknownOrigin(Box::new(op)));
+        };
+        if written_after_removal(origin, op.seq()) {
+            let e = PeerMisbehaved::rule("op", "written by a removed device after its removal");
+            return Err(reject(&op, e));
         }
         let cert = self.cert_of(op.origin()).map_err(|e| reject(&op, e))?;
         op.verify(&cert).map_err(|e| reject(&op, e))?;
         self.apply_received(&op, now, events);
         Ok(self.core.book.take_op(&self.me.id, op, now))
     }
+}
+
+/// Whether an op of `origin` with `seq` was written after the removal that
+/// `origin`'s record carries (PROTOCOL 10.5): such ops are refused and
+/// never relayed.
+pub(crate) fn written_after_removal(origin: &crate::state::MemberRecord, seq: u64) -> bool {
+    origin.status == MemberStatus::Removed && seq > origin.final_seq
 }
 
 enum OpVerdict {

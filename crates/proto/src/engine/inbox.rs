@@ -335,7 +335,9 @@ impl InboxPass<'_> {
         for op in notice.ops {
             let about_me = matches!(op.change(), Some(Change::Member(rec))
                 if rec.id == me && rec.fingerprint == mine && rec.status == MemberStatus::Removed);
-            if !about_me || self.engine.group().member(op.origin()).is_none() {
+            // Only an active member may remove us: a removed device still
+            // holds its key.
+            if !about_me || !self.engine.group().is_active(op.origin()) {
                 continue;
             }
             let verified = self

@@ -70,6 +70,7 @@ impl Engine {
             name_stamp: stamp.clone(),
             status: MemberStatus::Active,
             heartbeat: now.as_secs(),
+            final_seq: 0,
         };
         engine.commit(Change::Member(record), now)?;
         engine.commit(
@@ -116,6 +117,7 @@ impl Engine {
                     now.as_secs(),
                     now.as_secs() + super::liveness::HEARTBEAT_FUTURE_SLACK_SECS,
                 ),
+                final_seq: 0,
             }),
             now,
         )?;
@@ -216,14 +218,17 @@ impl Engine {
         }
         let mut rec = rec;
         rec.status = MemberStatus::Removed;
+        rec.final_seq = rec.final_seq.max(self.core.book.highest_held(id));
         self.commit(Change::Member(rec), now)?;
         Ok(Removing::Committed)
     }
 
-    /// Sets our own record removed (`leave`).
+    /// Sets our own record removed (`leave`): our ops up to this one count,
+    /// later ones (someone holding our key) are refused.
     pub fn leave(&mut self, now: Timestamp) -> Result<(), ProtoError> {
         if let Some(mut rec) = self.core.group.member(&self.me.id).cloned() {
             rec.status = MemberStatus::Removed;
+            rec.final_seq = self.core.book.last_seq() + 1;
             self.commit(Change::Member(rec), now)?;
         }
         Ok(())
@@ -313,14 +318,24 @@ impl Engine {
         out
     }
 
-    /// What keeps ops from arriving (PROTOCOL 11.2): gaps, and `fresh`
-    /// peers whose acknowledgement of our ops is stalled.
+    /// What keeps ops from arriving or makes our state differ (PROTOCOL
+    /// 11.2): gaps, `fresh` peers whose acknowledgement of our ops is
+    /// stalled, and ops of removed devices we applied after their removal.
     pub fn withheld(
         &self,
         fresh: &BTreeSet<DeviceId>,
         now: Timestamp,
     ) -> Vec<crate::sync::Withheld> {
-        self.core.book.withheld(&self.me.id, fresh, now)
+        let mut out = self.core.book.withheld(&self.me.id, fresh, now);
+        for (origin, held) in &self.core.applied_after_removal {
+            let final_seq = self.core.group.member(origin).map_or(0, |m| m.final_seq);
+            out.push(crate::sync::Withheld::AfterRemoval {
+                origin: origin.clone(),
+                final_seq,
+                held: *held,
+            });
+        }
+        out
     }
 
     /// The signed op in our log with this id, if we hold it.

@@ -219,5 +219,19 @@ impl Engine {
         if !entry.ops.iter().any(|o| o.id() == op.id()) && entry.ops.len() < 4 {
             entry.ops.push(op.clone());
         }
+        // Ops it wrote after the removal that we applied before we knew:
+        // they stay in our state (nothing can take a merge back), so say so.
+        let final_seq = self
+            .core
+            .group
+            .member(&rec.id)
+            .map_or(rec.final_seq, |m| m.final_seq);
+        let held = self.core.book.highest_held(&rec.id);
+        if rec.id != self.me.id && held > final_seq {
+            tracing::warn!(device = %rec.id, final_seq, held, "this device applied ops a removed device wrote after its removal");
+            self.core.applied_after_removal.insert(rec.id.clone(), held);
+        } else {
+            self.core.applied_after_removal.remove(&rec.id);
+        }
     }
 }

@@ -31,7 +31,13 @@ impl Engine {
     fn chunk(&self, peer: &DeviceId, now: Timestamp) -> Chunk {
         let group = &self.core.group;
         let relay_now = |e: &LogEntry| {
-            !group.is_active(e.op.origin())
+            let Some(origin) = group.member(e.op.origin()) else {
+                return false;
+            };
+            if super::accept::written_after_removal(origin, e.op.seq()) {
+                return false; // never passed on: everyone refuses it
+            }
+            origin.status != crate::state::MemberStatus::Active
                 || e.held_since.saturating_add(RELAY_AFTER_SECS) <= now.as_secs()
         };
         self.core.book.chunk_for(&self.me.id, peer, relay_now)

@@ -49,6 +49,15 @@ pub struct MemberRecord {
     pub status: MemberStatus,
     /// Latest heartbeat seen (Unix seconds), a max register.
     pub heartbeat: u64,
+    /// For a removed device: the highest seq of its ops that the device
+    /// removing it held (a max register). Its ops with a higher seq were
+    /// written after its removal and are refused everywhere (PROTOCOL 10.5).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub final_seq: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl MemberRecord {
@@ -76,6 +85,7 @@ impl MemberRecord {
         }
         self.status = self.status.max(other.status);
         self.heartbeat = self.heartbeat.max(other.heartbeat);
+        self.final_seq = self.final_seq.max(other.final_seq);
         if (&other.name_stamp, &other.name) > (&self.name_stamp, &self.name) {
             self.name = other.name.clone();
             self.name_stamp = other.name_stamp.clone();

@@ -147,8 +147,19 @@ fn acknowledgements_only_grow_but_replace_an_assumption() {
     assert_eq!(book.chunk_for(&a, &j, |_| false).ops.len(), 2);
     book.note_acks(&a, &j, &[(a.clone(), 0)].into());
     assert_eq!(book.peer_has(&j, &a), 1, "later reports only raise it");
-    book.note_acks(&a, &j, &[(a.clone(), 99)].into());
-    assert_eq!(book.peer_has(&j, &a), 3, "capped at what we made");
+    let absurd = 3 + MAX_SEQ_JUMP + 1;
+    book.note_acks(&a, &j, &[(a.clone(), absurd)].into());
+    assert_eq!(
+        book.peer_has(&j, &a),
+        3,
+        "an absurd report is capped at what we made"
+    );
+    assert_eq!(book.last_seq(), 3);
+    // A peer holding more of our ops than we remember: our store went back
+    // in time; our next ops must not reuse those numbers.
+    book.note_acks(&a, &j, &[(a.clone(), 9)].into());
+    assert_eq!(book.last_seq(), 9);
+    assert_eq!(book.peer_has(&j, &a), 9);
 }
 
 #[test]
