@@ -186,10 +186,17 @@ impl Engine {
             let mut later = Vec::new();
             for op in pending {
                 let relayed = op.origin() != sender;
+                let origin = op.origin().clone();
                 match self.accept_op(op, now, events) {
                     Ok(true) => {
                         got.new_ops += 1;
                         got.relayed += usize::from(relayed);
+                        // Tell the origin too, at once: it learns that its
+                        // op (a removal, say) reached us, which it could
+                        // not from the relay.
+                        if relayed && self.core.group.is_active(&origin) && origin != self.me.id {
+                            self.core.book.owe_ack(&origin);
+                        }
                     }
                     Ok(false) => {}
                     Err(OpVerdict::UnknownOrigin(op)) => later.push(*op),
