@@ -35,6 +35,8 @@ pub mod fuzzing;
 mod idle;
 mod io;
 mod limits;
+#[cfg(feature = "memory")]
+pub mod memory;
 mod ops;
 mod probe;
 mod rate;

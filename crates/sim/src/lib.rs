@@ -27,7 +27,6 @@ pub mod clock;
 mod collect;
 mod faults;
 pub mod ledger;
-mod message;
 pub mod net;
 pub mod plan;
 pub mod scenario;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Seeds per run of the test suite (and so per CI run): about 7 minutes in
-/// the debug profile on 2 cores. `SIM_SEEDS=3000` is a quicker local run;
+/// Seeds per run of the test suite (and so per CI run): about 12 minutes in
+/// the dev profile on 2 cores. `SIM_SEEDS=3000` is a quicker local run;
 /// see docs/RELIABILITY.md for longer sweeps.
 const DEFAULT_SEEDS: u64 = 10_000;
 

@@ -1,0 +1,239 @@
+//! Fast tests of the driver against the in-memory IMAP server
+//! (`sma_imap::memory`): the real driver, store, engine and crypto, without
+//! a server process. The acceptance tests against Dovecot live in
+//! `crates/cli/tests`; these check the driver's own decisions quickly.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use sma::clock::SystemClock;
+use sma::init::{InitOptions, InitReport};
+use sma::pair::PairEvent;
+use sma::{Device, DeviceId, Role, ServerConfig};
+use sma_crypto::PairingCode;
+use sma_imap::memory::{MemoryServer, MemoryTransport};
+use sma_proto::folders::Layout;
+use tempfile::TempDir;
+
+const ACCOUNT: &str = "alice@example.org";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn server_config() -> ServerConfig {
+    ServerConfig {
+        host: "memory.invalid".into(),
+        port: 143,
+        security: "plain".into(),
+        ca_file: None,
+        allow_insecure: false,
+        user: ACCOUNT.into(),
+    }
+}
+
+/// Seeded randomness: a failure reproduces.
+fn rng(seed: u64) -> Box<rand_chacha::ChaCha20Rng> {
+    Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// Runs `sma init` for a device called `name` in `home` and opens it.
+async fn init(server: &MemoryServer, home: &Path, name: &str, seed: u64) -> (InitReport, Device) {
+    let opts = InitOptions {
+        home: home.to_owned(),
+        server: server_config(),
+        name: name.into(),
+        layout: Layout::Flat,
+        account_key: None,
+    };
+    let mut t = server.connect();
+    let report = sma::init::init_on(&mut t, opts, Arc::new(SystemClock), rng(seed))
+        .await
+        .expect("init");
+    let dev = Device::open_with(home, Arc::new(SystemClock), rng(seed + 1000)).expect("open");
+    (report, dev)
+}
+
+/// Pairs `joiner` through `member`: runs both sides at once, handing the
+/// code from one to the other as a person would.
+async fn pair(server: &MemoryServer, member: &mut Device, joiner: &mut Device) {
+    let code = Arc::new(Mutex::new(None::<String>));
+    let shown = code.clone();
+    let target = joiner.id().clone();
+    let mut tm = server.connect();
+    let mut tj = server.connect();
+    let pairing = member.pair(&mut tm, Some(&target), WAIT, move |ev| {
+        if let PairEvent::Code { code, .. } = ev {
+            *shown.lock().expect("code lock") = Some(code.clone());
+        }
+    });
+    let joining = async {
+        let typed = loop {
+            if let Some(c) = code.lock().expect("code lock").clone() {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let code = PairingCode::parse(&typed).expect("shown code parses");
+        joiner.join(&mut tj, &code, WAIT).await
+    };
+    let (paired, joined) = tokio::join!(pairing, joining);
+    paired.expect("pair");
+    joined.expect("join");
+}
+
+/// How many messages `folder` holds (`None`: no such folder).
+fn folder_len(server: &MemoryServer, folder: &str) -> Option<usize> {
+    server
+        .lock()
+        .folder_counts()
+        .into_iter()
+        .find(|(name, _)| name == folder)
+        .map(|(_, n)| n)
+}
+
+/// A founder and one paired member on a fresh server.
+struct Pair2 {
+    server: MemoryServer,
+    _dirs: (TempDir, TempDir),
+    a: Device,
+    b: Device,
+}
+
+async fn two_members() -> Pair2 {
+    let server = MemoryServer::new();
+    let (da, db) = (TempDir::new().expect("tmp"), TempDir::new().expect("tmp"));
+    let (ra, mut a) = init(&server, da.path(), "laptop", 1).await;
+    let (rb, mut b) = init(&server, db.path(), "phone", 2).await;
+    assert_eq!(ra.role, Role::Founder, "the first device founds the group");
+    assert_eq!(rb.role, Role::Pending, "the second waits to be paired");
+    pair(&server, &mut a, &mut b).await;
+    Pair2 {
+        server,
+        _dirs: (da, db),
+        a,
+        b,
+    }
+}
+
+/// Runs `sync` on each device in turn, `rounds` times.
+async fn sync_all(server: &MemoryServer, devices: &mut [&mut Device], rounds: usize) {
+    for _ in 0..rounds {
+        for d in devices.iter_mut() {
+            let mut t: MemoryTransport = server.connect();
+            d.sync(&mut t).await.expect("sync");
+        }
+    }
+}
+
+#[tokio::test]
+async fn founder_pairs_and_both_see_each_other() {
+    let mut p = two_members().await;
+    assert_eq!(p.b.info().role, Role::Member);
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 2).await;
+    for d in [&p.a, &p.b] {
+        let members: Vec<&DeviceId> = d.core().group().active_members().map(|m| &m.id).collect();
+        assert_eq!(members.len(), 2, "{} sees both members", d.info().name);
+    }
+    assert_eq!(
+        p.a.core().group(),
+        p.b.core().group(),
+        "both devices hold the same group state"
+    );
+}
+
+#[tokio::test]
+async fn application_message_arrives_once_and_is_deleted() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let mut t = p.server.connect();
+    let to = p.b.id().clone();
+    p.a.send(&mut t, Some(&to), "text", b"hello phone")
+        .await
+        .expect("send");
+    let mut t = p.server.connect();
+    let got = p.b.recv(&mut t, Duration::ZERO).await.expect("recv");
+    p.b.delivered(&got).expect("delivered");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from, p.a.id().to_string());
+    assert_eq!(got[0].kind, "text");
+    let mut t = p.server.connect();
+    let again = p.b.recv(&mut t, Duration::ZERO).await.expect("recv again");
+    assert!(
+        again.is_empty(),
+        "a delivered message is not handed out twice"
+    );
+    let inbox = p.b.inbox();
+    let left = folder_len(&p.server, &inbox);
+    assert_eq!(left, Some(0), "the processed message left the inbox");
+}
+
+#[tokio::test]
+async fn removed_device_stops_at_its_notice() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let mut t = p.server.connect();
+    let target = p.b.id().clone();
+    let report = p.a.remove(&mut t, &target, false).await.expect("remove");
+    assert_eq!(report.removed, vec![target.to_string()]);
+    let mut t = p.server.connect();
+    let err =
+        p.b.sync(&mut t)
+            .await
+            .expect_err("the removed device must stop");
+    assert_eq!(err.kind().exit_code(), 4, "removal is exit 4: {err}");
+    assert!(
+        sma::lifecycle::check_not_removed(p.b.home()).is_err(),
+        "the removal is remembered on disk"
+    );
+    let mut t = p.server.connect();
+    p.a.sync(&mut t).await.expect("the remaining member syncs");
+    assert_eq!(p.a.core().group().active_members().count(), 1);
+}
+
+#[tokio::test]
+async fn vanished_inbox_is_recreated_and_sync_resumes() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let inbox = p.b.inbox();
+    p.server
+        .lock()
+        .delete(None, &inbox)
+        .expect("the provider deletes the inbox");
+    sync_all(&p.server, &mut [&mut p.b], 1).await;
+    assert!(
+        folder_len(&p.server, &inbox).is_some(),
+        "sync recreates its own inbox"
+    );
+    let mut t = p.server.connect();
+    let to = p.b.id().clone();
+    p.a.send(&mut t, Some(&to), "text", b"after the loss")
+        .await
+        .expect("send");
+    let mut t = p.server.connect();
+    let got = p.b.recv(&mut t, Duration::ZERO).await.expect("recv");
+    assert_eq!(
+        got.len(),
+        1,
+        "messages flow again after the inbox came back"
+    );
+}
+
+#[tokio::test]
+async fn forged_plaintext_in_inbox_is_quarantined_not_fatal() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let inbox = p.b.inbox();
+    let forged =
+        b"From: mallory@example.org\r\nSubject: sma\r\nX-SMA: 2\r\n\r\nnot a sealed message\r\n";
+    p.server
+        .lock()
+        .append(&inbox, forged)
+        .expect("the provider appends");
+    let mut t = p.server.connect();
+    let report =
+        p.b.sync(&mut t)
+            .await
+            .expect("a forged message does not stop sync");
+    assert_eq!(report.applied, 0, "nothing from a forgery is applied");
+    assert_eq!(p.b.core().group().active_members().count(), 2);
+}
