@@ -223,6 +223,13 @@ impl Dovecot {
     /// (including Dovecot's log) on failure: tests must fail, never silently
     /// skip.
     pub fn start(accounts: usize) -> Dovecot {
+        Self::start_profile(accounts, "standard")
+    }
+
+    /// Like [`Dovecot::start`], with Dovecot playing another kind of server:
+    /// `profile` is one of `scripts/imap-server start --profile` (see its
+    /// `--help`).
+    pub fn start_profile(accounts: usize, profile: &str) -> Dovecot {
         ensure_installed();
         let dir = tempfile::Builder::new()
             .prefix("sma-dovecot-")
@@ -244,7 +251,12 @@ impl Dovecot {
             accounts: Vec::new(),
             pid: None,
         };
-        let env = dovecot.run_start(&["--accounts".to_owned(), accounts.to_string()]);
+        let env = dovecot.run_start(&[
+            "--accounts".to_owned(),
+            accounts.to_string(),
+            "--profile".to_owned(),
+            profile.to_owned(),
+        ]);
         dovecot.host = env_value(&env, "SMA_IMAP_HOST").to_owned();
         dovecot.plain_port = env_parse(&env, "SMA_IMAP_PORT");
         dovecot.tls_port = env_parse(&env, "SMA_IMAPS_PORT");
