@@ -204,6 +204,28 @@ impl<T: Transport> Transport for Counting<T> {
         .await
     }
 
+    async fn move_messages(
+        &mut self,
+        uids: &[Uid],
+        dest: &str,
+    ) -> Result<Option<Vec<Uid>>, ImapError> {
+        timed(
+            &mut self.log,
+            "move_messages",
+            self.inner.move_messages(uids, dest),
+        )
+        .await
+    }
+
+    async fn special_use_folders(&mut self) -> Result<Vec<FolderInfo>, ImapError> {
+        timed(
+            &mut self.log,
+            "special_use_folders",
+            self.inner.special_use_folders(),
+        )
+        .await
+    }
+
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
         self.log.calls.push("idle");
         let start = tokio::time::Instant::now();

@@ -37,6 +37,7 @@ mod io;
 mod limits;
 #[cfg(feature = "memory")]
 pub mod memory;
+mod moving;
 mod ops;
 mod probe;
 mod rate;
@@ -58,7 +59,7 @@ pub use session::{ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE}
 pub use transport::Transport;
 pub use types::{
     Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
-    MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+    MailboxState, MailboxStatus, Namespace, Uid, UidRange, SPECIAL_USE,
 };
 
 /// Compile-time checks that the session and its futures can move between

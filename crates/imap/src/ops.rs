@@ -56,7 +56,7 @@ impl ImapSession {
     /// trouble (`[SERVERBUG]`, `[UNAVAILABLE]`, `[INUSE]`, ...), a failing
     /// `LIST`, or a `NO` for a folder `LIST` still shows is a
     /// [`ImapError::ServerFailure`]; `BAD` stays [`ImapError::Bad`].
-    async fn folder_error(
+    pub(crate) async fn folder_error(
         &mut self,
         folder: &str,
         done: Done,
@@ -137,7 +137,7 @@ impl ImapSession {
     }
 }
 
-fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
+pub(crate) fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
     use async_imap::imap_proto::NameAttribute as A;
     match a {
         A::NoInferiors => "\\Noinferiors".into(),
@@ -187,29 +187,8 @@ impl Transport for ImapSession {
     async fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<FolderInfo>, ImapError> {
         check_folder(reference)?;
         check_folder(pattern)?;
-        let cmd = Command::new("LIST").string(reference).string(pattern);
-        let mut out = Vec::new();
-        let done = self
-            .conn
-            .run(&cmd, &mut |r| {
-                if let Response::MailboxData(MailboxDatum::List {
-                    name_attributes,
-                    delimiter,
-                    name,
-                }) = r
-                {
-                    out.push(FolderInfo {
-                        name: name.to_string(),
-                        delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
-                        attributes: name_attributes.iter().map(attribute_name).collect(),
-                    });
-                }
-            })
-            .await?;
-        if !done.is_ok() {
-            return Err(done.into_error(cmd.label()));
-        }
-        Ok(out)
+        self.list_with(&Command::new("LIST").string(reference).string(pattern))
+            .await
     }
 
     async fn list_subscribed(&mut self, pattern: &str) -> Result<Vec<String>, ImapError> {
@@ -435,6 +414,18 @@ impl Transport for ImapSession {
         }
         self.conn.set_watch(Watch::Normal);
         result
+    }
+
+    async fn move_messages(
+        &mut self,
+        uids: &[Uid],
+        dest: &str,
+    ) -> Result<Option<Vec<Uid>>, ImapError> {
+        self.move_messages_impl(uids, dest).await
+    }
+
+    async fn special_use_folders(&mut self) -> Result<Vec<FolderInfo>, ImapError> {
+        self.special_use_folders_impl().await
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {

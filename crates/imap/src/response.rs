@@ -17,6 +17,9 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Code {
     AppendUid { uid: Option<u32> },
+    /// `COPYUID` (RFC 4315): the UIDs of the copies, as the server wrote
+    /// them (ranges; expand with [`expand_uid_ranges`]).
+    CopyUid { dest: Vec<(u32, u32)> },
     TryCreate,
     Capabilities(Vec<String>),
     Other,
@@ -193,6 +196,12 @@ pub(crate) fn done_of(r: &Response<'_>) -> Done {
             };
             (Some(Code::AppendUid { uid }), None)
         }
+        Some(ResponseCode::CopyUid(_, _, dest)) => (
+            Some(Code::CopyUid {
+                dest: uid_ranges(dest),
+            }),
+            None,
+        ),
         Some(ResponseCode::TryCreate) => (Some(Code::TryCreate), Some("TRYCREATE")),
         Some(ResponseCode::Capabilities(c)) => (Some(Code::Capabilities(cap_strings(c))), None),
         Some(ResponseCode::Alert) => (Some(Code::Other), Some("ALERT")),
@@ -210,6 +219,41 @@ pub(crate) fn done_of(r: &Response<'_>) -> Done {
         code,
         text,
     }
+}
+
+/// A UID set from a response code as `(first, last)` ranges (in the
+/// server's order; a range may be written backwards).
+pub(crate) fn uid_ranges(set: &[imap_proto::UidSetMember]) -> Vec<(u32, u32)> {
+    set.iter()
+        .map(|m| match m {
+            imap_proto::UidSetMember::Uid(u) => (*u, *u),
+            imap_proto::UidSetMember::UidRange(r) => (*r.start(), *r.end()),
+        })
+        .collect()
+}
+
+/// The UIDs of `ranges`, in order, or `None` when they are more than `max`
+/// (a server's set is never trusted to be small) or include 0.
+pub(crate) fn expand_uid_ranges(ranges: &[(u32, u32)], max: usize) -> Option<Vec<u32>> {
+    let mut total = 0usize;
+    for &(a, b) in ranges {
+        if a == 0 || b == 0 {
+            return None;
+        }
+        total = total.checked_add(a.abs_diff(b) as usize + 1)?;
+        if total > max {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(total);
+    for &(a, b) in ranges {
+        if a <= b {
+            out.extend(a..=b);
+        } else {
+            out.extend((b..=a).rev());
+        }
+    }
+    Some(out)
 }
 
 /// Longest untagged line that is set aside when the parser cannot read it;
@@ -306,6 +350,24 @@ mod tests {
         assert!(!done(Outcome::Bad, "[SERVERBUG] x").is_server_trouble());
         let e = done(Outcome::No, "Permission denied").into_error("CREATE".into());
         assert!(matches!(e, ImapError::No { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn copyuid_is_read_and_expanded_within_bounds() {
+        let (_, r) = imap_proto::parser::parse_response(
+            b"S1 OK [COPYUID 38505 304,319:320 3956:3958] Done\r\n",
+        )
+        .expect("parses");
+        let d = done_of(&r);
+        let Some(Code::CopyUid { dest }) = d.code else {
+            panic!("no COPYUID in {d:?}");
+        };
+        assert_eq!(expand_uid_ranges(&dest, 3), Some(vec![3956, 3957, 3958]));
+        assert_eq!(expand_uid_ranges(&dest, 2), None, "more copies than messages");
+        assert_eq!(expand_uid_ranges(&[(1, u32::MAX)], 10), None);
+        assert_eq!(expand_uid_ranges(&[(0, 3)], 10), None);
+        assert_eq!(expand_uid_ranges(&[(5, 3)], 10), Some(vec![5, 4, 3]));
+        assert_eq!(expand_uid_ranges(&[], 0), Some(vec![]));
     }
 
     #[test]

@@ -126,6 +126,36 @@ pub trait Transport: Send {
         uids: &[Uid],
     ) -> impl Future<Output = Result<(), ImapError>> + Send;
 
+    /// Moves exactly these messages of the selected folder to `dest`:
+    /// `UID MOVE` where MOVE is advertised, else `UID COPY` followed by the
+    /// removal of [`Transport::delete_messages`]. Returns the UIDs of the
+    /// copies in `dest` when the server reported all of them (`COPYUID`,
+    /// with UIDPLUS), else `None` (then find them by `Message-ID`). A
+    /// missing `dest` gives [`ImapError::NoSuchFolder`]; UIDs that do not
+    /// exist are skipped.
+    fn move_messages(
+        &mut self,
+        uids: &[Uid],
+        dest: &str,
+    ) -> impl Future<Output = Result<Option<Vec<Uid>>, ImapError>> + Send;
+
+    /// The folders with a special-use attribute (RFC 6154: `\All`,
+    /// `\Trash`, ...; see [`FolderInfo::special_use`]). The default
+    /// filters `LIST "" "*"`; a server that only reports the attributes
+    /// when asked overrides it.
+    fn special_use_folders(
+        &mut self,
+    ) -> impl Future<Output = Result<Vec<FolderInfo>, ImapError>> + Send
+    where
+        Self: Sized,
+    {
+        async move {
+            let mut all = self.list("", "*").await?;
+            all.retain(|f| f.special_use().is_some());
+            Ok(all)
+        }
+    }
+
     /// Waits until the server reports a change to the selected folder
     /// ([`IdleOutcome::Changed`]) or `timeout` passes
     /// ([`IdleOutcome::TimedOut`]). A change seen in the responses to

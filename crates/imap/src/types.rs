@@ -72,6 +72,11 @@ pub struct Namespace {
     pub delimiter: Option<char>,
 }
 
+/// The special-use attributes of RFC 6154.
+pub const SPECIAL_USE: [&str; 7] = [
+    "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+];
+
 /// One folder from `LIST`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderInfo {
@@ -89,6 +94,15 @@ impl FolderInfo {
         self.attributes
             .iter()
             .any(|a| a.eq_ignore_ascii_case(attribute))
+    }
+
+    /// The special-use attribute of the folder (RFC 6154), e.g. `\Trash`,
+    /// as the server spelt it; `None` for an ordinary folder.
+    pub fn special_use(&self) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|a| SPECIAL_USE.iter().any(|s| a.eq_ignore_ascii_case(s)))
+            .map(String::as_str)
     }
 
     /// Whether the folder can be selected (no `\Noselect` / `\NonExistent`).

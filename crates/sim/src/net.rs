@@ -35,7 +35,7 @@ pub enum Cmd {
     Select,
     /// `FETCH`, `SEARCH`.
     Read,
-    /// `STORE \Deleted` + `EXPUNGE`.
+    /// `STORE \Deleted` + `EXPUNGE`, `MOVE`.
     Expunge,
     /// `IDLE`.
     Idle,
@@ -357,6 +357,15 @@ impl Transport for SimTransport {
 
     async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
         self.run(Cmd::Expunge, |s, c, _| s.delete_messages(c, uids))
+            .await
+    }
+
+    async fn move_messages(
+        &mut self,
+        uids: &[Uid],
+        dest: &str,
+    ) -> Result<Option<Vec<Uid>>, ImapError> {
+        self.run(Cmd::Expunge, |s, c, _| s.move_messages(c, uids, dest).map(Some))
             .await
     }
 

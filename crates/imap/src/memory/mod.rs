@@ -9,12 +9,14 @@
 //! simulation (`sma-sim`) drives the same server through its own gated
 //! transport, injecting faults.
 
+mod archive;
 mod message;
 pub mod server;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+pub use archive::{Archiving, DEFAULT_CAPABILITIES};
 pub use message::Message;
 pub use server::{ConnId, Folder, Server, DELIMITER};
 
@@ -42,15 +44,14 @@ impl MemoryServer {
 
     /// A new logged-in session.
     pub fn connect(&self) -> MemoryTransport {
-        let conn = self.lock().connect();
+        let (conn, caps) = {
+            let mut s = self.lock();
+            (s.connect(), s.capabilities())
+        };
         MemoryTransport {
             server: self.clone(),
             conn,
-            caps: Capabilities::from_raw(
-                ["IMAP4rev1", "IDLE", "UIDPLUS", "NAMESPACE"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            caps,
         }
     }
 }
@@ -133,7 +134,8 @@ impl Transport for MemoryTransport {
         _flags: &[&str],
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
-        self.run(|s, _| s.append(folder, message).map(Some))
+        let uidplus = self.caps.uidplus;
+        self.run(|s, _| s.append(folder, message).map(|u| uidplus.then_some(u)))
     }
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
@@ -166,6 +168,16 @@ impl Transport for MemoryTransport {
 
     async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
         self.run(|s, c| s.delete_messages(c, uids))
+    }
+
+    async fn move_messages(
+        &mut self,
+        uids: &[Uid],
+        dest: &str,
+    ) -> Result<Option<Vec<Uid>>, ImapError> {
+        let uidplus = self.caps.uidplus;
+        self.run(|s, c| s.move_messages(c, uids, dest))
+            .map(|copies| uidplus.then_some(copies))
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {

@@ -64,7 +64,7 @@ pub struct Delayed {
 /// The server.
 #[derive(Debug)]
 pub struct Server {
-    folders: BTreeMap<String, Folder>,
+    pub(crate) folders: BTreeMap<String, Folder>,
     subscribed: BTreeSet<String>,
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
@@ -79,6 +79,11 @@ pub struct Server {
     /// Every APPEND that took effect: the appending actor, the folder and
     /// the message (for the invariants).
     pub journal: Vec<(usize, String, Arc<Vec<u8>>)>,
+    /// Gmail's delete semantics, when switched on (see
+    /// [`Server::archive_like_gmail`]).
+    pub(crate) archiving: Option<super::archive::Archiving>,
+    /// What the server advertises (see [`Server::set_capabilities`]).
+    pub(crate) capabilities: Vec<String>,
 }
 
 impl Default for Server {
@@ -94,6 +99,10 @@ impl Default for Server {
             lost: Vec::new(),
             downloads: BTreeMap::new(),
             journal: Vec::new(),
+            archiving: None,
+            capabilities: super::archive::DEFAULT_CAPABILITIES
+                .map(String::from)
+                .to_vec(),
         };
         s.create_folder("INBOX");
         s
@@ -210,7 +219,7 @@ impl Server {
             .map(|n| FolderInfo {
                 name: n.clone(),
                 delimiter: Some(DELIMITER),
-                attributes: vec!["\\HasNoChildren".into()],
+                attributes: self.attributes(n),
             })
             .collect()
     }
@@ -248,7 +257,8 @@ impl Server {
                 }
             }
         }
-        for m in f.messages.into_values() {
+        let gone: Vec<Message> = f.messages.into_values().collect();
+        for m in self.archive_expunged(folder, gone) {
             self.lost.push((folder.to_owned(), m.bytes));
         }
         Ok(())
@@ -334,7 +344,7 @@ impl Server {
     }
 
     /// The selected folder of `c` (name, read-only).
-    fn selected(&self, c: ConnId, what: &str) -> Result<(String, bool), ImapError> {
+    pub(crate) fn selected(&self, c: ConnId, what: &str) -> Result<(String, bool), ImapError> {
         let conn = self.conns.get(&c).ok_or_else(|| lost("no connection"))?;
         let Some((name, inc, ro)) = &conn.selected else {
             return Err(ImapError::InvalidArgument(format!(
@@ -424,6 +434,7 @@ impl Server {
         }
         let f = self.folders.get_mut(&name).ok_or_else(|| no_such(&name))?;
         let before = f.messages.len();
+        let mut gone = Vec::new();
         for u in uids {
             if let Some(m) = f.messages.remove(u) {
                 tracing::trace!(
@@ -432,9 +443,23 @@ impl Server {
                     bytes = m.bytes.len(),
                     "memory server: expunged"
                 );
+                gone.push(m);
             }
         }
-        if f.messages.len() != before {
+        let removed = before - f.messages.len();
+        self.archive_expunged(&name, gone);
+        self.own_change(c, &name, removed);
+        Ok(())
+    }
+
+    /// After connection `c` changed folder `name` itself (`removed`
+    /// messages expunged): a new version, which `c` does not have to be
+    /// woken for.
+    pub(crate) fn own_change(&mut self, c: ConnId, name: &str, removed: usize) {
+        let Some(f) = self.folders.get_mut(name) else {
+            return;
+        };
+        if removed != 0 {
             f.version += 1;
             let version = f.version;
             if let Some(conn) = self.conns.get_mut(&c) {
@@ -443,7 +468,6 @@ impl Server {
                 }
             }
         }
-        Ok(())
     }
 
     /// The provider deletes messages of a folder outside any session (they
