@@ -195,7 +195,9 @@ impl Device {
         let stale: Vec<Uid> = own.into_iter().filter(|u| Some(*u) != keep).collect();
         if !stale.is_empty() {
             // Still selected by read_all_for_update: the UIDs are current.
-            t.delete_messages(&stale).await?;
+            self.deletion(t.capabilities())
+                .remove(t, &folder, &stale)
+                .await?;
         }
         Ok(())
     }

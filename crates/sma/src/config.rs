@@ -77,3 +77,48 @@ impl Role {
         matches!(self, Role::Founder | Role::Member)
     }
 }
+
+/// What deleting a message does on this device's server, as found out at
+/// `init` (PROTOCOL 3.5). Kept in the home with the rest of the device
+/// description; `status` and `doctor` show it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteBehaviour {
+    /// Whether an expunge outside the Trash only archives the message, so
+    /// that it stays in the `\All` folder (Gmail's default).
+    pub archives: bool,
+    /// How that was found out.
+    pub detected_by: Detection,
+    /// The `\Trash` special-use folder: where sma moves its messages and
+    /// expunges them when the server archives.
+    pub trash: Option<String>,
+    /// The `\All` special-use folder, where archived messages end up.
+    pub all_mail: Option<String>,
+}
+
+/// How [`DeleteBehaviour`] was found out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Detection {
+    /// Not checked: a home set up by an sma that did not check (the
+    /// `X-GM-EXT-1` capability still counts at run time; `doctor --fix`
+    /// checks and records it).
+    #[default]
+    NotChecked,
+    /// The server advertises `X-GM-EXT-1`: it is Gmail.
+    Capability,
+    /// `init`'s probe: a message appended to the own inbox and expunged
+    /// was (or was not) found again in the `\All` folder; a server without
+    /// an `\All` folder has nowhere to archive to.
+    Probe,
+}
+
+impl Detection {
+    /// The JSON and CLI name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detection::NotChecked => "not-checked",
+            Detection::Capability => "capability",
+            Detection::Probe => "probe",
+        }
+    }
+}

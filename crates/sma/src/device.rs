@@ -14,7 +14,7 @@ use sma_proto::{DeviceId, Engine, Timestamp};
 use sma_store::{Durability, Store};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Role, ServerConfig};
+use crate::config::{DeleteBehaviour, Role, ServerConfig};
 use crate::error::{Error, Result};
 
 /// File name of the store inside a home.
@@ -39,6 +39,10 @@ pub struct DeviceInfo {
     pub role: Role,
     /// Heartbeat time of our current announcement (Unix seconds).
     pub announced_at: u64,
+    /// What deleting does on the server (absent in homes made before sma
+    /// checked: then not checked).
+    #[serde(default)]
+    pub delete: DeleteBehaviour,
 }
 
 /// An opened device.

@@ -111,7 +111,9 @@ impl Device {
         self.commit_pass(&outcome, (state.uid_validity, max_uid), now)?;
         if !outcome.delete.is_empty() {
             let uids: Vec<u32> = outcome.delete.iter().copied().collect();
-            t.delete_messages(&uids).await?;
+            self.deletion(t.capabilities())
+                .remove(t, &self.inbox(), &uids)
+                .await?;
         }
         pass.applied = outcome.applied;
         pass.relayed = outcome.relayed;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand_core::CryptoRngCore;
+use rand_core::{CryptoRngCore, RngCore as _};
 use serde::Serialize;
 use sma_crypto::{AccountKey, DeviceKey};
 use sma_imap::{ImapSession, Password, Transport};
@@ -20,6 +20,7 @@ use tracing::info;
 use crate::announce::{self, SeenAnnouncement};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Role, ServerConfig};
+use crate::deletion::probe::detect_at_init;
 use crate::device::{Device, DeviceInfo, STORE_FILE};
 use crate::error::{Error, Result};
 
@@ -142,6 +143,9 @@ pub async fn init_on<T: Transport>(
         ),
         false => (start.found(t, me, &mut rng).await?, Role::Founder),
     };
+    // Before anything of ours is deleted: what does deleting do here?
+    let token = format!("{:016x}", rng.next_u64());
+    let delete = detect_at_init(t, &folders.inbox(&id), &opts.server.user, &token).await?;
     let info = DeviceInfo {
         id: id.clone(),
         name: opts.name.clone(),
@@ -151,6 +155,7 @@ pub async fn init_on<T: Transport>(
         folders: folders.clone(),
         role,
         announced_at: now,
+        delete,
     };
     write_home(&opts.home, &info, &mut engine)?;
     if role == Role::Founder {

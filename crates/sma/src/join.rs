@@ -120,8 +120,10 @@ impl Device {
         let member_inbox = self.info.folders.inbox(&member_id);
         let (reply_id, bytes) = pairing_message(self, Kind::PairReply, &member_id, &reply);
         t.append(&member_inbox, &[], &bytes).await?;
-        t.select(&self.inbox()).await?;
-        t.delete_messages(&[hello.uid]).await?;
+        let inbox = self.inbox();
+        t.select(&inbox).await?;
+        let del = self.deletion(t.capabilities());
+        del.remove(t, &inbox, &[hello.uid]).await?;
         // 2. The member's key confirmation, or its abort.
         let proof = match self
             .await_confirmation(t, state, &member_id, &deadline)
@@ -130,7 +132,7 @@ impl Device {
             Ok(proof) => proof,
             Err(e) => {
                 if matches!(e, Error::Timeout { .. }) {
-                    delete_by_message_id(t, &member_inbox, &reply_id).await;
+                    delete_by_message_id(t, &del, &member_inbox, &reply_id).await;
                 }
                 return Err(e);
             }
@@ -140,7 +142,7 @@ impl Device {
             .await_welcome(t, &proof, &member_id, &deadline, &mut on_progress)
             .await?;
         let welcome_msg = proof.open_welcome(&welcome.payload, &self.engine.identity().key)?;
-        t.delete_messages(&[welcome.uid]).await?;
+        del.remove(t, &inbox, &[welcome.uid]).await?;
         self.install_welcome(welcome_msg, &mut on_progress)?;
         self.announce(t, AnnouncedState::Member, false).await?;
         let members = self.engine.group().active_members().count();
@@ -166,14 +168,18 @@ impl Device {
                 let mut stale: Vec<_> = hellos.iter().map(|h| h.uid).collect();
                 if newest.marker.from != newest.payload.member_id {
                     stale.push(newest.uid);
-                    t.delete_messages(&stale).await?;
+                    self.deletion(t.capabilities())
+                        .remove(t, &inbox, &stale)
+                        .await?;
                     return Err(Error::Server(
                         "a forged pairing request was found and deleted; run `sma pair` again"
                             .into(),
                     ));
                 }
                 if !stale.is_empty() {
-                    t.delete_messages(&stale).await?;
+                    self.deletion(t.capabilities())
+                        .remove(t, &inbox, &stale)
+                        .await?;
                 }
                 return Ok(newest);
             }
@@ -201,7 +207,9 @@ impl Device {
             let aborts: Vec<Found<PairAbort>> =
                 find_pairing(t, Kind::PairAbort, Some(member_id)).await?;
             if aborts.iter().any(|a| &a.payload.attempt == state.attempt()) {
-                t.delete_messages(&aborts.iter().map(|a| a.uid).collect::<Vec<_>>())
+                let uids: Vec<_> = aborts.iter().map(|a| a.uid).collect();
+                self.deletion(t.capabilities())
+                    .remove(t, &inbox, &uids)
                     .await?;
                 return Err(Error::CodeRejected(format!(
                     "device {member_id} rejected the code; it is burnt — run `sma pair` there again and type the new code"
@@ -214,7 +222,9 @@ impl Device {
                 .find(|c| &c.payload.attempt == state.attempt())
             {
                 let confirm = c.payload.clone();
-                t.delete_messages(&confirms.iter().map(|c| c.uid).collect::<Vec<_>>())
+                let uids: Vec<_> = confirms.iter().map(|c| c.uid).collect();
+                self.deletion(t.capabilities())
+                    .remove(t, &inbox, &uids)
                     .await?;
                 return state.on_confirm(&confirm).map_err(|_| {
                     Error::CodeRejected(format!(

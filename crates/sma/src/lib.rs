@@ -28,6 +28,7 @@ mod announce;
 mod bench_hooks;
 pub mod clock;
 pub mod config;
+mod deletion;
 mod device;
 mod error;
 pub mod events;
@@ -44,7 +45,8 @@ pub mod status;
 mod watch;
 
 pub use announce::SeenAnnouncement;
-pub use config::{Role, ServerConfig};
+pub use config::{DeleteBehaviour, Detection, Role, ServerConfig};
+pub use deletion::Deletion;
 pub use device::{Device, DeviceInfo, STORE_FILE};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{AppMessage, Event};

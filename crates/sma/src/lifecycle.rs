@@ -424,7 +424,9 @@ impl Device {
             .map(|s| s.uid)
             .collect();
         if !uids.is_empty() {
-            t.delete_messages(&uids).await?;
+            self.deletion(t.capabilities())
+                .remove(t, &folder, &uids)
+                .await?;
         }
         Ok(())
     }
@@ -512,9 +514,11 @@ impl Device {
         id: &DeviceId,
     ) -> Result<()> {
         let inbox = self.info.folders.inbox(id);
-        // Never delete the folder we have selected while it is selected.
-        t.examine(&self.info.folders.announce()).await.ok();
-        match t.delete(&inbox).await {
+        // Emptied through the Trash where expunging archives; never
+        // deleted while selected.
+        let park = self.info.folders.announce();
+        let del = self.deletion(t.capabilities());
+        match del.remove_folder(t, &inbox, &park).await {
             Ok(()) | Err(ImapError::NoSuchFolder { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

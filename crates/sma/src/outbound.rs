@@ -119,7 +119,9 @@ impl Device {
                 };
                 if !uids.is_empty() {
                     debug!(peer = %out.peer, "replacing our unprocessed sync message");
-                    t.delete_messages(&uids).await?;
+                    self.deletion(t.capabilities())
+                        .remove(t, &folder, &uids)
+                        .await?;
                 }
             }
             self.engine.mark_sent(

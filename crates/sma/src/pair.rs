@@ -8,6 +8,8 @@ use tokio::time::Instant;
 use serde::Serialize;
 use sma_crypto::{Certificate, PairingCode};
 use sma_imap::{ImapError, Transport, Uid, UidRange};
+
+use crate::deletion::Deletion;
 use sma_proto::engine::membership::Joiner;
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::pairing::MemberPairing;
@@ -176,15 +178,18 @@ pub(crate) async fn wait_for_change<T: Transport>(
     Ok(())
 }
 
-pub(crate) async fn delete_by_message_id<T: Transport>(t: &mut T, folder: &str, id: &MessageId) {
+pub(crate) async fn delete_by_message_id<T: Transport>(
+    t: &mut T,
+    del: &Deletion,
+    folder: &str,
+    id: &MessageId,
+) {
     let result = async {
         t.select(folder).await?;
         let uids = t
             .search_header("Message-ID", &sma_proto::envelope::message_id_for(id))
             .await?;
-        if !uids.is_empty() {
-            t.delete_messages(&uids).await?;
-        }
+        del.remove(t, folder, &uids).await?;
         Ok::<_, ImapError>(())
     }
     .await;
@@ -335,15 +340,20 @@ impl Device {
                 .into_iter()
                 .partition(|r| &r.payload.attempt == attempt);
             if !stale.is_empty() {
-                t.delete_messages(&stale.iter().map(|r| r.uid).collect::<Vec<_>>())
+                let uids: Vec<_> = stale.iter().map(|r| r.uid).collect();
+                self.deletion(t.capabilities())
+                    .remove(t, &inbox, &uids)
                     .await?;
             }
             if let Some(r) = ours.into_iter().next() {
-                t.delete_messages(&[r.uid]).await?;
+                self.deletion(t.capabilities())
+                    .remove(t, &inbox, &[r.uid])
+                    .await?;
                 return Ok(r);
             }
             if self.clock.instant() >= deadline {
-                delete_by_message_id(t, &joiner.inbox(self), hello_id).await;
+                let del = self.deletion(t.capabilities());
+                delete_by_message_id(t, &del, &joiner.inbox(self), hello_id).await;
                 return Err(Error::Timeout {
                     what: format!("device {} to run `sma join` with the code", joiner.id),
                     secs: timeout.as_secs(),
@@ -371,7 +381,8 @@ impl Device {
         if let Err(e) = t.append(&inbox, &[], &bytes).await {
             return e.into();
         }
-        delete_by_message_id(t, &inbox, hello_id).await;
+        let del = self.deletion(t.capabilities());
+        delete_by_message_id(t, &del, &inbox, hello_id).await;
         let id = &joiner.id;
         Error::CodeRejected(match e {
             ProtoError::CodeRejected => format!(

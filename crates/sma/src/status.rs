@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use sma_imap::Transport;
+use sma_imap::{Capabilities, Transport};
 use sma_proto::folders::ANNOUNCE_BASE;
 use sma_proto::state::MemberStatus;
 use sma_proto::sync::Withheld;
@@ -11,7 +11,8 @@ use sma_proto::timefmt;
 use sma_proto::DeviceId;
 
 use crate::announce;
-use crate::config::Role;
+use crate::config::{DeleteBehaviour, Role};
+use crate::deletion::Deletion;
 use crate::device::Device;
 use crate::error::Result;
 use crate::lifecycle::Incident;
@@ -85,6 +86,38 @@ pub struct ServerView {
     pub namespace_prefix: String,
     /// Hierarchy delimiter.
     pub delimiter: Option<String>,
+    /// What deleting does on the server, and how sma deletes there.
+    pub delete: DeleteView,
+}
+
+/// What deleting does on the server (PROTOCOL 3.5), as `status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeleteView {
+    /// Whether an expunge outside the Trash only archives (Gmail).
+    pub archives: bool,
+    /// `capability` (X-GM-EXT-1), `probe` (at `init`) or `not-checked`.
+    pub detected_by: &'static str,
+    /// How sma deletes: `expunge`, or `trash` (move to the Trash, expunge
+    /// there).
+    pub method: String,
+    /// The `\Trash` folder, if the server has one.
+    pub trash: Option<String>,
+    /// The `\All` folder, if the server has one.
+    pub all_mail: Option<String>,
+}
+
+impl DeleteView {
+    /// The view of `behaviour` on a server with `caps`.
+    pub fn new(behaviour: &DeleteBehaviour, caps: &Capabilities) -> DeleteView {
+        let method = Deletion::new(behaviour, caps).describe().to_owned();
+        DeleteView {
+            archives: behaviour.archives || method == "trash",
+            detected_by: behaviour.detected_by.as_str(),
+            method,
+            trash: behaviour.trash.clone(),
+            all_mail: behaviour.all_mail.clone(),
+        }
+    }
 }
 
 /// An SMA folder and its message count.
@@ -270,6 +303,7 @@ impl Device {
                 capabilities: t.capabilities().raw.clone(),
                 namespace_prefix: ns.prefix,
                 delimiter: ns.delimiter.map(String::from),
+                delete: DeleteView::new(&self.info.delete, t.capabilities()),
             },
             members,
             folders,
