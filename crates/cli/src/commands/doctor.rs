@@ -47,7 +47,7 @@ pub(crate) struct Check {
     fix: Option<String>,
 }
 
-fn ok(check: &'static str, detail: impl Into<String>) -> Check {
+pub(super) fn ok(check: &'static str, detail: impl Into<String>) -> Check {
     Check {
         check,
         status: Status::Ok,
@@ -56,7 +56,11 @@ fn ok(check: &'static str, detail: impl Into<String>) -> Check {
     }
 }
 
-fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(super) fn warn(
+    check: &'static str,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
     Check {
         check,
         status: Status::Warn,
@@ -119,7 +123,7 @@ impl Ctx<'_> {
             ctx: self,
             failed: Vec::new(),
         };
-        let dev = match self.open() {
+        let mut dev = match self.open() {
             Ok(d) => d,
             Err(e) => {
                 r.add(fail(
@@ -171,6 +175,7 @@ impl Ctx<'_> {
             r.add(c);
         }
         if inbox_ok && dev.info().role != Role::Removed {
+            r.add(super::delete::delete_check(&mut dev, &mut t, fix).await);
             for c in probe(&dev, &config, &mut t).await {
                 r.add(c);
             }
@@ -460,7 +465,8 @@ async fn probe(dev: &Device, config: &sma_imap::ImapConfig, t: &mut ImapSession)
             "retry `sma doctor`",
         ),
     });
-    if let Err(e) = t.delete_messages(&[uid]).await {
+    let del = dev.deletion(t.capabilities());
+    if let Err(e) = del.remove(t, &inbox, &[uid]).await {
         tracing::warn!(error = %e, "could not remove the doctor's probe message; the next sync removes it");
     }
     out

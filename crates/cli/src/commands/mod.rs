@@ -3,6 +3,7 @@
 //! Command groups live in submodules: `keys` (the replicated keyring),
 //! `lifecycle` (remove, leave, gc) and `serve` (JSON-RPC).
 
+mod delete;
 mod doctor;
 mod keys;
 mod lifecycle;
@@ -255,7 +256,7 @@ impl Ctx<'_> {
         let s = dev.status(&mut t).await?;
         self.out.emit(&s, || {
             let mut text = format!(
-                "Device {} ({}), {} of {}\nServer {} — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nMembers:\n",
+                "Device {} ({}), {} of {}\nServer {} — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nDeleting: {}\nMembers:\n",
                 s.device_id,
                 s.name,
                 s.role,
@@ -263,7 +264,8 @@ impl Ctx<'_> {
                 s.server.host,
                 s.server.namespace_prefix,
                 s.server.delimiter.as_deref().unwrap_or("(none)"),
-                s.server.capabilities.join(" ")
+                s.server.capabilities.join(" "),
+                delete::delete_line(&s.server.delete)
             );
             for m in &s.members {
                 text += &format!(
