@@ -16,10 +16,14 @@ pub(crate) enum Outcome {
 /// The response codes we act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Code {
-    AppendUid { uid: Option<u32> },
+    AppendUid {
+        uid: Option<u32>,
+    },
     /// `COPYUID` (RFC 4315): the UIDs of the copies, as the server wrote
     /// them (ranges; expand with [`expand_uid_ranges`]).
-    CopyUid { dest: Vec<(u32, u32)> },
+    CopyUid {
+        dest: Vec<(u32, u32)>,
+    },
     TryCreate,
     Capabilities(Vec<String>),
     Other,
@@ -363,7 +367,11 @@ mod tests {
             panic!("no COPYUID in {d:?}");
         };
         assert_eq!(expand_uid_ranges(&dest, 3), Some(vec![3956, 3957, 3958]));
-        assert_eq!(expand_uid_ranges(&dest, 2), None, "more copies than messages");
+        assert_eq!(
+            expand_uid_ranges(&dest, 2),
+            None,
+            "more copies than messages"
+        );
         assert_eq!(expand_uid_ranges(&[(1, u32::MAX)], 10), None);
         assert_eq!(expand_uid_ranges(&[(0, 3)], 10), None);
         assert_eq!(expand_uid_ranges(&[(5, 3)], 10), Some(vec![5, 4, 3]));

@@ -74,7 +74,13 @@ pub struct Namespace {
 
 /// The special-use attributes of RFC 6154.
 pub const SPECIAL_USE: [&str; 7] = [
-    "\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash",
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
 ];
 
 /// One folder from `LIST`.

@@ -365,8 +365,10 @@ impl Transport for SimTransport {
         uids: &[Uid],
         dest: &str,
     ) -> Result<Option<Vec<Uid>>, ImapError> {
-        self.run(Cmd::Expunge, |s, c, _| s.move_messages(c, uids, dest).map(Some))
-            .await
+        self.run(Cmd::Expunge, |s, c, _| {
+            s.move_messages(c, uids, dest).map(Some)
+        })
+        .await
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {

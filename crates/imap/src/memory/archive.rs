@@ -194,7 +194,11 @@ mod tests {
         assert!(!s.take_changed(c).unwrap(), "own move is not a change");
         s.select(c, "Trash", false).unwrap();
         s.delete_messages(c, &copies).unwrap();
-        assert_eq!((count(&s, "Trash"), count(&s, "All")), (0, 1), "really gone");
+        assert_eq!(
+            (count(&s, "Trash"), count(&s, "All")),
+            (0, 1),
+            "really gone"
+        );
         let special: Vec<_> = s
             .list("", "*")
             .into_iter()
@@ -202,7 +206,10 @@ mod tests {
             .collect();
         assert_eq!(
             special,
-            vec![("All".into(), "\\All".into()), ("Trash".into(), "\\Trash".into())]
+            vec![
+                ("All".into(), "\\All".into()),
+                ("Trash".into(), "\\Trash".into())
+            ]
         );
     }
 
