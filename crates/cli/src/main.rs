@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod outfile;
 mod output;
 mod rpc;
 mod secrets;

@@ -34,7 +34,10 @@ pub async fn run(cli: Cli, out: &Output) -> Result<()> {
     match &cli.command {
         Command::Init(args) => ctx.init(args).await,
         Command::Pair { device, timeout } => ctx.pair(device.as_deref(), *timeout).await,
-        Command::Join { code, timeout } => ctx.join(code, *timeout).await,
+        Command::Join { code, timeout } => {
+            let code = crate::secrets::code(code.as_deref(), "pairing code shown by `sma pair`")?;
+            ctx.join(&code, *timeout).await
+        }
         Command::Status => ctx.status().await,
         Command::Devices => ctx.devices().await,
         Command::Send {
@@ -148,9 +151,12 @@ impl Ctx<'_> {
                 .join(&a.user),
         };
         sma::init::check_home_free(&home)?;
-        let account_key = match (&a.import_setup, &a.setup_code) {
-            (Some(file), Some(code)) => Some(import_setup_file(file, code)?),
-            _ => None,
+        let account_key = match &a.import_setup {
+            Some(file) => {
+                let code = crate::secrets::code(a.setup_code.as_deref(), "setup code")?;
+                Some(import_setup_file(file, &code)?)
+            }
+            None => None,
         };
         let password = self.password(None)?;
         let opts = InitOptions {
@@ -464,7 +470,7 @@ impl Ctx<'_> {
                 )
                 .map_err(sma_proto::ProtoError::from)
                 .map_err(Error::from)?;
-                write_private(out, message.as_bytes(), false)?;
+                write_private(out, message.as_bytes(), true)?;
                 let shown = code.display_grouped();
                 self.out.emit(&json!({ "setup_code": shown }), || {
                     format!(
@@ -475,7 +481,8 @@ impl Ctx<'_> {
                 Ok(())
             }
             SetupMessageCommand::Import { file, setup_code } => {
-                self.setup_message_import(file, setup_code)
+                let code = crate::secrets::code(setup_code.as_deref(), "setup code")?;
+                self.setup_message_import(file, &code)
             }
         }
     }
@@ -503,20 +510,12 @@ fn import_setup_file(file: &Path, code: &str) -> Result<sma_crypto::AccountKey> 
 }
 
 fn write_private(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if secret { 0o600 } else { 0o644 });
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    let readers = if secret {
+        crate::outfile::Readers::Owner
+    } else {
+        crate::outfile::Readers::Everyone
+    };
+    crate::outfile::write_new_file(path, bytes, readers)
 }
 
 fn parse_device_id(s: &str) -> Result<DeviceId> {

@@ -347,10 +347,8 @@ impl Shared {
         .map_err(sma_proto::ProtoError::from)
         .map_err(sma::Error::from)?;
         if let Some(out) = &p.out {
-            std::fs::write(out, message.as_bytes()).map_err(|source| sma::Error::Io {
-                path: out.clone(),
-                source,
-            })?;
+            crate::outfile::write_new_file(out, message.as_bytes(), crate::outfile::Readers::Owner)
+                .map_err(|e| sma::Error::Local(format!("{e:#}")))?;
         }
         Ok(json!({ "setup_code": code.display_grouped(), "message": message }))
     }
