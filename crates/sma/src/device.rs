@@ -193,6 +193,21 @@ impl Device {
             })
     }
 
+    /// Drops every change not saved yet: the engine is rebuilt from the
+    /// store (a step that failed after changing the state in memory).
+    pub(crate) fn discard_unsaved(&mut self) -> Result<()> {
+        let db_path = self.home.join(STORE_FILE);
+        let (info, key, core) = Self::load(&self.store, &self.home, &db_path)?;
+        let me = Identity {
+            id: info.id.clone(),
+            account: info.account.clone(),
+            key,
+        };
+        self.engine = Engine::new(me, core)?;
+        self.info = info;
+        Ok(())
+    }
+
     /// The device description as stored.
     pub(crate) fn info_json(&self) -> Result<String> {
         serde_json::to_string(&self.info).map_err(|source| Error::Encode {
