@@ -80,6 +80,13 @@ impl Handlers {
             return;
         }
         drop(parsed);
+        if let Some(ascii) = frame.ascii_fallback() {
+            assert!(ascii.len() <= frame.bytes.len() && ascii.is_ascii());
+            if let Ok((&[], resp)) = imap_proto::parser::parse_response(&ascii) {
+                self.response(&resp);
+                return;
+            }
+        }
         if frame.is_untagged() && !frame.has_literal {
             if let Some(Some(ns)) = parse_namespace(&frame.bytes) {
                 folder_name(ns.prefix.as_bytes());
