@@ -133,17 +133,7 @@ impl Ctx<'_> {
     }
 
     async fn init(&self, a: &InitArgs) -> Result<()> {
-        let (host, port) = split_host_port(&a.server)?;
-        let security = match a.security {
-            SecurityArg::Tls => "tls",
-            SecurityArg::Starttls => "starttls",
-            SecurityArg::Plain => "plain",
-        };
-        let port = port.unwrap_or(if a.security == SecurityArg::Tls {
-            993
-        } else {
-            143
-        });
+        let (host, port, security, provider) = init_server(a)?;
         let home = match &self.cli.home {
             Some(h) => h.clone(),
             None => data_dir()
@@ -162,7 +152,7 @@ impl Ctx<'_> {
         let opts = InitOptions {
             home: home.clone(),
             server: ServerConfig {
-                host,
+                host: host.clone(),
                 port,
                 security: security.into(),
                 ca_file: a.ca_file.clone(),
@@ -182,7 +172,21 @@ impl Ctx<'_> {
             let mut dev = Device::open(&home)?;
             dev.save_secret(SAVED_PASSWORD, password.expose().as_bytes())?;
         }
-        self.out.emit(&report, || {
+        let mut shown = serde_json::to_value(&report).context("encoding the init report")?;
+        shown["server"] = json!({
+            "host": host,
+            "port": port,
+            "security": security,
+            "provider": provider.map(|p| p.name),
+        });
+        self.out.emit(&shown, || {
+            let settings = match provider {
+                Some(p) => format!(
+                    "Using the built-in settings for {}: {host}:{port} ({security}); log in with {}.\n",
+                    p.name, p.login
+                ),
+                None => String::new(),
+            };
             let what = match report.role {
                 sma::Role::Founder => "founded the group for".to_string(),
                 _ => "announced itself as pending for".to_string(),
@@ -192,7 +196,7 @@ impl Ctx<'_> {
                 _ => "Next: run `sma pair` on a member device and type its code here with `sma join --code CODE`.".to_string(),
             };
             format!(
-                "Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
+                "{settings}Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
                 report.device_id,
                 sma::pair::short_fingerprint(&report.fingerprint),
                 report.account,
@@ -525,6 +529,43 @@ fn parse_device_id(s: &str) -> Result<DeviceId> {
         ))
         .into()
     })
+}
+
+/// Host, port, security and (without --server) the built-in provider
+/// settings `init` uses. Without --server, an address whose provider is not
+/// built in is a usage error that says what to pass.
+fn init_server(
+    a: &InitArgs,
+) -> Result<(
+    String,
+    u16,
+    &'static str,
+    Option<&'static sma::providers::Provider>,
+)> {
+    let Some(server) = &a.server else {
+        let p = sma::providers::for_address(&a.user).ok_or_else(|| {
+            let domain = sma::providers::domain_of(&a.user)
+                .map(|d| format!("for {d} "))
+                .unwrap_or_default();
+            Error::Usage(format!(
+                "sma has no built-in server settings {domain}(it knows Gmail, Outlook.com, Yahoo, AOL, iCloud, GMX, WEB.DE, Fastmail, mailbox.org, Posteo, Proton Mail Bridge, Zoho and Yandex): pass --server HOST[:PORT] and, unless it is implicit TLS on port 993, --security starttls|plain"
+            ))
+        })?;
+        return Ok((p.host.to_owned(), p.port, p.security, Some(p)));
+    };
+    let (host, port) = split_host_port(server)?;
+    let security = a.security.unwrap_or(SecurityArg::Tls);
+    let port = port.unwrap_or(if security == SecurityArg::Tls {
+        993
+    } else {
+        143
+    });
+    let security = match security {
+        SecurityArg::Tls => "tls",
+        SecurityArg::Starttls => "starttls",
+        SecurityArg::Plain => "plain",
+    };
+    Ok((host, port, security, None))
 }
 
 fn split_host_port(server: &str) -> Result<(String, Option<u16>)> {
