@@ -20,6 +20,7 @@ use serde_json::json;
 use sma::init::{InitOptions, InitReport};
 use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Error, Password, ServerConfig};
+use sma_imap::{ImapConfig, Security};
 use sma_proto::folders::Layout;
 
 use crate::args::{
@@ -132,15 +133,11 @@ impl Ctx<'_> {
     async fn init(&self, a: &InitArgs) -> Result<()> {
         let (host, port) = split_host_port(&a.server)?;
         let security = match a.security {
-            SecurityArg::Tls => "tls",
-            SecurityArg::Starttls => "starttls",
-            SecurityArg::Plain => "plain",
+            SecurityArg::Tls => Security::Tls,
+            SecurityArg::Starttls => Security::StartTls,
+            SecurityArg::Plain => Security::Plain,
         };
-        let port = port.unwrap_or(if a.security == SecurityArg::Tls {
-            993
-        } else {
-            143
-        });
+        let port = port.unwrap_or(ImapConfig::default_port(security));
         let home = match &self.cli.home {
             Some(h) => h.clone(),
             None => data_dir()
@@ -158,7 +155,7 @@ impl Ctx<'_> {
             server: ServerConfig {
                 host,
                 port,
-                security: security.into(),
+                security,
                 ca_file: a.ca_file.clone(),
                 allow_insecure: a.allow_insecure,
                 user: a.user.clone(),
