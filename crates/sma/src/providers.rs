@@ -11,6 +11,7 @@
 //! others.
 
 use serde::Serialize;
+use sma_imap::Security;
 
 /// How a provider's IMAP server is reached and logged in to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -25,7 +26,7 @@ pub struct Provider {
     /// IMAP port.
     pub port: u16,
     /// `tls` (implicit TLS) or `starttls`.
-    pub security: &'static str,
+    pub security: Security,
     /// What to log in with, for the user (one sentence).
     pub login: &'static str,
 }
@@ -37,7 +38,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["gmail.com", "googlemail.com"],
         host: "imap.gmail.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "an app password (needs 2-step verification) or OAuth 2.0",
     },
     Provider {
@@ -57,7 +58,7 @@ pub const PROVIDERS: &[Provider] = &[
         ],
         host: "outlook.office365.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "OAuth 2.0 only (Microsoft has switched off password login over IMAP)",
     },
     Provider {
@@ -72,7 +73,7 @@ pub const PROVIDERS: &[Provider] = &[
         ],
         host: "imap.mail.yahoo.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "an app password from Yahoo's account security page",
     },
     Provider {
@@ -80,7 +81,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["aol.com", "aim.com"],
         host: "imap.aol.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "an app password from AOL's account security page",
     },
     Provider {
@@ -88,7 +89,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["icloud.com", "me.com", "mac.com"],
         host: "imap.mail.me.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "an app-specific password (needs two-factor authentication)",
     },
     Provider {
@@ -96,7 +97,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["gmx.net", "gmx.de", "gmx.at", "gmx.ch"],
         host: "imap.gmx.net",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password (or an app password with two-factor authentication); enable IMAP in GMX's settings first",
     },
     Provider {
@@ -104,7 +105,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["gmx.com"],
         host: "imap.gmx.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password (or an app password with two-factor authentication); enable IMAP in GMX's settings first",
     },
     Provider {
@@ -112,7 +113,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["web.de"],
         host: "imap.web.de",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password (or an app password with two-factor authentication); enable IMAP in WEB.DE's settings first",
     },
     Provider {
@@ -120,7 +121,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["fastmail.com", "fastmail.fm"],
         host: "imap.fastmail.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "an app password (Fastmail refuses the account password over IMAP)",
     },
     Provider {
@@ -128,7 +129,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["mailbox.org"],
         host: "imap.mailbox.org",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password",
     },
     Provider {
@@ -142,7 +143,7 @@ pub const PROVIDERS: &[Provider] = &[
         ],
         host: "posteo.de",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password",
     },
     Provider {
@@ -150,7 +151,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["proton.me", "protonmail.com", "protonmail.ch", "pm.me"],
         host: "127.0.0.1",
         port: 1143,
-        security: "starttls",
+        security: Security::StartTls,
         login: "the password Proton Mail Bridge shows (Bridge must run on this machine; pass its exported certificate with --ca-file)",
     },
     Provider {
@@ -158,7 +159,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["zoho.com", "zohomail.com"],
         host: "imap.zoho.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password or an app-specific password (with two-factor authentication); enable IMAP access in Zoho's settings first",
     },
     Provider {
@@ -166,7 +167,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["zoho.eu", "zohomail.eu"],
         host: "imap.zoho.eu",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "the account password or an app-specific password (with two-factor authentication); enable IMAP access in Zoho's settings first",
     },
     Provider {
@@ -174,7 +175,7 @@ pub const PROVIDERS: &[Provider] = &[
         domains: &["yandex.com", "yandex.ru", "ya.ru"],
         host: "imap.yandex.com",
         port: 993,
-        security: "tls",
+        security: Security::Tls,
         login: "an app password; allow IMAP in Yandex Mail's settings first",
     },
 ];
@@ -239,7 +240,7 @@ mod tests {
         ] {
             let p = for_address(addr).unwrap_or_else(|| panic!("{addr} not found"));
             assert_eq!(
-                (p.name, p.host, p.port, p.security),
+                (p.name, p.host, p.port, p.security.as_str()),
                 (name, host, port, security),
                 "{addr}"
             );
@@ -266,7 +267,7 @@ mod tests {
     fn the_table_is_well_formed() {
         let mut seen = std::collections::BTreeSet::new();
         for p in PROVIDERS {
-            assert!(matches!(p.security, "tls" | "starttls"), "{}", p.name);
+            assert!(p.security != Security::Plain, "{}", p.name);
             assert!(p.port > 0 && !p.host.is_empty() && !p.login.is_empty());
             assert!(!p.domains.is_empty(), "{}", p.name);
             for d in p.domains {

@@ -27,7 +27,7 @@ fn server_config() -> ServerConfig {
     ServerConfig {
         host: "memory.invalid".into(),
         port: 143,
-        security: "plain".into(),
+        security: sma_imap::Security::Plain,
         ca_file: None,
         allow_insecure: false,
         user: ACCOUNT.into(),

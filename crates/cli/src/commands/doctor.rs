@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::CommandFactory;
 use serde::Serialize;
 use sma::{Device, Error, ImapSession, Role};
-use sma_imap::{is_loopback_host, IdleOutcome, Transport};
+use sma_imap::{is_loopback_host, IdleOutcome, Security, Transport};
 use sma_proto::folders::ANNOUNCE_BASE;
 
 use super::Ctx;
@@ -211,14 +211,14 @@ fn security_check(dev: &Device) -> Check {
         Some(ca) => format!("certificates verified against {}", ca.display()),
         None => "certificates verified against the web PKI roots".to_owned(),
     };
-    match s.security.as_str() {
-        "tls" => ok("security", format!("implicit TLS to {target}, {trust}")),
-        "starttls" => ok("security", format!("STARTTLS to {target}, {trust}")),
-        _ if is_loopback_host(&s.host) => ok(
+    match s.security {
+        Security::Tls => ok("security", format!("implicit TLS to {target}, {trust}")),
+        Security::StartTls => ok("security", format!("STARTTLS to {target}, {trust}")),
+        Security::Plain if is_loopback_host(&s.host) => ok(
             "security",
             format!("unencrypted IMAP to {target} (loopback only)"),
         ),
-        _ => warn(
+        Security::Plain => warn(
             "security",
             format!("unencrypted IMAP to {target} over the network (--allow-insecure): the password and all metadata travel in clear"),
             "set the device up again with --security tls (port 993) or --security starttls",
@@ -512,7 +512,10 @@ fn parse_internaldate(s: &str) -> Option<i64> {
 /// `--allow-insecure` for a host that is not loopback: the password and
 /// every message then cross the network unencrypted. Not silenced by `-q`.
 pub(crate) fn warn_if_insecure(server: &sma::ServerConfig) {
-    if server.allow_insecure && server.security == "plain" && !is_loopback_host(&server.host) {
+    if server.allow_insecure
+        && server.security == Security::Plain
+        && !is_loopback_host(&server.host)
+    {
         eprintln!(
             "sma: WARNING: connecting to {}:{} WITHOUT ENCRYPTION (--security plain --allow-insecure): \
              the IMAP password and all of sma's messages and metadata travel in clear over the network. \

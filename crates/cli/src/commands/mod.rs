@@ -20,6 +20,7 @@ use serde_json::json;
 use sma::init::{InitOptions, InitReport};
 use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Error, Password, ServerConfig};
+use sma_imap::{ImapConfig, Security};
 use sma_proto::folders::Layout;
 
 use crate::args::{
@@ -154,7 +155,7 @@ impl Ctx<'_> {
             server: ServerConfig {
                 host: host.clone(),
                 port,
-                security: security.into(),
+                security,
                 ca_file: a.ca_file.clone(),
                 allow_insecure: a.allow_insecure,
                 user: a.user.clone(),
@@ -176,7 +177,7 @@ impl Ctx<'_> {
         shown["server"] = json!({
             "host": host,
             "port": port,
-            "security": security,
+            "security": security.as_str(),
             "provider": provider.map(|p| p.name),
         });
         self.out.emit(&shown, || {
@@ -539,7 +540,7 @@ fn init_server(
 ) -> Result<(
     String,
     u16,
-    &'static str,
+    Security,
     Option<&'static sma::providers::Provider>,
 )> {
     let Some(server) = &a.server else {
@@ -554,17 +555,12 @@ fn init_server(
         return Ok((p.host.to_owned(), p.port, p.security, Some(p)));
     };
     let (host, port) = split_host_port(server)?;
-    let security = a.security.unwrap_or(SecurityArg::Tls);
-    let port = port.unwrap_or(if security == SecurityArg::Tls {
-        993
-    } else {
-        143
-    });
-    let security = match security {
-        SecurityArg::Tls => "tls",
-        SecurityArg::Starttls => "starttls",
-        SecurityArg::Plain => "plain",
+    let security = match a.security.unwrap_or(SecurityArg::Tls) {
+        SecurityArg::Tls => Security::Tls,
+        SecurityArg::Starttls => Security::StartTls,
+        SecurityArg::Plain => Security::Plain,
     };
+    let port = port.unwrap_or(ImapConfig::default_port(security));
     Ok((host, port, security, None))
 }
 
