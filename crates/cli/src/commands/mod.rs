@@ -1,11 +1,13 @@
 //! One function per command: resolve arguments, call the library, print.
 //!
 //! Command groups live in submodules: `keys` (the replicated keyring),
-//! `lifecycle` (remove, leave, gc) and `serve` (JSON-RPC).
+//! `lifecycle` (remove, leave, gc), `doctor` with its `probe`, and `serve`
+//! (JSON-RPC).
 
 mod doctor;
 mod keys;
 mod lifecycle;
+mod probe;
 mod serve;
 
 pub(crate) use doctor::warn_if_insecure;
@@ -16,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use serde_json::json;
 use sma::init::{InitOptions, InitReport};
 use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Error, Password, ServerConfig};
@@ -26,8 +27,9 @@ use sma_proto::folders::Layout;
 use crate::args::{
     AccountKeyCommand, Cli, Command, InitArgs, LayoutArg, SecurityArg, SetupMessageCommand,
 };
-use crate::output::Output;
+use crate::output::{FirstError, Output};
 use crate::secrets::{self, SAVED_PASSWORD};
+use crate::views::{self, AccountKeyExport, AccountKeyView, JoinWaiting, SetupMessageExport};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, out: &Output) -> Result<()> {
@@ -174,7 +176,7 @@ impl Ctx<'_> {
             dev.save_secret(SAVED_PASSWORD, password.expose().as_bytes())?;
         }
         let mut shown = serde_json::to_value(&report).context("encoding the init report")?;
-        shown["server"] = json!({
+        shown["server"] = serde_json::json!({
             "host": host,
             "port": port,
             "security": security.as_str(),
@@ -205,25 +207,25 @@ impl Ctx<'_> {
                 report.folders.announce,
                 report.folders.inbox
             )
-        });
-        Ok(())
+        })
     }
 
     async fn pair(&self, device: Option<&str>, timeout: u64) -> Result<()> {
         let device = device.map(parse_device_id).transpose()?;
         let (mut dev, mut t) = self.connected().await?;
         let out = self.out;
+        let mut unprinted = FirstError::default();
         dev.pair(&mut t, device.as_ref(), Duration::from_secs(timeout), |ev| {
-            out.emit(ev, || match ev {
+            unprinted.keep(out.emit(ev, || match ev {
                 PairEvent::Code { code, device_id, fingerprint } => format!(
                     "Pairing code for device {device_id} (key {}):\n\n    {code}\n\nOn the new device run:  sma join\nand type the code. Check that it shows the same device id and key.\nWaiting for it (up to {timeout} s)...",
                     sma::pair::short_fingerprint(fingerprint)
                 ),
                 PairEvent::Paired { device_id } => format!("Device {device_id} is now a member of the group."),
-            })
+            }))
         })
         .await?;
-        Ok(())
+        unprinted.into_result()
     }
 
     async fn join(&self, code: &str, timeout: u64) -> Result<()> {
@@ -231,34 +233,29 @@ impl Ctx<'_> {
             Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
         })?;
         let (mut dev, mut t) = self.connected().await?;
-        let fingerprint = dev.engine().identity().fingerprint();
-        let waiting = serde_json::json!({
-            "event": "waiting",
-            "device_id": dev.id(),
-            "fingerprint": fingerprint,
-        });
+        let waiting = JoinWaiting::new(dev.id().clone(), dev.engine().identity().fingerprint());
         self.out.emit(&waiting, || {
             format!(
                 "This device is {} (key {}); `sma pair` on the member must show the same.",
-                dev.id(),
-                sma::pair::short_fingerprint(&fingerprint)
+                waiting.device_id,
+                sma::pair::short_fingerprint(&waiting.fingerprint)
             )
-        });
+        })?;
         let mut progress = keys::JoinProgressView::new(self);
         let report = dev
             .join_with_progress(&mut t, &code, Duration::from_secs(timeout), |p| {
                 progress.update(p)
             })
             .await;
-        progress.finish();
+        let progress = progress.finish();
         let report = report?;
+        progress?;
         self.out.emit(&report, || {
             format!(
                 "Joined: this device ({}) is now a member; the group has {} active members.",
                 report.device_id, report.members
             )
-        });
-        Ok(())
+        })
     }
 
     async fn status(&self) -> Result<()> {
@@ -306,8 +303,7 @@ impl Ctx<'_> {
                 text += &format!("\nNote ({}): {}", i.at, i.what);
             }
             text
-        });
-        Ok(())
+        })
     }
 
     async fn devices(&self) -> Result<()> {
@@ -322,7 +318,7 @@ impl Ctx<'_> {
                     d.last_seen,
                     if d.is_self { "  (this device)" } else { "" }
                 )
-            });
+            })?;
         }
         Ok(())
     }
@@ -347,8 +343,7 @@ impl Ctx<'_> {
         self.out.emit(&report, || {
             let to: Vec<String> = report.to.iter().map(|d| d.to_string()).collect();
             format!("Sent to {}.", to.join(", "))
-        });
-        Ok(())
+        })
     }
 
     async fn recv(&self, wait: Option<u64>) -> Result<()> {
@@ -362,7 +357,7 @@ impl Ctx<'_> {
                     .map(|b| String::from_utf8_lossy(&b).trim_end().to_owned())
                     .unwrap_or_default();
                 format!("[{}] from {} ({}): {}", m.sent_at, m.from, m.kind, body)
-            });
+            })?;
         }
         dev.delivered(&msgs)?;
         if msgs.is_empty() && wait.is_some() {
@@ -389,8 +384,7 @@ impl Ctx<'_> {
                     format!(", removed {}", r.removed_devices.join(", "))
                 }
             )
-        });
-        Ok(())
+        })
     }
 
     async fn watch(&self) -> Result<()> {
@@ -398,49 +392,53 @@ impl Ctx<'_> {
         let password = self.password(Some(&dev))?;
         doctor::warn_if_insecure(&dev.info().server);
         let out = self.out;
+        // An event that cannot be printed ends the watch with that error.
+        let unprinted = std::cell::RefCell::new(FirstError::default());
+        let give_up = tokio::sync::Notify::new();
         let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = give_up.notified() => {}
+            }
         };
         dev.watch(
             &password,
-            |ev| out.emit(ev, || serde_json::to_string(ev).unwrap_or_default()),
+            |ev| {
+                if let Err(e) = out.json_line(ev) {
+                    unprinted.borrow_mut().keep(Err(e));
+                    give_up.notify_one();
+                }
+            },
             stop,
         )
         .await?;
-        Ok(())
+        unprinted.into_inner().into_result()
     }
 
     fn account_key(&self, cmd: &AccountKeyCommand) -> Result<()> {
         let dev = self.open()?;
-        let key = dev
-            .account_key()?
-            .ok_or_else(|| Error::Server("this group has no account key".into()))?;
+        let key = views::account_key(&dev)?;
         match cmd {
             AccountKeyCommand::Show => {
-                let v = json!({
-                    "fingerprint": key.fingerprint().to_string(),
-                    "created": sma_proto::timefmt::rfc3339(key.created_unix()),
-                    "algorithm": key.algorithm(),
-                });
+                let v = AccountKeyView::of(&key);
                 self.out.emit(&v, || {
                     format!(
                         "Account key {}\n  created   {}\n  algorithm {}",
-                        key.fingerprint(),
-                        v["created"].as_str().unwrap_or_default(),
-                        key.algorithm()
+                        v.fingerprint, v.created, v.algorithm
                     )
-                });
+                })?;
             }
             AccountKeyCommand::Export { secret, out } => {
-                let text = if *secret {
-                    key.to_armored_secret()
-                } else {
-                    key.public_armored()
-                };
+                let text = AccountKeyExport::armored(&key, *secret);
                 match out {
                     Some(path) => {
                         write_private(path, text.as_bytes(), *secret)?;
-                        let v = json!({"fingerprint": key.fingerprint().to_string(), "out": path, "secret": secret});
+                        let v = AccountKeyExport {
+                            armored: None,
+                            fingerprint: key.fingerprint().to_string(),
+                            out: Some(path.clone()),
+                            secret: *secret,
+                        };
                         self.out.emit(&v, || {
                             format!(
                                 "Wrote {} to {}.",
@@ -451,7 +449,7 @@ impl Ctx<'_> {
                                 },
                                 path.display()
                             )
-                        });
+                        })?;
                     }
                     None => print!("{text}"),
                 }
@@ -464,26 +462,19 @@ impl Ctx<'_> {
         match cmd {
             SetupMessageCommand::Export { out } => {
                 let dev = self.open()?;
-                let key = dev
-                    .account_key()?
-                    .ok_or_else(|| Error::Server("this group has no account key".into()))?;
-                let (message, code) = sma_crypto::setup_message::export(
-                    &mut rand_core_rng(),
-                    &key,
-                    &dev.info().account,
-                    &sma_proto::timefmt::rfc5322(sma::clock::Clock::now(&sma::clock::SystemClock)),
-                )
-                .map_err(sma_proto::ProtoError::from)
-                .map_err(Error::from)?;
+                let (message, code) = views::setup_message(&dev)?;
                 write_private(out, message.as_bytes(), true)?;
-                let shown = code.display_grouped();
-                self.out.emit(&json!({ "setup_code": shown }), || {
+                let v = SetupMessageExport {
+                    message: None,
+                    setup_code: code.display_grouped(),
+                };
+                self.out.emit(&v, || {
                     format!(
-                        "Wrote the Autocrypt Setup Message to {}.\nSetup code (shown only now, write it down):\n\n    {shown}\n",
-                        out.display()
+                        "Wrote the Autocrypt Setup Message to {}.\nSetup code (shown only now, write it down):\n\n    {}\n",
+                        out.display(),
+                        v.setup_code
                     )
-                });
-                Ok(())
+                })
             }
             SetupMessageCommand::Import { file, setup_code } => {
                 let code = crate::secrets::code(setup_code.as_deref(), "setup code")?;
@@ -491,10 +482,6 @@ impl Ctx<'_> {
             }
         }
     }
-}
-
-fn rand_core_rng() -> rand::rngs::OsRng {
-    rand::rngs::OsRng
 }
 
 fn import_setup_file(file: &Path, code: &str) -> Result<sma_crypto::AccountKey> {
