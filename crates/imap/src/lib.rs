@@ -38,6 +38,7 @@ mod limits;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod moving;
+pub mod mutf7;
 mod ops;
 mod probe;
 mod rate;

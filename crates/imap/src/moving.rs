@@ -54,7 +54,7 @@ impl ImapSession {
         dest: &str,
         max: usize,
     ) -> Result<Option<Vec<Uid>>, ImapError> {
-        let cmd = Command::new("UID MOVE").raw(set.to_owned()).string(dest);
+        let cmd = Command::new("UID MOVE").raw(set.to_owned()).mailbox(dest);
         let mut untagged: Option<Vec<(u32, u32)>> = None;
         self.conn.set_watch(Watch::OwnExpunge);
         let done = self
@@ -89,7 +89,7 @@ impl ImapSession {
         dest: &str,
         max: usize,
     ) -> Result<Option<Vec<Uid>>, ImapError> {
-        let cmd = Command::new("UID COPY").raw(set.to_owned()).string(dest);
+        let cmd = Command::new("UID COPY").raw(set.to_owned()).mailbox(dest);
         let done = self.conn.run_simple(&cmd).await?;
         if !done.is_ok() {
             return Err(self.folder_error(dest, done, cmd.label()).await?);
@@ -108,8 +108,8 @@ impl ImapSession {
         if self.caps.has("SPECIAL-USE") && self.caps.has("LIST-EXTENDED") {
             let cmd = Command::new("LIST")
                 .raw("(SPECIAL-USE)")
-                .string("")
-                .string("*");
+                .mailbox("")
+                .mailbox("*");
             match self.list_with(&cmd).await {
                 Ok(mut found) => {
                     found.retain(|f| f.special_use().is_some());
@@ -142,7 +142,7 @@ impl ImapSession {
                 }) = r
                 {
                     out.push(FolderInfo {
-                        name: name.to_string(),
+                        name: crate::mutf7::decode_lenient(name),
                         delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
                         attributes: name_attributes
                             .iter()

@@ -30,7 +30,7 @@ fn server_config() -> ServerConfig {
     ServerConfig {
         host: "memory.invalid".into(),
         port: 143,
-        security: "plain".into(),
+        security: sma_imap::Security::Plain,
         ca_file: None,
         allow_insecure: false,
         user: "alice@example.org".into(),
@@ -168,12 +168,24 @@ async fn gmail_found_by_its_capability_keeps_all_mail_and_trash_free() {
         0,
         "sma left messages in All Mail or Trash"
     );
-    // Removing b deletes its inbox folder: emptied through the Trash.
+    // Removing b leaves a removal notice in its inbox; b learns of it and
+    // deletes its own folders, emptying its inbox through the Trash.
     let target = g.b.id().clone();
     let mut t = g.server.connect();
     g.a.remove(&mut t, &target, true).await.expect("remove");
     g.a.sync(&mut t).await.expect("sync");
-    assert_eq!(count(&g.server, &g.b.inbox()), 0);
+    assert!(count(&g.server, &g.b.inbox()) > 0, "no removal notice");
+    let mut tb = g.server.connect();
+    let learnt = g.b.sync(&mut tb).await;
+    assert!(
+        matches!(learnt, Err(sma::Error::Removed { .. })),
+        "{learnt:?}"
+    );
+    assert!(
+        g.server.lock().folder(&g.b.inbox()).is_none(),
+        "b's inbox folder is still there"
+    );
+    g.a.sync(&mut t).await.expect("sync");
     assert_eq!(archived(&g.server), 0, "the removal left messages behind");
 }
 
