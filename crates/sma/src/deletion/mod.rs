@@ -241,7 +241,8 @@ pub(crate) fn header_field(header: &[u8], name: &str) -> Option<String> {
             value.push(' ');
             value.push_str(more.trim());
         }
-        return (!value.is_empty() && value.is_ascii()).then_some(value);
+        let value = value.trim();
+        return (!value.is_empty() && value.is_ascii()).then(|| value.to_owned());
     }
     None
 }
