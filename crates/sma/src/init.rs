@@ -113,17 +113,9 @@ pub async fn init_on<T: Transport>(
         .iter()
         .any(|s| s.ann.state == AnnouncedState::Member);
     if group_exists && opts.account_key.is_some() {
-        return Err(Error::Usage(
-            "this account already has a group, and --import-setup only founds one: run `sma init` \
-             without it, pair this device, then run `sma setup-message import` on it"
-                .into(),
-        ));
+        return Err(import_into_existing_group());
     }
-    let mut id = DeviceId::random(&mut rng);
-    while existing.iter().any(|s| s.ann.device_id == id) {
-        info!(%id, "device id already announced; drawing another");
-        id = DeviceId::random(&mut rng);
-    }
+    let id = draw_device_id(&mut *rng, &existing);
     let now = clock.now();
     let key =
         DeviceKey::generate(&mut rng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
@@ -182,6 +174,25 @@ pub async fn init_on<T: Transport>(
             inbox: folders.inbox(&id),
         },
     })
+}
+
+/// `--import-setup` on an account that has a group already.
+fn import_into_existing_group() -> Error {
+    Error::Usage(
+        "this account already has a group, and --import-setup only founds one: run `sma init` \
+         without it, pair this device, then run `sma setup-message import` on it"
+            .into(),
+    )
+}
+
+/// A random device id no announcement in `existing` uses.
+fn draw_device_id(mut rng: &mut dyn CryptoRngCore, existing: &[SeenAnnouncement]) -> DeviceId {
+    let mut id = DeviceId::random(&mut rng);
+    while existing.iter().any(|s| s.ann.device_id == id) {
+        info!(%id, "device id already announced; drawing another");
+        id = DeviceId::random(&mut rng);
+    }
+    id
 }
 
 /// What both ways of starting a device need.
