@@ -241,3 +241,25 @@ async fn without_the_trash_dance_sma_messages_pile_up_in_all_mail() {
         archived(&g.server)
     );
 }
+
+#[tokio::test]
+async fn checking_again_finds_a_server_that_started_archiving() {
+    // What `doctor --fix` does: a device that found a plain server at
+    // `init` checks again after the server changed, records it, and from
+    // then on deletes through the Trash.
+    let mut g = group(MemoryServer::new()).await;
+    g.server.lock().archive_like_gmail(ALL_MAIL, TRASH, false);
+    for d in [&mut g.a, &mut g.b] {
+        let mut t = g.server.connect();
+        let found = d.check_delete_behaviour(&mut t).await.expect("check");
+        assert!(found.archives, "{found:?}");
+        assert_eq!(found.detected_by, Detection::Probe);
+        assert_eq!(d.info().delete, found, "not recorded");
+    }
+    assert_eq!(archived(&g.server), 0, "the probes were not cleaned up");
+    exchange(&mut g, ROUNDS / 3).await;
+    assert_eq!(archived(&g.server), 0);
+    // Recorded in the home, not only in memory.
+    let reopened = Device::open(g.a.home()).expect("reopen");
+    assert!(reopened.info().delete.archives);
+}
