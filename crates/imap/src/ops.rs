@@ -78,7 +78,7 @@ impl ImapSession {
                     folder: folder.to_owned(),
                 })
             }
-            Ok(true) => format!("{} (yet LIST shows the folder)", done.text),
+            Ok(true) => format!("{}{LIST_SHOWS_IT}", done.text),
             Err(e) if e.is_connection_lost() => return Err(e),
             Err(e) => format!("{} (and LIST failed: {e})", done.text),
         };
@@ -88,7 +88,24 @@ impl ImapSession {
         })
     }
 
+    /// Opens `folder`. A `NO` for a folder that `LIST` then shows is tried
+    /// once more: another client may have created the folder between the
+    /// two commands (two devices founding at once). A server that keeps
+    /// refusing a folder it lists is a [`ImapError::ServerFailure`].
     async fn open(&mut self, folder: &str, read_only: bool) -> Result<MailboxState, ImapError> {
+        match self.open_once(folder, read_only).await {
+            Err(ImapError::ServerFailure { text, .. }) if text.ends_with(LIST_SHOWS_IT) => {
+                self.open_once(folder, read_only).await
+            }
+            other => other,
+        }
+    }
+
+    async fn open_once(
+        &mut self,
+        folder: &str,
+        read_only: bool,
+    ) -> Result<MailboxState, ImapError> {
         check_folder(folder)?;
         let mut cmd = Command::new(if read_only { "EXAMINE" } else { "SELECT" }).mailbox(folder);
         if self.caps.condstore {
@@ -137,6 +154,9 @@ impl ImapSession {
         })
     }
 }
+
+/// Appended to a server's `NO` text when `LIST` shows the folder it refused.
+const LIST_SHOWS_IT: &str = " (yet LIST shows the folder)";
 
 pub(crate) fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
     use async_imap::imap_proto::NameAttribute as A;

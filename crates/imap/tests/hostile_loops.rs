@@ -57,6 +57,18 @@ async fn a_plain_no_is_missing_only_if_list_agrees() {
         server_failure(&e).contains("yet LIST shows the folder"),
         "{e}"
     );
+    // A folder that appeared between the NO and the LIST (another client
+    // created it) is opened on a second try.
+    p.clear();
+    let selects = p.count("SELECT");
+    p.add(
+        Rule::on("SELECT")
+            .respond(Reply::text("{tag} NO Mailbox doesn't exist: Busy\r\n"))
+            .times(1),
+    );
+    let st = s.select("Busy").await.expect("opened on the second try");
+    assert_eq!(st.exists, 0);
+    assert_eq!(p.count("SELECT") - selects, 2, "{:?}", p.commands());
     // A folder LIST does not show: missing (Courier, Cyrus say it so).
     let e = s.select("Ghost").await.unwrap_err();
     assert!(
