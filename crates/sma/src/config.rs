@@ -43,6 +43,7 @@ impl ServerConfig {
             allow_insecure: self.allow_insecure,
             user: self.user.clone(),
             password: password.clone(),
+            oauth2: None,
         }
     }
 }
