@@ -18,7 +18,9 @@ use sma_crypto::PreferEncrypt;
 ///   sma --home ~/sma/phone  join --code 1234-5678-9012
 ///
 /// The IMAP password comes from --password-file, --password-command or the
-/// SMA_PASSWORD environment variable (in that order).
+/// SMA_PASSWORD environment variable (in that order). Accounts that need
+/// OAuth 2.0 (Outlook.com, Microsoft 365, optionally Gmail) log in with
+/// --oauth2-token-command instead.
 #[derive(Debug, Parser)]
 #[command(name = "sma", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -46,6 +48,20 @@ pub struct Cli {
     /// Run this shell command and use the first line of its output as the IMAP password.
     #[arg(long, global = true, value_name = "CMD")]
     pub password_command: Option<String>,
+
+    /// Log in with OAuth 2.0 instead of a password: run this shell command
+    /// for every connection and use the first line of its output as the
+    /// access token (AUTHENTICATE OAUTHBEARER, else XOAUTH2), e.g.
+    /// `oama access alice@example.org`. `init` stores the command (never a
+    /// token) in the home; given to a later command, it replaces the stored
+    /// one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "CMD",
+        conflicts_with_all = ["password_file", "password_command"]
+    )]
+    pub oauth2_token_command: Option<String>,
 
     /// The command to run.
     #[command(subcommand)]
@@ -234,7 +250,8 @@ pub struct InitArgs {
     #[arg(long, value_name = "CODE", requires = "import_setup")]
     pub setup_code: Option<String>,
     /// Store the password in the home (readable only by you) so later
-    /// commands need none.
+    /// commands need none (not with --oauth2-token-command, whose command
+    /// is always stored).
     #[arg(long)]
     pub save_password: bool,
 }

@@ -1,11 +1,15 @@
 //! Connection settings and per-device configuration kept in the home.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sma_imap::{ImapConfig, Password, Security};
 
-/// How to reach the IMAP server (everything but the password).
+use crate::oauth2::TokenCommand;
+
+/// How to reach the IMAP server and how to log in (everything but the
+/// password or token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerConfig {
     /// Host name or IP address.
@@ -20,6 +24,11 @@ pub struct ServerConfig {
     pub allow_insecure: bool,
     /// The login (also the account address).
     pub user: String,
+    /// OAuth 2.0 instead of a password: the shell command that prints an
+    /// access token, run for every login (see [`TokenCommand`]). Never a
+    /// token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2_token_command: Option<String>,
 }
 
 impl ServerConfig {
@@ -33,9 +42,16 @@ impl ServerConfig {
         }
     }
 
-    /// The transport configuration with a password.
+    /// Whether login is by OAuth 2.0 token (then no password is needed).
+    pub fn uses_oauth2(&self) -> bool {
+        self.oauth2_token_command.is_some()
+    }
+
+    /// The transport configuration: with the password, or, when a token
+    /// command is set, with that command as the source of access tokens
+    /// (the password is then ignored and may be empty).
     pub fn imap_config(&self, password: &Password) -> ImapConfig {
-        ImapConfig {
+        let config = ImapConfig {
             host: self.host.clone(),
             port: self.port,
             security: Self::parse_security(&self.security).unwrap_or(Security::Tls),
@@ -44,6 +60,10 @@ impl ServerConfig {
             user: self.user.clone(),
             password: password.clone(),
             oauth2: None,
+        };
+        match &self.oauth2_token_command {
+            Some(cmd) => config.with_oauth2(Arc::new(TokenCommand::new(cmd.clone()))),
+            None => config,
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod init;
 mod join;
 pub mod keys;
 pub mod lifecycle;
+pub mod oauth2;
 mod outbound;
 pub mod pair;
 pub mod round;

@@ -28,6 +28,7 @@ fn server_config() -> ServerConfig {
         ca_file: None,
         allow_insecure: false,
         user: ACCOUNT.into(),
+        oauth2_token_command: None,
     }
 }
 

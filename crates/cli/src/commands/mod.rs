@@ -109,10 +109,23 @@ impl Ctx<'_> {
         let home = self.home()?;
         // A removed or departed device exits 4 on every command.
         sma::lifecycle::check_not_removed(&home)?;
-        Ok(Device::open(&home)?)
+        let mut dev = Device::open(&home)?;
+        if let Some(cmd) = &self.cli.oauth2_token_command {
+            dev.set_oauth2_token_command(cmd)?;
+        }
+        Ok(dev)
     }
 
+    /// The IMAP password; empty (and nothing read) when login is by OAuth
+    /// 2.0 token, for the device `dev` or, at `init`, by the command line.
     pub(crate) fn password(&self, dev: Option<&Device>) -> Result<Password> {
+        let oauth2 = match dev {
+            Some(d) => d.info().server.uses_oauth2(),
+            None => self.cli.oauth2_token_command.is_some(),
+        };
+        if oauth2 {
+            return Ok(Password::default());
+        }
         let saved = dev.and_then(|d| d.saved_secret(SAVED_PASSWORD).ok().flatten());
         secrets::password(
             self.cli.password_file.as_deref(),
@@ -152,6 +165,12 @@ impl Ctx<'_> {
             (Some(file), Some(code)) => Some(import_setup_file(file, code)?),
             _ => None,
         };
+        if a.save_password && self.cli.oauth2_token_command.is_some() {
+            return Err(Error::Usage(
+                "--save-password has no use with --oauth2-token-command: the token command is stored, and tokens are never saved".into(),
+            )
+            .into());
+        }
         let password = self.password(None)?;
         let opts = InitOptions {
             home: home.clone(),
@@ -162,6 +181,7 @@ impl Ctx<'_> {
                 ca_file: a.ca_file.clone(),
                 allow_insecure: a.allow_insecure,
                 user: a.user.clone(),
+                oauth2_token_command: self.cli.oauth2_token_command.clone(),
             },
             name: a.name.clone().unwrap_or_else(default_name),
             layout: match a.layout {
