@@ -15,7 +15,7 @@ use sma_crypto::PreferEncrypt;
 ///   sma --home ~/sma/laptop init --server imap.example.org --user alice@example.org
 ///   sma --home ~/sma/phone  init --server imap.example.org --user alice@example.org
 ///   sma --home ~/sma/laptop pair            # shows a code
-///   sma --home ~/sma/phone  join --code 1234-5678-9012
+///   sma --home ~/sma/phone  join                  # type the code
 ///
 /// The IMAP password comes from --password-file, --password-command or the
 /// SMA_PASSWORD environment variable (in that order). Accounts that need
@@ -110,9 +110,12 @@ pub enum Command {
     },
     /// Complete pairing on this (pending) device with the code shown by `sma pair`.
     Join {
-        /// The code shown on the member device (spaces and dashes are ignored).
+        /// The code shown on the member device (spaces and dashes are
+        /// ignored). Without it, sma asks for the code on the terminal, or
+        /// reads one line from standard input; an option is visible to other
+        /// local users in the process list, so prefer typing it.
         #[arg(long)]
-        code: String,
+        code: Option<String>,
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300, value_name = "SECS")]
         timeout: u64,
@@ -221,15 +224,17 @@ pub enum Command {
 /// Arguments of `init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// IMAP server, `HOST` or `HOST:PORT`.
+    /// IMAP server, `HOST` or `HOST:PORT` [default: the built-in settings
+    /// of the address's provider, e.g. imap.gmail.com:993 for
+    /// @gmail.com; see docs/COMPATIBILITY.md].
     #[arg(long, value_name = "HOST[:PORT]")]
-    pub server: String,
+    pub server: Option<String>,
     /// IMAP login (the account address).
     #[arg(long)]
     pub user: String,
-    /// Connection security.
-    #[arg(long, value_enum, default_value = "tls")]
-    pub security: SecurityArg,
+    /// Connection security of --server [default: tls].
+    #[arg(long, value_enum, requires = "server")]
+    pub security: Option<SecurityArg>,
     /// PEM file of the CA(s) to trust instead of the web PKI (private servers).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
@@ -244,9 +249,11 @@ pub struct InitArgs {
     #[arg(long, value_enum, default_value = "flat")]
     pub layout: LayoutArg,
     /// Found the group with the key from this Autocrypt Setup Message.
-    #[arg(long, value_name = "FILE", requires = "setup_code")]
+    #[arg(long, value_name = "FILE")]
     pub import_setup: Option<PathBuf>,
     /// The setup code of --import-setup (36 digits, dashes optional).
+    /// Without it, sma asks for it on the terminal or reads one line from
+    /// standard input (an option is visible to other local users).
     #[arg(long, value_name = "CODE", requires = "import_setup")]
     pub setup_code: Option<String>,
     /// Store the password in the home (readable only by you) so later
@@ -356,8 +363,10 @@ pub enum SetupMessageCommand {
     Import {
         /// The setup message (whole message or its armored attachment).
         file: PathBuf,
-        /// The 36-digit setup code (dashes and spaces optional).
+        /// The 36-digit setup code (dashes and spaces optional). Without it,
+        /// sma asks for it on the terminal or reads one line from standard
+        /// input (an option is visible to other local users).
         #[arg(long, value_name = "CODE")]
-        setup_code: String,
+        setup_code: Option<String>,
     },
 }

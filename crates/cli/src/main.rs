@@ -2,9 +2,11 @@
 
 mod args;
 mod commands;
+mod outfile;
 mod output;
 mod rpc;
 mod secrets;
+mod views;
 
 use std::process::ExitCode;
 

@@ -55,3 +55,38 @@ fn first_line(text: &str) -> Result<Password> {
     }
     Ok(Password::new(line))
 }
+
+/// A pairing or setup code: the one given on the command line (visible to
+/// other local users in the process list, so meant for scripts), else one
+/// line typed at the terminal after a prompt on standard error, else one line
+/// read from standard input (a pipe).
+pub fn code(given: Option<&str>, what: &str) -> Result<zeroize::Zeroizing<String>> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if let Some(c) = given {
+        return Ok(zeroize::Zeroizing::new(c.to_owned()));
+    }
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    if terminal {
+        let mut err = std::io::stderr();
+        write!(err, "Type the {what}: ").context("cannot prompt for the code")?;
+        err.flush().context("cannot prompt for the code")?;
+    }
+    let mut line = zeroize::Zeroizing::new(String::new());
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    let trimmed = zeroize::Zeroizing::new(line.trim().to_owned());
+    if trimmed.is_empty() {
+        let how = if terminal {
+            "nothing was typed"
+        } else {
+            "standard input held no line"
+        };
+        return Err(
+            sma::Error::Usage(format!("no {what}: {how} (or pass it as an option)")).into(),
+        );
+    }
+    Ok(trimmed)
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{server, stderr_json, Account};
+use common::{run_with_input, server, stderr_json, Account};
 
 const COMMANDS: &[&str] = &[
     "init",
@@ -277,6 +277,21 @@ fn member_only_commands_explain_themselves_on_a_pending_device() {
         .contains("sma pair"));
     let out = acc.run("a", &["join", "--code", "1234-5678-9012"]);
     assert_eq!(out.status.code(), Some(1), "join on a member");
+    // Without --code the code comes from standard input: none is a usage
+    // error, a malformed one too.
+    let join = || {
+        let mut c = acc.cmd("b");
+        c.arg("join");
+        c
+    };
+    let out = run_with_input(join(), b"");
+    assert_eq!(out.status.code(), Some(2), "join with an empty stdin");
+    assert!(stderr_json(&out)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no pairing code"));
+    let out = run_with_input(join(), b"12-34\n");
+    assert_eq!(out.status.code(), Some(2), "join with a malformed code");
     // No pending device left after pairing: pair says what to do.
     acc.pair("a", "b");
     let out = acc.run("a", &["pair", "--timeout", "5"]);

@@ -351,16 +351,16 @@ fn setup_message_import_becomes_the_next_account_key_everywhere() {
         before
     );
 
-    let r = one(acc.ok(
-        "a",
-        &[
-            "setup-message",
-            "import",
-            f,
-            "--setup-code",
-            "0655-9868-8252-5455-4232-5158-1237-5333-2638",
-        ],
-    ));
+    // The right code, typed into a pipe rather than given as an option.
+    let mut import = acc.cmd("a");
+    import.args(["setup-message", "import", f]);
+    let out = run_with_input(import, b"0655-9868-8252-5455-4232-5158-1237-5333-2638\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = one(json_lines(&out.stdout));
     let k9 = "EC353C9446B8A02B3AA570456A23E543954694A8";
     assert_eq!(r["fingerprint"], k9);
     assert_eq!(r["generation"], 2);
@@ -425,6 +425,21 @@ fn init_imports_each_setup_message_vector_and_refuses_a_wrong_code() {
         assert_eq!(one(json_lines(&out.stdout))["role"], "founder");
         let shown = one(acc.ok("a", &["account-key", "show"]));
         assert_eq!(shown["fingerprint"], fpr, "{file}");
+        // A second device cannot found the same group again with a key.
+        let out = acc.init_with(
+            "b",
+            &["--import-setup", path_str(&path), "--setup-code", code],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !acc.home("b").exists(),
+            "{file}: the refused init left a home"
+        );
     }
 }
 

@@ -41,6 +41,7 @@ mod io;
 mod limits;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod mutf7;
 mod oauth2;
 mod ops;
 mod probe;

@@ -111,6 +111,13 @@ pub async fn init_on<T: Transport>(
     let group_exists = existing
         .iter()
         .any(|s| s.ann.state == AnnouncedState::Member);
+    if group_exists && opts.account_key.is_some() {
+        return Err(Error::Usage(
+            "this account already has a group, and --import-setup only founds one: run `sma init` \
+             without it, pair this device, then run `sma setup-message import` on it"
+                .into(),
+        ));
+    }
     let mut id = DeviceId::random(&mut rng);
     while existing.iter().any(|s| s.ann.device_id == id) {
         info!(%id, "device id already announced; drawing another");

@@ -40,6 +40,7 @@ pub mod lifecycle;
 pub mod oauth2;
 mod outbound;
 pub mod pair;
+pub mod providers;
 pub mod round;
 pub mod status;
 mod watch;

@@ -128,6 +128,10 @@ impl Store {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
+        // Deleted rows (old secrets, processed messages, wiped stores) are
+        // overwritten with zeros, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         let mut store = Store {
@@ -467,6 +471,27 @@ fn restrict_permissions(_path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Wiped secrets leave no copy in the database file's free pages.
+    #[test]
+    fn wiped_secrets_are_overwritten_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sma.sqlite");
+        let marker = b"SECRET-KEY-MATERIAL-7f3a9c".repeat(200);
+        let mut s = Store::open(&path).unwrap();
+        s.write(|db| db.set_secret("account_key", &marker)).unwrap();
+        s.write(|db| db.wipe_secrets()).unwrap();
+        drop(s); // the last connection checkpoints and removes the WAL
+        let mut on_disk = std::fs::read(&path).unwrap();
+        if let Ok(wal) = std::fs::read(dir.path().join("sma.sqlite-wal")) {
+            on_disk.extend_from_slice(&wal);
+        }
+        let needle = b"SECRET-KEY-MATERIAL-7f3a9c";
+        assert!(
+            !on_disk.windows(needle.len()).any(|w| w == needle),
+            "a wiped secret is still readable in the database file"
+        );
+    }
 
     #[test]
     fn roundtrips_and_transactions() {

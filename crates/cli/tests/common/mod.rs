@@ -94,12 +94,23 @@ impl Account {
         json_lines(&out.stdout).remove(0)
     }
 
-    /// Runs `pair` on `member` and `join` on `joiner` with the shown code.
+    /// Runs `pair` on `member` and `join` on `joiner` with the shown code,
+    /// which `join` reads from its standard input as a person's pipe would
+    /// give it (not from the command line, visible to other users).
     pub fn pair(&self, member: &str, joiner: &str) {
         let joiner_id = self.device_id(joiner);
         let mut child = self.spawn_pair(member, &["--device", &joiner_id]);
         let code = read_code(&mut child);
-        let joined = self.ok(joiner, &["join", "--code", &code]);
+        let mut join = self.cmd(joiner);
+        join.arg("join");
+        let out = run_with_input(join, format!("{code}\n").as_bytes());
+        assert!(
+            out.status.success(),
+            "join on {joiner} failed with {:?}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let joined = json_lines(&out.stdout);
         // Progress lines may come first; the last line is the result.
         assert_eq!(joined.last().expect("joined line")["event"], "joined");
         let out = child.wait_with_output().expect("pair output");
