@@ -20,7 +20,8 @@ use sma_crypto::PreferEncrypt;
 /// The IMAP password comes from --password-file, --password-command or the
 /// SMA_PASSWORD environment variable (in that order). Accounts that need
 /// OAuth 2.0 (Outlook.com, Microsoft 365, optionally Gmail) log in with
-/// --oauth2-token-command instead.
+/// --oauth2-token-command instead, given once to `init`:
+///   sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'
 #[derive(Debug, Parser)]
 #[command(name = "sma", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
@@ -50,11 +51,11 @@ pub struct Cli {
     pub password_command: Option<String>,
 
     /// Log in with OAuth 2.0 instead of a password: run this shell command
-    /// for every connection and use the first line of its output as the
-    /// access token (AUTHENTICATE OAUTHBEARER, else XOAUTH2), e.g.
-    /// `oama access alice@example.org`. `init` stores the command (never a
-    /// token) in the home; given to a later command, it replaces the stored
-    /// one.
+    /// (sh -c, no input, at most 120 s) for every connection and use the
+    /// first line of its output as the access token (AUTHENTICATE
+    /// OAUTHBEARER, else XOAUTH2), e.g. `oama access alice@outlook.com`.
+    /// `init` stores the command (never a token) in the home; given to a
+    /// later command, it replaces the stored one.
     #[arg(
         long,
         global = true,
@@ -98,6 +99,18 @@ pub enum Command {
     /// the account key (or imports it from an Autocrypt Setup Message).
     /// Otherwise it announces itself as pending: then run `sma pair` on a
     /// member device and `sma join --code ...` here.
+    ///
+    /// OAuth 2.0 (Outlook.com and Microsoft 365 need it; Gmail takes it
+    /// instead of an app password): pass --oauth2-token-command CMD, a
+    /// command that prints a current access token for the account on its
+    /// first line. A token helper such as `oama access ADDR` or mutt's
+    /// `mutt_oauth2.py TOKENFILE` does the browser authorization once and
+    /// refreshes the token later. sma stores the command (never a token) and
+    /// runs it for every connection, so later commands need only --home; no
+    /// password is read. If the command fails, prints nothing or takes
+    /// longer than 120 s, sma says so and exits 1; a token the server
+    /// rejects exits 3. Example:
+    ///   sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'
     Init(InitArgs),
     /// Pair a pending device: show a code and wait until it has joined.
     Pair {

@@ -126,6 +126,24 @@ mod tests {
     }
 
     #[test]
+    fn a_token_command_is_stored_and_makes_the_login_oauth2() {
+        // Older homes have no token command: password login, as before.
+        let c: ServerConfig = serde_json::from_str(&stored("tls")).expect("stored");
+        assert!(!c.uses_oauth2());
+        assert!(c.imap_config(&Password::new("p")).oauth2.is_none());
+        let with = ServerConfig {
+            oauth2_token_command: Some("oama access alice@example.org".into()),
+            ..c
+        };
+        let text = serde_json::to_string(&with).expect("encode");
+        assert!(text.ends_with(r#","oauth2_token_command":"oama access alice@example.org"}"#));
+        let back: ServerConfig = serde_json::from_str(&text).expect("decode");
+        assert_eq!(back, with);
+        assert!(back.uses_oauth2());
+        assert!(back.imap_config(&Password::default()).oauth2.is_some());
+    }
+
+    #[test]
     fn an_unknown_security_is_an_error_not_tls() {
         for bad in ["ssl", "TLS", "", "starttls "] {
             let e = serde_json::from_str::<ServerConfig>(&stored(bad))

@@ -164,12 +164,7 @@ impl Ctx<'_> {
             }
             None => None,
         };
-        if a.save_password && self.cli.oauth2_token_command.is_some() {
-            return Err(Error::Usage(
-                "--save-password has no use with --oauth2-token-command: the token command is stored, and tokens are never saved".into(),
-            )
-            .into());
-        }
+        check_login(a, provider, self.cli.oauth2_token_command.is_some())?;
         let password = self.password(None)?;
         let opts = InitOptions {
             home: home.clone(),
@@ -201,6 +196,7 @@ impl Ctx<'_> {
             "port": port,
             "security": security.as_str(),
             "provider": provider.map(|p| p.name),
+            "auth": if self.cli.oauth2_token_command.is_some() { "oauth2" } else { "password" },
         });
         self.out.emit(&shown, || {
             let settings = match provider {
@@ -569,6 +565,32 @@ fn init_server(
     };
     let port = port.unwrap_or(ImapConfig::default_port(security));
     Ok((host, port, security, None))
+}
+
+/// Refuses, before anything is read or connected, a login that cannot
+/// work: `--save-password` with a token command (tokens are never saved),
+/// or a password for a provider that takes only OAuth 2.0 tokens.
+fn check_login(
+    a: &InitArgs,
+    provider: Option<&'static sma::providers::Provider>,
+    oauth2: bool,
+) -> Result<()> {
+    if a.save_password && oauth2 {
+        return Err(Error::Usage(
+            "--save-password has no use with --oauth2-token-command: the token command is stored, and tokens are never saved".into(),
+        )
+        .into());
+    }
+    match provider {
+        Some(p) if p.oauth2 == sma::providers::OAuth2::Required && !oauth2 => {
+            Err(Error::Usage(format!(
+                "{} accepts only OAuth 2.0 access tokens over IMAP, no password: pass --oauth2-token-command CMD, a command that prints a current access token for {} (e.g. `oama access {}`; see `sma init --help`)",
+                p.name, a.user, a.user
+            ))
+            .into())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn split_host_port(server: &str) -> Result<(String, Option<u16>)> {
