@@ -14,16 +14,23 @@ use sma_crypto::PreferEncrypt;
 /// Typical first steps:
 ///   sma --home ~/sma/laptop init --server imap.example.org --user alice@example.org
 ///   sma --home ~/sma/phone  init --server imap.example.org --user alice@example.org
-///   sma --home ~/sma/laptop pair            # shows a code
-///   sma --home ~/sma/phone  join                  # type the code
+///   sma --home ~/sma/laptop pair    # shows a code
+///   sma --home ~/sma/phone  join    # type the code
 ///
 /// The IMAP password comes from --password-file, --password-command or the
 /// SMA_PASSWORD environment variable (in that order). Accounts that need
 /// OAuth 2.0 (Outlook.com, Microsoft 365, optionally Gmail) log in with
-/// --oauth2-token-command instead, given once to `init`:
+/// --oauth2-token-command instead, given once to `init`, e.g.
 ///   sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'
 #[derive(Debug, Parser)]
-#[command(name = "sma", version, propagate_version = true, max_term_width = 100)]
+// Verbatim: the examples in the doc comment above keep their lines.
+#[command(
+    name = "sma",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// Directory holding this device's state [default: a per-account folder
     /// under the platform data directory].
@@ -109,8 +116,9 @@ pub enum Command {
     /// runs it for every connection, so later commands need only --home; no
     /// password is read. If the command fails, prints nothing or takes
     /// longer than 120 s, sma says so and exits 1; a token the server
-    /// rejects exits 3. Example:
+    /// rejects exits 3. For example:
     ///   sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'
+    #[command(verbatim_doc_comment)]
     Init(InitArgs),
     /// Pair a pending device: show a code and wait until it has joined.
     Pair {

@@ -265,6 +265,27 @@ fn a_device_pair_works_on_an_oauth_only_server_with_a_token_per_connection() {
     acc.helper.set(&token);
     let status = acc.ok("phone", &["status"]);
     assert_eq!(status[0]["role"], "member");
+
+    // JSON-RPC: `serve` logs in with the stored command as well, and a
+    // rejected token is the error of the request that needed the login.
+    let sync = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sync\",\"params\":{}}\n";
+    let replies = serve(&acc, "laptop", sync);
+    assert!(replies[0]["result"]["applied"].is_number(), "{replies:?}");
+    acc.helper.set(&expired);
+    let replies = serve(&acc, "laptop", sync);
+    let message = replies[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("rejected the access token"), "{replies:?}");
+    assert!(!message.contains(&expired));
+}
+
+/// `sma serve --stdio` on `dev` with `input`; its replies.
+fn serve(acc: &Account, dev: &str, input: &str) -> Vec<Value> {
+    let mut serve = acc.cmd(dev);
+    serve.args(["serve", "--stdio"]);
+    let out = common::run_with_input(serve, input.as_bytes());
+    let replies = json_lines(&out.stdout);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    replies
 }
 
 #[test]
