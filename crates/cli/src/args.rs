@@ -116,9 +116,10 @@ pub enum Command {
     /// runs it for every connection, so later commands need only --home; no
     /// password is read. If the command fails, prints nothing or takes
     /// longer than 120 s, sma says so and exits 1; a token the server
-    /// rejects exits 3. For example:
-    ///   sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'
-    #[command(verbatim_doc_comment)]
+    /// rejects exits 3.
+    #[command(
+        after_long_help = "Examples:\n  sma init --user alice@posteo.de            # provider from the address\n  sma init --server imap.example.org --user alice@example.org\n  sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'"
+    )]
     Init(InitArgs),
     /// Pair a pending device: show a code and wait until it has joined.
     Pair {
