@@ -45,19 +45,19 @@ impl Account<'static> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let index = NEXT.fetch_add(1, Ordering::SeqCst);
         assert!(index < ACCOUNTS, "raise ACCOUNTS");
-        Account::on(server(), index, 3600)
+        Account::on(server(), index, &server().oauth2_token(index, 3600))
     }
 }
 
 impl<'s> Account<'s> {
-    /// Account `index` of `server`, its helper's token valid for `secs`.
-    fn on(server: &'s Dovecot, index: usize, secs: i64) -> Account<'s> {
+    /// Account `index` of `server`, its helper handing out `token`.
+    fn on(server: &'s Dovecot, index: usize, token: &str) -> Account<'s> {
         Account {
             server,
             index,
             user: server.account(index).user.clone(),
             homes: tempfile::tempdir().expect("temp dir"),
-            helper: TokenHelper::new(&server.oauth2_token(index, secs)),
+            helper: TokenHelper::new(token),
         }
     }
 
@@ -223,6 +223,10 @@ fn a_device_pair_works_on_an_oauth_only_server_with_a_token_per_connection() {
         .decode(got[0]["body_b64"].as_str().expect("body"))
         .expect("base64");
     assert_eq!(body, b"over OAuth");
+    // A password option for a device with a token command is refused,
+    // not silently ignored.
+    let out = acc.run("laptop", &["sync", "--password-command", "echo pw"]);
+    assert_fails(&out, 2, "usage", "token command", "SECRET-NONE");
     let synced = acc.ok("laptop", &["sync"]);
     assert!(synced[0]["applied"].is_number(), "{synced:?}");
     assert!(
@@ -313,6 +317,22 @@ fn a_failing_token_command_is_a_clear_error_and_leaves_no_home() {
 }
 
 #[test]
+fn a_server_without_oauth_is_a_clear_error_before_the_token_command_runs() {
+    let password_only = Dovecot::start(1);
+    let acc = Account::on(&password_only, 0, "a-token-never-asked-for");
+    let out = acc.init("dev", &acc.helper.command(), &[]);
+    assert_fails(
+        &out,
+        1,
+        "failed",
+        "offers no OAuth 2.0 login",
+        "SECRET-NONE",
+    );
+    assert_eq!(acc.helper.runs(), 0, "the token command ran for nothing");
+    assert!(!acc.home("dev").exists());
+}
+
+#[test]
 fn token_commands_do_not_mix_with_passwords() {
     let acc = Account::new();
     let cmd = acc.helper.command();
@@ -367,7 +387,7 @@ fn watch_reconnects_with_a_fresh_token_after_the_first_expired() {
     // The account borrows the server, which the restart needs mutably:
     // keep its parts, not the account.
     let (homes, helper, user, mut watch) = {
-        let acc = Account::on(&dovecot, 0, lifetime);
+        let acc = Account::on(&dovecot, 0, &dovecot.oauth2_token(0, lifetime));
         let deadline = unix_now() + lifetime as u64;
         assert_eq!(acc.init_ok("laptop")["role"], "founder");
         let watch = acc

@@ -120,12 +120,20 @@ impl Ctx<'_> {
 
     /// The IMAP password; empty (and nothing read) when login is by OAuth
     /// 2.0 token, for the device `dev` or, at `init`, by the command line.
+    /// A password option for a device that stores a token command is a
+    /// usage error rather than silently ignored.
     pub(crate) fn password(&self, dev: Option<&Device>) -> Result<Password> {
         let oauth2 = match dev {
             Some(d) => d.info().server.uses_oauth2(),
             None => self.cli.oauth2_token_command.is_some(),
         };
         if oauth2 {
+            if self.cli.password_file.is_some() || self.cli.password_command.is_some() {
+                return Err(Error::Usage(
+                    "this device logs in with its OAuth 2.0 token command, not a password: drop --password-file/--password-command (to change the command, pass --oauth2-token-command CMD)".into(),
+                )
+                .into());
+            }
             return Ok(Password::default());
         }
         let saved = dev.and_then(|d| d.saved_secret(SAVED_PASSWORD).ok().flatten());
