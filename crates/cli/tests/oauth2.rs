@@ -269,6 +269,7 @@ fn a_device_pair_works_on_an_oauth_only_server_with_a_token_per_connection() {
     acc.helper.set(&token);
     let status = acc.ok("phone", &["status"]);
     assert_eq!(status[0]["role"], "member");
+    assert_eq!(status[0]["server"]["auth"], "oauth2");
 
     // JSON-RPC: `serve` logs in with the stored command as well, and a
     // rejected token is the error of the request that needed the login.

@@ -85,6 +85,9 @@ pub struct ServerView {
     pub namespace_prefix: String,
     /// Hierarchy delimiter.
     pub delimiter: Option<String>,
+    /// How this device logs in: `password` or `oauth2` (a token command;
+    /// the command itself is not shown).
+    pub auth: &'static str,
 }
 
 /// An SMA folder and its message count.
@@ -270,6 +273,11 @@ impl Device {
                 capabilities: t.capabilities().raw.clone(),
                 namespace_prefix: ns.prefix,
                 delimiter: ns.delimiter.map(String::from),
+                auth: if self.info.server.uses_oauth2() {
+                    "oauth2"
+                } else {
+                    "password"
+                },
             },
             members,
             folders,

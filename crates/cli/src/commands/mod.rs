@@ -205,12 +205,13 @@ impl Ctx<'_> {
         let s = dev.status(&mut t).await?;
         self.out.emit(&s, || {
             let mut text = format!(
-                "Device {} ({}), {} of {}\nServer {} — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nMembers:\n",
+                "Device {} ({}), {} of {}\nServer {} (login: {}) — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nMembers:\n",
                 s.device_id,
                 s.name,
                 s.role,
                 s.account,
                 s.server.host,
+                s.server.auth,
                 s.server.namespace_prefix,
                 s.server.delimiter.as_deref().unwrap_or("(none)"),
                 s.server.capabilities.join(" ")
