@@ -177,6 +177,19 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Whether `out` shows `token`, as it is or base64-encoded inside a longer
+/// message (a SASL response) at any of the three alignments.
+fn shows(out: &[u8], token: &str) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    contains(out, token)
+        || (0..3).any(|shift| {
+            let encoded = b64.encode(format!("{}{token}", "x".repeat(shift)));
+            // The first and last groups mix in neighbouring bytes.
+            let core = &encoded[4..encoded.len() - 4];
+            contains(out, core)
+        })
+}
+
 /// Asserts that `out` failed with `code` and a JSON error of `kind` that
 /// says `says`, and that neither output shows `token`.
 fn assert_fails(out: &Output, code: i32, kind: &str, says: &str, token: &str) -> String {
@@ -189,7 +202,7 @@ fn assert_fails(out: &Output, code: i32, kind: &str, says: &str, token: &str) ->
     );
     assert!(text.contains(says), "expected {says:?} in: {text}");
     for stream in [&out.stdout, &out.stderr] {
-        assert!(!contains(stream, token), "the token was printed");
+        assert!(!shows(stream, token), "the token was printed");
     }
     text
 }
@@ -227,6 +240,21 @@ fn a_device_pair_works_on_an_oauth_only_server_with_a_token_per_connection() {
     // not silently ignored.
     let out = acc.run("laptop", &["sync", "--password-command", "echo pw"]);
     assert_fails(&out, 2, "usage", "token command", "SECRET-NONE");
+    // Not even the most verbose log shows the token, plain or in base64.
+    let out = acc.run("laptop", &["-vvv", "sync"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        contains(&out.stderr, "AUTHENTICATE"),
+        "no login logged at -vvv"
+    );
+    let current = acc.server.oauth2_token(acc.index, 3600);
+    acc.helper.set(&current);
+    let out = acc.run("laptop", &["-vvv", "sync"]);
+    assert!(!shows(&out.stderr, &current), "the token was logged");
     let synced = acc.ok("laptop", &["sync"]);
     assert!(synced[0]["applied"].is_number(), "{synced:?}");
     assert!(
@@ -442,6 +470,6 @@ fn watch_reconnects_with_a_fresh_token_after_the_first_expired() {
         "watch exits 0 on Ctrl-C: {:?} {stderr}",
         out.status
     );
-    assert!(!stderr.contains(&fresh), "the token was printed");
+    assert!(!shows(&out.stderr, &fresh), "the token was printed");
     drop(homes);
 }
