@@ -84,6 +84,7 @@ impl Rig {
             ca_file,
             allow_insecure: false,
             user: self.server.account(account).user.clone(),
+            oauth2_token_command: None,
         }
     }
 

@@ -14,13 +14,23 @@ use sma_crypto::PreferEncrypt;
 /// Typical first steps:
 ///   sma --home ~/sma/laptop init --server imap.example.org --user alice@example.org
 ///   sma --home ~/sma/phone  init --server imap.example.org --user alice@example.org
-///   sma --home ~/sma/laptop pair            # shows a code
-///   sma --home ~/sma/phone  join                  # type the code
+///   sma --home ~/sma/laptop pair    # shows a code
+///   sma --home ~/sma/phone  join    # type the code
 ///
 /// The IMAP password comes from --password-file, --password-command or the
-/// SMA_PASSWORD environment variable (in that order).
+/// SMA_PASSWORD environment variable (in that order). Accounts that need
+/// OAuth 2.0 (Outlook.com, Microsoft 365, optionally Gmail) log in with
+/// --oauth2-token-command instead, given once to `init`, e.g.
+///   sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'
 #[derive(Debug, Parser)]
-#[command(name = "sma", version, propagate_version = true, max_term_width = 100)]
+// Verbatim: the examples in the doc comment above keep their lines.
+#[command(
+    name = "sma",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    verbatim_doc_comment
+)]
 pub struct Cli {
     /// Directory holding this device's state [default: a per-account folder
     /// under the platform data directory].
@@ -46,6 +56,20 @@ pub struct Cli {
     /// Run this shell command and use the first line of its output as the IMAP password.
     #[arg(long, global = true, value_name = "CMD")]
     pub password_command: Option<String>,
+
+    /// Log in with OAuth 2.0 instead of a password: run this shell command
+    /// (sh -c, no input, at most 120 s) for every connection and use the
+    /// first line of its output as the access token (AUTHENTICATE
+    /// OAUTHBEARER, else XOAUTH2), e.g. `oama access alice@outlook.com`.
+    /// `init` stores the command (never a token) in the home; given to a
+    /// later command, it replaces the stored one.
+    #[arg(
+        long,
+        global = true,
+        value_name = "CMD",
+        conflicts_with_all = ["password_file", "password_command"]
+    )]
+    pub oauth2_token_command: Option<String>,
 
     /// The command to run.
     #[command(subcommand)]
@@ -82,6 +106,20 @@ pub enum Command {
     /// the account key (or imports it from an Autocrypt Setup Message).
     /// Otherwise it announces itself as pending: then run `sma pair` on a
     /// member device and `sma join --code ...` here.
+    ///
+    /// OAuth 2.0 (Outlook.com and Microsoft 365 need it; Gmail takes it
+    /// instead of an app password): pass --oauth2-token-command CMD, a
+    /// command that prints a current access token for the account on its
+    /// first line. A token helper such as `oama access ADDR` or mutt's
+    /// `mutt_oauth2.py TOKENFILE` does the browser authorization once and
+    /// refreshes the token later. sma stores the command (never a token) and
+    /// runs it for every connection, so later commands need only --home; no
+    /// password is read. If the command fails, prints nothing or takes
+    /// longer than 120 s, sma says so and exits 1; a token the server
+    /// rejects exits 3.
+    #[command(
+        after_long_help = "Examples:\n  sma init --user alice@posteo.de            # provider from the address\n  sma init --server imap.example.org --user alice@example.org\n  sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'"
+    )]
     Init(InitArgs),
     /// Pair a pending device: show a code and wait until it has joined.
     Pair {
@@ -241,7 +279,8 @@ pub struct InitArgs {
     #[arg(long, value_name = "CODE", requires = "import_setup")]
     pub setup_code: Option<String>,
     /// Store the password in the home (readable only by you) so later
-    /// commands need none.
+    /// commands need none (not with --oauth2-token-command, whose command
+    /// is always stored).
     #[arg(long)]
     pub save_password: bool,
 }

@@ -145,6 +145,7 @@ fn known_domain_takes_host_port_and_security_from_the_table_and_says_so() {
             "port": BRIDGE_PORT,
             "security": "starttls",
             "provider": "Proton Mail Bridge",
+            "auth": "password",
         })
     );
     let status = json_lines(&sma(&dir.path().join("a"), &["--json", "status"]).stdout).remove(0);

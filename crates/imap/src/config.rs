@@ -4,8 +4,11 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use zeroize::Zeroize;
+
+use crate::oauth2::TokenSource;
 
 /// How the connection to the IMAP server is secured.
 ///
@@ -122,8 +125,14 @@ pub struct ImapConfig {
     pub allow_insecure: bool,
     /// The login name (usually the mail address).
     pub user: String,
-    /// The password; its `Debug` output is `***`.
+    /// The password; its `Debug` output is `***`. Not used when
+    /// [`ImapConfig::oauth2`] is set.
     pub password: Password,
+    /// OAuth 2.0 instead of the password: where access tokens come from.
+    /// When set, every connect asks it for a token (tokens expire; a kept
+    /// token would fail the next login) and logs in with `AUTHENTICATE
+    /// OAUTHBEARER`, else `XOAUTH2`.
+    pub oauth2: Option<Arc<dyn TokenSource>>,
 }
 
 impl ImapConfig {
@@ -143,7 +152,15 @@ impl ImapConfig {
             allow_insecure: false,
             user: user.into(),
             password: password.into(),
+            oauth2: None,
         }
+    }
+
+    /// The same configuration logging in with OAuth 2.0 access tokens from
+    /// `source` instead of the password.
+    pub fn with_oauth2(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.oauth2 = Some(source);
+        self
     }
 
     /// The conventional port: 993 for implicit TLS, 143 otherwise.

@@ -29,6 +29,7 @@ use crate::response::{cap_strings, done_of, Done, Greeting, MailboxTracker, SetA
 use crate::wire::{Command, Segment};
 
 mod idle_cmd;
+mod sasl;
 
 /// Default time without any progress after which a command fails.
 pub(crate) const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

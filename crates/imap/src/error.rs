@@ -17,7 +17,8 @@ use crate::types::Uid;
 /// | `ServerFailure` | usable | yes | retry the operation later (backoff); never read it as "missing" or "empty" |
 /// | `NoSuchFolder` | usable | no | the folder is gone (the server said so unambiguously) |
 /// | `No`, `Bad`, `Protocol`, `TooLarge`, `InvalidArgument` | usable (`Protocol`: lost) | no | report |
-/// | `Tls`, `AuthRejected`, `InsecureRefused`, `StartTlsUnavailable` | none | no | report; the user must act |
+/// | `Tls`, `AuthRejected`, `TokenRejected`, `OAuth2Unavailable`, `InsecureRefused`, `StartTlsUnavailable` | none | no | report; the user must act |
+/// | `TokenUnavailable` | none (connect failed) | yes | retry with backoff (the token command may need the network); report if it persists |
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
@@ -50,6 +51,36 @@ pub enum ImapError {
         /// The server's text, including its response code, e.g.
         /// `[AUTHENTICATIONFAILED] Authentication failed.`
         server_text: String,
+    },
+    /// The server refused the OAuth 2.0 access token (a `NO` to
+    /// `AUTHENTICATE OAUTHBEARER`/`XOAUTH2`).
+    #[error("OAuth 2.0 login failed for {user} at {addr}: {server_text} — the server rejected the access token: check that the token command prints a current token for this account, with the scope for IMAP")]
+    TokenRejected {
+        /// The login name.
+        user: String,
+        /// `host:port` as configured.
+        addr: String,
+        /// The server's text with its response code, followed by what its
+        /// error challenge said (RFC 7628: the decoded JSON, e.g.
+        /// `status=invalid_token`), if it sent one.
+        server_text: String,
+    },
+    /// The OAuth 2.0 token source (the user's token command) gave no
+    /// usable token. Worth retrying in long-running loops: the command may
+    /// need the network to refresh the token.
+    #[error("cannot get an OAuth 2.0 access token: {reason} — check the token command (run it by hand: it must print the access token on its first line)")]
+    TokenUnavailable {
+        /// Why, never including a token.
+        reason: String,
+    },
+    /// OAuth 2.0 login was asked for, but the server offers neither
+    /// `AUTH=OAUTHBEARER` nor `AUTH=XOAUTH2`.
+    #[error("the IMAP server at {addr} offers no OAuth 2.0 login (neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2; it offers {offered}) — log in with a password instead of --oauth2-token-command")]
+    OAuth2Unavailable {
+        /// `host:port` as configured.
+        addr: String,
+        /// The mechanisms it offers, e.g. `AUTH=PLAIN`, or `no AUTH= mechanism`.
+        offered: String,
     },
     /// [`crate::Security::Plain`] to a host that is not loopback without
     /// `allow_insecure`: refused before connecting.
@@ -181,12 +212,14 @@ impl ImapError {
 
     /// Whether the same operation may succeed when tried again later (on a
     /// new session if [`ImapError::is_connection_lost`]): unreachable, lost,
-    /// timed out, too slow, or a server failure. Always retry with a backoff
-    /// that survives the retry (see [`crate::ReconnectBackoff`]).
+    /// timed out, too slow, a server failure, or a token command that
+    /// failed. Always retry with a backoff that survives the retry (see
+    /// [`crate::ReconnectBackoff`]).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             ImapError::Unreachable { .. }
+                | ImapError::TokenUnavailable { .. }
                 | ImapError::ConnectionLost(_)
                 | ImapError::Timeout { .. }
                 | ImapError::TooSlow { .. }
@@ -194,18 +227,24 @@ impl ImapError {
         )
     }
 
-    /// Whether this is a rejected login (exit status 3 in the CLI).
+    /// Whether this is a rejected login, by password or by OAuth 2.0 token
+    /// (exit status 3 in the CLI).
     pub fn is_auth(&self) -> bool {
-        matches!(self, ImapError::AuthRejected { .. })
+        matches!(
+            self,
+            ImapError::AuthRejected { .. } | ImapError::TokenRejected { .. }
+        )
     }
 
     /// Whether connecting again may help: unreachable server, lost
-    /// connection, timeout. Never TLS, authentication or configuration
-    /// errors. Used by [`crate::connect_with_retry`].
+    /// connection, timeout, a token command that failed (it may need a
+    /// network that is back by then). Never TLS, authentication or
+    /// configuration errors. Used by [`crate::connect_with_retry`].
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             ImapError::Unreachable { .. }
+                | ImapError::TokenUnavailable { .. }
                 | ImapError::ConnectionLost(_)
                 | ImapError::Timeout { .. }
                 | ImapError::TooSlow { .. }
@@ -213,15 +252,18 @@ impl ImapError {
     }
 
     /// A short stable name for `{"error": ..., "kind": ...}` output:
-    /// `unreachable`, `tls`, `auth`, `insecure`, `starttls-unavailable`,
-    /// `no`, `bad`, `no-such-folder`, `too-large`, `invalid-argument`,
-    /// `protocol`, `connection-lost`, `timeout`, `oversized`, `too-slow`,
+    /// `unreachable`, `tls`, `auth` (password or token rejected), `token`,
+    /// `oauth2-unavailable`, `insecure`, `starttls-unavailable`, `no`,
+    /// `bad`, `no-such-folder`, `too-large`, `invalid-argument`, `protocol`,
+    /// `connection-lost`, `timeout`, `oversized`, `too-slow`,
     /// `server-failure`.
     pub fn kind(&self) -> &'static str {
         match self {
             ImapError::Unreachable { .. } => "unreachable",
             ImapError::Tls { .. } => "tls",
-            ImapError::AuthRejected { .. } => "auth",
+            ImapError::AuthRejected { .. } | ImapError::TokenRejected { .. } => "auth",
+            ImapError::TokenUnavailable { .. } => "token",
+            ImapError::OAuth2Unavailable { .. } => "oauth2-unavailable",
             ImapError::InsecureRefused { .. } => "insecure",
             ImapError::StartTlsUnavailable { .. } => "starttls-unavailable",
             ImapError::No { .. } => "no",
@@ -239,11 +281,12 @@ impl ImapError {
     }
 
     /// The CLI exit status for this error (see `CLI.md`): 3 for a rejected
-    /// login, 2 for a refused insecure configuration (a usage error), 1 for
-    /// everything else (network, server, protocol).
+    /// login (password or token), 2 for a refused insecure configuration (a
+    /// usage error), 1 for everything else (network, server, protocol, no
+    /// OAuth 2.0 on the server, a failed token command).
     pub fn exit_code(&self) -> i32 {
         match self {
-            ImapError::AuthRejected { .. } => 3,
+            ImapError::AuthRejected { .. } | ImapError::TokenRejected { .. } => 3,
             ImapError::InsecureRefused { .. } => 2,
             _ => 1,
         }
@@ -269,6 +312,30 @@ mod tests {
         assert!(e.is_auth());
         assert!(!e.is_retryable());
         assert_eq!(e.exit_code(), 3);
+    }
+
+    #[test]
+    fn oauth2_errors_are_classified() {
+        let rejected = ImapError::TokenRejected {
+            user: "alice@example.org".into(),
+            addr: "h:993".into(),
+            server_text: "[AUTHENTICATIONFAILED] Authentication failed. (status=invalid_token)"
+                .into(),
+        };
+        assert!(rejected.is_auth() && !rejected.is_retryable());
+        assert_eq!((rejected.kind(), rejected.exit_code()), ("auth", 3));
+        assert!(rejected.to_string().contains("status=invalid_token"));
+        let none = ImapError::OAuth2Unavailable {
+            addr: "h:993".into(),
+            offered: "AUTH=PLAIN".into(),
+        };
+        assert!(!none.is_auth() && !none.is_retryable() && !none.is_transient());
+        assert_eq!((none.kind(), none.exit_code()), ("oauth2-unavailable", 1));
+        let failed = ImapError::TokenUnavailable {
+            reason: "the command exited with status 1".into(),
+        };
+        assert!(failed.is_retryable() && failed.is_transient() && !failed.is_connection_lost());
+        assert_eq!((failed.kind(), failed.exit_code()), ("token", 1));
     }
 
     #[test]

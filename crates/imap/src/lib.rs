@@ -18,8 +18,12 @@
 //! the time its bytes need at the minimum transfer rate
 //! ([`DEFAULT_MIN_RATE`]). `docs/TRANSPORT.md` lists every bound.
 //!
+//! Login is by password (`AUTHENTICATE PLAIN`, else `LOGIN`) or by OAuth 2.0
+//! access tokens from a [`TokenSource`] (`AUTHENTICATE OAUTHBEARER`, else
+//! `XOAUTH2`; see [`ImapConfig::oauth2`]).
+//!
 //! Every [`ImapError`] message says what went wrong and what to do; the
-//! password never appears in logs or `Debug` output.
+//! password and tokens never appear in logs or `Debug` output.
 
 #![warn(missing_docs)]
 
@@ -39,6 +43,7 @@ mod limits;
 pub mod memory;
 mod moving;
 pub mod mutf7;
+mod oauth2;
 mod ops;
 mod probe;
 mod rate;
@@ -54,6 +59,7 @@ pub use backoff::{connect_with_retry, Backoff};
 pub use config::{is_loopback_host, ImapConfig, Password, Security};
 pub use error::ImapError;
 pub use limits::{BODY_SLACK, DEFAULT_MIN_RATE, MAX_HEADER_SIZE, MAX_RESPONSE_LINE};
+pub use oauth2::{TokenFuture, TokenSource};
 pub use rate::RoundLimiter;
 pub use reconnect::{reconnect, ReconnectBackoff};
 pub use session::{ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};

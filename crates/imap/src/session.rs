@@ -76,6 +76,12 @@ impl ImapSession {
     ///   if the server does not offer STARTTLS.
     /// * Login uses `AUTHENTICATE PLAIN` when `AUTH=PLAIN` is advertised,
     ///   else `LOGIN`; a `NO` gives [`ImapError::AuthRejected`].
+    /// * With [`ImapConfig::oauth2`], login asks the token source for a
+    ///   token and uses `AUTHENTICATE OAUTHBEARER` where advertised, else
+    ///   `XOAUTH2` (neither: [`ImapError::OAuth2Unavailable`], before the
+    ///   token is asked for); a `NO` gives [`ImapError::TokenRejected`] with
+    ///   the server's decoded error, a failed token source
+    ///   [`ImapError::TokenUnavailable`].
     pub async fn connect(config: &ImapConfig) -> Result<ImapSession, ImapError> {
         let addr = config.addr();
         let (stream, peer) = open_stream(config, &addr).await?;
@@ -405,8 +411,6 @@ async fn login(
     config: &ImapConfig,
     addr: &str,
 ) -> Result<Option<Vec<String>>, ImapError> {
-    let user = config.user.as_str();
-    let password = config.password.expose();
     // Some servers send the new capabilities untagged before the OK.
     let mut untagged_caps: Vec<String> = Vec::new();
     let mut collect = |r: &async_imap::imap_proto::Response<'_>| {
@@ -414,6 +418,29 @@ async fn login(
             untagged_caps.extend(crate::response::cap_strings(c));
         }
     };
+    let done = if config.oauth2.is_some() {
+        crate::oauth2::login(conn, caps, config, addr, &mut collect).await?
+    } else {
+        password_login(conn, caps, config, addr, &mut collect).await?
+    };
+    Ok(match done.code {
+        Some(Code::Capabilities(raw)) => Some(raw),
+        _ if !untagged_caps.is_empty() => Some(untagged_caps),
+        _ => None,
+    })
+}
+
+/// `AUTHENTICATE PLAIN` when advertised, else `LOGIN`; returns the tagged
+/// `OK`.
+async fn password_login(
+    conn: &mut Conn,
+    caps: &Capabilities,
+    config: &ImapConfig,
+    addr: &str,
+    collect: &mut (dyn FnMut(&async_imap::imap_proto::Response<'_>) + Send),
+) -> Result<crate::response::Done, ImapError> {
+    let user = config.user.as_str();
+    let password = config.password.expose();
     let (done, label) = if caps.has("AUTH=PLAIN") {
         let mut token = Vec::with_capacity(user.len() + password.len() + 2);
         token.push(0);
@@ -449,7 +476,7 @@ async fn login(
                 "AUTHENTICATE",
                 crate::limits::Limits::default(),
                 segments,
-                &mut collect,
+                collect,
             )
             .await;
         (done?, "AUTHENTICATE PLAIN")
@@ -460,14 +487,10 @@ async fn login(
         });
     } else {
         let cmd = Command::new("LOGIN").string(user).secret(password);
-        (conn.run(&cmd, &mut collect).await?, "LOGIN")
+        (conn.run(&cmd, collect).await?, "LOGIN")
     };
     if done.is_ok() {
-        return Ok(match done.code {
-            Some(Code::Capabilities(raw)) => Some(raw),
-            _ if !untagged_caps.is_empty() => Some(untagged_caps),
-            _ => None,
-        });
+        return Ok(done);
     }
     match done.outcome {
         crate::response::Outcome::No => Err(ImapError::AuthRejected {

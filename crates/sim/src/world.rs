@@ -317,6 +317,7 @@ impl World {
                         ca_file: None,
                         allow_insecure: false,
                         user: ACCOUNT.into(),
+                        oauth2_token_command: None,
                     },
                     name: self.slots[i].name.clone(),
                     layout,

@@ -1,11 +1,15 @@
 //! Connection settings and per-device configuration kept in the home.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sma_imap::{ImapConfig, Password, Security};
 
-/// How to reach the IMAP server (everything but the password).
+use crate::oauth2::TokenCommand;
+
+/// How to reach the IMAP server and how to log in (everything but the
+/// password or token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerConfig {
     /// Host name or IP address.
@@ -21,6 +25,11 @@ pub struct ServerConfig {
     pub allow_insecure: bool,
     /// The login (also the account address).
     pub user: String,
+    /// OAuth 2.0 instead of a password: the shell command that prints an
+    /// access token, run for every login (see [`TokenCommand`]). Never a
+    /// token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2_token_command: Option<String>,
 }
 
 impl ServerConfig {
@@ -34,9 +43,16 @@ impl ServerConfig {
         }
     }
 
-    /// The transport configuration with a password.
+    /// Whether login is by OAuth 2.0 token (then no password is needed).
+    pub fn uses_oauth2(&self) -> bool {
+        self.oauth2_token_command.is_some()
+    }
+
+    /// The transport configuration: with the password, or, when a token
+    /// command is set, with that command as the source of access tokens
+    /// (the password is then ignored and may be empty).
     pub fn imap_config(&self, password: &Password) -> ImapConfig {
-        ImapConfig {
+        let config = ImapConfig {
             host: self.host.clone(),
             port: self.port,
             security: self.security,
@@ -44,6 +60,11 @@ impl ServerConfig {
             allow_insecure: self.allow_insecure,
             user: self.user.clone(),
             password: password.clone(),
+            oauth2: None,
+        };
+        match &self.oauth2_token_command {
+            Some(cmd) => config.with_oauth2(Arc::new(TokenCommand::new(cmd.clone()))),
+            None => config,
         }
     }
 }
@@ -147,6 +168,24 @@ mod tests {
             // Written back in the same form.
             assert_eq!(serde_json::to_string(&c).ok(), Some(stored(text)));
         }
+    }
+
+    #[test]
+    fn a_token_command_is_stored_and_makes_the_login_oauth2() {
+        // Older homes have no token command: password login, as before.
+        let c: ServerConfig = serde_json::from_str(&stored("tls")).expect("stored");
+        assert!(!c.uses_oauth2());
+        assert!(c.imap_config(&Password::new("p")).oauth2.is_none());
+        let with = ServerConfig {
+            oauth2_token_command: Some("oama access alice@example.org".into()),
+            ..c
+        };
+        let text = serde_json::to_string(&with).expect("encode");
+        assert!(text.ends_with(r#","oauth2_token_command":"oama access alice@example.org"}"#));
+        let back: ServerConfig = serde_json::from_str(&text).expect("decode");
+        assert_eq!(back, with);
+        assert!(back.uses_oauth2());
+        assert!(back.imap_config(&Password::default()).oauth2.is_some());
     }
 
     #[test]

@@ -244,6 +244,20 @@ impl Device {
             .and_then(|b| String::from_utf8(b).ok()))
     }
 
+    /// Logs in with OAuth 2.0 access tokens from `command` from now on
+    /// (see [`crate::oauth2::TokenCommand`]): stores the command in the home
+    /// if it is not the one stored already. Returns whether it changed.
+    pub fn set_oauth2_token_command(&mut self, command: &str) -> Result<bool> {
+        if self.info.server.oauth2_token_command.as_deref() == Some(command) {
+            return Ok(false);
+        }
+        self.info.server.oauth2_token_command = Some(command.to_owned());
+        let info = self.info_json()?;
+        self.store
+            .write(|db| db.set_meta("device", &info).map_err(Error::from))?;
+        Ok(true)
+    }
+
     /// Saves a secret in the home (file mode 0600).
     pub fn save_secret(&mut self, name: &str, value: &[u8]) -> Result<()> {
         self.store

@@ -38,6 +38,7 @@ pub mod init;
 mod join;
 pub mod keys;
 pub mod lifecycle;
+pub mod oauth2;
 mod outbound;
 pub mod pair;
 pub mod providers;

@@ -29,6 +29,22 @@ pub struct Provider {
     pub security: Security,
     /// What to log in with, for the user (one sentence).
     pub login: &'static str,
+    /// Whether the provider takes OAuth 2.0 access tokens over IMAP
+    /// (`--oauth2-token-command`), or needs them.
+    pub oauth2: OAuth2,
+}
+
+/// A provider's stance on OAuth 2.0 login over IMAP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuth2 {
+    /// Password login only, as far as sma's users are concerned (some of
+    /// these providers take tokens only from mail programs they approved).
+    No,
+    /// Either a password (often an app password) or an access token.
+    Offered,
+    /// Access tokens only: password login over IMAP is switched off.
+    Required,
 }
 
 /// The built-in table (see docs/COMPATIBILITY.md for the sources).
@@ -39,7 +55,8 @@ pub const PROVIDERS: &[Provider] = &[
         host: "imap.gmail.com",
         port: 993,
         security: Security::Tls,
-        login: "an app password (needs 2-step verification) or OAuth 2.0",
+        login: "an app password (needs 2-step verification) or OAuth 2.0 (--oauth2-token-command)",
+        oauth2: OAuth2::Offered,
     },
     Provider {
         name: "Outlook.com",
@@ -59,7 +76,8 @@ pub const PROVIDERS: &[Provider] = &[
         host: "outlook.office365.com",
         port: 993,
         security: Security::Tls,
-        login: "OAuth 2.0 only (Microsoft has switched off password login over IMAP)",
+        login: "OAuth 2.0 only (Microsoft has switched off password login over IMAP): pass --oauth2-token-command",
+        oauth2: OAuth2::Required,
     },
     Provider {
         name: "Yahoo",
@@ -75,6 +93,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "an app password from Yahoo's account security page",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "AOL",
@@ -83,6 +102,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "an app password from AOL's account security page",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "iCloud",
@@ -91,6 +111,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "an app-specific password (needs two-factor authentication)",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "GMX",
@@ -99,6 +120,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password (or an app password with two-factor authentication); enable IMAP in GMX's settings first",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "GMX (international)",
@@ -107,6 +129,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password (or an app password with two-factor authentication); enable IMAP in GMX's settings first",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "WEB.DE",
@@ -115,6 +138,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password (or an app password with two-factor authentication); enable IMAP in WEB.DE's settings first",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "Fastmail",
@@ -123,6 +147,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "an app password (Fastmail refuses the account password over IMAP)",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "mailbox.org",
@@ -131,6 +156,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "Posteo",
@@ -145,6 +171,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "Proton Mail Bridge",
@@ -153,6 +180,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 1143,
         security: Security::StartTls,
         login: "the password Proton Mail Bridge shows (Bridge must run on this machine; pass its exported certificate with --ca-file)",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "Zoho Mail",
@@ -161,6 +189,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password or an app-specific password (with two-factor authentication); enable IMAP access in Zoho's settings first",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "Zoho Mail (EU)",
@@ -169,6 +198,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "the account password or an app-specific password (with two-factor authentication); enable IMAP access in Zoho's settings first",
+        oauth2: OAuth2::No,
     },
     Provider {
         name: "Yandex Mail",
@@ -177,6 +207,7 @@ pub const PROVIDERS: &[Provider] = &[
         port: 993,
         security: Security::Tls,
         login: "an app password; allow IMAP in Yandex Mail's settings first",
+        oauth2: OAuth2::No,
     },
 ];
 
@@ -248,6 +279,15 @@ mod tests {
     }
 
     #[test]
+    fn outlook_needs_oauth2_and_gmail_offers_it() {
+        let need = |a| for_address(a).map(|p| p.oauth2);
+        assert_eq!(need("a@outlook.com"), Some(OAuth2::Required));
+        assert_eq!(need("a@hotmail.de"), Some(OAuth2::Required));
+        assert_eq!(need("a@gmail.com"), Some(OAuth2::Offered));
+        assert_eq!(need("a@posteo.de"), Some(OAuth2::No));
+    }
+
+    #[test]
     fn unknown_or_malformed_addresses_give_none() {
         for addr in [
             "alice@example.org",
@@ -269,6 +309,13 @@ mod tests {
         for p in PROVIDERS {
             assert!(p.security != Security::Plain, "{}", p.name);
             assert!(p.port > 0 && !p.host.is_empty() && !p.login.is_empty());
+            // The login sentence names the option whenever tokens work.
+            assert_eq!(
+                p.oauth2 != OAuth2::No,
+                p.login.contains("--oauth2-token-command"),
+                "{}",
+                p.name
+            );
             assert!(!p.domains.is_empty(), "{}", p.name);
             for d in p.domains {
                 assert_eq!(*d, d.to_ascii_lowercase(), "{d}");

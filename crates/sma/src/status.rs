@@ -86,6 +86,9 @@ pub struct ServerView {
     pub namespace_prefix: String,
     /// Hierarchy delimiter.
     pub delimiter: Option<String>,
+    /// How this device logs in: `password` or `oauth2` (a token command;
+    /// the command itself is not shown).
+    pub auth: &'static str,
     /// What deleting does on the server, and how sma deletes there.
     pub delete: DeleteView,
 }
@@ -303,6 +306,11 @@ impl Device {
                 capabilities: t.capabilities().raw.clone(),
                 namespace_prefix: ns.prefix,
                 delimiter: ns.delimiter.map(String::from),
+                auth: if self.info.server.uses_oauth2() {
+                    "oauth2"
+                } else {
+                    "password"
+                },
                 delete: DeleteView::new(&self.info.delete, t.capabilities()),
             },
             members,

@@ -34,6 +34,7 @@ fn server_config() -> ServerConfig {
         ca_file: None,
         allow_insecure: false,
         user: "alice@example.org".into(),
+        oauth2_token_command: None,
     }
 }
 

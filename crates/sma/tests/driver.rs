@@ -31,6 +31,7 @@ fn server_config() -> ServerConfig {
         ca_file: None,
         allow_insecure: false,
         user: ACCOUNT.into(),
+        oauth2_token_command: None,
     }
 }
 

@@ -18,6 +18,10 @@
 //! * accounts `user1@sma.test` … `userN@sma.test` with passwords `pass1` …
 //!   `passN`, in maildirs with the personal namespace `("" ".")`.
 //!
+//! [`Dovecot::start_profile`] makes Dovecot play other kinds of servers; with
+//! profile `oauth2` it accepts only OAuth 2.0 bearer tokens, which
+//! [`Dovecot::oauth2_token`] mints (see [`oauth2`]).
+//!
 //! Failures panic with a clear message: a test that needs the server must fail,
 //! never silently skip. Dropping a [`Dovecot`] stops the server and deletes its
 //! directory. Should the test process exit without dropping it (a crash, or a
@@ -38,8 +42,10 @@
 
 pub mod hostile;
 mod measure;
+pub mod oauth2;
 
 pub use measure::{run_measured, Measured};
+pub use oauth2::TokenHelper;
 
 use std::ffi::OsStr;
 use std::fs;

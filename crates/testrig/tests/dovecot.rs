@@ -336,3 +336,65 @@ fn tls_certificates_verify_against_the_right_ca_only() {
         server.wrong_ca_file()
     ));
 }
+
+/// `AUTHENTICATE OAUTHBEARER` with SASL-IR; answers an error challenge with
+/// the dummy `\x01` (RFC 7628). Returns the tagged status.
+fn oauthbearer(imap: &mut Imap, user: &str, token: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ir = b64.encode(format!("n,a={user},\x01auth=Bearer {token}\x01\x01"));
+    imap.tag += 1;
+    let tag = format!("t{}", imap.tag);
+    write!(imap.writer, "{tag} AUTHENTICATE OAUTHBEARER {ir}\r\n").unwrap();
+    let first = imap.line();
+    if let Some(challenge) = first.strip_prefix("+ ") {
+        let json = b64.decode(challenge.trim_end()).expect("base64 challenge");
+        assert!(
+            String::from_utf8_lossy(&json).contains("\"status\""),
+            "error challenge: {json:?}"
+        );
+        write!(imap.writer, "AQ==\r\n").unwrap();
+        return imap.finish(&tag).1;
+    }
+    first
+        .strip_prefix(&format!("{tag} "))
+        .unwrap_or_else(|| panic!("unexpected answer: {first}"))
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn oauth2_profile_accepts_valid_tokens_only() {
+    let server = Dovecot::start_profile(2, "oauth2");
+    let user = server.account(0).user.clone();
+    // No password login at all.
+    let mut imap = Imap::connect(&server);
+    let caps = imap.ok("CAPABILITY").join(" ");
+    assert!(
+        caps.contains("AUTH=OAUTHBEARER") && caps.contains("AUTH=XOAUTH2"),
+        "{caps}"
+    );
+    assert!(!caps.contains("AUTH=PLAIN"), "{caps}");
+    let (_, status) = imap.command("LOGIN user1@sma.test pass1");
+    assert!(status.starts_with("NO"), "{status}");
+    // A valid token logs in.
+    let mut imap = Imap::connect(&server);
+    let status = oauthbearer(&mut imap, &user, &server.oauth2_token(0, 600));
+    assert!(status.starts_with("OK"), "{status}\n{}", server.log());
+    imap.ok("SELECT INBOX");
+    // Wrong key, expired, another account's token: refused.
+    let wrong_key =
+        sma_testrig::oauth2::mint_jwt(b"not the key", &user, sma_testrig::oauth2::unix_now() + 600);
+    for (what, token) in [
+        ("wrong signature", wrong_key),
+        ("expired", server.oauth2_token(0, -60)),
+        ("other account", server.oauth2_token(1, 600)),
+    ] {
+        let mut imap = Imap::connect(&server);
+        let status = oauthbearer(&mut imap, &user, &token);
+        assert!(status.starts_with("NO"), "{what}: {status}");
+    }
+    let log = server.log();
+    assert!(log.contains("Incorrect JWT signature"), "{log}");
+    assert!(log.contains("Token has expired"), "{log}");
+}

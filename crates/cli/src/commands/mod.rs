@@ -6,6 +6,7 @@
 
 mod delete;
 mod doctor;
+mod init;
 mod keys;
 mod lifecycle;
 mod probe;
@@ -19,15 +20,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use sma::init::{InitOptions, InitReport};
 use sma::pair::PairEvent;
-use sma::{Device, DeviceId, Error, Password, ServerConfig};
-use sma_imap::{ImapConfig, Security};
-use sma_proto::folders::Layout;
+use sma::{Device, DeviceId, Error, Password};
 
-use crate::args::{
-    AccountKeyCommand, Cli, Command, InitArgs, LayoutArg, SecurityArg, SetupMessageCommand,
-};
+use crate::args::{AccountKeyCommand, Cli, Command, SetupMessageCommand};
 use crate::output::{FirstError, Output};
 use crate::secrets::{self, SAVED_PASSWORD};
 use crate::views::{self, AccountKeyExport, AccountKeyView, JoinWaiting, SetupMessageExport};
@@ -116,10 +112,31 @@ impl Ctx<'_> {
         let home = self.home()?;
         // A removed or departed device exits 4 on every command.
         sma::lifecycle::check_not_removed(&home)?;
-        Ok(Device::open(&home)?)
+        let mut dev = Device::open(&home)?;
+        if let Some(cmd) = &self.cli.oauth2_token_command {
+            dev.set_oauth2_token_command(cmd)?;
+        }
+        Ok(dev)
     }
 
+    /// The IMAP password; empty (and nothing read) when login is by OAuth
+    /// 2.0 token, for the device `dev` or, at `init`, by the command line.
+    /// A password option for a device that stores a token command is a
+    /// usage error rather than silently ignored.
     pub(crate) fn password(&self, dev: Option<&Device>) -> Result<Password> {
+        let oauth2 = match dev {
+            Some(d) => d.info().server.uses_oauth2(),
+            None => self.cli.oauth2_token_command.is_some(),
+        };
+        if oauth2 {
+            if self.cli.password_file.is_some() || self.cli.password_command.is_some() {
+                return Err(Error::Usage(
+                    "this device logs in with its OAuth 2.0 token command, not a password: drop --password-file/--password-command (to change the command, pass --oauth2-token-command CMD)".into(),
+                )
+                .into());
+            }
+            return Ok(Password::default());
+        }
         let saved = dev.and_then(|d| d.saved_secret(SAVED_PASSWORD).ok().flatten());
         secrets::password(
             self.cli.password_file.as_deref(),
@@ -134,81 +151,6 @@ impl Ctx<'_> {
         doctor::warn_if_insecure(&dev.info().server);
         let session = dev.connect(&password).await?;
         Ok((dev, session))
-    }
-
-    async fn init(&self, a: &InitArgs) -> Result<()> {
-        let (host, port, security, provider) = init_server(a)?;
-        let home = match &self.cli.home {
-            Some(h) => h.clone(),
-            None => data_dir()
-                .context("cannot find a data directory: pass --home DIR")?
-                .join(&a.user),
-        };
-        sma::init::check_home_free(&home)?;
-        let account_key = match &a.import_setup {
-            Some(file) => {
-                let code = crate::secrets::code(a.setup_code.as_deref(), "setup code")?;
-                Some(import_setup_file(file, &code)?)
-            }
-            None => None,
-        };
-        let password = self.password(None)?;
-        let opts = InitOptions {
-            home: home.clone(),
-            server: ServerConfig {
-                host: host.clone(),
-                port,
-                security,
-                ca_file: a.ca_file.clone(),
-                allow_insecure: a.allow_insecure,
-                user: a.user.clone(),
-            },
-            name: a.name.clone().unwrap_or_else(default_name),
-            layout: match a.layout {
-                LayoutArg::Flat => Layout::Flat,
-                LayoutArg::Nested => Layout::Nested,
-            },
-            account_key,
-        };
-        doctor::warn_if_insecure(&opts.server);
-        let report: InitReport = sma::init::init(opts, &password).await?;
-        if a.save_password {
-            let mut dev = Device::open(&home)?;
-            dev.save_secret(SAVED_PASSWORD, password.expose().as_bytes())?;
-        }
-        let mut shown = serde_json::to_value(&report).context("encoding the init report")?;
-        shown["server"] = serde_json::json!({
-            "host": host,
-            "port": port,
-            "security": security.as_str(),
-            "provider": provider.map(|p| p.name),
-        });
-        self.out.emit(&shown, || {
-            let settings = match provider {
-                Some(p) => format!(
-                    "Using the built-in settings for {}: {host}:{port} ({security}); log in with {}.\n",
-                    p.name, p.login
-                ),
-                None => String::new(),
-            };
-            let what = match report.role {
-                sma::Role::Founder => "founded the group for".to_string(),
-                _ => "announced itself as pending for".to_string(),
-            };
-            let next = match report.role {
-                sma::Role::Founder => "Next: run `sma init` on another device, then `sma pair` here.".to_string(),
-                _ => "Next: run `sma pair` on a member device and type its code here with `sma join --code CODE`.".to_string(),
-            };
-            format!(
-                "{settings}Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
-                report.device_id,
-                sma::pair::short_fingerprint(&report.fingerprint),
-                report.account,
-                home.display(),
-                report.folders.announce,
-                report.folders.inbox
-            )
-        })
     }
 
     async fn pair(&self, device: Option<&str>, timeout: u64) -> Result<()> {
@@ -264,12 +206,13 @@ impl Ctx<'_> {
         let s = dev.status(&mut t).await?;
         self.out.emit(&s, || {
             let mut text = format!(
-                "Device {} ({}), {} of {}\nServer {} — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nDeleting: {}\nMembers:\n",
+                "Device {} ({}), {} of {}\nServer {} (login: {}) — namespace prefix {:?}, delimiter {}\nCapabilities: {}\nDeleting: {}\nMembers:\n",
                 s.device_id,
                 s.name,
                 s.role,
                 s.account,
                 s.server.host,
+                s.server.auth,
                 s.server.namespace_prefix,
                 s.server.delimiter.as_deref().unwrap_or("(none)"),
                 s.server.capabilities.join(" "),
@@ -519,63 +462,4 @@ fn parse_device_id(s: &str) -> Result<DeviceId> {
         ))
         .into()
     })
-}
-
-/// Host, port, security and (without --server) the built-in provider
-/// settings `init` uses. Without --server, an address whose provider is not
-/// built in is a usage error that says what to pass.
-fn init_server(
-    a: &InitArgs,
-) -> Result<(
-    String,
-    u16,
-    Security,
-    Option<&'static sma::providers::Provider>,
-)> {
-    let Some(server) = &a.server else {
-        let p = sma::providers::for_address(&a.user).ok_or_else(|| {
-            let domain = sma::providers::domain_of(&a.user)
-                .map(|d| format!("for {d} "))
-                .unwrap_or_default();
-            Error::Usage(format!(
-                "sma has no built-in server settings {domain}(it knows Gmail, Outlook.com, Yahoo, AOL, iCloud, GMX, WEB.DE, Fastmail, mailbox.org, Posteo, Proton Mail Bridge, Zoho and Yandex): pass --server HOST[:PORT] and, unless it is implicit TLS on port 993, --security starttls|plain"
-            ))
-        })?;
-        return Ok((p.host.to_owned(), p.port, p.security, Some(p)));
-    };
-    let (host, port) = split_host_port(server)?;
-    let security = match a.security.unwrap_or(SecurityArg::Tls) {
-        SecurityArg::Tls => Security::Tls,
-        SecurityArg::Starttls => Security::StartTls,
-        SecurityArg::Plain => Security::Plain,
-    };
-    let port = port.unwrap_or(ImapConfig::default_port(security));
-    Ok((host, port, security, None))
-}
-
-fn split_host_port(server: &str) -> Result<(String, Option<u16>)> {
-    let bad = || Error::Usage(format!("--server {server:?}: expected HOST or HOST:PORT"));
-    if let Some(rest) = server.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
-        let port = match tail.strip_prefix(':') {
-            Some(p) => Some(p.parse().map_err(|_| bad())?),
-            None if tail.is_empty() => None,
-            None => return Err(bad().into()),
-        };
-        return Ok((host.to_owned(), port));
-    }
-    match server.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Ok((h.to_owned(), Some(p.parse().map_err(|_| bad())?))),
-        _ if server.is_empty() => Err(bad().into()),
-        _ => Ok((server.to_owned(), None)),
-    }
-}
-
-fn default_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "sma device".into())
 }

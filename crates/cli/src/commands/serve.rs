@@ -25,6 +25,7 @@ impl Ctx<'_> {
             home: self.home().map_err(|e| RpcError::from_anyhow(&e)),
             password_file: self.cli.password_file.clone(),
             password_command: self.cli.password_command.clone(),
+            oauth2_token_command: self.cli.oauth2_token_command.clone(),
         };
         rpc::serve(settings, tokio::io::stdin(), tokio::io::stdout())
             .await

@@ -29,6 +29,9 @@ pub struct Settings {
     pub password_file: Option<PathBuf>,
     /// `--password-command`.
     pub password_command: Option<String>,
+    /// `--oauth2-token-command`: stored in the home when the device is
+    /// opened (it replaces the stored command).
+    pub oauth2_token_command: Option<String>,
 }
 
 /// The device, its kept IMAP session and the password, behind one lock.
@@ -50,17 +53,26 @@ impl Core {
             let home = self.settings.home.clone()?;
             // A removed or departed device answers error 4 to everything.
             sma::lifecycle::check_not_removed(&home)?;
-            self.dev = Some(Device::open(&home)?);
+            let mut dev = Device::open(&home)?;
+            if let Some(cmd) = &self.settings.oauth2_token_command {
+                dev.set_oauth2_token_command(cmd)?;
+            }
+            self.dev = Some(dev);
         }
         self.dev
             .as_mut()
             .ok_or_else(|| RpcError::new(protocol::INTERNAL_ERROR, "device not open"))
     }
 
-    /// The IMAP password (resolved once).
+    /// The IMAP password (resolved once); empty, and nothing read, when
+    /// the device logs in with OAuth 2.0 tokens (the token command then
+    /// runs for every connection).
     pub(super) fn password(&mut self) -> Result<Password, RpcError> {
         if let Some(p) = &self.password {
             return Ok(p.clone());
+        }
+        if self.device()?.info().server.uses_oauth2() {
+            return Ok(Password::default());
         }
         let saved = self.device()?.saved_secret(SAVED_PASSWORD).ok().flatten();
         let p = secrets::password(
@@ -271,6 +283,7 @@ mod tests {
             home: Ok(std::env::temp_dir().join("sma-rpc-test-no-such-home")),
             password_file: None,
             password_command: None,
+            oauth2_token_command: None,
         }
     }
 
@@ -341,6 +354,7 @@ mod tests {
             )),
             password_file: None,
             password_command: None,
+            oauth2_token_command: None,
         };
         let out = run(
             settings,

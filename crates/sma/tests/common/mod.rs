@@ -76,6 +76,7 @@ impl Account {
                 ca_file: Some(d.ca_file().to_owned()),
                 allow_insecure: false,
                 user: a.user.clone(),
+                oauth2_token_command: None,
             },
             password: Password::new(&a.password),
             dir: tempfile::tempdir().expect("temp dir"),
