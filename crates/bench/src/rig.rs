@@ -13,7 +13,7 @@ use sma::clock::Clock;
 use sma::init::InitOptions;
 use sma::pair::PairEvent;
 use sma::{Device, ImapSession, PairingCode, Password, ServerConfig};
-use sma_imap::Transport;
+use sma_imap::{Security, Transport};
 use sma_proto::autocrypt::{AutocryptHeader, Observation};
 use sma_proto::folders::Layout;
 use sma_proto::state::PreferEncrypt;
@@ -72,15 +72,15 @@ impl Rig {
         let (port, security, ca_file) = match self.sec {
             Sec::Tls => (
                 self.server.tls_port(),
-                "tls",
+                Security::Tls,
                 Some(self.server.ca_file().to_owned()),
             ),
-            Sec::Plain => (self.server.plain_port(), "plain", None),
+            Sec::Plain => (self.server.plain_port(), Security::Plain, None),
         };
         ServerConfig {
             host: self.server.host().to_owned(),
             port,
-            security: security.to_owned(),
+            security,
             ca_file,
             allow_insecure: false,
             user: self.server.account(account).user.clone(),

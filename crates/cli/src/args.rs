@@ -208,15 +208,17 @@ pub enum Command {
 /// Arguments of `init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// IMAP server, `HOST` or `HOST:PORT`.
+    /// IMAP server, `HOST` or `HOST:PORT` [default: the built-in settings
+    /// of the address's provider, e.g. imap.gmail.com:993 for
+    /// @gmail.com; see docs/COMPATIBILITY.md].
     #[arg(long, value_name = "HOST[:PORT]")]
-    pub server: String,
+    pub server: Option<String>,
     /// IMAP login (the account address).
     #[arg(long)]
     pub user: String,
-    /// Connection security.
-    #[arg(long, value_enum, default_value = "tls")]
-    pub security: SecurityArg,
+    /// Connection security of --server [default: tls].
+    #[arg(long, value_enum, requires = "server")]
+    pub security: Option<SecurityArg>,
     /// PEM file of the CA(s) to trust instead of the web PKI (private servers).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,

@@ -6,6 +6,7 @@ mod outfile;
 mod output;
 mod rpc;
 mod secrets;
+mod views;
 
 use std::process::ExitCode;
 

@@ -2,7 +2,10 @@
 
 use std::io::Write;
 
+use anyhow::{Context, Result};
 use serde::Serialize;
+
+use crate::views::ErrorLine;
 
 /// Where results go: JSON lines or friendly text on stdout, errors on stderr.
 pub struct Output {
@@ -15,27 +18,69 @@ impl Output {
         Output { json }
     }
 
-    /// Prints one result: a JSON line, or the human text.
-    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) {
-        let mut stdout = std::io::stdout().lock();
+    /// Prints one result: a JSON line, or the human text. Fails only if
+    /// the value cannot be serialised (a bug), never with an empty line.
+    pub fn emit<T: Serialize>(&self, value: &T, human: impl FnOnce() -> String) -> Result<()> {
         let line = if self.json {
-            serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+            json_text(value)?
         } else {
             human()
         };
-        // A closed stdout (e.g. `| head`) is not an error worth reporting.
-        let _ = writeln!(stdout, "{line}");
-        let _ = stdout.flush();
+        print_line(&line);
+        Ok(())
+    }
+
+    /// Prints `value` as a JSON line in either mode (`sma watch`, whose
+    /// events are JSON for people too).
+    pub fn json_line<T: Serialize>(&self, value: &T) -> Result<()> {
+        print_line(&json_text(value)?);
+        Ok(())
     }
 
     /// Prints an error with its cause chain.
     pub fn error(&self, err: &anyhow::Error, kind: &str) {
         let msg = format!("{err:#}");
         if self.json {
-            let v = serde_json::json!({ "error": msg, "kind": kind });
-            eprintln!("{v}");
-        } else {
-            eprintln!("sma: error: {msg}");
+            let line = ErrorLine {
+                error: msg.clone(),
+                kind,
+            };
+            // Two strings always serialise; the text below is the fallback.
+            if let Ok(line) = serde_json::to_string(&line) {
+                eprintln!("{line}");
+                return;
+            }
         }
+        eprintln!("sma: error: {msg}");
+    }
+}
+
+fn json_text<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).context("cannot write the result as JSON")
+}
+
+fn print_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) is not an error worth reporting.
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// The first error of output made inside a library callback, which cannot
+/// return it; the command returns it once the library call is done.
+#[derive(Debug, Default)]
+pub struct FirstError(Option<anyhow::Error>);
+
+impl FirstError {
+    /// Keeps `r`'s error unless one is kept already.
+    pub fn keep(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.get_or_insert(e);
+        }
+    }
+
+    /// The kept error, if any.
+    pub fn into_result(self) -> Result<()> {
+        self.0.map_or(Ok(()), Err)
     }
 }

@@ -300,6 +300,7 @@ fn injected_pairing_messages_pair_nobody() {
     let welcome = PairWelcome {
         attempt: RandomId::random(&mut OsRng),
         sealed: vec![3; 200],
+        part: None,
     };
     let a = DeviceId::parse(&a_id).expect("id");
     let bytes = plain_message(
@@ -485,12 +486,28 @@ fn messages_of_a_removed_device_are_not_applied() {
     assert!(devices
         .iter()
         .any(|d| d["device_id"] == ids[2].as_str() && d["state"] == "removed"));
-    // b applied c's change before it learnt of the removal; it relays the
-    // op (signed by c, written while c was a member), so a and b converge.
+    // b applied c's change before it learnt of the removal. a fixed c's
+    // final seq at what a held, so c's later op is indistinguishable from one
+    // made with a stolen key: a refuses b's relay of it, and b keeps the
+    // effect and says so (PROTOCOL.md section 10.5).
     acc.ok("b", &["sync"]);
     sync(&acc, "a");
     assert!(keyring(&acc, "b").contains("evil@example.org"));
-    assert_eq!(keyring(&acc, "a"), keyring(&acc, "b"), "members converge");
+    assert!(
+        !keyring(&acc, "a").contains("evil@example.org"),
+        "an op above the removal's final seq is refused even when relayed"
+    );
+    let status = acc.ok("b", &["status"]);
+    let warnings = status[0]["sync_warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["kind"] == "after_removal" && w["device_id"] == ids[2].as_str()),
+        "b reports what it applied after c's removal: {status:?}"
+    );
     // a and b keep working.
     send(&acc, "b", &ids[0], "from b");
     assert_eq!(recv(&acc, "a"), vec!["from b"]);

@@ -19,35 +19,47 @@ pub const DEVICE_USER_ID_PREFIX: &str = "sma-device-";
 /// that verify (third-party certifications and broken or revoked
 /// components are dropped), so a `Certificate` is always self-consistent.
 /// A revoked key, or one without a valid user id, is rejected.
+///
+/// Its binary and armored encodings are made when it is built, so that an
+/// encoding error is the `Err` of the constructor (parsing, or making the
+/// key it belongs to) and [`Certificate::to_bytes`] and
+/// [`Certificate::to_armored`] cannot fail.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Certificate {
     pub(crate) key: SignedPublicKey,
+    /// Binary encoding of `key`.
+    bytes: Vec<u8>,
+    /// ASCII-armored encoding of `key`.
+    armored: String,
 }
 
 impl Certificate {
-    pub(crate) fn from_pgp(key: SignedPublicKey) -> Self {
-        Self { key }
+    pub(crate) fn from_pgp(key: SignedPublicKey) -> Result<Self, CryptoError> {
+        let bytes = pgpkey::to_bytes(&key)?;
+        let armored = key
+            .to_armored_string(ArmorOptions::default())
+            .map_err(internal)?;
+        Ok(Self {
+            key,
+            bytes,
+            armored,
+        })
     }
 
     /// Binary (unarmored) OpenPGP encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
-        // Serializing an already parsed/validated key cannot fail except on
-        // allocation; fall back to empty rather than panic.
-        pgpkey::to_bytes(&self.key).unwrap_or_default()
+        self.bytes.clone()
     }
 
     /// Parses a binary transferable public key (exactly one).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        pgpkey::parse_public(bytes).map(Self::from_pgp)
+        pgpkey::parse_public(bytes).and_then(Self::from_pgp)
     }
 
     /// ASCII-armored encoding (`-----BEGIN PGP PUBLIC KEY BLOCK-----`, LF
     /// line endings).
     pub fn to_armored(&self) -> String {
-        self.key
-            .to_armored_string(ArmorOptions::default())
-            .map_err(internal)
-            .unwrap_or_default()
+        self.armored.clone()
     }
 
     /// Parses an ASCII-armored public key block (exactly one key).
@@ -62,7 +74,7 @@ impl Certificate {
             if keys.next().is_some() {
                 return Err(CryptoError::Malformed("more than one key".into()));
             }
-            pgpkey::clean_public(key).map(Self::from_pgp)
+            pgpkey::clean_public(key).and_then(Self::from_pgp)
         })
     }
 

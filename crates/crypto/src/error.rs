@@ -80,10 +80,23 @@ pub enum CryptoError {
     #[error(transparent)]
     Code(#[from] CodeError),
 
-    /// An OpenPGP operation on our own, valid data failed unexpectedly
-    /// (a bug or resource problem, not caused by peer input).
-    #[error("OpenPGP operation failed: {0}")]
-    Internal(String),
+    /// An operation on our own, valid data failed unexpectedly (a bug or
+    /// resource problem, not caused by peer input).
+    #[error("{what} failed")]
+    Internal {
+        /// What failed, e.g. `OpenPGP operation`.
+        what: &'static str,
+        /// The underlying error, if there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+}
+
+impl CryptoError {
+    /// [`CryptoError::Internal`] without an underlying error.
+    pub(crate) fn internal_without_source(what: &'static str) -> Self {
+        CryptoError::Internal { what, source: None }
+    }
 }
 
 /// A pairing code or setup code typed by a person could not be parsed.
@@ -99,9 +112,12 @@ pub enum CodeError {
     },
 }
 
-/// Maps an rPGP error on data we produced ourselves.
+/// Maps an rPGP error on data we produced ourselves (kept as the source).
 pub(crate) fn internal(e: pgp::errors::Error) -> CryptoError {
-    CryptoError::Internal(e.to_string())
+    CryptoError::Internal {
+        what: "OpenPGP operation",
+        source: Some(Box::new(e)),
+    }
 }
 
 /// Maps an rPGP error while parsing untrusted input.
@@ -120,5 +136,20 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> Result<T, CryptoError>) -> Result<T, 
         Err(_) => Err(CryptoError::Malformed(
             "parser panicked on hostile input".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_keep_their_cause() {
+        let e = internal(pgp::errors::Error::from("boom".to_owned()));
+        assert_eq!(e.to_string(), "OpenPGP operation failed");
+        let cause = std::error::Error::source(&e).expect("the rPGP error is the source");
+        assert!(cause.to_string().contains("boom"), "{cause}");
+        let bare = CryptoError::internal_without_source("HKDF expand");
+        assert!(std::error::Error::source(&bare).is_none());
     }
 }

@@ -33,12 +33,25 @@ fn fingerprint_of(key: &SignedSecretKey) -> Fingerprint {
     Fingerprint::from_pgp(&key.primary_key.fingerprint())
 }
 
-fn certificate_of(key: &SignedSecretKey) -> Certificate {
-    Certificate::from_pgp(key.to_public_key())
+/// The encodings of a secret key, made once when the key is built: an
+/// encoding error is then the `Err` of the constructor, and the accessors
+/// ([`DeviceKey::to_bytes`], [`AccountKey::certificate`], ...) cannot fail
+/// (nor fall back to an empty key). The secret encoding is wiped on drop.
+#[derive(Clone)]
+struct Encoded {
+    /// Binary transferable secret key.
+    secret: Zeroizing<Vec<u8>>,
+    /// The public certificate.
+    cert: Certificate,
 }
 
-fn secret_bytes(key: &SignedSecretKey) -> Vec<u8> {
-    pgpkey::to_bytes(key).unwrap_or_default()
+impl Encoded {
+    fn of(key: &SignedSecretKey) -> Result<Self, CryptoError> {
+        Ok(Encoded {
+            secret: Zeroizing::new(pgpkey::to_bytes(key)?),
+            cert: Certificate::from_pgp(key.to_public_key())?,
+        })
+    }
 }
 
 fn parse_usable(bytes: &[u8]) -> Result<SignedSecretKey, CryptoError> {
@@ -116,6 +129,7 @@ pub(crate) fn check_addr(addr: &str) -> Result<(), CryptoError> {
 #[derive(Clone)]
 pub struct DeviceKey {
     pub(crate) key: SignedSecretKey,
+    encoded: Encoded,
 }
 
 impl DeviceKey {
@@ -133,25 +147,29 @@ impl DeviceKey {
             ));
         }
         let uid = format!("{DEVICE_USER_ID_PREFIX}{device_id}");
-        let key = pgpkey::generate_v4_25519(rng, &uid, created_unix)?;
-        Ok(Self { key })
+        Self::from_pgp(pgpkey::generate_v4_25519(rng, &uid, created_unix)?)
+    }
+
+    fn from_pgp(key: SignedSecretKey) -> Result<Self, CryptoError> {
+        let encoded = Encoded::of(&key)?;
+        Ok(Self { key, encoded })
     }
 
     /// The public certificate to publish in announcements.
     pub fn certificate(&self) -> Certificate {
-        certificate_of(&self.key)
+        self.encoded.cert.clone()
     }
 
     /// Binary transferable secret key (unprotected: store it only in the
     /// local, access-controlled store).
     pub fn to_bytes(&self) -> Vec<u8> {
-        secret_bytes(&self.key)
+        self.encoded.secret.to_vec()
     }
 
     /// Parses [`DeviceKey::to_bytes`] output (any v4 key with a signing
     /// primary and an encryption subkey is accepted).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        parse_usable(bytes).map(|key| Self { key })
+        parse_usable(bytes).and_then(Self::from_pgp)
     }
 
     /// Fingerprint of the primary key.
@@ -161,7 +179,7 @@ impl DeviceKey {
 
     /// The device id from the user id `sma-device-<id>`, if present.
     pub fn device_id(&self) -> Option<String> {
-        self.certificate().device_id()
+        self.encoded.cert.device_id()
     }
 
     /// Creation time of the primary key (unix seconds).
@@ -188,6 +206,9 @@ impl fmt::Debug for DeviceKey {
 #[derive(Clone)]
 pub struct AccountKey {
     pub(crate) key: SignedSecretKey,
+    encoded: Encoded,
+    /// ASCII-armored secret key without armor headers (wiped on drop).
+    armored_secret: Zeroizing<String>,
 }
 
 impl AccountKey {
@@ -198,53 +219,65 @@ impl AccountKey {
         created_unix: u64,
     ) -> Result<Self, CryptoError> {
         check_addr(addr)?;
-        let key = pgpkey::generate_v4_25519(rng, &format!("<{addr}>"), created_unix)?;
-        Ok(Self { key })
+        Self::encode(pgpkey::generate_v4_25519(
+            rng,
+            &format!("<{addr}>"),
+            created_unix,
+        )?)
     }
 
     pub(crate) fn from_pgp(key: SignedSecretKey) -> Result<Self, CryptoError> {
         check_usable(&key)?;
-        Ok(Self { key })
+        Self::encode(key)
+    }
+
+    /// Makes the encodings of a usable key.
+    fn encode(key: SignedSecretKey) -> Result<Self, CryptoError> {
+        let encoded = Encoded::of(&key)?;
+        let armored_secret = armor_secret(&key, None)?;
+        Ok(Self {
+            key,
+            encoded,
+            armored_secret,
+        })
     }
 
     /// Binary transferable secret key (unprotected).
     pub fn to_bytes(&self) -> Vec<u8> {
-        secret_bytes(&self.key)
+        self.encoded.secret.to_vec()
     }
 
     /// Parses a binary transferable secret key.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        parse_usable(bytes).map(|key| Self { key })
+        parse_usable(bytes).and_then(Self::encode)
     }
 
     /// ASCII-armored transferable secret key (unprotected), e.g. for the
     /// welcome payload. No armor headers.
     pub fn to_armored_secret(&self) -> String {
-        armor_secret(&self.key, None)
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default()
+        self.armored_secret.as_str().to_owned()
     }
 
     /// Parses an ASCII-armored transferable secret key (armor headers such
     /// as `Autocrypt-Prefer-Encrypt` are ignored).
     pub fn from_armored_secret(armored: &str) -> Result<Self, CryptoError> {
-        dearmor_secret(armored).map(|(key, _)| Self { key })
+        dearmor_secret(armored).and_then(|(key, _)| Self::encode(key))
     }
 
     /// ASCII-armored public key.
     pub fn public_armored(&self) -> String {
-        self.certificate().to_armored()
+        self.encoded.cert.to_armored()
     }
 
     /// Binary public key, for the Autocrypt header's `keydata` (the caller
     /// base64-encodes it).
     pub fn public_bytes(&self) -> Vec<u8> {
-        self.certificate().to_bytes()
+        self.encoded.cert.to_bytes()
     }
 
     /// The public certificate of this key.
     pub fn certificate(&self) -> Certificate {
-        certificate_of(&self.key)
+        self.encoded.cert.clone()
     }
 
     /// Fingerprint of the primary key.
@@ -269,7 +302,7 @@ impl AccountKey {
 
     /// The user ids of the key.
     pub fn user_ids(&self) -> Vec<String> {
-        self.certificate().user_ids()
+        self.encoded.cert.user_ids()
     }
 }
 
@@ -302,6 +335,25 @@ mod tests {
         assert_eq!(cert.user_ids(), vec!["sma-device-0123456789abcdef"]);
         let dbg = format!("{k:?}");
         assert!(dbg.contains(&k.fingerprint().to_hex()));
+    }
+
+    #[test]
+    fn encodings_made_at_construction_are_those_of_the_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let d = DeviceKey::generate(&mut rng, "d1", 1_700_000_000).unwrap();
+        assert_eq!(d.to_bytes(), pgpkey::to_bytes(&d.key).unwrap());
+        let a = AccountKey::generate(&mut rng, "bob@example.org", 1_700_000_000).unwrap();
+        assert_eq!(a.to_bytes(), pgpkey::to_bytes(&a.key).unwrap());
+        assert_eq!(
+            a.to_armored_secret(),
+            armor_secret(&a.key, None).unwrap().as_str()
+        );
+        let public = a.key.to_public_key();
+        assert_eq!(a.public_bytes(), pgpkey::to_bytes(&public).unwrap());
+        assert_eq!(
+            a.public_armored(),
+            public.to_armored_string(ArmorOptions::default()).unwrap()
+        );
     }
 
     #[test]

@@ -200,7 +200,7 @@ impl PakeStart {
         };
         let expand = |info: &[u8], out: &mut [u8; 32]| {
             hk.expand(info, out)
-                .map_err(|_| CryptoError::Internal("HKDF expand".into()))
+                .map_err(|_| CryptoError::internal_without_source("HKDF expand"))
         };
         expand(INFO_CONFIRM_MEMBER, &mut keys.confirm_member)?;
         expand(INFO_CONFIRM_JOINER, &mut keys.confirm_joiner)?;

@@ -73,8 +73,27 @@ pub(crate) fn generate_v4_25519(
     created_unix: u64,
 ) -> Result<SignedSecretKey, CryptoError> {
     let created = timestamp(created_unix)?;
-    let pw = Password::empty();
+    let primary = generate_primary(rng, created)?;
+    let sub = generate_encryption_subkey(rng, created)?;
+    let uid = UserId::from_str(Default::default(), user_id).map_err(internal)?;
+    let uid_sig = sign_user_id(&primary, &uid, created)?;
+    let sub_sig = sign_subkey_binding(&primary, &sub, created)?;
+    let details = SignedKeyDetails::new(vec![], vec![], vec![uid.into_signed(uid_sig)], vec![]);
+    let key = SignedSecretKey::new(
+        primary,
+        details,
+        vec![],
+        vec![SignedSecretSubKey::new(sub, vec![sub_sig])],
+    );
+    key.verify_bindings().map_err(internal)?;
+    Ok(key)
+}
 
+/// The v4 Ed25519 (legacy EdDSA) primary key, created at `created`.
+fn generate_primary(
+    rng: &mut (impl CryptoRng + RngCore),
+    created: Timestamp,
+) -> Result<SecretKey, CryptoError> {
     let (pub_params, sec_params) = KeyType::Ed25519Legacy
         .generate(&mut *rng)
         .map_err(internal)?;
@@ -87,8 +106,14 @@ pub(crate) fn generate_v4_25519(
     )
     .map_err(internal)?;
     let primary_pub = PublicKey::from_inner(inner).map_err(internal)?;
-    let primary = SecretKey::new(primary_pub, sec_params).map_err(internal)?;
+    SecretKey::new(primary_pub, sec_params).map_err(internal)
+}
 
+/// The v4 Cv25519 (legacy ECDH) encryption subkey, created at `created`.
+fn generate_encryption_subkey(
+    rng: &mut (impl CryptoRng + RngCore),
+    created: Timestamp,
+) -> Result<SecretSubkey, CryptoError> {
     let (pub_params, sec_params) = KeyType::ECDH(ECCCurve::Curve25519Legacy)
         .generate(&mut *rng)
         .map_err(internal)?;
@@ -101,16 +126,22 @@ pub(crate) fn generate_v4_25519(
     )
     .map_err(internal)?;
     let sub_pub = PublicSubkey::from_inner(inner).map_err(internal)?;
-    let sub = SecretSubkey::new(sub_pub, sec_params).map_err(internal)?;
+    SecretSubkey::new(sub_pub, sec_params).map_err(internal)
+}
 
-    // User id self-signature (positive certification) with preferences.
-    let uid = UserId::from_str(Default::default(), user_id).map_err(internal)?;
+/// The user id self-signature (positive certification, SHA-256) with the
+/// key flags (certify, sign), features and algorithm preferences.
+fn sign_user_id(
+    primary: &SecretKey,
+    uid: &UserId,
+    created: Timestamp,
+) -> Result<Signature, CryptoError> {
     let mut flags = KeyFlags::default();
     flags.set_certify(true);
     flags.set_sign(true);
     let mut features = Features::default();
     features.set_seipd_v1(true);
-    let (mut hashed, unhashed) = base_subpackets(&primary, created)?;
+    let (mut hashed, unhashed) = base_subpackets(primary, created)?;
     let extra = [
         SubpacketData::KeyFlags(flags),
         SubpacketData::Features(features),
@@ -139,15 +170,27 @@ pub(crate) fn generate_v4_25519(
     );
     config.hashed_subpackets = hashed;
     config.unhashed_subpackets = unhashed;
-    let uid_sig = config
-        .sign_certification(&primary, primary.public_key(), &pw, uid.tag(), &uid)
-        .map_err(internal)?;
+    config
+        .sign_certification(
+            primary,
+            primary.public_key(),
+            &Password::empty(),
+            uid.tag(),
+            uid,
+        )
+        .map_err(internal)
+}
 
-    // Subkey binding signature.
+/// The subkey binding signature (SHA-256) with the encryption key flags.
+fn sign_subkey_binding(
+    primary: &SecretKey,
+    sub: &SecretSubkey,
+    created: Timestamp,
+) -> Result<Signature, CryptoError> {
     let mut flags = KeyFlags::default();
     flags.set_encrypt_comms(true);
     flags.set_encrypt_storage(true);
-    let (mut hashed, unhashed) = base_subpackets(&primary, created)?;
+    let (mut hashed, unhashed) = base_subpackets(primary, created)?;
     hashed.push(Subpacket::regular(SubpacketData::KeyFlags(flags)).map_err(internal)?);
     let mut config = SignatureConfig::v4(
         SignatureType::SubkeyBinding,
@@ -156,19 +199,14 @@ pub(crate) fn generate_v4_25519(
     );
     config.hashed_subpackets = hashed;
     config.unhashed_subpackets = unhashed;
-    let sub_sig = config
-        .sign_subkey_binding(&primary, primary.public_key(), &pw, sub.public_key())
-        .map_err(internal)?;
-
-    let details = SignedKeyDetails::new(vec![], vec![], vec![uid.into_signed(uid_sig)], vec![]);
-    let key = SignedSecretKey::new(
-        primary,
-        details,
-        vec![],
-        vec![SignedSecretSubKey::new(sub, vec![sub_sig])],
-    );
-    key.verify_bindings().map_err(internal)?;
-    Ok(key)
+    config
+        .sign_subkey_binding(
+            primary,
+            primary.public_key(),
+            &Password::empty(),
+            sub.public_key(),
+        )
+        .map_err(internal)
 }
 
 /// Serializes any rPGP object to bytes (errors only on our own bugs).

@@ -78,7 +78,10 @@ pub fn seal_at(
         (context, signed_unix),
         true,
     )?;
-    String::from_utf8(armored).map_err(|e| CryptoError::Internal(e.to_string()))
+    String::from_utf8(armored).map_err(|e| CryptoError::Internal {
+        what: "armoring the sealed message",
+        source: Some(Box::new(e)),
+    })
 }
 
 /// [`seal`] returning the binary OpenPGP message (no armor), for payloads

@@ -76,15 +76,7 @@ pub fn export_with_prefer_encrypt(
     prefer: PreferEncrypt,
 ) -> Result<(String, SetupCode), CryptoError> {
     keys::check_addr(addr)?;
-    if date_rfc2822.is_empty()
-        || !date_rfc2822
-            .chars()
-            .all(|c| c == ' ' || c.is_ascii_graphic())
-    {
-        return Err(CryptoError::InvalidArgument(
-            "date must be a single-line RFC 5322 date".into(),
-        ));
-    }
+    check_date(date_rfc2822)?;
     let code = SetupCode::generate(rng);
     let armored = encrypt_block(rng, key, &code, prefer)?;
 
@@ -94,66 +86,120 @@ pub fn export_with_prefer_encrypt(
     rng.fill_bytes(&mut id);
     let boundary = format!("sma-{}", hex::encode(id));
 
-    let text = [
-        "This message contains all information to transfer your Autocrypt",
-        "settings along with your secret key securely from your original",
-        "device.",
-        "",
-        "To set up your new device for Autocrypt, please follow the",
-        "instructions that should be presented by your new device.",
-        "",
-        "You can keep this message and use it as a backup for your secret",
-        "key. If you want to do this, you should write down the Setup Code",
-        "and store it securely.",
-    ]
-    .join(CRLF);
-    let html_intro = [
-        "<html><body>",
-        "<p>",
-        "This is the Autocrypt setup file used to transfer settings and",
-        "keys between clients. You can decrypt it using the Setup Code",
-        "presented on your old device, and then import the contained key",
-        "into your keyring.",
-        "</p>",
-        "",
-        "<pre>",
-    ]
-    .join(CRLF);
+    let mail = SetupMail {
+        addr,
+        date: date_rfc2822,
+        message_id: &message_id,
+        boundary: &boundary,
+        armored: &armored,
+    };
+    Ok((mail.render(), code))
+}
 
-    let mut m = String::with_capacity(armored.len() + 2048);
-    for (name, value) in [
-        ("From", addr),
-        ("To", addr),
-        ("Date", date_rfc2822),
-        ("Subject", "Autocrypt Setup Message"),
-        ("Message-ID", &format!("<{message_id}@sma.invalid>")),
-        ("Autocrypt-Setup-Message", "v1"),
-        ("MIME-Version", "1.0"),
-        (
-            "Content-Type",
-            &format!("multipart/mixed; boundary=\"{boundary}\""),
-        ),
-    ] {
-        m.push_str(&format!("{name}: {value}{CRLF}"));
+/// Refuses an empty or multi-line `Date` value (it goes into a header).
+fn check_date(date_rfc2822: &str) -> Result<(), CryptoError> {
+    if date_rfc2822.is_empty()
+        || !date_rfc2822
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic())
+    {
+        return Err(CryptoError::InvalidArgument(
+            "date must be a single-line RFC 5322 date".into(),
+        ));
     }
-    m.push_str(CRLF);
-    m.push_str(&format!("--{boundary}{CRLF}"));
-    m.push_str(&format!("Content-Type: text/plain; charset=utf-8{CRLF}"));
-    m.push_str(&format!("Content-Transfer-Encoding: 7bit{CRLF}{CRLF}"));
-    m.push_str(&text);
-    m.push_str(CRLF);
-    m.push_str(&format!("--{boundary}{CRLF}"));
-    m.push_str(&format!("Content-Type: application/autocrypt-setup{CRLF}"));
-    m.push_str(&format!(
-        "Content-Disposition: attachment; filename=\"autocrypt-setup-message.html\"{CRLF}"
-    ));
-    m.push_str(&format!("Content-Transfer-Encoding: 7bit{CRLF}{CRLF}"));
-    m.push_str(&html_intro);
-    m.push_str(CRLF);
-    m.push_str(&armored);
-    m.push_str(&format!("</pre></body></html>{CRLF}"));
-    m.push_str(&format!("--{boundary}--{CRLF}"));
-    Ok((m, code))
+    Ok(())
+}
+
+/// The explanation in the text part of a Setup Message.
+const SETUP_TEXT: &[&str] = &[
+    "This message contains all information to transfer your Autocrypt",
+    "settings along with your secret key securely from your original",
+    "device.",
+    "",
+    "To set up your new device for Autocrypt, please follow the",
+    "instructions that should be presented by your new device.",
+    "",
+    "You can keep this message and use it as a backup for your secret",
+    "key. If you want to do this, you should write down the Setup Code",
+    "and store it securely.",
+];
+
+/// The HTML attachment's text before the armored block.
+const SETUP_HTML_INTRO: &[&str] = &[
+    "<html><body>",
+    "<p>",
+    "This is the Autocrypt setup file used to transfer settings and",
+    "keys between clients. You can decrypt it using the Setup Code",
+    "presented on your old device, and then import the contained key",
+    "into your keyring.",
+    "</p>",
+    "",
+    "<pre>",
+];
+
+/// The parts of a Setup Message mail, checked and ready to render.
+struct SetupMail<'a> {
+    /// `From` and `To`.
+    addr: &'a str,
+    /// The `Date` value.
+    date: &'a str,
+    /// The local part of the `Message-ID`.
+    message_id: &'a str,
+    /// The MIME boundary.
+    boundary: &'a str,
+    /// The armored, encrypted key ([`encrypt_block`]).
+    armored: &'a str,
+}
+
+impl SetupMail<'_> {
+    /// The complete message: headers, a text part and the HTML attachment
+    /// with the armored key (CRLF line endings, 7-bit).
+    fn render(&self) -> String {
+        let mut m = String::with_capacity(self.armored.len() + 2048);
+        self.push_headers(&mut m);
+        self.push_body(&mut m);
+        m
+    }
+
+    fn push_headers(&self, m: &mut String) {
+        let boundary = self.boundary;
+        for (name, value) in [
+            ("From", self.addr),
+            ("To", self.addr),
+            ("Date", self.date),
+            ("Subject", "Autocrypt Setup Message"),
+            ("Message-ID", &format!("<{}@sma.invalid>", self.message_id)),
+            ("Autocrypt-Setup-Message", "v1"),
+            ("MIME-Version", "1.0"),
+            (
+                "Content-Type",
+                &format!("multipart/mixed; boundary=\"{boundary}\""),
+            ),
+        ] {
+            m.push_str(&format!("{name}: {value}{CRLF}"));
+        }
+        m.push_str(CRLF);
+    }
+
+    fn push_body(&self, m: &mut String) {
+        let boundary = self.boundary;
+        m.push_str(&format!("--{boundary}{CRLF}"));
+        m.push_str(&format!("Content-Type: text/plain; charset=utf-8{CRLF}"));
+        m.push_str(&format!("Content-Transfer-Encoding: 7bit{CRLF}{CRLF}"));
+        m.push_str(&SETUP_TEXT.join(CRLF));
+        m.push_str(CRLF);
+        m.push_str(&format!("--{boundary}{CRLF}"));
+        m.push_str(&format!("Content-Type: application/autocrypt-setup{CRLF}"));
+        m.push_str(&format!(
+            "Content-Disposition: attachment; filename=\"autocrypt-setup-message.html\"{CRLF}"
+        ));
+        m.push_str(&format!("Content-Transfer-Encoding: 7bit{CRLF}{CRLF}"));
+        m.push_str(&SETUP_HTML_INTRO.join(CRLF));
+        m.push_str(CRLF);
+        m.push_str(self.armored);
+        m.push_str(&format!("</pre></body></html>{CRLF}"));
+        m.push_str(&format!("--{boundary}--{CRLF}"));
+    }
 }
 
 /// The armored `PGP MESSAGE` (CRLF) with the encrypted secret key.

@@ -8,7 +8,13 @@ use std::path::PathBuf;
 use zeroize::Zeroize;
 
 /// How the connection to the IMAP server is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serialised as its lower-case name ([`Security::as_str`]: `tls`,
+/// `starttls`, `plain`), the form stored in device configurations;
+/// deserialising accepts exactly these names, so an unknown or misspelt
+/// mode is an error rather than a silent default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Security {
     /// Implicit TLS ("IMAPS"): TLS from the first byte, usually port 993.
     Tls,

@@ -293,6 +293,17 @@ impl Conn {
                 Err(e) if e.is_incomplete() => "incomplete",
                 Err(_) => "not understood",
             };
+            if let Some(ascii) = frame.ascii_fallback() {
+                if let Ok((&[], resp)) = imap_proto::parser::parse_response(&ascii) {
+                    tracing::debug!(
+                        "IMAP response with 8-bit text read with '?' for its non-ASCII characters"
+                    );
+                    self.note(&resp);
+                    let out = f(&resp);
+                    self.clock.parsing += parse_started.elapsed();
+                    return Ok(Some(out));
+                }
+            }
             self.clock.parsing += parse_started.elapsed();
             self.unparseable(frame, why)?;
         }

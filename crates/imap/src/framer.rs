@@ -61,6 +61,23 @@ impl Frame {
     pub(crate) fn is_untagged(&self) -> bool {
         self.bytes.starts_with(b"* ")
     }
+
+    /// The response with every non-ASCII character (or invalid UTF-8
+    /// sequence) written as one `?`: for a response without literals that
+    /// the parser refuses only for its 8-bit text (Dovecot puts UTF-8 folder
+    /// names into the text of a `NO`). `None` when that cannot help. Never
+    /// longer than the frame.
+    pub(crate) fn ascii_fallback(&self) -> Option<Vec<u8>> {
+        if self.has_literal || self.bytes.is_ascii() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&self.bytes);
+        Some(
+            text.chars()
+                .map(|c| u8::try_from(c).ok().filter(u8::is_ascii).unwrap_or(b'?'))
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

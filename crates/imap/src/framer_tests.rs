@@ -295,3 +295,31 @@ async fn parse_cost() {
         );
     }
 }
+
+#[test]
+fn ascii_fallback_only_for_8bit_lines_without_literals() {
+    let frame = |bytes: &[u8], has_literal| Frame {
+        bytes: bytes.to_vec(),
+        has_literal,
+    };
+    assert_eq!(
+        frame(
+            "S3 NO Mailbox doesn't exist: Ordner-ä/x\r\n".as_bytes(),
+            false
+        )
+        .ascii_fallback()
+        .as_deref(),
+        Some(&b"S3 NO Mailbox doesn't exist: Ordner-?/x\r\n"[..])
+    );
+    assert_eq!(
+        frame(b"* OK caf\xc3\xa9 \xff\xfe\r\n", false)
+            .ascii_fallback()
+            .as_deref(),
+        Some(&b"* OK caf? ??\r\n"[..])
+    );
+    assert_eq!(frame(b"S1 OK done\r\n", false).ascii_fallback(), None);
+    assert_eq!(
+        frame(b"* 1 FETCH (BODY[] {2}\r\n\xc3\xa4)\r\n", true).ascii_fallback(),
+        None
+    );
+}

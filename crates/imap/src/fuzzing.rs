@@ -45,6 +45,27 @@ pub fn responses(data: &[u8]) {
     }
 }
 
+/// A folder name from the server through the modified UTF-7 decoder:
+/// whatever the bytes, no panic, and whatever decodes is the canonical
+/// encoding of what it decodes to. Any string encodes to something that
+/// decodes back to it.
+pub fn folder_name(data: &[u8]) {
+    if let Ok(name) = crate::mutf7::decode(data) {
+        assert_eq!(
+            crate::mutf7::encode(&name).as_bytes(),
+            data,
+            "decoded a non-canonical name"
+        );
+    }
+    let text = String::from_utf8_lossy(data);
+    let wire = crate::mutf7::encode(&text);
+    assert_eq!(
+        crate::mutf7::decode(wire.as_bytes()).as_deref(),
+        Ok(&*text),
+        "an encoded name does not decode back"
+    );
+}
+
 #[derive(Default)]
 struct Handlers {
     tracker: MailboxTracker,
@@ -59,8 +80,17 @@ impl Handlers {
             return;
         }
         drop(parsed);
+        if let Some(ascii) = frame.ascii_fallback() {
+            assert!(ascii.len() <= frame.bytes.len() && ascii.is_ascii());
+            if let Ok((&[], resp)) = imap_proto::parser::parse_response(&ascii) {
+                self.response(&resp);
+                return;
+            }
+        }
         if frame.is_untagged() && !frame.has_literal {
-            let _ = parse_namespace(&frame.bytes);
+            if let Some(Some(ns)) = parse_namespace(&frame.bytes) {
+                folder_name(ns.prefix.as_bytes());
+            }
             self.set_aside.keep(frame.bytes);
             let _ = self.set_aside.take(b"* NAMESPACE ");
         }
@@ -91,6 +121,33 @@ impl Handlers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The seed corpus in `fuzz/corpus/folder_name/`, and every one- and
+    /// two-byte mutation of each seed.
+    #[test]
+    fn folder_name_corpus_and_mutations() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/folder_name");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("no seed corpus in {}: {e}", dir.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 4, "seed corpus too small: {files:?}");
+        for f in files {
+            let data = std::fs::read(&f).expect("corpus file");
+            folder_name(&data);
+            for pos in 0..data.len() {
+                for b in [b'&', b'-', b'A', b',', b'+', 0x00, 0x7f, 0xc3, 0xff] {
+                    let mut m = data.clone();
+                    m[pos] = b;
+                    folder_name(&m);
+                    m.truncate(pos);
+                    folder_name(&m);
+                }
+            }
+        }
+    }
 
     /// The seed corpus in `fuzz/corpus/imap_response/`, and cheap
     /// mutations of it, run on every `cargo test`.

@@ -37,6 +37,7 @@ mod io;
 mod limits;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod mutf7;
 mod ops;
 mod probe;
 mod rate;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status, StatusAttribute};
 
 use crate::error::ImapError;
+use crate::mutf7;
 use crate::response::{Code, Done, MailboxTracker, Outcome, Watch};
 use crate::session::{ImapSession, Selected};
 use crate::transport::Transport;
@@ -89,7 +90,7 @@ impl ImapSession {
 
     async fn open(&mut self, folder: &str, read_only: bool) -> Result<MailboxState, ImapError> {
         check_folder(folder)?;
-        let mut cmd = Command::new(if read_only { "EXAMINE" } else { "SELECT" }).string(folder);
+        let mut cmd = Command::new(if read_only { "EXAMINE" } else { "SELECT" }).mailbox(folder);
         if self.caps.condstore {
             cmd = cmd.raw("(CONDSTORE)");
         }
@@ -167,7 +168,12 @@ impl Transport for ImapSession {
             let line = self.conn.take_captured(b"* NAMESPACE ");
             if done.is_ok() {
                 match line.as_deref().map(wire::parse_namespace) {
-                    Some(Some(Some(ns))) => return Ok(ns),
+                    Some(Some(Some(ns))) => {
+                        return Ok(Namespace {
+                            prefix: mutf7::decode_lenient(&ns.prefix),
+                            ..ns
+                        })
+                    }
                     Some(Some(None)) => {}
                     Some(None) => tracing::warn!(
                         line = %String::from_utf8_lossy(line.as_deref().unwrap_or_default()).trim_end(),
@@ -187,7 +193,7 @@ impl Transport for ImapSession {
     async fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<FolderInfo>, ImapError> {
         check_folder(reference)?;
         check_folder(pattern)?;
-        let cmd = Command::new("LIST").string(reference).string(pattern);
+        let cmd = Command::new("LIST").mailbox(reference).mailbox(pattern);
         let mut out = Vec::new();
         let done = self
             .conn
@@ -199,7 +205,7 @@ impl Transport for ImapSession {
                 }) = r
                 {
                     out.push(FolderInfo {
-                        name: name.to_string(),
+                        name: mutf7::decode_lenient(name),
                         delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
                         attributes: name_attributes.iter().map(attribute_name).collect(),
                     });
@@ -214,7 +220,7 @@ impl Transport for ImapSession {
 
     async fn list_subscribed(&mut self, pattern: &str) -> Result<Vec<String>, ImapError> {
         check_folder(pattern)?;
-        let cmd = Command::new("LSUB").string("").string(pattern);
+        let cmd = Command::new("LSUB").mailbox("").mailbox(pattern);
         let mut out = Vec::new();
         let done = self
             .conn
@@ -231,7 +237,7 @@ impl Transport for ImapSession {
                         .iter()
                         .any(|a| matches!(a, async_imap::imap_proto::NameAttribute::NoSelect));
                     if !noselect {
-                        out.push(name.to_string());
+                        out.push(mutf7::decode_lenient(name));
                     }
                 }
             })
@@ -244,7 +250,7 @@ impl Transport for ImapSession {
 
     async fn create(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
         check_folder(folder)?;
-        let cmd = Command::new("CREATE").string(folder);
+        let cmd = Command::new("CREATE").mailbox(folder);
         let done = self.conn.run_simple(&cmd).await?;
         match done.outcome {
             Outcome::Ok => Ok(CreateOutcome::Created),
@@ -258,7 +264,7 @@ impl Transport for ImapSession {
 
     async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {
         check_folder(folder)?;
-        let cmd = Command::new("DELETE").string(folder);
+        let cmd = Command::new("DELETE").mailbox(folder);
         let done = self.conn.run_simple(&cmd).await?;
         if !done.is_ok() {
             return Err(self.folder_error(folder, done, cmd.label()).await?);
@@ -271,14 +277,14 @@ impl Transport for ImapSession {
 
     async fn subscribe(&mut self, folder: &str) -> Result<(), ImapError> {
         check_folder(folder)?;
-        self.simple(Command::new("SUBSCRIBE").string(folder))
+        self.simple(Command::new("SUBSCRIBE").mailbox(folder))
             .await?;
         Ok(())
     }
 
     async fn unsubscribe(&mut self, folder: &str) -> Result<(), ImapError> {
         check_folder(folder)?;
-        self.simple(Command::new("UNSUBSCRIBE").string(folder))
+        self.simple(Command::new("UNSUBSCRIBE").mailbox(folder))
             .await?;
         Ok(())
     }
@@ -290,7 +296,7 @@ impl Transport for ImapSession {
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
         check_folder(folder)?;
-        let mut cmd = Command::new("APPEND").string(folder);
+        let mut cmd = Command::new("APPEND").mailbox(folder);
         if !flags.is_empty() {
             cmd = cmd.raw(flag_list(flags)?);
         }
@@ -311,8 +317,12 @@ impl Transport for ImapSession {
             self.open(folder, true).await?;
         }
         match done.outcome {
+            // An APPENDUID the server sends without advertising UIDPLUS
+            // is not relied on (RFC 4315 makes it part of UIDPLUS): the
+            // driver then finds its message by Message-ID, as on servers
+            // that really lack it.
             Outcome::Ok => Ok(match done.code {
-                Some(Code::AppendUid { uid }) => uid,
+                Some(Code::AppendUid { uid }) if self.caps.uidplus => uid,
                 _ => None,
             }),
             Outcome::No if done.code == Some(Code::TryCreate) => Err(ImapError::NoSuchFolder {
@@ -337,7 +347,7 @@ impl Transport for ImapSession {
         } else {
             "(MESSAGES UIDNEXT UIDVALIDITY)"
         };
-        let cmd = Command::new("STATUS").string(folder).raw(items);
+        let cmd = Command::new("STATUS").mailbox(folder).raw(items);
         let (mut messages, mut next, mut validity, mut modseq) = (None, None, None, None);
         let done = self
             .conn

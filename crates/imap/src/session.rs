@@ -78,86 +78,17 @@ impl ImapSession {
     ///   else `LOGIN`; a `NO` gives [`ImapError::AuthRejected`].
     pub async fn connect(config: &ImapConfig) -> Result<ImapSession, ImapError> {
         let addr = config.addr();
-        let plain_guard = config.security == Security::Plain && !config.allow_insecure;
-        if plain_guard && !config.is_loopback_host() {
-            return Err(ImapError::InsecureRefused {
-                host: config.host.clone(),
-            });
-        }
-        let (tcp, peer) = tcp_connect(config, &addr, plain_guard).await?;
-        let stream = match config.security {
-            Security::Tls => NetStream::Tls(Box::new(
-                tls::handshake(
-                    tcp,
-                    &config.host,
-                    &addr,
-                    config.ca_file.as_deref(),
-                    CONNECT_TIMEOUT,
-                )
-                .await?,
-            )),
-            Security::StartTls | Security::Plain => NetStream::Plain(tcp),
-        };
+        let (stream, peer) = open_stream(config, &addr).await?;
         let mut conn = Conn::new(stream, 0, 0);
-        let (status, greeting_caps, greeting) = conn.read_greeting().await?;
-        match status {
-            Greeting::Ok => {}
-            Greeting::PreAuth if config.security != Security::StartTls => {}
-            Greeting::PreAuth => return Err(ImapError::StartTlsUnavailable { addr }),
-            _ => {
-                return Err(ImapError::ConnectionLost(format!(
-                    "the server at {addr} refused the connection: {greeting}"
-                )))
-            }
-        }
-        let mut caps = match greeting_caps {
-            Some(raw) => Capabilities::from_raw(raw),
-            None => read_capabilities(&mut conn).await?,
-        };
-        conn.literal_plus = caps.literal_plus;
-
+        let greeted = greet(&mut conn, config, &addr).await?;
+        let mut caps = greeted.caps;
         if config.security == Security::StartTls {
-            if !caps.has("STARTTLS") {
-                return Err(ImapError::StartTlsUnavailable { addr });
-            }
-            let done = conn.run_simple(&Command::new("STARTTLS")).await?;
-            if !done.is_ok() {
-                return Err(ImapError::Tls {
-                    addr,
-                    reason: format!(
-                        "the server refused STARTTLS: {} — try --security tls",
-                        done.text
-                    ),
-                });
-            }
-            // Anything the server sent after its OK is dropped with the
-            // plain-text buffers (no STARTTLS response injection).
-            let (plain, next_tag, sent) = conn.into_parts();
-            let NetStream::Plain(tcp) = plain else {
-                return Err(ImapError::Protocol(
-                    "STARTTLS on an encrypted stream".into(),
-                ));
-            };
-            let tls_stream = tls::handshake(
-                tcp,
-                &config.host,
-                &addr,
-                config.ca_file.as_deref(),
-                CONNECT_TIMEOUT,
-            )
-            .await?;
-            conn = Conn::new(NetStream::Tls(Box::new(tls_stream)), next_tag, sent);
+            conn = start_tls(conn, &caps, config, &addr).await?;
             caps = read_capabilities(&mut conn).await?;
             conn.literal_plus = caps.literal_plus;
         }
-
-        if status != Greeting::PreAuth {
-            if let Some(raw) = login(&mut conn, &caps, config, &addr).await? {
-                caps = Capabilities::from_raw(raw);
-            } else {
-                caps = read_capabilities(&mut conn).await?;
-            }
-            conn.literal_plus = caps.literal_plus;
+        if greeted.status != Greeting::PreAuth {
+            caps = authenticate(&mut conn, &caps, config, &addr).await?;
         }
         tracing::debug!(addr = %addr, user = %config.user, caps = ?caps.raw, "IMAP logged in");
         Ok(ImapSession {
@@ -169,7 +100,7 @@ impl ImapSession {
             idle_refused: false,
             addr,
             peer,
-            greeting,
+            greeting: greeted.text,
             user: config.user.clone(),
             security: config.security,
         })
@@ -256,6 +187,136 @@ impl ImapSession {
     pub fn set_idle_recheck(&mut self, every: Option<Duration>) {
         self.idle_recheck = every.map(|d| d.max(Duration::from_millis(100)));
     }
+}
+
+/// Refuses plain IMAP to a host that is not loopback (unless allowed)
+/// before any network activity, connects, and does the TLS handshake of
+/// [`Security::Tls`].
+async fn open_stream(
+    config: &ImapConfig,
+    addr: &str,
+) -> Result<(NetStream, SocketAddr), ImapError> {
+    let plain_guard = config.security == Security::Plain && !config.allow_insecure;
+    if plain_guard && !config.is_loopback_host() {
+        return Err(ImapError::InsecureRefused {
+            host: config.host.clone(),
+        });
+    }
+    let (tcp, peer) = tcp_connect(config, addr, plain_guard).await?;
+    let stream = match config.security {
+        Security::Tls => NetStream::Tls(Box::new(
+            tls::handshake(
+                tcp,
+                &config.host,
+                addr,
+                config.ca_file.as_deref(),
+                CONNECT_TIMEOUT,
+            )
+            .await?,
+        )),
+        Security::StartTls | Security::Plain => NetStream::Plain(tcp),
+    };
+    Ok((stream, peer))
+}
+
+/// What the server said when the connection opened.
+struct Greeted {
+    /// `OK` or `PREAUTH`.
+    status: Greeting,
+    /// The capabilities (from the greeting, else asked for).
+    caps: Capabilities,
+    /// The greeting's text.
+    text: String,
+}
+
+/// Reads the greeting: `OK`, or `PREAUTH` unless STARTTLS is required
+/// (a pre-authenticated session could never be upgraded); then the
+/// capabilities.
+async fn greet(conn: &mut Conn, config: &ImapConfig, addr: &str) -> Result<Greeted, ImapError> {
+    let (status, greeting_caps, text) = conn.read_greeting().await?;
+    match status {
+        Greeting::Ok => {}
+        Greeting::PreAuth if config.security != Security::StartTls => {}
+        Greeting::PreAuth => {
+            return Err(ImapError::StartTlsUnavailable {
+                addr: addr.to_owned(),
+            })
+        }
+        _ => {
+            return Err(ImapError::ConnectionLost(format!(
+                "the server at {addr} refused the connection: {text}"
+            )))
+        }
+    }
+    let caps = match greeting_caps {
+        Some(raw) => Capabilities::from_raw(raw),
+        None => read_capabilities(conn).await?,
+    };
+    conn.literal_plus = caps.literal_plus;
+    Ok(Greeted { status, caps, text })
+}
+
+/// `STARTTLS` and the TLS handshake: the returned connection is encrypted.
+/// Fails if the server does not offer or refuses STARTTLS (never
+/// downgrades).
+async fn start_tls(
+    mut conn: Conn,
+    caps: &Capabilities,
+    config: &ImapConfig,
+    addr: &str,
+) -> Result<Conn, ImapError> {
+    if !caps.has("STARTTLS") {
+        return Err(ImapError::StartTlsUnavailable {
+            addr: addr.to_owned(),
+        });
+    }
+    let done = conn.run_simple(&Command::new("STARTTLS")).await?;
+    if !done.is_ok() {
+        return Err(ImapError::Tls {
+            addr: addr.to_owned(),
+            reason: format!(
+                "the server refused STARTTLS: {} — try --security tls",
+                done.text
+            ),
+        });
+    }
+    // Anything the server sent after its OK is dropped with the
+    // plain-text buffers (no STARTTLS response injection).
+    let (plain, next_tag, sent) = conn.into_parts();
+    let NetStream::Plain(tcp) = plain else {
+        return Err(ImapError::Protocol(
+            "STARTTLS on an encrypted stream".into(),
+        ));
+    };
+    let tls_stream = tls::handshake(
+        tcp,
+        &config.host,
+        addr,
+        config.ca_file.as_deref(),
+        CONNECT_TIMEOUT,
+    )
+    .await?;
+    Ok(Conn::new(
+        NetStream::Tls(Box::new(tls_stream)),
+        next_tag,
+        sent,
+    ))
+}
+
+/// Logs in and returns the capabilities of the logged-in session (from the
+/// login's answer, else asked for).
+async fn authenticate(
+    conn: &mut Conn,
+    caps: &Capabilities,
+    config: &ImapConfig,
+    addr: &str,
+) -> Result<Capabilities, ImapError> {
+    let caps = match login(conn, caps, config, addr).await? {
+        Some(raw) => Capabilities::from_raw(raw),
+        None => read_capabilities(conn).await?,
+    };
+    conn.literal_plus = caps.literal_plus;
+    Ok(caps)
 }
 
 /// Resolves the host and connects (10 s in all). With `loopback_only`,

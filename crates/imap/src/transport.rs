@@ -19,8 +19,10 @@ use crate::types::{
 
 /// One logged-in IMAP session, as the protocol driver uses it.
 ///
-/// Folder names are passed to the server as given (no modified UTF-7
-/// conversion): SMA only uses ASCII names. Operations on messages act on the
+/// Folder names are Unicode strings on this side; an implementation that
+/// speaks the wire protocol converts them to modified UTF-7 (RFC 3501
+/// §5.1.3) and back ([`crate::mutf7`]), so a namespace prefix with
+/// non-ASCII characters works. Operations on messages act on the
 /// folder selected last with [`Transport::select`] (or read-only with
 /// [`Transport::examine`]).
 pub trait Transport: Send {
@@ -62,7 +64,8 @@ pub trait Transport: Send {
     fn unsubscribe(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
 
     /// Appends a message with `flags` (e.g. `["\\Seen"]`). Returns its UID
-    /// when the server reports it (`APPENDUID`, with UIDPLUS). A missing
+    /// when the server reports it (`APPENDUID`, only if it advertises
+    /// UIDPLUS). A missing
     /// folder (`[TRYCREATE]`) gives [`ImapError::NoSuchFolder`].
     fn append(
         &mut self,

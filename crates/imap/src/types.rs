@@ -66,7 +66,7 @@ impl Capabilities {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Namespace {
     /// Prefix of every personal folder name (`""` on Dovecot, `"INBOX."` on
-    /// Cyrus and Courier).
+    /// Cyrus and Courier), decoded from modified UTF-7.
     pub prefix: String,
     /// Hierarchy delimiter, `None` for a flat server.
     pub delimiter: Option<char>,
@@ -75,7 +75,8 @@ pub struct Namespace {
 /// One folder from `LIST`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderInfo {
-    /// The name exactly as the server sent it (modified UTF-7 not decoded).
+    /// The name, decoded from modified UTF-7; a name that is not canonical
+    /// modified UTF-7 (raw UTF-8 from a lax server) is kept as sent.
     pub name: String,
     /// Hierarchy delimiter, if any.
     pub delimiter: Option<char>,

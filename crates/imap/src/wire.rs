@@ -15,6 +15,9 @@ enum Arg<'a> {
     Raw(String),
     /// An astring: quoted when possible, else a literal.
     Str(&'a str),
+    /// A folder name (or LIST pattern) already in modified UTF-7: an
+    /// astring.
+    Mailbox(String),
     /// An astring that must not appear in logs or errors (a password).
     Secret(&'a str),
     /// Always a literal (message contents).
@@ -55,6 +58,13 @@ impl<'a> Command<'a> {
         self
     }
 
+    /// Appends a folder name or LIST pattern, encoded in modified UTF-7
+    /// (RFC 3501 §5.1.3).
+    pub(crate) fn mailbox(mut self, name: &str) -> Self {
+        self.args.push(Arg::Mailbox(crate::mutf7::encode(name)));
+        self
+    }
+
     /// Appends a secret string argument: shown as `***` in [`Self::label`].
     pub(crate) fn secret(mut self, s: &'a str) -> Self {
         self.args.push(Arg::Secret(s));
@@ -78,6 +88,7 @@ impl<'a> Command<'a> {
             match arg {
                 Arg::Raw(t) => out.push_str(t),
                 Arg::Str(s) => out.push_str(&quote_for_display(s)),
+                Arg::Mailbox(s) => out.push_str(&quote_for_display(s)),
                 Arg::Secret(_) => out.push_str("***"),
                 Arg::Literal(b) => out.push_str(&format!("{{{} bytes}}", b.len())),
             }
@@ -106,6 +117,11 @@ impl<'a> Command<'a> {
                     cur.extend_from_slice(t.as_bytes());
                     None
                 }
+                Arg::Mailbox(s) if is_quotable(s) => {
+                    cur.extend_from_slice(quote(s).as_bytes());
+                    None
+                }
+                Arg::Mailbox(s) => Some(s.as_bytes()),
                 Arg::Str(s) | Arg::Secret(s) => {
                     if is_quotable(s) {
                         cur.extend_from_slice(quote(s).as_bytes());
@@ -359,6 +375,24 @@ mod tests {
         assert!(flag_list(&["bad flag"]).is_err());
         assert!(flag_list(&["\\"]).is_err());
         assert!(flag_list(&["a)"]).is_err());
+    }
+
+    #[test]
+    fn folder_names_go_out_in_modified_utf7() {
+        let c = Command::new("CREATE").mailbox("Posteingang/Ordner-ä/_Autocrypt_SMA");
+        assert_eq!(
+            joined(&c.encode("A5", false)),
+            "A5 CREATE \"Posteingang/Ordner-&AOQ-/_Autocrypt_SMA\"\r\n"
+        );
+        assert_eq!(
+            c.label(),
+            "CREATE \"Posteingang/Ordner-&AOQ-/_Autocrypt_SMA\""
+        );
+        let c = Command::new("LIST").mailbox("").mailbox("Tom & \"Jerry\"*");
+        assert_eq!(
+            joined(&c.encode("A6", false)),
+            "A6 LIST \"\" \"Tom &- \\\"Jerry\\\"*\"\r\n"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod state;
 pub mod sync;
 pub mod time;
 pub mod timefmt;
+pub mod welcome_parts;
 
 pub use engine::Engine;
 pub use error::{InvalidMessage, PeerMisbehaved, ProtoError};

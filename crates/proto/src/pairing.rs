@@ -12,7 +12,8 @@ use sma_crypto::{
 
 use crate::error::{PeerMisbehaved, ProtoError};
 use crate::ids::{DeviceId, RandomId};
-use crate::payload::{self, PairConfirm, PairHello, PairReply, PairWelcome, Welcome};
+use crate::payload::{self, PairConfirm, PairHello, PairReply, PairWelcome, Welcome, WelcomePart};
+use crate::welcome_parts;
 
 /// Largest welcome plaintext accepted (the whole group state).
 pub const MAX_WELCOME_PLAINTEXT: usize = 64 << 20;
@@ -132,18 +133,20 @@ impl MemberConfirmed {
         (&self.joiner_id, &self.joiner_cert)
     }
 
-    /// Builds the key confirmation and the sealed welcome.
+    /// Builds the key confirmation and the sealed welcome, followed by its
+    /// continuation parts when the keyring and log are large (PROTOCOL 9.4).
     ///
-    /// The welcome is signed by our device key and encrypted to the joiner's
-    /// device certificate (the one bound into the transcript), then sealed
-    /// under the pairing session key: opening it needs both the code and the
-    /// joiner's device key, so someone who merely learnt the code cannot.
+    /// The welcome and each part are signed by our device key and encrypted
+    /// to the joiner's device certificate (the one bound into the
+    /// transcript), then sealed under the pairing session key: opening them
+    /// needs both the code and the joiner's device key, so someone who
+    /// merely learnt the code cannot.
     pub fn finish(
         self,
         rng: &mut (impl RngCore + CryptoRng),
         welcome: &Welcome,
         member_key: &DeviceKey,
-    ) -> Result<(PairConfirm, PairWelcome), ProtoError> {
+    ) -> Result<(PairConfirm, Vec<PairWelcome>), ProtoError> {
         let confirm = PairConfirm {
             attempt: self.attempt.clone(),
             confirm: self
@@ -151,21 +154,34 @@ impl MemberConfirmed {
                 .confirm_tag(PakeRole::Member, &self.transcript)
                 .to_vec(),
         };
+        let (welcome, parts) = welcome_parts::split(welcome.clone(), welcome_parts::PART_BUDGET)?;
+        let mut out = vec![self.seal(rng, member_key, None, &payload::to_json(&welcome))?];
+        for part in &parts {
+            out.push(self.seal(rng, member_key, Some(part.index), &payload::to_json(part))?);
+        }
+        Ok((confirm, out))
+    }
+
+    /// Seals one welcome message (the welcome, or part `part`).
+    fn seal(
+        &self,
+        rng: &mut (impl RngCore + CryptoRng),
+        member_key: &DeviceKey,
+        part: Option<u32>,
+        json: &[u8],
+    ) -> Result<PairWelcome, ProtoError> {
         let inner = sma_crypto::seal_bytes(
             rng,
             member_key,
             &[&self.joiner_cert],
-            &payload::to_json(welcome),
+            json,
             sma_crypto::SigContext::Welcome,
         )?;
-        let sealed = self.keys.seal_welcome(rng, &self.transcript, &inner);
-        Ok((
-            confirm,
-            PairWelcome {
-                attempt: self.attempt,
-                sealed,
-            },
-        ))
+        Ok(PairWelcome {
+            attempt: self.attempt.clone(),
+            part,
+            sealed: self.keys.seal_welcome(rng, &self.transcript, &inner),
+        })
     }
 }
 
@@ -270,6 +286,32 @@ impl JoinerConfirmed {
         welcome: &PairWelcome,
         joiner_key: &DeviceKey,
     ) -> Result<Welcome, ProtoError> {
+        if welcome.part.is_some() {
+            return Err(PeerMisbehaved::EnvelopeMismatch("welcome part").into());
+        }
+        Ok(payload::from_json(&self.open(welcome, joiner_key)?)?)
+    }
+
+    /// Opens a continuation part of the welcome (PROTOCOL 9.4); its index
+    /// must be the one its message names.
+    pub fn open_part(
+        &self,
+        message: &PairWelcome,
+        joiner_key: &DeviceKey,
+    ) -> Result<WelcomePart, ProtoError> {
+        let Some(index) = message.part else {
+            return Err(PeerMisbehaved::EnvelopeMismatch("welcome part").into());
+        };
+        let part: WelcomePart = payload::from_json(&self.open(message, joiner_key)?)?;
+        if part.index != index {
+            return Err(PeerMisbehaved::EnvelopeMismatch("welcome part index").into());
+        }
+        Ok(part)
+    }
+
+    /// Opens one welcome message: the session-key seal, then the OpenPGP
+    /// layer; returns the JSON.
+    fn open(&self, welcome: &PairWelcome, joiner_key: &DeviceKey) -> Result<Vec<u8>, ProtoError> {
         if welcome.attempt != self.inner.attempt {
             return Err(PeerMisbehaved::EnvelopeMismatch("pairing attempt").into());
         }
@@ -286,7 +328,7 @@ impl JoinerConfirmed {
             sma_crypto::SigContext::Welcome,
         )
         .map_err(PeerMisbehaved::Crypto)?;
-        Ok(payload::from_json(&json)?)
+        Ok(json.to_vec())
     }
 
     /// The member we paired with.

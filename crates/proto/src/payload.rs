@@ -116,11 +116,16 @@ pub struct PairConfirm {
     pub confirm: Vec<u8>,
 }
 
-/// Pairing step 4 (member → joiner): the sealed [`Welcome`].
+/// Pairing step 4 (member → joiner): the sealed [`Welcome`], or one of its
+/// continuation parts ([`WelcomePart`], PROTOCOL 9.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairWelcome {
     /// Attempt id.
     pub attempt: RandomId,
+    /// Absent for the welcome itself; the index of the continuation part
+    /// this message carries otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
     /// nonce ‖ XChaCha20-Poly1305 ciphertext of the Welcome JSON.
     #[serde(with = "crate::b64")]
     pub sealed: Vec<u8>,
@@ -161,6 +166,30 @@ pub struct Welcome {
     /// The member's last authenticated sign of life per member (seconds).
     #[serde(default)]
     pub alive: BTreeMap<DeviceId, u64>,
+    /// How many continuation parts carry the rest of the keyring and the
+    /// log (0: everything is here).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub parts: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// A continuation of a [`Welcome`] too large for one message: keyring
+/// entries and relay-log ops, sealed like the welcome itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WelcomePart {
+    /// The joiner.
+    pub joiner_id: DeviceId,
+    /// Index of this part (0 ≤ index < `Welcome::parts`).
+    pub index: u32,
+    /// Keyring entries.
+    #[serde(default)]
+    pub keyring: Vec<crate::state::PeerState>,
+    /// Relay-log ops.
+    #[serde(default, deserialize_with = "lenient_ops")]
+    pub log: Vec<SignedOp>,
 }
 
 /// A removal notice (kind `remove`, plain JSON): the signed ops that set

@@ -77,6 +77,22 @@ pub struct Gates {
     granted: BTreeMap<u64, Grant>,
 }
 
+/// Extensions the simulated server does without (drawn per seed). The
+/// transport then behaves as [`sma_imap::ImapSession`] does on such a
+/// server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lacks {
+    /// No UIDPLUS: APPEND reports no UID, and a deletion is a `STORE
+    /// \Deleted` and a plain `EXPUNGE` (two commands, each of which may be
+    /// cut off) that also removes what other sessions flagged.
+    pub uidplus: bool,
+    /// No IDLE: waiting is polling with `NOOP` every
+    /// [`sma_imap::DEFAULT_POLL_INTERVAL`], each poll a command at a gate.
+    pub idle: bool,
+    /// No MOVE: only the capability changes (the driver moves nothing yet).
+    pub move_: bool,
+}
+
 /// Server plus gates, behind one lock (never held across an await).
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -84,6 +100,8 @@ pub struct Shared {
     pub server: Server,
     /// The gates.
     pub gates: Gates,
+    /// What the server lacks; read by each new connection.
+    pub lacks: Lacks,
 }
 
 /// A handle on the simulated network.
@@ -174,19 +192,20 @@ impl Drop for Gate {
     }
 }
 
-fn capabilities() -> Capabilities {
-    Capabilities::from_raw(
-        [
-            "IMAP4rev1",
-            "IDLE",
-            "UIDPLUS",
-            "NAMESPACE",
-            "LITERAL+",
-            "MOVE",
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
+fn capabilities(lacks: Lacks) -> Capabilities {
+    let raw = [
+        ("IMAP4rev1", false),
+        ("IDLE", lacks.idle),
+        ("UIDPLUS", lacks.uidplus),
+        ("NAMESPACE", false),
+        ("LITERAL+", false),
+        ("MOVE", lacks.move_),
+    ]
+    .into_iter()
+    .filter(|(_, lacked)| !lacked)
+    .map(|(name, _)| name.to_owned())
+    .collect();
+    Capabilities::from_raw(raw)
 }
 
 /// One simulated IMAP connection of one actor.
@@ -201,12 +220,15 @@ pub struct SimTransport {
 impl SimTransport {
     /// Connects (and logs in) as `actor`.
     pub fn connect(net: &Net, actor: usize) -> SimTransport {
-        let conn = net.lock().server.connect();
+        let (conn, lacks) = {
+            let mut s = net.lock();
+            (s.server.connect(), s.lacks)
+        };
         SimTransport {
             net: net.clone(),
             actor,
             conn,
-            caps: capabilities(),
+            caps: capabilities(lacks),
         }
     }
 
@@ -314,10 +336,11 @@ impl Transport for SimTransport {
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
         let actor = self.actor;
+        let uidplus = self.caps.uidplus;
         self.run(Cmd::Append, |s, _, g| {
             s.journal
                 .push((actor, folder.to_owned(), Arc::new(message.to_vec())));
-            append_as(s, folder, message, g)
+            append_as(s, folder, message, g).map(|uid| uid.filter(|_| uidplus))
         })
         .await
     }
@@ -356,11 +379,23 @@ impl Transport for SimTransport {
     }
 
     async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
-        self.run(Cmd::Expunge, |s, c, _| s.delete_messages(c, uids))
-            .await
+        if self.caps.uidplus {
+            return self
+                .run(Cmd::Expunge, |s, c, _| s.delete_messages(c, uids))
+                .await;
+        }
+        if uids.is_empty() {
+            return Ok(());
+        }
+        self.run(Cmd::Expunge, |s, c, _| s.flag_deleted(c, uids))
+            .await?;
+        self.run(Cmd::Expunge, |s, c, _| s.expunge_flagged(c)).await
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
+        if !self.caps.idle {
+            return self.poll(timeout).await;
+        }
         if self.run(Cmd::Idle, |s, c, _| s.take_changed(c)).await? {
             return Ok(IdleOutcome::Changed);
         }
@@ -390,6 +425,25 @@ impl Transport for SimTransport {
 
     async fn logout(self) -> Result<(), ImapError> {
         Ok(())
+    }
+}
+
+impl SimTransport {
+    /// [`Transport::idle`] on a server without IDLE: a `NOOP` at a gate,
+    /// then another every poll interval, until one sees a change or the
+    /// time is up.
+    async fn poll(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.run(Cmd::Info, |s, c, _| s.take_changed(c)).await? {
+                return Ok(IdleOutcome::Changed);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(IdleOutcome::TimedOut);
+            }
+            tokio::time::sleep(sma_imap::DEFAULT_POLL_INTERVAL.min(deadline - now)).await;
+        }
     }
 }
 

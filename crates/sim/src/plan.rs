@@ -3,6 +3,8 @@
 use rand::Rng;
 use sma_proto::folders::Layout;
 
+use crate::net::Lacks;
+
 /// Fault rates and sizes of one scenario, all drawn from the seed.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -39,6 +41,8 @@ pub struct Plan {
     /// Per APPEND of a running `pair` or `join`: its process is killed
     /// right after it.
     pub p_pairing_crash: f64,
+    /// Extensions the server does without.
+    pub lacks: Lacks,
 }
 
 impl Plan {
@@ -74,6 +78,12 @@ impl Plan {
             p_start: level(rng, &[0.05, 0.15, 0.3]),
             lifecycle: rng.gen_bool(0.4),
             p_pairing_crash: level(rng, &[0.0, 0.1, 0.3]),
+            // Drawn last, so the rest of a seed's plan stays as it was.
+            lacks: Lacks {
+                uidplus: rng.gen_bool(0.25),
+                idle: rng.gen_bool(0.25),
+                move_: rng.gen_bool(0.25),
+            },
         }
     }
 }
@@ -112,6 +122,8 @@ pub struct Stats {
     /// Live members at the end that applied ops a removed device wrote
     /// after its removal (left out of the convergence check).
     pub tainted: usize,
+    /// Extensions the server did without.
+    pub lacks: Lacks,
     /// Hash of the whole schedule and every outcome (determinism check).
     pub trace_hash: u64,
 }

@@ -677,6 +677,8 @@ pub async fn run_scenario(
         cut_link: None,
     };
     sim.known_removed = vec![Default::default(); sim.w.slots.len()];
+    sim.w.net.lock().lacks = sim.plan.lacks;
+    sim.stats.lacks = sim.plan.lacks;
     let plan_line = format!("{:?}", sim.plan);
     sim.note(plan_line);
     let result = async {

@@ -313,7 +313,7 @@ impl World {
                     server: ServerConfig {
                         host: "sim.invalid".into(),
                         port: 143,
-                        security: "plain".into(),
+                        security: sma_imap::Security::Plain,
                         ca_file: None,
                         allow_insecure: false,
                         user: ACCOUNT.into(),

@@ -49,6 +49,9 @@ struct Coverage {
     message_deletion: u64,
     folder_deletion: u64,
     tainted: u64,
+    no_uidplus: u64,
+    no_idle: u64,
+    no_move: u64,
 }
 
 impl Coverage {
@@ -61,6 +64,9 @@ impl Coverage {
         self.message_deletion += u64::from(s.messages_deleted > 0);
         self.folder_deletion += u64::from(s.folders_deleted > 0);
         self.tainted += u64::from(s.tainted > 0);
+        self.no_uidplus += u64::from(s.lacks.uidplus);
+        self.no_idle += u64::from(s.lacks.idle);
+        self.no_move += u64::from(s.lacks.move_);
     }
 
     /// Fails unless each feature was exercised by at least the given share
@@ -75,6 +81,9 @@ impl Coverage {
             ("join", self.join, 0.50),
             ("message deletion", self.message_deletion, 0.30),
             ("folder deletion", self.folder_deletion, 0.10),
+            ("a server without UIDPLUS", self.no_uidplus, 0.15),
+            ("a server without IDLE", self.no_idle, 0.15),
+            ("a server without MOVE", self.no_move, 0.15),
         ] {
             assert!(
                 share(n) >= min,

@@ -12,8 +12,9 @@ pub struct ServerConfig {
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// `tls`, `starttls` or `plain`.
-    pub security: String,
+    /// How the connection is secured (stored as `tls`, `starttls` or
+    /// `plain`).
+    pub security: Security,
     /// Private CA bundle to trust instead of the web PKI.
     pub ca_file: Option<PathBuf>,
     /// Allow plain IMAP to a non-loopback host.
@@ -38,7 +39,7 @@ impl ServerConfig {
         ImapConfig {
             host: self.host.clone(),
             port: self.port,
-            security: Self::parse_security(&self.security).unwrap_or(Security::Tls),
+            security: self.security,
             ca_file: self.ca_file.clone(),
             allow_insecure: self.allow_insecure,
             user: self.user.clone(),
@@ -75,5 +76,40 @@ impl Role {
     /// Whether the device holds the group state.
     pub fn is_member(self) -> bool {
         matches!(self, Role::Founder | Role::Member)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(security: &str) -> String {
+        format!(
+            r#"{{"host":"imap.example.org","port":143,"security":"{security}","ca_file":null,"allow_insecure":false,"user":"alice@example.org"}}"#
+        )
+    }
+
+    #[test]
+    fn configs_stored_with_a_security_string_still_open() {
+        for (text, security) in [
+            ("tls", Security::Tls),
+            ("starttls", Security::StartTls),
+            ("plain", Security::Plain),
+        ] {
+            let c: ServerConfig = serde_json::from_str(&stored(text)).expect(text);
+            assert_eq!(c.security, security);
+            assert_eq!(c.imap_config(&Password::new("p")).security, security);
+            // Written back in the same form.
+            assert_eq!(serde_json::to_string(&c).ok(), Some(stored(text)));
+        }
+    }
+
+    #[test]
+    fn an_unknown_security_is_an_error_not_tls() {
+        for bad in ["ssl", "TLS", "", "starttls "] {
+            let e = serde_json::from_str::<ServerConfig>(&stored(bad))
+                .expect_err("an unknown security mode must not open");
+            assert!(e.to_string().contains("unknown variant"), "{bad}: {e}");
+        }
     }
 }

@@ -101,12 +101,15 @@ impl Device {
         db_path: &Path,
     ) -> Result<(DeviceInfo, DeviceKey, CoreState)> {
         let db = store.read();
-        let info: DeviceInfo = db
+        let mut info: DeviceInfo = db
             .meta("device")?
             .and_then(|j| serde_json::from_str(&j).ok())
             .ok_or_else(|| Error::NotInitialised {
                 home: home.to_owned(),
             })?;
+        if let Some(prefix) = legacy_prefix(&info.folders.prefix) {
+            info.folders.prefix = prefix;
+        }
         if info.role == Role::Removed {
             // Removed or departed: every use fails with the reason (exit 4).
             crate::lifecycle::check_not_removed(home)?;
@@ -193,6 +196,21 @@ impl Device {
             })
     }
 
+    /// Drops every change not saved yet: the engine is rebuilt from the
+    /// store (a step that failed after changing the state in memory).
+    pub(crate) fn discard_unsaved(&mut self) -> Result<()> {
+        let db_path = self.home.join(STORE_FILE);
+        let (info, key, core) = Self::load(&self.store, &self.home, &db_path)?;
+        let me = Identity {
+            id: info.id.clone(),
+            account: info.account.clone(),
+            key,
+        };
+        self.engine = Engine::new(me, core)?;
+        self.info = info;
+        Ok(())
+    }
+
     /// The device description as stored.
     pub(crate) fn info_json(&self) -> Result<String> {
         serde_json::to_string(&self.info).map_err(|source| Error::Encode {
@@ -226,5 +244,38 @@ impl Device {
     pub fn save_secret(&mut self, name: &str, value: &[u8]) -> Result<()> {
         self.store
             .write(|db| db.set_secret(name, value).map_err(Error::from))
+    }
+}
+
+/// A namespace prefix stored by a version that kept it in modified UTF-7
+/// as the server sent it (`Ordner-&AOQ-/`): its decoded form, which the
+/// transport now encodes itself. `None` for a prefix stored decoded (one
+/// with an `&` that is not canonical modified UTF-7, or with none).
+fn legacy_prefix(stored: &str) -> Option<String> {
+    if !stored.contains('&') {
+        return None;
+    }
+    sma_imap::mutf7::decode(stored.as_bytes())
+        .ok()
+        .filter(|decoded| decoded != stored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy_prefix;
+
+    #[test]
+    fn prefixes_stored_in_modified_utf7_are_decoded_once() {
+        assert_eq!(
+            legacy_prefix("Posteingang/Ordner-&AOQ-/").as_deref(),
+            Some("Posteingang/Ordner-ä/")
+        );
+        assert_eq!(
+            legacy_prefix("Tom &- Jerry.").as_deref(),
+            Some("Tom & Jerry.")
+        );
+        for decoded in ["", "INBOX.", "Posteingang/Ordner-ä/", "Tom & Jerry."] {
+            assert_eq!(legacy_prefix(decoded), None, "{decoded:?}");
+        }
     }
 }

@@ -10,9 +10,9 @@ use sma_imap::{Transport, Uid, UidRange};
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind};
 use sma_proto::pairing::{JoinerConfirmed, JoinerPairing};
 use sma_proto::payload::{
-    self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairWelcome, Welcome,
+    self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairWelcome, Welcome, WelcomePart,
 };
-use sma_proto::DeviceId;
+use sma_proto::{welcome_parts, DeviceId, PeerMisbehaved, ProtoError};
 use tokio::time::Instant;
 
 use crate::config::Role;
@@ -135,13 +135,13 @@ impl Device {
                 return Err(e);
             }
         };
-        // 3. The welcome, sealed to the confirmed session and our device key.
-        let welcome = self
+        // 3. The welcome (and its parts), sealed to the confirmed session
+        //    and our device key.
+        let (welcome, uids) = self
             .await_welcome(t, &proof, &member_id, &deadline, &mut on_progress)
             .await?;
-        let welcome_msg = proof.open_welcome(&welcome.payload, &self.engine.identity().key)?;
-        t.delete_messages(&[welcome.uid]).await?;
-        self.install_welcome(welcome_msg, &mut on_progress)?;
+        t.delete_messages(&uids).await?;
+        self.install_welcome(welcome, &mut on_progress)?;
         self.announce(t, AnnouncedState::Member, false).await?;
         let members = self.engine.group().active_members().count();
         Ok(JoinReport {
@@ -227,9 +227,10 @@ impl Device {
         }
     }
 
-    /// Waits for the welcome of our attempt, reporting its download. Each
-    /// welcome is downloaded once: one of another attempt is left alone
-    /// and not fetched again on the next poll.
+    /// Waits for the welcome of our attempt and all its parts (PROTOCOL
+    /// 9.4), opening each, reporting the download; returns the assembled
+    /// welcome and the UIDs of its messages. Each message is downloaded
+    /// once: one of another attempt is left alone and not fetched again.
     async fn await_welcome<T: Transport>(
         &mut self,
         t: &mut T,
@@ -237,24 +238,29 @@ impl Device {
         member_id: &DeviceId,
         deadline: &Deadline,
         on_progress: &mut impl FnMut(&JoinProgress),
-    ) -> Result<Found<PairWelcome>> {
+    ) -> Result<(Welcome, Vec<Uid>)> {
         let inbox = self.inbox();
         let since = self.clock.instant();
         let mut seen = std::collections::BTreeSet::new();
+        let mut got = WelcomeSoFar::default();
         loop {
             t.select(&inbox).await?;
             for (uid, size) in new_welcomes(t, member_id, &seen).await? {
                 seen.insert(uid);
-                on_progress(&JoinProgress::new("welcome", 0, size));
+                on_progress(&JoinProgress::new("welcome", got.bytes, got.bytes + size));
                 let Some(found) = fetch_welcome(t, uid).await? else {
                     continue;
                 };
                 if &found.payload.attempt == proof.attempt() {
-                    on_progress(&JoinProgress::new("welcome", size, size));
-                    return Ok(found);
+                    got.add(proof, &self.engine.identity().key, uid, &found.payload)?;
                 }
+                got.bytes += size;
+                on_progress(&JoinProgress::new("welcome", got.bytes, got.bytes));
             }
-            deadline.check(&*self.clock, "the welcome from the member device")?;
+            if let Some(done) = got.complete()? {
+                return Ok(done);
+            }
+            deadline.check(&*self.clock, got.waiting_for())?;
             wait_for_change(t, &*self.clock, deadline.at, Awaiting::Answer { since }).await?;
         }
     }
@@ -275,6 +281,70 @@ impl Device {
         self.save()?;
         on_progress(&JoinProgress::new("keyring", total, total));
         Ok(())
+    }
+}
+
+/// The welcome messages of our attempt opened so far.
+#[derive(Default)]
+struct WelcomeSoFar {
+    welcome: Option<Welcome>,
+    parts: std::collections::BTreeMap<u32, WelcomePart>,
+    uids: Vec<Uid>,
+    bytes: u64,
+}
+
+impl WelcomeSoFar {
+    /// Opens one message of our attempt: the welcome or a part.
+    fn add(
+        &mut self,
+        proof: &JoinerConfirmed,
+        key: &sma_crypto::DeviceKey,
+        uid: Uid,
+        message: &PairWelcome,
+    ) -> Result<()> {
+        match message.part {
+            None => {
+                let welcome = proof.open_welcome(message, key)?;
+                if welcome.parts > welcome_parts::MAX_PARTS {
+                    return Err(ProtoError::Peer(PeerMisbehaved::rule(
+                        "welcome",
+                        "announces too many parts",
+                    ))
+                    .into());
+                }
+                self.welcome = Some(welcome);
+            }
+            Some(index) => {
+                self.parts.insert(index, proof.open_part(message, key)?);
+            }
+        }
+        self.uids.push(uid);
+        Ok(())
+    }
+
+    /// The assembled welcome and its UIDs, once every part is here.
+    fn complete(&mut self) -> Result<Option<(Welcome, Vec<Uid>)>> {
+        let Some(n) = self.welcome.as_ref().map(|w| w.parts) else {
+            return Ok(None);
+        };
+        if !(0..n).all(|i| self.parts.contains_key(&i)) {
+            return Ok(None);
+        }
+        let Some(welcome) = self.welcome.take() else {
+            return Ok(None);
+        };
+        let parts = std::mem::take(&mut self.parts).into_values().collect();
+        let welcome = welcome_parts::assemble(welcome, parts)?;
+        Ok(Some((welcome, std::mem::take(&mut self.uids))))
+    }
+
+    /// What a timeout is waiting for.
+    fn waiting_for(&self) -> &'static str {
+        if self.welcome.is_some() {
+            "the rest of the welcome from the member device"
+        } else {
+            "the welcome from the member device"
+        }
     }
 }
 

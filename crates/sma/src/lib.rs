@@ -39,6 +39,7 @@ pub mod keys;
 pub mod lifecycle;
 mod outbound;
 pub mod pair;
+pub mod providers;
 pub mod round;
 pub mod status;
 mod watch;

@@ -404,19 +404,58 @@ impl Device {
             },
             now,
         )?;
+        // Sealed before the admission is stored: a welcome that cannot be
+        // handed over leaves the joiner unadmitted.
+        let sealed = confirmed
+            .finish(&mut self.rng, &welcome, &self.engine.identity().key)
+            .map_err(Error::from);
+        let messages = match sealed
+            .and_then(|(confirm, welcomes)| self.welcome_messages(&joiner.id, &confirm, &welcomes))
+        {
+            Ok(m) => m,
+            Err(e) => {
+                self.discard_unsaved()?;
+                return Err(e);
+            }
+        };
         self.save()?;
-        let (confirm, sealed) =
-            confirmed.finish(&mut self.rng, &welcome, &self.engine.identity().key)?;
-        let (_, confirm_bytes) = pairing_message(self, Kind::PairConfirm, &joiner.id, &confirm);
-        let (_, welcome_bytes) = pairing_message(self, Kind::PairWelcome, &joiner.id, &sealed);
         let inbox = joiner.inbox(self);
-        t.append(&inbox, &[], &confirm_bytes).await?;
-        t.append(&inbox, &[], &welcome_bytes).await?;
+        for bytes in &messages {
+            t.append(&inbox, &[], bytes).await?;
+        }
         info!(device = %joiner.id, "paired; telling the other members");
         if let Err(e) = self.send_syncs(t).await {
             warn!(error = %e, "could not tell the other members yet; the next sync will");
         }
         Ok(())
+    }
+}
+
+impl Device {
+    /// The confirmation, the welcome and its parts as messages, each
+    /// within the welcome cap (else a clear error: the joiner would have
+    /// to drop it).
+    fn welcome_messages(
+        &mut self,
+        joiner: &DeviceId,
+        confirm: &sma_proto::payload::PairConfirm,
+        welcomes: &[sma_proto::payload::PairWelcome],
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut out = vec![pairing_message(self, Kind::PairConfirm, joiner, confirm).1];
+        let cap = Kind::PairWelcome.size_cap();
+        for w in welcomes {
+            let (_, bytes) = pairing_message(self, Kind::PairWelcome, joiner, w);
+            if bytes.len() > cap {
+                return Err(Error::Local(format!(
+                    "the group state does not fit in a welcome: a message of {} MiB, over the {} MiB cap; \
+                     the device was not admitted",
+                    bytes.len() >> 20,
+                    cap >> 20
+                )));
+            }
+            out.push(bytes);
+        }
+        Ok(out)
     }
 }
 

@@ -14,7 +14,10 @@ use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Role, ServerConfig};
 use sma_crypto::PairingCode;
 use sma_imap::memory::{MemoryServer, MemoryTransport};
+use sma_proto::autocrypt::{AutocryptHeader, Observation};
+use sma_proto::envelope::{peek_marker, Kind};
 use sma_proto::folders::Layout;
+use sma_proto::state::PreferEncrypt;
 use tempfile::TempDir;
 
 const ACCOUNT: &str = "alice@example.org";
@@ -24,7 +27,7 @@ fn server_config() -> ServerConfig {
     ServerConfig {
         host: "memory.invalid".into(),
         port: 143,
-        security: "plain".into(),
+        security: sma_imap::Security::Plain,
         ca_file: None,
         allow_insecure: false,
         user: ACCOUNT.into(),
@@ -236,4 +239,61 @@ async fn forged_plaintext_in_inbox_is_quarantined_not_fatal() {
             .expect("a forged message does not stop sync");
     assert_eq!(report.applied, 0, "nothing from a forgery is applied");
     assert_eq!(p.b.core().group().active_members().count(), 2);
+}
+
+/// Keyring observations of `n` correspondents with `key_bytes` of random
+/// key data each.
+fn observations(n: usize, key_bytes: usize) -> Vec<Observation> {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+    (0..n)
+        .map(|i| {
+            let from = format!("peer{i}@example.net");
+            let mut keydata = vec![0u8; key_bytes];
+            rand::RngCore::fill_bytes(&mut rng, &mut keydata);
+            Observation {
+                from: from.clone(),
+                effective_date: 1_700_000_000,
+                autocrypt: Some(AutocryptHeader {
+                    addr: from,
+                    prefer_encrypt: PreferEncrypt::Mutual,
+                    keydata,
+                }),
+                gossip: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_keyring_too_large_for_one_welcome_arrives_in_parts() {
+    let server = MemoryServer::new();
+    let (da, db) = (TempDir::new().expect("tmp"), TempDir::new().expect("tmp"));
+    let (_, mut a) = init(&server, da.path(), "laptop", 1).await;
+    // About 12 MiB of keyring and as much of log, random keys that do not
+    // compress: far over the 16 MiB cap of one welcome message, so the
+    // welcome travels as the welcome and several parts.
+    a.observe_all(observations(7_000, 1_200)).expect("observe");
+    let (_, mut b) = init(&server, db.path(), "phone", 2).await;
+    pair(&server, &mut a, &mut b).await;
+    assert_eq!(b.core().group().keyring().len(), 7_000);
+    assert_eq!(
+        b.core().group().keyring(),
+        a.core().group().keyring(),
+        "the joiner holds the whole keyring"
+    );
+    let inbox = b.inbox();
+    let left: Vec<String> = server
+        .lock()
+        .all_messages()
+        .filter(|(folder, _, _)| *folder == inbox)
+        .filter(|(_, _, m)| {
+            peek_marker(&m.bytes[..m.header_len]).is_ok_and(|mk| mk.kind == Kind::PairWelcome)
+        })
+        .map(|(_, uid, _)| uid.to_string())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the welcome and all its parts were deleted after joining ({} left)",
+        left.len()
+    );
 }

@@ -2,29 +2,16 @@
 //! other newcomer's helpers generated from the clap definitions:
 //! `completions SHELL` and `man`.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
 use anyhow::Result;
 use clap::CommandFactory;
 use serde::Serialize;
 use sma::{Device, Error, ImapSession, Role};
-use sma_imap::{is_loopback_host, IdleOutcome, Transport};
+use sma_imap::{is_loopback_host, Security, Transport};
 use sma_proto::folders::ANNOUNCE_BASE;
 
+use super::probe::probe;
 use super::Ctx;
 use crate::args::Cli;
-
-/// Clock skew (seconds) above which `doctor` warns.
-const SKEW_WARN_SECS: i64 = 60;
-/// Clock skew above which `doctor` fails: announcements' heartbeats are
-/// trusted only this far into the future.
-const SKEW_FAIL_SECS: i64 = 86_400;
-/// How long `doctor` waits for IDLE to report its probe message.
-const IDLE_WAIT: Duration = Duration::from_secs(10);
-/// How long after IDLE starts the probe is appended.
-const PROBE_DELAY: Duration = Duration::from_millis(300);
-/// IDLE slower than this is a warning (sma then relies on polling).
-const IDLE_SLOW: Duration = Duration::from_secs(5);
 
 /// How a check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -41,13 +28,17 @@ pub(crate) enum Status {
 /// One line of `doctor`'s report.
 #[derive(Clone, Debug, Serialize)]
 pub(crate) struct Check {
-    check: &'static str,
-    status: Status,
-    detail: String,
-    fix: Option<String>,
+    /// What was checked.
+    pub(super) check: &'static str,
+    /// How it came out.
+    pub(super) status: Status,
+    /// What was found.
+    pub(super) detail: String,
+    /// What to do about it (not for `ok`).
+    pub(super) fix: Option<String>,
 }
 
-fn ok(check: &'static str, detail: impl Into<String>) -> Check {
+pub(super) fn ok(check: &'static str, detail: impl Into<String>) -> Check {
     Check {
         check,
         status: Status::Ok,
@@ -56,7 +47,11 @@ fn ok(check: &'static str, detail: impl Into<String>) -> Check {
     }
 }
 
-fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(super) fn warn(
+    check: &'static str,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
     Check {
         check,
         status: Status::Warn,
@@ -65,7 +60,11 @@ fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) 
     }
 }
 
-fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(super) fn fail(
+    check: &'static str,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
     Check {
         check,
         status: Status::Fail,
@@ -81,7 +80,7 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn add(&mut self, c: Check) {
+    fn add(&mut self, c: Check) -> Result<()> {
         if c.status == Status::Fail {
             self.failed.push(c.check);
         }
@@ -96,7 +95,7 @@ impl Report<'_> {
                 line += &format!("\n      {:<14} fix: {fix}", "");
             }
             line
-        });
+        })
     }
 
     fn finish(self) -> Result<()> {
@@ -126,16 +125,16 @@ impl Ctx<'_> {
                     "device",
                     format!("{e:#}"),
                     "create a device with `sma init --server HOST --user USER`, or pass the right --home",
-                ));
+                ))?;
                 return r.finish();
             }
         };
-        r.add(device_check(&dev));
-        r.add(security_check(&dev));
+        r.add(device_check(&dev))?;
+        r.add(security_check(&dev))?;
         let password = match self.password(Some(&dev)) {
             Ok(p) => p,
             Err(e) => {
-                r.add(fail("login", format!("{e:#}"), "give the IMAP password with --password-file, --password-command or SMA_PASSWORD"));
+                r.add(fail("login", format!("{e:#}"), "give the IMAP password with --password-file, --password-command or SMA_PASSWORD"))?;
                 return r.finish();
             }
         };
@@ -148,7 +147,7 @@ impl Ctx<'_> {
                     "login",
                     e.to_string(),
                     "follow the advice in the message; `sma -v doctor` shows the IMAP conversation",
-                ));
+                ))?;
                 return r.finish();
             }
         };
@@ -161,18 +160,18 @@ impl Ctx<'_> {
                 if t.is_tls() { "TLS" } else { "unencrypted" },
                 t.server_greeting().trim()
             ),
-        ));
-        r.add(capabilities_check(t.capabilities()));
+        ))?;
+        r.add(capabilities_check(t.capabilities()))?;
         let checks = server_checks(&dev, &mut t, fix).await;
         let inbox_ok = checks
             .iter()
             .all(|c| c.check != "folders" || c.status != Status::Fail);
         for c in checks {
-            r.add(c);
+            r.add(c)?;
         }
         if inbox_ok && dev.info().role != Role::Removed {
             for c in probe(&dev, &config, &mut t).await {
-                r.add(c);
+                r.add(c)?;
             }
         }
         let _ = t.logout().await;
@@ -211,14 +210,14 @@ fn security_check(dev: &Device) -> Check {
         Some(ca) => format!("certificates verified against {}", ca.display()),
         None => "certificates verified against the web PKI roots".to_owned(),
     };
-    match s.security.as_str() {
-        "tls" => ok("security", format!("implicit TLS to {target}, {trust}")),
-        "starttls" => ok("security", format!("STARTTLS to {target}, {trust}")),
-        _ if is_loopback_host(&s.host) => ok(
+    match s.security {
+        Security::Tls => ok("security", format!("implicit TLS to {target}, {trust}")),
+        Security::StartTls => ok("security", format!("STARTTLS to {target}, {trust}")),
+        Security::Plain if is_loopback_host(&s.host) => ok(
             "security",
             format!("unencrypted IMAP to {target} (loopback only)"),
         ),
-        _ => warn(
+        Security::Plain => warn(
             "security",
             format!("unencrypted IMAP to {target} over the network (--allow-insecure): the password and all metadata travel in clear"),
             "set the device up again with --security tls (port 993) or --security starttls",
@@ -362,157 +361,14 @@ async fn subscription_check(t: &mut ImapSession, pattern: &str, fix: bool) -> Ch
     )
 }
 
-/// Appends a probe message to this device's inbox from a second session
-/// while the first one IDLEs: measures how fast IDLE reports it and, from
-/// its INTERNALDATE, the clock skew. The probe is removed again.
-async fn probe(dev: &Device, config: &sma_imap::ImapConfig, t: &mut ImapSession) -> Vec<Check> {
-    let inbox = dev.inbox();
-    let mut other = match ImapSession::connect(config).await {
-        Ok(s) => s,
-        Err(e) => {
-            return vec![fail(
-                "idle",
-                format!("a second connection failed: {e}"),
-                "check the server's connection limits and retry",
-            )]
-        }
-    };
-    if let Err(e) = t.select(&inbox).await {
-        return vec![fail(
-            "idle",
-            e.to_string(),
-            "check the connection and retry",
-        )];
-    }
-    let token = format!("{:016x}", rand::random::<u64>());
-    let message = probe_message(&dev.info().account, &token);
-    let append = async {
-        tokio::time::sleep(PROBE_DELAY).await;
-        let before = unix_now();
-        let r = other
-            .append(&inbox, &["\\Seen", "\\Deleted"], &message)
-            .await;
-        (before, unix_now(), Instant::now(), r)
-    };
-    let (idle, (before, after, appended, uid)) = tokio::join!(t.idle(IDLE_WAIT), append);
-    let woke = appended.elapsed();
-    let _ = other.logout().await;
-    let mut out = Vec::new();
-    let uid = match uid {
-        Ok(u) => u,
-        Err(e) => {
-            return vec![fail(
-                "idle",
-                format!("cannot append a probe message to {inbox}: {e}"),
-                "check the account's quota and permissions",
-            )]
-        }
-    };
-    let poll = if t.capabilities().idle {
-        ""
-    } else {
-        " (no IDLE: polling with NOOP)"
-    };
-    out.push(match idle {
-        // Seen only in the answer to DONE when the wait ended: IDLE itself
-        // said nothing.
-        Ok(IdleOutcome::Changed) if woke + PROBE_DELAY + Duration::from_millis(150) >= IDLE_WAIT => warn(
-            "idle",
-            format!("IDLE did not report a new message within {} s (it showed up only when IDLE ended){poll}", IDLE_WAIT.as_secs()),
-            "sma falls back to polling every 30 s (pairing then takes up to 30 s longer); for faster delivery ask for a working IDLE (Courier: IMAP_ENHANCEDIDLE=1; Cyrus: idled)",
-        ),
-        Ok(IdleOutcome::Changed) if woke <= IDLE_SLOW => ok("idle", format!("a new message was reported after {} ms{poll}", woke.as_millis())),
-        Ok(IdleOutcome::Changed) => warn("idle", format!("a new message was reported only after {:.1} s{poll}", woke.as_secs_f64()), "sma also polls every 30 s; for faster delivery ask for a quicker IDLE (Courier: IMAP_ENHANCEDIDLE=1)"),
-        Ok(_) => warn("idle", format!("IDLE did not report a new message within {} s{poll}", IDLE_WAIT.as_secs()), "sma falls back to polling every 30 s; for faster delivery ask for a working IDLE (Courier: IMAP_ENHANCEDIDLE=1)"),
-        Err(e) => fail("idle", format!("IDLE failed: {e}"), "check the connection and retry"),
-    });
-    let uid = match uid {
-        Some(u) => Some(u),
-        None => t
-            .search_header("X-SMA-Doctor-Probe", &token)
-            .await
-            .ok()
-            .and_then(|v| v.last().copied()),
-    };
-    let Some(uid) = uid else {
-        out.push(warn(
-            "clock",
-            "could not find the probe message again",
-            "retry `sma doctor`",
-        ));
-        return out;
-    };
-    out.push(match t.internal_dates(&[uid]).await {
-        Ok(dates) => match dates
-            .get(&uid)
-            .and_then(|d| parse_internaldate(d).map(|s| (d, s)))
-        {
-            Some((text, server)) => clock_check(server, before, after, text),
-            None => warn(
-                "clock",
-                "the server gave no readable INTERNALDATE for the probe",
-                "retry `sma doctor`",
-            ),
-        },
-        Err(e) => warn(
-            "clock",
-            format!("cannot read the probe's INTERNALDATE: {e}"),
-            "retry `sma doctor`",
-        ),
-    });
-    if let Err(e) = t.delete_messages(&[uid]).await {
-        tracing::warn!(error = %e, "could not remove the doctor's probe message; the next sync removes it");
-    }
-    out
-}
-
-fn clock_check(server: i64, before: i64, after: i64, text: &str) -> Check {
-    // The server stamped the probe between `before` and `after` (whole seconds).
-    let skew = if server < before - 1 {
-        server - before
-    } else if server > after + 1 {
-        server - after
-    } else {
-        0
-    };
-    let detail =
-        format!("server time {text} (INTERNALDATE of a probe); this machine is off by {skew:+} s");
-    match skew.abs() {
-        s if s <= SKEW_WARN_SECS => ok("clock", detail),
-        s if s <= SKEW_FAIL_SECS => warn("clock", detail, "synchronise this machine's clock (NTP), e.g. `timedatectl set-ntp true`"),
-        _ => fail("clock", detail, "set this machine's clock right (NTP): heartbeats more than a day ahead are not trusted"),
-    }
-}
-
-fn probe_message(account: &str, token: &str) -> Vec<u8> {
-    let date = sma_proto::timefmt::rfc5322(unix_now().max(0) as u64);
-    format!(
-        "From: <{account}>\r\nTo: <{account}>\r\nDate: {date}\r\nSubject: sma doctor probe (safe to delete)\r\nX-SMA-Doctor-Probe: {token}\r\nMessage-ID: <{token}.doctor@sma.invalid>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nA probe of `sma doctor`; it removes it again.\r\n"
-    )
-    .into_bytes()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Parses an IMAP INTERNALDATE (`26-Nov-2026 14:35:43 +0000`, the day maybe
-/// space-padded) into Unix seconds.
-fn parse_internaldate(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (date, rest) = s.split_once(' ')?;
-    let rfc = format!("{} {rest}", date.replace('-', " "));
-    sma_proto::timefmt::parse_rfc5322(&rfc).and_then(|t| i64::try_from(t).ok())
-}
-
 /// Prints a loud warning on stderr when `server` is used with
 /// `--allow-insecure` for a host that is not loopback: the password and
 /// every message then cross the network unencrypted. Not silenced by `-q`.
 pub(crate) fn warn_if_insecure(server: &sma::ServerConfig) {
-    if server.allow_insecure && server.security == "plain" && !is_loopback_host(&server.host) {
+    if server.allow_insecure
+        && server.security == Security::Plain
+        && !is_loopback_host(&server.host)
+    {
         eprintln!(
             "sma: WARNING: connecting to {}:{} WITHOUT ENCRYPTION (--security plain --allow-insecure): \
              the IMAP password and all of sma's messages and metadata travel in clear over the network. \
@@ -536,40 +392,4 @@ pub(crate) fn man() -> Result<()> {
         .render(&mut std::io::stdout())
         .map_err(|e| anyhow::anyhow!("cannot write the manual page: {e}"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internaldate_parsing() {
-        assert_eq!(
-            parse_internaldate("26-Nov-2026 14:11:58 +0000"),
-            Some(1_795_702_318)
-        );
-        assert_eq!(
-            parse_internaldate("26-Nov-2026 15:11:58 +0100"),
-            Some(1_795_702_318)
-        );
-        assert_eq!(
-            parse_internaldate(" 6-Nov-2026 14:11:58 -0700").map(|t| t % 60),
-            Some(58)
-        );
-        assert_eq!(parse_internaldate("garbage"), None);
-    }
-
-    #[test]
-    fn skew_thresholds() {
-        assert_eq!(clock_check(1000, 1000, 1001, "x").status, Status::Ok);
-        assert_eq!(
-            clock_check(1000 + 300, 1000, 1001, "x").status,
-            Status::Warn
-        );
-        assert_eq!(
-            clock_check(1000 - 2 * 86_400, 1000, 1001, "x").status,
-            Status::Fail
-        );
-        assert!(clock_check(1300, 1000, 1001, "x").detail.contains("+299 s"));
-    }
 }

@@ -5,13 +5,26 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use sma::keys::{ObserveReport, PeerView};
-use sma::Error;
+use sma::{Device, Error};
 use sma_proto::state::PreferEncrypt;
 
 use super::Ctx;
 use crate::args::KeysCommand;
+use crate::output::FirstError;
+use crate::views::PreferEncryptView;
+
+/// The headers of a received message given to `sma keys observe`.
+struct ObservedHeaders<'a> {
+    /// `--from`.
+    from: Option<&'a str>,
+    /// `--date`.
+    date: Option<&'a str>,
+    /// `--autocrypt`.
+    autocrypt: Option<&'a str>,
+    /// `--gossip`.
+    gossip: &'a [String],
+}
 
 /// Reads a file, or standard input for `-`.
 fn read_input(path: &Path) -> Result<Vec<u8>> {
@@ -73,89 +86,134 @@ impl Ctx<'_> {
                 gossip,
                 message,
             } => {
-                let report = match (message, from, date) {
-                    (Some(path), _, _) => dev.observe_message(&read_input(path)?)?,
-                    (None, Some(from), Some(date)) => {
-                        dev.observe_headers(from, date, autocrypt.as_deref(), gossip)?
-                    }
-                    _ => {
-                        return Err(Error::Usage(
-                            "give --from and --date (and --autocrypt if the message had one), or --message FILE".into(),
-                        )
-                        .into())
-                    }
+                let headers = ObservedHeaders {
+                    from: from.as_deref(),
+                    date: date.as_deref(),
+                    autocrypt: autocrypt.as_deref(),
+                    gossip,
                 };
-                self.out.emit(&report, || observe_text(&report));
+                self.keys_observe(&mut dev, message.as_deref(), &headers)
             }
             KeysCommand::Import {
                 addr,
                 file,
                 date,
                 prefer_encrypt,
-            } => {
-                let bytes = read_input(file)?;
-                let report = dev.import_peer_key(addr, &bytes, date.as_deref(), *prefer_encrypt)?;
-                self.out.emit(&report, || {
-                    if report.updated.is_empty() {
-                        format!("{addr}: the keyring already holds a newer (or the same) key; nothing changed.")
-                    } else {
-                        format!("Imported the key for {addr}. Run `sma sync` to share it with the other devices.")
-                    }
-                });
-            }
-            KeysCommand::List => {
-                let peers = dev.peers()?;
-                for p in &peers {
-                    self.out.emit(p, || peer_line(p));
-                }
-                if peers.is_empty() && !self.cli.json {
-                    println!("The keyring is empty.");
-                }
-            }
-            KeysCommand::Show { addr } => {
-                let p = dev.peer(addr)?.ok_or_else(|| {
-                    Error::Usage(format!(
-                        "{addr} is not in the keyring — see `sma keys list`, or add it with `sma keys observe` or `sma keys import`"
-                    ))
-                })?;
-                self.out.emit(&p, || {
-                    let mut t = peer_line(&p.view);
-                    if let Some(k) = &p.public_key {
-                        t += "\n";
-                        t += k;
-                    }
-                    t
-                });
-            }
+            } => self.keys_import(&mut dev, addr, file, date.as_deref(), *prefer_encrypt),
+            KeysCommand::List => self.keys_list(&dev),
+            KeysCommand::Show { addr } => self.keys_show(&dev, addr),
             KeysCommand::Recommend {
                 addrs,
                 reply_to_encrypted,
-            } => {
-                let r = dev.recommend(addrs, *reply_to_encrypted)?;
-                self.out.emit(&r, || {
-                    let mut t = format!("Recommendation: {}", r.recommendation.as_str());
-                    for x in &r.recipients {
-                        t += &format!(
-                            "\n  {:<32} {:<10} {}",
-                            x.addr,
-                            x.recommendation.as_str(),
-                            x.fingerprint.as_deref().unwrap_or("-")
-                        );
-                    }
-                    t
-                });
+            } => self.keys_recommend(&dev, addrs, *reply_to_encrypted),
+            KeysCommand::PreferEncrypt { value } => self.keys_prefer_encrypt(&mut dev, *value),
+        }
+    }
+
+    /// `sma keys observe`: the whole message (`--message FILE`), or its
+    /// headers.
+    fn keys_observe(
+        &self,
+        dev: &mut Device,
+        message: Option<&Path>,
+        h: &ObservedHeaders<'_>,
+    ) -> Result<()> {
+        let report = match (message, h.from, h.date) {
+            (Some(path), _, _) => dev.observe_message(&read_input(path)?)?,
+            (None, Some(from), Some(date)) => {
+                dev.observe_headers(from, date, h.autocrypt, h.gossip)?
             }
-            KeysCommand::PreferEncrypt { value } => {
-                if let Some(v) = value {
-                    dev.set_prefer_encrypt(*v)?;
-                }
-                let now = dev.prefer_encrypt().as_str();
-                self.out.emit(&json!({ "prefer_encrypt": now }), || {
-                    format!("prefer-encrypt: {now}")
-                });
+            _ => {
+                return Err(Error::Usage(
+                    "give --from and --date (and --autocrypt if the message had one), or --message FILE".into(),
+                )
+                .into())
             }
+        };
+        self.out.emit(&report, || observe_text(&report))
+    }
+
+    /// `sma keys import ADDR FILE`
+    fn keys_import(
+        &self,
+        dev: &mut Device,
+        addr: &str,
+        file: &Path,
+        date: Option<&str>,
+        prefer_encrypt: PreferEncrypt,
+    ) -> Result<()> {
+        let bytes = read_input(file)?;
+        let report = dev.import_peer_key(addr, &bytes, date, prefer_encrypt)?;
+        self.out.emit(&report, || {
+            if report.updated.is_empty() {
+                format!("{addr}: the keyring already holds a newer (or the same) key; nothing changed.")
+            } else {
+                format!("Imported the key for {addr}. Run `sma sync` to share it with the other devices.")
+            }
+        })
+    }
+
+    /// `sma keys list`
+    fn keys_list(&self, dev: &Device) -> Result<()> {
+        let peers = dev.peers()?;
+        for p in &peers {
+            self.out.emit(p, || peer_line(p))?;
+        }
+        if peers.is_empty() && !self.cli.json {
+            println!("The keyring is empty.");
         }
         Ok(())
+    }
+
+    /// `sma keys show ADDR`
+    fn keys_show(&self, dev: &Device, addr: &str) -> Result<()> {
+        let p = dev.peer(addr)?.ok_or_else(|| {
+            Error::Usage(format!(
+                "{addr} is not in the keyring — see `sma keys list`, or add it with `sma keys observe` or `sma keys import`"
+            ))
+        })?;
+        self.out.emit(&p, || {
+            let mut t = peer_line(&p.view);
+            if let Some(k) = &p.public_key {
+                t += "\n";
+                t += k;
+            }
+            t
+        })
+    }
+
+    /// `sma keys recommend ADDR...`
+    fn keys_recommend(
+        &self,
+        dev: &Device,
+        addrs: &[String],
+        reply_to_encrypted: bool,
+    ) -> Result<()> {
+        let r = dev.recommend(addrs, reply_to_encrypted)?;
+        self.out.emit(&r, || {
+            let mut t = format!("Recommendation: {}", r.recommendation.as_str());
+            for x in &r.recipients {
+                t += &format!(
+                    "\n  {:<32} {:<10} {}",
+                    x.addr,
+                    x.recommendation.as_str(),
+                    x.fingerprint.as_deref().unwrap_or("-")
+                );
+            }
+            t
+        })
+    }
+
+    /// `sma keys prefer-encrypt [VALUE]`: sets it if given, then shows it.
+    fn keys_prefer_encrypt(&self, dev: &mut Device, value: Option<PreferEncrypt>) -> Result<()> {
+        if let Some(v) = value {
+            dev.set_prefer_encrypt(v)?;
+        }
+        let v = PreferEncryptView {
+            prefer_encrypt: dev.prefer_encrypt().as_str(),
+        };
+        self.out
+            .emit(&v, || format!("prefer-encrypt: {}", v.prefer_encrypt))
     }
 
     /// `sma autocrypt-header`
@@ -168,7 +226,7 @@ impl Ctx<'_> {
             h.autocrypt.clone()
         };
         if self.cli.json {
-            self.out.emit(&h, String::new);
+            self.out.emit(&h, String::new)?;
         } else {
             println!("{value}");
         }
@@ -208,8 +266,7 @@ impl Ctx<'_> {
                 "Imported account key {} as generation {} (prefer-encrypt {}). Run `sma sync` to share it with the other devices.",
                 report.fingerprint, report.generation, report.prefer_encrypt
             )
-        });
-        Ok(())
+        })
     }
 }
 
@@ -220,6 +277,7 @@ pub(crate) struct JoinProgressView<'a> {
     json: bool,
     bar: Option<indicatif::ProgressBar>,
     stage: &'static str,
+    unprinted: FirstError,
 }
 
 impl<'a> JoinProgressView<'a> {
@@ -229,12 +287,13 @@ impl<'a> JoinProgressView<'a> {
             json: ctx.cli.json,
             bar: None,
             stage: "",
+            unprinted: FirstError::default(),
         }
     }
 
     pub(crate) fn update(&mut self, p: &sma::pair::JoinProgress) {
         if self.json {
-            self.out.emit(p, String::new);
+            self.unprinted.keep(self.out.emit(p, String::new));
             return;
         }
         if self.stage != p.stage {
@@ -268,9 +327,11 @@ impl<'a> JoinProgressView<'a> {
         }
     }
 
-    pub(crate) fn finish(&mut self) {
+    /// Ends the bar; an error if a progress line could not be printed.
+    pub(crate) fn finish(mut self) -> Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish();
         }
+        self.unprinted.into_result()
     }
 }

@@ -33,8 +33,7 @@ impl Ctx<'_> {
                 },
                 pending
             )
-        });
-        Ok(())
+        })
     }
 
     /// `sma leave`
@@ -44,8 +43,7 @@ impl Ctx<'_> {
         let _ = t.logout().await;
         self.emit_removed(&report, || {
             "This device left the group: the other members were told, its folders are deleted and its keys wiped. Run `sma init` with a fresh --home to set it up again.".to_string()
-        });
-        Ok(())
+        })
     }
 
     /// `sma gc [--expire-after DURATION]`
@@ -60,11 +58,10 @@ impl Ctx<'_> {
             } else {
                 format!("Expired: {}", report.removed.join(", "))
             }
-        });
-        Ok(())
+        })
     }
 
-    fn emit_removed(&self, report: &RemovalReport, human: impl FnOnce() -> String) {
-        self.out.emit(report, human);
+    fn emit_removed(&self, report: &RemovalReport, human: impl FnOnce() -> String) -> Result<()> {
+        self.out.emit(report, human)
     }
 }

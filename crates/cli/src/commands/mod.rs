@@ -1,11 +1,13 @@
 //! One function per command: resolve arguments, call the library, print.
 //!
 //! Command groups live in submodules: `keys` (the replicated keyring),
-//! `lifecycle` (remove, leave, gc) and `serve` (JSON-RPC).
+//! `lifecycle` (remove, leave, gc), `doctor` with its `probe`, and `serve`
+//! (JSON-RPC).
 
 mod doctor;
 mod keys;
 mod lifecycle;
+mod probe;
 mod serve;
 
 pub(crate) use doctor::warn_if_insecure;
@@ -16,17 +18,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
-use serde_json::json;
 use sma::init::{InitOptions, InitReport};
 use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Error, Password, ServerConfig};
+use sma_imap::{ImapConfig, Security};
 use sma_proto::folders::Layout;
 
 use crate::args::{
     AccountKeyCommand, Cli, Command, InitArgs, LayoutArg, SecurityArg, SetupMessageCommand,
 };
-use crate::output::Output;
+use crate::output::{FirstError, Output};
 use crate::secrets::{self, SAVED_PASSWORD};
+use crate::views::{self, AccountKeyExport, AccountKeyView, JoinWaiting, SetupMessageExport};
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli, out: &Output) -> Result<()> {
@@ -133,17 +136,7 @@ impl Ctx<'_> {
     }
 
     async fn init(&self, a: &InitArgs) -> Result<()> {
-        let (host, port) = split_host_port(&a.server)?;
-        let security = match a.security {
-            SecurityArg::Tls => "tls",
-            SecurityArg::Starttls => "starttls",
-            SecurityArg::Plain => "plain",
-        };
-        let port = port.unwrap_or(if a.security == SecurityArg::Tls {
-            993
-        } else {
-            143
-        });
+        let (host, port, security, provider) = init_server(a)?;
         let home = match &self.cli.home {
             Some(h) => h.clone(),
             None => data_dir()
@@ -162,9 +155,9 @@ impl Ctx<'_> {
         let opts = InitOptions {
             home: home.clone(),
             server: ServerConfig {
-                host,
+                host: host.clone(),
                 port,
-                security: security.into(),
+                security,
                 ca_file: a.ca_file.clone(),
                 allow_insecure: a.allow_insecure,
                 user: a.user.clone(),
@@ -182,7 +175,21 @@ impl Ctx<'_> {
             let mut dev = Device::open(&home)?;
             dev.save_secret(SAVED_PASSWORD, password.expose().as_bytes())?;
         }
-        self.out.emit(&report, || {
+        let mut shown = serde_json::to_value(&report).context("encoding the init report")?;
+        shown["server"] = serde_json::json!({
+            "host": host,
+            "port": port,
+            "security": security.as_str(),
+            "provider": provider.map(|p| p.name),
+        });
+        self.out.emit(&shown, || {
+            let settings = match provider {
+                Some(p) => format!(
+                    "Using the built-in settings for {}: {host}:{port} ({security}); log in with {}.\n",
+                    p.name, p.login
+                ),
+                None => String::new(),
+            };
             let what = match report.role {
                 sma::Role::Founder => "founded the group for".to_string(),
                 _ => "announced itself as pending for".to_string(),
@@ -192,7 +199,7 @@ impl Ctx<'_> {
                 _ => "Next: run `sma pair` on a member device and type its code here with `sma join --code CODE`.".to_string(),
             };
             format!(
-                "Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
+                "{settings}Device {} (key {}) {what} {} (home {}).\nAnnouncements: {}  Inbox: {}\n{next}",
                 report.device_id,
                 sma::pair::short_fingerprint(&report.fingerprint),
                 report.account,
@@ -200,25 +207,25 @@ impl Ctx<'_> {
                 report.folders.announce,
                 report.folders.inbox
             )
-        });
-        Ok(())
+        })
     }
 
     async fn pair(&self, device: Option<&str>, timeout: u64) -> Result<()> {
         let device = device.map(parse_device_id).transpose()?;
         let (mut dev, mut t) = self.connected().await?;
         let out = self.out;
+        let mut unprinted = FirstError::default();
         dev.pair(&mut t, device.as_ref(), Duration::from_secs(timeout), |ev| {
-            out.emit(ev, || match ev {
+            unprinted.keep(out.emit(ev, || match ev {
                 PairEvent::Code { code, device_id, fingerprint } => format!(
                     "Pairing code for device {device_id} (key {}):\n\n    {code}\n\nOn the new device run:  sma join\nand type the code. Check that it shows the same device id and key.\nWaiting for it (up to {timeout} s)...",
                     sma::pair::short_fingerprint(fingerprint)
                 ),
                 PairEvent::Paired { device_id } => format!("Device {device_id} is now a member of the group."),
-            })
+            }))
         })
         .await?;
-        Ok(())
+        unprinted.into_result()
     }
 
     async fn join(&self, code: &str, timeout: u64) -> Result<()> {
@@ -226,34 +233,29 @@ impl Ctx<'_> {
             Error::Usage("the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into())
         })?;
         let (mut dev, mut t) = self.connected().await?;
-        let fingerprint = dev.engine().identity().fingerprint();
-        let waiting = serde_json::json!({
-            "event": "waiting",
-            "device_id": dev.id(),
-            "fingerprint": fingerprint,
-        });
+        let waiting = JoinWaiting::new(dev.id().clone(), dev.engine().identity().fingerprint());
         self.out.emit(&waiting, || {
             format!(
                 "This device is {} (key {}); `sma pair` on the member must show the same.",
-                dev.id(),
-                sma::pair::short_fingerprint(&fingerprint)
+                waiting.device_id,
+                sma::pair::short_fingerprint(&waiting.fingerprint)
             )
-        });
+        })?;
         let mut progress = keys::JoinProgressView::new(self);
         let report = dev
             .join_with_progress(&mut t, &code, Duration::from_secs(timeout), |p| {
                 progress.update(p)
             })
             .await;
-        progress.finish();
+        let progress = progress.finish();
         let report = report?;
+        progress?;
         self.out.emit(&report, || {
             format!(
                 "Joined: this device ({}) is now a member; the group has {} active members.",
                 report.device_id, report.members
             )
-        });
-        Ok(())
+        })
     }
 
     async fn status(&self) -> Result<()> {
@@ -301,8 +303,7 @@ impl Ctx<'_> {
                 text += &format!("\nNote ({}): {}", i.at, i.what);
             }
             text
-        });
-        Ok(())
+        })
     }
 
     async fn devices(&self) -> Result<()> {
@@ -317,7 +318,7 @@ impl Ctx<'_> {
                     d.last_seen,
                     if d.is_self { "  (this device)" } else { "" }
                 )
-            });
+            })?;
         }
         Ok(())
     }
@@ -342,8 +343,7 @@ impl Ctx<'_> {
         self.out.emit(&report, || {
             let to: Vec<String> = report.to.iter().map(|d| d.to_string()).collect();
             format!("Sent to {}.", to.join(", "))
-        });
-        Ok(())
+        })
     }
 
     async fn recv(&self, wait: Option<u64>) -> Result<()> {
@@ -357,7 +357,7 @@ impl Ctx<'_> {
                     .map(|b| String::from_utf8_lossy(&b).trim_end().to_owned())
                     .unwrap_or_default();
                 format!("[{}] from {} ({}): {}", m.sent_at, m.from, m.kind, body)
-            });
+            })?;
         }
         dev.delivered(&msgs)?;
         if msgs.is_empty() && wait.is_some() {
@@ -384,8 +384,7 @@ impl Ctx<'_> {
                     format!(", removed {}", r.removed_devices.join(", "))
                 }
             )
-        });
-        Ok(())
+        })
     }
 
     async fn watch(&self) -> Result<()> {
@@ -393,49 +392,53 @@ impl Ctx<'_> {
         let password = self.password(Some(&dev))?;
         doctor::warn_if_insecure(&dev.info().server);
         let out = self.out;
+        // An event that cannot be printed ends the watch with that error.
+        let unprinted = std::cell::RefCell::new(FirstError::default());
+        let give_up = tokio::sync::Notify::new();
         let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = give_up.notified() => {}
+            }
         };
         dev.watch(
             &password,
-            |ev| out.emit(ev, || serde_json::to_string(ev).unwrap_or_default()),
+            |ev| {
+                if let Err(e) = out.json_line(ev) {
+                    unprinted.borrow_mut().keep(Err(e));
+                    give_up.notify_one();
+                }
+            },
             stop,
         )
         .await?;
-        Ok(())
+        unprinted.into_inner().into_result()
     }
 
     fn account_key(&self, cmd: &AccountKeyCommand) -> Result<()> {
         let dev = self.open()?;
-        let key = dev
-            .account_key()?
-            .ok_or_else(|| Error::Server("this group has no account key".into()))?;
+        let key = views::account_key(&dev)?;
         match cmd {
             AccountKeyCommand::Show => {
-                let v = json!({
-                    "fingerprint": key.fingerprint().to_string(),
-                    "created": sma_proto::timefmt::rfc3339(key.created_unix()),
-                    "algorithm": key.algorithm(),
-                });
+                let v = AccountKeyView::of(&key);
                 self.out.emit(&v, || {
                     format!(
                         "Account key {}\n  created   {}\n  algorithm {}",
-                        key.fingerprint(),
-                        v["created"].as_str().unwrap_or_default(),
-                        key.algorithm()
+                        v.fingerprint, v.created, v.algorithm
                     )
-                });
+                })?;
             }
             AccountKeyCommand::Export { secret, out } => {
-                let text = if *secret {
-                    key.to_armored_secret()
-                } else {
-                    key.public_armored()
-                };
+                let text = AccountKeyExport::armored(&key, *secret);
                 match out {
                     Some(path) => {
                         write_private(path, text.as_bytes(), *secret)?;
-                        let v = json!({"fingerprint": key.fingerprint().to_string(), "out": path, "secret": secret});
+                        let v = AccountKeyExport {
+                            armored: None,
+                            fingerprint: key.fingerprint().to_string(),
+                            out: Some(path.clone()),
+                            secret: *secret,
+                        };
                         self.out.emit(&v, || {
                             format!(
                                 "Wrote {} to {}.",
@@ -446,7 +449,7 @@ impl Ctx<'_> {
                                 },
                                 path.display()
                             )
-                        });
+                        })?;
                     }
                     None => print!("{text}"),
                 }
@@ -459,26 +462,19 @@ impl Ctx<'_> {
         match cmd {
             SetupMessageCommand::Export { out } => {
                 let dev = self.open()?;
-                let key = dev
-                    .account_key()?
-                    .ok_or_else(|| Error::Server("this group has no account key".into()))?;
-                let (message, code) = sma_crypto::setup_message::export(
-                    &mut rand_core_rng(),
-                    &key,
-                    &dev.info().account,
-                    &sma_proto::timefmt::rfc5322(sma::clock::Clock::now(&sma::clock::SystemClock)),
-                )
-                .map_err(sma_proto::ProtoError::from)
-                .map_err(Error::from)?;
+                let (message, code) = views::setup_message(&dev)?;
                 write_private(out, message.as_bytes(), true)?;
-                let shown = code.display_grouped();
-                self.out.emit(&json!({ "setup_code": shown }), || {
+                let v = SetupMessageExport {
+                    message: None,
+                    setup_code: code.display_grouped(),
+                };
+                self.out.emit(&v, || {
                     format!(
-                        "Wrote the Autocrypt Setup Message to {}.\nSetup code (shown only now, write it down):\n\n    {shown}\n",
-                        out.display()
+                        "Wrote the Autocrypt Setup Message to {}.\nSetup code (shown only now, write it down):\n\n    {}\n",
+                        out.display(),
+                        v.setup_code
                     )
-                });
-                Ok(())
+                })
             }
             SetupMessageCommand::Import { file, setup_code } => {
                 let code = crate::secrets::code(setup_code.as_deref(), "setup code")?;
@@ -486,10 +482,6 @@ impl Ctx<'_> {
             }
         }
     }
-}
-
-fn rand_core_rng() -> rand::rngs::OsRng {
-    rand::rngs::OsRng
 }
 
 fn import_setup_file(file: &Path, code: &str) -> Result<sma_crypto::AccountKey> {
@@ -525,6 +517,38 @@ fn parse_device_id(s: &str) -> Result<DeviceId> {
         ))
         .into()
     })
+}
+
+/// Host, port, security and (without --server) the built-in provider
+/// settings `init` uses. Without --server, an address whose provider is not
+/// built in is a usage error that says what to pass.
+fn init_server(
+    a: &InitArgs,
+) -> Result<(
+    String,
+    u16,
+    Security,
+    Option<&'static sma::providers::Provider>,
+)> {
+    let Some(server) = &a.server else {
+        let p = sma::providers::for_address(&a.user).ok_or_else(|| {
+            let domain = sma::providers::domain_of(&a.user)
+                .map(|d| format!("for {d} "))
+                .unwrap_or_default();
+            Error::Usage(format!(
+                "sma has no built-in server settings {domain}(it knows Gmail, Outlook.com, Yahoo, AOL, iCloud, GMX, WEB.DE, Fastmail, mailbox.org, Posteo, Proton Mail Bridge, Zoho and Yandex): pass --server HOST[:PORT] and, unless it is implicit TLS on port 993, --security starttls|plain"
+            ))
+        })?;
+        return Ok((p.host.to_owned(), p.port, p.security, Some(p)));
+    };
+    let (host, port) = split_host_port(server)?;
+    let security = match a.security.unwrap_or(SecurityArg::Tls) {
+        SecurityArg::Tls => Security::Tls,
+        SecurityArg::Starttls => Security::StartTls,
+        SecurityArg::Plain => Security::Plain,
+    };
+    let port = port.unwrap_or(ImapConfig::default_port(security));
+    Ok((host, port, security, None))
 }
 
 fn split_host_port(server: &str) -> Result<(String, Option<u16>)> {

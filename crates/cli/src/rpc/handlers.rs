@@ -1,26 +1,31 @@
-//! The methods: each decodes its params, calls the library and returns the
-//! same JSON the CLI prints.
+//! The methods: [`Shared::dispatch`] decodes a call into a
+//! [`Request`] and runs its handler, one method per variant. Handlers call
+//! the library and return the same views the CLI prints
+//! ([`crate::views`] or the library's reports); `dispatch` serialises them.
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use sma::pair::{PairEvent, JOIN_TIMEOUT, PAIR_TIMEOUT};
 use sma::DeviceId;
 use sma_proto::state::PreferEncrypt;
 
-use super::methods::{self as m, lookup, parse};
-use super::protocol::{RpcError, METHOD_NOT_FOUND};
+use super::protocol::{to_value, RpcError};
+use super::request::{self as r, NoParams, Request};
 use super::server::Shared;
 use super::{openrpc, watch};
+use crate::views::{self, AccountKeyExport, AccountKeyView, SetupMessageExport, WatchState};
 
 /// How often a waiting `recv` looks at the inbox. It does not IDLE: the
 /// connection belongs to every call of this server, and a wait holding it
 /// would stall them all. One idle round is one SELECT.
 const RECV_POLL: Duration = Duration::from_millis(500);
 
-fn to_value<T: serde::Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
+/// A handler's result as the call's `result`.
+fn reply<T: Serialize>(r: Result<T, RpcError>) -> Result<Value, RpcError> {
+    to_value(&r?)
 }
 
 fn device_id(method: &str, s: &str) -> Result<DeviceId, RpcError> {
@@ -32,169 +37,224 @@ fn device_id(method: &str, s: &str) -> Result<DeviceId, RpcError> {
     })
 }
 
+/// Decodes base64 `text` given for `param` of `method`.
+fn base64(method: &str, param: &str, text: &str) -> Result<Vec<u8>, RpcError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| RpcError::invalid_params(method, format!("{param}: {e}")))
+}
+
 impl Shared {
-    /// Runs one method.
+    /// Runs one call: unknown methods are -32601 and bad params -32602
+    /// ([`Request::parse`]); otherwise the answer of its handler.
     pub(super) async fn dispatch(&self, method: &str, params: Value) -> Result<Value, RpcError> {
-        if lookup(method).is_none() {
-            return Err(RpcError::new(
-                METHOD_NOT_FOUND,
-                format!("unknown method `{method}` — `rpc.discover` (or `sma serve --openrpc`) lists the methods"),
-            ));
-        }
-        match method {
-            "rpc.discover" => {
-                parse::<m::NoParams>(method, params)?;
-                Ok(openrpc::document())
-            }
-            "status" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                let (dev, t) = g.connected().await?;
-                let r = dev.status(t).await;
-                Ok(to_value(&g.check(r)?))
-            }
-            "devices" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                let (dev, t) = g.connected().await?;
-                let r = dev.devices(t).await;
-                Ok(to_value(&g.check(r)?))
-            }
-            "sync" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                let (dev, t) = g.connected().await?;
-                let r = dev.sync(t).await;
-                let r = g.check(r)?;
-                self.kick.notify_one();
-                Ok(to_value(&r))
-            }
-            "pair" => self.pair(parse(method, params)?).await,
-            "join" => self.join(parse(method, params)?).await,
-            "send" => self.send(parse(method, params)?).await,
-            "recv" => self.recv(parse(method, params)?).await,
-            "watch" => {
-                parse::<m::NoParams>(method, params)?;
-                watch::start(self).await?;
-                Ok(json!({ "watching": true }))
-            }
-            "unwatch" => {
-                parse::<m::NoParams>(method, params)?;
-                self.stop_watch().await;
-                Ok(json!({ "watching": false }))
-            }
-            "account_key.show" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                let key = account_key(g.device()?)?;
-                Ok(json!({
-                    "fingerprint": key.fingerprint().to_string(),
-                    "created": sma_proto::timefmt::rfc3339(key.created_unix()),
-                    "algorithm": key.algorithm(),
-                }))
-            }
-            "account_key.export" => {
-                let p: m::ExportParams = parse(method, params)?;
-                let mut g = self.core.lock().await;
-                let key = account_key(g.device()?)?;
-                let armored = if p.secret {
-                    key.to_armored_secret()
-                } else {
-                    key.public_armored()
-                };
-                Ok(json!({
-                    "fingerprint": key.fingerprint().to_string(),
-                    "secret": p.secret,
-                    "armored": armored,
-                }))
-            }
-            "setup_message.export" => self.setup_export(parse(method, params)?).await,
-            "keys.observe" => self.observe(parse(method, params)?).await,
-            "keys.import" => {
-                let p: m::ImportParams = parse(method, params)?;
-                let prefer = match p.prefer_encrypt.as_deref() {
-                    None => PreferEncrypt::NoPreference,
-                    Some(value) => PreferEncrypt::parse(value).ok_or_else(|| {
-                        RpcError::invalid_params(
-                            method,
-                            format!("prefer_encrypt {value:?}: use mutual or nopreference"),
-                        )
-                    })?,
-                };
-                let mut g = self.core.lock().await;
-                let dev = g.device()?;
-                let r =
-                    dev.import_peer_key(&p.addr, p.key.as_bytes(), p.date.as_deref(), prefer)?;
-                Ok(to_value(&r))
-            }
-            "keys.list" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                Ok(to_value(&g.device()?.peers()?))
-            }
-            "keys.show" => {
-                let p: m::AddrParams = parse(method, params)?;
-                let mut g = self.core.lock().await;
-                let peer = g.device()?.peer(&p.addr)?.ok_or_else(|| {
-                    sma::Error::Usage(format!(
-                        "{} is not in the keyring — see `keys.list`, or add it with `keys.observe` or `keys.import`",
-                        p.addr
-                    ))
-                })?;
-                Ok(to_value(&peer))
-            }
-            "keys.recommend" => {
-                let p: m::AddrsParams = parse(method, params)?;
-                if p.addrs.is_empty() {
-                    return Err(RpcError::invalid_params(
-                        method,
-                        "`addrs` must name at least one address",
-                    ));
-                }
-                let mut g = self.core.lock().await;
-                Ok(to_value(
-                    &g.device()?.recommend(&p.addrs, p.reply_to_encrypted)?,
-                ))
-            }
-            "autocrypt_header" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                Ok(to_value(&g.device()?.own_autocrypt_header()?))
-            }
-            "remove" => self.remove(parse(method, params)?).await,
-            "leave" => {
-                parse::<m::NoParams>(method, params)?;
-                let mut g = self.core.lock().await;
-                let (dev, t) = g.connected().await?;
-                let r = dev.leave(t).await;
-                Ok(to_value(&g.check(r)?))
-            }
-            "gc" => {
-                let p: m::GcParams = parse(method, params)?;
-                let policy = p
-                    .expire_after
-                    .as_deref()
-                    .map(sma::lifecycle::parse_duration)
-                    .transpose()?;
-                let mut g = self.core.lock().await;
-                let (dev, t) = g.connected().await?;
-                let r = dev.gc(t, policy).await;
-                Ok(to_value(&g.check(r)?))
-            }
-            other => Err(RpcError::not_implemented(other)),
+        match Request::parse(method, params)? {
+            Request::Discover(NoParams {}) => Ok(openrpc::document()),
+            Request::Status(NoParams {}) => reply(self.status().await),
+            Request::Devices(NoParams {}) => reply(self.devices().await),
+            Request::Sync(NoParams {}) => reply(self.sync().await),
+            Request::Pair(p) => reply(self.pair(p).await),
+            Request::Join(p) => reply(self.join(p).await),
+            Request::Send(p) => reply(self.send(p).await),
+            Request::Recv(p) => reply(self.recv(p).await),
+            Request::Watch(NoParams {}) => reply(self.watch().await),
+            Request::Unwatch(NoParams {}) => reply(self.unwatch().await),
+            Request::AccountKeyShow(NoParams {}) => reply(self.account_key_show().await),
+            Request::AccountKeyExport(p) => reply(self.account_key_export(p).await),
+            Request::SetupMessageExport(p) => reply(self.setup_export(p).await),
+            Request::KeysObserve(p) => reply(self.observe(p).await),
+            Request::KeysImport(p) => reply(self.import(p).await),
+            Request::KeysList(NoParams {}) => reply(self.keys_list().await),
+            Request::KeysShow(p) => reply(self.keys_show(p).await),
+            Request::KeysRecommend(p) => reply(self.recommend(p).await),
+            Request::AutocryptHeader(NoParams {}) => reply(self.autocrypt_header().await),
+            Request::Remove(p) => reply(self.remove(p).await),
+            Request::Leave(NoParams {}) => reply(self.leave().await),
+            Request::Gc(p) => reply(self.gc(p).await),
         }
     }
 
-    async fn observe(&self, p: m::ObserveParams) -> Result<Value, RpcError> {
+    async fn status(&self) -> Result<sma::status::StatusReport, RpcError> {
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let r = dev.status(t).await;
+        g.check(r)
+    }
+
+    async fn devices(&self) -> Result<Vec<sma::status::DeviceView>, RpcError> {
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let r = dev.devices(t).await;
+        g.check(r)
+    }
+
+    async fn sync(&self) -> Result<sma::round::SyncReport, RpcError> {
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let r = dev.sync(t).await;
+        let r = g.check(r)?;
+        self.kick.notify_one();
+        Ok(r)
+    }
+
+    async fn watch(&self) -> Result<WatchState, RpcError> {
+        watch::start(self).await?;
+        Ok(WatchState { watching: true })
+    }
+
+    async fn unwatch(&self) -> Result<WatchState, RpcError> {
+        self.stop_watch().await;
+        Ok(WatchState { watching: false })
+    }
+
+    async fn pair(&self, p: r::PairParams) -> Result<PairEvent, RpcError> {
+        let device = p
+            .device
+            .as_deref()
+            .map(|d| device_id("pair", d))
+            .transpose()?;
+        let timeout = p.timeout.map_or(PAIR_TIMEOUT, Duration::from_secs);
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let mut unsent = None;
+        let r = dev
+            .pair(t, device.as_ref(), timeout, |ev| {
+                if let PairEvent::Code { .. } = ev {
+                    if let Err(e) = self.event(ev) {
+                        unsent.get_or_insert(e);
+                    }
+                }
+            })
+            .await;
+        let device_id = g.check(r)?;
+        self.kick.notify_one();
+        match unsent {
+            Some(e) => Err(e),
+            None => Ok(PairEvent::Paired { device_id }),
+        }
+    }
+
+    async fn join(&self, p: r::JoinParams) -> Result<sma::pair::JoinReport, RpcError> {
+        let code = sma::PairingCode::parse(&p.code).map_err(|_| {
+            RpcError::from_sma(&sma::Error::Usage(
+                "the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into(),
+            ))
+        })?;
+        let timeout = p.timeout.map_or(JOIN_TIMEOUT, Duration::from_secs);
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let mut unsent = None;
+        let r = dev
+            .join_with_progress(t, &code, timeout, |p| {
+                if let Err(e) = self.event(p) {
+                    unsent.get_or_insert(e);
+                }
+            })
+            .await;
+        let report = g.check(r)?;
+        self.kick.notify_one();
+        unsent.map_or(Ok(report), Err)
+    }
+
+    async fn send(&self, p: r::SendParams) -> Result<sma::SendReport, RpcError> {
+        let to = match (&p.to, p.all) {
+            (Some(to), false) => Some(device_id("send", to)?),
+            (None, true) => None,
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "send",
+                    "give exactly one of `to` (a device id) and `all: true`",
+                ))
+            }
+        };
+        let body = match (p.body, p.body_b64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(b64)) => base64("send", "body_b64", &b64)?,
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "send",
+                    "give exactly one of `body` (text) and `body_b64`",
+                ))
+            }
+        };
+        let kind = p.kind.unwrap_or_else(|| "text".into());
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let r = async {
+            dev.sync(t).await?;
+            dev.send(t, to.as_ref(), &kind, &body).await
+        }
+        .await;
+        let report = g.check(r)?;
+        self.kick.notify_one();
+        Ok(report)
+    }
+
+    /// `recv`; with `wait`, polls every [`RECV_POLL`] and holds the device
+    /// only during each round, so other calls are answered meanwhile.
+    async fn recv(&self, p: r::RecvParams) -> Result<Vec<sma::AppMessage>, RpcError> {
+        let wait = Duration::from_secs(p.wait.unwrap_or(0));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msgs = {
+                let mut g = self.core.lock().await;
+                let (dev, t) = g.connected().await?;
+                let r = async {
+                    let msgs = dev.recv(t, Duration::ZERO).await?;
+                    dev.delivered(&msgs)?;
+                    Ok(msgs)
+                }
+                .await;
+                g.check(r)?
+            };
+            if !msgs.is_empty() || p.wait.is_none() {
+                return Ok(msgs);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(RpcError::from_sma(&sma::Error::Timeout {
+                    what: "a message".into(),
+                    secs: wait.as_secs(),
+                }));
+            }
+            tokio::time::sleep(left.min(RECV_POLL)).await;
+        }
+    }
+
+    async fn account_key_show(&self) -> Result<AccountKeyView, RpcError> {
+        let mut g = self.core.lock().await;
+        let key = views::account_key(g.device()?)?;
+        Ok(AccountKeyView::of(&key))
+    }
+
+    async fn account_key_export(&self, p: r::ExportParams) -> Result<AccountKeyExport, RpcError> {
+        let mut g = self.core.lock().await;
+        let key = views::account_key(g.device()?)?;
+        Ok(AccountKeyExport {
+            armored: Some(AccountKeyExport::armored(&key, p.secret)),
+            fingerprint: key.fingerprint().to_string(),
+            out: None,
+            secret: p.secret,
+        })
+    }
+
+    async fn setup_export(&self, p: r::SetupExportParams) -> Result<SetupMessageExport, RpcError> {
+        let mut g = self.core.lock().await;
+        let (message, code) = views::setup_message(g.device()?)?;
+        if let Some(out) = &p.out {
+            crate::outfile::write_new_file(out, message.as_bytes(), crate::outfile::Readers::Owner)
+                .map_err(|e| sma::Error::Local(format!("{e:#}")))?;
+        }
+        Ok(SetupMessageExport {
+            message: Some(message),
+            setup_code: code.display_grouped(),
+        })
+    }
+
+    async fn observe(&self, p: r::ObserveParams) -> Result<sma::keys::ObserveReport, RpcError> {
         let raw = match (p.message, p.message_b64) {
             (Some(text), None) => Some(text.into_bytes()),
-            (None, Some(b64)) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|e| {
-                        RpcError::invalid_params("keys.observe", format!("message_b64: {e}"))
-                    })?,
-            ),
+            (None, Some(b64)) => Some(base64("keys.observe", "message_b64", &b64)?),
             (None, None) => None,
             _ => {
                 return Err(RpcError::invalid_params(
@@ -217,145 +277,80 @@ impl Shared {
                 ))
             }
         };
-        Ok(to_value(&report))
+        Ok(report)
     }
 
-    async fn remove(&self, p: m::RemoveParams) -> Result<Value, RpcError> {
+    async fn import(&self, p: r::ImportParams) -> Result<sma::keys::ObserveReport, RpcError> {
+        let prefer = match p.prefer_encrypt.as_deref() {
+            None => PreferEncrypt::NoPreference,
+            Some(value) => PreferEncrypt::parse(value).ok_or_else(|| {
+                RpcError::invalid_params(
+                    "keys.import",
+                    format!("prefer_encrypt {value:?}: use mutual or nopreference"),
+                )
+            })?,
+        };
+        let mut g = self.core.lock().await;
+        let dev = g.device()?;
+        Ok(dev.import_peer_key(&p.addr, p.key.as_bytes(), p.date.as_deref(), prefer)?)
+    }
+
+    async fn keys_list(&self) -> Result<Vec<sma::keys::PeerView>, RpcError> {
+        let mut g = self.core.lock().await;
+        Ok(g.device()?.peers()?)
+    }
+
+    async fn keys_show(&self, p: r::AddrParams) -> Result<sma::keys::PeerDetail, RpcError> {
+        let mut g = self.core.lock().await;
+        let peer = g.device()?.peer(&p.addr)?.ok_or_else(|| {
+            sma::Error::Usage(format!(
+                "{} is not in the keyring — see `keys.list`, or add it with `keys.observe` or `keys.import`",
+                p.addr
+            ))
+        })?;
+        Ok(peer)
+    }
+
+    async fn recommend(&self, p: r::AddrsParams) -> Result<sma::keys::RecommendReport, RpcError> {
+        if p.addrs.is_empty() {
+            return Err(RpcError::invalid_params(
+                "keys.recommend",
+                "`addrs` must name at least one address",
+            ));
+        }
+        let mut g = self.core.lock().await;
+        Ok(g.device()?.recommend(&p.addrs, p.reply_to_encrypted)?)
+    }
+
+    async fn autocrypt_header(&self) -> Result<sma::keys::OwnHeader, RpcError> {
+        let mut g = self.core.lock().await;
+        Ok(g.device()?.own_autocrypt_header()?)
+    }
+
+    async fn remove(&self, p: r::RemoveParams) -> Result<sma::lifecycle::RemovalReport, RpcError> {
         let id = device_id("remove", &p.id)?;
         let mut g = self.core.lock().await;
         let (dev, t) = g.connected().await?;
         let r = dev.remove(t, &id, p.rotate_account_key).await;
-        Ok(to_value(&g.check(r)?))
+        g.check(r)
     }
 
-    async fn pair(&self, p: m::PairParams) -> Result<Value, RpcError> {
-        let device = p
-            .device
+    async fn leave(&self) -> Result<sma::lifecycle::RemovalReport, RpcError> {
+        let mut g = self.core.lock().await;
+        let (dev, t) = g.connected().await?;
+        let r = dev.leave(t).await;
+        g.check(r)
+    }
+
+    async fn gc(&self, p: r::GcParams) -> Result<sma::lifecycle::RemovalReport, RpcError> {
+        let policy = p
+            .expire_after
             .as_deref()
-            .map(|d| device_id("pair", d))
+            .map(sma::lifecycle::parse_duration)
             .transpose()?;
-        let timeout = p.timeout.map_or(PAIR_TIMEOUT, Duration::from_secs);
         let mut g = self.core.lock().await;
         let (dev, t) = g.connected().await?;
-        let r = dev
-            .pair(t, device.as_ref(), timeout, |ev| {
-                if let PairEvent::Code { .. } = ev {
-                    self.event(to_value(ev));
-                }
-            })
-            .await;
-        let id = g.check(r)?;
-        self.kick.notify_one();
-        Ok(json!({ "event": "paired", "device_id": id }))
+        let r = dev.gc(t, policy).await;
+        g.check(r)
     }
-
-    async fn join(&self, p: m::JoinParams) -> Result<Value, RpcError> {
-        let code = sma::PairingCode::parse(&p.code).map_err(|_| {
-            RpcError::from_sma(&sma::Error::Usage(
-                "the pairing code must be 12 digits (dashes and spaces are ignored), e.g. 1234-5678-9012".into(),
-            ))
-        })?;
-        let timeout = p.timeout.map_or(JOIN_TIMEOUT, Duration::from_secs);
-        let mut g = self.core.lock().await;
-        let (dev, t) = g.connected().await?;
-        let r = dev
-            .join_with_progress(t, &code, timeout, |p| self.event(to_value(p)))
-            .await;
-        let report = g.check(r)?;
-        self.kick.notify_one();
-        Ok(to_value(&report))
-    }
-
-    async fn send(&self, p: m::SendParams) -> Result<Value, RpcError> {
-        let to = match (&p.to, p.all) {
-            (Some(to), false) => Some(device_id("send", to)?),
-            (None, true) => None,
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "send",
-                    "give exactly one of `to` (a device id) and `all: true`",
-                ))
-            }
-        };
-        let body = match (p.body, p.body_b64) {
-            (Some(text), None) => text.into_bytes(),
-            (None, Some(b64)) => base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|e| RpcError::invalid_params("send", format!("body_b64: {e}")))?,
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "send",
-                    "give exactly one of `body` (text) and `body_b64`",
-                ))
-            }
-        };
-        let kind = p.kind.unwrap_or_else(|| "text".into());
-        let mut g = self.core.lock().await;
-        let (dev, t) = g.connected().await?;
-        let r = async {
-            dev.sync(t).await?;
-            dev.send(t, to.as_ref(), &kind, &body).await
-        }
-        .await;
-        let report = g.check(r)?;
-        self.kick.notify_one();
-        Ok(to_value(&report))
-    }
-
-    /// `recv`; with `wait`, polls every [`RECV_POLL`] and holds the device
-    /// only during each round, so other calls are answered meanwhile.
-    async fn recv(&self, p: m::RecvParams) -> Result<Value, RpcError> {
-        let wait = Duration::from_secs(p.wait.unwrap_or(0));
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let msgs = {
-                let mut g = self.core.lock().await;
-                let (dev, t) = g.connected().await?;
-                let r = async {
-                    let msgs = dev.recv(t, Duration::ZERO).await?;
-                    dev.delivered(&msgs)?;
-                    Ok(msgs)
-                }
-                .await;
-                g.check(r)?
-            };
-            if !msgs.is_empty() || p.wait.is_none() {
-                return Ok(to_value(&msgs));
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return Err(RpcError::from_sma(&sma::Error::Timeout {
-                    what: "a message".into(),
-                    secs: wait.as_secs(),
-                }));
-            }
-            tokio::time::sleep(left.min(RECV_POLL)).await;
-        }
-    }
-
-    async fn setup_export(&self, p: m::SetupExportParams) -> Result<Value, RpcError> {
-        let mut g = self.core.lock().await;
-        let dev = g.device()?;
-        let key = account_key(dev)?;
-        let date = sma_proto::timefmt::rfc5322(sma::clock::Clock::now(&sma::clock::SystemClock));
-        let (message, code) = sma_crypto::setup_message::export(
-            &mut rand::rngs::OsRng,
-            &key,
-            &dev.info().account,
-            &date,
-        )
-        .map_err(sma_proto::ProtoError::from)
-        .map_err(sma::Error::from)?;
-        if let Some(out) = &p.out {
-            crate::outfile::write_new_file(out, message.as_bytes(), crate::outfile::Readers::Owner)
-                .map_err(|e| sma::Error::Local(format!("{e:#}")))?;
-        }
-        Ok(json!({ "setup_code": code.display_grouped(), "message": message }))
-    }
-}
-
-fn account_key(dev: &sma::Device) -> Result<sma_crypto::AccountKey, RpcError> {
-    dev.account_key()?.ok_or_else(|| {
-        RpcError::from_sma(&sma::Error::Server("this group has no account key".into()))
-    })
 }

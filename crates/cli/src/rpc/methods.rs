@@ -1,11 +1,7 @@
-//! The method table (one source of truth for dispatch and the OpenRPC
-//! description) and the typed params of every method.
-
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::Value;
-
-use super::protocol::RpcError;
+//! The documentation of every method (summary, params and result schemas),
+//! from which `openrpc` generates the OpenRPC description. The methods
+//! themselves are [`super::request::Request`]; a test below checks that
+//! the two list the same methods with the same params.
 
 /// One parameter of a method.
 pub struct ParamSpec {
@@ -231,163 +227,56 @@ pub const METHODS: &[MethodSpec] = &[
 /// Schemas of the notifications, for the OpenRPC description.
 pub const EVENT_SCHEMAS: &[(&str, &str)] = &[("device", DEVICE), ("message", MESSAGE)];
 
-/// The method called `name`.
-pub fn lookup(name: &str) -> Option<&'static MethodSpec> {
-    METHODS.iter().find(|m| m.name == name)
-}
-
-/// Decodes the params of `method` into `T` (unknown names are refused).
-pub fn parse<T: DeserializeOwned>(method: &str, params: Value) -> Result<T, RpcError> {
-    serde_json::from_value(params).map_err(|e| RpcError::invalid_params(method, e))
-}
-
-/// Params of methods without params.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoParams {}
-
-/// `pair`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PairParams {
-    /// The pending device.
-    pub device: Option<String>,
-    /// Seconds.
-    pub timeout: Option<u64>,
-}
-
-/// `join`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JoinParams {
-    /// The code.
-    pub code: String,
-    /// Seconds.
-    pub timeout: Option<u64>,
-}
-
-/// `send`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SendParams {
-    /// One recipient.
-    pub to: Option<String>,
-    /// All other members.
-    #[serde(default)]
-    pub all: bool,
-    /// The kind.
-    pub kind: Option<String>,
-    /// Text body.
-    pub body: Option<String>,
-    /// Base64 body.
-    pub body_b64: Option<String>,
-}
-
-/// `recv`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecvParams {
-    /// Seconds to wait.
-    pub wait: Option<u64>,
-}
-
-/// `account_key.export`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportParams {
-    /// Secret key.
-    #[serde(default)]
-    pub secret: bool,
-}
-
-/// `setup_message.export`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetupExportParams {
-    /// Output file.
-    pub out: Option<std::path::PathBuf>,
-}
-
-/// `keys.observe`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObserveParams {
-    /// The whole message, text.
-    pub message: Option<String>,
-    /// The whole message, base64.
-    pub message_b64: Option<String>,
-    /// From address.
-    pub from: Option<String>,
-    /// Date header.
-    pub date: Option<String>,
-    /// Autocrypt header.
-    pub autocrypt: Option<String>,
-    /// Gossip headers.
-    #[serde(default)]
-    pub gossip: Vec<String>,
-}
-
-/// `keys.import`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportParams {
-    /// The address.
-    pub addr: String,
-    /// The key.
-    pub key: String,
-    /// Effective date.
-    pub date: Option<String>,
-    /// `mutual` or `nopreference`.
-    pub prefer_encrypt: Option<String>,
-}
-
-/// `keys.show`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddrParams {
-    /// The address.
-    pub addr: String,
-}
-
-/// `keys.recommend`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddrsParams {
-    /// The addresses.
-    pub addrs: Vec<String>,
-    /// Replying to an encrypted message.
-    #[serde(default)]
-    pub reply_to_encrypted: bool,
-}
-
-/// `remove`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveParams {
-    /// The device.
-    pub id: String,
-    /// Rotate the account key.
-    #[serde(default)]
-    pub rotate_account_key: bool,
-}
-
-/// `gc`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcParams {
-    /// Duration.
-    pub expire_after: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::{json, Map, Value};
+
     use super::*;
-    use crate::rpc::protocol::INVALID_PARAMS;
-    use serde_json::json;
+    use crate::rpc::protocol::{RpcError, INVALID_PARAMS};
+    use crate::rpc::request::Request;
+
+    fn spec(name: &str) -> &'static MethodSpec {
+        METHODS
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} is not documented"))
+    }
+
+    /// The names in backticks in an error message, e.g. the fields serde
+    /// lists in "unknown field `x`, expected one of `a`, `b`".
+    fn quoted(message: &str) -> Vec<String> {
+        message
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A value of the param's schema (its type, or its first enum value).
+    fn example(p: &ParamSpec) -> Value {
+        let schema: Value = serde_json::from_str(p.schema).expect("schema");
+        if let Some(first) = schema["enum"].get(0) {
+            return first.clone();
+        }
+        match schema["type"].as_str() {
+            Some("string") => json!("x"),
+            Some("integer") => json!(1),
+            Some("boolean") => json!(true),
+            Some("array") => json!(["x@example.org"]),
+            other => panic!("{}: no example for type {other:?}", p.name),
+        }
+    }
+
+    fn decode(method: &str, params: Map<String, Value>) -> Result<Request, RpcError> {
+        Request::parse(method, Value::Object(params))
+    }
 
     #[test]
     fn every_schema_is_valid_json_and_names_are_unique() {
-        let mut names = std::collections::BTreeSet::new();
+        let mut names = BTreeSet::new();
         for m in METHODS {
             assert!(names.insert(m.name), "duplicate method {}", m.name);
             serde_json::from_str::<Value>(m.result)
@@ -403,49 +292,68 @@ mod tests {
     }
 
     #[test]
-    fn bad_params_are_refused_with_32602() {
-        let e = parse::<NoParams>("status", json!({"bogus": 1})).unwrap_err();
-        assert_eq!(e.code, INVALID_PARAMS);
-        assert!(e.message.contains("status"), "{}", e.message);
-        let e = parse::<JoinParams>("join", json!({})).unwrap_err();
-        assert_eq!(e.code, INVALID_PARAMS);
-        assert!(e.message.contains("code"), "{}", e.message);
-        let e = parse::<RecvParams>("recv", json!({"wait": "soon"})).unwrap_err();
-        assert_eq!(e.code, INVALID_PARAMS);
-        let ok = parse::<SendParams>("send", json!({"all": true, "body": "hi"})).unwrap();
-        assert!(ok.all);
-        assert_eq!(ok.body.as_deref(), Some("hi"));
+    fn the_description_lists_exactly_the_methods_of_the_request_enum() {
+        let documented: BTreeSet<&str> = METHODS.iter().map(|m| m.name).collect();
+        let served: BTreeSet<&str> = Request::NAMES.iter().copied().collect();
+        assert_eq!(
+            served.len(),
+            Request::NAMES.len(),
+            "a method is listed twice"
+        );
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty(),
+            "not in the OpenRPC description: {undocumented:?}"
+        );
+        assert!(
+            unserved.is_empty(),
+            "documented but not served: {unserved:?}"
+        );
     }
 
     #[test]
-    fn table_params_match_the_structs() {
-        // Every documented param name is accepted by its method's struct.
-        fn accepts(method: &str, name: &str) -> bool {
-            let mut v = serde_json::Map::new();
-            v.insert(name.to_owned(), json!(null));
-            let e = match method {
-                "pair" => parse::<PairParams>(method, Value::Object(v)).err(),
-                "join" => parse::<JoinParams>(method, Value::Object(v)).err(),
-                "send" => parse::<SendParams>(method, Value::Object(v)).err(),
-                "recv" => parse::<RecvParams>(method, Value::Object(v)).err(),
-                "account_key.export" => parse::<ExportParams>(method, Value::Object(v)).err(),
-                "setup_message.export" => {
-                    parse::<SetupExportParams>(method, Value::Object(v)).err()
-                }
-                "keys.observe" => parse::<ObserveParams>(method, Value::Object(v)).err(),
-                "keys.import" => parse::<ImportParams>(method, Value::Object(v)).err(),
-                "keys.show" => parse::<AddrParams>(method, Value::Object(v)).err(),
-                "keys.recommend" => parse::<AddrsParams>(method, Value::Object(v)).err(),
-                "remove" => parse::<RemoveParams>(method, Value::Object(v)).err(),
-                "gc" => parse::<GcParams>(method, Value::Object(v)).err(),
-                other => panic!("no params struct for {other}"),
-            };
-            // An error may only be about the value (null), never an unknown field.
-            e.is_none_or(|e| !e.message.contains("unknown field"))
-        }
-        for m in METHODS {
-            for p in m.params {
-                assert!(accepts(m.name, p.name), "{}: {}", m.name, p.name);
+    fn documented_params_are_exactly_those_of_the_request_enum() {
+        for &name in Request::NAMES {
+            let m = spec(name);
+            // The params struct names its fields when it refuses one.
+            let mut bogus = Map::new();
+            bogus.insert("no_such_param".into(), json!(null));
+            let e = decode(name, bogus).expect_err("an unknown param is refused");
+            assert_eq!(e.code, INVALID_PARAMS, "{name}: {}", e.message);
+            let why = e
+                .message
+                .strip_prefix(&format!("invalid params for `{name}`: "))
+                .and_then(|m| m.split(" — ").next())
+                .unwrap_or_else(|| panic!("{name}: unexpected message {}", e.message));
+            let accepted: BTreeSet<String> = quoted(why).into_iter().skip(1).collect();
+            let documented: BTreeSet<String> = m.params.iter().map(|p| p.name.to_owned()).collect();
+            assert_eq!(
+                accepted, documented,
+                "{name}: params of the enum vs the description"
+            );
+
+            // The documented required params suffice ...
+            let required: Map<String, Value> = m
+                .params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| (p.name.to_owned(), example(p)))
+                .collect();
+            if let Err(e) = decode(name, required.clone()) {
+                panic!("{name}: the required params do not decode: {}", e.message);
+            }
+            // ... and each of them is needed.
+            for p in m.params.iter().filter(|p| p.required) {
+                let mut without = required.clone();
+                without.remove(p.name);
+                let e = decode(name, without).expect_err("a required param is missing");
+                assert!(
+                    e.message.contains(&format!("missing field `{}`", p.name)),
+                    "{name}.{} is documented as required: {}",
+                    p.name,
+                    e.message
+                );
             }
         }
     }

@@ -2,9 +2,14 @@
 //!
 //! Layers, each testable without a network:
 //! * [`protocol`]: framing and error codes (sans I/O);
-//! * `methods`: the method table and typed params (also the source of the
-//!   OpenRPC description in `openrpc`);
-//! * `handlers` and `watch`: calls into the `sma` library;
+//! * `request`: the typed calls, one enum variant per method with its
+//!   params, decoded with JSON-RPC's error codes;
+//! * `methods`: the documentation of each method, from which `openrpc`
+//!   generates the OpenRPC description (a test checks it against
+//!   `request`);
+//! * `handlers` and `watch`: one handler per method, calling into the `sma`
+//!   library and answering with the views the CLI prints too
+//!   (`crate::views`);
 //! * [`server`]: the line loop over any reader and writer (stdin/stdout in
 //!   `sma serve --stdio`, in-memory pipes in the unit tests).
 //!
@@ -16,6 +21,7 @@ mod handlers;
 mod methods;
 pub mod openrpc;
 pub mod protocol;
+mod request;
 pub mod server;
 mod watch;
 

@@ -197,6 +197,17 @@ pub fn parse_line(line: &str) -> Parsed {
     Parsed::Call(Call { id, method, params })
 }
 
+/// `v` as JSON, for a result or a notification. Failing is a bug of the
+/// server (-32603), never an empty answer.
+pub fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, RpcError> {
+    serde_json::to_value(v).map_err(|e| {
+        RpcError::new(
+            INTERNAL_ERROR,
+            format!("cannot serialise the answer as JSON: {e}"),
+        )
+    })
+}
+
 /// `{"jsonrpc":"2.0","id":ID,"result":RESULT}`
 pub fn success(id: &Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })

@@ -144,9 +144,11 @@ impl Shared {
         }
     }
 
-    /// Sends an `event` notification.
-    pub(super) fn event(&self, params: Value) {
+    /// Sends `ev` as an `event` notification.
+    pub(super) fn event<T: serde::Serialize>(&self, ev: &T) -> Result<(), RpcError> {
+        let params = protocol::to_value(ev)?;
         let _ = self.out.send(protocol::notification("event", params));
+        Ok(())
     }
 
     async fn handle(&self, call: Call) {
@@ -217,7 +219,7 @@ async fn write_lines<W: AsyncWrite + Unpin>(
     mut output: W,
 ) -> std::io::Result<()> {
     while let Some(v) = rx.recv().await {
-        let mut line = serde_json::to_vec(&v).unwrap_or_else(|_| b"{}".to_vec());
+        let mut line = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
         line.push(b'\n');
         if let Err(e) = async {
             output.write_all(&line).await?;

@@ -2,13 +2,13 @@
 //! lock is held only during a sync round, never while waiting in IDLE, so
 //! requests keep being answered. Events go out as `event` notifications.
 
-use serde_json::json;
 use sma::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
 use sma::Event;
 use sma_imap::{connect_with_retry, Backoff, ImapSession, Transport};
 
 use super::protocol::RpcError;
 use super::server::{Shared, WatchTask};
+use crate::views::WatchStopped;
 
 /// Starts the watch unless it runs already.
 pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
@@ -28,12 +28,17 @@ pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
     let s = shared.clone();
     let handle = tokio::spawn(async move {
         if let Err(e) = run(&s, config, stop_rx).await {
-            s.event(json!({
-                "event": "watch_stopped",
-                "error": e.message,
-                "kind": e.data.as_ref().and_then(|d| d.get("kind")).cloned(),
-                "code": e.code,
-            }));
+            let kind = e
+                .data
+                .as_ref()
+                .and_then(|d| d.get("kind"))
+                .and_then(|k| k.as_str())
+                .map(str::to_owned);
+            let stopped = WatchStopped::new(e.code, e.message, kind);
+            if let Err(unsent) = s.event(&stopped) {
+                // Nobody to answer: the log is the only place left.
+                tracing::error!(error = %unsent.message, watch_error = %stopped.error, "watch: cannot report that the watch stopped");
+            }
         }
     });
     *slot = Some(WatchTask { stop, handle });
@@ -60,7 +65,7 @@ async fn run(
                 let mut events = report.events;
                 events.extend(msgs.iter().cloned().map(Event::Message));
                 for e in &events {
-                    s.event(serde_json::to_value(e).unwrap_or_default());
+                    s.event(e)?;
                 }
                 dev.delivered(&msgs)?;
                 (events, dev.inbox())
@@ -91,12 +96,9 @@ async fn run(
                 r = reconnect => r.map_err(sma::Error::from)?,
                 _ = stop.changed() => return Ok(()),
             };
-            s.event(
-                serde_json::to_value(Event::Reconnected {
-                    attempts: attempts + 1,
-                })
-                .unwrap_or_default(),
-            );
+            s.event(&Event::Reconnected {
+                attempts: attempts + 1,
+            })?;
         }
     }
 }

@@ -10,6 +10,9 @@ pub struct Message {
     pub bytes: Arc<Vec<u8>>,
     /// Length of the header section, including its blank line.
     pub header_len: usize,
+    /// Flagged `\Deleted` and not expunged yet (only a session without
+    /// UIDPLUS leaves a message so, between its STORE and its EXPUNGE).
+    pub deleted: bool,
 }
 
 impl Message {
@@ -18,6 +21,7 @@ impl Message {
         Message {
             header_len: header_len(bytes),
             bytes: Arc::new(bytes.to_vec()),
+            deleted: false,
         }
     }
 

@@ -20,6 +20,8 @@ use crate::{
 
 pub use super::message::Message;
 
+mod expunge;
+
 /// Identifies one connection (one transport).
 pub type ConnId = u64;
 

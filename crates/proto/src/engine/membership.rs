@@ -144,6 +144,7 @@ impl Engine {
                 .map(|e| e.op.clone())
                 .collect(),
             alive: self.core.alive.clone(),
+            parts: 0,
         })
     }
 
@@ -174,6 +175,9 @@ impl Engine {
         }
         if welcome.state.current_account_key().is_none() {
             return Err(wrong("carries no account key"));
+        }
+        if welcome.parts != 0 {
+            return Err(wrong("is installed without its parts"));
         }
         welcome.state.check()?;
         let members = welcome.state.active_members().map(|m| m.id.clone());

@@ -72,7 +72,7 @@ impl Account {
             server: ServerConfig {
                 host: d.host().to_owned(),
                 port: d.tls_port(),
-                security: "tls".into(),
+                security: sma_imap::Security::Tls,
                 ca_file: Some(d.ca_file().to_owned()),
                 allow_insecure: false,
                 user: a.user.clone(),
