@@ -4,18 +4,43 @@
 use std::collections::BTreeMap;
 use std::fmt::{Debug, Write as _};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use stateright::{Checker, Expectation, Model, Path};
 
+/// A model that counts the states it expanded: every state whose
+/// properties the checker evaluated and whose successors it generated.
+pub trait Explored {
+    /// States expanded so far.
+    fn explored(&self) -> usize;
+}
+
+/// A counter for [`Explored`], bumped in `Model::actions`.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicUsize);
+
+impl Counter {
+    /// Counts one expanded state.
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// What one exhaustive check found.
 pub struct Outcome<M: Model> {
-    /// Distinct states explored.
+    /// The bound: the most actions on a checked path.
+    pub steps: usize,
+    /// Distinct states explored: every property was evaluated on each.
     pub states: usize,
-    /// States generated, repeats included.
+    /// Distinct states generated (those explored, and the successors of
+    /// the last layer, which lie past the bound and are not checked).
     pub generated: usize,
-    /// Deepest path explored.
-    pub depth: usize,
     /// Wall-clock time.
     pub elapsed: Duration,
     /// Per property, its discovery (a counterexample for `always`, an
@@ -47,20 +72,22 @@ impl<M: Model> Outcome<M> {
     /// A one-line summary.
     pub fn summary(&self, name: &str) -> String {
         format!(
-            "{name}: {} distinct states explored ({} generated), depth {}, {:.1} s",
+            "{name}: {} states explored exhaustively (every path of up to {} steps; {} distinct \
+             states generated), {} properties, {:.1} s",
             self.states,
+            self.steps,
             self.generated,
-            self.depth,
+            self.expectations.len(),
             self.elapsed.as_secs_f64()
         )
     }
 }
 
-/// Checks `model` breadth-first up to `depth` actions (every state with a
-/// shorter path is checked against every property).
-pub fn check<M>(model: M, depth: usize, threads: usize) -> Outcome<M>
+/// Checks `model` breadth-first on every path of up to `steps` actions:
+/// every state such a path reaches is checked against every property.
+pub fn check<M>(model: M, steps: usize, threads: usize) -> Outcome<M>
 where
-    M: Model + Send + Sync + 'static,
+    M: Model + Explored + Send + Sync + 'static,
     M::State: Clone + Debug + Hash + Send + Sync + 'static,
     M::Action: Clone + Debug + Send + Sync + 'static,
 {
@@ -70,16 +97,19 @@ where
         .into_iter()
         .map(|p| (p.name, p.expectation))
         .collect();
+    // stateright counts the initial state as depth 1 and skips (without
+    // checking) a state at the target depth: steps + 2 checks every state
+    // `steps` actions away.
     let checker = model
         .checker()
         .threads(threads.max(1))
-        .target_max_depth(depth)
+        .target_max_depth(steps + 2)
         .spawn_bfs()
         .join();
     Outcome {
-        states: checker.unique_state_count(),
-        generated: checker.state_count(),
-        depth: checker.max_depth(),
+        steps,
+        states: checker.model().explored(),
+        generated: checker.unique_state_count(),
         elapsed: started.elapsed(),
         discoveries: checker.discoveries().into_iter().collect(),
         expectations,
@@ -120,5 +150,10 @@ pub fn threads() -> usize {
 
 /// A positive integer from the environment.
 pub fn env_usize(var: &str) -> Option<usize> {
-    std::env::var(var).ok()?.trim().parse().ok().filter(|n| *n > 0)
+    std::env::var(var)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
 }

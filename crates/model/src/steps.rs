@@ -270,7 +270,14 @@ fn handshake(
         .ok()?;
     let (confirm, sealed) = confirmed.finish(rng, &welcome, &me.key).ok()?;
     let proof = waiting.on_confirm(&confirm).ok()?;
-    proof.open_welcome(&sealed, &them.key).ok()
+    let (first, rest) = sealed.split_first()?;
+    let welcome = proof.open_welcome(first, &them.key).ok()?;
+    let parts = rest
+        .iter()
+        .map(|m| proof.open_part(m, &them.key))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    sma_proto::welcome_parts::assemble(welcome, parts).ok()
 }
 
 /// A code that differs from `code` in its last digit.
@@ -294,9 +301,7 @@ pub fn probe(
     let gone: Vec<DeviceId> = engine
         .sync_probes(now, HB)
         .into_iter()
-        .filter(|(peer, sent)| {
-            Dev::of(peer).is_some_and(|p| !present(p, &sent.message_id))
-        })
+        .filter(|(peer, sent)| Dev::of(peer).is_some_and(|p| !present(p, &sent.message_id)))
         .map(|(peer, _)| peer)
         .collect();
     if gone.is_empty() {

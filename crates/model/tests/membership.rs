@@ -5,11 +5,11 @@ use sma_model::report::{check, env_usize, threads, trace};
 
 #[test]
 fn membership_properties_hold_up_to_the_bound() {
-    let depth = env_usize("MODEL_DEPTH").unwrap_or(6);
+    let steps = env_usize("MODEL_STEPS").unwrap_or(4);
     let started = std::time::Instant::now();
     let model = Membership::new(Config::default());
     println!("setup: {:.1} s", started.elapsed().as_secs_f64());
-    let out = check(model, depth, threads());
+    let out = check(model, steps, threads());
     println!("{}", out.summary("membership"));
     for (name, path) in &out.discoveries {
         println!("{name}:\n{}", trace(path, describe));

@@ -226,9 +226,13 @@ impl Membership {
             self.after(&mut next, sponsor);
             return Some(next);
         };
-        let paired = self
-            .cache
-            .pair(self.config.rules, &node, joiner, joiner == Dev::J, next.now());
+        let paired = self.cache.pair(
+            self.config.rules,
+            &node,
+            joiner,
+            joiner == Dev::J,
+            next.now(),
+        );
         if let Some(j) = paired.joiner {
             if joiner == Dev::J {
                 next.slots[Dev::J.index()] = Slot::Running(j);
@@ -288,7 +292,11 @@ impl Membership {
                 delivered += self.round_in(&mut next, d).unwrap_or(0);
             }
             let empty = next.running().all(|(d, _)| next.inbox(d).is_empty());
-            quiet = if delivered == 0 && empty { quiet + 1 } else { 0 };
+            quiet = if delivered == 0 && empty {
+                quiet + 1
+            } else {
+                0
+            };
             if quiet == 2 {
                 break;
             }

@@ -28,6 +28,7 @@ pub use world::{Ghost, Provider, Slot, World, TICK_SECS};
 use crate::keys::Dev;
 use crate::mail::Msg;
 use crate::node::Rules;
+use crate::report::{Counter, Explored};
 use crate::steps::Cache;
 
 /// What the model explores.
@@ -45,6 +46,9 @@ pub struct Config {
     pub leave: bool,
     /// Whether J may pair.
     pub join: bool,
+    /// Whether J is a member from the start (paired through A during
+    /// setup) instead of joining during the run.
+    pub joined: bool,
     /// Whether M may guess a code.
     pub guess: bool,
 }
@@ -58,6 +62,7 @@ impl Default for Config {
             remove: true,
             leave: true,
             join: true,
+            joined: false,
             guess: true,
         }
     }
@@ -112,7 +117,10 @@ impl fmt::Debug for Action {
             Action::Replay(d, m) => write!(f, "provider replays [{m:?}] into {d:?}'s inbox"),
             Action::DeleteFolder(d) => write!(f, "provider deletes {d:?}'s inbox folder"),
             Action::Cut(a, b) => {
-                write!(f, "provider deletes everything {a:?} appends to {b:?}'s inbox from now on")
+                write!(
+                    f,
+                    "provider deletes everything {a:?} appends to {b:?}'s inbox from now on"
+                )
             }
             Action::Settle => write!(f, "fair delivery: every device runs rounds until quiet"),
         }
@@ -123,16 +131,19 @@ impl fmt::Debug for Action {
 pub struct Membership {
     config: Config,
     cache: Arc<Cache>,
+    explored: Counter,
     init: World,
 }
 
 impl Membership {
-    /// The model: founds the group (A, then B and C paired through A) and
-    /// lets it settle; that is the one initial state.
+    /// The model: founds the group (A, then B and C, and J if
+    /// [`Config::joined`], paired through A) and lets it settle; that is the
+    /// one initial state.
     pub fn new(config: Config) -> Membership {
         let mut model = Membership {
             config,
             cache: Arc::new(Cache::default()),
+            explored: Counter::default(),
             init: World::empty(),
         };
         model.init = model.founded();
@@ -145,6 +156,12 @@ impl Membership {
     }
 }
 
+impl Explored for Membership {
+    fn explored(&self) -> usize {
+        self.explored.get()
+    }
+}
+
 impl Model for Membership {
     type State = World;
     type Action = Action;
@@ -154,6 +171,7 @@ impl Model for Membership {
     }
 
     fn actions(&self, w: &World, out: &mut Vec<Action>) {
+        self.explored.bump();
         if w.settled {
             return;
         }

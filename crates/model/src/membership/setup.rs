@@ -1,5 +1,6 @@
-//! The initial state: A founds the group and pairs B and C (the real
-//! handshake, the right codes), and the three settle.
+//! The initial state: A founds the group and pairs B and C (and J, if the
+//! configuration says so) with the real handshake and the right codes, and
+//! the group settles.
 
 use sma_proto::Engine;
 
@@ -28,7 +29,12 @@ impl Membership {
             ghost: Ghost::default(),
             settled: false,
         };
-        for d in [Dev::B, Dev::C] {
+        let joined: &[Dev] = if self.config.joined {
+            &[Dev::B, Dev::C, Dev::J]
+        } else {
+            &[Dev::B, Dev::C]
+        };
+        for &d in joined {
             let a = w.slot(Dev::A).running().expect("A runs").clone();
             let paired = self.cache.pair(self.config.rules, &a, d, true, now);
             w.slots[Dev::A.index()] = Slot::Running(paired.sponsor);
@@ -38,7 +44,8 @@ impl Membership {
         w.settled = false;
         w.provider = Provider::default();
         w.ghost = Ghost::default();
-        w.ghost.paired.extend([Dev::A, Dev::B, Dev::C]);
+        w.ghost.paired.insert(Dev::A);
+        w.ghost.paired.extend(joined);
         w
     }
 }

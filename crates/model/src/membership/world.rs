@@ -168,13 +168,26 @@ impl World {
         self.ghost.removals.iter().map(|(_, x)| *x).collect()
     }
 
-    /// Running devices that are active members in their own view and that
-    /// nobody removed.
+    /// Running devices that are active members in their own view, that
+    /// nobody removed, and that are not stranded (see [`World::stranded`]).
     pub fn live_members(&self) -> Vec<(Dev, &Node)> {
         let removed = self.removed_truth();
         self.running()
             .filter(|(d, n)| !removed.contains(d) && n.status_of(*d) == Some(MemberStatus::Active))
+            .filter(|(d, _)| !self.stranded(*d))
             .collect()
+    }
+
+    /// A stranded joiner (an outcome the protocol accepts, RELIABILITY.md):
+    /// admitted by a member that was removed before the admission reached
+    /// anyone else, so only removed devices list it besides itself.
+    pub fn stranded(&self, d: Dev) -> bool {
+        let removed = self.removed_truth();
+        Dev::MEMBERS
+            .into_iter()
+            .filter(|x| *x != d && !removed.contains(x))
+            .filter_map(|x| self.slot(x).node())
+            .all(|n| n.status_of(d).is_none())
     }
 
     /// Updates what each device has learnt from its state.
@@ -192,12 +205,7 @@ impl fmt::Debug for World {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "t={}s provider={:?}", self.secs, self.provider.cut)?;
         for d in Dev::MEMBERS {
-            writeln!(
-                f,
-                "  {d:?}: {:?}; inbox {:?}",
-                self.slot(d),
-                self.inbox(d)
-            )?;
+            writeln!(f, "  {d:?}: {:?}; inbox {:?}", self.slot(d), self.inbox(d))?;
         }
         Ok(())
     }

@@ -26,6 +26,8 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use stateright::{Model, Property};
 
+use crate::report::{Counter, Explored};
+
 /// What a pairing message is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -108,7 +110,11 @@ impl Ord for PMsg {
 impl fmt::Debug for PMsg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let to = if self.to_fake { " (to E)" } else { "" };
-        write!(f, "{:?} by {:?}{to} #{:02x}", self.kind, self.author, self.digest[0])
+        write!(
+            f,
+            "{:?} by {:?}{to} #{:02x}",
+            self.kind, self.author, self.digest[0]
+        )
     }
 }
 
@@ -218,6 +224,7 @@ pub struct Pairing {
     /// Most provider and attacker actions on a path.
     pub budget: u8,
     steps: Arc<steps::Machines>,
+    explored: Counter,
 }
 
 impl Pairing {
@@ -226,7 +233,14 @@ impl Pairing {
         Pairing {
             budget,
             steps: Arc::new(steps::Machines::new()),
+            explored: Counter::default(),
         }
+    }
+}
+
+impl Explored for Pairing {
+    fn explored(&self) -> usize {
+        self.explored.get()
     }
 }
 
@@ -250,6 +264,7 @@ impl Model for Pairing {
     }
 
     fn actions(&self, w: &PairWorld, out: &mut Vec<PAction>) {
+        self.explored.bump();
         let mut listed: Vec<&PMsg> = Vec::new();
         for m in &w.net {
             if listed.contains(&m) {
@@ -276,7 +291,11 @@ impl Model for Pairing {
         if !a.forged_confirm && matches!(w.joiner, JoinerSide::Replied(_)) {
             out.push(PAction::ForgeConfirm);
         }
-        if a.answered.as_ref().is_some_and(|m| m.author == Author::Stolen) && a.opened.is_none() {
+        if a.answered
+            .as_ref()
+            .is_some_and(|m| m.author == Author::Stolen)
+            && a.opened.is_none()
+        {
             out.push(PAction::AttackerOpens);
         }
     }

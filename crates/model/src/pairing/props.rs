@@ -42,21 +42,25 @@ pub(super) fn all() -> Vec<Property<Pairing>> {
         ),
         Property::always(
             "a guess tested against J's answer costs J's attempt",
-            |_: &Pairing, w: &PairWorld| w.attacker.tested.is_none() || !matches!(w.joiner, JoinerSide::Joined(_)),
+            |_: &Pairing, w: &PairWorld| {
+                w.attacker.tested.is_none() || !matches!(w.joiner, JoinerSide::Joined(_))
+            },
         ),
         Property::sometimes("J joins", |_: &Pairing, w: &PairWorld| {
             matches!(w.joiner, JoinerSide::Joined(_))
         }),
-        Property::sometimes("an injected guess burns P's code", |_: &Pairing, w: &PairWorld| {
-            matches!(&w.member, MemberSide::Burnt(r) if r.author == Author::Guess)
-        }),
+        Property::sometimes(
+            "an injected guess burns P's code",
+            |_: &Pairing, w: &PairWorld| matches!(&w.member, MemberSide::Burnt(r) if r.author == Author::Guess),
+        ),
         Property::sometimes(
             "the stolen code admits J's key, and the attacker cannot open the welcome",
             |_: &Pairing, w: &PairWorld| w.attacker.confirmed && w.attacker.opened == Some(false),
         ),
-        Property::sometimes("the attacker tests one guess against J's answer", |_: &Pairing, w: &PairWorld| {
-            w.attacker.tested == Some(false)
-        }),
+        Property::sometimes(
+            "the attacker tests one guess against J's answer",
+            |_: &Pairing, w: &PairWorld| w.attacker.tested == Some(false),
+        ),
     ]
 }
 

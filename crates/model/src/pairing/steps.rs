@@ -13,8 +13,8 @@ use sma_proto::pairing::{JoinerPairing, MemberPairing};
 use sma_proto::payload::{self, PairConfirm, PairHello, PairReply, PairWelcome, Welcome};
 use sma_proto::Engine;
 
-use super::{Author, JoinerSide, MemberSide, PAction, PMsg, PairWorld};
 use super::Kind;
+use super::{Author, JoinerSide, MemberSide, PAction, PMsg, PairWorld};
 use crate::keys::{account_key, at, rng, Dev, ACCOUNT};
 use crate::steps::wrong;
 
@@ -78,7 +78,12 @@ impl Machines {
 
     /// P's hello, as first sent.
     pub(super) fn hello(&self) -> PMsg {
-        PMsg::new(Kind::Hello, Author::Member, false, payload::to_json(&self.member().1))
+        PMsg::new(
+            Kind::Hello,
+            Author::Member,
+            false,
+            payload::to_json(&self.member().1),
+        )
     }
 
     /// A message reaches its recipient.
@@ -130,7 +135,12 @@ impl Machines {
         let to_fake = parsed.member_id != Dev::A.id();
         let (_, reply) = answer(Dev::J, seed_of(&hello), &parsed, &self.code);
         w.joiner = JoinerSide::Replied(hello);
-        w.send(PMsg::new(Kind::Reply, Author::Joiner, to_fake, payload::to_json(&reply)));
+        w.send(PMsg::new(
+            Kind::Reply,
+            Author::Joiner,
+            to_fake,
+            payload::to_json(&reply),
+        ));
     }
 
     /// P handles the first reply: on success it admits J and sends its
@@ -145,15 +155,21 @@ impl Machines {
             w.member = MemberSide::Burnt(reply);
             return;
         };
-        assert_eq!(confirmed.joiner().0, &Dev::J.id(), "only J's key is accepted");
+        assert_eq!(
+            confirmed.joiner().0,
+            &Dev::J.id(),
+            "only J's key is accepted"
+        );
         let k: [u8; 32] = Sha256::digest(&reply.json).into();
         let cached = self.finished.lock().expect("lock").get(&k).cloned();
         let (confirm, welcome) = cached.unwrap_or_else(|| {
             let key = &Dev::A.identity().key;
-            let (c, s) = confirmed
+            let (c, sealed) = confirmed
                 .finish(&mut rng(seed_of(&reply)), &self.welcome, key)
                 .expect("sealing works");
-            let pair = (payload::to_json(&c), payload::to_json(&s));
+            // The model's group is small: its welcome is one message.
+            assert_eq!(sealed.len(), 1, "a small welcome has no continuation parts");
+            let pair = (payload::to_json(&c), payload::to_json(&sealed[0]));
             self.finished.lock().expect("lock").insert(k, pair.clone());
             pair
         });
@@ -179,7 +195,12 @@ impl Machines {
                 w.send(m);
             }
             PAction::FakeHello => {
-                let m = PMsg::new(Kind::Hello, Author::Guess, false, payload::to_json(&self.fake().1));
+                let m = PMsg::new(
+                    Kind::Hello,
+                    Author::Guess,
+                    false,
+                    payload::to_json(&self.fake().1),
+                );
                 w.attacker.fake_hello = Some(m.clone());
                 w.send(m);
             }
@@ -191,7 +212,12 @@ impl Machines {
                         confirm: vec![0x5a; 32],
                     };
                     w.attacker.forged_confirm = true;
-                    w.send(PMsg::new(Kind::Confirm, Author::Guess, false, payload::to_json(&forged)));
+                    w.send(PMsg::new(
+                        Kind::Confirm,
+                        Author::Guess,
+                        false,
+                        payload::to_json(&forged),
+                    ));
                 }
             }
             PAction::AttackerOpens => w.attacker.opened = Some(self.attacker_opens(w, &hello)),
@@ -236,7 +262,12 @@ fn start(member: Dev, seed: u64, code: &PairingCode) -> (MemberPairing, PairHell
 
 /// `JoinerPairing::respond` as `joiner` (its id and certificate) to
 /// `hello` with `code`, from a fixed seed.
-fn answer(joiner: Dev, seed: u64, hello: &PairHello, code: &PairingCode) -> (JoinerPairing, PairReply) {
+fn answer(
+    joiner: Dev,
+    seed: u64,
+    hello: &PairHello,
+    code: &PairingCode,
+) -> (JoinerPairing, PairReply) {
     let me = joiner.identity();
     JoinerPairing::respond(&mut rng(seed), ACCOUNT, &me.id, &me.cert(), hello, code)
         .expect("a hello naming us is answered")
