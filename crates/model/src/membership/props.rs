@@ -100,12 +100,17 @@ fn stops_only_when_removed(w: &World) -> bool {
 }
 
 /// Delivery is fair enough for the convergence claims: no link is cut, or
-/// a live member outside the cut link can relay around it.
+/// a live member outside the cut link can relay around it: it knows both
+/// ends of the link as members (of any status) and both know it.
 fn fair(w: &World) -> bool {
     let Some((a, b)) = w.provider.cut else {
         return true;
     };
-    w.live_members().iter().any(|(d, _)| *d != a && *d != b)
+    let knows = |x: Dev, y: Dev| w.slot(x).node().is_some_and(|n| n.status_of(y).is_some());
+    w.live_members().iter().any(|(x, _)| {
+        let x = *x;
+        x != a && x != b && knows(a, x) && knows(b, x) && knows(x, a) && knows(x, b)
+    })
 }
 
 /// Live members that are not flagged for having applied ops a removed
