@@ -17,7 +17,7 @@
 //! from an RNG seeded with a digest of its inputs, and the expensive steps
 //! (sealing, opening) are memoised, so a state's successors are a pure
 //! function of the state. The bounds, the numbers of states and how to run
-//! a deeper check are in `docs/RELIABILITY.md` ("Model check").
+//! a deeper check are in `docs/SECURITY.md` ("Model check").
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

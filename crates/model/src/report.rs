@@ -118,10 +118,10 @@ where
 
 /// A path as numbered steps: each action, then what `describe` says about
 /// the state it led to.
-pub fn trace<S, A: Debug>(path: &Path<S, A>, describe: impl Fn(&S, &S) -> String) -> String
+pub fn trace<S, A>(path: &Path<S, A>, describe: impl Fn(&S, &S) -> String) -> String
 where
     S: Clone,
-    A: Clone,
+    A: Clone + Debug,
 {
     let steps = path.clone().into_vec();
     let mut out = String::new();

@@ -18,13 +18,16 @@ use super::{Author, JoinerSide, MemberSide, PAction, PMsg, PairWorld};
 use crate::keys::{account_key, at, rng, Dev, ACCOUNT};
 use crate::steps::wrong;
 
+/// P's key confirmation and sealed welcome, as JSON.
+type Sealed = (Vec<u8>, Vec<u8>);
+
 /// The parties' fixed inputs: the code, the seeds, the welcome P hands out.
 pub(super) struct Machines {
     code: PairingCode,
     welcome: Welcome,
     /// Sealed confirmation and welcome per accepted reply (sealing the
     /// welcome is the one slow step).
-    finished: Mutex<HashMap<[u8; 32], (Vec<u8>, Vec<u8>)>>,
+    finished: Mutex<HashMap<[u8; 32], Sealed>>,
 }
 
 const MEMBER_SEED: u64 = 11;
