@@ -103,7 +103,6 @@ impl Node {
     /// The engine over this state, following `rules`.
     pub fn engine(&self, rules: Rules) -> Engine {
         let me = self.dev.owned_identity();
-        #[allow(unused_mut)]
         let mut engine = Engine::new(me, (*self.core).clone()).expect("a version 2 state loads");
         if rules == Rules::NoRelay {
             engine.set_relay_enabled(false);
@@ -182,13 +181,12 @@ impl Hash for Node {
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (members, key) = self.view();
+        let (members, _) = self.view();
         let members: Vec<String> = members
             .iter()
             .map(|(id, st)| format!("{id}:{}", st.as_str()))
             .collect();
         let generation = self.group().current_account_key().map(|k| k.generation);
-        let _ = key;
         write!(
             f,
             "[{}] key g{} seq {}",

@@ -56,8 +56,12 @@ impl fmt::Debug for Slot {
         match self {
             Slot::Absent => f.write_str("absent"),
             Slot::Running(n) => write!(f, "running {n:?}"),
+            Slot::Stopped { node, by: Some(by) } if *by == node.dev() => {
+                write!(f, "stopped (left) {node:?}")
+            }
             Slot::Stopped { node, by } => {
-                write!(f, "stopped (removed by {by:?}) {node:?}")
+                let by = by.map_or_else(|| "an unknown device".into(), |d| format!("{d:?}"));
+                write!(f, "stopped (removed by {by}) {node:?}")
             }
         }
     }
