@@ -29,6 +29,7 @@ fn rules() -> BTreeMap<&'static str, (Vec<&'static str>, Vec<&'static str>)> {
             (vec!["sma", "sma-imap", "sma-proto", "sma-crypto"], vec![]),
         ),
         ("sma-testrig", (vec![], vec![])),
+        ("sma-model", (vec!["sma-proto", "sma-crypto"], io)),
     ])
 }
 
@@ -92,4 +93,23 @@ fn crates_depend_only_on_what_the_architecture_allows() {
         rules.len(),
         "every ruled crate was found: {ours:?}"
     );
+}
+
+/// The deliberately broken rules of `sma-proto` (feature `model-mutations`)
+/// are enabled by the model checker only.
+#[test]
+fn only_the_model_checker_enables_protocol_mutations() {
+    let meta = metadata();
+    for p in meta["packages"].as_array().expect("packages") {
+        let name = p["name"].as_str().expect("name");
+        for dep in p["dependencies"].as_array().expect("deps") {
+            let mutates = dep["features"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f == "model-mutations"));
+            assert!(
+                !mutates || name == "sma-model",
+                "{name} enables sma-proto's model-mutations"
+            );
+        }
+    }
 }

@@ -46,6 +46,10 @@ pub struct Engine {
     core: CoreState,
     /// Parsed certificates by fingerprint (parsing costs more than verifying).
     certs: BTreeMap<String, Certificate>,
+    /// Whether ops of other origins are relayed (always, except in the
+    /// model checker's mutant; see [`Engine::set_relay_enabled`]).
+    #[cfg(feature = "model-mutations")]
+    relay: bool,
 }
 
 impl Engine {
@@ -73,7 +77,20 @@ impl Engine {
             me,
             core,
             certs: BTreeMap::new(),
+            #[cfg(feature = "model-mutations")]
+            relay: true,
         })
+    }
+
+    /// A deliberately broken rule, for the model checker only (`crates/model`
+    /// shows that it finds the undo-removal attack on it): with `false`, sync
+    /// messages carry only our own ops and nothing is relayed (PROTOCOL 11.3
+    /// turned off). Exists only with the `model-mutations` feature, which no
+    /// shipped crate enables.
+    #[cfg(feature = "model-mutations")]
+    #[doc(hidden)]
+    pub fn set_relay_enabled(&mut self, relay: bool) {
+        self.relay = relay;
     }
 
     /// Who we are.

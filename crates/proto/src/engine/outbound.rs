@@ -29,6 +29,10 @@ pub struct OutgoingSync {
 impl Engine {
     /// The ops due for `peer` now (see [`crate::sync::SyncBook::chunk_for`]).
     fn chunk(&self, peer: &DeviceId, now: Timestamp) -> Chunk {
+        #[cfg(feature = "model-mutations")]
+        if !self.relay {
+            return self.core.book.chunk_for(&self.me.id, peer, |_| false);
+        }
         let group = &self.core.group;
         let relay_now = |e: &LogEntry| {
             let Some(origin) = group.member(e.op.origin()) else {
