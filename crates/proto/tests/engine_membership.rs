@@ -235,6 +235,37 @@ fn a_device_that_leaves_is_removed_everywhere() {
     }
 }
 
+#[test]
+fn a_removal_that_crosses_a_leave_converges() {
+    let mut net = Net::founded(3, at(0));
+    let b = net.id(B);
+    // B leaves while A, which has not heard of it, removes B: A's removal
+    // fixes B's final seq below B's leave op.
+    net.em(B).leave(at(1)).unwrap();
+    assert_eq!(net.em(A).remove(&b, at(1)).unwrap(), Removing::Committed);
+    net.send(B, at(1));
+    net.settle(at(2));
+    net.settle(at(2 + 3600));
+    let a = net
+        .e(A)
+        .group()
+        .member(&b)
+        .cloned()
+        .expect("A's record of B");
+    let c = net
+        .e(C)
+        .group()
+        .member(&b)
+        .cloned()
+        .expect("C's record of B");
+    assert_eq!(a.status, MemberStatus::Removed);
+    assert_eq!(a, c, "both hold the same record, final seq included");
+    assert_eq!(
+        a.final_seq,
+        net.e(B).group().member(&b).expect("own").final_seq
+    );
+}
+
 /// A welcome from A (which has learnt a key) for device 2.
 fn welcome() -> (Engine, Welcome) {
     let mut a = Engine::found(identity(1), "device 1", &account_key(1), at(0)).unwrap();

@@ -244,7 +244,7 @@ impl Engine {
         let Some(origin) = self.core.group.member(op.origin()) else {
             return Err(OpVerdict::UnknownOrigin(Box::new(op)));
         };
-        if written_after_removal(origin, op.seq()) {
+        if written_after_removal(origin, &op) {
             let e = PeerMisbehaved::rule("op", "written by a removed device after its removal");
             return Err(reject(&op, e));
         }
@@ -255,11 +255,27 @@ impl Engine {
     }
 }
 
-/// Whether an op of `origin` with `seq` was written after the removal that
-/// `origin`'s record carries (PROTOCOL 10.5): such ops are refused and
-/// never relayed.
-pub(crate) fn written_after_removal(origin: &crate::state::MemberRecord, seq: u64) -> bool {
-    origin.status == MemberStatus::Removed && seq > origin.final_seq
+/// Whether `op` of `origin` was written after the removal that `origin`'s
+/// record carries (PROTOCOL 10.5): such ops are refused and never relayed.
+/// The one exception is the origin's own `leave` right above `final_seq`
+/// (a member removed it while it was leaving): it changes nothing but its
+/// own record, to removed with `final_seq` equal to the leave's seq, so it
+/// admits no other op, and it lets the two removals converge.
+pub(crate) fn written_after_removal(origin: &crate::state::MemberRecord, op: &SignedOp) -> bool {
+    origin.status == MemberStatus::Removed
+        && op.seq() > origin.final_seq
+        && !is_leave_after(origin, op)
+}
+
+/// Whether `op` is `origin`'s leave with the seq right after its final seq.
+fn is_leave_after(origin: &crate::state::MemberRecord, op: &SignedOp) -> bool {
+    let Some(Change::Member(rec)) = op.change() else {
+        return false;
+    };
+    rec.id == origin.id
+        && rec.status == MemberStatus::Removed
+        && op.seq() == origin.final_seq.saturating_add(1)
+        && rec.final_seq == op.seq()
 }
 
 enum OpVerdict {

@@ -38,7 +38,7 @@ impl Engine {
             let Some(origin) = group.member(e.op.origin()) else {
                 return false;
             };
-            if super::accept::written_after_removal(origin, e.op.seq()) {
+            if super::accept::written_after_removal(origin, &e.op) {
                 return false; // never passed on: everyone refuses it
             }
             origin.status != crate::state::MemberStatus::Active
