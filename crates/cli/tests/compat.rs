@@ -17,6 +17,8 @@ use serde_json::Value;
 
 mod common;
 
+use common::json_lines;
+
 /// A private Cyrus or Courier started by its script; stopped on drop.
 struct ScriptServer {
     script: PathBuf,
@@ -100,15 +102,7 @@ impl Target {
     }
 
     fn ok(&self, dev: &str, args: &[&str]) -> Vec<Value> {
-        let out = self.run(dev, args);
-        assert!(
-            out.status.success(),
-            "sma {args:?} on {dev} failed ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_lines(&out.stdout)
+        common::expect_ok(&self.run(dev, args), dev, args)
     }
 
     fn init(&self, dev: &str) -> Value {
@@ -137,14 +131,6 @@ impl Target {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-fn json_lines(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
 }
 
 fn body_of(line: &Value) -> String {

@@ -7,6 +7,8 @@
 //! real `sma` binary; the bulk of the traffic runs through the library on
 //! the same homes, which is much faster than a process per message.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -72,15 +74,7 @@ impl Account {
     }
 
     fn ok(&self, name: &str, args: &[&str]) -> Vec<Value> {
-        let out = self.run(name, args);
-        assert!(
-            out.status.success(),
-            "sma {args:?} on {name} failed with {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_lines(&out.stdout)
+        common::expect_ok(&self.run(name, args), name, args)
     }
 
     fn init(&self, name: &str) -> Value {
@@ -156,14 +150,6 @@ impl Account {
     async fn archived(&self) -> (usize, usize) {
         (self.count(ALL_MAIL).await.0, self.count(TRASH).await.0)
     }
-}
-
-fn json_lines(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect()
 }
 
 /// The rig itself: on the gmail profile a plain expunge leaves the message

@@ -55,15 +55,7 @@ impl Target {
     }
 
     fn ok(&self, dev: &str, args: &[&str]) -> Vec<Value> {
-        let out = self.run(dev, args);
-        assert!(
-            out.status.success(),
-            "sma {args:?} on {dev} failed ({:?}):\n{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_lines(&out.stdout)
+        common::expect_ok(&self.run(dev, args), dev, args)
     }
 
     /// `init` over implicit TLS with the rig's CA.

@@ -183,6 +183,19 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     child.wait_with_output().expect("wait for sma")
 }
 
+/// The JSON lines of a run of `sma ARGS` on device `dev`, which must have
+/// succeeded (the failure message shows its exit code and both streams).
+pub fn expect_ok(out: &Output, dev: &str, args: &[&str]) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "sma {args:?} on {dev} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out.stdout)
+}
+
 pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes)
         .lines()
