@@ -108,7 +108,7 @@ pub fn fixture() -> &'static Fixture {
         .expect("fixture setup message");
         Fixture {
             receiver_id,
-            receiver_key,
+            receiver_key: receiver_key.to_vec(),
             receiver_core: core,
             sender,
             setup_message,

@@ -207,12 +207,25 @@ pub enum Command {
     Leave,
     /// Expire devices that were silent for longer than the policy.
     Gc {
-        /// Silence after which a device expires, e.g. `90d`, `12h`, `3s`. Also
-        /// becomes this device's policy for the automatic expiry in `sync`
-        /// [default: the policy set last, else 90d].
+        /// Silence after which a device expires, e.g. `90d`, `12h`, `3s`, for
+        /// this run only; the stored policy that `sync` applies changes only
+        /// with `sma config set expire-after` [default: the stored policy,
+        /// else 90d].
         #[arg(long, value_name = "DURATION")]
         expire_after: Option<String>,
     },
+    /// Show or change this device's stored settings.
+    ///
+    /// Keys: expire-after (the expiry policy of `sync`), server.host,
+    /// server.port, server.security, server.ca-file, server.allow-insecure,
+    /// user (read-only), password-command (used when no password option is
+    /// given), oauth2-token-command, password-saved (read-only). An empty
+    /// value unsets an optional setting or restores a default.
+    #[command(
+        subcommand,
+        after_long_help = "Examples:\n  sma config list\n  sma config set expire-after 30d\n  sma config set password-command 'pass show mail/alice'\n  sma config set server.host imap.new-host.example"
+    )]
+    Config(ConfigCommand),
     /// Serve the library API as JSON-RPC 2.0 (one object per line).
     Serve {
         /// Speak JSON-RPC on standard input and output.
@@ -353,6 +366,25 @@ pub enum KeysCommand {
         /// current one).
         #[arg(value_parser = prefer_encrypt, value_name = "mutual|nopreference")]
         value: Option<PreferEncrypt>,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every setting with its value (`(default)` when nothing is stored).
+    List,
+    /// One setting's value.
+    Get {
+        /// The setting, e.g. `expire-after`.
+        key: String,
+    },
+    /// Change a setting (checked first; an empty value unsets it).
+    Set {
+        /// The setting, e.g. `expire-after`.
+        key: String,
+        /// The new value, e.g. `30d`.
+        value: String,
     },
 }
 

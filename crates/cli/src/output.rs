@@ -37,9 +37,9 @@ impl Output {
         Ok(())
     }
 
-    /// Prints an error with its cause chain.
+    /// Prints an error with its cause chain (each cause once).
     pub fn error(&self, err: &anyhow::Error, kind: &str) {
-        let msg = format!("{err:#}");
+        let msg = error_text(err.chain().map(ToString::to_string));
         if self.json {
             let line = ErrorLine {
                 error: msg.clone(),
@@ -53,6 +53,24 @@ impl Output {
         }
         eprintln!("sma: error: {msg}");
     }
+}
+
+/// The messages of an error and its causes joined by `: `, leaving out a
+/// cause whose text the message before it already quotes (many errors name
+/// their cause in their own text, e.g. "cannot reach … : Connection
+/// refused").
+fn error_text(chain: impl Iterator<Item = String>) -> String {
+    let mut text = String::new();
+    for cause in chain {
+        if cause.is_empty() || text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 fn json_text<T: Serialize>(value: &T) -> Result<String> {
@@ -82,5 +100,37 @@ impl FirstError {
     /// The kept error, if any.
     pub fn into_result(self) -> Result<()> {
         self.0.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = anyhow::Error::new(sma_imap::ImapError::Unreachable {
+            addr: "127.0.0.1:1".into(),
+            source: io,
+        })
+        .context("cannot connect");
+        let text = error_text(err.chain().map(ToString::to_string));
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
+        assert!(
+            text.starts_with(
+                "cannot connect: cannot reach the IMAP server at 127.0.0.1:1: refused"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn distinct_causes_are_all_shown() {
+        let err = anyhow::anyhow!("disk full").context("cannot save the state");
+        assert_eq!(
+            error_text(err.chain().map(ToString::to_string)),
+            "cannot save the state: disk full"
+        );
     }
 }

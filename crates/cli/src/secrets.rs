@@ -7,45 +7,59 @@ use anyhow::{bail, Context, Result};
 use sma::Password;
 
 /// Name of the saved password in the device's secret table.
-pub const SAVED_PASSWORD: &str = "imap_password";
+pub use sma::settings::SAVED_PASSWORD;
 
 /// Resolves the password: `--password-file`, `--password-command`,
-/// `SMA_PASSWORD`, then a password saved in the home.
+/// `SMA_PASSWORD`, then the device's stored password command
+/// (`sma config set password-command`), then a password saved in the home.
 pub fn password(
     file: Option<&Path>,
     command: Option<&str>,
-    saved: Option<String>,
+    device: Option<&sma::Device>,
 ) -> Result<Password> {
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read the password file {}", f.display()))?;
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the password file {}", f.display()))?,
+        );
         return first_line(&text)
             .with_context(|| format!("the password file {} is empty", f.display()));
     }
     if let Some(cmd) = command {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .output()
-            .with_context(|| format!("cannot run --password-command {cmd:?}"))?;
-        if !out.status.success() {
-            bail!("--password-command {cmd:?} failed with {}", out.status);
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        return first_line(&text).context("--password-command printed no password");
+        return run_password_command(cmd, "--password-command");
     }
     if let Ok(p) = std::env::var("SMA_PASSWORD") {
         if !p.is_empty() {
             return Ok(Password::new(p));
         }
     }
-    if let Some(p) = saved {
-        return Ok(Password::new(p));
+    if let Some(dev) = device {
+        if let Some(cmd) = dev.password_command()? {
+            return run_password_command(&cmd, "the stored password-command");
+        }
+        if let Some(p) = dev.saved_secret(SAVED_PASSWORD)? {
+            return Ok(Password::new(p.expose()));
+        }
     }
     Err(sma::Error::Usage(
-        "no IMAP password: pass --password-file FILE or --password-command CMD, or set SMA_PASSWORD".into(),
+        "no IMAP password: pass --password-file FILE or --password-command CMD, set SMA_PASSWORD, or store a command with `sma config set password-command CMD`".into(),
     )
     .into())
+}
+
+/// Runs `cmd` (`what` names it in errors) and takes the first line it prints.
+fn run_password_command(cmd: &str, what: &str) -> Result<Password> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .with_context(|| format!("cannot run {what} {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{what} {cmd:?} failed with {}", out.status);
+    }
+    let stdout = zeroize::Zeroizing::new(out.stdout);
+    let text = zeroize::Zeroizing::new(String::from_utf8_lossy(&stdout).into_owned());
+    first_line(&text).with_context(|| format!("{what} printed no password"))
 }
 
 fn first_line(text: &str) -> Result<Password> {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use sma::{Device, DeviceId, Error};
-use sma_crypto::{AccountKey, SetupCode};
+use sma_crypto::{AccountKey, SecretString, SetupCode};
 
 /// The account key of the group (an error if it has none).
 pub(crate) fn account_key(dev: &Device) -> sma::Result<AccountKey> {
@@ -63,7 +63,7 @@ impl AccountKeyView {
 pub(crate) struct AccountKeyExport {
     /// The exported key, ASCII-armored (JSON-RPC: there is no file).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) armored: Option<String>,
+    pub(crate) armored: Option<SecretString>,
     /// Fingerprint of the primary key.
     pub(crate) fingerprint: String,
     /// The file written (CLI).
@@ -74,12 +74,13 @@ pub(crate) struct AccountKeyExport {
 }
 
 impl AccountKeyExport {
-    /// The armored public key, or the secret key with `secret`.
-    pub(crate) fn armored(key: &AccountKey, secret: bool) -> String {
+    /// The armored public key, or the secret key with `secret` (wiped from
+    /// memory when dropped either way).
+    pub(crate) fn armored(key: &AccountKey, secret: bool) -> SecretString {
         if secret {
             key.to_armored_secret()
         } else {
-            key.public_armored()
+            key.public_armored().into()
         }
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run_with_input, server, stderr_json, Account};
+use common::{one, run_with_input, server, stderr_json, Account};
 
 const COMMANDS: &[&str] = &[
     "init",
@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "remove",
     "leave",
     "gc",
+    "config",
     "serve",
 ];
 
@@ -58,6 +59,131 @@ fn help_lists_every_command_of_the_contract() {
         Some(2),
         "unknown command is a usage error"
     );
+}
+
+#[test]
+fn usage_errors_are_one_json_object_under_json() {
+    for args in [
+        &["--json", "status", "--frob"][..],
+        &["--json", "gc", "--expire-after"],
+        &["--json"],
+        &["--json", "config", "set", "expire-after"],
+    ] {
+        let out = sma().args(args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(text.lines().count(), 1, "{args:?}: one line: {text}");
+        let err = stderr_json(&out);
+        assert_eq!(err["kind"], "usage", "{args:?}: {err}");
+        let msg = err["error"].as_str().expect("message");
+        assert!(!msg.starts_with("error:"), "{msg}");
+        assert!(msg.contains("--help"), "says where to look: {msg}");
+    }
+    // Without --json, clap's own text; help itself is not an error.
+    let out = sma().args(["status", "--frob"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: unexpected argument"));
+    let out = sma().args(["--json", "--help"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Typical first steps:\n"));
+}
+
+#[test]
+fn config_shows_checks_and_stores_settings() {
+    let acc = Account::new();
+    acc.init("a");
+    let list = acc.ok("a", &["config", "list"]);
+    let keys: Vec<&str> = list.iter().filter_map(|v| v["key"].as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "expire-after",
+            "server.host",
+            "server.port",
+            "server.security",
+            "server.ca-file",
+            "server.allow-insecure",
+            "user",
+            "password-command",
+            "oauth2-token-command",
+            "password-saved",
+        ]
+    );
+    let get = |key: &str| one(acc.ok("a", &["config", "get", key]));
+    assert_eq!(get("expire-after")["value"], "90d");
+    assert_eq!(get("expire-after")["default"], true);
+    assert_eq!(get("user")["value"], acc.user.as_str());
+    assert_eq!(get("password-saved")["value"], "false");
+    assert!(get("password-command")["value"].is_null());
+
+    // Bad keys and values are usage errors that change nothing.
+    let port = get("server.port")["value"]
+        .as_str()
+        .expect("port")
+        .to_owned();
+    for args in [
+        &["config", "get", "expire_after"][..],
+        &["config", "set", "expire-after", "soon"],
+        &["config", "set", "server.port", "70000"],
+        &["config", "set", "server.security", "ssl3"],
+        &["config", "set", "user", "mallory@example.org"],
+        &["config", "set", "password-saved", "true"],
+    ] {
+        let out = acc.run("a", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(stderr_json(&out)["kind"], "usage", "{args:?}");
+    }
+    assert_eq!(get("server.port")["value"], port.as_str(), "unchanged");
+
+    // A stored expiry policy, and back to the default.
+    let set = one(acc.ok("a", &["config", "set", "expire-after", "1d12h"]));
+    assert_eq!(
+        (set["value"].as_str(), set["default"].as_bool()),
+        (Some("1d12h"), Some(false))
+    );
+    assert_eq!(get("expire-after")["value"], "1d12h");
+    assert_eq!(
+        one(acc.ok("a", &["config", "set", "expire-after", ""]))["default"],
+        true
+    );
+
+    // A stored password command replaces the password option: a command
+    // that prints a wrong password makes the login fail (exit 3), the right
+    // one makes it work without any password option.
+    acc.ok("a", &["config", "set", "password-command", "echo wrong"]);
+    let mut sync = acc.cmd("a");
+    sync.env_remove("SMA_PASSWORD").args(["sync"]);
+    let out = sync.output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let right = format!("printf '%s\\n' '{}'", acc.password);
+    acc.ok("a", &["config", "set", "password-command", &right]);
+    let mut sync = acc.cmd("a");
+    sync.env_remove("SMA_PASSWORD").args(["sync"]);
+    let out = sync.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get("password-command")["value"], right.as_str());
+
+    // The server's port, changed to a closed one, is what the next
+    // connection uses; changed back, everything works again.
+    acc.ok("a", &["config", "set", "server.port", "1"]);
+    let out = acc.run("a", &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_json(&out)["error"]
+        .as_str()
+        .expect("msg")
+        .contains(":1"));
+    acc.ok("a", &["config", "set", "server.port", &port]);
+    acc.ok("a", &["sync"]);
 }
 
 #[test]
@@ -111,7 +237,13 @@ fn init_error_paths_use_the_contract_exit_codes() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert_eq!(
+        stderr.matches("refused").count(),
+        1,
+        "the cause once: {stderr}"
+    );
     assert!(!home.exists());
 
     // Untrusted certificate: exit 1 with a clear TLS message.

@@ -163,7 +163,7 @@ fn record_from_announcement(acc: &Account, id: &str) -> MemberRecord {
     panic!("no announcement of {id}");
 }
 
-fn plain_message(acc: &Account, kind: Kind, from: &DeviceId, to: &str, json: Vec<u8>) -> Vec<u8> {
+fn plain_message(acc: &Account, kind: Kind, from: &DeviceId, to: &str, json: &[u8]) -> Vec<u8> {
     Envelope {
         account: acc.user.clone(),
         date: now(),
@@ -173,7 +173,9 @@ fn plain_message(acc: &Account, kind: Kind, from: &DeviceId, to: &str, json: Vec
             to: Recipient::Device(DeviceId::parse(to).expect("id")),
             id: MessageId::random(&mut OsRng),
         },
-        body: Body::Plain { payload: json },
+        body: Body::Plain {
+            payload: json.to_vec(),
+        },
     }
     .to_bytes()
 }
@@ -269,7 +271,7 @@ fn injected_pairing_messages_pair_nobody() {
         Kind::PairHello,
         &fake.id,
         &c_id,
-        payload::to_json(&hello),
+        &payload::to_json(&hello),
     );
     replay_into(&acc, &inbox(&c_id), &bytes);
     let reply = PairReply {
@@ -285,7 +287,7 @@ fn injected_pairing_messages_pair_nobody() {
         Kind::PairReply,
         &fake.id,
         &a_id,
-        payload::to_json(&reply),
+        &payload::to_json(&reply),
     );
     replay_into(&acc, &inbox(&a_id), &bytes);
     // The joiner answers the forged hello and gets nowhere.
@@ -308,7 +310,7 @@ fn injected_pairing_messages_pair_nobody() {
         Kind::PairWelcome,
         &a,
         &c_id,
-        payload::to_json(&welcome),
+        &payload::to_json(&welcome),
     );
     replay_into(&acc, &inbox(&c_id), &bytes);
     // A real pairing still works afterwards.

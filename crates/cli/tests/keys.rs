@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use sma_crypto::AccountKey;
 
-use common::{json_lines, path_str, run_with_input, stderr_json, Account};
+use common::{json_lines, one, path_str, run_with_input, stderr_json, Account};
 
 /// A correspondent with a real Autocrypt key.
 struct Peer {
@@ -45,11 +45,6 @@ impl Peer {
     fn fpr(&self) -> String {
         self.key.fingerprint().to_string()
     }
-}
-
-fn one(lines: Vec<Value>) -> Value {
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    lines.into_iter().next().expect("one line")
 }
 
 fn listed<'a>(list: &'a [Value], addr: &str) -> &'a Value {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{stderr_json, Account};
+use common::{one, stderr_json, Account};
 use serde_json::Value;
 
 const ANNOUNCE: &str = "_Autocrypt_SMA";
@@ -204,9 +204,21 @@ fn gc_and_sync_expire_silent_members_but_not_briefly_offline_ones() {
     assert_eq!(state_of(&acc, "a", &b_id), "active");
     assert_eq!(acc.count(ANNOUNCE), 2);
 
-    // The policy stays: after b has been silent past it too, a plain `sync`
-    // expires it automatically.
+    // `gc --expire-after` applied 5 s once: the stored policy is still the
+    // default, so b, silent past 5 s now too, survives a plain `sync`.
     std::thread::sleep(Duration::from_secs(6));
+    let policy = one(acc.ok("a", &["config", "get", "expire-after"]));
+    assert_eq!(policy["value"], "90d");
+    assert_eq!(policy["default"], true);
+    let out = acc.ok("a", &["sync"]);
+    assert_eq!(out[0]["removed_devices"], serde_json::json!([]), "{out:?}");
+    assert_eq!(state_of(&acc, "a", &b_id), "active");
+    // Once the policy is set, a plain `sync` expires b automatically.
+    let set = one(acc.ok("a", &["config", "set", "expire-after", "5s"]));
+    assert_eq!(
+        (set["value"].as_str(), set["default"].as_bool()),
+        (Some("5s"), Some(false))
+    );
     let out = acc.ok("a", &["sync"]);
     assert_eq!(out[0]["removed_devices"], serde_json::json!([b_id.clone()]));
     assert_eq!(state_of(&acc, "a", &b_id), "removed");

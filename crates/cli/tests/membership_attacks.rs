@@ -251,7 +251,7 @@ fn record_of(acc: &Account, id: &str, status: MemberStatus) -> MemberRecord {
 }
 
 /// A plain SMA message as anyone with the password can write one.
-fn plain_message(acc: &Account, kind: Kind, from: &str, to: &str, json: Vec<u8>) -> Vec<u8> {
+fn plain_message(acc: &Account, kind: Kind, from: &str, to: &str, json: &[u8]) -> Vec<u8> {
     Envelope {
         account: acc.user.clone(),
         date: now(),
@@ -261,7 +261,9 @@ fn plain_message(acc: &Account, kind: Kind, from: &str, to: &str, json: Vec<u8>)
             to: Recipient::Device(DeviceId::parse(to).expect("id")),
             id: MessageId::random(&mut OsRng),
         },
-        body: Body::Plain { payload: json },
+        body: Body::Plain {
+            payload: json.to_vec(),
+        },
     }
     .to_bytes()
 }
@@ -273,7 +275,7 @@ fn notice_message(acc: &Account, from: &str, victim: &str, ops: Vec<SignedOp>) -
         device_id: DeviceId::parse(victim).expect("id"),
         ops,
     };
-    plain_message(acc, Kind::Remove, from, victim, payload::to_json(&notice))
+    plain_message(acc, Kind::Remove, from, victim, &payload::to_json(&notice))
 }
 
 /// An op by `origin`, signed with `key`, setting `rec` as given.
@@ -860,7 +862,7 @@ fn sign_only_announcement(acc: &Account, gpg: &Gpg, id: &DeviceId) -> (Vec<u8>, 
             id: MessageId::random(&mut OsRng),
         },
         body: Body::Signed {
-            payload: doc,
+            payload: doc.to_vec(),
             signature,
         },
     }
@@ -1143,16 +1145,10 @@ fn forged_removal_notices_remove_nobody() {
             real_payload
                 .replace(&x, &b)
                 .replace(&x_fpr, &b_removed.fingerprint)
-                .into_bytes(),
+                .as_bytes(),
         ),
         // 4. a's real notice about x, unchanged, in b's inbox
-        plain_message(
-            &acc,
-            Kind::Remove,
-            &a,
-            &b,
-            real_payload.clone().into_bytes(),
-        ),
+        plain_message(&acc, Kind::Remove, &a, &b, real_payload.as_bytes()),
     ];
     let b_inbox = inbox(&b);
     for m in &forged {

@@ -10,6 +10,8 @@ use pgp::{
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
+use crate::secret::SecretString;
+
 use crate::{
     cert::{Certificate, DEVICE_USER_ID_PREFIX},
     error::{guard, internal, malformed, CryptoError},
@@ -161,9 +163,9 @@ impl DeviceKey {
     }
 
     /// Binary transferable secret key (unprotected: store it only in the
-    /// local, access-controlled store).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.encoded.secret.to_vec()
+    /// local, access-controlled store). Zeroized on drop.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.encoded.secret.to_vec())
     }
 
     /// Parses [`DeviceKey::to_bytes`] output (any v4 key with a signing
@@ -242,9 +244,9 @@ impl AccountKey {
         })
     }
 
-    /// Binary transferable secret key (unprotected).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.encoded.secret.to_vec()
+    /// Binary transferable secret key (unprotected). Zeroized on drop.
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.encoded.secret.to_vec())
     }
 
     /// Parses a binary transferable secret key.
@@ -254,8 +256,8 @@ impl AccountKey {
 
     /// ASCII-armored transferable secret key (unprotected), e.g. for the
     /// welcome payload. No armor headers.
-    pub fn to_armored_secret(&self) -> String {
-        self.armored_secret.as_str().to_owned()
+    pub fn to_armored_secret(&self) -> SecretString {
+        SecretString::from(self.armored_secret.as_str())
     }
 
     /// Parses an ASCII-armored transferable secret key (armor headers such
@@ -341,11 +343,11 @@ mod tests {
     fn encodings_made_at_construction_are_those_of_the_key() {
         let mut rng = ChaCha20Rng::seed_from_u64(4);
         let d = DeviceKey::generate(&mut rng, "d1", 1_700_000_000).unwrap();
-        assert_eq!(d.to_bytes(), pgpkey::to_bytes(&d.key).unwrap());
+        assert_eq!(*d.to_bytes(), pgpkey::to_bytes(&d.key).unwrap());
         let a = AccountKey::generate(&mut rng, "bob@example.org", 1_700_000_000).unwrap();
-        assert_eq!(a.to_bytes(), pgpkey::to_bytes(&a.key).unwrap());
+        assert_eq!(*a.to_bytes(), pgpkey::to_bytes(&a.key).unwrap());
         assert_eq!(
-            a.to_armored_secret(),
+            a.to_armored_secret().expose(),
             armor_secret(&a.key, None).unwrap().as_str()
         );
         let public = a.key.to_public_key();
@@ -383,8 +385,10 @@ mod tests {
         let b = AccountKey::from_bytes(&k.to_bytes()).unwrap();
         assert_eq!(b.fingerprint(), k.fingerprint());
         let armored = k.to_armored_secret();
-        assert!(armored.starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
-        let c = AccountKey::from_armored_secret(&armored).unwrap();
+        assert!(armored
+            .expose()
+            .starts_with("-----BEGIN PGP PRIVATE KEY BLOCK-----"));
+        let c = AccountKey::from_armored_secret(armored.expose()).unwrap();
         assert_eq!(c.to_bytes(), k.to_bytes());
         let cert = Certificate::from_bytes(&k.public_bytes()).unwrap();
         assert_eq!(cert.fingerprint(), k.fingerprint());

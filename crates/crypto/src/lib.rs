@@ -29,6 +29,7 @@ mod pake;
 mod pgpkey;
 mod prefer;
 mod seal;
+mod secret;
 pub mod setup_message;
 mod sign;
 
@@ -44,6 +45,7 @@ pub use pake::{
 };
 pub use prefer::PreferEncrypt;
 pub use seal::{open, open_bytes, open_then_verify, seal, seal_at, seal_bytes};
+pub use secret::SecretString;
 pub use sign::{
     sign_binary, sign_detached, sign_detached_at, verify_binary, verify_detached,
     MAX_BINARY_SIGNATURE,

@@ -167,7 +167,7 @@ fn build_sealed(
 }
 
 /// Decrypts an armored message with our device key and verifies that it is
-/// signed by `expected_sender`. Returns the plaintext.
+/// signed by `expected_sender`. Returns the plaintext (zeroized on drop).
 ///
 /// Errors:
 /// * [`CryptoError::Malformed`]: not an armored OpenPGP message, or not of
@@ -187,7 +187,7 @@ pub fn open(
     armored: &str,
     max_plaintext: usize,
     context: SigContext,
-) -> Result<Vec<u8>, CryptoError> {
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let binary = dearmor_message(armored)?;
     open_bytes(recipient, expected_sender, &binary, max_plaintext, context)
 }
@@ -199,7 +199,7 @@ pub fn open_bytes(
     message: &[u8],
     max_plaintext: usize,
     context: SigContext,
-) -> Result<Vec<u8>, CryptoError> {
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     guard(|| {
         let inner = decrypt_outer(recipient, message)?;
         read_signed(&inner, max_plaintext, context, |_| {
@@ -222,7 +222,7 @@ pub fn open_then_verify(
     max_plaintext: usize,
     context: SigContext,
     sender_of: impl FnOnce(&[u8]) -> Option<Certificate>,
-) -> Result<Vec<u8>, CryptoError> {
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let binary = dearmor_message(armored)?;
     guard(|| {
         let inner = decrypt_outer(recipient, &binary)?;
@@ -354,7 +354,7 @@ pub(crate) fn read_signed(
     max: usize,
     context: SigContext,
     sender_of: impl FnOnce(&[u8]) -> Option<Certificate>,
-) -> Result<Vec<u8>, CryptoError> {
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let mut msg = Message::from_bytes(inner).map_err(malformed)?;
     if msg.is_compressed() {
         msg = msg.decompress().map_err(malformed)?;
@@ -362,7 +362,7 @@ pub(crate) fn read_signed(
     if !msg.is_signed() {
         return Err(CryptoError::BadSignature);
     }
-    let mut out = Vec::new();
+    let mut out = Zeroizing::new(Vec::new());
     let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     (&mut msg)
         .take(limit)

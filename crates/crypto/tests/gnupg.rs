@@ -294,7 +294,7 @@ fn gnupg_signed_and_encrypted_message_opens() {
         SigContext::Sealed,
     )
     .unwrap();
-    assert_eq!(plain, b"hello from gnupg");
+    assert_eq!(*plain, b"hello from gnupg");
     // Signed by someone else: refused.
     assert!(open(
         &bob,

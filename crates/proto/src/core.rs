@@ -85,10 +85,12 @@ impl CoreState {
         &self.removals
     }
 
-    /// The head document: the state without its keyring and relay log.
-    pub fn head_json(&mut self) -> Result<String, serde_json::Error> {
+    /// The head document: the state without its keyring and relay log. It
+    /// holds the account secret keys, so it comes in a buffer zeroized on
+    /// drop.
+    pub fn head_json(&mut self) -> Result<zeroize::Zeroizing<String>, serde_json::Error> {
         let keyring = self.group.take_keyring();
-        let head = serde_json::to_string(&*self);
+        let head = serde_json::to_string(&*self).map(zeroize::Zeroizing::new);
         self.group.put_keyring(keyring);
         head
     }

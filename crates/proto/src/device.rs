@@ -68,7 +68,7 @@ pub fn build_announcement(
             id: MessageId::random(rng),
         },
         body: Body::Signed {
-            payload: doc,
+            payload: doc.to_vec(),
             signature,
         },
     }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::error::InvalidMessage;
 use crate::folders::Layout;
@@ -271,10 +272,12 @@ pub fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Invali
     })
 }
 
-/// Serialises a payload to JSON bytes.
-pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serialising our own plain data structures cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
+/// Serialises a payload to JSON bytes, in a buffer zeroized on drop: sealed
+/// payloads carry secret keys and private messages before encryption.
+pub fn to_json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
+    // Serialising our own plain data structures (string map keys only)
+    // cannot fail.
+    Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ fn the_same_wrapping_with_a_sealed_signature_opens() {
     let (sig, _) = DetachedSignature::from_armor_single(sig.as_bytes()).unwrap();
     let mut inner = Vec::new();
     sig.signature.to_writer_with_header(&mut inner).unwrap();
-    LiteralData::from_bytes("", json.into())
+    LiteralData::from_bytes("", json.to_vec().into())
         .unwrap()
         .to_writer_with_header(&mut inner)
         .unwrap();

@@ -236,12 +236,12 @@ impl Device {
 
 impl Device {
     /// A secret saved in the home (e.g. the IMAP password with `--save-password`).
-    pub fn saved_secret(&self, name: &str) -> Result<Option<String>> {
-        Ok(self
-            .store
-            .read()
-            .secret(name)?
-            .and_then(|b| String::from_utf8(b).ok()))
+    pub fn saved_secret(&self, name: &str) -> Result<Option<sma_crypto::SecretString>> {
+        Ok(self.store.read().secret(name)?.and_then(|b| {
+            std::str::from_utf8(&b)
+                .ok()
+                .map(sma_crypto::SecretString::from)
+        }))
     }
 
     /// Logs in with OAuth 2.0 access tokens from `command` from now on
@@ -251,11 +251,29 @@ impl Device {
         if self.info.server.oauth2_token_command.as_deref() == Some(command) {
             return Ok(false);
         }
-        self.info.server.oauth2_token_command = Some(command.to_owned());
-        let info = self.info_json()?;
-        self.store
-            .write(|db| db.set_meta("device", &info).map_err(Error::from))?;
+        let mut server = self.info.server.clone();
+        server.oauth2_token_command = Some(command.to_owned());
+        self.set_server(server)?;
         Ok(true)
+    }
+
+    /// Stores new connection settings (`sma config set server.…`). The
+    /// login cannot change: it is the account the device belongs to.
+    pub fn set_server(&mut self, server: ServerConfig) -> Result<()> {
+        if server.user != self.info.server.user {
+            return Err(Error::Usage(
+                "the login is the account this device belongs to and cannot change".into(),
+            ));
+        }
+        let previous = std::mem::replace(&mut self.info.server, server);
+        let saved = self.info_json().and_then(|info| {
+            self.store
+                .write(|db| db.set_meta("device", &info).map_err(Error::from))
+        });
+        if saved.is_err() {
+            self.info.server = previous;
+        }
+        saved
     }
 
     /// Saves a secret in the home (file mode 0600).

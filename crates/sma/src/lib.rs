@@ -43,6 +43,7 @@ mod outbound;
 pub mod pair;
 pub mod providers;
 pub mod round;
+pub mod settings;
 pub mod status;
 mod watch;
 

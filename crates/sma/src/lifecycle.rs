@@ -171,7 +171,23 @@ impl Device {
             .unwrap_or(DEFAULT_EXPIRE_AFTER_SECS))
     }
 
-    /// Sets this device's expiry policy (used by `gc` and by `sync`).
+    /// Whether an expiry policy is stored (else the default applies).
+    pub(crate) fn expire_after_is_stored(&self) -> Result<bool> {
+        Ok(self
+            .store
+            .read()
+            .meta(META_EXPIRE_AFTER)?
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|v| v > 0))
+    }
+
+    /// Forgets the stored expiry policy: the default applies again.
+    pub(crate) fn clear_expire_after(&mut self) -> Result<()> {
+        self.store.write(|db| db.set_meta(META_EXPIRE_AFTER, ""))?;
+        Ok(())
+    }
+
+    /// Sets this device's expiry policy (used by `sync` and `gc`).
     pub fn set_expire_after(&mut self, secs: u64) -> Result<()> {
         if secs == 0 {
             return Err(Error::Usage(
@@ -220,18 +236,24 @@ impl Device {
         Ok(op)
     }
 
-    /// `gc`: one round with an expiry check now. `expire_after` (seconds),
-    /// if given, becomes this device's policy (also for later `sync`s).
+    /// `gc`: one round with an expiry check now, against `expire_after`
+    /// (seconds) if given — once: the stored policy that later `sync`s use
+    /// stays as it is (`sma config set expire-after` changes it).
     pub async fn gc<T: Transport>(
         &mut self,
         t: &mut T,
         expire_after: Option<u64>,
     ) -> Result<RemovalReport> {
         self.require_member()?;
-        if let Some(secs) = expire_after {
-            self.set_expire_after(secs)?;
-        }
-        let policy = self.expire_after()?;
+        let policy = match expire_after {
+            Some(0) => {
+                return Err(Error::Usage(
+                    "the expiry policy must be at least one second, e.g. `90d`".into(),
+                ))
+            }
+            Some(secs) => secs,
+            None => self.expire_after()?,
+        };
         let report = self.round(t, HEARTBEAT_ON_START_SECS, Some(policy)).await?;
         Ok(RemovalReport {
             removed: report.removed_devices,

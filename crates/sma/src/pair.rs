@@ -118,7 +118,7 @@ pub(crate) fn pairing_message<P: serde::Serialize>(
             id: id.clone(),
         },
         body: Body::Plain {
-            payload: payload::to_json(payload),
+            payload: payload::to_json(payload).to_vec(),
         },
     };
     (id, env.to_bytes())

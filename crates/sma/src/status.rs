@@ -337,7 +337,7 @@ impl Device {
             return Ok(None);
         };
         Ok(Some(
-            sma_crypto::AccountKey::from_armored_secret(&rec.secret)
+            sma_crypto::AccountKey::from_armored_secret(rec.secret.expose())
                 .map_err(sma_proto::ProtoError::from)?,
         ))
     }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
+use zeroize::Zeroizing;
 
 /// Errors of the store.
 #[derive(Debug, Error)]
@@ -281,11 +282,11 @@ impl Db<'_> {
             .map_err(|e| self.err(e))
     }
 
-    /// A secret blob (device key, account key).
-    pub fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    /// A secret blob (device key, account key), zeroized when dropped.
+    pub fn secret(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
         self.conn
             .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
-                r.get(0)
+                r.get::<_, Vec<u8>>(0).map(Zeroizing::new)
             })
             .optional()
             .map_err(|e| self.err(e))
@@ -523,7 +524,13 @@ mod tests {
             db.meta("device_id").unwrap().as_deref(),
             Some("0000000000000001")
         );
-        assert_eq!(db.secret("device_key").unwrap().as_deref(), Some(&b"k"[..]));
+        assert_eq!(
+            db.secret("device_key")
+                .unwrap()
+                .as_deref()
+                .map(|v| v.as_slice()),
+            Some(&b"k"[..])
+        );
         assert!(db.is_processed("m1").unwrap());
         assert!(!db.is_processed("m2").unwrap());
         assert_eq!(db.folder_sync("f").unwrap(), Some((7, 42)));

@@ -11,6 +11,7 @@ use rusqlite::params;
 use sma_proto::core::{CoreState, Rows};
 use sma_proto::state::PeerState;
 use sma_proto::sync::LogEntry;
+use zeroize::Zeroizing;
 
 use crate::{Db, Durability, Result, Store, StoreError};
 
@@ -26,9 +27,13 @@ impl Db<'_> {
     /// The protocol state, if saved, with nothing marked as changed.
     pub fn load_core(&self) -> Result<Option<CoreState>> {
         use rusqlite::OptionalExtension;
-        let head: Option<String> = self
+        // The head holds the account secret key: keep it in a buffer that
+        // is wiped when this function returns.
+        let head: Option<Zeroizing<String>> = self
             .conn
-            .query_row("SELECT json FROM core WHERE id = 1", [], |r| r.get(0))
+            .query_row("SELECT json FROM core WHERE id = 1", [], |r| {
+                r.get::<_, String>(0).map(Zeroizing::new)
+            })
             .optional()
             .map_err(|e| self.err(e))?;
         let Some(head) = head else {
@@ -56,7 +61,7 @@ impl Db<'_> {
             .execute(
                 "INSERT INTO core (id, json) VALUES (1, ?1)
                  ON CONFLICT (id) DO UPDATE SET json = excluded.json",
-                [head],
+                [head.as_str()],
             )
             .map_err(|e| self.err(e))?;
         self.save_keyring(core.keyring_rows())?;

@@ -4,6 +4,7 @@
 //! `lifecycle` (remove, leave, gc), `doctor` with its `probe`, and `serve`
 //! (JSON-RPC).
 
+mod config;
 mod delete;
 mod doctor;
 mod init;
@@ -25,7 +26,7 @@ use sma::{Device, DeviceId, Error, Password};
 
 use crate::args::{AccountKeyCommand, Cli, Command, SetupMessageCommand};
 use crate::output::{FirstError, Output};
-use crate::secrets::{self, SAVED_PASSWORD};
+use crate::secrets;
 use crate::views::{self, AccountKeyExport, AccountKeyView, JoinWaiting, SetupMessageExport};
 
 /// Runs the parsed command line.
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli, out: &Output) -> Result<()> {
         } => ctx.remove(id, *rotate_account_key).await,
         Command::Leave => ctx.leave().await,
         Command::Gc { expire_after } => ctx.gc(expire_after.as_deref()).await,
+        Command::Config(cmd) => ctx.config(cmd),
         Command::Serve { stdio, openrpc } => ctx.serve(*stdio, *openrpc).await,
         Command::Doctor { fix } => ctx.doctor(*fix).await,
         Command::Completions { shell } => doctor::completions(*shell),
@@ -137,11 +139,10 @@ impl Ctx<'_> {
             }
             return Ok(Password::default());
         }
-        let saved = dev.and_then(|d| d.saved_secret(SAVED_PASSWORD).ok().flatten());
         secrets::password(
             self.cli.password_file.as_deref(),
             self.cli.password_command.as_deref(),
-            saved,
+            dev,
         )
     }
 
@@ -377,7 +378,7 @@ impl Ctx<'_> {
                 let text = AccountKeyExport::armored(&key, *secret);
                 match out {
                     Some(path) => {
-                        write_private(path, text.as_bytes(), *secret)?;
+                        write_private(path, text.expose().as_bytes(), *secret)?;
                         let v = AccountKeyExport {
                             armored: None,
                             fingerprint: key.fingerprint().to_string(),
@@ -396,7 +397,7 @@ impl Ctx<'_> {
                             )
                         })?;
                     }
-                    None => print!("{text}"),
+                    None => print!("{}", text.expose()),
                 }
             }
         }

@@ -219,7 +219,7 @@ pub const METHODS: &[MethodSpec] = &[
     MethodSpec {
         name: "gc",
         summary: "Expire devices silent for longer than the policy.",
-        params: &[p("expire_after", false, STRING, "Silence after which a device expires, e.g. `90d` (default).")],
+        params: &[p("expire_after", false, STRING, "Silence after which a device expires, e.g. `30d`, for this call only [default: the stored policy, else `90d`].")],
         result: REMOVED,
     },
 ];

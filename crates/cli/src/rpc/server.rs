@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::protocol::{self, Call, Parsed, RpcError};
-use crate::secrets::{self, SAVED_PASSWORD};
+use crate::secrets;
 
 /// A kept session that has been unused for longer than this is checked with
 /// NOOP before it is used again (servers log idle clients out).
@@ -74,11 +74,11 @@ impl Core {
         if self.device()?.info().server.uses_oauth2() {
             return Ok(Password::default());
         }
-        let saved = self.device()?.saved_secret(SAVED_PASSWORD).ok().flatten();
+        self.device()?;
         let p = secrets::password(
             self.settings.password_file.as_deref(),
             self.settings.password_command.as_deref(),
-            saved,
+            self.dev.as_ref(),
         )?;
         self.password = Some(p.clone());
         Ok(p)

@@ -204,6 +204,12 @@ pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The only JSON line of a command's output.
+pub fn one(lines: Vec<Value>) -> Value {
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines.into_iter().next().expect("one line")
+}
+
 pub fn stderr_json(out: &Output) -> Value {
     let text = String::from_utf8_lossy(&out.stderr);
     let line = text

@@ -69,12 +69,13 @@ pub struct PMsg {
 }
 
 impl PMsg {
-    fn new(kind: Kind, author: Author, to_fake: bool, json: Vec<u8>) -> PMsg {
+    fn new(kind: Kind, author: Author, to_fake: bool, json: impl AsRef<[u8]>) -> PMsg {
+        let json = json.as_ref();
         PMsg {
             kind,
             author,
             to_fake,
-            digest: Sha256::digest(&json).into(),
+            digest: Sha256::digest(json).into(),
             json: json.into(),
         }
     }

@@ -172,7 +172,10 @@ impl Machines {
                 .expect("sealing works");
             // The model's group is small: its welcome is one message.
             assert_eq!(sealed.len(), 1, "a small welcome has no continuation parts");
-            let pair = (payload::to_json(&c), payload::to_json(&sealed[0]));
+            let pair = (
+                payload::to_json(&c).to_vec(),
+                payload::to_json(&sealed[0]).to_vec(),
+            );
             self.finished.lock().expect("lock").insert(k, pair.clone());
             pair
         });

@@ -290,7 +290,7 @@ impl Engine {
                 id: message_id.clone(),
             },
             body: Body::Plain {
-                payload: payload::to_json(&notice),
+                payload: payload::to_json(&notice).to_vec(),
             },
         };
         Some((message_id, env.to_bytes()))

@@ -12,6 +12,7 @@ mod rules;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sma_crypto::SecretString;
 
 pub use keyring::{PeerState, PreferEncrypt};
 pub use members::{MemberRecord, MemberStatus};
@@ -29,8 +30,9 @@ pub struct AccountKeyRecord {
     pub stamp: Hlc,
     /// Upper-case hex fingerprint.
     pub fingerprint: String,
-    /// Armored secret key. Only ever sent inside sealed payloads.
-    pub secret: String,
+    /// Armored secret key. Only ever sent inside sealed payloads; zeroized
+    /// on drop and redacted in `Debug`.
+    pub secret: SecretString,
 }
 
 /// A last-writer-wins register ordered by HLC stamps (never by wall clock alone).

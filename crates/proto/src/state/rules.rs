@@ -68,7 +68,7 @@ impl AccountKeyRecord {
         if self.secret.len() > MAX_SECRET_BYTES {
             return Err(broken(W, "secret key larger than 256 KiB"));
         }
-        let key = AccountKey::from_armored_secret(&self.secret)
+        let key = AccountKey::from_armored_secret(self.secret.expose())
             .map_err(|_| broken(W, "secret key does not parse"))?;
         if key.fingerprint().to_string() != self.fingerprint {
             return Err(broken(W, "fingerprint is not the key's"));

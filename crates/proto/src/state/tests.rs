@@ -69,7 +69,7 @@ fn arb_change() -> impl Strategy<Value = Change> {
             generation: g,
             stamp: stamp(ms, 0, d),
             fingerprint: format!("AK{g}{ms}{d}"),
-            secret: format!("secret{g}{ms}{d}"),
+            secret: format!("secret{g}{ms}{d}").into(),
         })
     });
     let prefer = (any::<bool>(), prop::option::of((0u64..5, 0u8..3))).prop_map(|(m, st)| {
@@ -150,6 +150,26 @@ fn removed_is_final() {
     s.apply(&Change::Member(rec(MemberStatus::Removed)));
     s.apply(&Change::Member(rec(MemberStatus::Active)));
     assert_eq!(s.status_of(&dev(1)), Some(MemberStatus::Removed));
+}
+
+#[test]
+fn debug_output_never_shows_the_account_secret_key() {
+    let armored =
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nxcLYBGxyz\n-----END PGP PRIVATE KEY BLOCK-----";
+    let mut s = GroupState::default();
+    s.apply(&Change::AccountKey(AccountKeyRecord {
+        generation: 1,
+        stamp: stamp(1, 0, 1),
+        fingerprint: "AK1".into(),
+        secret: armored.into(),
+    }));
+    let rec = s.current_account_key().expect("the key just applied");
+    assert_eq!(rec.secret.expose(), armored, "the secret itself is kept");
+    for shown in [format!("{s:?}"), format!("{rec:?}"), format!("{s:#?}")] {
+        assert!(shown.contains("AK1"), "the fingerprint is shown: {shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "secret in Debug: {shown}");
+        assert!(!shown.contains("xcLYBGxyz"), "secret in Debug: {shown}");
+    }
 }
 
 #[test]
