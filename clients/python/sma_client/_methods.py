@@ -427,7 +427,8 @@ class Methods:
         JSON-RPC method ``gc``.
 
         Args:
-            expire_after: Silence after which a device expires, e.g. `90d` (default).
+            expire_after: Silence after which a device expires, e.g. `30d`, for this
+            call only [default: the stored policy, else `90d`].
 
         Returns:
             object with ``removed`` (list of str).
