@@ -40,6 +40,11 @@ def annotation(schema: Dict[str, Any]) -> str:
     if "const" in schema:
         return "Literal[" + json.dumps(schema["const"]) + "]"
     t = schema.get("type")
+    if isinstance(t, list):
+        # A union such as ["string", "null"].
+        kinds = [annotation({**schema, "type": k}) for k in t if k != "null"]
+        union = kinds[0] if len(kinds) == 1 else "Union[" + ", ".join(kinds) + "]"
+        return f"Optional[{union}]" if "null" in t else union
     if t == "string":
         return "str"
     if t == "integer":
@@ -63,6 +68,8 @@ def describe(schema: Dict[str, Any]) -> str:
     if "const" in schema:
         return json.dumps(schema["const"])
     t = schema.get("type")
+    if isinstance(t, list):
+        return " or ".join(describe({**schema, "type": k}) if k != "null" else "None" for k in t)
     if t == "array":
         items = schema.get("items")
         return "list of " + describe(items) if items else "list"

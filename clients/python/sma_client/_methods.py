@@ -48,6 +48,9 @@ METHODS = {
     "remove": [("id", True), ("rotate_account_key", False)],
     "leave": [],
     "gc": [("expire_after", False)],
+    "config.list": [],
+    "config.get": [("key", True)],
+    "config.set": [("key", True), ("value", True)],
 }
 
 
@@ -434,3 +437,44 @@ class Methods:
             object with ``removed`` (list of str).
         """
         return self._invoke("gc", {"expire_after": expire_after})
+
+    def config_list(self) -> List[Dict[str, Any]]:
+        """Every stored setting of this device with its value (`sma config list`).
+
+        JSON-RPC method ``config.list``.
+
+        Returns:
+            list of object with ``default`` (bool), ``key`` (str), ``value`` (str or
+            None).
+        """
+        return self._invoke("config.list", {})
+
+    def config_get(self, *, key: str) -> Dict[str, Any]:
+        """One setting's value.
+
+        JSON-RPC method ``config.get``.
+
+        Args:
+            key: The setting, e.g. `expire-after` (`config.list` names them all).
+            Required.
+
+        Returns:
+            object with ``default`` (bool), ``key`` (str), ``value`` (str or None).
+        """
+        return self._invoke("config.get", {"key": key})
+
+    def config_set(self, *, key: str, value: str) -> Dict[str, Any]:
+        """Changes a setting after checking the value (usage error otherwise); later calls
+        use it.
+
+        JSON-RPC method ``config.set``.
+
+        Args:
+            key: The setting, e.g. `expire-after`. Required.
+            value: The new value, e.g. `30d`; empty unsets an optional setting or
+            restores a default. Required.
+
+        Returns:
+            object with ``default`` (bool), ``key`` (str), ``value`` (str or None).
+        """
+        return self._invoke("config.set", {"key": key, "value": value})

@@ -34,6 +34,30 @@ class ErrorsTest(unittest.TestCase):
         self.assertEqual(len(devices), 1)
         self.assertIs(devices[0]["self"], True)
 
+    def test_config(self):
+        keys = [s["key"] for s in self.sma.config_list()]
+        self.assertIn("expire-after", keys)
+        self.assertIn("server.port", keys)
+        self.assertEqual(self.sma.config_get(key="expire-after")["value"], "90d")
+        set_ = self.sma.config_set(key="expire-after", value="30d")
+        self.assertEqual((set_["value"], set_["default"]), ("30d", False))
+        self.assertEqual(self.sma.config_set(key="expire-after", value="")["default"], True)
+        with self.assertRaises(ApplicationError) as bad:
+            self.sma.config_set(key="server.port", value="70000")
+        self.assertEqual((bad.exception.kind, bad.exception.exit_code), ("usage", 2))
+        # A changed server setting is what the next call connects with:
+        # the kept session is dropped.
+        port = self.sma.config_get(key="server.port")["value"]
+        try:
+            self.sma.config_set(key="server.port", value="1")
+            with self.assertRaises(ApplicationError) as unreachable:
+                self.sma.status()
+            self.assertEqual(unreachable.exception.kind, "failed")
+            self.assertIn(":1", unreachable.exception.message)
+        finally:
+            self.sma.config_set(key="server.port", value=port)
+        self.assertEqual(self.sma.status()["role"], "founder")
+
     def test_keys(self):
         key = self.sma.account_key_show()
         self.assertEqual(len(key["fingerprint"]), 40)

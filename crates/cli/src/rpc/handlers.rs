@@ -71,6 +71,9 @@ impl Shared {
             Request::Remove(p) => reply(self.remove(p).await),
             Request::Leave(NoParams {}) => reply(self.leave().await),
             Request::Gc(p) => reply(self.gc(p).await),
+            Request::ConfigList(NoParams {}) => self.config(None).await,
+            Request::ConfigGet(p) => self.config(Some((p.key, None))).await,
+            Request::ConfigSet(p) => self.config(Some((p.key, Some(p.value)))).await,
         }
     }
 
@@ -352,5 +355,29 @@ impl Shared {
         let (dev, t) = g.connected().await?;
         let r = dev.gc(t, policy).await;
         g.check(r)
+    }
+
+    /// `config.list` (`None`), `config.get` (a key) and `config.set` (a key
+    /// and a value). A change drops the kept session and password, so the
+    /// next call connects with the new settings.
+    async fn config(&self, call: Option<(String, Option<String>)>) -> Result<Value, RpcError> {
+        use sma::settings::Setting;
+        let mut g = self.core.lock().await;
+        let dev = g.device()?;
+        match call {
+            None => {
+                let all = Setting::ALL
+                    .into_iter()
+                    .map(|s| dev.setting(s))
+                    .collect::<sma::Result<Vec<_>>>()?;
+                to_value(&all)
+            }
+            Some((key, None)) => to_value(&dev.setting(Setting::from_key(&key)?)?),
+            Some((key, Some(value))) => {
+                let set = dev.set_setting(Setting::from_key(&key)?, &value)?;
+                g.settings_changed();
+                to_value(&set)
+            }
+        }
     }
 }

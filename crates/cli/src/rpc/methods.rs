@@ -50,6 +50,9 @@ const REMOVED: &str =
 const DEVICE: &str = r#"{"type":"object","properties":{"device_id":{"type":"string"},"name":{"type":"string"},"state":{"enum":["active","stale","removed","pending"]},"last_seen":{"type":"string"},"self":{"type":"boolean"}}}"#;
 const MESSAGE: &str = r#"{"type":"object","properties":{"from":{"type":"string"},"kind":{"type":"string"},"body_b64":{"type":"string"},"sent_at":{"type":"string"}}}"#;
 
+const SETTING: &str = r#"{"type":"object","properties":{"key":{"type":"string"},"value":{"type":["string","null"]},"default":{"type":"boolean"}}}"#;
+const SETTINGS: &str = r#"{"type":"array","items":{"type":"object","properties":{"key":{"type":"string"},"value":{"type":["string","null"]},"default":{"type":"boolean"}}}}"#;
+
 const DEVICES: &str = r#"{"type":"array","items":{"type":"object","properties":{"device_id":{"type":"string"},"name":{"type":"string"},"state":{"enum":["active","stale","removed","pending"]},"last_seen":{"type":"string"},"self":{"type":"boolean"}}}}"#;
 const MESSAGES: &str = r#"{"type":"array","items":{"type":"object","properties":{"from":{"type":"string"},"kind":{"type":"string"},"body_b64":{"type":"string"},"sent_at":{"type":"string"}}}}"#;
 
@@ -221,6 +224,27 @@ pub const METHODS: &[MethodSpec] = &[
         summary: "Expire devices silent for longer than the policy.",
         params: &[p("expire_after", false, STRING, "Silence after which a device expires, e.g. `30d`, for this call only [default: the stored policy, else `90d`].")],
         result: REMOVED,
+    },
+    MethodSpec {
+        name: "config.list",
+        summary: "Every stored setting of this device with its value (`sma config list`).",
+        params: &[],
+        result: SETTINGS,
+    },
+    MethodSpec {
+        name: "config.get",
+        summary: "One setting's value.",
+        params: &[p("key", true, STRING, "The setting, e.g. `expire-after` (`config.list` names them all).")],
+        result: SETTING,
+    },
+    MethodSpec {
+        name: "config.set",
+        summary: "Changes a setting after checking the value (usage error otherwise); later calls use it.",
+        params: &[
+            p("key", true, STRING, "The setting, e.g. `expire-after`."),
+            p("value", true, STRING, "The new value, e.g. `30d`; empty unsets an optional setting or restores a default."),
+        ],
+        result: SETTING,
     },
 ];
 

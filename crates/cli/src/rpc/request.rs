@@ -74,6 +74,12 @@ requests! {
     "leave" => Leave(NoParams),
     /// `gc`.
     "gc" => Gc(GcParams),
+    /// `config.list`.
+    "config.list" => ConfigList(NoParams),
+    /// `config.get`.
+    "config.get" => ConfigGet(KeyParams),
+    /// `config.set`.
+    "config.set" => ConfigSet(SetParams),
 }
 
 impl Request {
@@ -230,6 +236,24 @@ pub(super) struct RemoveParams {
 pub(super) struct GcParams {
     /// Duration.
     pub(super) expire_after: Option<String>,
+}
+
+/// `config.get`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyParams {
+    /// The setting.
+    pub(super) key: String,
+}
+
+/// `config.set`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SetParams {
+    /// The setting.
+    pub(super) key: String,
+    /// Its new value (empty: unset or default).
+    pub(super) value: String,
 }
 
 #[cfg(test)]

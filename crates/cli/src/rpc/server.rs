@@ -112,6 +112,13 @@ impl Core {
         }
     }
 
+    /// Forgets the kept session and password: the device's settings
+    /// changed (`config.set`), so the next call connects anew with them.
+    pub(super) fn settings_changed(&mut self) {
+        self.session = None;
+        self.password = None;
+    }
+
     /// Maps a library result, dropping the kept session if it was lost.
     pub(super) fn check<T>(&mut self, r: sma::Result<T>) -> Result<T, RpcError> {
         r.map_err(|e| {
