@@ -165,3 +165,106 @@ fn durations_parse() {
         assert_eq!(err.kind(), ErrorKind::Usage, "{bad}");
     }
 }
+
+/// b is offline for 89 days while a keeps working: on its return b catches
+/// up (the keyring change, the application message within the 30-day
+/// cutoff), the message older than the cutoff is deleted undelivered, and
+/// nobody has expired b.
+#[tokio::test(flavor = "current_thread")]
+async fn a_member_back_after_89_days_catches_up_and_stays() {
+    use base64::Engine as _;
+    use sma_proto::autocrypt::{AutocryptHeader, Observation};
+    use sma_proto::state::PreferEncrypt;
+
+    let acc = Account::new();
+    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
+    let mut a = acc.init("a", ca.clone()).await;
+    let mut b = acc.init("b", cb.clone()).await;
+    acc.pair(&mut a, &mut b).await;
+    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
+    for _ in 0..2 {
+        a.sync(&mut ta).await.expect("a sync");
+        b.sync(&mut tb).await.expect("b sync");
+    }
+    let b_id = b.id().clone();
+
+    // b is away. Day 5: a learns Dora's key and writes to b; day 70 again.
+    ca.set_offset(5 * DAY);
+    let dora = "dora@example.net";
+    let seen = a
+        .observe_all([Observation {
+            from: dora.into(),
+            effective_date: sma::clock::Clock::now(&ca),
+            autocrypt: Some(AutocryptHeader {
+                addr: dora.into(),
+                prefer_encrypt: PreferEncrypt::Mutual,
+                keydata: vec![7; 64],
+            }),
+            gossip: Vec::new(),
+        }])
+        .expect("observe");
+    assert_eq!(seen, vec![dora.to_owned()]);
+    a.send(&mut ta, Some(&b_id), "text", b"day 5")
+        .await
+        .expect("send day 5");
+    a.sync(&mut ta).await.expect("a sync day 5");
+    ca.set_offset(70 * DAY);
+    a.send(&mut ta, Some(&b_id), "text", b"day 70")
+        .await
+        .expect("send day 70");
+
+    // Day 89: b is within the 90-day policy, so a keeps it.
+    ca.set_offset(89 * DAY);
+    let r = a.gc(&mut ta, None).await.expect("a gc +89d");
+    assert!(r.removed.is_empty(), "b expired too early: {:?}", r.removed);
+    assert_eq!(
+        a.core().group().status_of(&b_id),
+        Some(MemberStatus::Active)
+    );
+
+    // b comes back on day 89.
+    cb.set_offset(89 * DAY);
+    let msgs = b
+        .recv(&mut tb, std::time::Duration::ZERO)
+        .await
+        .expect("b recv");
+    let bodies: Vec<Vec<u8>> = msgs
+        .iter()
+        .map(|m| {
+            base64::engine::general_purpose::STANDARD
+                .decode(&m.body_b64)
+                .expect("base64")
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![b"day 70".to_vec()],
+        "the day-5 message is past the 30-day cutoff and is not delivered"
+    );
+    b.delivered(&msgs).expect("delivered");
+    assert!(
+        b.core().group().keyring().contains_key(dora),
+        "b caught up with the keyring change made while it was away"
+    );
+    assert_eq!(
+        b.core().group().status_of(&b_id),
+        Some(MemberStatus::Active)
+    );
+    b.sync(&mut tb).await.expect("b sync");
+    assert_eq!(
+        acc.count(&b.inbox()),
+        0,
+        "b's inbox holds nothing after catching up (the old message was deleted)"
+    );
+
+    // a hears from b again: at day 91 (past 90 days after b's last sign of
+    // life before its absence) b is not expired.
+    a.sync(&mut ta).await.expect("a sync");
+    ca.set_offset(91 * DAY);
+    let r = a.gc(&mut ta, None).await.expect("a gc +91d");
+    assert!(r.removed.is_empty(), "b is alive: {:?}", r.removed);
+    assert_eq!(
+        a.core().group().status_of(&b_id),
+        Some(MemberStatus::Active)
+    );
+}
