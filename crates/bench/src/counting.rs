@@ -241,6 +241,10 @@ impl<T: Transport> Transport for Counting<T> {
     async fn logout(self) -> Result<(), ImapError> {
         self.inner.logout().await
     }
+
+    async fn reconnect(&mut self) -> Result<(), ImapError> {
+        self.inner.reconnect().await
+    }
 }
 
 impl<T: Transport> Counting<T> {

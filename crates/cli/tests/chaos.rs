@@ -271,3 +271,65 @@ fn watch_survives_server_restarts_and_delivers_everything_once() {
     // Nothing is left to deliver afterwards.
     assert!(rig.ok("b", &["recv"]).is_empty());
 }
+
+/// `pair` and `join` resume after the server restarts under them: first
+/// while the member waits for the joiner, then while the joiner is in the
+/// middle of the exchange. The code allows one attempt, so neither may
+/// start over; both finish and the joiner is a member.
+#[test]
+fn pair_and_join_survive_server_restarts() {
+    let mut rig = Rig::new();
+    rig.init("a");
+    rig.init("b");
+    let b_id = rig.device_id("b");
+    let mut pair = rig
+        .cmd("a")
+        .args(["pair", "--device", &b_id, "--timeout", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pair");
+    let code = read_code(&mut pair);
+    // The member's session dies while it waits for the reply.
+    rig.server.restart();
+
+    let mut join = rig
+        .cmd("b")
+        .args(["join", "--code", &code, "--timeout", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn join");
+    let mut lines = BufReader::new(join.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("read");
+    assert!(first.contains("\"waiting\""), "{first}");
+    // The joiner is connected and at work: cut it off mid-exchange.
+    rig.server.restart();
+
+    let rest: Vec<String> = lines.map(|l| l.expect("read")).collect();
+    let joined = join.wait_with_output().expect("join");
+    assert!(
+        joined.status.success(),
+        "join failed after the restart: {}\n{rest:?}",
+        String::from_utf8_lossy(&joined.stderr)
+    );
+    let last: Value = serde_json::from_str(rest.last().expect("a result line")).expect("JSON");
+    assert_eq!(last["event"], "joined", "{rest:?}");
+    let paired = pair.wait_with_output().expect("pair");
+    assert!(
+        paired.status.success(),
+        "pair failed after the restart: {}",
+        String::from_utf8_lossy(&paired.stderr)
+    );
+    for dev in ["a", "b"] {
+        rig.ok(dev, &["sync"]);
+    }
+    let status = &rig.ok("b", &["status"])[0];
+    let active = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["state"] == "active")
+        .count();
+    assert_eq!(active, 2, "{status}");
+}

@@ -49,6 +49,7 @@ mod probe;
 mod rate;
 mod reconnect;
 mod response;
+mod resume;
 mod session;
 mod tls;
 mod transport;
@@ -62,6 +63,7 @@ pub use limits::{BODY_SLACK, DEFAULT_MIN_RATE, MAX_HEADER_SIZE, MAX_RESPONSE_LIN
 pub use oauth2::{TokenFuture, TokenSource};
 pub use rate::RoundLimiter;
 pub use reconnect::{reconnect, ReconnectBackoff};
+pub use resume::Resuming;
 pub use session::{ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
 pub use transport::Transport;
 pub use types::{

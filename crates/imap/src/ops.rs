@@ -483,4 +483,8 @@ impl Transport for ImapSession {
         self.conn.logout().await;
         Ok(())
     }
+
+    async fn reconnect(&mut self) -> Result<(), ImapError> {
+        self.replace_with_new().await
+    }
 }

@@ -52,6 +52,8 @@ pub struct ImapSession {
     greeting: String,
     user: String,
     security: Security,
+    /// How this session was made, for [`Transport::reconnect`].
+    config: ImapConfig,
 }
 
 impl std::fmt::Debug for ImapSession {
@@ -109,7 +111,19 @@ impl ImapSession {
             greeting: greeted.text,
             user: config.user.clone(),
             security: config.security,
+            config: config.clone(),
         })
+    }
+
+    /// A new session made like this one (same server, login and poll
+    /// settings), replacing it; the old connection is dropped.
+    pub(crate) async fn replace_with_new(&mut self) -> Result<(), ImapError> {
+        let mut fresh = ImapSession::connect(&self.config).await?;
+        fresh.poll_interval = self.poll_interval;
+        fresh.idle_recheck = self.idle_recheck;
+        fresh.idle_refused = self.idle_refused;
+        *self = fresh;
+        Ok(())
     }
 
     /// The text of the server's greeting (e.g. `Dovecot (Debian) ready.`).

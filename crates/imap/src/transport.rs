@@ -201,4 +201,15 @@ pub trait Transport: Send {
     fn logout(self) -> impl Future<Output = Result<(), ImapError>> + Send
     where
         Self: Sized;
+
+    /// Replaces a lost session with a new one, logged in the same way (no
+    /// folder selected). One attempt: the caller paces retries. A transport
+    /// that cannot reconnect keeps the default, which says so.
+    fn reconnect(&mut self) -> impl Future<Output = Result<(), ImapError>> + Send {
+        async {
+            Err(ImapError::ConnectionLost(
+                "this transport cannot reconnect".into(),
+            ))
+        }
+    }
 }

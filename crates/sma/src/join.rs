@@ -106,6 +106,9 @@ impl Device {
             at: self.clock.deadline(timeout),
             secs: timeout.as_secs(),
         };
+        // A dropped connection is resumed: our reply may already be on its
+        // way, and the member takes one reply per code.
+        let t = &mut sma_imap::Resuming::new(t);
         // 1. Answer the newest hello naming us.
         let hello = self.await_hello(t, &deadline).await?;
         let member_id = hello.payload.member_id.clone();

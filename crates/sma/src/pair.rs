@@ -255,6 +255,9 @@ impl Device {
     ) -> Result<String> {
         self.require_member()?;
         let deadline = self.clock.deadline(timeout);
+        // The joiner is waiting and the code allows one attempt: a dropped
+        // connection is resumed, not the exchange started over.
+        let t = &mut sma_imap::Resuming::new(t);
         // Bring our state up to date first: the welcome carries it.
         self.process_inbox(t).await?;
         let target = self.choose_joiner(t, device).await?;
@@ -345,11 +348,16 @@ impl Device {
                     .remove(t, &inbox, &uids)
                     .await?;
             }
-            if let Some(r) = ours.into_iter().next() {
+            if !ours.is_empty() {
+                // The first counts (one reply per code); a copy left by a
+                // resumed APPEND goes with it.
+                let uids: Vec<_> = ours.iter().map(|r| r.uid).collect();
                 self.deletion(t.capabilities())
-                    .remove(t, &inbox, &[r.uid])
+                    .remove(t, &inbox, &uids)
                     .await?;
-                return Ok(r);
+                if let Some(r) = ours.into_iter().next() {
+                    return Ok(r);
+                }
             }
             if self.clock.instant() >= deadline {
                 let del = self.deletion(t.capabilities());

@@ -14,6 +14,7 @@ use sma::pair::PairEvent;
 use sma::{Device, DeviceId, Role, ServerConfig};
 use sma_crypto::PairingCode;
 use sma_imap::memory::{MemoryServer, MemoryTransport};
+use sma_imap::UidRange;
 use sma_proto::autocrypt::{AutocryptHeader, Observation};
 use sma_proto::envelope::{peek_marker, Kind};
 use sma_proto::folders::Layout;
@@ -297,4 +298,89 @@ async fn a_keyring_too_large_for_one_welcome_arrives_in_parts() {
         "the welcome and all its parts were deleted after joining ({} left)",
         left.len()
     );
+}
+
+#[tokio::test]
+async fn resuming_selects_again_and_retries_after_a_lost_connection() {
+    use sma_imap::{Resuming, Transport};
+    let server = MemoryServer::new();
+    server.lock().create("box").expect("create");
+    server
+        .lock()
+        .append("box", b"Subject: one\r\n\r\nbody\r\n")
+        .expect("append");
+    let mut t = server.connect();
+    let mut r = Resuming::new(&mut t);
+    r.select("box").await.expect("select");
+    assert_eq!(server.lock().kill_all(), 1, "the session was alive");
+    let headers = r.fetch_headers(UidRange::all()).await.expect("resumed");
+    assert_eq!(headers.len(), 1, "the folder was selected again");
+    assert_eq!(r.reconnects(), 1);
+
+    // A folder whose UIDVALIDITY changed meanwhile: its UIDs may name other
+    // messages now, so the operation is not run again.
+    assert_eq!(server.lock().kill_all(), 1);
+    server.lock().delete(None, "box").expect("delete");
+    server.lock().create("box").expect("create again");
+    let err = r
+        .delete_messages(&[headers[0].uid])
+        .await
+        .expect_err("no retry on other UIDs");
+    assert!(err.is_connection_lost(), "the original error: {err}");
+}
+
+/// Pairing while the server drops every connection every few
+/// milliseconds: both sides reconnect and resume where they were, and the
+/// joiner becomes a member (the code allows one attempt, so starting over
+/// would fail).
+#[tokio::test]
+async fn pairing_survives_dropped_connections() {
+    for every_ms in [2u64, 7, 19] {
+        let server = MemoryServer::new();
+        let (da, db) = (TempDir::new().expect("tmp"), TempDir::new().expect("tmp"));
+        let (_, mut a) = init(&server, da.path(), "laptop", 1).await;
+        let (_, mut b) = init(&server, db.path(), "phone", 2).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = {
+            let (server, stop) = (server.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut kills = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(every_ms)).await;
+                    kills += server.lock().kill_all();
+                }
+                kills
+            })
+        };
+        pair(&server, &mut a, &mut b).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let kills = killer.await.expect("killer");
+        assert!(
+            kills >= 2,
+            "every {every_ms} ms: only {kills} sessions were cut"
+        );
+        assert_eq!(b.info().role, Role::Member, "every {every_ms} ms");
+        assert_eq!(
+            b.core().group().active_members().count(),
+            2,
+            "every {every_ms} ms"
+        );
+        let left: Vec<_> = server
+            .lock()
+            .all_messages()
+            .filter(|(_, _, m)| {
+                peek_marker(&m.bytes[..m.header_len]).is_ok_and(|mk| {
+                    matches!(
+                        mk.kind,
+                        Kind::PairHello | Kind::PairReply | Kind::PairConfirm | Kind::PairWelcome
+                    )
+                })
+            })
+            .map(|(folder, uid, _)| format!("{folder}/{uid}"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "every {every_ms} ms: pairing messages left: {left:?}"
+        );
+    }
 }

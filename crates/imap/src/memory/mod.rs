@@ -201,4 +201,12 @@ impl Transport for MemoryTransport {
     async fn logout(self) -> Result<(), ImapError> {
         Ok(())
     }
+
+    async fn reconnect(&mut self) -> Result<(), ImapError> {
+        let mut s = self.server.lock();
+        s.disconnect(self.conn);
+        self.conn = s.connect();
+        self.caps = s.capabilities();
+        Ok(())
+    }
 }

@@ -173,6 +173,17 @@ impl Server {
         }
     }
 
+    /// Breaks every open connection (the server restarted); returns how
+    /// many were alive.
+    pub fn kill_all(&mut self) -> usize {
+        let mut alive = 0;
+        for conn in self.conns.values_mut().filter(|c| !c.dead) {
+            conn.dead = true;
+            alive += 1;
+        }
+        alive
+    }
+
     /// Whether the connection is usable.
     pub fn alive(&self, c: ConnId) -> bool {
         self.conns.get(&c).is_some_and(|c| !c.dead)
