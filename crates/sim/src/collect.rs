@@ -42,6 +42,7 @@ impl Sim {
             self.w.slots[i].dev = done.dev;
             let name = self.w.slots[i].name.clone();
             let succeeded = done.result.succeeded();
+            *self.stats.op_kinds.entry(done.result.name()).or_default() += 1;
             let line = self.take_result(i, done.result)?;
             if succeeded {
                 self.check_saved(i, &name)?;
@@ -309,7 +310,7 @@ impl Sim {
         let date: u64 = 1_767_000_000 + self.w.rng.gen_range(0..100_000);
         let key_no: u32 = self.w.rng.gen_range(0..1000);
         let mutual = self.w.rng.gen_bool(0.5);
-        let now_ms = sma::clock::Clock::now_ms(&*self.w.clock);
+        let now_ms = sma::clock::Clock::now_ms(&*self.w.clocks[i]);
         let Some(dev) = self.w.slots[i].dev.as_mut() else {
             return Ok(());
         };

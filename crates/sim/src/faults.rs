@@ -36,6 +36,7 @@ impl Sim {
                 self.note(format!("CRASH {} during {op}", self.w.slots[i].name));
                 self.w.crash(i);
                 self.stats.crashes += 1;
+                self.count("crash");
             }
         }
         // The announcements only go once no device is still looking for a
@@ -63,6 +64,7 @@ impl Sim {
             self.note(format!("UIDVALIDITY reset {f}"));
             self.w.net.lock().server.reset_uid_validity(&f);
             self.stats.faults += 1;
+            self.count("uidvalidity reset");
         }
         let delayed = self.w.net.lock().server.delayed.len();
         if delayed > 0 && self.w.rng.gen_bool(0.25) {
@@ -80,14 +82,38 @@ impl Sim {
                 self.note(format!("REPLAY into {folder}"));
                 self.injected += 1;
                 self.stats.faults += 1;
+                self.count("replay");
             }
         }
         if self.w.rng.gen_bool(0.003) {
             let minutes = self.w.rng.gen_range(1..90);
             self.w.clock.jump(minutes * 60_000);
             self.note(format!("clock +{minutes} min"));
+            self.count("wall-clock jump");
         }
+        self.step_a_device_clock();
         Ok(())
+    }
+
+    /// Now and then, a device whose clock takes steps has it stepped (by
+    /// up to two hours either way, as NTP does after a long sleep; never
+    /// past ±36 h from true time).
+    fn step_a_device_clock(&mut self) {
+        if self.plan.clocks.is_empty() {
+            return;
+        }
+        let n = self.w.clocks.len();
+        let i = self.w.rng.gen_range(0..n);
+        if !self.w.clocks[i].error().steps || !self.w.rng.gen_bool(0.004) {
+            return;
+        }
+        let minutes: i64 = self.w.rng.gen_range(-120..=120);
+        self.w.clocks[i].step(minutes * 60_000);
+        self.note(format!(
+            "clock of {} steps {minutes:+} min",
+            self.w.slots[i].name
+        ));
+        self.count("device clock step");
     }
 
     /// The provider deletes a whole SMA folder.
@@ -112,6 +138,7 @@ impl Sim {
         self.folder_deletions += 1;
         self.stats.folders_deleted += 1;
         self.stats.faults += 1;
+        self.count("folder deletion");
     }
 
     /// The provider deletes some messages (one, or any subset) of an SMA
@@ -152,6 +179,7 @@ impl Sim {
             self.note(format!("DELETE {gone} messages in {folder}"));
             self.stats.messages_deleted += gone as u64;
             self.stats.faults += 1;
+            self.count("message deletion");
         }
     }
 
@@ -198,6 +226,9 @@ impl Sim {
                 .server
                 .expunge_as_provider(&inbox, &doomed);
             self.stats.messages_deleted += gone as u64;
+            if gone > 0 {
+                self.count("cut link");
+            }
         }
         if self.w.rng.gen_bool(0.08) {
             self.w.clock.jump(11 * 60_000);
@@ -272,8 +303,8 @@ impl Sim {
         };
         let (info, key, _) = load_identity(&home)?;
         let announce = info.folders.announce();
-        let now = sma::clock::Clock::now(&*self.w.clock);
-        let now_ms = sma::clock::Clock::now_ms(&*self.w.clock);
+        let now = sma::clock::Clock::now(&*self.w.clocks[i]);
+        let now_ms = sma::clock::Clock::now_ms(&*self.w.clocks[i]);
         let mut rng = ChaCha20Rng::seed_from_u64(self.w.rng.gen());
         // Members' certificates are public: read them from the announcements.
         let anns: Vec<Envelope> = {

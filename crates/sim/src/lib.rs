@@ -26,6 +26,7 @@
 pub mod clock;
 mod collect;
 mod faults;
+mod horizon;
 pub mod ledger;
 pub mod net;
 pub mod plan;

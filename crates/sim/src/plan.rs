@@ -3,6 +3,7 @@
 use rand::Rng;
 use sma_proto::folders::Layout;
 
+use crate::clock::{ClockError, MAX_DRIFT_PPM, MAX_SKEW_MS};
 use crate::net::Lacks;
 
 /// Fault rates and sizes of one scenario, all drawn from the seed.
@@ -43,6 +44,12 @@ pub struct Plan {
     pub p_pairing_crash: f64,
     /// Extensions the server does without.
     pub lacks: Lacks,
+    /// How each slot's clock is wrong (empty: every device reads true
+    /// time).
+    pub clocks: Vec<ClockError>,
+    /// Whether the scenario ends with months offline (virtual time to
+    /// about 120 days; see [`crate::horizon`]).
+    pub long_horizon: bool,
 }
 
 impl Plan {
@@ -51,7 +58,7 @@ impl Plan {
         let level = |rng: &mut dyn rand::RngCore, levels: &[f64]| -> f64 {
             levels[rng.gen_range(0..levels.len())]
         };
-        Plan {
+        let mut plan = Plan {
             honest: rng.gen_range(2..=6),
             rogue: rng.gen_bool(0.3),
             founder_race: rng.gen_bool(0.15),
@@ -84,7 +91,33 @@ impl Plan {
                 idle: rng.gen_bool(0.25),
                 move_: rng.gen_bool(0.25),
             },
+            clocks: Vec::new(),
+            long_horizon: false,
+        };
+        // Drawn after the rest, so the other parts of a seed's plan stay
+        // as they were. Half the seeds give every device a clock of its
+        // own: off by up to ±36 h (often by the most), drifting by up to
+        // ±1000 ppm, and on some devices stepped now and then.
+        if rng.gen_bool(0.5) {
+            let slots = plan.honest + usize::from(plan.rogue);
+            plan.clocks = (0..slots)
+                .map(|_| ClockError {
+                    offset_ms: if rng.gen_bool(0.3) {
+                        if rng.gen_bool(0.5) {
+                            MAX_SKEW_MS
+                        } else {
+                            -MAX_SKEW_MS
+                        }
+                    } else {
+                        rng.gen_range(-MAX_SKEW_MS..=MAX_SKEW_MS)
+                    },
+                    drift_ppm: rng.gen_range(-MAX_DRIFT_PPM..=MAX_DRIFT_PPM),
+                    steps: rng.gen_bool(0.3),
+                })
+                .collect();
         }
+        plan.long_horizon = rng.gen_bool(0.2);
+        plan
     }
 }
 
@@ -126,4 +159,40 @@ pub struct Stats {
     pub lacks: Lacks,
     /// Hash of the whole schedule and every outcome (determinism check).
     pub trace_hash: u64,
+    /// Operations finished (successfully or not), by kind.
+    pub op_kinds: std::collections::BTreeMap<&'static str, u64>,
+    /// Faults injected, by kind.
+    pub fault_kinds: std::collections::BTreeMap<&'static str, u64>,
+    /// Whether the devices' clocks were skewed.
+    pub skewed: bool,
+    /// The largest difference between two device clocks seen (ms).
+    pub max_clock_gap_ms: u64,
+    /// What the long-horizon phase observed.
+    pub horizon: HorizonStats,
+}
+
+/// What the long-horizon phase observed (see [`crate::horizon`]).
+#[derive(Clone, Debug, Default)]
+pub struct HorizonStats {
+    /// Whether it ran.
+    pub ran: bool,
+    /// Virtual days it covered.
+    pub days: u64,
+    /// Devices that came back after about 29, 61 and 89 days, caught up
+    /// and were not expired.
+    pub returned: [u64; 3],
+    /// Devices expired by the policy (every live member holds them
+    /// removed).
+    pub expired: u64,
+    /// Expired devices that, on their return, found themselves removed.
+    pub learnt_removal: u64,
+    /// Application messages older than 30 days (by the recipient's clock)
+    /// deleted undelivered.
+    pub too_old_dropped: u64,
+    /// Application messages younger than 30 days delivered after a long
+    /// absence.
+    pub late_delivered: u64,
+    /// Replays of delivered messages refused: within the 60-day memory of
+    /// processed ids, and past it.
+    pub replays_refused: [u64; 2],
 }

@@ -84,6 +84,27 @@ impl Sim {
         }
     }
 
+    /// The difference between the fastest and the slowest device clock
+    /// now (ms).
+    pub fn clock_gap_ms(&self) -> u64 {
+        let skews = self.w.clocks.iter().map(|c| c.skew_ms());
+        let (lo, hi) = skews.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        hi.saturating_sub(lo).max(0) as u64
+    }
+
+    /// Records the largest difference between two device clocks so far.
+    pub fn note_clock_gap(&mut self) {
+        if self.plan.clocks.is_empty() {
+            return;
+        }
+        self.stats.max_clock_gap_ms = self.stats.max_clock_gap_ms.max(self.clock_gap_ms());
+    }
+
+    /// Counts a fault of `kind` (for the sweep's coverage).
+    pub fn count(&mut self, kind: &'static str) {
+        *self.stats.fault_kinds.entry(kind).or_default() += 1;
+    }
+
     /// Lets one waiting command through, deciding its fault.
     fn grant_one(&mut self) {
         let waiting = self.w.net.waiting();
@@ -97,6 +118,13 @@ impl Sim {
             if matches!(grant, Grant::Duplicate) {
                 self.injected += 1;
             }
+            self.count(match grant {
+                Grant::Duplicate => "duplicate append",
+                Grant::Delay => "late append",
+                Grant::DropBefore => "drop before",
+                Grant::DropAfter => "drop after",
+                Grant::Go => "none",
+            });
         }
         self.stats.grants += 1;
         self.note(format!(
@@ -106,6 +134,7 @@ impl Sim {
         self.w.net.grant(ticket, grant);
         let jitter = self.w.rng.gen_range(0..40);
         self.w.clock.jump(jitter);
+        self.note_clock_gap();
         // Buggify: a pairing process killed right after one of its appends
         // (the hello, the reply, the confirmation or the welcome) is the
         // most harmful moment; make it common.
@@ -132,6 +161,7 @@ impl Sim {
                 ));
                 self.w.crash(i);
                 self.stats.crashes += 1;
+                self.count("crash after a pairing append");
             }
         }
     }
@@ -378,8 +408,11 @@ impl Sim {
     /// `recv` everywhere.
     async fn quiesce(&mut self) -> Result<(), String> {
         let mut converged_rounds = 0;
-        // A day later: leftovers of dead pairing attempts are stale now.
-        self.w.clock.jump(25 * 3600 * 1000);
+        // A day later on every clock: leftovers of dead pairing attempts
+        // are stale now. A device judges them by its own clock against the
+        // sender's Date, so with skewed clocks that is a day plus the gap
+        // between the two clocks.
+        self.w.clock.jump(25 * 3600 * 1000 + self.clock_gap_ms());
         for round in 0..30 {
             self.release_all();
             let mut members = Vec::new();
@@ -479,6 +512,7 @@ impl Sim {
                 if self.rogue_acts < 6 && self.w.rng.gen_bool(0.1) {
                     self.rogue_acts += 1;
                     self.rogue_act(i)?;
+                    self.count("rogue forgery");
                 }
                 continue;
             }
@@ -657,7 +691,7 @@ pub async fn run_scenario(
     let plan = Plan::draw(&mut rng);
     let rogues = usize::from(plan.rogue);
     let mut sim = Sim {
-        w: World::new(seed, dir, plan.honest, rogues),
+        w: World::new(seed, dir, plan.honest, rogues, &plan.clocks),
         plan,
         ledger: Ledger::default(),
         offers: Vec::new(),
@@ -679,6 +713,7 @@ pub async fn run_scenario(
     sim.known_removed = vec![Default::default(); sim.w.slots.len()];
     sim.w.net.lock().lacks = sim.plan.lacks;
     sim.stats.lacks = sim.plan.lacks;
+    sim.stats.skewed = !sim.plan.clocks.is_empty();
     let plan_line = format!("{:?}", sim.plan);
     sim.note(plan_line);
     let result = async {
@@ -694,7 +729,13 @@ pub async fn run_scenario(
         let t3 = std::time::Instant::now();
         sim.quiesce().await?;
         let t4 = std::time::Instant::now();
-        let r = check_final(&sim.w, &sim.ledger);
+        check_final(&sim.w, &sim.ledger)?;
+        if sim.plan.long_horizon {
+            sim.long_horizon().await?;
+            sim.quiesce().await?;
+            check_final(&sim.w, &sim.ledger)?;
+        }
+        let r = Ok(());
         if sim.verbose {
             eprintln!(
                 "[sim] phases setup {:?} chaos {:?} calm {:?} quiesce {:?} check {:?}",

@@ -21,7 +21,7 @@ use sma_proto::core::CoreState;
 use sma_proto::folders::Layout;
 use sma_store::Store;
 
-use crate::clock::SimClock;
+use crate::clock::{ClockError, DeviceClock, SimClock};
 use crate::net::{Net, SimTransport};
 
 /// The account every simulated device belongs to.
@@ -162,6 +162,20 @@ pub enum OpResult {
 }
 
 impl OpResult {
+    /// The operation's name (as [`Op::name`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpResult::Init(_) => "init",
+            OpResult::Sync(_) => "sync",
+            OpResult::Recv(_) => "recv",
+            OpResult::Send(..) => "send",
+            OpResult::Pair(..) => "pair",
+            OpResult::Join(..) => "join",
+            OpResult::Remove(..) => "remove",
+            OpResult::Leave(_) => "leave",
+        }
+    }
+
     /// Whether the operation succeeded.
     pub fn succeeded(&self) -> bool {
         match self {
@@ -202,8 +216,10 @@ pub struct World {
     pub rng: ChaCha8Rng,
     /// The network and server.
     pub net: Net,
-    /// Virtual wall-clock time.
+    /// Virtual wall-clock time: the true time.
     pub clock: Arc<SimClock>,
+    /// Each slot's own clock (true time when the plan skews none).
+    pub clocks: Vec<Arc<DeviceClock>>,
     /// Device slots.
     pub slots: Vec<Slot>,
     /// The running operation of each slot.
@@ -217,8 +233,15 @@ pub struct World {
 
 impl World {
     /// A world with `honest` honest slots and `rogues` rogue slots, homes
-    /// under `dir`. Must be created inside the (paused) runtime.
-    pub fn new(seed: u64, dir: &Path, honest: usize, rogues: usize) -> World {
+    /// under `dir`, the clock of slot `i` wrong by `clocks[i]` (if given).
+    /// Must be created inside the (paused) runtime.
+    pub fn new(
+        seed: u64,
+        dir: &Path,
+        honest: usize,
+        rogues: usize,
+        clocks: &[ClockError],
+    ) -> World {
         let mut slots = Vec::new();
         for i in 0..honest + rogues {
             slots.push(Slot {
@@ -238,12 +261,20 @@ impl World {
             });
         }
         let n = slots.len();
+        // 2026-01-01T00:00:00Z.
+        let clock = Arc::new(SimClock::new(1_767_225_600_000));
+        let clocks = (0..n)
+            .map(|i| {
+                let e = clocks.get(i).copied().unwrap_or_default();
+                Arc::new(DeviceClock::new(clock.clone(), e))
+            })
+            .collect();
         World {
             seed,
             rng: ChaCha8Rng::seed_from_u64(seed),
             net: Net::new(),
-            // 2026-01-01T00:00:00Z.
-            clock: Arc::new(SimClock::new(1_767_225_600_000)),
+            clock,
+            clocks,
             slots,
             actors: (0..n).map(|_| None).collect(),
             finished: Vec::new(),
@@ -279,7 +310,7 @@ impl World {
             return Ok(false);
         }
         let rng = self.device_rng();
-        let dev = Device::open_with(&home, self.clock.clone(), rng)
+        let dev = Device::open_with(&home, self.clocks[i].clone(), rng)
             .map_err(|e| format!("{}: reopening the device failed: {e}", self.slots[i].name))?;
         self.slots[i].dev = Some(dev);
         Ok(true)
@@ -323,7 +354,7 @@ impl World {
                     layout,
                     account_key: None,
                 };
-                let clock = self.clock.clone();
+                let clock = self.clocks[i].clone();
                 let rng1 = self.device_rng();
                 let rng2 = self.device_rng();
                 Box::pin(async move {

@@ -7,6 +7,7 @@
 //!   replays one seed; without `SIM_SEED`, `replay` runs the regression
 //!   seeds in `crates/sim/regressions.txt`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -52,7 +53,56 @@ struct Coverage {
     no_uidplus: u64,
     no_idle: u64,
     no_move: u64,
+    /// Seeds whose devices' clocks were skewed, and the largest gap
+    /// between two device clocks any of them saw (hours).
+    skewed: u64,
+    max_clock_gap_h: u64,
+    /// Seeds that ran the long horizon, and what it observed (seeds each).
+    long_horizon: u64,
+    returned_29: u64,
+    returned_61: u64,
+    returned_89: u64,
+    expired: u64,
+    learnt_removal: u64,
+    too_old_dropped: u64,
+    late_delivered: u64,
+    replay_within_60d: u64,
+    replay_past_60d: u64,
+    /// Per operation kind: (seeds, operations finished).
+    ops: BTreeMap<&'static str, (u64, u64)>,
+    /// Per fault kind: (seeds, faults injected).
+    faults: BTreeMap<&'static str, (u64, u64)>,
 }
+
+/// Every operation kind the sweep must exercise, with the least share of
+/// seeds that must run it.
+const OPS: [(&str, f64); 7] = [
+    ("init", 0.99),
+    ("sync", 0.99),
+    ("recv", 0.90),
+    ("send", 0.50),
+    ("pair", 0.60),
+    ("join", 0.50),
+    ("remove", 0.10),
+];
+
+/// Every fault kind the sweep must inject, with the least share of seeds
+/// that must see it.
+const FAULTS: [(&str, f64); 13] = [
+    ("drop before", 0.20),
+    ("drop after", 0.20),
+    ("duplicate append", 0.20),
+    ("late append", 0.25),
+    ("crash", 0.40),
+    ("crash after a pairing append", 0.15),
+    ("folder deletion", 0.25),
+    ("message deletion", 0.35),
+    ("uidvalidity reset", 0.30),
+    ("replay", 0.40),
+    ("cut link", 0.12),
+    ("rogue forgery", 0.12),
+    ("wall-clock jump", 0.35),
+];
 
 impl Coverage {
     fn add(&mut self, s: &sma_sim::Stats) {
@@ -67,6 +117,29 @@ impl Coverage {
         self.no_uidplus += u64::from(s.lacks.uidplus);
         self.no_idle += u64::from(s.lacks.idle);
         self.no_move += u64::from(s.lacks.move_);
+        self.skewed += u64::from(s.skewed);
+        self.max_clock_gap_h = self.max_clock_gap_h.max(s.max_clock_gap_ms / 3_600_000);
+        let h = &s.horizon;
+        self.long_horizon += u64::from(h.ran);
+        self.returned_29 += u64::from(h.returned[0] > 0);
+        self.returned_61 += u64::from(h.returned[1] > 0);
+        self.returned_89 += u64::from(h.returned[2] > 0);
+        self.expired += u64::from(h.expired > 0);
+        self.learnt_removal += u64::from(h.learnt_removal > 0);
+        self.too_old_dropped += u64::from(h.too_old_dropped > 0);
+        self.late_delivered += u64::from(h.late_delivered > 0);
+        self.replay_within_60d += u64::from(h.replays_refused[0] > 0);
+        self.replay_past_60d += u64::from(h.replays_refused[1] > 0);
+        for (k, n) in &s.op_kinds {
+            let e = self.ops.entry(k).or_default();
+            e.0 += 1;
+            e.1 += n;
+        }
+        for (k, n) in &s.fault_kinds {
+            let e = self.faults.entry(k).or_default();
+            e.0 += 1;
+            e.1 += n;
+        }
     }
 
     /// Fails unless each feature was exercised by at least the given share
@@ -74,6 +147,16 @@ impl Coverage {
     /// removal).
     fn assert_at_least(&self) {
         let share = |n: u64| n as f64 / self.seeds.max(1) as f64;
+        let steps = self.faults.get("device clock step").map_or(0, |e| e.0);
+        assert!(
+            steps * 10 >= self.skewed,
+            "only {steps} of {} skewed seeds stepped a device clock: {self:?}",
+            self.skewed
+        );
+        assert!(
+            self.skewed == 0 || self.max_clock_gap_h >= 70,
+            "device clocks never were 70 hours apart: {self:?}"
+        );
         for (what, n, min) in [
             ("remove", self.removal, 0.10),
             ("account-key rotation", self.rotation, 0.04),
@@ -84,7 +167,32 @@ impl Coverage {
             ("a server without UIDPLUS", self.no_uidplus, 0.15),
             ("a server without IDLE", self.no_idle, 0.15),
             ("a server without MOVE", self.no_move, 0.15),
-        ] {
+            ("skewed device clocks", self.skewed, 0.40),
+            ("the long horizon", self.long_horizon, 0.10),
+            ("a return after 29 days", self.returned_29, 0.05),
+            ("a return after 61 days", self.returned_61, 0.05),
+            ("a return after 89 days", self.returned_89, 0.05),
+            ("expiry past the policy", self.expired, 0.04),
+            (
+                "an expired device learning its removal",
+                self.learnt_removal,
+                0.04,
+            ),
+            ("a message too old to deliver", self.too_old_dropped, 0.06),
+            ("a late message delivered", self.late_delivered, 0.06),
+            ("a replay within 60 days", self.replay_within_60d, 0.08),
+            ("a replay past 60 days", self.replay_past_60d, 0.08),
+        ]
+        .into_iter()
+        .chain(
+            OPS.iter()
+                .map(|&(k, min)| (k, self.ops.get(k).map_or(0, |e| e.0), min)),
+        )
+        .chain(
+            FAULTS
+                .iter()
+                .map(|&(k, min)| (k, self.faults.get(k).map_or(0, |e| e.0), min)),
+        ) {
             assert!(
                 share(n) >= min,
                 "only {n} of {} seeds exercised {what} (want at least {:.0}%): {self:?}",

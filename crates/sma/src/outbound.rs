@@ -44,6 +44,18 @@ impl Device {
         }
         let outgoing = self.engine.outgoing_syncs(&mut self.rng, now, heartbeat)?;
         if outgoing.is_empty() {
+            // Deciding that may have pruned acknowledged ops from the log:
+            // the store must drop them too, or a second process (and the
+            // next start) would see a log this one no longer has.
+            if self
+                .engine
+                .core()
+                .book()
+                .log_changes()
+                .is_none_or(|c| !c.is_empty())
+            {
+                self.save_with(Durability::Committed)?;
+            }
             return Ok(0);
         }
         let mut sent = 0;
