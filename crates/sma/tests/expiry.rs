@@ -268,3 +268,57 @@ async fn a_member_back_after_89_days_catches_up_and_stays() {
         Some(MemberStatus::Active)
     );
 }
+
+/// Acknowledged ops older than 7 days leave the log in a round that sends
+/// nothing too, and the store drops them with it: the device reopened from
+/// disk holds the log the running one holds.
+#[tokio::test(flavor = "current_thread")]
+async fn a_quiet_round_saves_the_ops_it_pruned() {
+    use sma_proto::autocrypt::{AutocryptHeader, Observation};
+    use sma_proto::state::PreferEncrypt;
+
+    let acc = Account::new();
+    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
+    let mut a = acc.init("a", ca.clone()).await;
+    let mut b = acc.init("b", cb.clone()).await;
+    acc.pair(&mut a, &mut b).await;
+    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
+    a.observe_all([Observation {
+        from: "erin@example.net".into(),
+        effective_date: sma::clock::Clock::now(&ca),
+        autocrypt: Some(AutocryptHeader {
+            addr: "erin@example.net".into(),
+            prefer_encrypt: PreferEncrypt::Mutual,
+            keydata: vec![9; 64],
+        }),
+        gossip: Vec::new(),
+    }])
+    .expect("observe");
+    for _ in 0..3 {
+        a.sync(&mut ta).await.expect("a sync");
+        b.sync(&mut tb).await.expect("b sync");
+    }
+    let before = a.core().book().log().len();
+    // Just before the 7 days: a round with heartbeats (and acks) each way.
+    for c in [&ca, &cb] {
+        c.set_offset(7 * DAY - 3_600);
+    }
+    b.sync(&mut tb).await.expect("b sync day 7");
+    a.sync(&mut ta).await.expect("a sync day 7");
+    // Two hours later nothing is due, but a's acknowledged ops are now
+    // older than 7 days.
+    ca.set_offset(7 * DAY + 3_600);
+    let r = a.sync(&mut ta).await.expect("a quiet sync");
+    assert_eq!(r.sent, 0, "a quiet round: {r:?}");
+    let live = a.core().book().log().len();
+    assert!(
+        live < before,
+        "acknowledged ops were pruned ({before} -> {live})"
+    );
+    let reopened = acc.open("a", ca.clone());
+    assert_eq!(
+        reopened.core().book().log().len(),
+        live,
+        "the store holds the log the running device holds"
+    );
+}
