@@ -137,10 +137,20 @@ impl Device {
         let info = self.info_json()?;
         let secs = now.as_secs();
         let members = self.engine.group().members().len() as u64;
+        // An application message's id is remembered for the horizon past
+        // the later of its receipt and its Date: the 30-day age check, by
+        // the sender's Date, then refuses a replay before the id is
+        // forgotten, even from a sender whose clock runs fast.
+        let sent: std::collections::HashMap<&str, u64> = outcome
+            .apps
+            .iter()
+            .map(|a| (a.message_id.as_str(), a.sent_at))
+            .collect();
         self.store
             .save_core_with(self.engine.core_mut(), Durability::Flushed, |db| {
                 for id in &outcome.processed {
-                    db.mark_processed(id.as_str(), secs)?;
+                    let at = sent.get(id.as_str()).map_or(secs, |&s| s.max(secs));
+                    db.mark_processed(id.as_str(), at)?;
                 }
                 for app in &outcome.apps {
                     let stored = StoredApp {

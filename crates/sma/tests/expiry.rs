@@ -322,3 +322,76 @@ async fn a_quiet_round_saves_the_ops_it_pruned() {
         "the store holds the log the running device holds"
     );
 }
+
+/// A sender whose clock runs 40 days fast: its message, replayed by the
+/// provider 61 days later, is not delivered again (the receiver keeps the
+/// id past the message's own Date, not only past its receipt).
+#[tokio::test(flavor = "current_thread")]
+async fn a_replay_from_a_fast_sender_is_not_delivered_twice() {
+    use sma_imap::Transport;
+
+    let acc = Account::new();
+    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
+    let mut a = acc.init("a", ca.clone()).await;
+    let mut b = acc.init("b", cb.clone()).await;
+    acc.pair(&mut a, &mut b).await;
+    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
+    for _ in 0..2 {
+        a.sync(&mut ta).await.expect("a sync");
+        b.sync(&mut tb).await.expect("b sync");
+    }
+    ca.set_offset(40 * DAY);
+    let b_id = b.id().clone();
+    a.send(&mut ta, Some(&b_id), "text", b"once")
+        .await
+        .expect("send");
+    // The provider keeps a copy of everything in b's inbox.
+    let inbox = b.inbox();
+    let mut spy = acc.connect().await;
+    spy.select(&inbox).await.expect("select");
+    let uids: Vec<_> = spy
+        .fetch_headers(sma_imap::UidRange::all())
+        .await
+        .expect("headers")
+        .iter()
+        .map(|h| h.uid)
+        .collect();
+    let copies: Vec<Vec<u8>> = spy
+        .fetch_messages(&uids, 1 << 20)
+        .await
+        .expect("fetch")
+        .into_iter()
+        .filter_map(|m| m.body)
+        .collect();
+    assert!(!copies.is_empty());
+
+    let got = b
+        .recv(&mut tb, std::time::Duration::ZERO)
+        .await
+        .expect("recv");
+    assert_eq!(got.len(), 1, "delivered once");
+    b.delivered(&got).expect("delivered");
+
+    // 61 days later (by b's clock, which is right; a's is still 40 days
+    // ahead) b processes a new message, which also forgets ids older than
+    // 60 days; then the provider puts the copies back.
+    cb.set_offset(61 * DAY);
+    ca.set_offset(101 * DAY);
+    a.send(&mut ta, Some(&b_id), "text", b"later")
+        .await
+        .expect("send later");
+    let later = b
+        .recv(&mut tb, std::time::Duration::ZERO)
+        .await
+        .expect("recv later");
+    assert_eq!(later.len(), 1, "{later:?}");
+    b.delivered(&later).expect("delivered");
+    for bytes in &copies {
+        spy.append(&inbox, &[], bytes).await.expect("replay");
+    }
+    let again = b
+        .recv(&mut tb, std::time::Duration::ZERO)
+        .await
+        .expect("recv");
+    assert!(again.is_empty(), "replayed and delivered again: {again:?}");
+}
