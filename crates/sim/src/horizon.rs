@@ -35,6 +35,39 @@ enum Role {
     Expire,
 }
 
+/// The state of a long-horizon run.
+struct Horizon {
+    /// The member that stays online.
+    keeper: usize,
+    /// True time at the start of the run.
+    t0: u64,
+    /// The devices online now.
+    online: Vec<usize>,
+    /// Devices still away: slot, role, their clock when they left.
+    pending: Vec<(usize, Role, u64)>,
+    /// What the keeper sent meanwhile.
+    sent: Vec<Sent>,
+    /// True time of the next tick.
+    next_tick: u64,
+    /// A message the keeper received, to replay.
+    replay: Option<Vec<u8>>,
+    /// Replays done so far.
+    replays: usize,
+    /// When the silent device was expired everywhere.
+    expired_at: Option<u64>,
+}
+
+impl Horizon {
+    /// Devices away that will come back in time.
+    fn returners(&self) -> Vec<usize> {
+        self.pending
+            .iter()
+            .filter(|p| matches!(p.1, Role::Return(_)))
+            .map(|p| p.0)
+            .collect()
+    }
+}
+
 /// A message sent to offline devices: its body and the sender's clock just
 /// before and just after the send.
 struct Sent {
@@ -204,6 +237,61 @@ impl Sim {
 
     /// The long-horizon phase (see the module documentation).
     pub(crate) async fn long_horizon(&mut self) -> Result<(), String> {
+        let Some((keeper, away, slots)) = self.horizon_roles() else {
+            return Ok(());
+        };
+        self.stats.horizon.ran = true;
+        self.note(format!(
+            "LONG HORIZON keeper {} away {away:?}",
+            self.w.slots[keeper].name
+        ));
+        let replay = self.horizon_prelude(keeper, &away, &slots).await?;
+        let last: Vec<u64> = away.iter().map(|&(d, _)| self.dev_clock(d)).collect();
+        for &(d, role) in &away {
+            if role == Role::Expire {
+                if let Some(id) = self.w.slots[d].id.clone() {
+                    self.ledger.removal_attempted.insert(id);
+                }
+            }
+        }
+        let t0 = self.w.clock.now_ms();
+        let mut run = Horizon {
+            keeper,
+            t0,
+            online: vec![keeper],
+            pending: away
+                .iter()
+                .zip(&last)
+                .map(|(&(d, r), &l)| (d, r, l))
+                .collect(),
+            sent: Vec::new(),
+            next_tick: t0 + TICK_MS,
+            replay,
+            replays: 0,
+            expired_at: None,
+        };
+        loop {
+            let now = self.w.clock.now_ms();
+            let next_return = self.next_return(&run, now);
+            let at = next_return.map_or(run.next_tick, |(t, _)| t.min(run.next_tick));
+            if at >= t0 + END_MS && next_return.is_none() {
+                break;
+            }
+            self.w.clock.jump(at.saturating_sub(now));
+            match next_return.filter(|(t, _)| *t <= at) {
+                Some((_, d)) => self.horizon_return(&mut run, d).await?,
+                None => self.horizon_tick(&mut run).await?,
+            }
+        }
+        self.stats.horizon.days = (self.w.clock.now_ms() - t0) / DAY_MS;
+        Ok(())
+    }
+
+    /// The keeper and the devices going away with their roles (`None`:
+    /// too few live members). Every other member stays silent to the end
+    /// as well and may be expired.
+    #[allow(clippy::type_complexity)]
+    fn horizon_roles(&mut self) -> Option<(usize, Vec<(usize, Role)>, Vec<usize>)> {
         let live: Vec<DeviceId> = self
             .ledger
             .comparable_live(&self.w)
@@ -220,7 +308,7 @@ impl Sim {
             })
             .collect();
         if slots.len() < 2 {
-            return Ok(());
+            return None;
         }
         slots.shuffle(&mut self.w.rng);
         let keeper = slots[0];
@@ -247,14 +335,18 @@ impl Sim {
                 }
             }
         }
-        self.stats.horizon.ran = true;
-        self.note(format!(
-            "LONG HORIZON keeper {} away {away:?}",
-            self.w.slots[keeper].name
-        ));
-        // Everyone syncs once more (a fresh heartbeat), and one of those
-        // going away sends the keeper a message to replay later.
-        for &i in &slots {
+        Some((keeper, away, slots))
+    }
+
+    /// Everyone syncs once more (a fresh heartbeat), and one of those going
+    /// away sends the keeper a message; returns its bytes, to replay later.
+    async fn horizon_prelude(
+        &mut self,
+        keeper: usize,
+        away: &[(usize, Role)],
+        slots: &[usize],
+    ) -> Result<Option<Vec<u8>>, String> {
+        for &i in slots {
             self.run_op(i, Op::Sync).await?;
         }
         let (o, _) = away[0];
@@ -281,132 +373,109 @@ impl Sim {
             found
         });
         self.run_op(keeper, Op::Recv).await?;
-        let last: Vec<u64> = away.iter().map(|&(d, _)| self.dev_clock(d)).collect();
-        for &(d, role) in &away {
-            if role == Role::Expire {
-                if let Some(id) = self.w.slots[d].id.clone() {
-                    self.ledger.removal_attempted.insert(id);
-                }
-            }
-        }
-        let t0 = self.w.clock.now_ms();
-        let mut online = vec![keeper];
-        let mut pending: Vec<(usize, Role, u64)> = away
-            .iter()
-            .zip(&last)
-            .map(|(&(d, r), &l)| (d, r, l))
-            .collect();
-        let mut sent: Vec<Sent> = Vec::new();
-        let mut next_tick = t0 + TICK_MS;
-        let mut replays = 0;
-        let mut expired_at: Option<u64> = None;
-        loop {
-            let now = self.w.clock.now_ms();
-            // When the next returner is due: the first moment the fastest
-            // online clock has advanced the given days past its last sign
-            // of life.
-            let due = |this: &Sim, days: u64, last: u64| -> u64 {
-                online
-                    .iter()
-                    .map(|&j| {
-                        let target = last + days * DAY_MS;
-                        now + this.w.clocks[j].true_ms_for(target.saturating_sub(this.dev_clock(j)))
-                    })
-                    .min()
-                    .unwrap_or(now)
-            };
-            let next_return = pending
+        Ok(replay)
+    }
+
+    /// When the next device comes back, and which: a returner the first
+    /// moment the fastest online clock has advanced its days past its last
+    /// sign of life; the expired one 10 days after its expiry.
+    fn next_return(&self, run: &Horizon, now: u64) -> Option<(u64, usize)> {
+        let due = |days: u64, last: u64| -> u64 {
+            run.online
                 .iter()
-                .filter_map(|&(d, r, l)| match r {
-                    Role::Return(days) => Some((due(self, days, l), d)),
-                    Role::Expire => expired_at.map(|t| (t + 10 * DAY_MS, d)),
+                .map(|&j| {
+                    let target = last + days * DAY_MS;
+                    now + self.w.clocks[j].true_ms_for(target.saturating_sub(self.dev_clock(j)))
                 })
-                .min();
-            let at = next_return.map_or(next_tick, |(t, _)| t.min(next_tick));
-            if at >= t0 + END_MS && next_return.is_none() {
-                break;
+                .min()
+                .unwrap_or(now)
+        };
+        run.pending
+            .iter()
+            .filter_map(|&(d, r, l)| match r {
+                Role::Return(days) => Some((due(days, l), d)),
+                Role::Expire => run.expired_at.map(|t| (t + 10 * DAY_MS, d)),
+            })
+            .min()
+    }
+
+    /// Device `d` comes back: a returner catches up, the expired one must
+    /// learn its removal.
+    async fn horizon_return(&mut self, run: &mut Horizon, d: usize) -> Result<(), String> {
+        self.check_not_expired(&run.online, &run.returners())?;
+        let role = run
+            .pending
+            .iter()
+            .find(|p| p.0 == d)
+            .map(|p| p.1)
+            .ok_or("no role")?;
+        run.pending.retain(|p| p.0 != d);
+        match role {
+            Role::Return(days) => {
+                self.note(format!(
+                    "{} returns after {days} days",
+                    self.w.slots[d].name
+                ));
+                self.come_back(d, &run.sent).await?;
+                let k = match days {
+                    29 => 0,
+                    61 => 1,
+                    _ => 2,
+                };
+                self.stats.horizon.returned[k] += 1;
+                run.online.push(d);
             }
-            self.w.clock.jump(at.saturating_sub(now));
-            if let Some((t, d)) = next_return.filter(|(t, _)| *t <= at) {
-                let _ = t;
-                let returners: Vec<usize> = pending
-                    .iter()
-                    .filter(|p| matches!(p.1, Role::Return(_)))
-                    .map(|p| p.0)
-                    .collect();
-                self.check_not_expired(&online, &returners)?;
-                let role = pending
-                    .iter()
-                    .find(|p| p.0 == d)
-                    .map(|p| p.1)
-                    .ok_or("no role")?;
-                pending.retain(|p| p.0 != d);
-                match role {
-                    Role::Return(days) => {
-                        self.note(format!(
-                            "{} returns after {days} days",
-                            self.w.slots[d].name
-                        ));
-                        self.come_back(d, &sent).await?;
-                        let k = match days {
-                            29 => 0,
-                            61 => 1,
-                            _ => 2,
-                        };
-                        self.stats.horizon.returned[k] += 1;
-                        online.push(d);
-                    }
-                    Role::Expire => {
-                        self.note(format!("{} returns after its expiry", self.w.slots[d].name));
-                        self.run_op(d, Op::Sync).await?;
-                        if !self.w.slots[d].gone {
-                            return Err(format!(
-                                "{} came back after being expired but did not learn its removal",
-                                self.w.slots[d].name
-                            ));
-                        }
-                        self.stats.horizon.learnt_removal += 1;
-                    }
-                }
-                continue;
-            }
-            // A tick of the online members.
-            next_tick += TICK_MS;
-            self.tick(keeper, &online, &mut sent).await?;
-            let day = (self.w.clock.now_ms() - t0) / DAY_MS;
-            if let (Some(bytes), true) = (replay.as_ref(), replays < 2) {
-                // Once within the 60-day memory of processed ids, once past.
-                if (replays == 0 && day >= 20) || (replays == 1 && day >= 70) {
-                    self.replay_to(keeper, bytes, day as usize).await?;
-                    self.stats.horizon.replays_refused[replays] += 1;
-                    replays += 1;
-                }
-            }
-            let returners: Vec<usize> = pending
-                .iter()
-                .filter(|p| matches!(p.1, Role::Return(_)))
-                .map(|p| p.0)
-                .collect();
-            self.check_not_expired(&online, &returners)?;
-            if let Some(&(x, _, _)) = pending.iter().find(|p| p.1 == Role::Expire) {
-                let id = self.w.slots[x].id.clone().ok_or("member without id")?;
-                let st = self.status_everywhere(&online, &id);
-                if expired_at.is_none() && st.iter().all(|s| *s == Some(MemberStatus::Removed)) {
-                    expired_at = Some(self.w.clock.now_ms());
-                    self.ledger.removed.insert(
-                        id,
-                        self.w.slots[keeper].id.clone().ok_or("keeper without id")?,
-                    );
-                    self.stats.horizon.expired += 1;
-                } else if expired_at.is_none() && day >= 101 {
+            Role::Expire => {
+                self.note(format!("{} returns after its expiry", self.w.slots[d].name));
+                self.run_op(d, Op::Sync).await?;
+                if !self.w.slots[d].gone {
                     return Err(format!(
-                        "{} silent for {day} days (past the 90-day policy by every clock) is not expired everywhere: {st:?}",
-                        self.w.slots[x].name
+                        "{} came back after being expired but did not learn its removal",
+                        self.w.slots[d].name
                     ));
                 }
+                self.stats.horizon.learnt_removal += 1;
             }
         }
-        self.stats.horizon.days = (self.w.clock.now_ms() - t0) / DAY_MS;
+        Ok(())
+    }
+
+    /// A tick of the online members, the replays when due, and the checks
+    /// that returners are still active and the silent one gets expired.
+    async fn horizon_tick(&mut self, run: &mut Horizon) -> Result<(), String> {
+        run.next_tick += TICK_MS;
+        self.tick(run.keeper, &run.online, &mut run.sent).await?;
+        let day = (self.w.clock.now_ms() - run.t0) / DAY_MS;
+        if let (Some(bytes), true) = (run.replay.as_ref(), run.replays < 2) {
+            // Once within the 60-day memory of processed ids, once past.
+            if (run.replays == 0 && day >= 20) || (run.replays == 1 && day >= 70) {
+                self.replay_to(run.keeper, bytes, day as usize).await?;
+                self.stats.horizon.replays_refused[run.replays] += 1;
+                run.replays += 1;
+            }
+        }
+        self.check_not_expired(&run.online, &run.returners())?;
+        let Some(&(x, _, _)) = run.pending.iter().find(|p| p.1 == Role::Expire) else {
+            return Ok(());
+        };
+        let id = self.w.slots[x].id.clone().ok_or("member without id")?;
+        let st = self.status_everywhere(&run.online, &id);
+        if run.expired_at.is_none() && st.iter().all(|s| *s == Some(MemberStatus::Removed)) {
+            run.expired_at = Some(self.w.clock.now_ms());
+            self.ledger.removed.insert(
+                id,
+                self.w.slots[run.keeper]
+                    .id
+                    .clone()
+                    .ok_or("keeper without id")?,
+            );
+            self.stats.horizon.expired += 1;
+        } else if run.expired_at.is_none() && day >= 101 {
+            return Err(format!(
+                "{} silent for {day} days (past the 90-day policy by every clock) is not expired everywhere: {st:?}",
+                self.w.slots[x].name
+            ));
+        }
         Ok(())
     }
 }

@@ -437,6 +437,15 @@ impl Transport for SimTransport {
     async fn logout(self) -> Result<(), ImapError> {
         Ok(())
     }
+
+    /// A new connection of the same actor (what `pair` and `join` do after
+    /// a dropped one); the server may drop it again like any other.
+    async fn reconnect(&mut self) -> Result<(), ImapError> {
+        let mut s = self.net.lock();
+        s.server.disconnect(self.conn);
+        self.conn = s.server.connect();
+        Ok(())
+    }
 }
 
 impl SimTransport {

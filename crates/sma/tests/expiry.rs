@@ -166,6 +166,54 @@ fn durations_parse() {
     }
 }
 
+/// Two paired members `a` and `b` of a fresh account, each with a clock of
+/// its own and a session, having synced with each other.
+struct Two {
+    acc: Account,
+    a: sma::Device,
+    b: sma::Device,
+    ca: ShiftClock,
+    cb: ShiftClock,
+    ta: sma_imap::ImapSession,
+    tb: sma_imap::ImapSession,
+}
+
+async fn two_synced(rounds: usize) -> Two {
+    let acc = Account::new();
+    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
+    let mut a = acc.init("a", ca.clone()).await;
+    let mut b = acc.init("b", cb.clone()).await;
+    acc.pair(&mut a, &mut b).await;
+    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
+    for _ in 0..rounds {
+        a.sync(&mut ta).await.expect("a sync");
+        b.sync(&mut tb).await.expect("b sync");
+    }
+    Two {
+        acc,
+        a,
+        b,
+        ca,
+        cb,
+        ta,
+        tb,
+    }
+}
+
+/// A received message from `addr` with an Autocrypt key, dated `now`.
+fn keyed_observation(addr: &str, now: u64) -> sma_proto::autocrypt::Observation {
+    sma_proto::autocrypt::Observation {
+        from: addr.into(),
+        effective_date: now,
+        autocrypt: Some(sma_proto::autocrypt::AutocryptHeader {
+            addr: addr.into(),
+            prefer_encrypt: sma_proto::state::PreferEncrypt::Mutual,
+            keydata: addr.bytes().cycle().take(64).collect(),
+        }),
+        gossip: Vec::new(),
+    }
+}
+
 /// b is offline for 89 days while a keeps working: on its return b catches
 /// up (the keyring change, the application message within the 30-day
 /// cutoff), the message older than the cutoff is deleted undelivered, and
@@ -173,35 +221,23 @@ fn durations_parse() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_member_back_after_89_days_catches_up_and_stays() {
     use base64::Engine as _;
-    use sma_proto::autocrypt::{AutocryptHeader, Observation};
-    use sma_proto::state::PreferEncrypt;
 
-    let acc = Account::new();
-    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
-    let mut a = acc.init("a", ca.clone()).await;
-    let mut b = acc.init("b", cb.clone()).await;
-    acc.pair(&mut a, &mut b).await;
-    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
-    for _ in 0..2 {
-        a.sync(&mut ta).await.expect("a sync");
-        b.sync(&mut tb).await.expect("b sync");
-    }
+    let Two {
+        acc,
+        mut a,
+        mut b,
+        ca,
+        cb,
+        mut ta,
+        mut tb,
+    } = two_synced(2).await;
     let b_id = b.id().clone();
 
     // b is away. Day 5: a learns Dora's key and writes to b; day 70 again.
     ca.set_offset(5 * DAY);
     let dora = "dora@example.net";
     let seen = a
-        .observe_all([Observation {
-            from: dora.into(),
-            effective_date: sma::clock::Clock::now(&ca),
-            autocrypt: Some(AutocryptHeader {
-                addr: dora.into(),
-                prefer_encrypt: PreferEncrypt::Mutual,
-                keydata: vec![7; 64],
-            }),
-            gossip: Vec::new(),
-        }])
+        .observe_all([keyed_observation(dora, sma::clock::Clock::now(&ca))])
         .expect("observe");
     assert_eq!(seen, vec![dora.to_owned()]);
     a.send(&mut ta, Some(&b_id), "text", b"day 5")
@@ -274,25 +310,19 @@ async fn a_member_back_after_89_days_catches_up_and_stays() {
 /// disk holds the log the running one holds.
 #[tokio::test(flavor = "current_thread")]
 async fn a_quiet_round_saves_the_ops_it_pruned() {
-    use sma_proto::autocrypt::{AutocryptHeader, Observation};
-    use sma_proto::state::PreferEncrypt;
-
-    let acc = Account::new();
-    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
-    let mut a = acc.init("a", ca.clone()).await;
-    let mut b = acc.init("b", cb.clone()).await;
-    acc.pair(&mut a, &mut b).await;
-    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
-    a.observe_all([Observation {
-        from: "erin@example.net".into(),
-        effective_date: sma::clock::Clock::now(&ca),
-        autocrypt: Some(AutocryptHeader {
-            addr: "erin@example.net".into(),
-            prefer_encrypt: PreferEncrypt::Mutual,
-            keydata: vec![9; 64],
-        }),
-        gossip: Vec::new(),
-    }])
+    let Two {
+        acc,
+        mut a,
+        mut b,
+        ca,
+        cb,
+        mut ta,
+        mut tb,
+    } = two_synced(0).await;
+    a.observe_all([keyed_observation(
+        "erin@example.net",
+        sma::clock::Clock::now(&ca),
+    )])
     .expect("observe");
     for _ in 0..3 {
         a.sync(&mut ta).await.expect("a sync");
@@ -330,16 +360,15 @@ async fn a_quiet_round_saves_the_ops_it_pruned() {
 async fn a_replay_from_a_fast_sender_is_not_delivered_twice() {
     use sma_imap::Transport;
 
-    let acc = Account::new();
-    let (ca, cb) = (ShiftClock::default(), ShiftClock::default());
-    let mut a = acc.init("a", ca.clone()).await;
-    let mut b = acc.init("b", cb.clone()).await;
-    acc.pair(&mut a, &mut b).await;
-    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
-    for _ in 0..2 {
-        a.sync(&mut ta).await.expect("a sync");
-        b.sync(&mut tb).await.expect("b sync");
-    }
+    let Two {
+        acc,
+        mut a,
+        mut b,
+        ca,
+        cb,
+        mut ta,
+        mut tb,
+    } = two_synced(2).await;
     ca.set_offset(40 * DAY);
     let b_id = b.id().clone();
     a.send(&mut ta, Some(&b_id), "text", b"once")
