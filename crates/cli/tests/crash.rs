@@ -141,12 +141,26 @@ fn killed_commands_lose_nothing_acknowledged_and_deliver_nothing_twice() {
     let devices = ["a", "b", "c"];
     let ids: BTreeMap<&str, String> = devices.iter().map(|d| (*d, acc.device_id(d))).collect();
 
+    // Kills land within 1.25 times what a whole command takes here (the
+    // shortest of three `sync`s): spread over the whole of a command's
+    // work, whatever the machine's speed, with some commands finishing.
+    let whole = (0..3)
+        .map(|_| {
+            let started = std::time::Instant::now();
+            acc.ok("a", &["sync"]);
+            started.elapsed()
+        })
+        .min()
+        .unwrap_or(Duration::from_millis(70));
+    let window = (whole.as_millis() as u64 * 5 / 4).max(3);
+    eprintln!("a whole sync takes {whole:?}: kills within {window} ms");
+
     let mut sent: Vec<Sent> = Vec::new();
     let mut got = Deliveries::default();
     let mut kills = 0;
     for i in 0..iterations {
         let dev = devices[rng.gen_range(0..devices.len())];
-        let after = Duration::from_millis(rng.gen_range(2..70));
+        let after = Duration::from_millis(rng.gen_range(2..window));
         match rng.gen_range(0..3) {
             0 => {
                 let body = format!("m{i}-{dev}");
@@ -189,6 +203,10 @@ fn killed_commands_lose_nothing_acknowledged_and_deliver_nothing_twice() {
         }
     }
     eprintln!("{kills} of {iterations} commands were killed mid-way");
+    assert!(
+        kills as usize * 2 >= iterations,
+        "only {kills} of {iterations} kills hit a running command: the loop would test little"
+    );
 
     // A new device paired with kills on both sides.
     acc.init("d");
