@@ -204,9 +204,10 @@ impl Ledger {
                 }
             }
         }
+        let sponsors = self.sponsors(all);
         loop {
             let mut grew = false;
-            for (j, sponsor) in &self.sponsor {
+            for (j, sponsor) in &sponsors {
                 if gone.contains(j) || !gone.contains(sponsor) {
                     continue;
                 }
@@ -223,6 +224,23 @@ impl Ledger {
                 return gone;
             }
         }
+    }
+
+    /// Who admitted each joiner: as recorded when its `join` succeeded, and,
+    /// for a joiner whose `join` crashed after installing the welcome, the
+    /// member that stamped its record in its own state.
+    fn sponsors(&self, all: &[(DeviceId, GroupState)]) -> BTreeMap<DeviceId, DeviceId> {
+        let mut sponsors = self.sponsor.clone();
+        for (j, g) in all {
+            if let Some(rec) = g.member(j) {
+                if rec.name_stamp.device != *j {
+                    sponsors
+                        .entry(j.clone())
+                        .or_insert_with(|| rec.name_stamp.device.clone());
+                }
+            }
+        }
+        sponsors
     }
 
     /// The live members at the end, each with its state and the part of
@@ -245,15 +263,14 @@ impl Ledger {
         all: &[(DeviceId, GroupState)],
         gone: &BTreeSet<DeviceId>,
     ) -> BTreeSet<DeviceId> {
-        self.sponsor
-            .keys()
-            .filter(|j| gone.contains(*j))
+        self.sponsors(all)
+            .into_keys()
+            .filter(|j| gone.contains(j))
             .filter(|j| {
                 !all.iter()
                     .filter(|(id, _)| !gone.contains(id))
                     .all(|(_, g)| g.member(j).is_some())
             })
-            .cloned()
             .collect()
     }
 
