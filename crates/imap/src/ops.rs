@@ -145,6 +145,7 @@ impl ImapSession {
         self.selected = Some(Selected {
             name: folder.to_owned(),
             read_only,
+            sizes: Default::default(),
         });
         Ok(MailboxState {
             uid_validity,
