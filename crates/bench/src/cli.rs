@@ -22,7 +22,7 @@ pub fn default_sma_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("sma"))
 }
 
-fn check_bin(bin: &Path) -> Result<()> {
+pub fn check_bin(bin: &Path) -> Result<()> {
     if !bin.is_file() {
         bail!(
             "the sma binary {} is missing: build it first with `cargo build -p sma-cli` \

@@ -15,11 +15,13 @@ mod cli;
 mod counting;
 mod footprint;
 mod latency;
+mod proxy;
 mod report;
 mod rig;
 mod rounds;
 mod stats;
 mod throughput;
+mod wan;
 
 use std::path::PathBuf;
 
@@ -73,6 +75,17 @@ struct Args {
     /// The `sma` binary [default: next to this one].
     #[arg(long, value_name = "PATH")]
     sma_bin: Option<PathBuf>,
+    /// Round-trip times for the WAN part, ms (comma-separated); a delay
+    /// proxy adds half of each in each direction.
+    #[arg(long, default_value = "50", value_delimiter = ',', value_name = "MS")]
+    wan_rtt_ms: Vec<f64>,
+    /// Runs per WAN figure (a fresh account each; the median is reported).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    wan_runs: usize,
+    /// With `--security plain`: record the IMAP lines each WAN command sent
+    /// (in the JSON report, and on stderr).
+    #[arg(long)]
+    wan_trace: bool,
     /// Run only these parts (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
     only: Vec<Part>,
@@ -103,6 +116,8 @@ enum Part {
     Footprint,
     /// `sma status` wall time.
     Coldstart,
+    /// Wall time and round trips of each command behind a delay proxy.
+    Wan,
 }
 
 /// Accounts of the rig, one per scenario.
@@ -112,11 +127,16 @@ const ACCT_BOOT: usize = 2;
 const ACCT_BOOT_POLL: usize = 3;
 const ACCT_BOOT_FRESH: usize = 4;
 const ACCT_FOOTPRINT: usize = 5;
+/// The first of the WAN part's accounts (one per run and RTT).
+const ACCT_WAN: usize = 6;
 
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.messages == 0 || args.ops.contains(&0) || args.peers == 0 {
         bail!("--messages, --ops and --peers must be at least 1");
+    }
+    if args.wan_rtt_ms.iter().any(|&r| !(r > 0.0 && r < 10_000.0)) {
+        bail!("--wan-rtt-ms must be above 0 and below 10000");
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,7 +159,12 @@ async fn run(args: &Args) -> Result<Report> {
     let sma_bin = args.sma_bin.clone().unwrap_or_else(cli::default_sma_bin);
     let progress = |what: &str| eprintln!("sma-bench: {what}");
     progress("starting Dovecot");
-    let rig = Rig::start(6, sec)?;
+    let wan_accounts = if wants(Part::Wan) {
+        wan::accounts_needed(args.wan_rtt_ms.len(), args.wan_runs)
+    } else {
+        0
+    };
+    let rig = Rig::start(ACCT_WAN + wan_accounts, sec)?;
     let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin);
 
     if wants(Part::Latency) || wants(Part::Rounds) || wants(Part::Coldstart) {
@@ -253,6 +278,28 @@ async fn run(args: &Args) -> Result<Report> {
             args.footprint_ops
         ));
         report.footprint = Some(footprint::run(&rig, ACCT_FOOTPRINT, args.footprint_ops).await?);
+    }
+
+    if wants(Part::Wan) {
+        progress("commands behind a delay proxy (WAN)");
+        let wan = wan::run(
+            &rig,
+            &wan::WanArgs {
+                sma_bin: &sma_bin,
+                rtts_ms: &args.wan_rtt_ms,
+                runs: args.wan_runs,
+                first_account: ACCT_WAN,
+                trace: args.wan_trace && sec == Sec::Plain,
+            },
+        )
+        .await?;
+        for t in &wan.traces {
+            eprintln!("sma-bench: trace of {}:", t.command);
+            for (conn, at, line) in &t.lines {
+                eprintln!("  c{conn} {at:8.1} ms  {line}");
+            }
+        }
+        report.wan = Some(wan);
     }
     Ok(report)
 }

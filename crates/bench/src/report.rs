@@ -11,6 +11,7 @@ use crate::latency::LatencyReport;
 use crate::rig::Sec;
 use crate::rounds::IdleRound;
 use crate::throughput::ThroughputReport;
+use crate::wan::{WanReport, TARGET_RTT_MS};
 
 /// Delivery overhead above the floor, p50, ms (IDLE and poll).
 pub const TARGET_OVERHEAD_MS: f64 = 10.0;
@@ -68,6 +69,9 @@ pub struct Report {
     /// `sma status` wall times (small keyring, large keyring).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cold_start: Vec<ColdStart>,
+    /// Commands behind a delay proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wan: Option<WanReport>,
 }
 
 fn dovecot_version() -> String {
@@ -100,6 +104,7 @@ impl Report {
             memory: None,
             footprint: None,
             cold_start: Vec::new(),
+            wan: None,
         }
     }
 
@@ -264,6 +269,33 @@ impl Report {
             );
         }
         t.print();
+        if let Some(w) = &self.wan {
+            println!();
+            println!(
+                "WAN: fresh `sma` process per command behind a delay proxy, median of {} runs; \
+                 round trips = wall time / RTT (network: the time above the loopback run / RTT)",
+                w.runs
+            );
+            println!();
+            let mut t = Table::default();
+            for r in &w.rows {
+                // The issue's bounds are for 50 ms RTT.
+                let at_target_rtt = (r.rtt_ms - TARGET_RTT_MS).abs() < 0.5;
+                let target = r.target_round_trips.filter(|_| at_target_rtt);
+                t.row(
+                    &format!("{} ms RTT, {} (RTT)", r.rtt_ms, r.command),
+                    format!("{:.1}", r.round_trips),
+                    format!("{:.1}", r.floor_round_trips),
+                    format!(
+                        "{:.0} ms, loopback {:.0} ms, network {:.1}",
+                        r.wall_ms, r.loopback_ms, r.network_round_trips
+                    ),
+                    target.map(|v| format!("≤{v}")).unwrap_or_default(),
+                    target.map(|v| r.round_trips <= v),
+                );
+            }
+            t.print();
+        }
     }
 }
 

@@ -556,6 +556,87 @@ impl Conn {
         }
     }
 
+    /// Sends `first` and `second` in one flight and reads both tagged
+    /// responses: one round trip instead of two. Every response of both is
+    /// watched with `watch`: a server may send the second command's
+    /// untagged data before the first one's tagged reply (Dovecot sends
+    /// the EXPUNGE of a pipelined `UID STORE` + `UID EXPUNGE` that way).
+    /// `second` runs whatever `first` answered: use this only where that
+    /// is harmless. Commands that need a continuation run one after the
+    /// other.
+    pub(crate) async fn run_pair(
+        &mut self,
+        first: &Command<'_>,
+        second: &Command<'_>,
+        watch: Watch,
+    ) -> Result<(Done, Done), ImapError> {
+        self.ensure_ready().await?;
+        if self.watch == Watch::Idle {
+            self.watch = Watch::Normal;
+        }
+        let before = self.watch;
+        let (t1, t2) = (self.new_tag(), self.new_tag());
+        let s1 = first.encode(&t1, self.literal_plus);
+        let s2 = second.encode(&t2, self.literal_plus);
+        self.watch = watch;
+        if s1.iter().chain(&s2).any(|s| s.wait_continuation) {
+            let limits = Limits::default();
+            let result = async {
+                let d1 = self
+                    .run_segments(t1, first.name(), limits, s1, &mut |_| {})
+                    .await?;
+                let d2 = self
+                    .run_segments(t2, second.name(), limits, s2, &mut |_| {})
+                    .await?;
+                Ok((d1, d2))
+            }
+            .await;
+            self.watch = before;
+            return result;
+        }
+        tracing::debug!(tag = %t1, command = %first.label(), then = %second.label(), "IMAP commands pipelined");
+        let name = second.name().to_owned();
+        self.begin(&name, Limits::default());
+        self.commands_sent += 2;
+        let bytes: Vec<u8> = s1.iter().chain(&s2).flat_map(|s| s.bytes.clone()).collect();
+        self.state = State::Writing;
+        if let Err(e) = self.write_all(&bytes, &name).await {
+            self.watch = before;
+            return Err(e);
+        }
+        self.state = State::AwaitingTagged(t2.clone());
+        let mut d1 = None;
+        let result = loop {
+            let got = self
+                .read(&name, None, |r| match r {
+                    Response::Done { tag: t, .. } if t.0 == t1 => Some((true, done_of(r))),
+                    Response::Done { tag: t, .. } if t.0 == t2 => Some((false, done_of(r))),
+                    Response::Done { tag: t, .. } => {
+                        tracing::warn!(tag = %t.0, "IMAP: tagged response for an unknown command ignored");
+                        None
+                    }
+                    _ => None,
+                })
+                .await;
+            match got {
+                Err(e) => break Err(e),
+                Ok(Some(Some((true, done)))) => d1 = Some(done),
+                Ok(Some(Some((false, done)))) => {
+                    self.state = State::Ready;
+                    break match d1.take() {
+                        Some(d1) => Ok((d1, done)),
+                        None => Err(ImapError::Protocol(format!(
+                            "the server answered {t2} before {t1}"
+                        ))),
+                    };
+                }
+                Ok(_) => {}
+            }
+        };
+        self.watch = before;
+        result
+    }
+
     /// A new tag for a command built by hand (see [`Conn::run_segments`]).
     pub(crate) fn tag(&mut self) -> String {
         self.new_tag()

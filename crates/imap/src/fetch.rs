@@ -113,7 +113,11 @@ impl ImapSession {
             let (got, answered, label) = self.fetch_header_data(uids).await?;
             let exists = before.min(self.conn.mailbox.exists.unwrap_or(0));
             if uids.end.is_some() || exists == 0 || answered > 0 {
-                return headers_of(got);
+                let headers = headers_of(got)?;
+                if let Some(sel) = self.selected.as_mut() {
+                    sel.sizes.extend(headers.iter().map(|h| (h.uid, h.size)));
+                }
+                return Ok(headers);
             }
             if rechecked {
                 return Err(ImapError::ServerFailure {
@@ -166,24 +170,42 @@ impl ImapSession {
         max_size: u32,
     ) -> Result<Vec<FetchedMessage>, ImapError> {
         self.require_selected("fetch_messages")?;
-        let wanted: BTreeSet<Uid> = uids.iter().copied().collect();
-        let mut sizes = BTreeMap::new();
-        for set in uid_sets(uids, MAX_UID_SET_LEN) {
+        // Sizes a header FETCH already gave need not be asked again. An
+        // oversized one is asked anyway: only the server can tell whether
+        // it is still there, and it is reported without its body.
+        let known = self.selected.as_ref().map(|s| &s.sizes);
+        let mut sizes: BTreeMap<Uid, u32> = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for &uid in uids {
+            match known
+                .and_then(|k| k.get(&uid))
+                .filter(|&&size| size <= max_size)
+            {
+                Some(&size) => {
+                    sizes.insert(uid, size);
+                }
+                None => unknown.push(uid),
+            }
+        }
+        let wanted: BTreeSet<Uid> = unknown.iter().copied().collect();
+        let mut asked = BTreeMap::new();
+        for set in uid_sets(&unknown, MAX_UID_SET_LEN) {
             let cmd = Command::new("UID FETCH").raw(set).raw("(UID RFC822.SIZE)");
             let done = self
                 .conn
                 .run(&cmd, &mut |r| {
-                    collect_fetch(r, &|u| wanted.contains(&u), &mut sizes);
+                    collect_fetch(r, &|u| wanted.contains(&u), &mut asked);
                 })
                 .await?;
             if !done.is_ok() {
                 return Err(done.into_error(cmd.label()));
             }
         }
-        let sizes: BTreeMap<Uid, u32> = sizes
-            .into_iter()
-            .filter_map(|(uid, p)| Some((uid, p.size?)))
-            .collect();
+        sizes.extend(
+            asked
+                .into_iter()
+                .filter_map(|(uid, p)| Some((uid, p.size?))),
+        );
         let small: BTreeMap<Uid, u32> = sizes
             .iter()
             .filter(|(_, &s)| s <= max_size)

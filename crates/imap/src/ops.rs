@@ -145,6 +145,7 @@ impl ImapSession {
         self.selected = Some(Selected {
             name: folder.to_owned(),
             read_only,
+            sizes: Default::default(),
         });
         Ok(MailboxState {
             uid_validity,
@@ -420,6 +421,26 @@ impl Transport for ImapSession {
         self.require_selected("delete_messages")?;
         let sets = uid_sets(uids, MAX_UID_SET_LEN);
         if sets.is_empty() {
+            return Ok(());
+        }
+        if let ([set], true) = (sets.as_slice(), self.caps.uidplus) {
+            // One flight: UID EXPUNGE removes only messages of the set that
+            // carry \Deleted, so sending it before the STORE's answer is
+            // harmless if the STORE fails (whose error is reported).
+            let store = Command::new("UID STORE")
+                .raw(set.clone())
+                .raw("+FLAGS.SILENT (\\Deleted)");
+            let expunge = Command::new("UID EXPUNGE").raw(set.clone());
+            let (stored, expunged) = self
+                .conn
+                .run_pair(&store, &expunge, Watch::OwnExpunge)
+                .await?;
+            if !stored.is_ok() {
+                return Err(stored.into_error(store.label()));
+            }
+            if !expunged.is_ok() {
+                return Err(expunged.into_error(expunge.label()));
+            }
             return Ok(());
         }
         for set in &sets {
