@@ -9,9 +9,11 @@
 //! across the reconnect, the original error is returned instead of running
 //! an operation on UIDs that may now name other messages.
 //!
-//! Repeating an operation whose answer was lost is safe for what pairing
-//! does: reads, IDLE and deletions are idempotent, and an `APPEND` that
-//! had landed leaves a duplicate the receiver treats like the first copy.
+//! An IDLE cut short is not repeated: it reports a change, so the caller
+//! reads the folder again on the new session. Repeating an operation whose
+//! answer was lost is safe for what pairing does: reads and deletions are
+//! idempotent, and an `APPEND` that had landed leaves a duplicate the
+//! receiver treats like the first copy.
 
 use std::future::Future;
 use std::time::Duration;
@@ -228,7 +230,18 @@ impl<T: Transport> Transport for Resuming<'_, T> {
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
-        retried!(self, |t| t.idle(timeout))
+        match self.inner.idle(timeout).await {
+            Ok(outcome) => {
+                self.backoff.reset();
+                Ok(outcome)
+            }
+            // Not waited on again: what was awaited may have arrived while
+            // the connection was down, so the caller reads the folder first.
+            Err(e) => {
+                self.recover(e).await?;
+                Ok(IdleOutcome::Changed)
+            }
+        }
     }
 
     async fn noop(&mut self) -> Result<(), ImapError> {
