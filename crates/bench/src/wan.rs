@@ -229,6 +229,57 @@ fn json_field(stdout: &str, field: &str) -> Result<String> {
     bail!("no {field:?} in the output {stdout:?}")
 }
 
+/// `sma init` for device `name` in `home`, through the proxy.
+fn init_command(
+    rig: &Rig,
+    proxy: &DelayProxy,
+    bin: &Path,
+    account: usize,
+    home: &Path,
+    name: &str,
+) -> Command {
+    let mut cmd = sma(bin, rig, account, home);
+    cmd.arg("init")
+        .arg("--server")
+        .arg(format!("{}:{}", rig.server.host(), proxy.port()))
+        .arg("--user")
+        .arg(&rig.server.account(account).user)
+        .arg("--name")
+        .arg(name);
+    match rig.sec {
+        Sec::Tls => cmd
+            .arg("--security")
+            .arg("tls")
+            .arg("--ca-file")
+            .arg(rig.server.ca_file()),
+        Sec::Plain => cmd.arg("--security").arg("plain"),
+    };
+    cmd
+}
+
+/// Starts `sma pair` on the member in `home`; returns it, waiting, and the
+/// code it shows.
+fn start_pair(
+    rig: &Rig,
+    bin: &Path,
+    account: usize,
+    home: &Path,
+) -> Result<(std::process::Child, String)> {
+    let mut pair = sma(bin, rig, account, home)
+        .args(["pair", "--timeout", "120"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start sma pair")?;
+    let mut lines = BufReader::new(pair.stdout.take().context("no stdout")?).lines();
+    let first = lines
+        .next()
+        .context("sma pair printed nothing")?
+        .context("reading sma pair")?;
+    let code = json_field(&first, "code")?;
+    Ok((pair, code))
+}
+
 /// One run of every command on a fresh `account`; wall times in
 /// [`COMMANDS`] order.
 fn product_run(
@@ -240,25 +291,7 @@ fn product_run(
 ) -> Result<(Vec<Duration>, Vec<CommandTrace>)> {
     let a = rig.home(account, "wan-a");
     let b = rig.home(account, "wan-b");
-    let init = |home: &PathBuf, name: &str| {
-        let mut cmd = sma(bin, rig, account, home);
-        cmd.arg("init")
-            .arg("--server")
-            .arg(format!("{}:{}", rig.server.host(), proxy.port()))
-            .arg("--user")
-            .arg(&rig.server.account(account).user)
-            .arg("--name")
-            .arg(name);
-        match rig.sec {
-            Sec::Tls => cmd
-                .arg("--security")
-                .arg("tls")
-                .arg("--ca-file")
-                .arg(rig.server.ca_file()),
-            Sec::Plain => cmd.arg("--security").arg("plain"),
-        };
-        cmd
-    };
+    let init = |home: &PathBuf, name: &str| init_command(rig, proxy, bin, account, home, name);
     let mut walls = Vec::new();
     let mut traces = Vec::new();
     let mut step = |command: &'static str, cmd: Command| -> Result<String> {
@@ -284,18 +317,7 @@ fn product_run(
     let b_id = json_field(&out, "device_id")?;
 
     // The member waits with its code shown; then `join` is timed.
-    let mut pair = sma(bin, rig, account, &a)
-        .args(["pair", "--timeout", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start sma pair")?;
-    let mut lines = BufReader::new(pair.stdout.take().context("no stdout")?).lines();
-    let first = lines
-        .next()
-        .context("sma pair printed nothing")?
-        .context("reading sma pair")?;
-    let code = json_field(&first, "code")?;
+    let (pair, code) = start_pair(rig, bin, account, &a)?;
     let mut join = sma(bin, rig, account, &b);
     join.args(["join", "--timeout", "120", "--code", &code]);
     step(COMMANDS[2], join)?;
