@@ -117,6 +117,15 @@ impl Report {
         );
         println!();
         let mut t = Table::default();
+        self.latency_rows(&mut t);
+        self.throughput_rows(&mut t);
+        self.other_rows(&mut t);
+        t.print();
+        self.print_wan();
+    }
+
+    /// Rows of the delivery latency.
+    fn latency_rows(&self, t: &mut Table) {
         if let Some(l) = &self.latency {
             for (mode, c, ratio_target) in [
                 ("IDLE", &l.idle, None),
@@ -162,6 +171,10 @@ impl Report {
                 None,
             );
         }
+    }
+
+    /// Rows of the replication throughput.
+    fn throughput_rows(&self, t: &mut Table) {
         if let Some(tp) = &self.throughput {
             for r in &tp.runs {
                 let kind = if r.key_bytes > 0 {
@@ -199,6 +212,10 @@ impl Report {
                 None,
             );
         }
+    }
+
+    /// Rows of the idle round, bootstrap, memory, footprint and cold start.
+    fn other_rows(&self, t: &mut Table) {
         if let Some(r) = &self.idle_round {
             t.row(
                 "idle sync round (IMAP commands)",
@@ -268,7 +285,10 @@ impl Report {
                 None,
             );
         }
-        t.print();
+    }
+
+    /// The WAN table, if it was measured.
+    fn print_wan(&self) {
         if let Some(w) = &self.wan {
             println!();
             println!(
