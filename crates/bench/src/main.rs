@@ -215,61 +215,8 @@ async fn run(args: &Args) -> Result<Report> {
     }
 
     if wants(Part::Bootstrap) || wants(Part::Memory) {
-        progress(&format!(
-            "bootstrap with {} peers ({key_bytes}-byte keys)",
-            args.peers
-        ));
-        let (aged, mut a) =
-            bootstrap::one(&rig, ACCT_BOOT, args.peers, key_bytes, true, Wait::Idle).await?;
-        progress("bootstrap again, polling instead of IDLE");
-        let (aged_poll, _) = bootstrap::one(
-            &rig,
-            ACCT_BOOT_POLL,
-            args.peers,
-            key_bytes,
-            true,
-            Wait::Poll,
-        )
-        .await?;
-        let fresh = if args.fresh_bootstrap {
-            progress("bootstrap with the keyring ops still in the sync log");
-            let fresh = bootstrap::one(
-                &rig,
-                ACCT_BOOT_FRESH,
-                args.peers,
-                key_bytes,
-                false,
-                Wait::Idle,
-            );
-            Some(fresh.await?.0)
-        } else {
-            None
-        };
-        let b_home = rig.home(ACCT_BOOT, "b");
-        let joiner_peers = aged.joiner_peers;
-        report.bootstrap = Some(bootstrap::BootstrapReport {
-            peers: args.peers,
-            key_bytes,
-            aged,
-            aged_poll,
-            fresh,
-        });
-        if wants(Part::Memory) {
-            progress("peak RSS of sma watch");
-            report.memory =
-                Some(cli::memory(&sma_bin, &rig, ACCT_BOOT, &mut a, &b_home, joiner_peers).await?);
-        }
-        if wants(Part::Coldstart) {
-            progress("sma status cold start with the large keyring");
-            report.cold_start.push(cli::cold_start(
-                &sma_bin,
-                &rig,
-                ACCT_BOOT,
-                &b_home,
-                joiner_peers,
-                args.status_runs,
-            )?);
-        }
+        let parts = (wants(Part::Memory), wants(Part::Coldstart));
+        bootstrap_part(args, &rig, &sma_bin, key_bytes, parts, &mut report).await?;
     }
 
     if wants(Part::Footprint) {
@@ -281,25 +228,99 @@ async fn run(args: &Args) -> Result<Report> {
     }
 
     if wants(Part::Wan) {
-        progress("commands behind a delay proxy (WAN)");
-        let wan = wan::run(
-            &rig,
-            &wan::WanArgs {
-                sma_bin: &sma_bin,
-                rtts_ms: &args.wan_rtt_ms,
-                runs: args.wan_runs,
-                first_account: ACCT_WAN,
-                trace: args.wan_trace && sec == Sec::Plain,
-            },
-        )
-        .await?;
-        for t in &wan.traces {
-            eprintln!("sma-bench: trace of {}:", t.command);
-            for (conn, at, line) in &t.lines {
-                eprintln!("  c{conn} {at:8.1} ms  {line}");
-            }
-        }
-        report.wan = Some(wan);
+        report.wan = Some(wan_part(args, &rig, &sma_bin, sec).await?);
     }
     Ok(report)
+}
+
+/// The bootstrap runs, then (`memory`, `coldstart`) the peak RSS of `sma
+/// watch` and the cold start of `sma status` with the large keyring.
+async fn bootstrap_part(
+    args: &Args,
+    rig: &Rig,
+    sma_bin: &std::path::Path,
+    key_bytes: usize,
+    (memory, coldstart): (bool, bool),
+    report: &mut Report,
+) -> Result<()> {
+    let progress = |what: &str| eprintln!("sma-bench: {what}");
+    progress(&format!(
+        "bootstrap with {} peers ({key_bytes}-byte keys)",
+        args.peers
+    ));
+    let (aged, mut a) =
+        bootstrap::one(rig, ACCT_BOOT, args.peers, key_bytes, true, Wait::Idle).await?;
+    progress("bootstrap again, polling instead of IDLE");
+    let (aged_poll, _) =
+        bootstrap::one(rig, ACCT_BOOT_POLL, args.peers, key_bytes, true, Wait::Poll).await?;
+    let fresh = if args.fresh_bootstrap {
+        progress("bootstrap with the keyring ops still in the sync log");
+        let fresh = bootstrap::one(
+            rig,
+            ACCT_BOOT_FRESH,
+            args.peers,
+            key_bytes,
+            false,
+            Wait::Idle,
+        );
+        Some(fresh.await?.0)
+    } else {
+        None
+    };
+    let b_home = rig.home(ACCT_BOOT, "b");
+    let joiner_peers = aged.joiner_peers;
+    report.bootstrap = Some(bootstrap::BootstrapReport {
+        peers: args.peers,
+        key_bytes,
+        aged,
+        aged_poll,
+        fresh,
+    });
+    if memory {
+        progress("peak RSS of sma watch");
+        report.memory =
+            Some(cli::memory(sma_bin, rig, ACCT_BOOT, &mut a, &b_home, joiner_peers).await?);
+    }
+    if coldstart {
+        progress("sma status cold start with the large keyring");
+        report.cold_start.push(cli::cold_start(
+            sma_bin,
+            rig,
+            ACCT_BOOT,
+            &b_home,
+            joiner_peers,
+            args.status_runs,
+        )?);
+    }
+
+    Ok(())
+}
+
+/// The commands behind a delay proxy, with their IMAP traces if asked.
+async fn wan_part(
+    args: &Args,
+    rig: &Rig,
+    sma_bin: &std::path::Path,
+    sec: Sec,
+) -> Result<wan::WanReport> {
+    let progress = |what: &str| eprintln!("sma-bench: {what}");
+    progress("commands behind a delay proxy (WAN)");
+    let wan = wan::run(
+        rig,
+        &wan::WanArgs {
+            sma_bin,
+            rtts_ms: &args.wan_rtt_ms,
+            runs: args.wan_runs,
+            first_account: ACCT_WAN,
+            trace: args.wan_trace && sec == Sec::Plain,
+        },
+    )
+    .await?;
+    for t in &wan.traces {
+        eprintln!("sma-bench: trace of {}:", t.command);
+        for (conn, at, line) in &t.lines {
+            eprintln!("  c{conn} {at:8.1} ms  {line}");
+        }
+    }
+    Ok(wan)
 }
