@@ -33,13 +33,16 @@ pub fn check_bin(bin: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sma(bin: &Path, rig: &Rig, account: usize, home: &Path) -> Command {
+/// `sma` for device `home` of `account`: its password, JSON output, no log
+/// settings inherited, no standard input.
+pub(crate) fn sma(bin: &Path, rig: &Rig, account: usize, home: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("--home")
         .arg(home)
         .arg("--json")
         .env("SMA_PASSWORD", rig.password(account).expose())
         .env_remove("RUST_LOG")
+        .env_remove("SMA_LOG")
         .stdin(Stdio::null());
     cmd
 }

@@ -22,6 +22,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::cli::sma;
 use crate::proxy::{DelayProxy, Traced};
 use crate::rig::{raw_message, Rig, Sec};
 use crate::stats::{median, ms};
@@ -185,19 +186,6 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
         }
     }
     Ok(WanReport { runs, rows, traces })
-}
-
-/// `sma` with the account's password, JSON output.
-fn sma(bin: &Path, rig: &Rig, account: usize, home: &Path) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.arg("--home")
-        .arg(home)
-        .arg("--json")
-        .env("SMA_PASSWORD", rig.password(account).expose())
-        .env_remove("RUST_LOG")
-        .env_remove("SMA_LOG")
-        .stdin(Stdio::null());
-    cmd
 }
 
 /// Runs `cmd`, fails with its stderr unless it succeeds; returns its wall
