@@ -562,13 +562,17 @@ impl Conn {
     /// untagged data before the first one's tagged reply (Dovecot sends
     /// the EXPUNGE of a pipelined `UID STORE` + `UID EXPUNGE` that way).
     /// `second` runs whatever `first` answered: use this only where that
-    /// is harmless. Commands that need a continuation run one after the
-    /// other.
+    /// is harmless. A server may also run the two side by side (Dovecot
+    /// under load lets a `UID EXPUNGE` miss the `\Deleted` of the `UID
+    /// STORE` before it): check `second`'s effect through `on_untagged`,
+    /// which sees every untagged response of both. Commands that need a
+    /// continuation run one after the other.
     pub(crate) async fn run_pair(
         &mut self,
         first: &Command<'_>,
         second: &Command<'_>,
         watch: Watch,
+        on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
     ) -> Result<(Done, Done), ImapError> {
         self.ensure_ready().await?;
         if self.watch == Watch::Idle {
@@ -583,10 +587,10 @@ impl Conn {
             let limits = Limits::default();
             let result = async {
                 let d1 = self
-                    .run_segments(t1, first.name(), limits, s1, &mut |_| {})
+                    .run_segments(t1, first.name(), limits, s1, on_untagged)
                     .await?;
                 let d2 = self
-                    .run_segments(t2, second.name(), limits, s2, &mut |_| {})
+                    .run_segments(t2, second.name(), limits, s2, on_untagged)
                     .await?;
                 Ok((d1, d2))
             }
@@ -615,7 +619,10 @@ impl Conn {
                         tracing::warn!(tag = %t.0, "IMAP: tagged response for an unknown command ignored");
                         None
                     }
-                    _ => None,
+                    other => {
+                        on_untagged(other);
+                        None
+                    }
                 })
                 .await;
             match got {

@@ -1,9 +1,12 @@
 //! [`Transport`] for [`ImapSession`]: the folder and message operations.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status, StatusAttribute};
+use async_imap::imap_proto::{
+    AttributeValue, MailboxDatum, Response, ResponseCode, Status, StatusAttribute,
+};
 
 use crate::error::ImapError;
 use crate::mutf7;
@@ -153,6 +156,58 @@ impl ImapSession {
             exists,
             highest_modseq: modseq,
         })
+    }
+
+    /// `UID STORE +FLAGS (\Deleted)` and `UID EXPUNGE` of one UID set in
+    /// one flight. `UID EXPUNGE` removes only messages of the set that
+    /// carry `\Deleted`, so sending it before the STORE's answer is
+    /// harmless if the STORE fails (whose error is reported). A server
+    /// that runs the two side by side may expunge fewer messages than the
+    /// STORE flagged (Dovecot under load): then `UID EXPUNGE` runs again,
+    /// on its own.
+    async fn delete_in_one_flight(&mut self, set: &str) -> Result<(), ImapError> {
+        let store = Command::new("UID STORE")
+            .raw(set.to_owned())
+            .raw("+FLAGS (\\Deleted)");
+        let expunge = Command::new("UID EXPUNGE").raw(set.to_owned());
+        let (mut flagged, mut expunged) = (BTreeSet::new(), 0usize);
+        let (stored, done) = self
+            .conn
+            .run_pair(&store, &expunge, Watch::OwnExpunge, &mut |r| match r {
+                Response::Fetch(_, attrs) => {
+                    flagged.extend(attrs.iter().filter_map(|a| match a {
+                        AttributeValue::Uid(uid) => Some(*uid),
+                        _ => None,
+                    }));
+                }
+                Response::Expunge(_) => expunged += 1,
+                Response::Vanished {
+                    earlier: false,
+                    uids,
+                } => {
+                    expunged += uids.iter().map(|r| r.clone().count()).sum::<usize>();
+                }
+                _ => {}
+            })
+            .await?;
+        if !stored.is_ok() {
+            return Err(stored.into_error(store.label()));
+        }
+        if !done.is_ok() {
+            return Err(done.into_error(expunge.label()));
+        }
+        if expunged < flagged.len() {
+            tracing::debug!(
+                flagged = flagged.len(),
+                expunged,
+                "UID EXPUNGE missed messages its UID STORE flagged; expunging again"
+            );
+            self.conn.set_watch(Watch::OwnExpunge);
+            let again = self.simple(expunge).await;
+            self.conn.set_watch(Watch::Normal);
+            again?;
+        }
+        Ok(())
     }
 }
 
@@ -424,24 +479,7 @@ impl Transport for ImapSession {
             return Ok(());
         }
         if let ([set], true) = (sets.as_slice(), self.caps.uidplus) {
-            // One flight: UID EXPUNGE removes only messages of the set that
-            // carry \Deleted, so sending it before the STORE's answer is
-            // harmless if the STORE fails (whose error is reported).
-            let store = Command::new("UID STORE")
-                .raw(set.clone())
-                .raw("+FLAGS.SILENT (\\Deleted)");
-            let expunge = Command::new("UID EXPUNGE").raw(set.clone());
-            let (stored, expunged) = self
-                .conn
-                .run_pair(&store, &expunge, Watch::OwnExpunge)
-                .await?;
-            if !stored.is_ok() {
-                return Err(stored.into_error(store.label()));
-            }
-            if !expunged.is_ok() {
-                return Err(expunged.into_error(expunge.label()));
-            }
-            return Ok(());
+            return self.delete_in_one_flight(set).await;
         }
         for set in &sets {
             self.simple(

@@ -26,6 +26,9 @@ struct Opts {
     garbage_on_noop: bool,
     /// NOOP answers only after this long.
     noop_delay_ms: u64,
+    /// The first `UID EXPUNGE` expunges nothing, as when a server runs it
+    /// beside the pipelined `UID STORE` that flags the message.
+    first_expunge_misses: bool,
 }
 
 /// Shared between the test and the server.
@@ -40,6 +43,8 @@ struct World {
     wake: Notify,
     /// How many `+` continuations the server sent for literals.
     continuations: AtomicU32,
+    /// Whether a `UID EXPUNGE` has been answered yet.
+    expunged_once: std::sync::atomic::AtomicBool,
 }
 
 impl World {
@@ -207,8 +212,16 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
                 out.push_str(&ok);
             }
             "UID" => {
-                if rest.to_ascii_uppercase().starts_with("UID EXPUNGE") {
-                    out.push_str("* 1 EXPUNGE\r\n");
+                let upper = rest.to_ascii_uppercase();
+                if upper.starts_with("UID STORE") && !upper.contains(".SILENT") {
+                    let uid = arg(rest, 2);
+                    out.push_str(&format!("* 1 FETCH (UID {uid} FLAGS (\\Deleted))\r\n"));
+                }
+                if upper.starts_with("UID EXPUNGE") {
+                    let first = !world.expunged_once.swap(true, Ordering::SeqCst);
+                    if !(o.first_expunge_misses && first) {
+                        out.push_str("* 1 EXPUNGE\r\n");
+                    }
                 }
                 out.push_str(&ok);
             }
@@ -349,6 +362,27 @@ async fn expunge_without_uidplus() {
     s.select("INBOX").await.unwrap();
     s.delete_messages(&[7]).await.unwrap();
     assert!(world.commands().last().unwrap().ends_with("UID EXPUNGE 7"));
+}
+
+/// A server that runs the pipelined `UID EXPUNGE` beside the `UID STORE`
+/// may expunge nothing: the expunge is sent again, once, on its own.
+#[tokio::test]
+async fn an_expunge_that_missed_the_flag_runs_again() {
+    for misses in [false, true] {
+        let (c, world) = start(Opts {
+            uidplus: true,
+            first_expunge_misses: misses,
+            ..Opts::default()
+        })
+        .await;
+        let mut s = ImapSession::connect(&c).await.unwrap();
+        s.select("INBOX").await.unwrap();
+        s.delete_messages(&[7]).await.unwrap();
+        let cmds = world.commands();
+        let expunges = cmds.iter().filter(|c| c.ends_with("UID EXPUNGE 7")).count();
+        assert_eq!(expunges, if misses { 2 } else { 1 }, "{cmds:?}");
+        assert!(cmds.last().unwrap().ends_with("UID EXPUNGE 7"), "{cmds:?}");
+    }
 }
 
 #[tokio::test]
