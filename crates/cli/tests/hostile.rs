@@ -258,8 +258,13 @@ fn injected_pairing_messages_pair_nobody() {
     // A hello from a device that does not exist, and a reply to a pairing
     // nobody runs.
     let fake = fresh_identity(&acc);
+    // Its attempt fits the code typed below (first digit 1, PROTOCOL 9.1),
+    // so the joiner does answer it.
+    let attempt = std::iter::repeat_with(|| RandomId::random(&mut OsRng))
+        .find(|a| sma_proto::pairing::code_selector(a) == 1)
+        .expect("an attempt id");
     let hello = PairHello {
-        attempt: RandomId::random(&mut OsRng),
+        attempt,
         account: acc.user.clone(),
         member_id: fake.id.clone(),
         joiner_id: DeviceId::parse(&c_id).expect("id"),

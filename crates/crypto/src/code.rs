@@ -96,6 +96,13 @@ impl PairingCode {
     pub fn digits(&self) -> &[u8] {
         &self.0
     }
+
+    /// The first digit, 0 to 9. It is not secret: it names which pairing
+    /// request the code belongs to (PROTOCOL 9.1), the other 11 digits are
+    /// the secret part.
+    pub fn selector(&self) -> u8 {
+        self.0[0] - b'0'
+    }
 }
 
 impl fmt::Debug for PairingCode {

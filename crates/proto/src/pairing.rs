@@ -39,6 +39,19 @@ pub struct MemberConfirmed {
     joiner_cert: Certificate,
 }
 
+/// The first digit of the code of the attempt `attempt`: the attempt id's
+/// first byte modulo 10 (PROTOCOL 9.1). Public, like the attempt id.
+pub fn code_selector(attempt: &RandomId) -> u8 {
+    let first = attempt.as_str().get(..2).unwrap_or("00");
+    u8::from_str_radix(first, 16).unwrap_or(0) % 10
+}
+
+/// Whether `code` can belong to `hello`: its first digit is the hello's
+/// selector. A joiner answers only such hellos.
+pub fn code_fits(hello: &PairHello, code: &PairingCode) -> bool {
+    code_selector(&hello.attempt) == code.selector()
+}
+
 impl MemberPairing {
     /// Starts an attempt: returns the state and the hello to send.
     #[allow(clippy::too_many_arguments)]
@@ -51,7 +64,14 @@ impl MemberPairing {
         joiner_cert: Certificate,
         code: &PairingCode,
     ) -> (MemberPairing, PairHello) {
-        let attempt = RandomId::random(rng);
+        // The attempt id names the code's first digit (PROTOCOL 9.1), so a
+        // joiner with hellos from two members answers the right one.
+        let attempt = loop {
+            let id = RandomId::random(rng);
+            if code_selector(&id) == code.selector() {
+                break id;
+            }
+        };
         let (pake, msg) = pake_start(
             rng,
             PakeRole::Member,

@@ -246,6 +246,11 @@ impl Sim {
                         self.stats.ops_failed += 1;
                         Ok(format!("pair refused: {e}"))
                     }
+                    Err(e @ Error::PairingWithdrawn(_)) => {
+                        self.stats.ops_failed += 1;
+                        self.stats.withdrawn += 1;
+                        Ok(format!("pair withdrawn: {e}"))
+                    }
                     Err(e) => self.failed(i, "pair", &e),
                 }
             }

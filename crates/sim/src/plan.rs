@@ -136,6 +136,11 @@ pub struct Stats {
     pub crashes: u64,
     /// Successful joins.
     pub joins: u64,
+    /// Joiners that two members were pairing at once.
+    pub concurrent_pairings: u64,
+    /// `pair` runs that ended because the joiner took another member's
+    /// request.
+    pub withdrawn: u64,
     /// Application messages delivered.
     pub delivered: u64,
     /// Ops applied by sync rounds.

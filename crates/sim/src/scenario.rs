@@ -337,31 +337,9 @@ impl Sim {
             let Some(m) = member else {
                 return Err("no live member left to pair with".into());
             };
-            let code = Arc::new(Mutex::new(None));
             self.note(format!("late pairing of {}", self.w.slots[j].name));
-            self.w.start(
-                m,
-                Op::Pair {
-                    target: j,
-                    code: code.clone(),
-                },
-            );
-            let mut shown = None;
-            for _ in 0..10_000 {
-                self.w.run_until_gate().await;
-                self.collect()?;
-                shown = code.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if shown.is_some() || !self.w.busy(m) {
-                    break;
-                }
-                self.grant_one();
-            }
-            let Some(shown) = shown else {
-                return Err(format!(
-                    "{} could not start pairing {} after the faults stopped",
-                    self.w.slots[m].name, self.w.slots[j].name
-                ));
-            };
+            let (shown, concurrent) = self.late_codes(m, j).await?;
+            let withdrawn_before = self.stats.withdrawn;
             let id = self.w.slots[j]
                 .id
                 .clone()
@@ -381,8 +359,88 @@ impl Sim {
                     self.w.slots[j].name
                 ));
             }
+            if concurrent && self.stats.withdrawn != withdrawn_before + 1 {
+                return Err(format!(
+                    "{} joined through one of two members, but the other `pair` did not end as withdrawn",
+                    self.w.slots[j].name
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The code the person types for a late pairing of `j` by `m`. Half the
+    /// time a second member shows a code too and the person types either
+    /// (the `bool` says so); the other `pair` must end as withdrawn.
+    async fn late_codes(&mut self, m: usize, j: usize) -> Result<(String, bool), String> {
+        let shown = self.late_code(m, j).await?;
+        let rival = match self.late_rival(m, j)? {
+            Some(r) if self.w.rng.gen_bool(0.5) => Some((r, self.late_code(r, j).await?)),
+            _ => None,
+        };
+        let Some((r, rival_code)) = rival else {
+            return Ok((shown, false));
+        };
+        self.stats.concurrent_pairings += 1;
+        // Codes with the same first digit: the newer request (the
+        // rival's) is the one answered.
+        let same = selector(&shown) == selector(&rival_code);
+        let take_rival = same || self.w.rng.gen_bool(0.5);
+        let typed = if take_rival { r } else { m };
+        self.note(format!(
+            "{} types the code of {}",
+            self.w.slots[j].name, self.w.slots[typed].name
+        ));
+        Ok((if take_rival { rival_code } else { shown }, true))
+    }
+
+    /// Starts `pair` of `j` on member `m` and runs until it shows its code.
+    async fn late_code(&mut self, m: usize, j: usize) -> Result<String, String> {
+        let code = Arc::new(Mutex::new(None));
+        self.w.start(
+            m,
+            Op::Pair {
+                target: j,
+                code: code.clone(),
+            },
+        );
+        for _ in 0..10_000 {
+            self.w.run_until_gate().await;
+            self.collect()?;
+            let shown = code.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(shown) = shown {
+                return Ok(shown);
+            }
+            if !self.w.busy(m) {
+                break;
+            }
+            self.grant_one();
+        }
+        Err(format!(
+            "{} could not start pairing {} after the faults stopped",
+            self.w.slots[m].name, self.w.slots[j].name
+        ))
+    }
+
+    /// A second live member, idle, that knows `j` is pending and is not
+    /// `m`, for a concurrent late pairing.
+    fn late_rival(&mut self, m: usize, j: usize) -> Result<Option<usize>, String> {
+        for r in 0..self.w.slots.len() {
+            let leaving = self.w.slots[r]
+                .id
+                .as_ref()
+                .is_some_and(|id| self.ledger.removal_attempted.contains(id));
+            if r != m
+                && r != j
+                && !leaving
+                && !self.w.busy(r)
+                && self.w.ensure_open(r)?
+                && self.w.slots[r].is_member()
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether slot `i`'s announcement and inbox are on the server.
@@ -561,7 +619,7 @@ impl Sim {
                 None => return Ok(()),
             },
             11..=13 => {
-                let Some(target) = self.pick_joiner() else {
+                let Some(target) = self.pick_joiner(i) else {
                     return Ok(());
                 };
                 let code = Arc::new(Mutex::new(None));
@@ -570,12 +628,39 @@ impl Sim {
                     joiner: target,
                     code: code.clone(),
                 });
+                if self.w.rng.gen_bool(0.2) {
+                    self.second_pairing(i, target)?;
+                }
                 Op::Pair { target, code }
             }
             _ => return Ok(()),
         };
         self.note(format!("start {} {}", self.w.slots[i].name, op.name()));
         self.w.start(i, op);
+        Ok(())
+    }
+
+    /// Another idle member pairs `target` too, at the same time as `i`
+    /// (PROTOCOL 9.3, two members at once), if there is one.
+    fn second_pairing(&mut self, i: usize, target: usize) -> Result<(), String> {
+        let idle: Vec<usize> = (0..self.w.slots.len())
+            .filter(|&m| m != i && m != target && !self.w.busy(m) && self.w.slots[m].is_member())
+            .collect();
+        let Some(&m) = idle.choose(&mut self.w.rng) else {
+            return Ok(());
+        };
+        if !self.w.ensure_open(m)? {
+            return Ok(());
+        }
+        let code = Arc::new(Mutex::new(None));
+        self.offers.push(Offer {
+            member: m,
+            joiner: target,
+            code: code.clone(),
+        });
+        let (who, with) = (&self.w.slots[m].name, &self.w.slots[i].name);
+        self.note(format!("start {who} pair (with {with})"));
+        self.w.start(m, Op::Pair { target, code });
         Ok(())
     }
 
@@ -615,18 +700,32 @@ impl Sim {
         }
     }
 
-    /// An honest pending device nobody is pairing right now.
-    fn pick_joiner(&mut self) -> Option<usize> {
+    /// An honest pending device for member `i` to pair: mostly one nobody
+    /// is pairing right now, sometimes (a quarter of the time, when there
+    /// is one) one another member is already pairing (PROTOCOL 9.3, two
+    /// members at once).
+    fn pick_joiner(&mut self, i: usize) -> Option<usize> {
+        let offered = |j: usize| self.offers.iter().filter(|o| o.joiner == j).count();
         let candidates: Vec<usize> = (0..self.w.slots.len())
             .filter(|&j| {
                 self.w.slots[j].kind == Kind::Honest
                     && self.w.slots[j].id.is_some()
                     && (self.w.busy(j) || self.w.slots[j].is_pending())
                     && !self.w.slots[j].is_member()
-                    && !self.offers.iter().any(|o| o.joiner == j)
             })
             .collect();
-        candidates.choose(&mut self.w.rng).copied()
+        let (fresh, taken): (Vec<usize>, Vec<usize>) =
+            candidates.into_iter().partition(|&j| offered(j) == 0);
+        let second: Vec<usize> = taken
+            .into_iter()
+            .filter(|&j| {
+                offered(j) == 1 && !self.offers.iter().any(|o| o.joiner == j && o.member == i)
+            })
+            .collect();
+        if !second.is_empty() && self.w.rng.gen_bool(0.25) {
+            return second.choose(&mut self.w.rng).copied();
+        }
+        fresh.choose(&mut self.w.rng).copied()
     }
 
     /// Types shown codes on their joiners (sometimes wrongly, sometimes not
@@ -648,14 +747,45 @@ impl Sim {
                 k += 1;
                 continue;
             }
-            self.offers.remove(k);
+            // The person is slow to type, now and then (another member may
+            // show a code for the same device meanwhile).
+            if self.w.rng.gen_bool(0.3) {
+                k += 1;
+                continue;
+            }
+            let offer = self.offers.remove(k);
+            // Two members showed codes for j: the person types one of them
+            // (this one, or the other if its code is shown too); the other
+            // member's `pair` ends as withdrawn, or at its timeout.
+            let mut code = code;
+            let rivals: Vec<usize> = (0..self.offers.len())
+                .filter(|&o| self.offers[o].joiner == j)
+                .collect();
+            for o in rivals.into_iter().rev() {
+                let rival = self.offers.remove(o);
+                self.stats.concurrent_pairings += 1;
+                let shown = rival.code.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(other) = shown.filter(|_| self.w.rng.gen_bool(0.5)) {
+                    self.note(format!(
+                        "{} types the code of {}, not of {}",
+                        self.w.slots[j].name,
+                        self.w.slots[rival.member].name,
+                        self.w.slots[offer.member].name
+                    ));
+                    code = other;
+                }
+            }
             let r: f64 = self.w.rng.gen();
             if r < 0.05 {
                 self.note(format!("{} ignores the code", self.w.slots[j].name));
                 continue;
             }
             let right = r >= 0.2;
-            let typed = if right { code } else { wrong_code(&code) };
+            let typed = if right {
+                code
+            } else {
+                wrong_code(&code, r < 0.1)
+            };
             if right {
                 let id = self.w.slots[j].id.clone().ok_or("joiner without id")?;
                 self.ledger.legit.insert(id);
@@ -667,19 +797,29 @@ impl Sim {
     }
 }
 
-/// The same code with one digit changed.
-fn wrong_code(code: &str) -> String {
-    let mut out = String::new();
-    let mut done = false;
-    for c in code.chars() {
-        if !done && c.is_ascii_digit() {
-            out.push(if c == '9' { '0' } else { (c as u8 + 1) as char });
-            done = true;
+/// A shown code's first digit (which request it belongs to).
+fn selector(code: &str) -> Option<u8> {
+    sma::PairingCode::parse(code).ok().map(|c| c.selector())
+}
+
+/// The same code with one digit changed: the last (the code still fits
+/// its request and the member rejects it), or with `first` the first (it
+/// fits no request: the joiner sends nothing, PROTOCOL 9.3 step 2).
+fn wrong_code(code: &str, first: bool) -> String {
+    let mut chars: Vec<char> = code.chars().collect();
+    let digit = if first {
+        chars.iter().position(char::is_ascii_digit)
+    } else {
+        chars.iter().rposition(char::is_ascii_digit)
+    };
+    if let Some(k) = digit {
+        chars[k] = if chars[k] == '9' {
+            '0'
         } else {
-            out.push(c);
-        }
+            (chars[k] as u8 + 1) as char
+        };
     }
-    out
+    chars.into_iter().collect()
 }
 
 /// Runs the scenario of `seed` to the end. `dir` holds the device homes.

@@ -45,6 +45,10 @@ struct Coverage {
     seeds: u64,
     removal: u64,
     rotation: u64,
+    /// Seeds where two members paired one joiner at once, and where a
+    /// `pair` ended because the joiner took the other member's request.
+    concurrent_pairing: u64,
+    withdrawn: u64,
     relay: u64,
     join: u64,
     message_deletion: u64,
@@ -109,6 +113,8 @@ impl Coverage {
         self.seeds += 1;
         self.removal += u64::from(s.removals > 0);
         self.rotation += u64::from(s.rotations > 0);
+        self.concurrent_pairing += u64::from(s.concurrent_pairings > 0);
+        self.withdrawn += u64::from(s.withdrawn > 0);
         self.relay += u64::from(s.relayed > 0);
         self.join += u64::from(s.joins > 0);
         self.message_deletion += u64::from(s.messages_deleted > 0);
@@ -160,6 +166,12 @@ impl Coverage {
         for (what, n, min) in [
             ("remove", self.removal, 0.10),
             ("account-key rotation", self.rotation, 0.04),
+            (
+                "two members pairing one joiner",
+                self.concurrent_pairing,
+                0.15,
+            ),
+            ("a pair withdrawn", self.withdrawn, 0.15),
             ("relay", self.relay, 0.06),
             ("join", self.join, 0.50),
             ("message deletion", self.message_deletion, 0.30),

@@ -90,6 +90,11 @@ pub enum Error {
     /// The pairing code did not match.
     #[error("{0}")]
     CodeRejected(String),
+    /// `pair`: our pairing request vanished from the joiner's inbox
+    /// unanswered (the joiner answered another member's request, or it was
+    /// deleted).
+    #[error("the pairing request for device {0} is gone from its inbox without an answer: it typed another member's code (see `sma devices` after the next `sma sync`), or the request was deleted — nothing was changed here; run `sma pair` again if it still needs pairing")]
+    PairingWithdrawn(String),
     /// Nothing to pair with.
     #[error("no pending device found in the announcements folder — run `sma init` on the new device first, then `sma pair` again")]
     NoPendingDevice,

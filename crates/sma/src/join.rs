@@ -1,5 +1,5 @@
 //! `join`: the pending device's side of pairing, in three phases — answer
-//! the newest hello, wait for the member's key confirmation (or abort), then
+//! the hello the code belongs to, wait for the member's key confirmation (or abort), then
 //! open and install the welcome.
 
 use std::time::Duration;
@@ -8,11 +8,11 @@ use serde::Serialize;
 use sma_crypto::PairingCode;
 use sma_imap::{Transport, Uid, UidRange};
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind};
-use sma_proto::pairing::{JoinerConfirmed, JoinerPairing};
+use sma_proto::pairing::{code_fits, JoinerConfirmed, JoinerPairing};
 use sma_proto::payload::{
     self, AnnouncedState, PairAbort, PairConfirm, PairHello, PairWelcome, Welcome, WelcomePart,
 };
-use sma_proto::{welcome_parts, DeviceId, PeerMisbehaved, ProtoError};
+use sma_proto::{welcome_parts, DeviceId, MessageId, PeerMisbehaved, ProtoError};
 use tokio::time::Instant;
 
 use crate::config::Role;
@@ -109,8 +109,8 @@ impl Device {
         // A dropped connection is resumed: our reply may already be on its
         // way, and the member takes one reply per code.
         let t = &mut sma_imap::Resuming::new(t);
-        // 1. Answer the newest hello naming us.
-        let hello = self.await_hello(t, &deadline).await?;
+        // 1. Answer the hello the code belongs to.
+        let (hello, others) = self.await_hello(t, code, &deadline).await?;
         let member_id = hello.payload.member_id.clone();
         let (state, reply) = JoinerPairing::respond(
             &mut self.rng,
@@ -147,6 +147,10 @@ impl Device {
             .await?;
         del.remove(t, &inbox, &uids).await?;
         self.install_welcome(welcome, &mut on_progress)?;
+        // Other members' requests go: their `pair` sees it and ends.
+        for (_, id) in &others {
+            delete_by_message_id(t, &del, &inbox, id).await;
+        }
         self.announce(t, AnnouncedState::Member, false).await?;
         let members = self.engine.group().active_members().count();
         Ok(JoinReport {
@@ -156,35 +160,36 @@ impl Device {
         })
     }
 
-    /// Waits for a hello in our inbox; keeps the newest, deletes older ones.
+    /// Waits for a hello the code fits (PROTOCOL 9.3 step 2): the newest
+    /// per member counts, older ones and forged ones are deleted. If hellos
+    /// wait but the code fits none, nothing is answered (exit 3, no code
+    /// used).
     async fn await_hello<T: Transport>(
         &mut self,
         t: &mut T,
+        code: &PairingCode,
         deadline: &Deadline,
-    ) -> Result<Found<PairHello>> {
+    ) -> Result<(Found<PairHello>, Vec<(DeviceId, MessageId)>)> {
         let inbox = self.inbox();
         loop {
             t.select(&inbox).await?;
-            let mut hellos: Vec<Found<PairHello>> = find_pairing(t, Kind::PairHello, None).await?;
-            hellos.sort_by_key(|h| h.uid);
-            if let Some(newest) = hellos.pop() {
-                let mut stale: Vec<_> = hellos.iter().map(|h| h.uid).collect();
-                if newest.marker.from != newest.payload.member_id {
-                    stale.push(newest.uid);
-                    self.deletion(t.capabilities())
-                        .remove(t, &inbox, &stale)
-                        .await?;
-                    return Err(Error::Server(
-                        "a forged pairing request was found and deleted; run `sma pair` again"
-                            .into(),
-                    ));
-                }
-                if !stale.is_empty() {
-                    self.deletion(t.capabilities())
-                        .remove(t, &inbox, &stale)
-                        .await?;
-                }
-                return Ok(newest);
+            let found: Vec<Found<PairHello>> = find_pairing(t, Kind::PairHello, None).await?;
+            let hellos = Hellos::sort(found, code);
+            if !hellos.stale.is_empty() {
+                self.deletion(t.capabilities())
+                    .remove(t, &inbox, &hellos.stale)
+                    .await?;
+            }
+            if let Some(chosen) = hellos.chosen {
+                return Ok((chosen, hellos.others));
+            }
+            if !hellos.others.is_empty() {
+                let members: Vec<String> =
+                    hellos.others.iter().map(|(m, _)| m.to_string()).collect();
+                return Err(Error::CodeRejected(format!(
+                    "the code fits none of the pairing requests waiting for this device (from {}); nothing was sent and no code was used — check the code shown by `sma pair` and type it again",
+                    members.join(", ")
+                )));
             }
             deadline.check(
                 &*self.clock,
@@ -408,5 +413,47 @@ impl Deadline {
             });
         }
         Ok(())
+    }
+}
+
+/// The hellos in our inbox, sorted for a typed code.
+struct Hellos {
+    /// The newest hello the code fits (of all members' newest).
+    chosen: Option<Found<PairHello>>,
+    /// The newest hello of every other member: left alone unless we join,
+    /// then deleted (by Message-ID) so that their `pair` ends.
+    others: Vec<(DeviceId, MessageId)>,
+    /// Older hellos of a member and forged ones (sender is not the member
+    /// it names): deleted now.
+    stale: Vec<Uid>,
+}
+
+impl Hellos {
+    fn sort(mut found: Vec<Found<PairHello>>, code: &PairingCode) -> Hellos {
+        found.sort_by_key(|h| std::cmp::Reverse(h.uid));
+        let mut newest: std::collections::BTreeSet<DeviceId> = Default::default();
+        let (mut fitting, mut others, mut stale) = (Vec::new(), Vec::new(), Vec::new());
+        for h in found {
+            if h.marker.from != h.payload.member_id {
+                tracing::warn!(uid = h.uid, "a forged pairing request was deleted");
+                stale.push(h.uid);
+            } else if !newest.insert(h.payload.member_id.clone()) {
+                stale.push(h.uid);
+            } else if code_fits(&h.payload, code) {
+                fitting.push(h);
+            } else {
+                others.push((h.payload.member_id.clone(), h.marker.id.clone()));
+            }
+        }
+        // Several members' requests fit (one chance in ten for two): the
+        // newest is answered, the others wait like non-fitting ones.
+        let mut fitting = fitting.into_iter();
+        let chosen = fitting.next();
+        others.extend(fitting.map(|h| (h.payload.member_id.clone(), h.marker.id.clone())));
+        Hellos {
+            chosen,
+            others,
+            stale,
+        }
     }
 }

@@ -155,27 +155,41 @@ pub(crate) enum Awaiting {
 /// and then never reported by IDLE. While an answer is due
 /// ([`Awaiting::Answer`] within [`ANSWER_WINDOW`]) it only sleeps
 /// [`ANSWER_POLL`], so the caller's next read polls.
+///
+/// Returns whether IDLE ended quietly (no change within [`PAIRING_POLL`]).
 pub(crate) async fn wait_for_change<T: Transport>(
     t: &mut T,
     clock: &dyn crate::clock::Clock,
     deadline: Instant,
     awaiting: Awaiting,
-) -> Result<()> {
+) -> Result<bool> {
     let left = deadline.saturating_duration_since(clock.instant());
     if left.is_zero() {
-        return Ok(());
+        return Ok(false);
     }
     match awaiting {
         Awaiting::Answer { since }
             if clock.instant().saturating_duration_since(since) < ANSWER_WINDOW =>
         {
             tokio::time::sleep(left.min(ANSWER_POLL)).await;
+            Ok(false)
         }
-        _ => {
-            t.idle(left.min(PAIRING_POLL)).await?;
-        }
+        _ => Ok(t.idle(left.min(PAIRING_POLL)).await? == sma_imap::IdleOutcome::TimedOut),
     }
-    Ok(())
+}
+
+/// Whether the message `id` is still in `folder` (a missing folder holds
+/// nothing). Leaves `folder` selected read-only.
+async fn still_in<T: Transport>(t: &mut T, folder: &str, id: &MessageId) -> Result<bool> {
+    match t.examine(folder).await {
+        Ok(_) => {}
+        Err(ImapError::NoSuchFolder { .. }) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    }
+    let found = t
+        .search_header("Message-ID", &sma_proto::envelope::message_id_for(id))
+        .await?;
+    Ok(!found.is_empty())
 }
 
 pub(crate) async fn delete_by_message_id<T: Transport>(
@@ -326,7 +340,10 @@ impl Device {
     }
 
     /// Waits for the joiner's reply to our attempt (deleting replies of
-    /// other attempts); on timeout deletes our hello.
+    /// other attempts); on timeout deletes our hello. When a quiet wait
+    /// finds our hello gone and the next read of our inbox no reply, the
+    /// joiner took another member's request (it deletes the others once
+    /// it joined): [`Error::PairingWithdrawn`].
     async fn await_reply<T: Transport>(
         &mut self,
         t: &mut T,
@@ -335,6 +352,7 @@ impl Device {
         (deadline, timeout): (Instant, Duration),
     ) -> Result<Found<PairReply>> {
         let inbox = self.inbox();
+        let mut hello_gone = false;
         loop {
             t.select(&inbox).await?;
             let replies: Vec<Found<PairReply>> =
@@ -359,6 +377,9 @@ impl Device {
                     return Ok(r);
                 }
             }
+            if hello_gone {
+                return Err(Error::PairingWithdrawn(joiner.id.to_string()));
+            }
             if self.clock.instant() >= deadline {
                 let del = self.deletion(t.capabilities());
                 delete_by_message_id(t, &del, &joiner.inbox(self), hello_id).await;
@@ -367,7 +388,9 @@ impl Device {
                     secs: timeout.as_secs(),
                 });
             }
-            wait_for_change(t, &*self.clock, deadline, Awaiting::Person).await?;
+            if wait_for_change(t, &*self.clock, deadline, Awaiting::Person).await? {
+                hello_gone = !still_in(t, &joiner.inbox(self), hello_id).await?;
+            }
         }
     }
 
