@@ -66,12 +66,22 @@ fn allowed(config: &ImapConfig, caps: &Capabilities) -> Option<EarlyMechanism> {
 
 /// Whether an early login's failure should end the connect rather than be
 /// tried again the usual way: the token source failed or gave something
-/// unusable, which a second try would only repeat.
+/// unusable, or the server refused the password (`AUTHENTICATIONFAILED`),
+/// which a second try would only repeat.
 pub(crate) fn is_final(e: &ImapError) -> bool {
     matches!(
         e,
-        ImapError::TokenUnavailable { .. } | ImapError::InvalidArgument(_)
+        ImapError::TokenUnavailable { .. }
+            | ImapError::InvalidArgument(_)
+            | ImapError::AuthRejected { .. }
     )
+}
+
+/// Whether the server itself turned the early login down (an answer or a
+/// greeting), as opposed to a connection that failed on the way: only the
+/// former says that this server does not take logins before its greeting.
+pub(crate) fn server_declined(e: &ImapError) -> bool {
+    matches!(e, ImapError::No { command, .. } if command == DECLINED)
 }
 
 /// Writes `AUTHENTICATE` with `mech` on `stream` (secured as configured, no
@@ -109,6 +119,19 @@ pub(crate) async fn login(
             }
         })
         .await?;
+    if done.outcome == Outcome::No
+        && mech == EarlyMechanism::Plain
+        && done.text.contains("[AUTHENTICATIONFAILED]")
+    {
+        // The server read the login and refused the password: a second
+        // login would fail the same way and count twice against the
+        // account's failed-login limits.
+        return Err(ImapError::AuthRejected {
+            user: config.user.clone(),
+            addr: config.addr(),
+            server_text: done.text,
+        });
+    }
     if done.outcome != Outcome::Ok {
         return Err(declined(&format!("{:?} {}", done.outcome, done.text)));
     }
@@ -152,10 +175,34 @@ async fn read_greeting(
     Ok((caps, text))
 }
 
+/// The command named in the errors of [`declined`].
+const DECLINED: &str = "AUTHENTICATE before the greeting";
+
 /// Why an early login was given up (for the debug log only).
 fn declined(why: &str) -> ImapError {
     ImapError::No {
-        command: "AUTHENTICATE before the greeting".into(),
+        command: DECLINED.into(),
         text: why.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_by_the_server_counts_as_declined() {
+        assert!(server_declined(&declined("the greeting is not OK")));
+        assert!(!server_declined(&ImapError::ConnectionLost("reset".into())));
+        assert!(!server_declined(&ImapError::No {
+            command: "SELECT".into(),
+            text: "no".into(),
+        }));
+        let rejected = ImapError::AuthRejected {
+            user: "bob".into(),
+            addr: "127.0.0.1:993".into(),
+            server_text: "[AUTHENTICATIONFAILED] Authentication failed.".into(),
+        };
+        assert!(is_final(&rejected) && !server_declined(&rejected));
     }
 }

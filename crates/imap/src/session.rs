@@ -127,7 +127,14 @@ impl ImapSession {
             Err(e) if crate::early::is_final(&e) => Err(e),
             Err(e) => {
                 tracing::debug!(addr = %addr, error = %e, "IMAP login before the greeting failed; logging in again the usual way");
-                Self::connect_greeted(config, addr, EarlyLogin::FellBack).await
+                // A connection that broke on the way says nothing about
+                // the server: only a refusal turns early logins off.
+                let early = if crate::early::server_declined(&e) {
+                    EarlyLogin::FellBack
+                } else {
+                    EarlyLogin::NotTried
+                };
+                Self::connect_greeted(config, addr, early).await
             }
         }
     }
