@@ -124,3 +124,31 @@ fn allow_insecure_to_a_remote_host_warns_loudly() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("WARNING"));
 }
+
+/// `init` keeps the server's pre-login capabilities, and the next command
+/// sends its login before the greeting; changing the server forgets them
+/// (that command waits for the greeting and stores them again).
+#[test]
+fn later_commands_log_in_before_the_greeting_until_the_server_changes() {
+    const EARLY: &str = "IMAP logged in before the greeting";
+    let acc = Account::new();
+    acc.init("a");
+    let sync = |acc: &Account| {
+        let out = acc
+            .cmd("a")
+            .env("SMA_LOG", "sma_imap=debug")
+            .arg("sync")
+            .output()
+            .expect("run sma");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains(&acc.password), "password in the log");
+        stderr.contains(EARLY)
+    };
+    assert!(sync(&acc), "the hint stored by init was used");
+    let port = server().tls_port().to_string();
+    acc.ok("a", &["config", "set", "server.port", "1"]);
+    acc.ok("a", &["config", "set", "server.port", &port]);
+    assert!(!sync(&acc), "a changed server drops the hint");
+    assert!(sync(&acc), "and the next command has it again");
+}

@@ -133,6 +133,16 @@ pub struct ImapConfig {
     /// token would fail the next login) and logs in with `AUTHENTICATE
     /// OAUTHBEARER`, else `XOAUTH2`.
     pub oauth2: Option<Arc<dyn TokenSource>>,
+    /// The capabilities this server advertised before login on an earlier
+    /// connection (its greeting's, else its answer to `CAPABILITY`), as
+    /// [`crate::ImapSession::pre_login_capabilities`] reported them. Not a
+    /// secret. When they allow it (`SASL-IR` with `AUTH=PLAIN`, or with the
+    /// OAuth 2.0 mechanism that would be chosen) and the security is
+    /// [`Security::Tls`] or [`Security::Plain`], the login is sent without
+    /// waiting for the greeting: one round trip less. A hint that turns out
+    /// wrong costs one more connection, made the usual way. `None` (the
+    /// default): always wait for the greeting.
+    pub login_hint: Option<Vec<String>>,
 }
 
 impl ImapConfig {
@@ -153,6 +163,7 @@ impl ImapConfig {
             user: user.into(),
             password: password.into(),
             oauth2: None,
+            login_hint: None,
         }
     }
 

@@ -30,6 +30,7 @@
 mod backoff;
 mod config;
 mod conn;
+mod early;
 mod error;
 mod fetch;
 mod framer;
@@ -64,7 +65,7 @@ pub use oauth2::{TokenFuture, TokenSource};
 pub use rate::RoundLimiter;
 pub use reconnect::{reconnect, ReconnectBackoff};
 pub use resume::Resuming;
-pub use session::{ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
+pub use session::{EarlyLogin, ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
 pub use transport::Transport;
 pub use types::{
     Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,

@@ -16,7 +16,7 @@ use std::pin::Pin;
 
 use async_imap::imap_proto::Response;
 use base64::Engine as _;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::config::{bare_host, ImapConfig, Password};
 use crate::conn::Conn;
@@ -178,16 +178,36 @@ pub(crate) async fn login(
     addr: &str,
     on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
 ) -> Result<Done, ImapError> {
-    let Some(source) = config.oauth2.as_deref() else {
-        return Err(ImapError::InvalidArgument(
-            "no OAuth 2.0 token source configured".into(),
-        ));
-    };
     // Checked before the token is asked for: no command runs in vain.
     let mech = Mechanism::choose(caps).ok_or_else(|| ImapError::OAuth2Unavailable {
         addr: addr.to_owned(),
         offered: offered(caps),
     })?;
+    let tag = conn.tag();
+    let mut segments = authenticate_segments(config, mech, &tag, caps.has("SASL-IR")).await?;
+    tracing::debug!(tag = %tag, user = %config.user, mechanism = mech.name(), "IMAP command AUTHENTICATE (OAuth 2.0) ***");
+    let result = conn
+        .authenticate(tag, &segments, mech.error_answer(), on_untagged)
+        .await;
+    crate::wire::wipe(&mut segments);
+    let (done, challenge) = result?;
+    outcome(done, challenge, mech, &config.user, addr)
+}
+
+/// Asks `config.oauth2` for a token and returns the `AUTHENTICATE`
+/// command for `mech` with it, tagged `tag` (see [`segments`]); wipe them
+/// with [`wipe`] once sent.
+pub(crate) async fn authenticate_segments(
+    config: &ImapConfig,
+    mech: Mechanism,
+    tag: &str,
+    sasl_ir: bool,
+) -> Result<Vec<Segment>, ImapError> {
+    let Some(source) = config.oauth2.as_deref() else {
+        return Err(ImapError::InvalidArgument(
+            "no OAuth 2.0 token source configured".into(),
+        ));
+    };
     let token = source
         .token()
         .await
@@ -198,17 +218,18 @@ pub(crate) async fn login(
     drop(token);
     let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*message));
     drop(message);
-    let tag = conn.tag();
-    let mut segments = segments(&tag, mech.name(), &encoded, caps.has("SASL-IR"));
-    drop(encoded);
-    tracing::debug!(tag = %tag, user = %user, mechanism = mech.name(), "IMAP command AUTHENTICATE (OAuth 2.0) ***");
-    let result = conn
-        .authenticate(tag, &segments, mech.error_answer(), on_untagged)
-        .await;
-    for s in &mut segments {
-        s.bytes.zeroize();
-    }
-    let (done, challenge) = result?;
+    Ok(segments(tag, mech.name(), &encoded, sasl_ir))
+}
+
+/// The tagged answer to `AUTHENTICATE` as a result: a `NO` is
+/// [`ImapError::TokenRejected`] with the server's decoded `challenge`.
+pub(crate) fn outcome(
+    done: Done,
+    challenge: Option<String>,
+    mech: Mechanism,
+    user: &str,
+    addr: &str,
+) -> Result<Done, ImapError> {
     match done.outcome {
         Outcome::Ok => Ok(done),
         Outcome::No => Err(ImapError::TokenRejected {

@@ -41,6 +41,20 @@ pub(crate) struct Selected {
     pub(crate) sizes: std::collections::BTreeMap<crate::types::Uid, u32>,
 }
 
+/// Whether a session logged in without waiting for the greeting (see
+/// [`ImapConfig::login_hint`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EarlyLogin {
+    /// No hint, or one that does not allow it: the greeting was awaited.
+    NotTried,
+    /// The login was sent before the greeting and succeeded.
+    Used,
+    /// The login sent before the greeting did not succeed (the hint was
+    /// stale, the server refused, the connection broke); the session
+    /// logged in the usual way on a second connection.
+    FellBack,
+}
+
 /// A logged-in IMAP session over TCP or TLS; implements
 /// [`crate::Transport`].
 ///
@@ -56,6 +70,10 @@ pub struct ImapSession {
     addr: String,
     peer: SocketAddr,
     greeting: String,
+    /// The capabilities the server advertised before login.
+    pre_login: Vec<String>,
+    /// Whether the login was sent before the greeting.
+    early: EarlyLogin,
     user: String,
     security: Security,
     /// How this session was made, for [`Transport::reconnect`].
@@ -90,8 +108,43 @@ impl ImapSession {
     ///   token is asked for); a `NO` gives [`ImapError::TokenRejected`] with
     ///   the server's decoded error, a failed token source
     ///   [`ImapError::TokenUnavailable`].
+    /// * With a [`ImapConfig::login_hint`] that allows it, the login is
+    ///   sent before the greeting has arrived; if that does not succeed,
+    ///   the session logs in once more the usual way, on a fresh
+    ///   connection, and that login's result is returned
+    ///   ([`ImapSession::early_login`] tells which it was).
     pub async fn connect(config: &ImapConfig) -> Result<ImapSession, ImapError> {
         let addr = config.addr();
+        let Some(mech) = crate::early::plan(config) else {
+            return Self::connect_greeted(config, addr, EarlyLogin::NotTried).await;
+        };
+        let (stream, peer) = open_stream(config, &addr).await?;
+        match crate::early::login(stream, config, mech).await {
+            Ok(done) => Ok(
+                Self::new(config, addr, peer, done.conn, done.caps, done.greeting)
+                    .with_login(done.pre_login, EarlyLogin::Used),
+            ),
+            Err(e) if crate::early::is_final(&e) => Err(e),
+            Err(e) => {
+                tracing::debug!(addr = %addr, error = %e, "IMAP login before the greeting failed; logging in again the usual way");
+                // A connection that broke on the way says nothing about
+                // the server: only a refusal turns early logins off.
+                let early = if crate::early::server_declined(&e) {
+                    EarlyLogin::FellBack
+                } else {
+                    EarlyLogin::NotTried
+                };
+                Self::connect_greeted(config, addr, early).await
+            }
+        }
+    }
+
+    /// Connects and logs in the usual way: the greeting first.
+    async fn connect_greeted(
+        config: &ImapConfig,
+        addr: String,
+        early: EarlyLogin,
+    ) -> Result<ImapSession, ImapError> {
         let (stream, peer) = open_stream(config, &addr).await?;
         let mut conn = Conn::new(stream, 0, 0);
         let greeted = greet(&mut conn, config, &addr).await?;
@@ -101,11 +154,24 @@ impl ImapSession {
             caps = read_capabilities(&mut conn).await?;
             conn.literal_plus = caps.literal_plus;
         }
+        let pre_login = caps.raw.clone();
         if greeted.status != Greeting::PreAuth {
             caps = authenticate(&mut conn, &caps, config, &addr).await?;
         }
+        Ok(Self::new(config, addr, peer, conn, caps, greeted.text).with_login(pre_login, early))
+    }
+
+    /// A logged-in session.
+    fn new(
+        config: &ImapConfig,
+        addr: String,
+        peer: SocketAddr,
+        conn: Conn,
+        caps: Capabilities,
+        greeting: String,
+    ) -> ImapSession {
         tracing::debug!(addr = %addr, user = %config.user, caps = ?caps.raw, "IMAP logged in");
-        Ok(ImapSession {
+        ImapSession {
             conn,
             caps,
             selected: None,
@@ -114,11 +180,33 @@ impl ImapSession {
             idle_refused: false,
             addr,
             peer,
-            greeting: greeted.text,
+            greeting,
+            pre_login: Vec::new(),
+            early: EarlyLogin::NotTried,
             user: config.user.clone(),
             security: config.security,
             config: config.clone(),
-        })
+        }
+    }
+
+    /// The session with what is known about its login.
+    fn with_login(mut self, pre_login: Vec<String>, early: EarlyLogin) -> ImapSession {
+        self.pre_login = pre_login;
+        self.early = early;
+        self
+    }
+
+    /// The capabilities the server advertised before login (after
+    /// STARTTLS with [`Security::StartTls`]): what to keep as the
+    /// [`ImapConfig::login_hint`] of the next connection. The hint's own
+    /// when the server's greeting had none and the login went early.
+    pub fn pre_login_capabilities(&self) -> &[String] {
+        &self.pre_login
+    }
+
+    /// Whether this session logged in before the greeting.
+    pub fn early_login(&self) -> EarlyLogin {
+        self.early
     }
 
     /// A new session made like this one (same server, login and poll
@@ -462,44 +550,13 @@ async fn password_login(
     let user = config.user.as_str();
     let password = config.password.expose();
     let (done, label) = if caps.has("AUTH=PLAIN") {
-        let mut token = Vec::with_capacity(user.len() + password.len() + 2);
-        token.push(0);
-        token.extend_from_slice(user.as_bytes());
-        token.push(0);
-        token.extend_from_slice(password.as_bytes());
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&token);
-        zeroize::Zeroize::zeroize(&mut token);
         let tag = conn.tag();
-        let segments = if caps.has("SASL-IR") {
-            let line = format!("{tag} AUTHENTICATE PLAIN {encoded}\r\n");
-            vec![Segment {
-                bytes: line.into_bytes(),
-                wait_continuation: false,
-            }]
-        } else {
-            vec![
-                Segment {
-                    bytes: format!("{tag} AUTHENTICATE PLAIN\r\n").into_bytes(),
-                    wait_continuation: true,
-                },
-                Segment {
-                    bytes: format!("{encoded}\r\n").into_bytes(),
-                    wait_continuation: false,
-                },
-            ]
-        };
-        drop(zeroize::Zeroizing::new(encoded));
+        let mut segments = plain_segments(&tag, user, password, caps.has("SASL-IR"));
         tracing::debug!(tag = %tag, user = %user, "IMAP command AUTHENTICATE PLAIN ***");
-        let done = conn
-            .run_segments(
-                tag,
-                "AUTHENTICATE",
-                crate::limits::Limits::default(),
-                segments,
-                collect,
-            )
-            .await;
-        (done?, "AUTHENTICATE PLAIN")
+        // A challenge after the credentials is answered with `*` (cancel).
+        let done = conn.authenticate(tag, &segments, b"*\r\n", collect).await;
+        crate::wire::wipe(&mut segments);
+        (done?.0, "AUTHENTICATE PLAIN")
     } else if caps.has("LOGINDISABLED") {
         return Err(ImapError::No {
             command: "LOGIN".into(),
@@ -519,5 +576,35 @@ async fn password_login(
             server_text: done.text,
         }),
         _ => Err(done.into_error(label.to_owned())),
+    }
+}
+
+/// `AUTHENTICATE PLAIN` tagged `tag` with the initial response on its line
+/// (SASL-IR, RFC 4959), or after the server's `+`. Every copy of the
+/// credentials made here is wiped; wipe the segments once sent.
+pub(crate) fn plain_segments(tag: &str, user: &str, password: &str, sasl_ir: bool) -> Vec<Segment> {
+    let mut token = zeroize::Zeroizing::new(Vec::with_capacity(user.len() + password.len() + 2));
+    token.push(0);
+    token.extend_from_slice(user.as_bytes());
+    token.push(0);
+    token.extend_from_slice(password.as_bytes());
+    let encoded =
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*token));
+    if sasl_ir {
+        vec![Segment {
+            bytes: format!("{tag} AUTHENTICATE PLAIN {}\r\n", &*encoded).into_bytes(),
+            wait_continuation: false,
+        }]
+    } else {
+        vec![
+            Segment {
+                bytes: format!("{tag} AUTHENTICATE PLAIN\r\n").into_bytes(),
+                wait_continuation: true,
+            },
+            Segment {
+                bytes: format!("{}\r\n", &*encoded).into_bytes(),
+                wait_continuation: false,
+            },
+        ]
     }
 }

@@ -38,6 +38,14 @@ pub(crate) struct Segment {
     pub(crate) wait_continuation: bool,
 }
 
+/// Wipes the bytes of sent segments that carried a secret (a password, a
+/// token).
+pub(crate) fn wipe(segments: &mut [Segment]) {
+    for s in segments {
+        zeroize::Zeroize::zeroize(&mut s.bytes);
+    }
+}
+
 impl<'a> Command<'a> {
     /// Starts a command with its name (e.g. `"UID FETCH"`).
     pub(crate) fn new(name: &str) -> Self {

@@ -7,7 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{config, fresh_folder, message, server, session};
-use sma_imap::{CreateOutcome, IdleOutcome, ImapError, ImapSession, Security, Transport, UidRange};
+use sma_imap::{
+    CreateOutcome, EarlyLogin, IdleOutcome, ImapError, ImapSession, Security, Transport, UidRange,
+};
 
 #[tokio::test]
 async fn tls_with_private_ca() {
@@ -25,6 +27,51 @@ async fn tls_with_private_ca() {
     assert!(s.commands_sent() >= 1);
     s.noop().await.unwrap();
     s.logout().await.unwrap();
+}
+
+/// With the pre-login capabilities of a first session as the hint, the
+/// next session sends its login before Dovecot's greeting (TLS and plain),
+/// in one command with the capabilities in the OK; STARTTLS never does; a
+/// wrong password is still rejected as such.
+#[tokio::test]
+async fn a_hint_from_a_first_session_logs_in_before_the_greeting() {
+    let d = server();
+    for security in [Security::Tls, Security::Plain] {
+        let mut c = config(d, 1, security);
+        let first = ImapSession::connect(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first.early_login(), EarlyLogin::NotTried);
+        let hint = first.pre_login_capabilities().to_vec();
+        for cap in ["SASL-IR", "AUTH=PLAIN"] {
+            assert!(hint.iter().any(|c| c == cap), "{security}: {hint:?}");
+        }
+        first.logout().await.unwrap();
+        c.login_hint = Some(hint.clone());
+        let mut s = ImapSession::connect(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{security}: {e}\n{}", d.log()));
+        assert_eq!(s.early_login(), EarlyLogin::Used, "{security}");
+        assert_eq!(s.is_tls(), security == Security::Tls);
+        assert_eq!(s.commands_sent(), 1, "the login, capabilities in its OK");
+        assert!(s.capabilities().has("NAMESPACE"), "post-login capabilities");
+        assert_eq!(s.pre_login_capabilities(), &hint[..]);
+        assert!(s.server_greeting().contains("Dovecot"));
+        s.noop().await.unwrap();
+        s.logout().await.unwrap();
+
+        c.password = "wrong".into();
+        let e = ImapSession::connect(&c).await.unwrap_err();
+        assert!(matches!(e, ImapError::AuthRejected { .. }), "{e:?}");
+    }
+    let mut c = config(d, 1, Security::StartTls);
+    c.login_hint = Some(vec![
+        "IMAP4rev1".into(),
+        "SASL-IR".into(),
+        "AUTH=PLAIN".into(),
+    ]);
+    let s = ImapSession::connect(&c).await.unwrap();
+    assert_eq!(s.early_login(), EarlyLogin::NotTried);
 }
 
 #[tokio::test]

@@ -367,3 +367,30 @@ async fn every_connection_asks_for_a_new_token() {
     assert!(e.is_auth(), "{e:?}");
     assert_eq!(tokens.calls(), 2, "a rejected token is not retried");
 }
+
+/// With a hint from a first session, the OAuth 2.0 login goes before the
+/// greeting; a rejected token is still `TokenRejected`, from the usual
+/// login that follows (which asks for a token again).
+#[tokio::test]
+async fn dovecot_takes_an_oauth2_login_before_the_greeting() {
+    let d = oauth_server();
+    let token = d.oauth2_token(1, 600);
+    let tokens = Tokens::new(&[Ok(&token)]);
+    let mut c = dovecot_config(1, Security::Tls, tokens.clone());
+    let first = ImapSession::connect(&c).await.expect("first");
+    assert_eq!(first.early_login(), sma_imap::EarlyLogin::NotTried);
+    c.login_hint = Some(first.pre_login_capabilities().to_vec());
+    let mut t = ImapSession::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    assert_eq!(t.early_login(), sma_imap::EarlyLogin::Used);
+    assert_eq!(tokens.calls(), 2);
+    t.noop().await.expect("usable");
+
+    let expired = Tokens::new(&[Ok(&d.oauth2_token(1, -60))]);
+    let mut c = dovecot_config(1, Security::Tls, expired.clone());
+    c.login_hint = Some(first.pre_login_capabilities().to_vec());
+    let e = ImapSession::connect(&c).await.expect_err("expired");
+    assert!(matches!(e, ImapError::TokenRejected { .. }), "{e:?}");
+    assert_eq!(expired.calls(), 2, "the early login, then the usual one");
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sma_imap::{
-    CreateOutcome, IdleOutcome, ImapConfig, ImapError, ImapSession, Security, Transport,
+    CreateOutcome, EarlyLogin, IdleOutcome, ImapConfig, ImapError, ImapSession, Security, Transport,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -29,6 +29,12 @@ struct Opts {
     /// The first `UID EXPUNGE` expunges nothing, as when a server runs it
     /// beside the pipelined `UID STORE` that flags the message.
     first_expunge_misses: bool,
+    /// SASL-IR: `AUTHENTICATE` may carry its initial response.
+    sasl_ir: bool,
+    /// The greeting is written only after this long.
+    greeting_delay_ms: u64,
+    /// A command that arrived before the greeting is answered with BAD.
+    bad_before_greeting: bool,
 }
 
 /// Shared between the test and the server.
@@ -45,6 +51,8 @@ struct World {
     continuations: AtomicU32,
     /// Whether a `UID EXPUNGE` has been answered yet.
     expunged_once: std::sync::atomic::AtomicBool,
+    /// How many connections sent a command before the greeting was written.
+    before_greeting: AtomicU32,
 }
 
 impl World {
@@ -83,6 +91,7 @@ fn caps(o: &Opts) -> String {
         (o.idle, "IDLE"),
         (o.literal_plus, "LITERAL+"),
         (o.starttls, "STARTTLS"),
+        (o.sasl_ir, "SASL-IR"),
     ] {
         if on {
             c.push(' ');
@@ -142,21 +151,75 @@ fn arg(cmd: &str, i: usize) -> String {
         .to_owned()
 }
 
+/// Whether the client sent something within `delay_ms` of connecting,
+/// before any greeting.
+async fn sent_before_greeting(sock: &tokio::net::TcpStream, delay_ms: u64) -> bool {
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    let mut buf = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_millis(1), sock.peek(&mut buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+/// `AUTHENTICATE PLAIN`, with the initial response on the line or after
+/// `+`: whether the credentials are bob's.
+async fn authenticate_plain<R, W>(rest: &str, r: &mut BufReader<R>, w: &mut W) -> Option<bool>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use base64::Engine as _;
+    let mut words = rest.split(' ').skip(1);
+    if !words.next()?.eq_ignore_ascii_case("PLAIN") {
+        return Some(false);
+    }
+    let response = match words.next() {
+        Some(ir) => ir.to_owned(),
+        None => {
+            w.write_all(b"+ \r\n").await.ok()?;
+            let mut line = String::new();
+            r.read_line(&mut line).await.ok()?;
+            line.trim_end().to_owned()
+        }
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(response)
+        .ok()?;
+    Some(decoded == "\0bob\0pässword \"q\"".as_bytes())
+}
+
 async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
+    let early = o.greeting_delay_ms > 0 && sent_before_greeting(&sock, o.greeting_delay_ms).await;
+    if early {
+        world.before_greeting.fetch_add(1, Ordering::SeqCst);
+    }
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     let greet = format!("* OK [CAPABILITY {}] Scripted ready.\r\n", caps(&o));
     if w.write_all(greet.as_bytes()).await.is_err() {
         return;
     }
+    let mut first = true;
     while let Some(cmd) = read_command(&mut r, &mut w, &world).await {
         world.log.lock().unwrap().push(cmd.clone());
         let (tag, rest) = cmd.split_once(' ').unwrap_or((&cmd, ""));
         let verb = rest.split(' ').next().unwrap_or("").to_ascii_uppercase();
         let mut out = String::new();
         let ok = format!("{tag} OK done\r\n");
+        let refuse = std::mem::take(&mut first) && early && o.bad_before_greeting;
         match verb.as_str() {
+            _ if refuse => out = format!("{tag} BAD Wait for the greeting\r\n"),
             "CAPABILITY" => out = format!("* CAPABILITY {}\r\n{ok}", caps(&o)),
+            "AUTHENTICATE" if o.auth_plain => {
+                out = match authenticate_plain(rest, &mut r, &mut w).await {
+                    Some(true) => format!("{tag} OK Logged in\r\n"),
+                    Some(false) => {
+                        format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+                    }
+                    None => return,
+                }
+            }
             "LOGIN" => {
                 if rest == "LOGIN \"bob\" pässword \"q\"" || rest.ends_with("pässword \"q\"") {
                     out = format!("{tag} OK Logged in\r\n");
@@ -549,4 +612,106 @@ async fn an_idle_longer_than_the_command_timeout_ends_cleanly() {
     assert!(!s.is_lost());
     let dones = world.commands().iter().filter(|c| *c == "DONE").count();
     assert_eq!(dones, 3);
+}
+
+/// A server that takes the login before its greeting: with the
+/// capabilities of a first session as the hint, the second session's
+/// `AUTHENTICATE` arrives before the greeting is written, and logs in.
+#[tokio::test]
+async fn with_a_hint_the_login_goes_before_the_greeting() {
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 200,
+        ..Opts::default()
+    })
+    .await;
+    let s = ImapSession::connect(&c).await.unwrap();
+    assert_eq!(s.early_login(), EarlyLogin::NotTried);
+    assert_eq!(world.before_greeting.load(Ordering::SeqCst), 0);
+    let hint = s.pre_login_capabilities().to_vec();
+    assert!(hint.iter().any(|c| c == "SASL-IR"), "{hint:?}");
+    s.logout().await.unwrap();
+
+    c.login_hint = Some(hint.clone());
+    world.log.lock().unwrap().clear();
+    let s = ImapSession::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.early_login(), EarlyLogin::Used);
+    assert_eq!(world.before_greeting.load(Ordering::SeqCst), 1);
+    let cmds = world.commands();
+    assert!(cmds[0].contains("AUTHENTICATE PLAIN "), "{cmds:?}");
+    assert!(cmds[1].ends_with("CAPABILITY"), "{cmds:?}");
+    assert_eq!(s.commands_sent(), 2);
+    assert_eq!(s.pre_login_capabilities(), &hint[..]);
+    assert_eq!(s.server_greeting(), "Scripted ready.");
+}
+
+/// A hint that no longer holds (the server dropped SASL-IR, or refuses a
+/// command before its greeting): one more connection, the usual login.
+#[tokio::test]
+async fn a_stale_hint_falls_back_to_the_usual_login() {
+    let hint: Vec<String> = ["IMAP4rev1", "AUTH=PLAIN", "SASL-IR"]
+        .map(String::from)
+        .to_vec();
+    let no_sasl_ir = Opts {
+        auth_plain: true,
+        greeting_delay_ms: 100,
+        ..Opts::default()
+    };
+    let refuses = Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 100,
+        bad_before_greeting: true,
+        ..Opts::default()
+    };
+    for (opts, has_sasl_ir) in [(no_sasl_ir, false), (refuses, true)] {
+        let (mut c, world) = start(opts).await;
+        c.login_hint = Some(hint.clone());
+        let mut s = ImapSession::connect(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.early_login(), EarlyLogin::FellBack);
+        assert_eq!(world.before_greeting.load(Ordering::SeqCst), 1);
+        let has = s.pre_login_capabilities().iter().any(|c| c == "SASL-IR");
+        assert_eq!(has, has_sasl_ir);
+        let logins = world
+            .commands()
+            .iter()
+            .filter(|c| c.contains("AUTHENTICATE PLAIN"))
+            .count();
+        assert_eq!(logins, 2, "{:?}", world.commands());
+        s.noop().await.unwrap();
+    }
+}
+
+/// A wrong password with a hint is still `AuthRejected`, and is tried
+/// once: a server that answers `NO [AUTHENTICATIONFAILED]` read the login,
+/// so a second one would only count twice against the account.
+#[tokio::test]
+async fn a_wrong_password_with_a_hint_is_rejected() {
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        ..Opts::default()
+    })
+    .await;
+    c.login_hint = Some(
+        ["IMAP4rev1", "AUTH=PLAIN", "SASL-IR"]
+            .map(String::from)
+            .to_vec(),
+    );
+    c.password = "nope".into();
+    let e = ImapSession::connect(&c).await.unwrap_err();
+    assert!(matches!(e, ImapError::AuthRejected { .. }), "{e:?}");
+    assert!(e.to_string().contains("Authentication failed."), "{e}");
+    assert!(!e.to_string().contains("nope"), "{e}");
+    let logins = world
+        .commands()
+        .iter()
+        .filter(|c| c.contains("AUTHENTICATE PLAIN"))
+        .count();
+    assert_eq!(logins, 1, "{:?}", world.commands());
 }

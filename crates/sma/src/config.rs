@@ -50,7 +50,8 @@ impl ServerConfig {
 
     /// The transport configuration: with the password, or, when a token
     /// command is set, with that command as the source of access tokens
-    /// (the password is then ignored and may be empty).
+    /// (the password is then ignored and may be empty). Without a login
+    /// hint: [`crate::Device::imap_config`] adds the stored one.
     pub fn imap_config(&self, password: &Password) -> ImapConfig {
         let config = ImapConfig {
             host: self.host.clone(),
@@ -61,6 +62,7 @@ impl ServerConfig {
             user: self.user.clone(),
             password: password.clone(),
             oauth2: None,
+            login_hint: None,
         };
         match &self.oauth2_token_command {
             Some(cmd) => config.with_oauth2(Arc::new(TokenCommand::new(cmd.clone()))),

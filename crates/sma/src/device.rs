@@ -164,9 +164,13 @@ impl Device {
         self.info.folders.inbox(&self.info.id)
     }
 
-    /// Connects to the server with the stored settings.
-    pub async fn connect(&self, password: &Password) -> Result<ImapSession> {
-        Ok(ImapSession::connect(&self.info.server.imap_config(password)).await?)
+    /// Connects to the server with the stored settings and login hint, and
+    /// keeps what the login learnt as the next hint
+    /// ([`Device::remember_login`]).
+    pub async fn connect(&mut self, password: &Password) -> Result<ImapSession> {
+        let session = ImapSession::connect(&self.imap_config(password)?).await?;
+        self.remember_login(&session);
+        Ok(session)
     }
 
     /// Fails unless this device is a member (exit 4 if removed).
@@ -258,7 +262,8 @@ impl Device {
     }
 
     /// Stores new connection settings (`sma config set server.…`). The
-    /// login cannot change: it is the account the device belongs to.
+    /// login cannot change: it is the account the device belongs to. A new
+    /// host, port or security drops the stored login hint.
     pub fn set_server(&mut self, server: ServerConfig) -> Result<()> {
         if server.user != self.info.server.user {
             return Err(Error::Usage(
@@ -266,9 +271,18 @@ impl Device {
             ));
         }
         let previous = std::mem::replace(&mut self.info.server, server);
+        let now = &self.info.server;
+        // What an earlier server advertised says nothing about this one.
+        let other_server = (&now.host, now.port, now.security)
+            != (&previous.host, previous.port, previous.security);
         let saved = self.info_json().and_then(|info| {
-            self.store
-                .write(|db| db.set_meta("device", &info).map_err(Error::from))
+            self.store.write(|db| {
+                db.set_meta("device", &info)?;
+                if other_server {
+                    db.set_meta(crate::login_hint::META_LOGIN_HINT, "")?;
+                }
+                Ok::<_, Error>(())
+            })
         });
         if saved.is_err() {
             self.info.server = previous;

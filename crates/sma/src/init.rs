@@ -90,7 +90,17 @@ pub async fn init(opts: InitOptions, password: &Password) -> Result<InitReport> 
     check_home_free(&opts.home)?;
     let mut t = ImapSession::connect(&opts.server.imap_config(password)).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let home = opts.home.clone();
     let report = init_on(&mut t, opts, clock, Box::new(rand::rngs::OsRng)).await?;
+    // The first login hint: the next command need not wait for the greeting.
+    match Store::open(&home.join(STORE_FILE)) {
+        Ok(mut store) => {
+            if let Err(e) = crate::login_hint::remember(&mut store, &t) {
+                tracing::warn!(error = %e, "cannot store the IMAP login hint");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot store the IMAP login hint"),
+    }
     let _ = t.logout().await;
     Ok(report)
 }

@@ -38,6 +38,7 @@ pub mod init;
 mod join;
 pub mod keys;
 pub mod lifecycle;
+mod login_hint;
 pub mod oauth2;
 mod outbound;
 pub mod pair;

@@ -33,7 +33,7 @@ impl Device {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         tokio::pin!(stop);
-        let config = self.info.server.imap_config(password);
+        let config = self.imap_config(password)?;
         let jitter_seed = self.rng.next_u64();
         let mut backoff = ReconnectBackoff::new(
             Backoff::default().with_seeded_jitter(jitter_seed),

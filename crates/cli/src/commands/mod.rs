@@ -147,7 +147,7 @@ impl Ctx<'_> {
     }
 
     pub(crate) async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
-        let dev = self.open()?;
+        let mut dev = self.open()?;
         let password = self.password(Some(&dev))?;
         doctor::warn_if_insecure(&dev.info().server);
         let session = dev.connect(&password).await?;

@@ -95,12 +95,13 @@ impl Core {
         if self.session.is_none() {
             let password = self.password()?;
             // Not `Device::connect`: its future holds `&Device`, which is not `Sync`.
-            let server = &self.device()?.info().server;
-            crate::commands::warn_if_insecure(server);
-            let config = server.imap_config(&password);
+            let dev = self.device()?;
+            crate::commands::warn_if_insecure(&dev.info().server);
+            let config = dev.imap_config(&password)?;
             let t = ImapSession::connect(&config)
                 .await
                 .map_err(sma::Error::from)?;
+            self.device()?.remember_login(&t);
             self.session = Some((t, Instant::now()));
         }
         match (&mut self.dev, &mut self.session) {

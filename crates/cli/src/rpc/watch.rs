@@ -22,7 +22,7 @@ pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
         let mut g = shared.core.lock().await;
         let password = g.password()?;
         let dev = g.device()?;
-        dev.info().server.imap_config(&password)
+        dev.imap_config(&password)?
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let s = shared.clone();

@@ -12,6 +12,9 @@ use crate::wire::Segment;
 /// The longest challenge kept (the line itself is bounded by the framer).
 const MAX_CHALLENGE: usize = 8 * 1024;
 
+/// The command's name, for messages.
+const NAME: &str = "AUTHENTICATE";
+
 /// What came in answer to `AUTHENTICATE`.
 enum Sasl {
     Done(Done),
@@ -33,21 +36,48 @@ impl Conn {
         answer: &[u8],
         on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
     ) -> Result<(Done, Option<String>), ImapError> {
-        const NAME: &str = "AUTHENTICATE";
+        if let Some(done) = self.send_authenticate(&tag, segments, on_untagged).await? {
+            return Ok((done, None));
+        }
+        self.finish_authenticate(tag, answer, on_untagged).await
+    }
+
+    /// The sending half of [`Conn::authenticate`]: writes `segments`
+    /// (waiting for `+` where a segment asks for it). `Some(done)` when the
+    /// server completed the command before it was all sent. Afterwards the
+    /// tagged answer is outstanding: [`Conn::finish_authenticate`] reads it
+    /// (the greeting may be read in between, for a login sent before it).
+    pub(crate) async fn send_authenticate(
+        &mut self,
+        tag: &str,
+        segments: &[Segment],
+        on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
+    ) -> Result<Option<Done>, ImapError> {
         self.begin(NAME, Limits::default());
         self.commands_sent += 1;
         for seg in segments {
             self.state = State::Writing;
             self.write_all(&seg.bytes, NAME).await?;
             if seg.wait_continuation {
-                self.state = State::AwaitingContinuation(tag.clone());
-                if let Some(done) = self.wait_continuation(&tag, NAME, on_untagged).await? {
+                self.state = State::AwaitingContinuation(tag.to_owned());
+                if let Some(done) = self.wait_continuation(tag, NAME, on_untagged).await? {
                     self.state = State::Ready;
-                    return Ok((done, None));
+                    return Ok(Some(done));
                 }
             }
         }
-        self.state = State::AwaitingTagged(tag.clone());
+        self.state = State::AwaitingTagged(tag.to_owned());
+        Ok(None)
+    }
+
+    /// The reading half of [`Conn::authenticate`]: the tagged answer,
+    /// answering one challenge with `answer`.
+    pub(crate) async fn finish_authenticate(
+        &mut self,
+        tag: String,
+        answer: &[u8],
+        on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
+    ) -> Result<(Done, Option<String>), ImapError> {
         let mut challenge: Option<String> = None;
         loop {
             let got = self

@@ -1,0 +1,145 @@
+//! The login hint: the capabilities the server advertised before login on
+//! the last connection, kept in the store (key `imap_login_hint`, the
+//! capabilities separated by spaces; not a secret) and passed as
+//! [`ImapConfig::login_hint`] to the next one, which may then send its
+//! login without waiting for the greeting (one round trip less).
+//!
+//! The hint is dropped when the server's host, port or security changes.
+//! When a login sent before the greeting failed although the server's
+//! capabilities still allowed it (a server that does not take commands
+//! before its greeting), the stored value becomes `off` and the device
+//! waits for the greeting from then on, until the server settings change.
+
+use sma_imap::{EarlyLogin, ImapConfig, ImapSession, Password, Security};
+use sma_store::Store;
+
+use crate::device::Device;
+use crate::error::Result;
+
+/// The store key.
+pub(crate) const META_LOGIN_HINT: &str = "imap_login_hint";
+
+/// The stored value that turns logins before the greeting off.
+const OFF: &str = "off";
+
+/// What the store holds.
+#[derive(Debug, PartialEq, Eq)]
+enum Stored {
+    /// Nothing (or an empty value: dropped).
+    Nothing,
+    /// The capabilities of the last connection.
+    Caps(Vec<String>),
+    /// Logins before the greeting failed on this server.
+    Off,
+}
+
+impl Stored {
+    fn parse(value: Option<String>) -> Stored {
+        match value.as_deref().map(str::trim) {
+            None | Some("") => Stored::Nothing,
+            Some(OFF) => Stored::Off,
+            Some(caps) => Stored::Caps(caps.split(' ').map(str::to_owned).collect()),
+        }
+    }
+}
+
+/// The value to store after a successful login, or `None` to leave the
+/// stored one as it is.
+fn next_value(stored: &Stored, session_caps: &[String], early: EarlyLogin) -> Option<String> {
+    let same = matches!(stored, Stored::Caps(c) if c == session_caps);
+    match stored {
+        Stored::Off => None,
+        // The hint still described the server and the early login failed
+        // anyway: the server does not take it.
+        _ if same && early == EarlyLogin::FellBack => Some(OFF.to_owned()),
+        _ if same => None,
+        // Nothing a later value could use (no capabilities, or one with
+        // a space, which the stored form cannot keep).
+        _ if session_caps.is_empty() || session_caps.iter().any(|c| c.contains(' ')) => None,
+        _ => Some(session_caps.join(" ")),
+    }
+}
+
+/// Stores what `session` learnt about the server in `store`, if it
+/// changes the hint. A connection secured by STARTTLS never uses a hint:
+/// nothing is stored for it.
+pub(crate) fn remember(store: &mut Store, session: &ImapSession) -> Result<()> {
+    if session.security() == Security::StartTls {
+        return Ok(());
+    }
+    let stored = Stored::parse(store.read().meta(META_LOGIN_HINT)?);
+    let Some(value) = next_value(
+        &stored,
+        session.pre_login_capabilities(),
+        session.early_login(),
+    ) else {
+        return Ok(());
+    };
+    tracing::debug!(hint = %value, "IMAP login hint stored");
+    store.write(|db| db.set_meta(META_LOGIN_HINT, &value))?;
+    Ok(())
+}
+
+impl Device {
+    /// The transport configuration of [`crate::ServerConfig::imap_config`]
+    /// with the stored login hint (see [`ImapConfig::login_hint`]).
+    pub fn imap_config(&self, password: &Password) -> Result<ImapConfig> {
+        let mut config = self.info().server.imap_config(password);
+        if let Stored::Caps(caps) = Stored::parse(self.store.read().meta(META_LOGIN_HINT)?) {
+            config.login_hint = Some(caps);
+        }
+        Ok(config)
+    }
+
+    /// Keeps the capabilities `session` saw before login as the hint of
+    /// the next connection, if they differ from the stored ones. A failure
+    /// to store them is only logged: the session is fine either way.
+    pub fn remember_login(&mut self, session: &ImapSession) {
+        if let Err(e) = remember(&mut self.store, session) {
+            tracing::warn!(error = %e, "cannot store the IMAP login hint");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn stored_values_read_back() {
+        assert_eq!(Stored::parse(None), Stored::Nothing);
+        assert_eq!(Stored::parse(Some(String::new())), Stored::Nothing);
+        assert_eq!(Stored::parse(Some("off".into())), Stored::Off);
+        assert_eq!(
+            Stored::parse(Some("IMAP4rev1 SASL-IR".into())),
+            Stored::Caps(caps(&["IMAP4rev1", "SASL-IR"]))
+        );
+    }
+
+    #[test]
+    fn only_changes_are_stored_and_a_refusing_server_turns_it_off() {
+        let c = caps(&["IMAP4rev1", "SASL-IR", "AUTH=PLAIN"]);
+        let joined = Some("IMAP4rev1 SASL-IR AUTH=PLAIN".to_owned());
+        assert_eq!(
+            next_value(&Stored::Nothing, &c, EarlyLogin::NotTried),
+            joined
+        );
+        let same = Stored::Caps(c.clone());
+        assert_eq!(next_value(&same, &c, EarlyLogin::Used), None);
+        assert_eq!(
+            next_value(&same, &c, EarlyLogin::FellBack),
+            Some("off".into())
+        );
+        let older = Stored::Caps(caps(&["IMAP4rev1"]));
+        assert_eq!(next_value(&older, &c, EarlyLogin::FellBack), joined);
+        assert_eq!(next_value(&Stored::Off, &c, EarlyLogin::NotTried), None);
+        assert_eq!(
+            next_value(&Stored::Nothing, &[], EarlyLogin::NotTried),
+            None
+        );
+    }
+}
