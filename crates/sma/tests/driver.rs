@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use rand::SeedableRng;
 use sma::clock::SystemClock;
 use sma::init::{InitOptions, InitReport};
@@ -18,7 +19,7 @@ use sma_imap::UidRange;
 use sma_proto::autocrypt::{AutocryptHeader, Observation};
 use sma_proto::envelope::{peek_marker, Kind};
 use sma_proto::folders::Layout;
-use sma_proto::state::PreferEncrypt;
+use sma_proto::state::{Change, PeerState, PreferEncrypt};
 use tempfile::TempDir;
 
 const ACCOUNT: &str = "alice@example.org";
@@ -383,4 +384,85 @@ async fn pairing_survives_dropped_connections() {
             "every {every_ms} ms: pairing messages left: {left:?}"
         );
     }
+}
+
+/// Sends `body` from `a` to `to` as a `text` message and notes it in `sent`.
+async fn send_text(
+    server: &MemoryServer,
+    a: &mut Device,
+    to: &DeviceId,
+    body: &str,
+    sent: &mut Vec<String>,
+) {
+    let mut t = server.connect();
+    a.send(&mut t, Some(to), "text", body.as_bytes())
+        .await
+        .expect("send");
+    sent.push(body.to_owned());
+}
+
+/// A peer's inbox gets a new UIDVALIDITY right after our sync message is
+/// appended to it (PROTOCOL 11.3; the sweep's seed 6722): the UID the
+/// APPEND answered belongs to the old UIDVALIDITY and must never be
+/// recorded with the new one, or replacing that sync message later deletes
+/// whatever message the new numbering gives that UID — here one of our own
+/// application messages, which would be lost.
+#[tokio::test]
+async fn a_uidvalidity_change_right_after_a_sync_append_deletes_nothing_else() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 2).await;
+    let to = p.b.id().clone();
+    let inbox = p.b.inbox();
+    // UIDs in b's inbox climb past the count of messages it will hold.
+    for i in 0..8 {
+        let mut t = p.server.connect();
+        let body = format!("gap {i}");
+        p.a.send(&mut t, Some(&to), "text", body.as_bytes())
+            .await
+            .expect("send");
+        let mut t = p.server.connect();
+        let got = p.b.recv(&mut t, Duration::ZERO).await.expect("recv");
+        p.b.delivered(&got).expect("delivered");
+    }
+    let mut sent = Vec::new();
+    send_text(&p.server, &mut p.a, &to, "first", &mut sent).await;
+    // b is offline. a's next sync message is appended, then the provider
+    // renumbers b's inbox.
+    p.server.lock().reset_uid_validity_after_next_append(&inbox);
+    p.a.record_change(Change::Peer(PeerState::new("carol@example.net")))
+        .expect("record");
+    let mut t = p.server.connect();
+    let _ = p.a.sync(&mut t).await; // may see its connection cut
+                                    // New messages fill the renumbered inbox past the UID that APPEND gave.
+    for i in 0..30 {
+        send_text(&p.server, &mut p.a, &to, &format!("after {i}"), &mut sent).await;
+    }
+    // a replaces its sync message (twice, so both branches of the
+    // replacement run), then b reads everything.
+    for peer in ["dave@example.com", "erin@example.com"] {
+        p.a.record_change(Change::Peer(PeerState::new(peer)))
+            .expect("record");
+        let mut t = p.server.connect();
+        p.a.sync(&mut t).await.expect("a sync");
+    }
+    let mut t = p.server.connect();
+    let got = p.b.recv(&mut t, Duration::ZERO).await.expect("recv");
+    p.b.delivered(&got).expect("delivered");
+    let mut bodies: Vec<String> = got
+        .iter()
+        .map(|m| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(&m.body_b64)
+                .expect("base64");
+            String::from_utf8(raw).expect("utf-8")
+        })
+        .collect();
+    bodies.sort();
+    sent.sort();
+    assert_eq!(bodies, sent, "every application message arrives once");
+    assert_eq!(
+        p.b.core().group().keyring().len(),
+        3,
+        "every keyring change arrives"
+    );
 }

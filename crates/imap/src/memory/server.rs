@@ -86,6 +86,8 @@ pub struct Server {
     pub(crate) archiving: Option<super::archive::Archiving>,
     /// What the server advertises (see [`Server::set_capabilities`]).
     pub(crate) capabilities: Vec<String>,
+    /// Fault armed by [`Server::reset_uid_validity_after_next_append`].
+    reset_after_append: Option<String>,
 }
 
 impl Default for Server {
@@ -105,6 +107,7 @@ impl Default for Server {
             capabilities: super::archive::DEFAULT_CAPABILITIES
                 .map(String::from)
                 .to_vec(),
+            reset_after_append: None,
         };
         s.create_folder("INBOX");
         s
@@ -296,7 +299,18 @@ impl Server {
         f.uid_next += 1;
         f.messages.insert(uid, Message::new(message));
         f.version += 1;
+        if self.reset_after_append.as_deref() == Some(folder) {
+            self.reset_after_append = None;
+            self.reset_uid_validity(folder);
+        }
         Ok(uid)
+    }
+
+    /// Fault: right after the next APPEND to `folder` has taken effect
+    /// (and its UID is answered), [`Server::reset_uid_validity`] on it:
+    /// the appender's APPENDUID names the old UIDVALIDITY.
+    pub fn reset_uid_validity_after_next_append(&mut self, folder: &str) {
+        self.reset_after_append = Some(folder.to_owned());
     }
 
     /// Accepts an APPEND without making the message visible yet.
