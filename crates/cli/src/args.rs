@@ -122,6 +122,9 @@ pub enum Command {
     )]
     Init(InitArgs),
     /// Pair a pending device: show a code and wait until it has joined.
+    ///
+    /// Ends with exit 1 ("gone from its inbox") if the device joined
+    /// through another member's code meanwhile.
     Pair {
         /// The pending device to pair [default: the newest one].
         #[arg(long, value_name = "ID")]
@@ -131,6 +134,12 @@ pub enum Command {
         timeout: u64,
     },
     /// Complete pairing on this (pending) device with the code shown by `sma pair`.
+    ///
+    /// If two members show codes for this device at once, type either: the
+    /// code's first digit says which member's request it belongs to, and
+    /// the other member's `pair` ends on its own. A first digit that fits no
+    /// waiting request exits 3 at once without using any code: type it
+    /// again.
     Join {
         /// The code shown on the member device (spaces and dashes are
         /// ignored). Without it, sma asks for the code on the terminal, or
