@@ -246,7 +246,7 @@ pub(crate) fn outcome(
 
 /// The `AUTHENTICATE` command with the initial response on its line
 /// (SASL-IR, RFC 4959), or after the server's `+`.
-fn segments(tag: &str, mech: &str, encoded: &str, sasl_ir: bool) -> Vec<Segment> {
+pub(crate) fn segments(tag: &str, mech: &str, encoded: &str, sasl_ir: bool) -> Vec<Segment> {
     if sasl_ir {
         vec![Segment {
             bytes: format!("{tag} AUTHENTICATE {mech} {encoded}\r\n").into_bytes(),

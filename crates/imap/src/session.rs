@@ -590,21 +590,5 @@ pub(crate) fn plain_segments(tag: &str, user: &str, password: &str, sasl_ir: boo
     token.extend_from_slice(password.as_bytes());
     let encoded =
         zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*token));
-    if sasl_ir {
-        vec![Segment {
-            bytes: format!("{tag} AUTHENTICATE PLAIN {}\r\n", &*encoded).into_bytes(),
-            wait_continuation: false,
-        }]
-    } else {
-        vec![
-            Segment {
-                bytes: format!("{tag} AUTHENTICATE PLAIN\r\n").into_bytes(),
-                wait_continuation: true,
-            },
-            Segment {
-                bytes: format!("{}\r\n", &*encoded).into_bytes(),
-                wait_continuation: false,
-            },
-        ]
-    }
+    crate::oauth2::segments(tag, "PLAIN", &encoded, sasl_ir)
 }

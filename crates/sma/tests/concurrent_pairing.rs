@@ -30,14 +30,7 @@ fn code_to(tx: oneshot::Sender<String>) -> impl FnMut(&PairEvent) {
 
 /// Founder `a` and member `b` that know each other, and pending `j`.
 async fn two_members_and_a_joiner(acc: &Account) -> (Device, Device, Device) {
-    let mut a = acc.init("a", ShiftClock::default()).await;
-    let mut b = acc.init("b", ShiftClock::default()).await;
-    acc.pair(&mut a, &mut b).await;
-    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
-    for _ in 0..2 {
-        a.sync(&mut ta).await.expect("a sync");
-        b.sync(&mut tb).await.expect("b sync");
-    }
+    let (a, b, _, _) = acc.two_synced_members().await;
     let j = acc.init("j", ShiftClock::default()).await;
     (a, b, j)
 }

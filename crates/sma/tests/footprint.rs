@@ -25,14 +25,7 @@ fn peer(i: usize) -> PeerState {
 #[tokio::test(flavor = "current_thread")]
 async fn keyring_updates_to_an_offline_member_stay_one_message() {
     let acc = Account::new();
-    let mut a = acc.init("a", ShiftClock::default()).await;
-    let mut b = acc.init("b", ShiftClock::default()).await;
-    acc.pair(&mut a, &mut b).await;
-    let (mut ta, mut tb) = (acc.connect().await, acc.connect().await);
-    for _ in 0..2 {
-        a.sync(&mut ta).await.expect("a sync");
-        b.sync(&mut tb).await.expect("b sync");
-    }
+    let (mut a, mut b, mut ta, mut tb) = acc.two_synced_members().await;
     let b_inbox = b.inbox();
     let before = acc.footprint();
     println!(

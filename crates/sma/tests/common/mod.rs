@@ -126,6 +126,20 @@ impl Account {
         .unwrap_or_else(|e| panic!("open {name}: {e}"))
     }
 
+    /// Founder `a` and member `b`, paired and synced twice each so that
+    /// both know each other, with a session for each.
+    pub async fn two_synced_members(&self) -> (Device, Device, ImapSession, ImapSession) {
+        let mut a = self.init("a", ShiftClock::default()).await;
+        let mut b = self.init("b", ShiftClock::default()).await;
+        self.pair(&mut a, &mut b).await;
+        let (mut ta, mut tb) = (self.connect().await, self.connect().await);
+        for _ in 0..2 {
+            a.sync(&mut ta).await.expect("a sync");
+            b.sync(&mut tb).await.expect("b sync");
+        }
+        (a, b, ta, tb)
+    }
+
     /// Pairs `joiner` through `member`, both driven from this task.
     pub async fn pair(&self, member: &mut Device, joiner: &mut Device) {
         let joiner_id = joiner.id().clone();
