@@ -174,11 +174,11 @@ fn wrong_code_is_rejected_on_both_sides_and_a_fresh_pair_works() {
     acc.init("b");
     let mut pair = acc.spawn_pair("a", &["--timeout", "60"]);
     let code = read_code(&mut pair);
-    let wrong = if code.starts_with('0') {
-        code.replacen('0', "1", 1)
-    } else {
-        format!("0{}", &code[1..])
-    };
+    // The last digit changed: the first names the member's request
+    // (PROTOCOL 9.1), so the joiner answers it and the member rejects it.
+    let last = code.chars().last().expect("a digit");
+    let other = if last == '0' { '1' } else { '0' };
+    let wrong = format!("{}{other}", &code[..code.len() - 1]);
     let joined = acc.run("b", &["join", "--code", &wrong]);
     assert_eq!(joined.status.code(), Some(3), "joiner exits 3");
     assert_eq!(stderr_json(&joined)["kind"], "rejected");

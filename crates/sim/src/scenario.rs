@@ -252,7 +252,8 @@ impl Sim {
     /// and if at least three are members, the provider cuts a link between
     /// two members (mostly) while the faults of the chaos phase resume;
     /// in plans with a lifecycle a member also removes another one (with
-    /// or without a new account key) meanwhile.
+    /// or without a new account key) or, three times in ten, leaves
+    /// meanwhile.
     async fn membership_chaos(&mut self) -> Result<(), String> {
         let live: Vec<usize> = (0..self.w.slots.len())
             .filter(|&i| self.w.slots[i].is_member())
@@ -260,7 +261,15 @@ impl Sim {
         if live.len() < 3 {
             return Ok(());
         }
-        if self.plan.lifecycle {
+        if self.plan.lifecycle && self.w.rng.gen_bool(0.3) {
+            // A member leaves (its notice to the others may be cut).
+            let leaver = live[self.w.rng.gen_range(0..live.len())];
+            let id = self.w.slots[leaver].id.clone().ok_or("member without id")?;
+            self.ledger.removal_attempted.insert(id);
+            self.lifecycle_ops += 1;
+            self.note(format!("start {} leave", self.w.slots[leaver].name));
+            self.w.start(leaver, Op::Leave);
+        } else if self.plan.lifecycle {
             let remover = live[self.w.rng.gen_range(0..live.len())];
             let others: Vec<usize> = live.iter().copied().filter(|&i| i != remover).collect();
             let target_slot = others[self.w.rng.gen_range(0..others.len())];

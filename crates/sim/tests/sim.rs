@@ -80,7 +80,7 @@ struct Coverage {
 
 /// Every operation kind the sweep must exercise, with the least share of
 /// seeds that must run it.
-const OPS: [(&str, f64); 7] = [
+const OPS: [(&str, f64); 8] = [
     ("init", 0.99),
     ("sync", 0.99),
     ("recv", 0.90),
@@ -88,6 +88,7 @@ const OPS: [(&str, f64); 7] = [
     ("pair", 0.60),
     ("join", 0.50),
     ("remove", 0.10),
+    ("leave", 0.02),
 ];
 
 /// Every fault kind the sweep must inject, with the least share of seeds
