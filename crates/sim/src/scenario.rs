@@ -631,12 +631,7 @@ impl Sim {
                 let Some(target) = self.pick_joiner(i) else {
                     return Ok(());
                 };
-                let code = Arc::new(Mutex::new(None));
-                self.offers.push(Offer {
-                    member: i,
-                    joiner: target,
-                    code: code.clone(),
-                });
+                let code = self.offer(i, target);
                 if self.w.rng.gen_bool(0.2) {
                     self.second_pairing(i, target)?;
                 }
@@ -647,6 +642,18 @@ impl Sim {
         self.note(format!("start {} {}", self.w.slots[i].name, op.name()));
         self.w.start(i, op);
         Ok(())
+    }
+
+    /// Records that `member` starts pairing `joiner`; the code slot its
+    /// `pair` fills when it shows the code.
+    fn offer(&mut self, member: usize, joiner: usize) -> Arc<Mutex<Option<String>>> {
+        let code = Arc::new(Mutex::new(None));
+        self.offers.push(Offer {
+            member,
+            joiner,
+            code: code.clone(),
+        });
+        code
     }
 
     /// Another idle member pairs `target` too, at the same time as `i`
@@ -661,12 +668,7 @@ impl Sim {
         if !self.w.ensure_open(m)? {
             return Ok(());
         }
-        let code = Arc::new(Mutex::new(None));
-        self.offers.push(Offer {
-            member: m,
-            joiner: target,
-            code: code.clone(),
-        });
+        let code = self.offer(m, target);
         let (who, with) = (&self.w.slots[m].name, &self.w.slots[i].name);
         self.note(format!("start {who} pair (with {with})"));
         self.w.start(m, Op::Pair { target, code });
