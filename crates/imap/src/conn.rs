@@ -29,6 +29,7 @@ use crate::response::{cap_strings, done_of, Done, Greeting, MailboxTracker, SetA
 use crate::wire::{Command, Segment};
 
 mod idle_cmd;
+mod pipeline;
 mod sasl;
 
 /// Default time without any progress after which a command fails.
@@ -554,94 +555,6 @@ impl Conn {
                 return Ok(done);
             }
         }
-    }
-
-    /// Sends `first` and `second` in one flight and reads both tagged
-    /// responses: one round trip instead of two. Every response of both is
-    /// watched with `watch`: a server may send the second command's
-    /// untagged data before the first one's tagged reply (Dovecot sends
-    /// the EXPUNGE of a pipelined `UID STORE` + `UID EXPUNGE` that way).
-    /// `second` runs whatever `first` answered: use this only where that
-    /// is harmless. A server may also run the two side by side (Dovecot
-    /// under load lets a `UID EXPUNGE` miss the `\Deleted` of the `UID
-    /// STORE` before it): check `second`'s effect through `on_untagged`,
-    /// which sees every untagged response of both. Commands that need a
-    /// continuation run one after the other.
-    pub(crate) async fn run_pair(
-        &mut self,
-        first: &Command<'_>,
-        second: &Command<'_>,
-        watch: Watch,
-        on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
-    ) -> Result<(Done, Done), ImapError> {
-        self.ensure_ready().await?;
-        if self.watch == Watch::Idle {
-            self.watch = Watch::Normal;
-        }
-        let before = self.watch;
-        let (t1, t2) = (self.new_tag(), self.new_tag());
-        let s1 = first.encode(&t1, self.literal_plus);
-        let s2 = second.encode(&t2, self.literal_plus);
-        self.watch = watch;
-        if s1.iter().chain(&s2).any(|s| s.wait_continuation) {
-            let limits = Limits::default();
-            let result = async {
-                let d1 = self
-                    .run_segments(t1, first.name(), limits, s1, on_untagged)
-                    .await?;
-                let d2 = self
-                    .run_segments(t2, second.name(), limits, s2, on_untagged)
-                    .await?;
-                Ok((d1, d2))
-            }
-            .await;
-            self.watch = before;
-            return result;
-        }
-        tracing::debug!(tag = %t1, command = %first.label(), then = %second.label(), "IMAP commands pipelined");
-        let name = second.name().to_owned();
-        self.begin(&name, Limits::default());
-        self.commands_sent += 2;
-        let bytes: Vec<u8> = s1.iter().chain(&s2).flat_map(|s| s.bytes.clone()).collect();
-        self.state = State::Writing;
-        if let Err(e) = self.write_all(&bytes, &name).await {
-            self.watch = before;
-            return Err(e);
-        }
-        self.state = State::AwaitingTagged(t2.clone());
-        let mut d1 = None;
-        let result = loop {
-            let got = self
-                .read(&name, None, |r| match r {
-                    Response::Done { tag: t, .. } if t.0 == t1 => Some((true, done_of(r))),
-                    Response::Done { tag: t, .. } if t.0 == t2 => Some((false, done_of(r))),
-                    Response::Done { tag: t, .. } => {
-                        tracing::warn!(tag = %t.0, "IMAP: tagged response for an unknown command ignored");
-                        None
-                    }
-                    other => {
-                        on_untagged(other);
-                        None
-                    }
-                })
-                .await;
-            match got {
-                Err(e) => break Err(e),
-                Ok(Some(Some((true, done)))) => d1 = Some(done),
-                Ok(Some(Some((false, done)))) => {
-                    self.state = State::Ready;
-                    break match d1.take() {
-                        Some(d1) => Ok((d1, done)),
-                        None => Err(ImapError::Protocol(format!(
-                            "the server answered {t2} before {t1}"
-                        ))),
-                    };
-                }
-                Ok(_) => {}
-            }
-        };
-        self.watch = before;
-        result
     }
 
     /// A new tag for a command built by hand (see [`Conn::run_segments`]).

@@ -76,7 +76,7 @@ pub(crate) fn collect_fetch(
 
 /// The headers collected, sorted by UID (a UID without a header, e.g. a
 /// flag update, is left out).
-fn headers_of(got: BTreeMap<Uid, Partial>) -> Result<Vec<FetchedHeader>, ImapError> {
+pub(crate) fn headers_of(got: BTreeMap<Uid, Partial>) -> Result<Vec<FetchedHeader>, ImapError> {
     let mut out = Vec::with_capacity(got.len());
     for (uid, p) in got {
         let Some(header) = p.header else { continue };
@@ -138,15 +138,20 @@ impl ImapSession {
         }
     }
 
+    /// The header `FETCH` of `uids`.
+    pub(crate) fn header_fetch_command(uids: UidRange) -> Command<'static> {
+        Command::new("UID FETCH")
+            .raw(uids.to_string())
+            .raw("(UID RFC822.SIZE BODY.PEEK[HEADER])")
+    }
+
     /// One header FETCH: the data of UIDs in `uids`, how many responses
     /// carried a header at all, and the command's label.
     async fn fetch_header_data(
         &mut self,
         uids: UidRange,
     ) -> Result<(BTreeMap<Uid, Partial>, usize, String), ImapError> {
-        let cmd = Command::new("UID FETCH")
-            .raw(uids.to_string())
-            .raw("(UID RFC822.SIZE BODY.PEEK[HEADER])");
+        let cmd = Self::header_fetch_command(uids);
         let mut got = BTreeMap::new();
         let mut answered = 0usize;
         let done = self

@@ -45,6 +45,7 @@ pub mod memory;
 mod moving;
 pub mod mutf7;
 mod oauth2;
+mod open;
 mod ops;
 mod probe;
 mod rate;
@@ -52,6 +53,7 @@ mod reconnect;
 mod response;
 mod resume;
 mod session;
+mod status;
 mod tls;
 mod transport;
 mod types;
@@ -68,8 +70,8 @@ pub use resume::Resuming;
 pub use session::{EarlyLogin, ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
 pub use transport::Transport;
 pub use types::{
-    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
-    MailboxState, MailboxStatus, Namespace, Uid, UidRange, SPECIAL_USE,
+    Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
+    IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange, SPECIAL_USE,
 };
 
 /// Compile-time checks that the session and its futures can move between

@@ -4,22 +4,51 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
-use async_imap::imap_proto::{
-    AttributeValue, MailboxDatum, Response, ResponseCode, Status, StatusAttribute,
-};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 
 use crate::error::ImapError;
 use crate::mutf7;
-use crate::response::{Code, Done, MailboxTracker, Outcome, Watch};
-use crate::session::{ImapSession, Selected};
+use crate::response::{Code, Done, Outcome, Watch};
+use crate::session::ImapSession;
 use crate::transport::Transport;
 use crate::types::{
-    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
-    MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+    Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
+    IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
 };
 use crate::wire::{self, check_folder, flag_list, uid_sets, Command, MAX_UID_SET_LEN};
 
 impl ImapSession {
+    /// What an `APPEND` to `folder` answered with `done` means: the new
+    /// message's UID (with UIDPLUS), none, or the error.
+    pub(crate) fn append_outcome(
+        &self,
+        folder: &str,
+        done: Done,
+        label: String,
+    ) -> Result<Option<Uid>, ImapError> {
+        match done.outcome {
+            // An APPENDUID the server sends without advertising UIDPLUS
+            // is not relied on (RFC 4315 makes it part of UIDPLUS): the
+            // driver then finds its message by Message-ID, as on servers
+            // that really lack it.
+            Outcome::Ok => Ok(match done.code {
+                Some(Code::AppendUid { uid }) if self.caps.uidplus => uid,
+                _ => None,
+            }),
+            Outcome::No if done.code == Some(Code::TryCreate) => Err(ImapError::NoSuchFolder {
+                folder: folder.to_owned(),
+            }),
+            _ => Err(done.into_error(label)),
+        }
+    }
+
+    /// Whether `folder` is the folder selected, read-only.
+    pub(crate) fn is_examined(&self, folder: &str) -> bool {
+        self.selected
+            .as_ref()
+            .is_some_and(|s| s.read_only && s.name == folder)
+    }
+
     pub(crate) fn require_selected(&self, what: &str) -> Result<(), ImapError> {
         if self.selected.is_none() {
             return Err(ImapError::InvalidArgument(format!(
@@ -91,73 +120,6 @@ impl ImapSession {
         })
     }
 
-    /// Opens `folder`. A `NO` for a folder that `LIST` then shows is tried
-    /// once more: another client may have created the folder between the
-    /// two commands (two devices founding at once). A server that keeps
-    /// refusing a folder it lists is a [`ImapError::ServerFailure`].
-    async fn open(&mut self, folder: &str, read_only: bool) -> Result<MailboxState, ImapError> {
-        match self.open_once(folder, read_only).await {
-            Err(ImapError::ServerFailure { text, .. }) if text.ends_with(LIST_SHOWS_IT) => {
-                self.open_once(folder, read_only).await
-            }
-            other => other,
-        }
-    }
-
-    async fn open_once(
-        &mut self,
-        folder: &str,
-        read_only: bool,
-    ) -> Result<MailboxState, ImapError> {
-        check_folder(folder)?;
-        let mut cmd = Command::new(if read_only { "EXAMINE" } else { "SELECT" }).mailbox(folder);
-        if self.caps.condstore {
-            cmd = cmd.raw("(CONDSTORE)");
-        }
-        self.selected = None;
-        self.conn.mailbox = MailboxTracker::default();
-        let (mut validity, mut next, mut exists, mut modseq) = (None, None, None, None);
-        let done = self
-            .conn
-            .run(&cmd, &mut |r| match r {
-                Response::Data {
-                    status: Status::Ok,
-                    code: Some(code),
-                    ..
-                } => match code {
-                    ResponseCode::UidValidity(v) => validity = Some(*v),
-                    ResponseCode::UidNext(n) => next = Some(*n),
-                    ResponseCode::HighestModSeq(m) => modseq = Some(*m),
-                    _ => {}
-                },
-                Response::MailboxData(MailboxDatum::Exists(n)) => exists = Some(*n),
-                _ => {}
-            })
-            .await?;
-        if !done.is_ok() {
-            return Err(self.folder_error(folder, done, cmd.label()).await?);
-        }
-        let uid_validity = validity.ok_or_else(|| {
-            ImapError::Protocol(format!("the server sent no UIDVALIDITY for {folder:?}"))
-        })?;
-        let exists = exists.unwrap_or(0);
-        self.conn.mailbox = MailboxTracker {
-            exists: Some(exists),
-            changed: false,
-        };
-        self.selected = Some(Selected {
-            name: folder.to_owned(),
-            read_only,
-            sizes: Default::default(),
-        });
-        Ok(MailboxState {
-            uid_validity,
-            uid_next: next,
-            exists,
-            highest_modseq: modseq,
-        })
-    }
-
     /// `UID STORE +FLAGS (\Deleted)` and `UID EXPUNGE` of one UID set in
     /// one flight. `UID EXPUNGE` removes only messages of the set that
     /// carry `\Deleted`, so sending it before the STORE's answer is
@@ -212,7 +174,7 @@ impl ImapSession {
 }
 
 /// Appended to a server's `NO` text when `LIST` shows the folder it refused.
-const LIST_SHOWS_IT: &str = " (yet LIST shows the folder)";
+pub(crate) const LIST_SHOWS_IT: &str = " (yet LIST shows the folder)";
 
 pub(crate) fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
     use async_imap::imap_proto::NameAttribute as A;
@@ -350,18 +312,12 @@ impl Transport for ImapSession {
         flags: &[&str],
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
-        check_folder(folder)?;
-        let mut cmd = Command::new("APPEND").mailbox(folder);
-        if !flags.is_empty() {
-            cmd = cmd.raw(flag_list(flags)?);
-        }
-        let cmd = cmd.literal(message);
+        let cmd = append_command(folder, flags, message)?;
         let mut done = self.conn.run_simple(&cmd).await?;
-        let examined = self
-            .selected
-            .as_ref()
-            .is_some_and(|s| s.read_only && s.name == folder);
-        if done.outcome == Outcome::No && done.code != Some(Code::TryCreate) && examined {
+        if done.outcome == Outcome::No
+            && done.code != Some(Code::TryCreate)
+            && self.is_examined(folder)
+        {
             // Courier refuses APPEND to the folder selected read-only
             // ("Current box is selected READ-ONLY"): close it (CLOSE never
             // expunges a read-only folder), append, and examine it again.
@@ -371,20 +327,7 @@ impl Transport for ImapSession {
             done = self.conn.run_simple(&cmd).await?;
             self.open(folder, true).await?;
         }
-        match done.outcome {
-            // An APPENDUID the server sends without advertising UIDPLUS
-            // is not relied on (RFC 4315 makes it part of UIDPLUS): the
-            // driver then finds its message by Message-ID, as on servers
-            // that really lack it.
-            Outcome::Ok => Ok(match done.code {
-                Some(Code::AppendUid { uid }) if self.caps.uidplus => uid,
-                _ => None,
-            }),
-            Outcome::No if done.code == Some(Code::TryCreate) => Err(ImapError::NoSuchFolder {
-                folder: folder.to_owned(),
-            }),
-            _ => Err(done.into_error(cmd.label())),
-        }
+        self.append_outcome(folder, done, cmd.label())
     }
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
@@ -396,44 +339,31 @@ impl Transport for ImapSession {
     }
 
     async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
-        check_folder(folder)?;
-        let items = if self.caps.condstore {
-            "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
-        } else {
-            "(MESSAGES UIDNEXT UIDVALIDITY)"
-        };
-        let cmd = Command::new("STATUS").mailbox(folder).raw(items);
-        let (mut messages, mut next, mut validity, mut modseq) = (None, None, None, None);
-        let done = self
-            .conn
-            .run(&cmd, &mut |r| {
-                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
-                    for a in status {
-                        match a {
-                            StatusAttribute::Messages(n) => messages = Some(*n),
-                            StatusAttribute::UidNext(n) => next = Some(*n),
-                            StatusAttribute::UidValidity(n) => validity = Some(*n),
-                            StatusAttribute::HighestModSeq(n) => modseq = Some(*n),
-                            _ => {}
-                        }
-                    }
-                }
-            })
-            .await?;
-        if !done.is_ok() {
-            return Err(self.folder_error(folder, done, cmd.label()).await?);
-        }
-        match (messages, validity) {
-            (Some(messages), Some(uid_validity)) => Ok(MailboxStatus {
-                messages,
-                uid_next: next,
-                uid_validity,
-                highest_modseq: modseq,
-            }),
-            _ => Err(ImapError::Protocol(format!(
-                "STATUS of {folder:?} lacks MESSAGES or UIDVALIDITY"
-            ))),
-        }
+        self.status_impl(folder).await
+    }
+
+    async fn open_and_fetch_headers(
+        &mut self,
+        folder: &str,
+        read_only: bool,
+        uids: UidRange,
+    ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
+        self.open_and_fetch_headers_impl(folder, read_only, uids)
+            .await
+    }
+
+    async fn status_and_append(
+        &mut self,
+        items: &[(&str, &[u8])],
+    ) -> Result<Vec<CheckedAppend>, ImapError> {
+        self.status_and_append_impl(items).await
+    }
+
+    async fn status_many(
+        &mut self,
+        folders: &[&str],
+    ) -> Result<Vec<Result<MailboxStatus, ImapError>>, ImapError> {
+        self.status_many_impl(folders).await
     }
 
     async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
@@ -546,4 +476,18 @@ impl Transport for ImapSession {
     async fn reconnect(&mut self) -> Result<(), ImapError> {
         self.replace_with_new().await
     }
+}
+
+/// The `APPEND` of `message` (with `flags`) to `folder`.
+pub(crate) fn append_command<'a>(
+    folder: &'a str,
+    flags: &[&str],
+    message: &'a [u8],
+) -> Result<Command<'a>, ImapError> {
+    check_folder(folder)?;
+    let mut cmd = Command::new("APPEND").mailbox(folder);
+    if !flags.is_empty() {
+        cmd = cmd.raw(flag_list(flags)?);
+    }
+    Ok(cmd.literal(message))
 }

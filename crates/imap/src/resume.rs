@@ -201,6 +201,13 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         retried!(self, |t| t.status(folder))
     }
 
+    async fn status_many(
+        &mut self,
+        folders: &[&str],
+    ) -> Result<Vec<Result<MailboxStatus, ImapError>>, ImapError> {
+        retried!(self, |t| t.status_many(folders))
+    }
+
     async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
         retried!(self, |t| t.fetch_headers(uids))
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::error::ImapError;
 use crate::types::{
-    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome,
-    MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+    Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
+    IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
 };
 
 /// One logged-in IMAP session, as the protocol driver uses it.
@@ -92,6 +92,63 @@ pub trait Transport: Send {
         &mut self,
         folder: &str,
     ) -> impl Future<Output = Result<MailboxStatus, ImapError>> + Send;
+
+    /// Opens `folder` (read-only: `EXAMINE`, else `SELECT`) and returns
+    /// its state and the headers of `uids` in it, as [`Self::select`] or
+    /// [`Self::examine`] followed by [`Self::fetch_headers`] would. A
+    /// session sends both in one flight; this default runs them in turn.
+    fn open_and_fetch_headers(
+        &mut self,
+        folder: &str,
+        read_only: bool,
+        uids: UidRange,
+    ) -> impl Future<Output = Result<(MailboxState, Vec<FetchedHeader>), ImapError>> + Send {
+        async move {
+            let state = if read_only {
+                self.examine(folder).await?
+            } else {
+                self.select(folder).await?
+            };
+            Ok((state, self.fetch_headers(uids).await?))
+        }
+    }
+
+    /// For each `(folder, message)`, in order: the folder's `STATUS`, then
+    /// the message appended to it, whatever the status said. A session
+    /// sends them all in one flight (with `LITERAL+`); this default runs
+    /// them in turn. The caller checks the statuses afterwards and undoes
+    /// appends it should not have made. The outer error is a lost
+    /// connection or an invalid name.
+    fn status_and_append(
+        &mut self,
+        items: &[(&str, &[u8])],
+    ) -> impl Future<Output = Result<Vec<CheckedAppend>, ImapError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (folder, message) in items {
+                let status = lost_is_final(self.status(folder).await)?;
+                let appended = lost_is_final(self.append(folder, &[], message).await)?;
+                out.push(CheckedAppend { status, appended });
+            }
+            Ok(out)
+        }
+    }
+
+    /// `STATUS` of several folders, in order: each its own result, the
+    /// outer error only for a lost connection or an invalid name. A
+    /// session sends them in one flight; this default asks one by one.
+    fn status_many(
+        &mut self,
+        folders: &[&str],
+    ) -> impl Future<Output = Result<Vec<Result<MailboxStatus, ImapError>>, ImapError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(folders.len());
+            for f in folders {
+                out.push(lost_is_final(self.status(f).await)?);
+            }
+            Ok(out)
+        }
+    }
 
     /// UID, size and header of the messages of the selected folder in
     /// `uids`, sorted by UID. Only UIDs inside the range are returned (IMAP
@@ -211,5 +268,14 @@ pub trait Transport: Send {
                 "this transport cannot reconnect".into(),
             ))
         }
+    }
+}
+
+/// `Err` for a lost connection (nothing after it can run), otherwise the
+/// result itself, error or not.
+pub(crate) fn lost_is_final<T>(r: Result<T, ImapError>) -> Result<Result<T, ImapError>, ImapError> {
+    match r {
+        Err(e) if e.is_connection_lost() => Err(e),
+        other => Ok(other),
     }
 }

@@ -155,6 +155,16 @@ pub struct FetchedHeader {
     pub header: Vec<u8>,
 }
 
+/// One folder's part of [`crate::Transport::status_and_append`]: its
+/// `STATUS` from just before the `APPEND`, and what the `APPEND` gave.
+#[derive(Debug)]
+pub struct CheckedAppend {
+    /// The folder's status before the message was appended.
+    pub status: Result<MailboxStatus, crate::ImapError>,
+    /// The appended message's UID (with UIDPLUS), or why it failed.
+    pub appended: Result<Option<Uid>, crate::ImapError>,
+}
+
 /// A whole message, from [`crate::Transport::fetch_messages`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchedMessage {

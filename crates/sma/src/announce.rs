@@ -54,17 +54,14 @@ async fn read_all_in<T: Transport>(
     folder: &str,
     read_only: bool,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    let opened = if read_only {
-        t.examine(folder).await
-    } else {
-        t.select(folder).await
-    };
-    match opened {
-        Ok(_) => {}
+    let mut headers = match t
+        .open_and_fetch_headers(folder, read_only, UidRange::all())
+        .await
+    {
+        Ok((_, headers)) => headers,
         Err(ImapError::NoSuchFolder { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
-    }
-    let mut headers = t.fetch_headers(UidRange::all()).await?;
+    };
     // Filter by kind first, then bound: junk appended by someone holding the
     // password must not push real announcements out of the window.
     headers.retain(|h| match peek_marker(&h.header) {

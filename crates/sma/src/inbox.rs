@@ -2,7 +2,7 @@
 //! records (one transaction) and then deletes.
 
 use base64::Engine as _;
-use sma_imap::{ImapError, MailboxState, Transport, UidRange};
+use sma_imap::{FetchedHeader, ImapError, MailboxState, Transport, UidRange};
 use sma_proto::engine::inbox::{
     Deferral, MessageMemory, PassOutcome, Triage, PROCESSED_HORIZON_SECS, UNKNOWN_SENDER_GRACE_SECS,
 };
@@ -77,18 +77,17 @@ impl Device {
     /// Fetches, verifies and applies everything addressed to us in our inbox.
     pub(crate) async fn process_inbox<T: Transport>(&mut self, t: &mut T) -> Result<InboxPass> {
         self.require_member()?;
-        let state = self.select_own_inbox(t).await?;
+        let (state, headers) = self.select_own_inbox(t).await?;
         let mut pass = InboxPass {
             uid_next: state.uid_next,
             ..InboxPass::default()
         };
         if state.exists == 0 {
             // Nothing to read, nothing to record: an idle round costs this
-            // one SELECT (no FETCH, no store transaction).
+            // one flight (SELECT and an empty FETCH; no store transaction).
             return Ok(pass);
         }
         let now = self.timestamp();
-        let headers = t.fetch_headers(UidRange::all()).await?;
         let max_uid = headers.iter().map(|h| h.uid).max().unwrap_or(0);
         let mut judge = self.engine.inbox_pass(now);
         let mut wanted = Vec::new();
@@ -173,24 +172,32 @@ impl Device {
             })
     }
 
-    /// Selects our inbox; if it is gone, recreates it (and the
+    /// Selects our inbox and reads its headers (one flight); if it is
+    /// gone, recreates it (and the
     /// announcements folder and our announcement, if they are gone too):
     /// a missing folder is never evidence of removal, which only an
     /// authenticated op proves (PROTOCOL 16.3).
-    async fn select_own_inbox<T: Transport>(&mut self, t: &mut T) -> Result<MailboxState> {
+    async fn select_own_inbox<T: Transport>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<(MailboxState, Vec<FetchedHeader>)> {
         let inbox = self.inbox();
-        match t.select(&inbox).await {
-            Ok(state) => {
+        match t
+            .open_and_fetch_headers(&inbox, false, UidRange::all())
+            .await
+        {
+            Ok((state, headers)) => {
                 if let Some((validity, _)) = self.store.read().folder_sync(&inbox)? {
                     if validity != state.uid_validity {
                         info!(folder = %inbox, "UIDVALIDITY changed; rescanning (message ids prevent double-apply)");
                     }
                 }
-                Ok(state)
+                Ok((state, headers))
             }
             Err(ImapError::NoSuchFolder { .. }) => {
                 self.recreate_own_folders(t).await?;
-                Ok(t.select(&inbox).await?)
+                Ok(t.open_and_fetch_headers(&inbox, false, UidRange::all())
+                    .await?)
             }
             Err(e) => Err(e.into()),
         }

@@ -1,12 +1,12 @@
 //! Sending: coalesced sync messages and application messages.
 
 use serde::Serialize;
-use sma_imap::{ImapError, Transport};
+use sma_imap::{ImapError, Transport, Uid};
 use sma_proto::engine::outbound::OutgoingSync;
 use sma_proto::envelope::{message_id_for, Kind, Recipient};
 use sma_proto::payload::{AppBody, SealedContent};
 use sma_proto::sync::SentRef;
-use sma_proto::DeviceId;
+use sma_proto::{DeviceId, MessageId};
 use tracing::{debug, warn};
 
 use sma_store::Durability;
@@ -188,12 +188,6 @@ impl Device {
                 "there is no other member to send to — pair a device first (`sma pair`)".into(),
             ));
         }
-        for r in &recipients {
-            let status = t.status(&self.info.folders.inbox(r)).await?;
-            if status.messages >= APP_INBOX_CAP {
-                return Err(Error::InboxFull(r.to_string(), status.messages as usize));
-            }
-        }
         let route = match to {
             Some(id) => Recipient::Device(id.clone()),
             None => Recipient::All,
@@ -209,13 +203,85 @@ impl Device {
                 body: body.to_vec(),
             }),
         )?;
-        for r in &sealed.recipients {
-            t.append(&self.info.folders.inbox(r), &[], &sealed.bytes)
-                .await?;
-        }
+        self.deliver_checked(t, &sealed.recipients, &sealed.id, &sealed.bytes)
+            .await?;
         Ok(SendReport {
             message_id: sealed.id.to_string(),
             to: sealed.recipients,
         })
+    }
+
+    /// Appends `bytes` to each recipient's inbox, asking each inbox's
+    /// `STATUS` in the same flight (one round trip for all). An inbox that
+    /// already held [`APP_INBOX_CAP`] messages makes the send fail with
+    /// [`Error::InboxFull`]; the copies appended are then deleted again,
+    /// so a send lands everywhere or nowhere, and a full inbox grows by
+    /// at most one message for as long as a failed undo lasts.
+    async fn deliver_checked<T: Transport>(
+        &mut self,
+        t: &mut T,
+        recipients: &[DeviceId],
+        id: &MessageId,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let folders: Vec<String> = recipients
+            .iter()
+            .map(|r| self.info.folders.inbox(r))
+            .collect();
+        let items: Vec<(&str, &[u8])> = folders.iter().map(|f| (f.as_str(), bytes)).collect();
+        let results = t.status_and_append(&items).await?;
+        let mut full = None;
+        let mut landed = Vec::new();
+        let mut failed = None;
+        for ((r, folder), checked) in recipients.iter().zip(&folders).zip(results) {
+            match checked.status {
+                Ok(s) if s.messages >= APP_INBOX_CAP => {
+                    full.get_or_insert((r.to_string(), s.messages as usize));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+            match checked.appended {
+                Ok(uid) => landed.push((folder.clone(), uid)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some((device, held)) = full {
+            self.undo_appends(t, &landed, id).await;
+            return Err(Error::InboxFull(device, held));
+        }
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the copies of message `id` just appended (folder, UID if
+    /// the server said). Failures are logged: the send reports the full
+    /// inbox either way.
+    async fn undo_appends<T: Transport>(
+        &mut self,
+        t: &mut T,
+        landed: &[(String, Option<Uid>)],
+        id: &MessageId,
+    ) {
+        for (folder, uid) in landed {
+            let undone = async {
+                t.select(folder).await?;
+                let uids = match uid {
+                    Some(u) => vec![*u],
+                    None => t.search_header("Message-ID", &message_id_for(id)).await?,
+                };
+                t.delete_messages(&uids).await
+            }
+            .await;
+            if let Err(e) = undone {
+                warn!(folder = %folder, error = %e, "could not delete a message appended to a full inbox");
+            }
+        }
     }
 }

@@ -279,23 +279,33 @@ impl Device {
             .collect()
     }
 
-    /// The `status` report.
-    pub async fn status<T: Transport>(&mut self, t: &mut T) -> Result<StatusReport> {
-        let ns = t.namespace().await?;
-        let (members, heartbeats) = self.device_views(t).await?;
+    /// The group's folders and their message counts: one `LIST`, then
+    /// every `STATUS` in one flight.
+    async fn folder_views<T: Transport>(&mut self, t: &mut T) -> Result<Vec<FolderView>> {
         let pattern = format!("{}{}*", self.info.folders.prefix, ANNOUNCE_BASE);
-        let mut folders = Vec::new();
-        for f in t.list("", &pattern).await? {
-            if !f.is_selectable() {
-                continue;
-            }
-            let messages = t.status(&f.name).await?.messages;
+        let names: Vec<String> = t
+            .list("", &pattern)
+            .await?
+            .into_iter()
+            .filter(|f| f.is_selectable())
+            .map(|f| f.name)
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut folders = Vec::with_capacity(names.len());
+        for (name, status) in names.iter().zip(t.status_many(&refs).await?) {
             folders.push(FolderView {
-                name: f.name,
-                messages,
+                name: name.clone(),
+                messages: status?.messages,
             });
         }
         folders.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(folders)
+    }
+
+    /// The `status` report.
+    pub async fn status<T: Transport>(&mut self, t: &mut T) -> Result<StatusReport> {
+        let (members, heartbeats) = self.device_views(t).await?;
+        let folders = self.folder_views(t).await?;
         Ok(StatusReport {
             device_id: self.id().to_string(),
             name: self.info.name.clone(),
@@ -304,8 +314,8 @@ impl Device {
             server: ServerView {
                 host: self.info.server.host.clone(),
                 capabilities: t.capabilities().raw.clone(),
-                namespace_prefix: ns.prefix,
-                delimiter: ns.delimiter.map(String::from),
+                namespace_prefix: self.info.folders.prefix.clone(),
+                delimiter: self.info.folders.delimiter.map(String::from),
                 auth: if self.info.server.uses_oauth2() {
                     "oauth2"
                 } else {

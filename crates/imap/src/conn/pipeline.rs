@@ -1,0 +1,166 @@
+//! Several commands in one flight: one round trip instead of one each.
+
+use async_imap::imap_proto::Response;
+
+use super::{Conn, State};
+use crate::error::ImapError;
+use crate::limits::Limits;
+use crate::response::{done_of, Done, Watch};
+use crate::wire::Command;
+
+/// At most this many commands go out in one flight; more are sent in
+/// further flights (a server reads a pipeline as fast as it runs it, but
+/// its input buffer is not unlimited).
+pub(crate) const MAX_FLIGHT: usize = 64;
+
+impl Conn {
+    /// Sends `first` and `second` in one flight and reads both tagged
+    /// responses: one round trip instead of two. Every response of both is
+    /// watched with `watch`: a server may send the second command's
+    /// untagged data before the first one's tagged reply (Dovecot sends
+    /// the EXPUNGE of a pipelined `UID STORE` + `UID EXPUNGE` that way).
+    /// `second` runs whatever `first` answered: use this only where that
+    /// is harmless. A server may also run the two side by side (Dovecot
+    /// under load lets a `UID EXPUNGE` miss the `\Deleted` of the `UID
+    /// STORE` before it): check `second`'s effect through `on_untagged`,
+    /// which sees every untagged response of both. Commands that need a
+    /// continuation run one after the other.
+    pub(crate) async fn run_pair(
+        &mut self,
+        first: &Command<'_>,
+        second: &Command<'_>,
+        watch: Watch,
+        on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
+    ) -> Result<(Done, Done), ImapError> {
+        let mut dones = self
+            .run_many(&[first, second], watch, Limits::default(), &mut |_, r| {
+                on_untagged(r)
+            })
+            .await?
+            .into_iter();
+        match (dones.next(), dones.next()) {
+            (Some(d1), Some(d2)) => Ok((d1, d2)),
+            _ => Err(ImapError::Protocol(
+                "a pipelined pair lost an answer".into(),
+            )),
+        }
+    }
+
+    /// Sends `cmds` in flights of at most [`MAX_FLIGHT`] and returns their
+    /// tagged answers in order. Each command runs whatever the ones before
+    /// it answered: use this only for commands that are independent, or
+    /// where a failed predecessor makes the later ones fail harmlessly.
+    /// `on_untagged` sees every untagged response with the index of the
+    /// first command not yet answered (servers answer in order; data of a
+    /// command usually comes before its tagged reply). Every response is
+    /// watched with `watch`, and the whole flight is read within `limits`.
+    /// Commands that need a continuation (no `LITERAL+`) run one after the
+    /// other.
+    pub(crate) async fn run_many(
+        &mut self,
+        cmds: &[&Command<'_>],
+        watch: Watch,
+        limits: Limits,
+        on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
+    ) -> Result<Vec<Done>, ImapError> {
+        let mut out = Vec::with_capacity(cmds.len());
+        for flight in cmds.chunks(MAX_FLIGHT) {
+            let base = out.len();
+            let mut shifted = |i: usize, r: &Response<'_>| on_untagged(base + i, r);
+            let dones = self.run_flight(flight, watch, limits, &mut shifted).await?;
+            out.extend(dones);
+        }
+        Ok(out)
+    }
+
+    /// One flight of [`Conn::run_many`].
+    async fn run_flight(
+        &mut self,
+        cmds: &[&Command<'_>],
+        watch: Watch,
+        limits: Limits,
+        on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
+    ) -> Result<Vec<Done>, ImapError> {
+        self.ensure_ready().await?;
+        if self.watch == Watch::Idle {
+            self.watch = Watch::Normal;
+        }
+        let before = self.watch;
+        self.watch = watch;
+        let result = self.send_and_read(cmds, limits, on_untagged).await;
+        self.watch = before;
+        result
+    }
+
+    /// Writes the flight and reads every tagged answer (in order).
+    async fn send_and_read(
+        &mut self,
+        cmds: &[&Command<'_>],
+        limits: Limits,
+        on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
+    ) -> Result<Vec<Done>, ImapError> {
+        let tags: Vec<String> = cmds.iter().map(|_| self.new_tag()).collect();
+        let encoded: Vec<_> = cmds
+            .iter()
+            .zip(&tags)
+            .map(|(c, t)| c.encode(t, self.literal_plus))
+            .collect();
+        if encoded.iter().flatten().any(|s| s.wait_continuation) {
+            let mut dones = Vec::with_capacity(cmds.len());
+            for (i, ((cmd, tag), segs)) in cmds.iter().zip(tags).zip(encoded).enumerate() {
+                let mut at = |r: &Response<'_>| on_untagged(i, r);
+                dones.push(
+                    self.run_segments(tag, cmd.name(), limits, segs, &mut at)
+                        .await?,
+                );
+            }
+            return Ok(dones);
+        }
+        let Some(last) = cmds.last() else {
+            return Ok(Vec::new());
+        };
+        tracing::debug!(first = %tags[0], commands = cmds.len(), last = %last.label(), "IMAP commands pipelined");
+        let name = last.name().to_owned();
+        self.begin(&name, limits);
+        self.commands_sent += cmds.len() as u64;
+        let bytes: Vec<u8> = encoded
+            .iter()
+            .flatten()
+            .flat_map(|s| s.bytes.clone())
+            .collect();
+        self.state = State::Writing;
+        self.write_all(&bytes, &name).await?;
+        self.state = State::AwaitingTagged(tags[tags.len() - 1].clone());
+        let mut dones: Vec<Done> = Vec::with_capacity(cmds.len());
+        while dones.len() < tags.len() {
+            let next = dones.len();
+            let got = self
+                .read(&name, None, |r| match r {
+                    Response::Done { tag: t, .. } => match tags.iter().position(|x| *x == t.0) {
+                        Some(i) => Some((i, done_of(r))),
+                        None => {
+                            tracing::warn!(tag = %t.0, "IMAP: tagged response for an unknown command ignored");
+                            None
+                        }
+                    },
+                    Response::Continue { .. } => None,
+                    other => {
+                        on_untagged(next, other);
+                        None
+                    }
+                })
+                .await?;
+            if let Some(Some((i, done))) = got {
+                if i != next {
+                    return Err(ImapError::Protocol(format!(
+                        "the server answered {} before {}",
+                        tags[i], tags[next]
+                    )));
+                }
+                dones.push(done);
+            }
+        }
+        self.state = State::Ready;
+        Ok(dones)
+    }
+}

@@ -1,0 +1,165 @@
+//! `STATUS` of folders without selecting them: one, or many in one flight.
+
+use async_imap::imap_proto::{MailboxDatum, Response, StatusAttribute};
+
+use crate::error::ImapError;
+use crate::limits::Limits;
+use crate::ops::append_command;
+use crate::response::{Done, Watch};
+use crate::session::ImapSession;
+use crate::transport::{lost_is_final, Transport};
+use crate::types::{CheckedAppend, MailboxStatus};
+use crate::wire::{check_folder, Command};
+
+/// The attributes of one `STATUS` answer, gathered as they come.
+#[derive(Default)]
+struct Gathered {
+    messages: Option<u32>,
+    uid_next: Option<u32>,
+    uid_validity: Option<u32>,
+    highest_modseq: Option<u64>,
+}
+
+impl Gathered {
+    /// Takes the attributes of a `STATUS` untagged response.
+    fn take(&mut self, r: &Response<'_>) {
+        let Response::MailboxData(MailboxDatum::Status { status, .. }) = r else {
+            return;
+        };
+        for a in status {
+            match a {
+                StatusAttribute::Messages(n) => self.messages = Some(*n),
+                StatusAttribute::UidNext(n) => self.uid_next = Some(*n),
+                StatusAttribute::UidValidity(n) => self.uid_validity = Some(*n),
+                StatusAttribute::HighestModSeq(n) => self.highest_modseq = Some(*n),
+                _ => {}
+            }
+        }
+    }
+
+    /// The status, if the server sent the attributes every answer needs.
+    fn finish(self, folder: &str) -> Result<MailboxStatus, ImapError> {
+        match (self.messages, self.uid_validity) {
+            (Some(messages), Some(uid_validity)) => Ok(MailboxStatus {
+                messages,
+                uid_next: self.uid_next,
+                uid_validity,
+                highest_modseq: self.highest_modseq,
+            }),
+            _ => Err(ImapError::Protocol(format!(
+                "STATUS of {folder:?} lacks MESSAGES or UIDVALIDITY"
+            ))),
+        }
+    }
+}
+
+impl ImapSession {
+    /// The `STATUS` command for `folder`.
+    fn status_command<'a>(&self, folder: &'a str) -> Result<Command<'a>, ImapError> {
+        check_folder(folder)?;
+        let items = if self.caps.condstore {
+            "(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            "(MESSAGES UIDNEXT UIDVALIDITY)"
+        };
+        Ok(Command::new("STATUS").mailbox(folder).raw(items))
+    }
+
+    /// [`crate::Transport::status`].
+    pub(crate) async fn status_impl(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
+        let cmd = self.status_command(folder)?;
+        let mut got = Gathered::default();
+        let done = self.conn.run(&cmd, &mut |r| got.take(r)).await?;
+        self.status_result(folder, got, done, cmd.label()).await
+    }
+
+    /// [`crate::Transport::status_many`]: every `STATUS` in one flight
+    /// (flights of at most 64). An answer's data is credited to the
+    /// command the server is answering (servers answer in order).
+    pub(crate) async fn status_many_impl(
+        &mut self,
+        folders: &[&str],
+    ) -> Result<Vec<Result<MailboxStatus, ImapError>>, ImapError> {
+        let cmds = folders
+            .iter()
+            .map(|f| self.status_command(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&Command<'_>> = cmds.iter().collect();
+        let mut got: Vec<Gathered> = folders.iter().map(|_| Gathered::default()).collect();
+        let dones = self
+            .conn
+            .run_many(&refs, Watch::Normal, Limits::default(), &mut |i, r| {
+                if let Some(g) = got.get_mut(i) {
+                    g.take(r);
+                }
+            })
+            .await?;
+        let mut out = Vec::with_capacity(folders.len());
+        for (((folder, g), done), cmd) in folders.iter().zip(got).zip(dones).zip(&cmds) {
+            out.push(lost_is_final(
+                self.status_result(folder, g, done, cmd.label()).await,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// [`crate::Transport::status_and_append`]: every `STATUS` and
+    /// `APPEND` in one flight (with `LITERAL+`; one after the other
+    /// without it).
+    pub(crate) async fn status_and_append_impl(
+        &mut self,
+        items: &[(&str, &[u8])],
+    ) -> Result<Vec<CheckedAppend>, ImapError> {
+        let mut cmds = Vec::with_capacity(items.len() * 2);
+        for (folder, message) in items {
+            cmds.push(self.status_command(folder)?);
+            cmds.push(append_command(folder, &[], message)?);
+        }
+        let refs: Vec<&Command<'_>> = cmds.iter().collect();
+        let mut got: Vec<Gathered> = items.iter().map(|_| Gathered::default()).collect();
+        let dones = self
+            .conn
+            .run_many(&refs, Watch::Normal, Limits::default(), &mut |i, r| {
+                if let Some(g) = got.get_mut(i / 2) {
+                    g.take(r);
+                }
+            })
+            .await?;
+        let mut dones = dones.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        for (((folder, message), g), pair) in items.iter().zip(got).zip(cmds.chunks(2)) {
+            let (Some(status_done), Some(append_done)) = (dones.next(), dones.next()) else {
+                return Err(ImapError::Protocol(
+                    "a pipelined flight lost an answer".into(),
+                ));
+            };
+            let status = lost_is_final(
+                self.status_result(folder, g, status_done, pair[0].label())
+                    .await,
+            )?;
+            let appended = if append_done.is_ok() || !self.is_examined(folder) {
+                self.append_outcome(folder, append_done, pair[1].label())
+            } else {
+                // The folder selected read-only: Courier refuses that
+                // APPEND, and the single APPEND knows what to do.
+                lost_is_final(self.append(folder, &[], message).await)?
+            };
+            out.push(CheckedAppend { status, appended });
+        }
+        Ok(out)
+    }
+
+    /// The status, or the error the tagged answer `done` stands for.
+    async fn status_result(
+        &mut self,
+        folder: &str,
+        got: Gathered,
+        done: Done,
+        label: String,
+    ) -> Result<MailboxStatus, ImapError> {
+        if !done.is_ok() {
+            return Err(self.folder_error(folder, done, label).await?);
+        }
+        got.finish(folder)
+    }
+}

@@ -1,0 +1,132 @@
+//! Commands sent in one flight, against a real Dovecot: `status_many`,
+//! `open_and_fetch_headers` and `status_and_append` give what their
+//! one-at-a-time counterparts give.
+
+mod common;
+
+use common::{message, session};
+use sma_imap::{ImapError, Transport, UidRange};
+
+#[tokio::test]
+async fn status_many_answers_each_folder_as_status_does() {
+    let mut s = session(0).await;
+    for f in ["Full", "Empty"] {
+        s.create(f).await.unwrap();
+    }
+    for subject in ["a", "b"] {
+        s.append("Full", &[], &message(subject, "", 50))
+            .await
+            .unwrap();
+    }
+    let sent = s.commands_sent();
+    let got = s.status_many(&["Full", "Missing", "Empty"]).await.unwrap();
+    // Three STATUS in one flight, and the LIST that tells a missing
+    // folder from a refused one.
+    assert_eq!(s.commands_sent(), sent + 4);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].as_ref().unwrap(), &s.status("Full").await.unwrap());
+    assert_eq!(got[0].as_ref().unwrap().messages, 2);
+    assert!(
+        matches!(&got[1], Err(ImapError::NoSuchFolder { folder }) if folder == "Missing"),
+        "{:?}",
+        got[1]
+    );
+    assert_eq!(got[2].as_ref().unwrap(), &s.status("Empty").await.unwrap());
+    assert_eq!(got[2].as_ref().unwrap().messages, 0);
+    assert!(s.status_many(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn open_and_fetch_headers_gives_what_select_then_fetch_gives() {
+    let mut s = session(1).await;
+    s.create("Box").await.unwrap();
+    s.create("Void").await.unwrap();
+    for subject in ["one", "two", "three"] {
+        s.append("Box", &[], &message(subject, "", 300))
+            .await
+            .unwrap();
+    }
+    for read_only in [true, false] {
+        let (state, headers) = s
+            .open_and_fetch_headers("Box", read_only, UidRange::all())
+            .await
+            .unwrap();
+        assert_eq!(s.selected_folder(), Some(("Box", read_only)));
+        let again = if read_only {
+            s.examine("Box").await.unwrap()
+        } else {
+            s.select("Box").await.unwrap()
+        };
+        assert_eq!(state, again);
+        assert_eq!(state.exists, 3);
+        assert_eq!(headers, s.fetch_headers(UidRange::all()).await.unwrap());
+        assert!(String::from_utf8_lossy(&headers[1].header).contains("Subject: two"));
+    }
+    // Bodies come by the sizes the combined FETCH recorded.
+    let (_, headers) = s
+        .open_and_fetch_headers("Box", false, UidRange::all())
+        .await
+        .unwrap();
+    let uids: Vec<_> = headers.iter().map(|h| h.uid).collect();
+    let bodies = s.fetch_messages(&uids, 1 << 20).await.unwrap();
+    assert_eq!(bodies.len(), 3);
+    assert!(bodies
+        .iter()
+        .all(|m| m.body.as_ref().map(Vec::len) == Some(m.size as usize)));
+
+    let (state, headers) = s
+        .open_and_fetch_headers("Void", true, UidRange::all())
+        .await
+        .unwrap();
+    assert_eq!((state.exists, headers.len()), (0, 0));
+    let e = s
+        .open_and_fetch_headers("Missing", true, UidRange::all())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ImapError::NoSuchFolder { .. }), "{e:?}");
+    assert_eq!(s.selected_folder(), None);
+}
+
+#[tokio::test]
+async fn status_and_append_reports_each_folder_before_its_append() {
+    let mut s = session(2).await;
+    s.create("Held").await.unwrap();
+    s.create("Fresh").await.unwrap();
+    for subject in ["x", "y"] {
+        s.append("Held", &[], &message(subject, "", 50))
+            .await
+            .unwrap();
+    }
+    let (m1, m2, m3) = (
+        message("m1", "", 80),
+        message("m2", "", 80),
+        message("m3", "", 80),
+    );
+    let sent = s.commands_sent();
+    let got = s
+        .status_and_append(&[("Held", &m1), ("Missing", &m2), ("Fresh", &m3)])
+        .await
+        .unwrap();
+    assert!(s.commands_sent() >= sent + 6);
+    assert_eq!(
+        got[0].status.as_ref().unwrap().messages,
+        2,
+        "counted before"
+    );
+    let uid = got[0].appended.as_ref().unwrap().expect("APPENDUID");
+    assert!(
+        matches!(got[1].status, Err(ImapError::NoSuchFolder { .. })),
+        "{got:?}"
+    );
+    assert!(
+        matches!(got[1].appended, Err(ImapError::NoSuchFolder { .. })),
+        "{got:?}"
+    );
+    assert_eq!(got[2].status.as_ref().unwrap().messages, 0);
+    assert!(got[2].appended.as_ref().unwrap().is_some());
+    assert_eq!(s.status("Held").await.unwrap().messages, 3);
+    assert_eq!(s.status("Fresh").await.unwrap().messages, 1);
+    s.select("Held").await.unwrap();
+    let headers = s.fetch_headers(UidRange::new(uid, uid)).await.unwrap();
+    assert!(String::from_utf8_lossy(&headers[0].header).contains("Subject: m1"));
+}
