@@ -20,6 +20,13 @@ pub(crate) struct Partial {
     body: Option<Vec<u8>>,
 }
 
+impl Partial {
+    /// The body gathered, if any.
+    pub(crate) fn into_body(self) -> Option<Vec<u8>> {
+        self.body
+    }
+}
+
 /// Collects the FETCH attributes of the UIDs `wanted` accepts into `out`.
 /// Data for other UIDs is not copied; responses without UID are unsolicited
 /// flag updates and are ignored. Returns whether `r` carried a header
@@ -175,6 +182,46 @@ impl ImapSession {
         max_size: u32,
     ) -> Result<Vec<FetchedMessage>, ImapError> {
         self.require_selected("fetch_messages")?;
+        let (ready, uids) = self.take_prefetched(uids, max_size);
+        let mut fetched = self.fetch_messages_from_server(&uids, max_size).await?;
+        if ready.is_empty() {
+            return Ok(fetched);
+        }
+        fetched.extend(ready);
+        fetched.sort_by_key(|m| m.uid);
+        Ok(fetched)
+    }
+
+    /// The messages of `uids` whose whole bodies came with the headers
+    /// (taken out of the session: handed out once), and the UIDs left.
+    fn take_prefetched(&mut self, uids: &[Uid], max_size: u32) -> (Vec<FetchedMessage>, Vec<Uid>) {
+        let Some(sel) = self.selected.as_mut().filter(|s| !s.bodies.is_empty()) else {
+            return (Vec::new(), uids.to_vec());
+        };
+        let mut ready = Vec::new();
+        let mut rest = Vec::new();
+        for &uid in uids {
+            match sel.bodies.remove(&uid) {
+                Some(body) if body.len() <= max_size as usize => ready.push(FetchedMessage {
+                    uid,
+                    size: body.len() as u32,
+                    body: Some(body),
+                }),
+                _ => rest.push(uid),
+            }
+        }
+        (ready, rest)
+    }
+
+    /// [`crate::Transport::fetch_messages`], asking the server.
+    async fn fetch_messages_from_server(
+        &mut self,
+        uids: &[Uid],
+        max_size: u32,
+    ) -> Result<Vec<FetchedMessage>, ImapError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
         // Sizes a header FETCH already gave need not be asked again. An
         // oversized one is asked anyway: only the server can tell whether
         // it is still there, and it is reported without its body.

@@ -62,7 +62,10 @@ mod wire;
 pub use backoff::{connect_with_retry, Backoff};
 pub use config::{is_loopback_host, ImapConfig, Password, Security};
 pub use error::ImapError;
-pub use limits::{BODY_SLACK, DEFAULT_MIN_RATE, MAX_HEADER_SIZE, MAX_RESPONSE_LINE};
+pub use limits::{
+    BODY_SLACK, DEFAULT_MIN_RATE, MAX_HEADER_SIZE, MAX_RESPONSE_LINE, PREFETCH_BYTES,
+    PREFETCH_MESSAGES,
+};
 pub use oauth2::{TokenFuture, TokenSource};
 pub use rate::RoundLimiter;
 pub use reconnect::{reconnect, ReconnectBackoff};

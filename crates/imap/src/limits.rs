@@ -35,6 +35,13 @@ pub(crate) const DEFAULT_TOTAL: u64 = 16 << 20;
 /// Bytes one header fetch may receive in all.
 pub(crate) const HEADERS_TOTAL: u64 = 32 << 20;
 
+/// Messages whose bodies may come with the headers when a folder is opened
+/// ([`crate::Transport::open_and_fetch_headers`]).
+pub const PREFETCH_MESSAGES: u32 = 16;
+
+/// Bytes of each of those bodies asked for: a message no larger comes whole.
+pub const PREFETCH_BYTES: u32 = 32 * 1024;
+
 /// Bytes one IDLE may receive (keep-alive chatter and change reports).
 pub(crate) const IDLE_TOTAL: u64 = 1 << 20;
 
@@ -75,6 +82,16 @@ impl Limits {
         Limits {
             literal: MAX_HEADER_SIZE,
             total: HEADERS_TOTAL,
+        }
+    }
+
+    /// For a header fetch with up to [`PREFETCH_MESSAGES`] bodies of at
+    /// most [`PREFETCH_BYTES`] beside it.
+    pub(crate) fn headers_and_prefetch() -> Self {
+        let prefetch = u64::from(PREFETCH_MESSAGES) * (u64::from(PREFETCH_BYTES) + 1024);
+        Limits {
+            literal: MAX_HEADER_SIZE + u64::from(PREFETCH_BYTES),
+            total: HEADERS_TOTAL + prefetch,
         }
     }
 

@@ -1,11 +1,13 @@
 //! Opening a folder (`SELECT` / `EXAMINE`), alone or with a header
 //! `FETCH` in the same flight.
 
-use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status};
+use std::collections::BTreeMap;
+
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, ResponseCode, Status};
 
 use crate::error::ImapError;
 use crate::fetch::{collect_fetch, headers_of, Partial};
-use crate::limits::Limits;
+use crate::limits::{Limits, PREFETCH_BYTES, PREFETCH_MESSAGES};
 use crate::ops::LIST_SHOWS_IT;
 use crate::response::{MailboxTracker, Watch};
 use crate::session::{ImapSession, Selected};
@@ -93,6 +95,7 @@ impl ImapSession {
             name: folder.to_owned(),
             read_only,
             sizes: Default::default(),
+            bodies: Default::default(),
         });
     }
 
@@ -118,34 +121,44 @@ impl ImapSession {
     }
 
     /// [`crate::Transport::open_and_fetch_headers`]: `SELECT` (or
-    /// `EXAMINE`) and the header `FETCH` in one flight. If the folder
-    /// cannot be opened, or the answer needs the checks of
+    /// `EXAMINE`), the header `FETCH` and the body prefetch in one flight.
+    /// If the folder cannot be opened, or the answer needs the checks of
     /// [`crate::Transport::fetch_headers`] (a folder said to hold messages
-    /// that gave none), the two run again one after the other, so errors
+    /// that gave none), the steps run again one after the other, so errors
     /// and retries are theirs.
     pub(crate) async fn open_and_fetch_headers_impl(
         &mut self,
         folder: &str,
         read_only: bool,
         uids: UidRange,
+        prefetch_from: Option<Uid>,
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
         check_folder(folder)?;
         let open = self.open_command(folder, read_only);
         let fetch = Self::header_fetch_command(uids);
+        let prefetch = prefetch_from.map(prefetch_range);
+        let prefetch_cmd = prefetch.map(prefetch_command);
+        let mut cmds = vec![&open, &fetch];
+        cmds.extend(prefetch_cmd.as_ref());
         let mut opened = Opened::default();
-        let mut got: std::collections::BTreeMap<Uid, Partial> = Default::default();
+        let mut got: BTreeMap<Uid, Partial> = BTreeMap::new();
+        let mut early: BTreeMap<Uid, Partial> = BTreeMap::new();
         let mut answered = 0usize;
         let dones = self
             .conn
             .run_many(
-                &[&open, &fetch],
+                &cmds,
                 Watch::Normal,
-                Limits::headers(),
+                Limits::headers_and_prefetch(),
                 &mut |i, r| {
                     if i == 0 {
                         opened.take(r);
                     }
-                    if collect_fetch(r, &|u| uids.contains(u), &mut got) {
+                    // Dovecot runs pipelined FETCHes side by side: their
+                    // data is told apart by what it carries, not by order.
+                    if carries_body(r) {
+                        collect_fetch(r, &|u| prefetch.is_some_and(|p| p.contains(u)), &mut early);
+                    } else if collect_fetch(r, &|u| uids.contains(u), &mut got) {
                         answered += 1;
                     }
                 },
@@ -153,7 +166,7 @@ impl ImapSession {
             .await?;
         let (Some(open_done), Some(fetch_done)) = (dones.first(), dones.get(1)) else {
             return Err(ImapError::Protocol(
-                "a pipelined pair lost an answer".into(),
+                "a pipelined flight lost an answer".into(),
             ));
         };
         if !open_done.is_ok() || opened.validity.is_none() {
@@ -171,6 +184,7 @@ impl ImapSession {
         let headers = headers_of(got)?;
         if let Some(sel) = self.selected.as_mut() {
             sel.sizes.extend(headers.iter().map(|h| (h.uid, h.size)));
+            sel.bodies = whole_bodies(early, &sel.sizes);
         }
         Ok((state, headers))
     }
@@ -186,4 +200,44 @@ impl ImapSession {
         let state = self.open(folder, read_only).await?;
         Ok((state, self.fetch_headers_impl(uids).await?))
     }
+}
+
+/// The UIDs a prefetch from `first` covers.
+fn prefetch_range(first: Uid) -> UidRange {
+    let first = first.max(1);
+    UidRange::new(first, first.saturating_add(PREFETCH_MESSAGES - 1))
+}
+
+/// The `FETCH` of the first [`PREFETCH_BYTES`] of each message in `uids`.
+fn prefetch_command(uids: UidRange) -> Command<'static> {
+    Command::new("UID FETCH")
+        .raw(uids.to_string())
+        .raw(format!("(UID BODY.PEEK[]<0.{PREFETCH_BYTES}>)"))
+}
+
+/// The prefetched bodies that are whole: as long as the size the header
+/// fetch gave.
+fn whole_bodies(
+    early: BTreeMap<Uid, Partial>,
+    sizes: &BTreeMap<Uid, u32>,
+) -> BTreeMap<Uid, Vec<u8>> {
+    early
+        .into_iter()
+        .filter_map(|(uid, p)| {
+            let body = p.into_body()?;
+            let size = *sizes.get(&uid)?;
+            (body.len() == size as usize).then_some((uid, body))
+        })
+        .collect()
+}
+
+/// Whether `r` is FETCH data with a whole-message section (`BODY[]`,
+/// partial or not), as only the prefetch asks for.
+fn carries_body(r: &Response<'_>) -> bool {
+    let Response::Fetch(_, attrs) = r else {
+        return false;
+    };
+    attrs
+        .iter()
+        .any(|a| matches!(a, AttributeValue::BodySection { section: None, .. }))
 }

@@ -347,8 +347,9 @@ impl Transport for ImapSession {
         folder: &str,
         read_only: bool,
         uids: UidRange,
+        prefetch_from: Option<Uid>,
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
-        self.open_and_fetch_headers_impl(folder, read_only, uids)
+        self.open_and_fetch_headers_impl(folder, read_only, uids, prefetch_from)
             .await
     }
 

@@ -39,6 +39,10 @@ pub(crate) struct Selected {
     /// [`crate::Transport::fetch_messages`] need not ask again: one round
     /// trip less for every message fetched after its header.
     pub(crate) sizes: std::collections::BTreeMap<crate::types::Uid, u32>,
+    /// Whole bodies that came with the headers (see
+    /// [`crate::Transport::open_and_fetch_headers`]), handed out once by
+    /// [`crate::Transport::fetch_messages`].
+    pub(crate) bodies: std::collections::BTreeMap<crate::types::Uid, Vec<u8>>,
 }
 
 /// Whether a session logged in without waiting for the greeting (see

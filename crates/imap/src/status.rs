@@ -89,7 +89,8 @@ impl ImapSession {
         let dones = self
             .conn
             .run_many(&refs, Watch::Normal, Limits::default(), &mut |i, r| {
-                if let Some(g) = got.get_mut(i) {
+                let k = answer_of(r, folders.iter().copied(), &got).unwrap_or(i);
+                if let Some(g) = got.get_mut(k) {
                     g.take(r);
                 }
             })
@@ -120,7 +121,9 @@ impl ImapSession {
         let dones = self
             .conn
             .run_many(&refs, Watch::Normal, Limits::default(), &mut |i, r| {
-                if let Some(g) = got.get_mut(i / 2) {
+                let names = items.iter().map(|(f, _)| *f);
+                let k = answer_of(r, names, &got).unwrap_or(i / 2);
+                if let Some(g) = got.get_mut(k) {
                     g.take(r);
                 }
             })
@@ -162,4 +165,25 @@ impl ImapSession {
         }
         got.finish(folder)
     }
+}
+
+/// Which of `folders` the `STATUS` data `r` answers: the first of that
+/// name not answered yet (a server may run pipelined commands side by
+/// side, so the name decides, not the order).
+fn answer_of<'a>(
+    r: &Response<'_>,
+    folders: impl Iterator<Item = &'a str>,
+    got: &[Gathered],
+) -> Option<usize> {
+    let Response::MailboxData(MailboxDatum::Status { mailbox, .. }) = r else {
+        return None;
+    };
+    let named = crate::mutf7::decode(mailbox.as_bytes()).ok()?;
+    let same = |f: &str| {
+        f == named || (f.eq_ignore_ascii_case("INBOX") && named.eq_ignore_ascii_case("INBOX"))
+    };
+    folders
+        .enumerate()
+        .find(|(k, f)| same(f) && got.get(*k).is_some_and(|g| g.messages.is_none()))
+        .map(|(k, _)| k)
 }

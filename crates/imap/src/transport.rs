@@ -97,12 +97,22 @@ pub trait Transport: Send {
     /// its state and the headers of `uids` in it, as [`Self::select`] or
     /// [`Self::examine`] followed by [`Self::fetch_headers`] would. A
     /// session sends both in one flight; this default runs them in turn.
+    ///
+    /// With `prefetch_from`, a session also asks in that flight for the
+    /// bodies of the [`crate::PREFETCH_MESSAGES`] UIDs from there on (the
+    /// messages that arrived since the caller last looked, on a server
+    /// that numbers new messages in a row), the first
+    /// [`crate::PREFETCH_BYTES`] of each: bodies that came whole are
+    /// handed out by the next [`Self::fetch_messages`] without asking the
+    /// server again. A hint only; the results are the same without it.
     fn open_and_fetch_headers(
         &mut self,
         folder: &str,
         read_only: bool,
         uids: UidRange,
+        prefetch_from: Option<Uid>,
     ) -> impl Future<Output = Result<(MailboxState, Vec<FetchedHeader>), ImapError>> + Send {
+        let _ = prefetch_from;
         async move {
             let state = if read_only {
                 self.examine(folder).await?

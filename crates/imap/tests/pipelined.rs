@@ -48,7 +48,7 @@ async fn open_and_fetch_headers_gives_what_select_then_fetch_gives() {
     }
     for read_only in [true, false] {
         let (state, headers) = s
-            .open_and_fetch_headers("Box", read_only, UidRange::all())
+            .open_and_fetch_headers("Box", read_only, UidRange::all(), None)
             .await
             .unwrap();
         assert_eq!(s.selected_folder(), Some(("Box", read_only)));
@@ -64,7 +64,7 @@ async fn open_and_fetch_headers_gives_what_select_then_fetch_gives() {
     }
     // Bodies come by the sizes the combined FETCH recorded.
     let (_, headers) = s
-        .open_and_fetch_headers("Box", false, UidRange::all())
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
         .await
         .unwrap();
     let uids: Vec<_> = headers.iter().map(|h| h.uid).collect();
@@ -75,12 +75,12 @@ async fn open_and_fetch_headers_gives_what_select_then_fetch_gives() {
         .all(|m| m.body.as_ref().map(Vec::len) == Some(m.size as usize)));
 
     let (state, headers) = s
-        .open_and_fetch_headers("Void", true, UidRange::all())
+        .open_and_fetch_headers("Void", true, UidRange::all(), None)
         .await
         .unwrap();
     assert_eq!((state.exists, headers.len()), (0, 0));
     let e = s
-        .open_and_fetch_headers("Missing", true, UidRange::all())
+        .open_and_fetch_headers("Missing", true, UidRange::all(), None)
         .await
         .unwrap_err();
     assert!(matches!(e, ImapError::NoSuchFolder { .. }), "{e:?}");
@@ -129,4 +129,49 @@ async fn status_and_append_reports_each_folder_before_its_append() {
     s.select("Held").await.unwrap();
     let headers = s.fetch_headers(UidRange::new(uid, uid)).await.unwrap();
     assert!(String::from_utf8_lossy(&headers[0].header).contains("Subject: m1"));
+}
+
+#[tokio::test]
+async fn small_bodies_prefetched_with_the_headers_need_no_second_fetch() {
+    let mut s = session(3).await;
+    s.create("Box").await.unwrap();
+    let small = message("small", "", 2_000);
+    let big = message("big", "", sma_imap::PREFETCH_BYTES as usize + 5_000);
+    let first = s
+        .append("Box", &[], &small)
+        .await
+        .unwrap()
+        .expect("APPENDUID");
+    let second = s
+        .append("Box", &[], &big)
+        .await
+        .unwrap()
+        .expect("APPENDUID");
+    let (_, headers) = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), Some(first))
+        .await
+        .unwrap();
+    assert_eq!(headers.len(), 2);
+    let sent = s.commands_sent();
+    let got = s.fetch_messages(&[first], 1 << 20).await.unwrap();
+    assert_eq!(
+        s.commands_sent(),
+        sent,
+        "the small body came with the headers"
+    );
+    assert_eq!(got[0].body.as_deref(), Some(&small[..]));
+    let got = s.fetch_messages(&[first, second], 1 << 20).await.unwrap();
+    assert!(
+        s.commands_sent() > sent,
+        "handed out once; the big one is asked"
+    );
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].body.as_deref(), Some(&small[..]));
+    assert_eq!(got[1].body.as_deref(), Some(&big[..]));
+    // A prefetch range past every message costs nothing and changes nothing.
+    let (_, again) = s
+        .open_and_fetch_headers("Box", true, UidRange::all(), Some(second + 100))
+        .await
+        .unwrap();
+    assert_eq!(again, headers);
 }

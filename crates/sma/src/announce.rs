@@ -55,7 +55,7 @@ async fn read_all_in<T: Transport>(
     read_only: bool,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
     let mut headers = match t
-        .open_and_fetch_headers(folder, read_only, UidRange::all())
+        .open_and_fetch_headers(folder, read_only, UidRange::all(), None)
         .await
     {
         Ok((_, headers)) => headers,

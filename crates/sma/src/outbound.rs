@@ -276,7 +276,9 @@ impl Device {
                     Some(u) => vec![*u],
                     None => t.search_header("Message-ID", &message_id_for(id)).await?,
                 };
-                t.delete_messages(&uids).await
+                self.deletion(t.capabilities())
+                    .remove(t, folder, &uids)
+                    .await
             }
             .await;
             if let Err(e) = undone {
