@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand_core::{CryptoRngCore, RngCore as _};
 use serde::Serialize;
@@ -23,10 +22,6 @@ use crate::config::{Role, ServerConfig};
 use crate::deletion::probe::detect_at_init;
 use crate::device::{Device, DeviceInfo, STORE_FILE};
 use crate::error::{Error, Result};
-
-/// How long a founder waits before re-reading the announcements folder to
-/// detect a simultaneous founder.
-const FOUNDER_SETTLE: Duration = Duration::from_millis(700);
 
 /// What `init` needs.
 pub struct InitOptions {
@@ -168,7 +163,9 @@ pub async fn init_on<T: Transport>(
     };
     write_home(&opts.home, &info, &mut engine)?;
     if role == Role::Founder {
-        tokio::time::sleep(FOUNDER_SETTLE).await;
+        // No wait: once our APPEND is answered, every announcement with a
+        // lower UID is in the folder (UIDs ascend as messages are added,
+        // RFC 3501 2.3.1.1), so re-reading now decides the race.
         let mut dev = Device::open_with(&opts.home, clock, rng)?;
         if dev.resolve_founder_race(t).await? {
             role = Role::Pending;
