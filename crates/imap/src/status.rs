@@ -74,8 +74,9 @@ impl ImapSession {
     }
 
     /// [`crate::Transport::status_many`]: every `STATUS` in one flight
-    /// (flights of at most 64). An answer's data is credited to the
-    /// command the server is answering (servers answer in order).
+    /// (flights of at most 64). An answer's data is credited to the folder
+    /// it names. The selected folder's count is this session's view of it
+    /// (RFC 3501 6.3.10).
     pub(crate) async fn status_many_impl(
         &mut self,
         folders: &[&str],
@@ -111,6 +112,17 @@ impl ImapSession {
         &mut self,
         items: &[(&str, &[u8])],
     ) -> Result<Vec<CheckedAppend>, ImapError> {
+        // A server answers STATUS of the selected folder from this
+        // session's view (RFC 3501 6.3.10): a NOOP first brings it up to
+        // date, as a count that decides whether to append must be.
+        if let Some(sel) = &self.selected {
+            if items.iter().any(|(f, _)| *f == sel.name) {
+                let done = self.conn.run_simple(&Command::new("NOOP")).await?;
+                if !done.is_ok() {
+                    return Err(done.into_error("NOOP".into()));
+                }
+            }
+        }
         let mut cmds = Vec::with_capacity(items.len() * 2);
         for (folder, message) in items {
             cmds.push(self.status_command(folder)?);
