@@ -562,11 +562,21 @@ impl Conn {
         self.new_tag()
     }
 
-    /// Sends `LOGOUT` and closes the socket; errors are ignored (the
-    /// connection is going away anyway).
+    /// Sends `LOGOUT` and closes the socket without waiting for the
+    /// server's answer (a round trip nobody needs: the server ends the
+    /// session either way); errors are ignored (the connection is going
+    /// away anyway).
     pub(crate) async fn logout(mut self) {
         if self.ensure_ready().await.is_ok() {
-            let _ = self.run_simple(&Command::new("LOGOUT")).await;
+            let tag = self.new_tag();
+            let bytes: Vec<u8> = Command::new("LOGOUT")
+                .encode(&tag, self.literal_plus)
+                .into_iter()
+                .flat_map(|s| s.bytes)
+                .collect();
+            self.begin("LOGOUT", Limits::default());
+            self.commands_sent += 1;
+            let _ = self.write_all(&bytes, "LOGOUT").await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.io.shutdown()).await;
     }
