@@ -168,11 +168,26 @@ fn range(values: impl Iterator<Item = f64> + Clone, log: bool) -> (f64, f64) {
     }
 }
 
+/// An axis label: whole numbers from 10 up, two decimals at most below.
+fn tick(v: &f64) -> String {
+    if v.abs() >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{}", (v * 100.0).round() / 100.0)
+    }
+}
+
 /// Draws `chart` as an SVG file at `path`.
 fn draw(chart: &Chart<'_>, path: &Path) -> Result<()> {
     let points = chart.series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = range(points.clone().map(|p| p.0), chart.log);
     let (y0, y1) = range(points.map(|p| p.1), chart.log);
+    // About one label per unit on short linear axes, else at most 12.
+    let x_labels = if chart.log {
+        10
+    } else {
+        ((x1 - x0).ceil() as usize).clamp(2, 12)
+    };
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut builder = ChartBuilder::on(&root);
@@ -186,6 +201,9 @@ fn draw(chart: &Chart<'_>, path: &Path) -> Result<()> {
         c.configure_mesh()
             .x_desc(chart.x_desc)
             .y_desc(chart.y_desc)
+            .x_labels(x_labels)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .draw()?;
         draw_series(&mut c, &chart.series)?;
     } else {
@@ -193,6 +211,9 @@ fn draw(chart: &Chart<'_>, path: &Path) -> Result<()> {
         c.configure_mesh()
             .x_desc(chart.x_desc)
             .y_desc(chart.y_desc)
+            .x_labels(x_labels)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
             .draw()?;
         draw_series(&mut c, &chart.series)?;
     }

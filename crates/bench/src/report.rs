@@ -125,7 +125,9 @@ impl Report {
         self.latency_rows(&mut t);
         self.throughput_rows(&mut t);
         self.other_rows(&mut t);
-        t.print();
+        if !t.rows.is_empty() {
+            t.print();
+        }
         self.print_wan();
         if let Some(g) = &self.growth {
             g.print_table();
