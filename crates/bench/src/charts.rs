@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 
-use crate::growth::{Cost, GrowthReport};
+use crate::growth::{Cost, GroupPoint, GrowthReport, KeyringPoint};
 
 /// Chart size, pixels.
 const SIZE: (u32, u32) = (760, 440);
@@ -55,23 +55,24 @@ pub fn write_all(report: &GrowthReport, dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The charts of a report: file name and content.
 fn charts(r: &GrowthReport) -> Vec<(&'static str, Chart<'static>)> {
-    let by_devices = |name, f: &dyn Fn(&crate::growth::GroupPoint) -> f64| Series {
+    let mut all = device_charts(r);
+    all.push(keyring_chart(r));
+    all
+}
+
+/// A curve over the group sizes.
+fn by_devices(r: &GrowthReport, name: &'static str, f: impl Fn(&GroupPoint) -> f64) -> Series {
+    Series {
         name,
         points: r.groups.iter().map(|g| (g.devices as f64, f(g))).collect(),
-    };
-    let walls =
-        |name, f: fn(&crate::growth::GroupPoint) -> &Cost| by_devices(name, &|g| f(g).wall_ms);
-    let commands = |name, f: fn(&crate::growth::GroupPoint) -> &Cost| {
-        by_devices(name, &|g| f(g).commands as f64)
-    };
-    let by_entries = |name, f: &dyn Fn(&crate::growth::KeyringPoint) -> f64| Series {
-        name,
-        points: r
-            .keyrings
-            .iter()
-            .map(|k| (k.entries as f64, f(k)))
-            .collect(),
-    };
+    }
+}
+
+/// The charts by group size.
+fn device_charts(r: &GrowthReport) -> Vec<(&'static str, Chart<'static>)> {
+    let walls = |name, f: fn(&GroupPoint) -> &Cost| by_devices(r, name, |g| f(g).wall_ms);
+    let commands =
+        |name, f: fn(&GroupPoint) -> &Cost| by_devices(r, name, |g| f(g).commands as f64);
     vec![
         (
             "growth-devices-wall.svg",
@@ -127,33 +128,45 @@ fn charts(r: &GrowthReport) -> Vec<(&'static str, Chart<'static>)> {
                 y_desc: "messages in the SMA folders",
                 log: false,
                 series: vec![
-                    by_devices("all devices synced", &|g| {
+                    by_devices(r, "all devices synced", |g| {
                         g.footprint_settled.messages as f64
                     }),
-                    by_devices("one change sent, not yet read", &|g| {
+                    by_devices(r, "one change sent, not yet read", |g| {
                         g.footprint_after_change.messages as f64
                     }),
                 ],
             },
         ),
-        (
-            "growth-keyring.svg",
-            Chart {
-                title: "Sync and bootstrap by keyring size (log-log)",
-                x_desc: "keyring entries",
-                y_desc: "wall time (ms)",
-                log: true,
-                series: vec![
-                    by_entries("bootstrap: pair, join, catch-up", &|k| {
-                        k.bootstrap.total_secs * 1000.0
-                    }),
-                    by_entries("idle sync round", &|k| k.idle_round.wall_ms),
-                    by_entries("sync round sending one change", &|k| k.change_round.wall_ms),
-                    by_entries("round applying it", &|k| k.change_apply.wall_ms),
-                ],
-            },
-        ),
     ]
+}
+
+/// The chart by keyring size.
+fn keyring_chart(r: &GrowthReport) -> (&'static str, Chart<'static>) {
+    let by_entries = |name, f: fn(&KeyringPoint) -> f64| Series {
+        name,
+        points: r
+            .keyrings
+            .iter()
+            .map(|k| (k.entries as f64, f(k)))
+            .collect(),
+    };
+    (
+        "growth-keyring.svg",
+        Chart {
+            title: "Sync and bootstrap by keyring size (log-log)",
+            x_desc: "keyring entries",
+            y_desc: "wall time (ms)",
+            log: true,
+            series: vec![
+                by_entries("bootstrap: pair, join, catch-up", |k| {
+                    k.bootstrap.total_secs * 1000.0
+                }),
+                by_entries("idle sync round", |k| k.idle_round.wall_ms),
+                by_entries("sync round sending one change", |k| k.change_round.wall_ms),
+                by_entries("round applying it", |k| k.change_apply.wall_ms),
+            ],
+        },
+    )
 }
 
 /// The range of one axis over every point: from 0 (linear) or a little
@@ -251,4 +264,82 @@ where
         .draw()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::growth::{Footprint, GroupPoint};
+
+    fn cost(n: usize) -> Cost {
+        Cost {
+            wall_ms: n as f64 * 1.5,
+            commands: 2 * n as u64,
+            messages: n,
+            bytes: 2000 * n,
+        }
+    }
+
+    fn point(n: usize) -> GroupPoint {
+        let fp = Footprint {
+            messages: n,
+            bytes: 2200 * n as u64,
+        };
+        GroupPoint {
+            devices: n,
+            send_one: cost(1),
+            broadcast: cost(n - 1),
+            idle_round: cost(1),
+            change_round: cost(n - 1),
+            change_apply: cost(n - 1),
+            join: cost(n),
+            join_settle: cost(n),
+            footprint_settled: fp.clone(),
+            footprint_after_change: fp,
+            secs: 1.0,
+        }
+    }
+
+    #[test]
+    fn writes_one_svg_per_family_and_skips_families_without_points() {
+        let report = GrowthReport {
+            key_bytes: 390,
+            reps: 5,
+            groups: vec![point(2), point(5), point(10)],
+            keyrings: Vec::new(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_all(&report, dir.path()).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "growth-devices-wall.svg",
+                "growth-devices-commands.svg",
+                "growth-devices-join.svg",
+                "growth-devices-footprint.svg",
+            ]
+        );
+        for p in &written {
+            let svg = std::fs::read_to_string(p).unwrap();
+            assert!(svg.starts_with("<svg"), "{}", p.display());
+            assert!(svg.contains("devices in the group"));
+            assert!(svg.contains("<polyline"));
+        }
+        assert!(!dir.path().join("growth-keyring.svg").exists());
+    }
+
+    #[test]
+    fn axis_ranges_and_labels() {
+        let v = [2.0, 50.0, 0.0];
+        assert_eq!(range(v.iter().copied(), false), (0.0, 54.0));
+        let (lo, hi) = range([1000.0, 100_000.0].into_iter(), true);
+        assert!(lo < 1000.0 && lo > 0.0 && hi > 100_000.0);
+        assert_eq!(tick(&100_000.0), "100000");
+        assert_eq!(tick(&2.5), "2.5");
+        assert_eq!(tick(&0.333), "0.33");
+    }
 }
