@@ -40,15 +40,10 @@ pub struct FootprintReport {
     pub secs: f64,
 }
 
-async fn snapshot(
-    t: &mut ImapSession,
-    ops: usize,
-    offline_inbox: &str,
-    state: &Device,
-) -> Result<Snapshot> {
-    let mut messages = 0;
-    let mut bytes = 0;
-    let mut offline_inbox_bytes = 0;
+/// Every SMA folder of the account: its name, messages and their bytes
+/// (RFC822.SIZE).
+pub async fn sma_folders(t: &mut ImapSession) -> Result<Vec<(String, usize, u64)>> {
+    let mut out = Vec::new();
     for f in t.list("", "*").await? {
         if !f.name.contains("Autocrypt_SMA") || !f.is_selectable() {
             continue;
@@ -56,12 +51,24 @@ async fn snapshot(
         t.examine(&f.name).await?;
         let headers = t.fetch_headers(UidRange::all()).await?;
         let sum: u64 = headers.iter().map(|h| u64::from(h.size)).sum();
-        messages += headers.len();
-        bytes += sum;
-        if f.name == offline_inbox {
-            offline_inbox_bytes = sum;
-        }
+        out.push((f.name, headers.len(), sum));
     }
+    Ok(out)
+}
+
+async fn snapshot(
+    t: &mut ImapSession,
+    ops: usize,
+    offline_inbox: &str,
+    state: &Device,
+) -> Result<Snapshot> {
+    let folders = sma_folders(t).await?;
+    let messages = folders.iter().map(|f| f.1).sum();
+    let bytes = folders.iter().map(|f| f.2).sum();
+    let offline_inbox_bytes = folders
+        .iter()
+        .find(|f| f.0 == offline_inbox)
+        .map_or(0, |f| f.2);
     Ok(Snapshot {
         ops,
         messages,

@@ -5,15 +5,19 @@
 //! floor (the same IMAP stack moving equal bytes with no SMA logic): delivery
 //! latency (IDLE and immediate poll), replication throughput, round trips of
 //! an idle sync round, bootstrap of a large keyring, peak RSS of
-//! `sma watch`, server footprint and CLI cold start. Prints a table, or with
-//! `--json` one object with every figure. See docs/PERFORMANCE.md.
+//! `sma watch`, server footprint and CLI cold start; and growth curves
+//! (cost by group size and by keyring size, also drawn as SVG charts).
+//! Prints a table, or with `--json` one object with every figure. See
+//! docs/PERFORMANCE.md.
 
 #![forbid(unsafe_code)]
 
 mod bootstrap;
+mod charts;
 mod cli;
 mod counting;
 mod footprint;
+mod growth;
 mod latency;
 mod proxy;
 mod report;
@@ -25,7 +29,7 @@ mod wan;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
 use crate::bootstrap::Wait;
@@ -86,6 +90,25 @@ struct Args {
     /// (in the JSON report, and on stderr).
     #[arg(long)]
     wan_trace: bool,
+    /// Group sizes of the growth part, devices (comma-separated; each at least 2).
+    #[arg(
+        long,
+        default_value = "2,5,10,20,50",
+        value_delimiter = ',',
+        value_name = "N"
+    )]
+    growth_devices: Vec<usize>,
+    /// Keyring sizes of the growth part, entries (comma-separated).
+    #[arg(
+        long,
+        default_value = "1000,10000,100000",
+        value_delimiter = ',',
+        value_name = "N"
+    )]
+    growth_keyring: Vec<usize>,
+    /// Write the growth part's SVG charts into this directory.
+    #[arg(long, value_name = "DIR")]
+    charts_dir: Option<PathBuf>,
     /// Run only these parts (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PART")]
     only: Vec<Part>,
@@ -118,6 +141,8 @@ enum Part {
     Coldstart,
     /// Wall time and round trips of each command behind a delay proxy.
     Wan,
+    /// Cost of each operation by group size and by keyring size.
+    Growth,
 }
 
 /// Accounts of the rig, one per scenario.
@@ -134,6 +159,9 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if args.messages == 0 || args.ops.contains(&0) || args.peers == 0 {
         bail!("--messages, --ops and --peers must be at least 1");
+    }
+    if args.growth_devices.iter().any(|&n| n < 2) || args.growth_keyring.contains(&0) {
+        bail!("--growth-devices must be at least 2 and --growth-keyring at least 1");
     }
     if args.wan_rtt_ms.iter().any(|&r| !(r > 0.0 && r < 10_000.0)) {
         bail!("--wan-rtt-ms must be above 0 and below 10000");
@@ -164,7 +192,12 @@ async fn run(args: &Args) -> Result<Report> {
     } else {
         0
     };
-    let rig = Rig::start(ACCT_WAN + wan_accounts, sec)?;
+    let growth_accounts = if wants(Part::Growth) {
+        growth::accounts_needed(args.growth_devices.len(), args.growth_keyring.len())
+    } else {
+        0
+    };
+    let rig = Rig::start(ACCT_WAN + wan_accounts + growth_accounts, sec)?;
     let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin);
 
     if wants(Part::Latency) || wants(Part::Rounds) || wants(Part::Coldstart) {
@@ -229,6 +262,10 @@ async fn run(args: &Args) -> Result<Report> {
 
     if wants(Part::Wan) {
         report.wan = Some(wan_part(args, &rig, &sma_bin, sec).await?);
+    }
+
+    if wants(Part::Growth) {
+        report.growth = Some(growth_part(args, &rig, ACCT_WAN + wan_accounts).await?);
     }
     Ok(report)
 }
@@ -323,4 +360,25 @@ async fn wan_part(
         }
     }
     Ok(wan)
+}
+
+/// The growth curves, and their charts if `--charts-dir` is given.
+async fn growth_part(args: &Args, rig: &Rig, first_account: usize) -> Result<growth::GrowthReport> {
+    let report = growth::run(
+        rig,
+        &growth::GrowthArgs {
+            devices: &args.growth_devices,
+            keyring: &args.growth_keyring,
+            key_bytes: autocrypt_key_bytes()?,
+            first_account,
+        },
+    )
+    .await
+    .context("growth part")?;
+    if let Some(dir) = &args.charts_dir {
+        for path in charts::write_all(&report, dir)? {
+            eprintln!("sma-bench: wrote {}", path.display());
+        }
+    }
+    Ok(report)
 }

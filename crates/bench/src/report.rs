@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::bootstrap::BootstrapReport;
 use crate::cli::{ColdStart, MemoryReport};
 use crate::footprint::FootprintReport;
+use crate::growth::GrowthReport;
 use crate::latency::LatencyReport;
 use crate::rig::Sec;
 use crate::rounds::IdleRound;
@@ -72,6 +73,9 @@ pub struct Report {
     /// Commands behind a delay proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wan: Option<WanReport>,
+    /// Cost by group size and by keyring size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth: Option<GrowthReport>,
 }
 
 fn dovecot_version() -> String {
@@ -105,6 +109,7 @@ impl Report {
             footprint: None,
             cold_start: Vec::new(),
             wan: None,
+            growth: None,
         }
     }
 
@@ -120,8 +125,13 @@ impl Report {
         self.latency_rows(&mut t);
         self.throughput_rows(&mut t);
         self.other_rows(&mut t);
-        t.print();
+        if !t.rows.is_empty() {
+            t.print();
+        }
         self.print_wan();
+        if let Some(g) = &self.growth {
+            g.print_table();
+        }
     }
 
     /// Rows of the delivery latency.
