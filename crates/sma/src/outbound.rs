@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 
 use sma_store::Durability;
 
+use crate::deletion::Deletion;
 use crate::device::Device;
 use crate::error::{Error, Result};
 
@@ -251,7 +252,8 @@ impl Device {
             }
         }
         if let Some((device, held)) = full {
-            self.undo_appends(t, &landed, id).await;
+            let deletion = self.deletion(t.capabilities());
+            undo_appends(t, deletion, &landed, id).await;
             return Err(Error::InboxFull(device, held));
         }
         match failed {
@@ -259,31 +261,29 @@ impl Device {
             None => Ok(()),
         }
     }
+}
 
-    /// Deletes the copies of message `id` just appended (folder, UID if
-    /// the server said). Failures are logged: the send reports the full
-    /// inbox either way.
-    async fn undo_appends<T: Transport>(
-        &mut self,
-        t: &mut T,
-        landed: &[(String, Option<Uid>)],
-        id: &MessageId,
-    ) {
-        for (folder, uid) in landed {
-            let undone = async {
-                t.select(folder).await?;
-                let uids = match uid {
-                    Some(u) => vec![*u],
-                    None => t.search_header("Message-ID", &message_id_for(id)).await?,
-                };
-                self.deletion(t.capabilities())
-                    .remove(t, folder, &uids)
-                    .await
-            }
-            .await;
-            if let Err(e) = undone {
-                warn!(folder = %folder, error = %e, "could not delete a message appended to a full inbox");
-            }
+/// Deletes the copies of message `id` just appended (folder, UID if
+/// the server said). Failures are logged: the send reports the full
+/// inbox either way.
+async fn undo_appends<T: Transport>(
+    t: &mut T,
+    deletion: Deletion,
+    landed: &[(String, Option<Uid>)],
+    id: &MessageId,
+) {
+    for (folder, uid) in landed {
+        let undone = async {
+            t.select(folder).await?;
+            let uids = match uid {
+                Some(u) => vec![*u],
+                None => t.search_header("Message-ID", &message_id_for(id)).await?,
+            };
+            deletion.remove(t, folder, &uids).await
+        }
+        .await;
+        if let Err(e) = undone {
+            warn!(folder = %folder, error = %e, "could not delete a message appended to a full inbox");
         }
     }
 }
