@@ -149,7 +149,11 @@ impl ImapSession {
             .run_many(
                 &cmds,
                 Watch::Normal,
-                Limits::headers_and_prefetch(),
+                if prefetch.is_some() {
+                    Limits::headers_and_prefetch()
+                } else {
+                    Limits::headers()
+                },
                 &mut |i, r| {
                     if i == 0 {
                         opened.take(r);

@@ -8,7 +8,7 @@ use crate::ops::append_command;
 use crate::response::{Done, Watch};
 use crate::session::ImapSession;
 use crate::transport::{lost_is_final, Transport};
-use crate::types::{CheckedAppend, MailboxStatus};
+use crate::types::{CheckedAppend, MailboxStatus, Uid};
 use crate::wire::{check_folder, Command};
 
 /// The attributes of one `STATUS` answer, gathered as they come.
@@ -159,7 +159,11 @@ impl ImapSession {
                 // APPEND, and the single APPEND knows what to do.
                 lost_is_final(self.append(folder, &[], message).await)?
             };
-            out.push(CheckedAppend { status, appended });
+            out.push(CheckedAppend {
+                status: status
+                    .map(|st| not_counting(st, appended.as_ref().ok().copied().flatten())),
+                appended,
+            });
         }
         Ok(out)
     }
@@ -198,4 +202,18 @@ fn answer_of<'a>(
         .enumerate()
         .find(|(k, f)| same(f) && got.get(*k).is_some_and(|g| g.messages.is_none()))
         .map(|(k, _)| k)
+}
+
+/// `status` without the message appended as `uid`, if the server took the
+/// status after that append (it runs the two side by side): its UIDNEXT is
+/// then above the new UID. Without the UID (no UIDPLUS) it cannot tell,
+/// and the count may include the new message.
+fn not_counting(status: MailboxStatus, uid: Option<Uid>) -> MailboxStatus {
+    match (uid, status.uid_next) {
+        (Some(uid), Some(next)) if next > uid => MailboxStatus {
+            messages: status.messages.saturating_sub(1),
+            ..status
+        },
+        _ => status,
+    }
 }

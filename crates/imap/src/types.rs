@@ -156,7 +156,10 @@ pub struct FetchedHeader {
 }
 
 /// One folder's part of [`crate::Transport::status_and_append`]: its
-/// `STATUS` from just before the `APPEND`, and what the `APPEND` gave.
+/// `STATUS` as before the `APPEND` (a server may run the two side by
+/// side: with the new UID known, a status taken after the append does
+/// not count the new message; without it, it may), and what the
+/// `APPEND` gave.
 #[derive(Debug)]
 pub struct CheckedAppend {
     /// The folder's status before the message was appended.

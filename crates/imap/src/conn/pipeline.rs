@@ -47,12 +47,14 @@ impl Conn {
     }
 
     /// Sends `cmds` in flights of at most [`MAX_FLIGHT`] and returns their
-    /// tagged answers in order. Each command runs whatever the ones before
-    /// it answered: use this only for commands that are independent, or
-    /// where a failed predecessor makes the later ones fail harmlessly.
-    /// `on_untagged` sees every untagged response with the index of the
-    /// first command not yet answered (servers answer in order; data of a
-    /// command usually comes before its tagged reply). Every response is
+    /// tagged answers in the order of `cmds`. Each command runs whatever
+    /// the ones before it answered, and a server may run them side by side
+    /// and answer in any order (Dovecot does for FETCH, STATUS, APPEND):
+    /// use this only for commands that are independent, or where a failed
+    /// predecessor makes the later ones fail harmlessly. `on_untagged` sees
+    /// every untagged response with the index of the first command not yet
+    /// answered, a hint only: data of commands run side by side is told
+    /// apart by what it says (a folder name, the attributes fetched). Every response is
     /// watched with `watch`, and the whole flight is read within `limits`.
     /// Commands that need a continuation (no `LITERAL+`) run one after the
     /// other.
@@ -131,9 +133,13 @@ impl Conn {
         self.state = State::Writing;
         self.write_all(&bytes, &name).await?;
         self.state = State::AwaitingTagged(tags[tags.len() - 1].clone());
-        let mut dones: Vec<Done> = Vec::with_capacity(cmds.len());
-        while dones.len() < tags.len() {
-            let next = dones.len();
+        let mut dones: Vec<Option<Done>> = vec![None; cmds.len()];
+        let mut answered = 0;
+        while answered < tags.len() {
+            // Untagged data goes with the first command not answered yet;
+            // the tagged answers may come in any order (Dovecot runs some
+            // pipelined commands side by side).
+            let next = dones.iter().position(Option::is_none).unwrap_or(0);
             let got = self
                 .read(&name, None, |r| match r {
                     Response::Done { tag: t, .. } => match tags.iter().position(|x| *x == t.0) {
@@ -151,15 +157,16 @@ impl Conn {
                 })
                 .await?;
             if let Some(Some((i, done))) = got {
-                if i != next {
+                if dones[i].replace(done).is_some() {
                     return Err(ImapError::Protocol(format!(
-                        "the server answered {} before {}",
-                        tags[i], tags[next]
+                        "the server answered {} twice",
+                        tags[i]
                     )));
                 }
-                dones.push(done);
+                answered += 1;
             }
         }
+        let dones: Vec<Done> = dones.into_iter().flatten().collect();
         self.state = State::Ready;
         Ok(dones)
     }
