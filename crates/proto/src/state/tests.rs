@@ -30,7 +30,8 @@ fn arb_change() -> impl Strategy<Value = Change> {
                     MemberStatus::Removed,
                 ][status as usize],
                 heartbeat: hb,
-                final_seq: 0,
+                final_seq: None,
+                left_seq: 0,
             })
         },
     );
@@ -145,7 +146,8 @@ fn removed_is_final() {
         name_stamp: stamp(1, 0, 1),
         status,
         heartbeat: 1,
-        final_seq: 0,
+        final_seq: None,
+        left_seq: 0,
     };
     s.apply(&Change::Member(rec(MemberStatus::Removed)));
     s.apply(&Change::Member(rec(MemberStatus::Active)));
