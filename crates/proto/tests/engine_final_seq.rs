@@ -42,7 +42,10 @@ fn leave_crossing_a_removal(net: &mut Net) -> (u64, u64) {
     net.nodes[X].learn_key("x2@example.net", at(11));
     net.em(X).leave(at(12)).unwrap();
     let left = net.e(X).core().book().last_seq();
-    assert!(left > bound + 1, "X wrote ops A does not hold before its leave");
+    assert!(
+        left > bound + 1,
+        "X wrote ops A does not hold before its leave"
+    );
     net.send(X, at(12));
     net.recv(B, at(13));
     assert!(has_key(net, B, "x2@example.net"), "B applied X's ops");
@@ -64,14 +67,29 @@ fn a_leave_crossing_a_removal_does_not_hide_the_ops_a_member_applied() {
     for i in [A, B, C] {
         let rec = record(&net, i, X);
         assert_eq!(rec.status, MemberStatus::Removed, "device {i}");
-        assert_eq!(rec.final_seq, Some(bound), "device {i}: the removers' bound");
-        assert_eq!(rec.seq_bound(), bound, "device {i}: the leave does not raise it");
+        assert_eq!(
+            rec.final_seq,
+            Some(bound),
+            "device {i}: the removers' bound"
+        );
+        assert_eq!(
+            rec.seq_bound(),
+            bound,
+            "device {i}: the leave does not raise it"
+        );
     }
     // The members that applied nothing above it hold identical records.
     assert_eq!(record(&net, A, X), record(&net, C, X));
-    assert_eq!(record(&net, A, X).left_seq, 0, "the leave above the bound is refused");
+    assert_eq!(
+        record(&net, A, X).left_seq,
+        0,
+        "the leave above the bound is refused"
+    );
     for i in [A, C] {
-        assert!(!has_key(&net, i, "x1@example.net"), "device {i} refused X's ops");
+        assert!(
+            !has_key(&net, i, "x1@example.net"),
+            "device {i} refused X's ops"
+        );
         assert!(net.e(i).core().applied_after_removal().is_empty());
     }
     // B applied X's ops above the bound before it learnt of the removal:
@@ -128,11 +146,17 @@ fn records_of_an_earlier_version_keep_their_meaning() {
     // A leave or removal written before `left_seq` existed.
     obj.insert("final_seq".into(), 7.into());
     let old: MemberRecord = serde_json::from_value(v.clone()).unwrap();
-    assert_eq!((old.final_seq, old.left_seq, old.seq_bound()), (Some(7), 0, 7));
+    assert_eq!(
+        (old.final_seq, old.left_seq, old.seq_bound()),
+        (Some(7), 0, 7)
+    );
     // A removal by a member that held none of the device's ops.
     v.as_object_mut().unwrap().remove("final_seq");
     let none: MemberRecord = serde_json::from_value(v).unwrap();
-    assert_eq!((none.final_seq, none.left_seq, none.seq_bound()), (None, 0, 0));
+    assert_eq!(
+        (none.final_seq, none.left_seq, none.seq_bound()),
+        (None, 0, 0)
+    );
     // A removal that held nothing is sent with its bound, 0 included.
     let mut zero = none.clone();
     zero.final_seq = Some(0);
@@ -140,5 +164,9 @@ fn records_of_an_earlier_version_keep_their_meaning() {
     let json = serde_json::to_value(&zero).unwrap();
     assert_eq!(json["final_seq"], 0);
     assert_eq!(json["left_seq"], 5);
-    assert_eq!(zero.seq_bound(), 0, "the leave does not raise the removers' 0");
+    assert_eq!(
+        zero.seq_bound(),
+        0,
+        "the leave does not raise the removers' 0"
+    );
 }
