@@ -2,7 +2,7 @@
 //! removers' `final_seq` and the device's own `left_seq` are two registers,
 //! so a device that writes ops and leaves while a member holding fewer of
 //! its ops removes it cannot hide, by its leave, the ops a member applied
-//! above the removers' bound (docs/RELIABILITY.md, *Removed devices*).
+//! above the removers' bound (docs/RELIABILITY.md, *Removed devices' bound*).
 
 mod common;
 
