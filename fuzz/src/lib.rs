@@ -78,7 +78,8 @@ fn record(who: &Identity) -> MemberRecord {
         },
         status: MemberStatus::Active,
         heartbeat: CREATED,
-        final_seq: 0,
+        final_seq: None,
+        left_seq: 0,
     }
 }
 

@@ -156,7 +156,8 @@ fn record_from_announcement(acc: &Account, id: &str) -> MemberRecord {
                 },
                 status: MemberStatus::Active,
                 heartbeat: now(),
-                final_seq: 0,
+                final_seq: None,
+                left_seq: 0,
             };
         }
     }

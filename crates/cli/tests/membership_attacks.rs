@@ -246,7 +246,8 @@ fn record_of(acc: &Account, id: &str, status: MemberStatus) -> MemberRecord {
         },
         status,
         heartbeat: now(),
-        final_seq: 0,
+        final_seq: None,
+        left_seq: 0,
     }
 }
 

@@ -261,8 +261,9 @@ fn a_removal_that_crosses_a_leave_converges() {
     assert_eq!(a.status, MemberStatus::Removed);
     assert_eq!(a, c, "both hold the same record, final seq included");
     assert_eq!(
-        a.final_seq,
-        net.e(B).group().member(&b).expect("own").final_seq
+        a.seq_bound(),
+        net.e(B).group().member(&b).expect("own").seq_bound(),
+        "the removal and the leave agree on B's last op"
     );
 }
 
@@ -406,7 +407,8 @@ fn a_member_whose_certificate_cannot_encrypt_is_skipped_and_cannot_be_admitted()
         name_stamp: stamp,
         status: MemberStatus::Active,
         heartbeat: T0,
-        final_seq: 0,
+        final_seq: None,
+        left_seq: 0,
     };
     net.em(A).commit(Change::Member(rec), at(2)).unwrap();
     let (sent, log) = logged(|| net.send(A, at(3)));

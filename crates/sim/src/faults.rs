@@ -354,7 +354,8 @@ impl Sim {
                     },
                     status: MemberStatus::Active,
                     heartbeat: now,
-                    final_seq: 0,
+                    final_seq: None,
+                    left_seq: 0,
                 }),
             )?;
         }
@@ -375,7 +376,8 @@ impl Sim {
             name_stamp: stamp.clone(),
             status: MemberStatus::Active,
             heartbeat: now,
-            final_seq: 0,
+            final_seq: None,
+            left_seq: 0,
         };
         forge(&mut rogue, Change::Member(own))?;
         forge(

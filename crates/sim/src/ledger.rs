@@ -12,6 +12,8 @@ use sma_proto::state::{
 
 use crate::world::World;
 
+pub use crate::taint::tainted;
+
 /// An application message `send` acknowledged.
 #[derive(Clone, Debug)]
 pub struct SentApp {
@@ -167,46 +169,6 @@ pub fn live_states(w: &World) -> Vec<(DeviceId, GroupState)> {
             let d = s.dev.as_ref()?;
             Some((d.id().clone(), d.core().group().clone()))
         })
-        .collect()
-}
-
-/// Members that applied ops a removed device wrote after its removal
-/// (before they learnt of it): their state keeps those ops, which every
-/// other member refuses, and `status` tells them to pair anew. They are
-/// left out of the convergence comparison.
-///
-/// Also those whose record of a removed device carries a higher
-/// `final_seq` than another live member's and that hold its ops above the
-/// lower one: a later removal or the device's own leave raised the max
-/// register after they applied those ops, so the engine does not flag them
-/// (docs/RELIABILITY.md, open issues: *final_seq masking*).
-pub fn tainted(w: &World) -> BTreeSet<DeviceId> {
-    let members: Vec<&sma::Device> = w
-        .slots
-        .iter()
-        .filter(|s| s.is_member())
-        .filter_map(|s| s.dev.as_ref())
-        .collect();
-    let mut lowest: BTreeMap<DeviceId, u64> = BTreeMap::new();
-    for d in &members {
-        for m in d.core().group().members().values() {
-            if m.status == MemberStatus::Removed {
-                let lo = lowest.entry(m.id.clone()).or_insert(m.final_seq);
-                *lo = (*lo).min(m.final_seq);
-            }
-        }
-    }
-    let masked = |d: &sma::Device| {
-        lowest.iter().any(|(x, &lo)| {
-            x != d.id()
-                && d.core().group().member(x).is_some_and(|m| m.final_seq > lo)
-                && d.core().book().highest_held(x) > lo
-        })
-    };
-    members
-        .iter()
-        .filter(|d| !d.core().applied_after_removal().is_empty() || masked(d))
-        .map(|d| d.id().clone())
         .collect()
 }
 

@@ -15,7 +15,7 @@
 //!   right and wrong codes, join, sync, send, recv), crash and restart from
 //!   the home;
 //! * [`scenario`]: the seeded plan and its phases; [`ledger`]: the
-//!   invariants.
+//!   invariants; [`taint`]: the members they leave out of convergence.
 //!
 //! A failing seed is replayed with
 //! `SIM_SEED=<seed> cargo test -p sma-sim --test sim replay`.
@@ -32,6 +32,7 @@ pub mod net;
 pub mod plan;
 pub mod scenario;
 pub mod server;
+pub mod taint;
 pub mod world;
 
 use std::path::PathBuf;

@@ -256,26 +256,30 @@ impl Engine {
 }
 
 /// Whether `op` of `origin` was written after the removal that `origin`'s
-/// record carries (PROTOCOL 10.5): such ops are refused and never relayed.
-/// The one exception is the origin's own `leave` right above `final_seq`
-/// (a member removed it while it was leaving): it changes nothing but its
-/// own record, to removed with `final_seq` equal to the leave's seq, so it
-/// admits no other op, and it lets the two removals converge.
+/// record carries (PROTOCOL 10.5): its seq is above the record's
+/// [`seq_bound`](crate::state::MemberRecord::seq_bound). Such ops are
+/// refused and never relayed. The one exception is the origin's own
+/// `leave` right above the bound (a member removed it while it was
+/// leaving): it changes nothing but its own record, to removed with
+/// `left_seq` equal to the leave's seq, which moves the bound onto the
+/// leave itself and so admits no other op.
 pub(crate) fn written_after_removal(origin: &crate::state::MemberRecord, op: &SignedOp) -> bool {
     origin.status == MemberStatus::Removed
-        && op.seq() > origin.final_seq
+        && op.seq() > origin.seq_bound()
         && !is_leave_after(origin, op)
 }
 
-/// Whether `op` is `origin`'s leave with the seq right after its final seq.
+/// Whether `op` is `origin`'s leave with the seq right after its bound. A
+/// leave written by an earlier version carries its seq in `final_seq`.
 fn is_leave_after(origin: &crate::state::MemberRecord, op: &SignedOp) -> bool {
     let Some(Change::Member(rec)) = op.change() else {
         return false;
     };
+    let seq = op.seq();
     rec.id == origin.id
         && rec.status == MemberStatus::Removed
-        && op.seq() == origin.final_seq.saturating_add(1)
-        && rec.final_seq == op.seq()
+        && seq == origin.seq_bound().saturating_add(1)
+        && (rec.left_seq == seq || (rec.left_seq == 0 && rec.final_seq == Some(seq)))
 }
 
 enum OpVerdict {

@@ -84,7 +84,9 @@ impl Engine {
         let mut expired = Vec::new();
         for mut rec in candidates {
             tracing::info!(device = %rec.id, silent_secs = now.secs_since(self.last_alive(&rec.id)), policy, "device expired");
-            rec.final_seq = rec.final_seq.max(self.core.book.highest_held(&rec.id));
+            rec.final_seq = rec
+                .final_seq
+                .max(Some(self.core.book.highest_held(&rec.id)));
             if rec.status == MemberStatus::Active {
                 rec.status = MemberStatus::Stale;
                 self.commit(Change::Member(rec.clone()), now)?;

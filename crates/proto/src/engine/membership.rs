@@ -70,7 +70,8 @@ impl Engine {
             name_stamp: stamp.clone(),
             status: MemberStatus::Active,
             heartbeat: now.as_secs(),
-            final_seq: 0,
+            final_seq: None,
+            left_seq: 0,
         };
         engine.commit(Change::Member(record), now)?;
         engine.commit(
@@ -117,7 +118,8 @@ impl Engine {
                     now.as_secs(),
                     now.as_secs() + super::liveness::HEARTBEAT_FUTURE_SLACK_SECS,
                 ),
-                final_seq: 0,
+                final_seq: None,
+                left_seq: 0,
             }),
             now,
         )?;
@@ -222,17 +224,18 @@ impl Engine {
         }
         let mut rec = rec;
         rec.status = MemberStatus::Removed;
-        rec.final_seq = rec.final_seq.max(self.core.book.highest_held(id));
+        rec.final_seq = rec.final_seq.max(Some(self.core.book.highest_held(id)));
         self.commit(Change::Member(rec), now)?;
         Ok(Removing::Committed)
     }
 
     /// Sets our own record removed (`leave`): our ops up to this one count,
-    /// later ones (someone holding our key) are refused.
+    /// later ones (someone holding our key) are refused. The leave's seq
+    /// goes into `left_seq`, never into the removers' `final_seq`.
     pub fn leave(&mut self, now: Timestamp) -> Result<(), ProtoError> {
         if let Some(mut rec) = self.core.group.member(&self.me.id).cloned() {
             rec.status = MemberStatus::Removed;
-            rec.final_seq = self.core.book.last_seq() + 1;
+            rec.left_seq = self.core.book.last_seq() + 1;
             self.commit(Change::Member(rec), now)?;
         }
         Ok(())
@@ -332,7 +335,7 @@ impl Engine {
     ) -> Vec<crate::sync::Withheld> {
         let mut out = self.core.book.withheld(&self.me.id, fresh, now);
         for (origin, held) in &self.core.applied_after_removal {
-            let final_seq = self.core.group.member(origin).map_or(0, |m| m.final_seq);
+            let final_seq = self.core.group.member(origin).map_or(0, |m| m.seq_bound());
             out.push(crate::sync::Withheld::AfterRemoval {
                 origin: origin.clone(),
                 final_seq,

@@ -238,11 +238,13 @@ impl Engine {
         }
         // Ops it wrote after the removal that we applied before we knew:
         // they stay in our state (nothing can take a merge back), so say so.
+        // The bound is the removers' evidence; the device's own leave does
+        // not raise it over ops we applied (PROTOCOL 10.5, *Final seq*).
         let final_seq = self
             .core
             .group
             .member(&rec.id)
-            .map_or(rec.final_seq, |m| m.final_seq);
+            .map_or_else(|| rec.seq_bound(), |m| m.seq_bound());
         let held = self.core.book.highest_held(&rec.id);
         if rec.id != self.me.id && held > final_seq {
             tracing::warn!(device = %rec.id, final_seq, held, "this device applied ops a removed device wrote after its removal");

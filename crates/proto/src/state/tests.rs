@@ -30,7 +30,8 @@ fn arb_change() -> impl Strategy<Value = Change> {
                     MemberStatus::Removed,
                 ][status as usize],
                 heartbeat: hb,
-                final_seq: 0,
+                final_seq: None,
+                left_seq: 0,
             })
         },
     );
@@ -145,11 +146,58 @@ fn removed_is_final() {
         name_stamp: stamp(1, 0, 1),
         status,
         heartbeat: 1,
-        final_seq: 0,
+        final_seq: None,
+        left_seq: 0,
     };
     s.apply(&Change::Member(rec(MemberStatus::Removed)));
     s.apply(&Change::Member(rec(MemberStatus::Active)));
     assert_eq!(s.status_of(&dev(1)), Some(MemberStatus::Removed));
+}
+
+/// The removers' `final_seq` and the device's own `left_seq` merge as two
+/// max registers, in any order, and the leave raises the bound only when it
+/// is the op right after the removers' bound (PROTOCOL 10.5).
+#[test]
+fn the_leave_never_raises_the_removers_bound() {
+    let rec = |final_seq, left_seq| MemberRecord {
+        id: dev(1),
+        fingerprint: "F".into(),
+        cert: "c".into(),
+        name: "n".into(),
+        name_stamp: stamp(1, 0, 1),
+        status: MemberStatus::Removed,
+        heartbeat: 1,
+        final_seq,
+        left_seq,
+    };
+    let merged = |a: &MemberRecord, b: &MemberRecord| {
+        let mut m = a.clone();
+        m.merge(b);
+        m
+    };
+    for (removal, leave, bound) in [
+        (rec(Some(2), 0), rec(None, 6), 2),
+        (rec(Some(0), 0), rec(None, 3), 0),
+        (rec(Some(5), 0), rec(None, 6), 6),
+        (rec(Some(7), 0), rec(None, 6), 7),
+    ] {
+        let (one, other) = (merged(&removal, &leave), merged(&leave, &removal));
+        assert_eq!(one, other, "the merge does not depend on the order");
+        assert_eq!(one.seq_bound(), bound, "{one:?}");
+    }
+    assert_eq!(
+        rec(None, 6).seq_bound(),
+        6,
+        "a leave alone bounds at itself"
+    );
+    assert_eq!(rec(None, 0).seq_bound(), 0, "a removal that held nothing");
+    let mut active = rec(Some(3), 0);
+    active.status = MemberStatus::Stale;
+    assert_eq!(
+        active.seq_bound(),
+        u64::MAX,
+        "only a removed device is bounded"
+    );
 }
 
 #[test]
