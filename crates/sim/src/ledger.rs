@@ -237,7 +237,7 @@ impl Ledger {
         let all = live_states(w);
         let gone = self.gone(&all, &departed(w));
         let stranded = self.stranded(&all, &gone);
-        let tainted = tainted(w);
+        let tainted = tainted(w, &gone);
         all.iter()
             .filter(|(id, _)| !gone.contains(id) && !tainted.contains(id))
             .map(|(id, g)| (id.clone(), g.clone(), self.comparable(g, &stranded)))
@@ -302,7 +302,7 @@ impl Ledger {
 }
 
 /// Devices that found themselves removed or left.
-fn departed(w: &World) -> BTreeSet<DeviceId> {
+pub(crate) fn departed(w: &World) -> BTreeSet<DeviceId> {
     w.slots
         .iter()
         .filter(|s| s.gone)
@@ -320,11 +320,13 @@ pub fn check_final(w: &World, ledger: &Ledger) -> Result<(), String> {
         .filter(|(id, _)| !gone.contains(id))
         .cloned()
         .collect();
-    let untainted = tainted(w);
-    let Some((first_id, first)) = live.iter().find(|(id, _)| !untainted.contains(id)) else {
-        return Err("no live member at the end".into());
+    let tainted = tainted(w, &gone);
+    let Some((first_id, first)) = live.iter().find(|(id, _)| !tainted.contains(id)) else {
+        return Err(format!(
+            "no live member at the end (live: {:?}; gone: {gone:?}; tainted: {tainted:?})",
+            live.iter().map(|(id, _)| id).collect::<Vec<_>>()
+        ));
     };
-    let tainted = tainted(w);
     let want = ledger.comparable(first, &stranded);
     for (id, g) in &live {
         ledger.check_state(id.as_str(), g)?;

@@ -912,7 +912,9 @@ pub async fn run_scenario(
                 eprintln!("[sim] costs {:?}", sim.w.costs);
             }
             sim.stats.members = sim.w.slots.iter().filter(|s| s.is_member()).count();
-            sim.stats.tainted = crate::ledger::tainted(&sim.w).len();
+            let all = crate::ledger::live_states(&sim.w);
+            let gone = sim.ledger.gone(&all, &crate::ledger::departed(&sim.w));
+            sim.stats.tainted = crate::ledger::tainted(&sim.w, &gone).len();
             Ok(sim.stats)
         }
         Err(e) => Err((e, sim.trace.into_iter().collect())),

@@ -22,12 +22,17 @@ use crate::world::World;
 /// issues: *a second removal's final_seq*). The device's own leave is not
 /// excused: it goes into `left_seq` and no longer raises the removers'
 /// bound, so the engine must report the members it used to mask.
-pub fn tainted(w: &World) -> BTreeSet<DeviceId> {
+///
+/// Devices in `gone` (removed or departed) are neither judged nor used as
+/// the reference: a removed device's own record of another removal is
+/// evidence of nothing the live members must agree on.
+pub fn tainted(w: &World, gone: &BTreeSet<DeviceId>) -> BTreeSet<DeviceId> {
     let members: Vec<&sma::Device> = w
         .slots
         .iter()
         .filter(|s| s.is_member())
         .filter_map(|s| s.dev.as_ref())
+        .filter(|d| !gone.contains(d.id()))
         .collect();
     let mut lowest: BTreeMap<DeviceId, u64> = BTreeMap::new();
     for d in &members {
