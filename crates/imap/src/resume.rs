@@ -201,6 +201,38 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         retried!(self, |t| t.status(folder))
     }
 
+    async fn open_and_fetch_headers(
+        &mut self,
+        folder: &str,
+        read_only: bool,
+        uids: UidRange,
+        prefetch_from: Option<Uid>,
+    ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
+        loop {
+            let r = self
+                .inner
+                .open_and_fetch_headers(folder, read_only, uids, prefetch_from)
+                .await;
+            match r {
+                Ok((state, headers)) => {
+                    self.backoff.reset();
+                    self.selected = Some(Selection {
+                        folder: folder.to_owned(),
+                        read_only,
+                        uid_validity: state.uid_validity,
+                    });
+                    return Ok((state, headers));
+                }
+                Err(e) => {
+                    // Whether the SELECT went through is unknown: nothing
+                    // is taken as selected, and the whole step runs again.
+                    self.selected = None;
+                    self.recover(e).await?;
+                }
+            }
+        }
+    }
+
     async fn status_many(
         &mut self,
         folders: &[&str],

@@ -19,7 +19,8 @@ use crate::config::Role;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pair::{
-    delete_by_message_id, find_pairing, pairing_message, wait_for_change, Awaiting, Found,
+    delete_by_message_id, find_pairing, find_pairing_in, pairing_message, wait_for_change,
+    Awaiting, Found,
 };
 
 /// What `join` did.
@@ -59,14 +60,18 @@ impl JoinProgress {
     }
 }
 
-/// Welcomes from `member` in the selected folder not looked at yet: UID
-/// and size, from the headers alone.
+/// Welcomes from `member` in `folder` (selected read-write in the flight
+/// that reads its headers) not looked at yet: UID and size, from the
+/// headers alone.
 async fn new_welcomes<T: Transport>(
     t: &mut T,
+    folder: &str,
     member: &DeviceId,
     seen: &std::collections::BTreeSet<Uid>,
 ) -> Result<Vec<(Uid, u64)>> {
-    let headers = t.fetch_headers(UidRange::all()).await?;
+    let (_, headers) = t
+        .open_and_fetch_headers(folder, false, UidRange::all(), None)
+        .await?;
     Ok(headers
         .iter()
         .filter(|h| !seen.contains(&h.uid))
@@ -172,8 +177,8 @@ impl Device {
     ) -> Result<(Found<PairHello>, Vec<(DeviceId, MessageId)>)> {
         let inbox = self.inbox();
         loop {
-            t.select(&inbox).await?;
-            let found: Vec<Found<PairHello>> = find_pairing(t, Kind::PairHello, None).await?;
+            let found: Vec<Found<PairHello>> =
+                find_pairing_in(t, &inbox, Kind::PairHello, None).await?;
             let hellos = Hellos::sort(found, code);
             if !hellos.stale.is_empty() {
                 self.deletion(t.capabilities())
@@ -211,9 +216,8 @@ impl Device {
         let inbox = self.inbox();
         let since = self.clock.instant();
         loop {
-            t.select(&inbox).await?;
             let aborts: Vec<Found<PairAbort>> =
-                find_pairing(t, Kind::PairAbort, Some(member_id)).await?;
+                find_pairing_in(t, &inbox, Kind::PairAbort, Some(member_id)).await?;
             if aborts.iter().any(|a| &a.payload.attempt == state.attempt()) {
                 let uids: Vec<_> = aborts.iter().map(|a| a.uid).collect();
                 self.deletion(t.capabilities())
@@ -262,8 +266,7 @@ impl Device {
         let mut seen = std::collections::BTreeSet::new();
         let mut got = WelcomeSoFar::default();
         loop {
-            t.select(&inbox).await?;
-            for (uid, size) in new_welcomes(t, member_id, &seen).await? {
+            for (uid, size) in new_welcomes(t, &inbox, member_id, &seen).await? {
                 seen.insert(uid);
                 on_progress(&JoinProgress::new("welcome", got.bytes, got.bytes + size));
                 let Some(found) = fetch_welcome(t, uid).await? else {

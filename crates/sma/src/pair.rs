@@ -74,6 +74,31 @@ pub(crate) async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'d
     sender: Option<&DeviceId>,
 ) -> Result<Vec<Found<P>>> {
     let headers = t.fetch_headers(UidRange::all()).await?;
+    pairing_in_headers(t, &headers, kind, sender).await
+}
+
+/// [`find_pairing`] in `folder`, which it selects (read-write) in the
+/// flight that reads the headers.
+pub(crate) async fn find_pairing_in<T: Transport, P: for<'de> serde::Deserialize<'de>>(
+    t: &mut T,
+    folder: &str,
+    kind: Kind,
+    sender: Option<&DeviceId>,
+) -> Result<Vec<Found<P>>> {
+    let (_, headers) = t
+        .open_and_fetch_headers(folder, false, UidRange::all(), None)
+        .await?;
+    pairing_in_headers(t, &headers, kind, sender).await
+}
+
+/// The pairing messages of `kind` from `sender` among `headers` of the
+/// selected folder, fetched and parsed (invalid ones are skipped).
+async fn pairing_in_headers<T: Transport, P: for<'de> serde::Deserialize<'de>>(
+    t: &mut T,
+    headers: &[sma_imap::FetchedHeader],
+    kind: Kind,
+    sender: Option<&DeviceId>,
+) -> Result<Vec<Found<P>>> {
     let uids: Vec<Uid> = headers
         .iter()
         .filter(|h| {
@@ -354,9 +379,8 @@ impl Device {
         let inbox = self.inbox();
         let mut hello_gone = false;
         loop {
-            t.select(&inbox).await?;
             let replies: Vec<Found<PairReply>> =
-                find_pairing(t, Kind::PairReply, Some(&joiner.id)).await?;
+                find_pairing_in(t, &inbox, Kind::PairReply, Some(&joiner.id)).await?;
             let (ours, stale): (Vec<_>, Vec<_>) = replies
                 .into_iter()
                 .partition(|r| &r.payload.attempt == attempt);
