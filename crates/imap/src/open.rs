@@ -173,8 +173,16 @@ impl ImapSession {
                 "a pipelined flight lost an answer".into(),
             ));
         };
-        if !open_done.is_ok() || opened.validity.is_none() {
-            return self.open_then_fetch(folder, read_only, uids).await;
+        if !open_done.is_ok() {
+            // Nothing is selected; the FETCH failed with it. Only a folder
+            // that LIST shows is worth opening again (created meanwhile).
+            let label = open.label();
+            return match self.folder_error(folder, open_done.clone(), label).await? {
+                ImapError::ServerFailure { text, .. } if text.ends_with(LIST_SHOWS_IT) => {
+                    self.open_then_fetch(folder, read_only, uids).await
+                }
+                e => Err(e),
+            };
         }
         let state = opened.finish(folder)?;
         self.mark_selected(folder, read_only, state.exists);

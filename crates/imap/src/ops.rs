@@ -42,6 +42,24 @@ impl ImapSession {
         }
     }
 
+    /// What a `CREATE` of `folder` answered with `done` means: a `NO`
+    /// counts as "already existed" if and only if `LIST` shows the folder.
+    async fn create_outcome(
+        &mut self,
+        folder: &str,
+        done: Done,
+        label: String,
+    ) -> Result<CreateOutcome, ImapError> {
+        match done.outcome {
+            Outcome::Ok => Ok(CreateOutcome::Created),
+            Outcome::No if self.folder_exists(folder).await? => {
+                tracing::debug!(folder, text = %done.text, "IMAP CREATE: folder already exists");
+                Ok(CreateOutcome::AlreadyExisted)
+            }
+            _ => Err(done.into_error(label)),
+        }
+    }
+
     /// Whether `folder` is the folder selected, read-only.
     pub(crate) fn is_examined(&self, folder: &str) -> bool {
         self.selected
@@ -269,14 +287,21 @@ impl Transport for ImapSession {
         check_folder(folder)?;
         let cmd = Command::new("CREATE").mailbox(folder);
         let done = self.conn.run_simple(&cmd).await?;
-        match done.outcome {
-            Outcome::Ok => Ok(CreateOutcome::Created),
-            Outcome::No if self.folder_exists(folder).await? => {
-                tracing::debug!(folder, text = %done.text, "IMAP CREATE: folder already exists");
-                Ok(CreateOutcome::AlreadyExisted)
-            }
-            _ => Err(done.into_error(cmd.label())),
+        self.create_outcome(folder, done, cmd.label()).await
+    }
+
+    async fn create_unsubscribed(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
+        check_folder(folder)?;
+        let create = Command::new("CREATE").mailbox(folder);
+        let unsubscribe = Command::new("UNSUBSCRIBE").mailbox(folder);
+        let (done, unsubscribed) = self
+            .conn
+            .run_pair(&create, &unsubscribe, Watch::Normal, &mut |_| {})
+            .await?;
+        if !unsubscribed.is_ok() {
+            tracing::debug!(folder, text = %unsubscribed.text, "UNSUBSCRIBE refused; ignored");
         }
+        self.create_outcome(folder, done, create.label()).await
     }
 
     async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {

@@ -54,6 +54,21 @@ pub trait Transport: Send {
         folder: &str,
     ) -> impl Future<Output = Result<CreateOutcome, ImapError>> + Send;
 
+    /// Creates a folder as [`Self::create`] does and unsubscribes it (some
+    /// servers subscribe what they create; a refused `UNSUBSCRIBE` is
+    /// ignored, the folder is usable either way). A session sends both in
+    /// one flight; this default runs them in turn.
+    fn create_unsubscribed(
+        &mut self,
+        folder: &str,
+    ) -> impl Future<Output = Result<CreateOutcome, ImapError>> + Send {
+        async move {
+            let created = self.create(folder).await?;
+            lost_is_final(self.unsubscribe(folder).await)?.ok();
+            Ok(created)
+        }
+    }
+
     /// Deletes a folder; a missing one gives [`ImapError::NoSuchFolder`].
     fn delete(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
 

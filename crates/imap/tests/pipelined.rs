@@ -175,3 +175,24 @@ async fn small_bodies_prefetched_with_the_headers_need_no_second_fetch() {
         .unwrap();
     assert_eq!(again, headers);
 }
+
+#[tokio::test]
+async fn create_unsubscribed_creates_once_and_leaves_the_folder_unsubscribed() {
+    let mut s = session(4).await;
+    s.create("Subscribed").await.unwrap();
+    s.subscribe("Subscribed").await.unwrap();
+    assert_eq!(
+        s.create_unsubscribed("Fresh").await.unwrap(),
+        sma_imap::CreateOutcome::Created
+    );
+    assert_eq!(
+        s.create_unsubscribed("Subscribed").await.unwrap(),
+        sma_imap::CreateOutcome::AlreadyExisted
+    );
+    let subscribed = s.list_subscribed("*").await.unwrap();
+    assert!(
+        !subscribed.iter().any(|f| f == "Fresh" || f == "Subscribed"),
+        "{subscribed:?}"
+    );
+    assert!(s.status("Fresh").await.is_ok());
+}

@@ -279,15 +279,9 @@ fn found_state(
 
 /// Creates a folder (idempotently) and makes sure it is not subscribed.
 pub(crate) async fn create_unsubscribed<T: Transport>(t: &mut T, folder: &str) -> Result<()> {
-    t.create(folder).await?;
     // Some servers answer NO to UNSUBSCRIBE of an unsubscribed folder; the
     // folder is usable either way, and `sma doctor` reports subscriptions.
-    if let Err(e) = t.unsubscribe(folder).await {
-        if e.is_connection_lost() {
-            return Err(e.into());
-        }
-        tracing::debug!(%folder, error = %e, "UNSUBSCRIBE refused; ignored");
-    }
+    t.create_unsubscribed(folder).await?;
     Ok(())
 }
 
