@@ -385,6 +385,26 @@ impl Transport for ImapSession {
         self.status_and_append_impl(items).await
     }
 
+    async fn list_status(
+        &mut self,
+        pattern: &str,
+    ) -> Result<Vec<(String, Result<MailboxStatus, ImapError>)>, ImapError> {
+        if self.caps.has("LIST-STATUS") {
+            return self.list_status_impl(pattern).await;
+        }
+        check_folder(pattern)?;
+        let names: Vec<String> = self
+            .list("", pattern)
+            .await?
+            .into_iter()
+            .filter(|f| f.is_selectable())
+            .map(|f| f.name)
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let statuses = self.status_many_impl(&refs).await?;
+        Ok(names.into_iter().zip(statuses).collect())
+    }
+
     async fn status_many(
         &mut self,
         folders: &[&str],

@@ -1,5 +1,7 @@
 //! `STATUS` of folders without selecting them: one, or many in one flight.
 
+use std::collections::BTreeMap;
+
 use async_imap::imap_proto::{MailboxDatum, Response, StatusAttribute};
 
 use crate::error::ImapError;
@@ -8,7 +10,7 @@ use crate::ops::append_command;
 use crate::response::{Done, Watch};
 use crate::session::ImapSession;
 use crate::transport::{lost_is_final, Transport};
-use crate::types::{CheckedAppend, MailboxStatus, Uid};
+use crate::types::{CheckedAppend, FolderInfo, MailboxStatus, Uid};
 use crate::wire::{check_folder, Command};
 
 /// The attributes of one `STATUS` answer, gathered as they come.
@@ -164,6 +166,63 @@ impl ImapSession {
                     .map(|st| not_counting(st, appended.as_ref().ok().copied().flatten())),
                 appended,
             });
+        }
+        Ok(out)
+    }
+
+    /// [`crate::Transport::list_status`] with `LIST-STATUS`: one command.
+    /// A selectable folder the server lists without its STATUS is asked on
+    /// its own.
+    pub(crate) async fn list_status_impl(
+        &mut self,
+        pattern: &str,
+    ) -> Result<Vec<(String, Result<MailboxStatus, ImapError>)>, ImapError> {
+        check_folder(pattern)?;
+        let items = if self.caps.condstore {
+            "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+        } else {
+            "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))"
+        };
+        let cmd = Command::new("LIST").mailbox("").mailbox(pattern).raw(items);
+        let mut listed: Vec<FolderInfo> = Vec::new();
+        let mut got: BTreeMap<String, Gathered> = BTreeMap::new();
+        let done = self
+            .conn
+            .run(&cmd, &mut |r| match r {
+                Response::MailboxData(MailboxDatum::List {
+                    name_attributes,
+                    delimiter,
+                    name,
+                }) => listed.push(FolderInfo {
+                    name: crate::mutf7::decode_lenient(name),
+                    delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
+                    attributes: name_attributes
+                        .iter()
+                        .map(crate::ops::attribute_name)
+                        .collect(),
+                }),
+                Response::MailboxData(MailboxDatum::Status { mailbox, .. }) => {
+                    got.entry(crate::mutf7::decode_lenient(mailbox))
+                        .or_default()
+                        .take(r);
+                }
+                _ => {}
+            })
+            .await?;
+        if !done.is_ok() {
+            return Err(done.into_error(cmd.label()));
+        }
+        let mut out = Vec::with_capacity(listed.len());
+        for name in listed
+            .into_iter()
+            .filter(FolderInfo::is_selectable)
+            .map(|f| f.name)
+        {
+            let status = match got.remove(&name) {
+                Some(g) => g.finish(&name),
+                None => lost_is_final(self.status_impl(&name).await)?,
+            };
+            out.push((name, status));
         }
         Ok(out)
     }

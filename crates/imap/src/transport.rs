@@ -159,6 +159,29 @@ pub trait Transport: Send {
         }
     }
 
+    /// The selectable folders `LIST "" pattern` shows, each with its
+    /// `STATUS` (its own result). A session with `LIST-STATUS` (RFC 5819)
+    /// asks both in one command; this default lists, then asks every
+    /// STATUS in one [`Self::status_many`].
+    fn list_status(
+        &mut self,
+        pattern: &str,
+    ) -> impl Future<Output = Result<Vec<(String, Result<MailboxStatus, ImapError>)>, ImapError>> + Send
+    {
+        async move {
+            let names: Vec<String> = self
+                .list("", pattern)
+                .await?
+                .into_iter()
+                .filter(|f| f.is_selectable())
+                .map(|f| f.name)
+                .collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let statuses = self.status_many(&refs).await?;
+            Ok(names.into_iter().zip(statuses).collect())
+        }
+    }
+
     /// `STATUS` of several folders, in order: each its own result, the
     /// outer error only for a lost connection or an invalid name. A
     /// session sends them in one flight; this default asks one by one.

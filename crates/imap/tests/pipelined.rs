@@ -196,3 +196,37 @@ async fn create_unsubscribed_creates_once_and_leaves_the_folder_unsubscribed() {
     );
     assert!(s.status("Fresh").await.is_ok());
 }
+
+#[tokio::test]
+async fn list_status_gives_every_selectable_folder_with_its_status() {
+    let mut s = session(5).await;
+    assert!(
+        s.capabilities().has("LIST-STATUS"),
+        "Dovecot offers LIST-STATUS"
+    );
+    for f in ["Grp", "Grp.a", "Grp.b", "Other"] {
+        s.create(f).await.unwrap();
+    }
+    s.append("Grp.a", &[], &message("one", "", 40))
+        .await
+        .unwrap();
+    let sent = s.commands_sent();
+    let mut got = s.list_status("Grp*").await.unwrap();
+    assert_eq!(
+        s.commands_sent(),
+        sent + 1,
+        "one LIST with RETURN (STATUS ...)"
+    );
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Grp", "Grp.a", "Grp.b"]);
+    for (name, status) in &got {
+        assert_eq!(
+            status.as_ref().unwrap(),
+            &s.status(name).await.unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(got[1].1.as_ref().unwrap().messages, 1);
+    assert!(s.list_status("Nothing*").await.unwrap().is_empty());
+}

@@ -279,22 +279,14 @@ impl Device {
             .collect()
     }
 
-    /// The group's folders and their message counts: one `LIST`, then
-    /// every `STATUS` in one flight.
+    /// The group's folders and their message counts: `LIST` with every
+    /// `STATUS` (one command with `LIST-STATUS`, else two flights).
     async fn folder_views<T: Transport>(&mut self, t: &mut T) -> Result<Vec<FolderView>> {
         let pattern = format!("{}{}*", self.info.folders.prefix, ANNOUNCE_BASE);
-        let names: Vec<String> = t
-            .list("", &pattern)
-            .await?
-            .into_iter()
-            .filter(|f| f.is_selectable())
-            .map(|f| f.name)
-            .collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut folders = Vec::with_capacity(names.len());
-        for (name, status) in names.iter().zip(t.status_many(&refs).await?) {
+        let mut folders = Vec::new();
+        for (name, status) in t.list_status(&pattern).await? {
             folders.push(FolderView {
-                name: name.clone(),
+                name,
                 messages: status?.messages,
             });
         }
