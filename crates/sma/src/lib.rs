@@ -27,6 +27,7 @@
 mod announce;
 mod bench_hooks;
 pub mod clock;
+mod code_choice;
 pub mod config;
 mod deletion;
 mod device;
