@@ -74,7 +74,8 @@ pub use session::{EarlyLogin, ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVA
 pub use transport::Transport;
 pub use types::{
     Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
-    IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange, SPECIAL_USE,
+    FolderStatuses, IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+    SPECIAL_USE,
 };
 
 /// Compile-time checks that the session and its futures can move between

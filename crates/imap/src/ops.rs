@@ -13,7 +13,7 @@ use crate::session::ImapSession;
 use crate::transport::Transport;
 use crate::types::{
     Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
-    IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+    FolderStatuses, IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
 };
 use crate::wire::{self, check_folder, flag_list, uid_sets, Command, MAX_UID_SET_LEN};
 
@@ -385,10 +385,7 @@ impl Transport for ImapSession {
         self.status_and_append_impl(items).await
     }
 
-    async fn list_status(
-        &mut self,
-        pattern: &str,
-    ) -> Result<Vec<(String, Result<MailboxStatus, ImapError>)>, ImapError> {
+    async fn list_status(&mut self, pattern: &str) -> Result<FolderStatuses, ImapError> {
         if self.caps.has("LIST-STATUS") {
             return self.list_status_impl(pattern).await;
         }

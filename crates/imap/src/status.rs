@@ -10,7 +10,7 @@ use crate::ops::append_command;
 use crate::response::{Done, Watch};
 use crate::session::ImapSession;
 use crate::transport::{lost_is_final, Transport};
-use crate::types::{CheckedAppend, FolderInfo, MailboxStatus, Uid};
+use crate::types::{CheckedAppend, FolderInfo, FolderStatuses, MailboxStatus, Uid};
 use crate::wire::{check_folder, Command};
 
 /// The attributes of one `STATUS` answer, gathered as they come.
@@ -176,7 +176,7 @@ impl ImapSession {
     pub(crate) async fn list_status_impl(
         &mut self,
         pattern: &str,
-    ) -> Result<Vec<(String, Result<MailboxStatus, ImapError>)>, ImapError> {
+    ) -> Result<FolderStatuses, ImapError> {
         check_folder(pattern)?;
         let items = if self.caps.condstore {
             "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"

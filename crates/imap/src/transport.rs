@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::error::ImapError;
 use crate::types::{
     Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
-    IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
+    FolderStatuses, IdleOutcome, MailboxState, MailboxStatus, Namespace, Uid, UidRange,
 };
 
 /// One logged-in IMAP session, as the protocol driver uses it.
@@ -166,8 +166,7 @@ pub trait Transport: Send {
     fn list_status(
         &mut self,
         pattern: &str,
-    ) -> impl Future<Output = Result<Vec<(String, Result<MailboxStatus, ImapError>)>, ImapError>> + Send
-    {
+    ) -> impl Future<Output = Result<FolderStatuses, ImapError>> + Send {
         async move {
             let names: Vec<String> = self
                 .list("", pattern)

@@ -155,6 +155,10 @@ pub struct FetchedHeader {
     pub header: Vec<u8>,
 }
 
+/// Folders with their `STATUS`, each its own result, from
+/// [`crate::Transport::list_status`].
+pub type FolderStatuses = Vec<(String, Result<MailboxStatus, crate::ImapError>)>;
+
 /// One folder's part of [`crate::Transport::status_and_append`]: its
 /// `STATUS` as before the `APPEND` (a server may run the two side by
 /// side: with the new UID known, a status taken after the append does
