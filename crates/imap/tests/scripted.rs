@@ -715,3 +715,38 @@ async fn a_wrong_password_with_a_hint_is_rejected() {
         .count();
     assert_eq!(logins, 1, "{:?}", world.commands());
 }
+
+/// Cyrus 3.6 and Courier 5.0 write the answer of each pipelined command as
+/// it is done, with Nagle's algorithm on: the second answer waits until the
+/// client acknowledges the first, and a delayed ACK (40 ms on Linux) made
+/// every flight slower than the same commands one at a time. The scripted
+/// server writes its answers the same way; the client acknowledges at once
+/// while a flight is outstanding.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_flight_is_not_held_up_by_a_server_writing_answer_by_answer() {
+    let (c, _world) = start(Opts {
+        namespace: true,
+        ..Opts::default()
+    })
+    .await;
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    // Interactive traffic first, so the kernel delays ACKs as it would
+    // in a long session.
+    for _ in 0..3 {
+        s.noop().await.unwrap();
+    }
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        s.open_and_fetch_headers("INBOX", false, sma_imap::UidRange::all(), None)
+            .await
+            .unwrap();
+        took.push(t.elapsed());
+    }
+    took.sort();
+    assert!(
+        took[2] < Duration::from_millis(25),
+        "SELECT + FETCH in one flight took {took:?}"
+    );
+}

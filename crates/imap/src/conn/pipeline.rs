@@ -132,6 +132,9 @@ impl Conn {
             .collect();
         self.state = State::Writing;
         self.write_all(&bytes, &name).await?;
+        if cmds.len() > 1 {
+            self.io.quickack();
+        }
         self.state = State::AwaitingTagged(tags[tags.len() - 1].clone());
         let mut dones: Vec<Option<Done>> = vec![None; cmds.len()];
         let mut answered = 0;
