@@ -632,6 +632,13 @@ async fn with_a_hint_the_login_goes_before_the_greeting() {
     let hint = s.pre_login_capabilities().to_vec();
     assert!(hint.iter().any(|c| c == "SASL-IR"), "{hint:?}");
     s.logout().await.unwrap();
+    // LOGOUT is written, not waited for: let the server read it before the
+    // log is cleared, or it lands among the next connection's commands.
+    let t = Instant::now();
+    while !world.commands().iter().any(|c| c.ends_with("LOGOUT")) {
+        assert!(t.elapsed() < Duration::from_secs(5), "no LOGOUT arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     c.login_hint = Some(hint.clone());
     world.log.lock().unwrap().clear();
