@@ -389,17 +389,7 @@ impl Transport for ImapSession {
         if self.caps.has("LIST-STATUS") {
             return self.list_status_impl(pattern).await;
         }
-        check_folder(pattern)?;
-        let names: Vec<String> = self
-            .list("", pattern)
-            .await?
-            .into_iter()
-            .filter(|f| f.is_selectable())
-            .map(|f| f.name)
-            .collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let statuses = self.status_many_impl(&refs).await?;
-        Ok(names.into_iter().zip(statuses).collect())
+        crate::transport::list_then_status(self, pattern).await
     }
 
     async fn status_many(

@@ -167,18 +167,7 @@ pub trait Transport: Send {
         &mut self,
         pattern: &str,
     ) -> impl Future<Output = Result<FolderStatuses, ImapError>> + Send {
-        async move {
-            let names: Vec<String> = self
-                .list("", pattern)
-                .await?
-                .into_iter()
-                .filter(|f| f.is_selectable())
-                .map(|f| f.name)
-                .collect();
-            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            let statuses = self.status_many(&refs).await?;
-            Ok(names.into_iter().zip(statuses).collect())
-        }
+        list_then_status(self, pattern)
     }
 
     /// `STATUS` of several folders, in order: each its own result, the
@@ -325,4 +314,22 @@ pub(crate) fn lost_is_final<T>(r: Result<T, ImapError>) -> Result<Result<T, Imap
         Err(e) if e.is_connection_lost() => Err(e),
         other => Ok(other),
     }
+}
+
+/// `LIST "" pattern`, then every selectable folder's `STATUS` in one
+/// [`Transport::status_many`] (servers without `LIST-STATUS`).
+pub(crate) async fn list_then_status<T: Transport + ?Sized>(
+    t: &mut T,
+    pattern: &str,
+) -> Result<FolderStatuses, ImapError> {
+    let names: Vec<String> = t
+        .list("", pattern)
+        .await?
+        .into_iter()
+        .filter(|f| f.is_selectable())
+        .map(|f| f.name)
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let statuses = t.status_many(&refs).await?;
+    Ok(names.into_iter().zip(statuses).collect())
 }
