@@ -82,9 +82,10 @@ pub struct ServerView {
     pub host: String,
     /// Capabilities after login.
     pub capabilities: Vec<String>,
-    /// Personal namespace prefix.
+    /// Personal namespace prefix this device's folders use (from the
+    /// server's `NAMESPACE` at `init`; `doctor` checks it still holds).
     pub namespace_prefix: String,
-    /// Hierarchy delimiter.
+    /// Hierarchy delimiter, likewise.
     pub delimiter: Option<String>,
     /// How this device logs in: `password` or `oauth2` (a token command;
     /// the command itself is not shown).
