@@ -27,7 +27,6 @@
 mod announce;
 mod bench_hooks;
 pub mod clock;
-mod code_choice;
 pub mod config;
 mod deletion;
 mod device;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use serde::Serialize;
-use sma_crypto::Certificate;
+use sma_crypto::{Certificate, PairingCode};
 use sma_imap::{ImapError, Transport, Uid, UidRange};
 
 use crate::deletion::Deletion;
@@ -301,9 +301,7 @@ impl Device {
         self.process_inbox(t).await?;
         let target = self.choose_joiner(t, device).await?;
         let joiner = Candidate::of(&target)?;
-        let taken =
-            crate::code_choice::waiting_selectors(t, &joiner.inbox(self), self.id()).await?;
-        let code = crate::code_choice::code_avoiding(&mut self.rng, &taken);
+        let code = PairingCode::generate(&mut self.rng);
         let (state, hello) = MemberPairing::start(
             &mut self.rng,
             &self.info.account,
