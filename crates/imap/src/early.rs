@@ -9,7 +9,7 @@
 //! not the caller's result: [`crate::ImapSession::connect`] logs in once
 //! more the usual way, on a fresh connection, and reports that.
 
-use async_imap::imap_proto::Response;
+use async_imap::imap_proto::{Response, ResponseCode, Status};
 
 use crate::config::{ImapConfig, Security};
 use crate::conn::Conn;
@@ -110,15 +110,29 @@ pub(crate) async fn login(
     if let Some(done) = sent? {
         return Err(declined(&format!("answered at once: {}", done.text)));
     }
-    let (pre_login, greeting) = read_greeting(&mut conn, config, mech).await?;
+    let (mut pre_login, mut greeting) = read_greeting(&mut conn, config, mech).await?;
     let mut untagged_caps: Vec<String> = Vec::new();
+    let mut late_greeting: Option<(Vec<String>, String)> = None;
     let (done, _challenge) = conn
-        .finish_authenticate(tag, answer, &mut |r| {
-            if let Response::Capabilities(c) = r {
-                untagged_caps.extend(crate::response::cap_strings(c));
+        .finish_authenticate(tag, answer, &mut |r| match r {
+            Response::Capabilities(c) => untagged_caps.extend(crate::response::cap_strings(c)),
+            Response::Data {
+                status: Status::Ok,
+                code: Some(ResponseCode::Capabilities(c)),
+                information,
+            } => {
+                let text = information.as_deref().unwrap_or("").to_owned();
+                late_greeting = Some((crate::response::cap_strings(c), text));
             }
+            _ => {}
         })
         .await?;
+    if let Some((caps, text)) = late_greeting {
+        // The first line was a notice such as Dovecot's "Waiting for
+        // authentication process to respond.." (sent while its greeting is
+        // held back); the greeting proper came after it.
+        (pre_login, greeting) = (caps, text);
+    }
     if done.outcome == Outcome::No
         && mech == EarlyMechanism::Plain
         && done.text.contains("[AUTHENTICATIONFAILED]")

@@ -35,6 +35,10 @@ struct Opts {
     greeting_delay_ms: u64,
     /// A command that arrived before the greeting is answered with BAD.
     bad_before_greeting: bool,
+    /// An untagged notice without capabilities comes before the greeting,
+    /// as Dovecot's "Waiting for authentication process" when its auth
+    /// process is slow.
+    notice_before_greeting: bool,
 }
 
 /// Shared between the test and the server.
@@ -196,7 +200,11 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
     }
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
-    let greet = format!("* OK [CAPABILITY {}] Scripted ready.\r\n", caps(&o));
+    let notice = match o.notice_before_greeting {
+        true => "* OK Waiting for authentication process to respond..\r\n",
+        false => "",
+    };
+    let greet = format!("{notice}* OK [CAPABILITY {}] Scripted ready.\r\n", caps(&o));
     if w.write_all(greet.as_bytes()).await.is_err() {
         return;
     }
@@ -653,6 +661,36 @@ async fn with_a_hint_the_login_goes_before_the_greeting() {
     assert_eq!(s.commands_sent(), 2);
     assert_eq!(s.pre_login_capabilities(), &hint[..]);
     assert_eq!(s.server_greeting(), "Scripted ready.");
+}
+
+/// A notice before the greeting (Dovecot's while its auth process is slow)
+/// is not taken for the greeting: the greeting's text and capabilities are
+/// those of the line with the capabilities.
+#[tokio::test]
+async fn a_notice_before_the_greeting_is_not_the_greeting() {
+    let (mut c, _world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 100,
+        notice_before_greeting: true,
+        ..Opts::default()
+    })
+    .await;
+    let hint: Vec<String> = ["IMAP4rev1", "AUTH=PLAIN", "SASL-IR", "X-ONLY-IN-HINT"]
+        .map(String::from)
+        .to_vec();
+    c.login_hint = Some(hint);
+    let s = ImapSession::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.early_login(), EarlyLogin::Used);
+    assert_eq!(s.server_greeting(), "Scripted ready.");
+    let pre = s.pre_login_capabilities();
+    assert!(pre.iter().any(|c| c == "AUTH=PLAIN"), "{pre:?}");
+    assert!(
+        !pre.iter().any(|c| c == "X-ONLY-IN-HINT"),
+        "the greeting's capabilities, not the hint's: {pre:?}"
+    );
 }
 
 /// A hint that no longer holds (the server dropped SASL-IR, or refuses a
