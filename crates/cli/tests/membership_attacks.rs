@@ -1155,6 +1155,8 @@ fn forged_removal_notices_remove_nobody() {
     for m in &forged {
         replay_into(&acc, &b_inbox, m);
     }
+    // Whoever sends such a notice may have deleted b's announcement too.
+    assert_eq!(expunge_where(&acc, ANNOUNCE, from(&b)), 1);
     let out = acc.run("b", &["sync", "-v"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let log = String::from_utf8_lossy(&out.stderr);
@@ -1174,6 +1176,11 @@ fn forged_removal_notices_remove_nobody() {
             .all(|m| m.kind != Kind::Remove),
         "the forgeries are deleted"
     );
+    let announced = markers(&acc, ANNOUNCE)
+        .iter()
+        .filter(|m| m.kind == Kind::Announce && m.from.as_str() == b)
+        .count();
+    assert_eq!(announced, 1, "b announced itself again: {log}");
     assert_eq!(status(&acc, "b")["role"], "member");
     assert_eq!(state_of(&acc, "b", &b), "active");
     sync(&acc, "a");

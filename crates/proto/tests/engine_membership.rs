@@ -86,6 +86,7 @@ fn a_removal_notice_tells_the_removed_device_who_removed_it() {
     let uid = net.nodes[C].inbox.append(bytes);
     let out = net.recv(C, at(5));
     assert_eq!(out.removed_by, Some(a));
+    assert!(!out.unproven_removal, "a proven removal needs no check");
     assert!(out.delete.contains(&uid));
     assert!(net.e(C).is_removed());
     assert!(out
@@ -150,6 +151,10 @@ fn a_notice_that_proves_nothing_does_not_remove_us() {
         let uid = net.nodes[C].inbox.append(bytes);
         let (out, log) = logged(|| net.recv(C, at(20)));
         assert_eq!(out.removed_by, None, "case {i}");
+        assert!(
+            out.unproven_removal,
+            "case {i}: the driver checks its announcement"
+        );
         assert!(out.delete.contains(&uid), "case {i}");
         assert!(
             log.contains("does not prove our removal"),

@@ -284,14 +284,19 @@ impl Ledger {
                 || (contested_any && self.removal_attempted.contains(id));
             !left_out
         });
+        // What the two sides of a contested removal wrote reaches only the
+        // members that followed the other removal first (PROTOCOL 10.5).
+        let left_out = |origin: &DeviceId| {
+            stranded.contains(origin) || (contested_any && contested.contains(origin))
+        };
         let mut keyring = g.keyring().clone();
         for (origin, p) in &self.keyring {
-            if stranded.contains(origin) {
+            if left_out(origin) {
                 keyring.remove(&p.addr);
             }
         }
         let mut account_keys = g.account_keys().clone();
-        account_keys.retain(|_, k| !stranded.contains(&k.stamp.device));
+        account_keys.retain(|_, k| !left_out(&k.stamp.device));
         Comparable {
             members,
             keyring,

@@ -121,6 +121,11 @@ impl Device {
             self.clean_up_after_removal(t).await;
             return Err(self.mark_removed(&format!(" by device {by}")));
         }
+        if outcome.unproven_removal && !self.ensure_announced(t).await? {
+            self.note_incident(
+                "a removal notice that did not prove this device's removal came and its announcement was gone; it announced again",
+            )?;
+        }
         Ok(pass)
     }
 
@@ -215,6 +220,18 @@ impl Device {
         let inbox = self.inbox();
         warn!(folder = %inbox, "our inbox folder vanished; recreating it (only a signed removal can remove this device)");
         crate::init::create_unsubscribed(t, &inbox).await?;
+        let announced = self.ensure_announced(t).await?;
+        self.note_incident(if announced {
+            "the inbox folder of this device vanished and was recreated"
+        } else {
+            "the inbox folder and the announcement of this device vanished and were recreated"
+        })
+    }
+
+    /// Reads the announcements and announces this device again if its own
+    /// is missing (deleted by the provider, or by a device that removed us
+    /// after it was removed itself). Returns whether it was still there.
+    async fn ensure_announced<T: Transport>(&mut self, t: &mut T) -> Result<bool> {
         let anns = announce::read_all(t, &self.info.folders.announce()).await?;
         let me = self.engine.identity().fingerprint();
         let announced = anns
@@ -222,16 +239,12 @@ impl Device {
             .flatten()
             .any(|s| &s.ann.device_id == self.id() && s.fingerprint == me);
         if !announced {
-            warn!("our announcement vanished too; announcing this device again");
+            warn!("our announcement vanished; announcing this device again");
             let founder = self.info.role == crate::config::Role::Founder;
             self.announce(t, sma_proto::payload::AnnouncedState::Member, founder)
                 .await?;
         }
-        self.note_incident(if announced {
-            "the inbox folder of this device vanished and was recreated"
-        } else {
-            "the inbox folder and the announcement of this device vanished and were recreated"
-        })
+        Ok(announced)
     }
 
     /// Application messages received and not yet handed out.

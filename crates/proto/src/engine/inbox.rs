@@ -90,6 +90,11 @@ pub struct PassOutcome {
     pub relayed: usize,
     /// Set when an authenticated op removed this device: the op's origin.
     pub removed_by: Option<DeviceId>,
+    /// A removal notice arrived that does not prove our removal. Whoever
+    /// sent it (a device removed before it removed us, or the provider) may
+    /// have deleted our announcement too: the driver checks that it is
+    /// still there and announces again if not.
+    pub unproven_removal: bool,
 }
 
 /// One pass over the own inbox.
@@ -358,6 +363,7 @@ impl InboxPass<'_> {
         }
         if self.out.removed_by.is_none() {
             warn!(uid, from = %env.marker.from, "removal notice that does not prove our removal; deleted");
+            self.out.unproven_removal = true;
         }
     }
 
