@@ -286,9 +286,7 @@ impl Ledger {
         });
         // What the two sides of a contested removal wrote reaches only the
         // members that followed the other removal first (PROTOCOL 10.5).
-        let left_out = |origin: &DeviceId| {
-            stranded.contains(origin) || (contested_any && contested.contains(origin))
-        };
+        let left_out = |origin: &DeviceId| stranded.contains(origin) || contested.contains(origin);
         let mut keyring = g.keyring().clone();
         for (origin, p) in &self.keyring {
             if left_out(origin) {
