@@ -102,6 +102,10 @@ impl<T: Transport> Transport for Counting<T> {
         self.inner.capabilities()
     }
 
+    fn early_login_fell_back(&self) -> Option<&[String]> {
+        self.inner.early_login_fell_back()
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         timed(&mut self.log, "namespace", self.inner.namespace()).await
     }

@@ -143,6 +143,16 @@ pub struct ImapConfig {
     /// wrong costs one more connection, made the usual way. `None` (the
     /// default): always wait for the greeting.
     pub login_hint: Option<Vec<String>>,
+    /// The capabilities this server advertised after login on an earlier
+    /// connection ([`crate::Transport::capabilities`]). Not a secret. With
+    /// a [`ImapConfig::login_hint`] that allows an early login, the login's
+    /// answer is not waited for either: the session starts with these
+    /// capabilities and sends its first commands in the same flight as the
+    /// login (see [`crate::ImapSession::connect`]), one more round trip
+    /// less. If the server's answer then shows other capabilities, what was
+    /// sent on the hint's word is set aside and done again. `None` (the
+    /// default): the login's answer is awaited.
+    pub caps_hint: Option<Vec<String>>,
 }
 
 impl ImapConfig {
@@ -164,6 +174,7 @@ impl ImapConfig {
             password: password.into(),
             oauth2: None,
             login_hint: None,
+            caps_hint: None,
         }
     }
 

@@ -87,6 +87,12 @@ pub(crate) struct Conn {
     set_aside: SetAside,
     pub(crate) mailbox: MailboxTracker,
     pub(crate) literal_plus: bool,
+    /// The last tag of a flight written behind a login whose answer is
+    /// outstanding ([`Conn::send_behind_login`]): an interrupted wait for
+    /// the login drains the flight's answers too.
+    behind_login: Option<String>,
+    /// The watch to go back to once a flight behind a login is read.
+    watch_behind: Option<Watch>,
 }
 
 impl Conn {
@@ -111,6 +117,8 @@ impl Conn {
             set_aside: SetAside::default(),
             mailbox: MailboxTracker::default(),
             literal_plus: false,
+            behind_login: None,
+            watch_behind: None,
         }
     }
 
@@ -133,6 +141,12 @@ impl Conn {
 
     pub(crate) fn is_tls(&self) -> bool {
         self.io.is_tls()
+    }
+
+    /// Whether a flight was written behind a login whose answer is still
+    /// outstanding ([`Conn::send_behind_login`]).
+    pub(crate) fn has_flight_behind(&self) -> bool {
+        self.behind_login.is_some()
     }
 
     /// Whether the connection is known to be unusable.
@@ -414,6 +428,12 @@ impl Conn {
                 }
                 State::AwaitingTagged(tag) => {
                     self.drain(&tag).await?;
+                    if let Some(last) = self.behind_login.take() {
+                        self.drain(&last).await?;
+                    }
+                    if let Some(before) = self.watch_behind.take() {
+                        self.watch = before;
+                    }
                     self.state = State::Ready;
                 }
                 State::IdleStarting(tag) => {

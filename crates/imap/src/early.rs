@@ -31,12 +31,28 @@ pub(crate) enum EarlyMechanism {
 /// What an early login yields.
 pub(crate) struct LoggedIn {
     pub(crate) conn: Conn,
+    /// What the login's answer told.
+    pub(crate) answer: Answered,
+}
+
+/// What the answer to an early login told.
+pub(crate) struct Answered {
     /// The capabilities after login.
     pub(crate) caps: Capabilities,
     /// The capabilities before login: the greeting's, else the hint's.
     pub(crate) pre_login: Vec<String>,
     /// The greeting's text.
     pub(crate) greeting: String,
+}
+
+/// An early login sent and not answered yet: [`finish`] reads the
+/// greeting and the answer.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    tag: String,
+    mech: EarlyMechanism,
+    /// What to answer an error challenge with.
+    answer: &'static [u8],
 }
 
 /// The mechanism to log in with before the greeting, if the configuration
@@ -93,6 +109,20 @@ pub(crate) async fn login(
     mech: EarlyMechanism,
 ) -> Result<LoggedIn, ImapError> {
     let mut conn = Conn::new(stream, 0, 0);
+    let pending = send(&mut conn, config, mech).await?;
+    let answer = finish(&mut conn, config, pending).await?;
+    Ok(LoggedIn { conn, answer })
+}
+
+/// Writes `AUTHENTICATE` with `mech` on `conn` (secured as configured, no
+/// byte read yet). Its answer is outstanding afterwards: [`finish`] reads
+/// it, and commands may go out behind it meanwhile (they run only if the
+/// login succeeds).
+pub(crate) async fn send(
+    conn: &mut Conn,
+    config: &ImapConfig,
+    mech: EarlyMechanism,
+) -> Result<Pending, ImapError> {
     let tag = conn.tag();
     let (mut segments, answer) = match mech {
         EarlyMechanism::Plain => (
@@ -110,7 +140,18 @@ pub(crate) async fn login(
     if let Some(done) = sent? {
         return Err(declined(&format!("answered at once: {}", done.text)));
     }
-    let (mut pre_login, mut greeting) = read_greeting(&mut conn, config, mech).await?;
+    Ok(Pending { tag, mech, answer })
+}
+
+/// Reads the greeting and the answer to the login [`send`] wrote, and the
+/// capabilities after login.
+pub(crate) async fn finish(
+    conn: &mut Conn,
+    config: &ImapConfig,
+    pending: Pending,
+) -> Result<Answered, ImapError> {
+    let Pending { tag, mech, answer } = pending;
+    let (mut pre_login, mut greeting) = read_greeting(conn, config, mech).await?;
     let mut untagged_caps: Vec<String> = Vec::new();
     let mut late_greeting: Option<(Vec<String>, String)> = None;
     let (done, _challenge) = conn
@@ -152,12 +193,16 @@ pub(crate) async fn login(
     let caps = match done.code {
         Some(Code::Capabilities(raw)) => Capabilities::from_raw(raw),
         _ if !untagged_caps.is_empty() => Capabilities::from_raw(untagged_caps),
-        _ => crate::session::read_capabilities(&mut conn).await?,
+        // Commands went out behind the login on the hint's word, and the
+        // answer does not contradict it: asking now would mix the answers.
+        _ if conn.has_flight_behind() => {
+            Capabilities::from_raw(config.caps_hint.clone().unwrap_or_default())
+        }
+        _ => crate::session::read_capabilities(conn).await?,
     };
     conn.literal_plus = caps.literal_plus;
     tracing::debug!(user = %config.user, "IMAP logged in before the greeting");
-    Ok(LoggedIn {
-        conn,
+    Ok(Answered {
         caps,
         pre_login,
         greeting,

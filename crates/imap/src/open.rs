@@ -9,7 +9,7 @@ use crate::error::ImapError;
 use crate::fetch::{collect_fetch, headers_of, Partial};
 use crate::limits::{Limits, PREFETCH_BYTES, PREFETCH_MESSAGES};
 use crate::ops::LIST_SHOWS_IT;
-use crate::response::{MailboxTracker, Watch};
+use crate::response::{Done, MailboxTracker, Watch};
 use crate::session::{ImapSession, Selected};
 use crate::types::{FetchedHeader, MailboxState, Uid, UidRange};
 use crate::wire::{check_folder, Command};
@@ -121,11 +121,12 @@ impl ImapSession {
     }
 
     /// [`crate::Transport::open_and_fetch_headers`]: `SELECT` (or
-    /// `EXAMINE`), the header `FETCH` and the body prefetch in one flight.
-    /// If the folder cannot be opened, or the answer needs the checks of
-    /// [`crate::Transport::fetch_headers`] (a folder said to hold messages
-    /// that gave none), the steps run again one after the other, so errors
-    /// and retries are theirs.
+    /// `EXAMINE`), the header `FETCH` and the body prefetch in one flight
+    /// (behind the login, if its answer is still outstanding: see
+    /// [`ImapSession::settle`]). If the folder cannot be opened, or the
+    /// answer needs the checks of [`crate::Transport::fetch_headers`] (a
+    /// folder said to hold messages that gave none), the steps run again
+    /// one after the other, so errors and retries are theirs.
     pub(crate) async fn open_and_fetch_headers_impl(
         &mut self,
         folder: &str,
@@ -134,49 +135,69 @@ impl ImapSession {
         prefetch_from: Option<Uid>,
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
         check_folder(folder)?;
-        let open = self.open_command(folder, read_only);
-        let fetch = Self::header_fetch_command(uids);
         let prefetch = prefetch_from.map(prefetch_range);
-        let prefetch_cmd = prefetch.map(prefetch_command);
+        let mut flight = HeaderFlight::new(uids, prefetch);
+        let dones = match self
+            .open_behind_login(folder, read_only, &mut flight)
+            .await?
+        {
+            Some(dones) => dones,
+            None => {
+                let open = self.open_command(folder, read_only);
+                let (fetch, prefetch_cmd) = flight.fetch_commands();
+                let mut cmds = vec![&open, &fetch];
+                cmds.extend(prefetch_cmd.as_ref());
+                self.conn
+                    .run_many(&cmds, Watch::Normal, flight.limits(), &mut |i, r| {
+                        flight.take(i, r)
+                    })
+                    .await?
+            }
+        };
+        self.open_flight_answered(folder, read_only, flight, &dones)
+            .await
+    }
+
+    /// The flight of [`Self::open_and_fetch_headers_impl`] sent behind a
+    /// login whose answer is outstanding, and its answers; `None` when it
+    /// was not (see [`ImapSession::flight_behind_login`]).
+    async fn open_behind_login(
+        &mut self,
+        folder: &str,
+        read_only: bool,
+        flight: &mut HeaderFlight,
+    ) -> Result<Option<Vec<Done>>, ImapError> {
+        if !self.login_pending() {
+            return Ok(None);
+        }
+        let open = self.open_command(folder, read_only);
+        let (fetch, prefetch_cmd) = flight.fetch_commands();
         let mut cmds = vec![&open, &fetch];
         cmds.extend(prefetch_cmd.as_ref());
-        let mut opened = Opened::default();
-        let mut got: BTreeMap<Uid, Partial> = BTreeMap::new();
-        let mut early: BTreeMap<Uid, Partial> = BTreeMap::new();
-        let mut answered = 0usize;
-        let dones = self
-            .conn
-            .run_many(
-                &cmds,
-                Watch::Normal,
-                if prefetch.is_some() {
-                    Limits::headers_and_prefetch()
-                } else {
-                    Limits::headers()
-                },
-                &mut |i, r| {
-                    if i == 0 {
-                        opened.take(r);
-                    }
-                    // Dovecot runs pipelined FETCHes side by side: their
-                    // data is told apart by what it carries, not by order.
-                    if carries_body(r) {
-                        collect_fetch(r, &|u| prefetch.is_some_and(|p| p.contains(u)), &mut early);
-                    } else if collect_fetch(r, &|u| uids.contains(u), &mut got) {
-                        answered += 1;
-                    }
-                },
-            )
-            .await?;
+        let limits = flight.limits();
+        self.flight_behind_login(&cmds, limits, &mut |i, r| flight.take(i, r))
+            .await
+    }
+
+    /// Checks the answers of the flight of
+    /// [`Self::open_and_fetch_headers_impl`] and keeps what it gathered.
+    async fn open_flight_answered(
+        &mut self,
+        folder: &str,
+        read_only: bool,
+        flight: HeaderFlight,
+        dones: &[Done],
+    ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
         let (Some(open_done), Some(fetch_done)) = (dones.first(), dones.get(1)) else {
             return Err(ImapError::Protocol(
                 "a pipelined flight lost an answer".into(),
             ));
         };
+        let uids = flight.uids;
         if !open_done.is_ok() {
             // Nothing is selected; the FETCH failed with it. Only a folder
             // that LIST shows is worth opening again (created meanwhile).
-            let label = open.label();
+            let label = self.open_command(folder, read_only).label();
             return match self.folder_error(folder, open_done.clone(), label).await? {
                 ImapError::ServerFailure { text, .. } if text.ends_with(LIST_SHOWS_IT) => {
                     self.open_then_fetch(folder, read_only, uids).await
@@ -184,19 +205,20 @@ impl ImapSession {
                 e => Err(e),
             };
         }
-        let state = opened.finish(folder)?;
+        let state = flight.opened.finish(folder)?;
         self.mark_selected(folder, read_only, state.exists);
         if !fetch_done.is_ok() {
-            return Err(fetch_done.clone().into_error(fetch.label()));
+            let label = Self::header_fetch_command(uids).label();
+            return Err(fetch_done.clone().into_error(label));
         }
         let exists = state.exists.min(self.conn.mailbox.exists.unwrap_or(0));
-        if uids.end.is_none() && exists > 0 && answered == 0 {
+        if uids.end.is_none() && exists > 0 && flight.answered == 0 {
             return Ok((state, self.fetch_headers_impl(uids).await?));
         }
-        let headers = headers_of(got)?;
+        let headers = headers_of(flight.got)?;
         if let Some(sel) = self.selected.as_mut() {
             sel.sizes.extend(headers.iter().map(|h| (h.uid, h.size)));
-            sel.bodies = whole_bodies(early, &sel.sizes);
+            sel.bodies = whole_bodies(flight.early, &sel.sizes);
         }
         Ok((state, headers))
     }
@@ -211,6 +233,67 @@ impl ImapSession {
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
         let state = self.open(folder, read_only).await?;
         Ok((state, self.fetch_headers_impl(uids).await?))
+    }
+}
+
+/// What the flight of [`ImapSession::open_and_fetch_headers_impl`]
+/// gathers as its answers come.
+struct HeaderFlight {
+    uids: UidRange,
+    prefetch: Option<UidRange>,
+    opened: Opened,
+    got: BTreeMap<Uid, Partial>,
+    early: BTreeMap<Uid, Partial>,
+    /// How many header FETCH answers came.
+    answered: usize,
+}
+
+impl HeaderFlight {
+    fn new(uids: UidRange, prefetch: Option<UidRange>) -> Self {
+        HeaderFlight {
+            uids,
+            prefetch,
+            opened: Opened::default(),
+            got: BTreeMap::new(),
+            early: BTreeMap::new(),
+            answered: 0,
+        }
+    }
+
+    /// The header `FETCH` and the prefetch, if any.
+    fn fetch_commands(&self) -> (Command<'static>, Option<Command<'static>>) {
+        (
+            ImapSession::header_fetch_command(self.uids),
+            self.prefetch.map(prefetch_command),
+        )
+    }
+
+    fn limits(&self) -> Limits {
+        if self.prefetch.is_some() {
+            Limits::headers_and_prefetch()
+        } else {
+            Limits::headers()
+        }
+    }
+
+    /// Takes `r`, an untagged answer while command `i` is the first not
+    /// answered.
+    fn take(&mut self, i: usize, r: &Response<'_>) {
+        if i == 0 {
+            self.opened.take(r);
+        }
+        // Dovecot runs pipelined FETCHes side by side: their data is told
+        // apart by what it carries, not by order.
+        let (uids, prefetch) = (self.uids, self.prefetch);
+        if carries_body(r) {
+            collect_fetch(
+                r,
+                &|u| prefetch.is_some_and(|p| p.contains(u)),
+                &mut self.early,
+            );
+        } else if collect_fetch(r, &|u| uids.contains(u), &mut self.got) {
+            self.answered += 1;
+        }
     }
 }
 

@@ -218,7 +218,12 @@ impl Transport for ImapSession {
         &self.caps
     }
 
+    fn early_login_fell_back(&self) -> Option<&[String]> {
+        (self.early_login() == crate::EarlyLogin::FellBack).then_some(self.pre_login_capabilities())
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
+        self.settle().await?;
         if self.caps.namespace {
             let done = self.conn.run_simple(&Command::new("NAMESPACE")).await?;
             let line = self.conn.take_captured(b"* NAMESPACE ");
@@ -247,6 +252,7 @@ impl Transport for ImapSession {
     }
 
     async fn list(&mut self, reference: &str, pattern: &str) -> Result<Vec<FolderInfo>, ImapError> {
+        self.settle().await?;
         check_folder(reference)?;
         check_folder(pattern)?;
         self.list_with(&Command::new("LIST").mailbox(reference).mailbox(pattern))
@@ -254,6 +260,7 @@ impl Transport for ImapSession {
     }
 
     async fn list_subscribed(&mut self, pattern: &str) -> Result<Vec<String>, ImapError> {
+        self.settle().await?;
         check_folder(pattern)?;
         let cmd = Command::new("LSUB").mailbox("").mailbox(pattern);
         let mut out = Vec::new();
@@ -284,6 +291,7 @@ impl Transport for ImapSession {
     }
 
     async fn create(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
+        self.settle().await?;
         check_folder(folder)?;
         let cmd = Command::new("CREATE").mailbox(folder);
         let done = self.conn.run_simple(&cmd).await?;
@@ -291,6 +299,7 @@ impl Transport for ImapSession {
     }
 
     async fn create_unsubscribed(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
+        self.settle().await?;
         check_folder(folder)?;
         let create = Command::new("CREATE").mailbox(folder);
         let unsubscribe = Command::new("UNSUBSCRIBE").mailbox(folder);
@@ -305,6 +314,7 @@ impl Transport for ImapSession {
     }
 
     async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {
+        self.settle().await?;
         check_folder(folder)?;
         let cmd = Command::new("DELETE").mailbox(folder);
         let done = self.conn.run_simple(&cmd).await?;
@@ -318,6 +328,7 @@ impl Transport for ImapSession {
     }
 
     async fn subscribe(&mut self, folder: &str) -> Result<(), ImapError> {
+        self.settle().await?;
         check_folder(folder)?;
         self.simple(Command::new("SUBSCRIBE").mailbox(folder))
             .await?;
@@ -325,6 +336,7 @@ impl Transport for ImapSession {
     }
 
     async fn unsubscribe(&mut self, folder: &str) -> Result<(), ImapError> {
+        self.settle().await?;
         check_folder(folder)?;
         self.simple(Command::new("UNSUBSCRIBE").mailbox(folder))
             .await?;
@@ -337,6 +349,7 @@ impl Transport for ImapSession {
         flags: &[&str],
         message: &[u8],
     ) -> Result<Option<Uid>, ImapError> {
+        self.settle().await?;
         let cmd = append_command(folder, flags, message)?;
         let mut done = self.conn.run_simple(&cmd).await?;
         if done.outcome == Outcome::No
@@ -356,14 +369,17 @@ impl Transport for ImapSession {
     }
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
+        self.settle().await?;
         self.open(folder, false).await
     }
 
     async fn examine(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
+        self.settle().await?;
         self.open(folder, true).await
     }
 
     async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
+        self.settle().await?;
         self.status_impl(folder).await
     }
 
@@ -382,13 +398,16 @@ impl Transport for ImapSession {
         &mut self,
         items: &[(&str, &[u8])],
     ) -> Result<Vec<CheckedAppend>, ImapError> {
+        self.settle().await?;
         self.status_and_append_impl(items).await
     }
 
     async fn list_status(&mut self, pattern: &str) -> Result<FolderStatuses, ImapError> {
         if self.caps.has("LIST-STATUS") {
+            // One command: it goes behind the login, if that is outstanding.
             return self.list_status_impl(pattern).await;
         }
+        self.settle().await?;
         crate::transport::list_then_status(self, pattern).await
     }
 
@@ -396,10 +415,12 @@ impl Transport for ImapSession {
         &mut self,
         folders: &[&str],
     ) -> Result<Vec<Result<MailboxStatus, ImapError>>, ImapError> {
+        self.settle().await?;
         self.status_many_impl(folders).await
     }
 
     async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
+        self.settle().await?;
         self.fetch_headers_impl(uids).await
     }
 
@@ -408,10 +429,12 @@ impl Transport for ImapSession {
         uids: &[Uid],
         max_size: u32,
     ) -> Result<Vec<FetchedMessage>, ImapError> {
+        self.settle().await?;
         self.fetch_messages_impl(uids, max_size).await
     }
 
     async fn search_header(&mut self, name: &str, value: &str) -> Result<Vec<Uid>, ImapError> {
+        self.settle().await?;
         self.require_selected("search_header")?;
         let mut cmd = Command::new("UID SEARCH");
         if !name.is_ascii() || !value.is_ascii() {
@@ -436,6 +459,7 @@ impl Transport for ImapSession {
     }
 
     async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
+        self.settle().await?;
         self.require_selected("delete_messages")?;
         let sets = uid_sets(uids, MAX_UID_SET_LEN);
         if sets.is_empty() {
@@ -473,14 +497,17 @@ impl Transport for ImapSession {
         uids: &[Uid],
         dest: &str,
     ) -> Result<Option<Vec<Uid>>, ImapError> {
+        self.settle().await?;
         self.move_messages_impl(uids, dest).await
     }
 
     async fn special_use_folders(&mut self) -> Result<Vec<FolderInfo>, ImapError> {
+        self.settle().await?;
         self.special_use_folders_impl().await
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
+        self.settle().await?;
         self.idle_impl(timeout).await
     }
 
@@ -493,10 +520,12 @@ impl Transport for ImapSession {
         C: Future<Output = ()> + Send,
         Self: Sized,
     {
+        self.settle().await?;
         self.idle_until_impl(timeout, cancel).await
     }
 
     async fn noop(&mut self) -> Result<(), ImapError> {
+        self.settle().await?;
         self.simple(Command::new("NOOP")).await?;
         Ok(())
     }

@@ -18,6 +18,7 @@ impl ImapSession {
         &mut self,
         uids: &[Uid],
     ) -> Result<BTreeMap<Uid, String>, ImapError> {
+        self.settle().await?;
         if self.selected.is_none() {
             return Err(ImapError::InvalidArgument(
                 "internal_dates needs a selected folder: call select first".into(),

@@ -152,6 +152,10 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         self.inner.capabilities()
     }
 
+    fn early_login_fell_back(&self) -> Option<&[String]> {
+        self.inner.early_login_fell_back()
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         retried!(self, |t| t.namespace())
     }

@@ -81,7 +81,10 @@ pub struct ImapSession {
     user: String,
     security: Security,
     /// How this session was made, for [`Transport::reconnect`].
-    config: ImapConfig,
+    pub(crate) config: ImapConfig,
+    /// A login sent before the greeting whose answer has not been read
+    /// yet (see [`ImapSession::settle`]).
+    pub(crate) deferred: Option<crate::early::Pending>,
 }
 
 impl std::fmt::Debug for ImapSession {
@@ -123,24 +126,142 @@ impl ImapSession {
             return Self::connect_greeted(config, addr, EarlyLogin::NotTried).await;
         };
         let (stream, peer) = open_stream(config, &addr).await?;
-        match crate::early::login(stream, config, mech).await {
-            Ok(done) => Ok(
-                Self::new(config, addr, peer, done.conn, done.caps, done.greeting)
-                    .with_login(done.pre_login, EarlyLogin::Used),
-            ),
-            Err(e) if crate::early::is_final(&e) => Err(e),
-            Err(e) => {
-                tracing::debug!(addr = %addr, error = %e, "IMAP login before the greeting failed; logging in again the usual way");
-                // A connection that broke on the way says nothing about
-                // the server: only a refusal turns early logins off.
-                let early = if crate::early::server_declined(&e) {
-                    EarlyLogin::FellBack
-                } else {
-                    EarlyLogin::NotTried
-                };
-                Self::connect_greeted(config, addr, early).await
-            }
+        if let Some(hint) = config.caps_hint.as_ref().filter(|h| !h.is_empty()) {
+            let mut conn = Conn::new(stream, 0, 0);
+            return match crate::early::send(&mut conn, config, mech).await {
+                Ok(pending) => {
+                    let caps = Capabilities::from_raw(hint.clone());
+                    conn.literal_plus = caps.literal_plus;
+                    let pre_login = config.login_hint.clone().unwrap_or_default();
+                    let mut s = Self::new(config, addr, peer, conn, caps, String::new())
+                        .with_login(pre_login, EarlyLogin::Used);
+                    s.deferred = Some(pending);
+                    Ok(s)
+                }
+                Err(e) => Self::after_early_failure(config, addr, e).await,
+            };
         }
+        match crate::early::login(stream, config, mech).await {
+            Ok(done) => {
+                let a = done.answer;
+                Ok(Self::new(config, addr, peer, done.conn, a.caps, a.greeting)
+                    .with_login(a.pre_login, EarlyLogin::Used))
+            }
+            Err(e) => Self::after_early_failure(config, addr, e).await,
+        }
+    }
+
+    /// What follows an early login that failed with `e`: `e` itself if it
+    /// is final, else a login the usual way on a fresh connection.
+    async fn after_early_failure(
+        config: &ImapConfig,
+        addr: String,
+        e: ImapError,
+    ) -> Result<ImapSession, ImapError> {
+        if crate::early::is_final(&e) {
+            return Err(e);
+        }
+        tracing::debug!(addr = %addr, error = %e, "IMAP login before the greeting failed; logging in again the usual way");
+        // A connection that broke on the way says nothing about the
+        // server: only a refusal turns early logins off.
+        let early = if crate::early::server_declined(&e) {
+            EarlyLogin::FellBack
+        } else {
+            EarlyLogin::NotTried
+        };
+        Self::connect_greeted(config, addr, early).await
+    }
+
+    /// Reads the answer to a login sent before the greeting, if it is still
+    /// outstanding: [`ImapSession::connect`] with a
+    /// [`ImapConfig::caps_hint`] returns before it, so that the first
+    /// commands can go out in the same flight
+    /// ([`crate::Transport::open_and_fetch_headers`] does). Every other
+    /// command settles the login first; call this to see the login's
+    /// outcome before any command (the greeting, the capabilities before
+    /// login and [`ImapSession::early_login`] are the hint's until then). A
+    /// login that failed is made again the usual way, as in
+    /// [`ImapSession::connect`].
+    pub async fn settle(&mut self) -> Result<(), ImapError> {
+        let Some(pending) = self.deferred.take() else {
+            return Ok(());
+        };
+        match crate::early::finish(&mut self.conn, &self.config, pending).await {
+            Ok(answer) => {
+                self.take_answer(answer);
+                Ok(())
+            }
+            Err(e) => self.fall_back(e).await,
+        }
+    }
+
+    /// Sends `cmds` (built on the capabilities the session has, the hint's)
+    /// in one flight behind the login whose answer is outstanding, reads
+    /// that answer, then the flight's (untagged ones to `on_untagged`, as
+    /// [`Conn::run_many`] does). `None` when no login was outstanding, or
+    /// when the flight cannot count: the login failed and was made again
+    /// the usual way, or its answer showed other capabilities than those
+    /// the flight was built on (its answers are then read and dropped).
+    /// The session is logged in either way, and on `None` the caller
+    /// builds the flight anew and sends it the usual way.
+    pub(crate) async fn flight_behind_login(
+        &mut self,
+        cmds: &[&Command<'_>],
+        limits: crate::limits::Limits,
+        on_untagged: &mut (dyn FnMut(usize, &async_imap::imap_proto::Response<'_>) + Send),
+    ) -> Result<Option<Vec<crate::response::Done>>, ImapError> {
+        let Some(pending) = self.deferred.take() else {
+            return Ok(None);
+        };
+        let watch = crate::response::Watch::Normal;
+        let sent = match self.conn.send_behind_login(cmds, watch, limits).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.fall_back(e).await?;
+                return Ok(None);
+            }
+        };
+        let answer = match crate::early::finish(&mut self.conn, &self.config, pending).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.fall_back(e).await?;
+                return Ok(None);
+            }
+        };
+        if self.take_answer(answer) {
+            return Ok(Some(self.conn.read_behind_login(sent, on_untagged).await?));
+        }
+        tracing::debug!("IMAP capabilities after login differ from the hint; the flight sent behind the login is done again");
+        self.conn.read_behind_login(sent, &mut |_, _| {}).await?;
+        self.selected = None;
+        Ok(None)
+    }
+
+    /// Keeps what a login's answer told; whether its capabilities are those
+    /// the session was started with (the hint's).
+    pub(crate) fn take_answer(&mut self, answer: crate::early::Answered) -> bool {
+        let sorted = |raw: &[String]| {
+            let mut v: Vec<String> = raw.iter().map(|c| c.to_ascii_uppercase()).collect();
+            v.sort_unstable();
+            v
+        };
+        let same = sorted(&answer.caps.raw) == sorted(&self.caps.raw);
+        tracing::debug!(addr = %self.addr, user = %self.user, caps = ?answer.caps.raw, as_hinted = same, "IMAP logged in (answer read behind the first flight)");
+        self.caps = answer.caps;
+        self.pre_login = answer.pre_login;
+        self.greeting = answer.greeting;
+        same
+    }
+
+    /// Replaces this session, whose login sent before the greeting failed
+    /// with `e`, by one logged in the usual way (or returns `e` if final).
+    pub(crate) async fn fall_back(&mut self, e: ImapError) -> Result<(), ImapError> {
+        let mut fresh = Self::after_early_failure(&self.config, self.addr.clone(), e).await?;
+        fresh.poll_interval = self.poll_interval;
+        fresh.idle_recheck = self.idle_recheck;
+        fresh.idle_refused = self.idle_refused;
+        *self = fresh;
+        Ok(())
     }
 
     /// Connects and logs in the usual way: the greeting first.
@@ -190,6 +311,7 @@ impl ImapSession {
             user: config.user.clone(),
             security: config.security,
             config: config.clone(),
+            deferred: None,
         }
     }
 
@@ -206,6 +328,12 @@ impl ImapSession {
     /// when the server's greeting had none and the login went early.
     pub fn pre_login_capabilities(&self) -> &[String] {
         &self.pre_login
+    }
+
+    /// Whether the answer to this session's login is still outstanding
+    /// (see [`ImapSession::settle`]).
+    pub fn login_pending(&self) -> bool {
+        self.deferred.is_some()
     }
 
     /// Whether this session logged in before the greeting.

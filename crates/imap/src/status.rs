@@ -170,48 +170,32 @@ impl ImapSession {
         Ok(out)
     }
 
-    /// [`crate::Transport::list_status`] with `LIST-STATUS`: one command.
-    /// A selectable folder the server lists without its STATUS is asked on
-    /// its own.
+    /// [`crate::Transport::list_status`] with `LIST-STATUS`: one command
+    /// (behind the login, if its answer is outstanding). A selectable
+    /// folder the server lists without its STATUS is asked on its own.
     pub(crate) async fn list_status_impl(
         &mut self,
         pattern: &str,
     ) -> Result<FolderStatuses, ImapError> {
         check_folder(pattern)?;
-        let items = if self.caps.condstore {
-            "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+        let mut listing = Listing::default();
+        let behind = if self.login_pending() {
+            let cmd = self.list_status_command(pattern);
+            let limits = Limits::default();
+            self.flight_behind_login(&[&cmd], limits, &mut |_, r| listing.take(r))
+                .await?
         } else {
-            "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))"
+            None
         };
-        let cmd = Command::new("LIST").mailbox("").mailbox(pattern).raw(items);
-        let mut listed: Vec<FolderInfo> = Vec::new();
-        let mut got: BTreeMap<String, Gathered> = BTreeMap::new();
-        let done = self
-            .conn
-            .run(&cmd, &mut |r| match r {
-                Response::MailboxData(MailboxDatum::List {
-                    name_attributes,
-                    delimiter,
-                    name,
-                }) => listed.push(FolderInfo {
-                    name: crate::mutf7::decode_lenient(name),
-                    delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
-                    attributes: name_attributes
-                        .iter()
-                        .map(crate::ops::attribute_name)
-                        .collect(),
-                }),
-                Response::MailboxData(MailboxDatum::Status { mailbox, .. }) => {
-                    got.entry(crate::mutf7::decode_lenient(mailbox))
-                        .or_default()
-                        .take(r);
-                }
-                _ => {}
-            })
-            .await?;
+        let cmd = self.list_status_command(pattern);
+        let done = match behind.and_then(|dones| dones.into_iter().next()) {
+            Some(done) => done,
+            None => self.conn.run(&cmd, &mut |r| listing.take(r)).await?,
+        };
         if !done.is_ok() {
             return Err(done.into_error(cmd.label()));
         }
+        let Listing { listed, mut got } = listing;
         let mut out = Vec::with_capacity(listed.len());
         for name in listed
             .into_iter()
@@ -225,6 +209,16 @@ impl ImapSession {
             out.push((name, status));
         }
         Ok(out)
+    }
+
+    /// `LIST … RETURN (STATUS …)` of `pattern`.
+    fn list_status_command<'a>(&self, pattern: &'a str) -> Command<'a> {
+        let items = if self.caps.condstore {
+            "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+        } else {
+            "RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))"
+        };
+        Command::new("LIST").mailbox("").mailbox(pattern).raw(items)
     }
 
     /// The status, or the error the tagged answer `done` stands for.
@@ -274,5 +268,38 @@ fn not_counting(status: MailboxStatus, uid: Option<Uid>) -> MailboxStatus {
             ..status
         },
         _ => status,
+    }
+}
+
+/// What a `LIST … RETURN (STATUS …)` answered, gathered as it comes.
+#[derive(Default)]
+struct Listing {
+    listed: Vec<FolderInfo>,
+    got: BTreeMap<String, Gathered>,
+}
+
+impl Listing {
+    fn take(&mut self, r: &Response<'_>) {
+        match r {
+            Response::MailboxData(MailboxDatum::List {
+                name_attributes,
+                delimiter,
+                name,
+            }) => self.listed.push(FolderInfo {
+                name: crate::mutf7::decode_lenient(name),
+                delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
+                attributes: name_attributes
+                    .iter()
+                    .map(crate::ops::attribute_name)
+                    .collect(),
+            }),
+            Response::MailboxData(MailboxDatum::Status { mailbox, .. }) => {
+                self.got
+                    .entry(crate::mutf7::decode_lenient(mailbox))
+                    .or_default()
+                    .take(r);
+            }
+            _ => {}
+        }
     }
 }

@@ -29,6 +29,16 @@ pub trait Transport: Send {
     /// The server's capabilities (as of login).
     fn capabilities(&self) -> &Capabilities;
 
+    /// When this session's login sent before the greeting failed and it
+    /// logged in the usual way instead: the capabilities the server
+    /// advertised before login, to keep as the next
+    /// [`crate::ImapConfig::login_hint`] (see
+    /// [`crate::ImapSession::early_login`]). `None` otherwise, and for
+    /// transports without such logins (the default).
+    fn early_login_fell_back(&self) -> Option<&[String]> {
+        None
+    }
+
     /// The personal namespace: from `NAMESPACE`, or without it prefix `""`
     /// and the delimiter from `LIST "" ""`.
     fn namespace(&mut self) -> impl Future<Output = Result<Namespace, ImapError>> + Send;

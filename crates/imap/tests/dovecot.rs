@@ -74,6 +74,69 @@ async fn a_hint_from_a_first_session_logs_in_before_the_greeting() {
     assert_eq!(s.early_login(), EarlyLogin::NotTried);
 }
 
+/// With the capabilities after login as a hint as well, the first flight
+/// goes behind the login (Dovecot runs the commands its login process
+/// read ahead once the login succeeds): the headers and the prefetched
+/// body come with the login's answer. A wrong password is still
+/// `AuthRejected`, at the first command; a hint that no longer matches
+/// the capabilities has the flight done again, with the real ones.
+#[tokio::test]
+async fn a_capabilities_hint_sends_the_first_flight_behind_the_login() {
+    let d = server();
+    let mut c = config(d, 1, Security::Tls);
+    let folder = "BehindLogin";
+    let mut first = ImapSession::connect(&c).await.unwrap();
+    fresh_folder(&mut first, folder).await;
+    first
+        .append(folder, &[], &message("behind", "", 200))
+        .await
+        .unwrap();
+    let pre = first.pre_login_capabilities().to_vec();
+    let after = first.capabilities().raw.clone();
+    first.logout().await.unwrap();
+    c.login_hint = Some(pre);
+    for (caps_hint, as_hinted) in [(after.clone(), true), (stale(&after), false)] {
+        c.caps_hint = Some(caps_hint);
+        let mut s = ImapSession::connect(&c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+        assert!(s.login_pending());
+        let (state, headers) = s
+            .open_and_fetch_headers(folder, false, UidRange::all(), Some(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+        assert!(!s.login_pending());
+        assert_eq!((state.exists, headers.len()), (1, 1));
+        assert!(state.highest_modseq.is_some(), "SELECT (CONDSTORE)");
+        assert_eq!(s.early_login(), EarlyLogin::Used);
+        assert!(s.server_greeting().contains("Dovecot"));
+        assert_eq!(s.capabilities().raw, after, "the server's, not the hint's");
+        let sent = if as_hinted { 1 + 3 } else { 1 + 3 + 3 };
+        assert_eq!(s.commands_sent(), sent, "as hinted: {as_hinted}");
+        let bodies = s.fetch_messages(&[headers[0].uid], 1 << 20).await.unwrap();
+        assert_eq!(bodies.len(), 1);
+        if as_hinted {
+            assert_eq!(s.commands_sent(), sent, "the body came with the headers");
+        }
+        s.logout().await.unwrap();
+    }
+    c.caps_hint = Some(after);
+    c.password = "wrong".into();
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let e = s
+        .open_and_fetch_headers(folder, false, UidRange::all(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ImapError::AuthRejected { .. }), "{e:?}");
+}
+
+/// `caps` with one capability more, as a server that changed since.
+fn stale(caps: &[String]) -> Vec<String> {
+    let mut v = caps.to_vec();
+    v.push("X-GONE-SINCE".into());
+    v
+}
+
 #[tokio::test]
 async fn starttls_with_private_ca() {
     let d = server();

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sma_imap::{
-    CreateOutcome, EarlyLogin, IdleOutcome, ImapConfig, ImapError, ImapSession, Security, Transport,
+    CreateOutcome, EarlyLogin, IdleOutcome, ImapConfig, ImapError, ImapSession, Security,
+    Transport, UidRange,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -57,6 +58,9 @@ struct World {
     expunged_once: std::sync::atomic::AtomicBool,
     /// How many connections sent a command before the greeting was written.
     before_greeting: AtomicU32,
+    /// How many command lines the last connection that sent any before
+    /// the greeting had sent by then.
+    lines_before_greeting: AtomicU32,
 }
 
 impl World {
@@ -155,15 +159,15 @@ fn arg(cmd: &str, i: usize) -> String {
         .to_owned()
 }
 
-/// Whether the client sent something within `delay_ms` of connecting,
-/// before any greeting.
-async fn sent_before_greeting(sock: &tokio::net::TcpStream, delay_ms: u64) -> bool {
+/// How many command lines the client sent within `delay_ms` of
+/// connecting, before any greeting.
+async fn sent_before_greeting(sock: &tokio::net::TcpStream, delay_ms: u64) -> u32 {
     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    let mut buf = [0u8; 1];
-    matches!(
-        tokio::time::timeout(Duration::from_millis(1), sock.peek(&mut buf)).await,
-        Ok(Ok(n)) if n > 0
-    )
+    let mut buf = [0u8; 8192];
+    match tokio::time::timeout(Duration::from_millis(1), sock.peek(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].windows(2).filter(|w| w == b"\r\n").count() as u32,
+        _ => 0,
+    }
 }
 
 /// `AUTHENTICATE PLAIN`, with the initial response on the line or after
@@ -194,9 +198,14 @@ where
 }
 
 async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
-    let early = o.greeting_delay_ms > 0 && sent_before_greeting(&sock, o.greeting_delay_ms).await;
+    let lines = match o.greeting_delay_ms {
+        0 => 0,
+        delay => sent_before_greeting(&sock, delay).await,
+    };
+    let early = lines > 0;
     if early {
         world.before_greeting.fetch_add(1, Ordering::SeqCst);
+        world.lines_before_greeting.store(lines, Ordering::SeqCst);
     }
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
@@ -661,6 +670,127 @@ async fn with_a_hint_the_login_goes_before_the_greeting() {
     assert_eq!(s.commands_sent(), 2);
     assert_eq!(s.pre_login_capabilities(), &hint[..]);
     assert_eq!(s.server_greeting(), "Scripted ready.");
+}
+
+/// The hints a first session gives: the capabilities before and after
+/// login. Waits until the server has read its LOGOUT, then clears the log.
+async fn hints_of_a_first_session(c: &ImapConfig, world: &World) -> (Vec<String>, Vec<String>) {
+    let mut s = ImapSession::connect(c).await.unwrap();
+    s.create("Box").await.unwrap();
+    let hints = (
+        s.pre_login_capabilities().to_vec(),
+        s.capabilities().raw.clone(),
+    );
+    s.logout().await.unwrap();
+    let t = Instant::now();
+    while !world.commands().iter().any(|c| c.ends_with("LOGOUT")) {
+        assert!(t.elapsed() < Duration::from_secs(5), "no LOGOUT arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    world.log.lock().unwrap().clear();
+    hints
+}
+
+/// With the capabilities after login as a hint too, the session does not
+/// wait for the login's answer: the first flight (SELECT and the header
+/// FETCH) goes out with the login, before the greeting, and its answers
+/// are read after the login's. The answer here carries no capabilities:
+/// the hint's stand, and no CAPABILITY is asked (it would mix answers).
+#[tokio::test]
+async fn with_a_capabilities_hint_the_first_flight_goes_behind_the_login() {
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 200,
+        ..Opts::default()
+    })
+    .await;
+    let (pre, after) = hints_of_a_first_session(&c, &world).await;
+    c.login_hint = Some(pre.clone());
+    c.caps_hint = Some(after.clone());
+    let mut s = ImapSession::connect(&c)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(s.login_pending());
+    assert_eq!(s.commands_sent(), 1);
+    let (state, headers) = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.uid_validity, 42);
+    assert!(headers.is_empty());
+    assert!(!s.login_pending());
+    assert_eq!(s.early_login(), EarlyLogin::Used);
+    assert_eq!(s.server_greeting(), "Scripted ready.");
+    assert_eq!(s.capabilities().raw, after);
+    let cmds = world.commands();
+    assert_eq!(cmds.len(), 3, "{cmds:?}");
+    assert!(cmds[0].contains("AUTHENTICATE PLAIN "), "{cmds:?}");
+    assert!(cmds[1].contains("SELECT \"Box\""), "{cmds:?}");
+    assert!(cmds[2].contains("UID FETCH"), "{cmds:?}");
+    assert_eq!(
+        world.lines_before_greeting.load(Ordering::SeqCst),
+        3,
+        "the login and the flight, all before the greeting"
+    );
+    assert_eq!(s.selected_folder(), Some(("Box", false)));
+    s.noop().await.unwrap();
+}
+
+/// Behind a login that fails, nothing is taken for an answer: a wrong
+/// password is `AuthRejected` at the first command (tried once), and a
+/// server that refuses commands before its greeting gets the usual login
+/// on a second connection, where the first command runs again.
+#[tokio::test]
+async fn a_failed_login_with_a_capabilities_hint_surfaces_at_the_first_command() {
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 100,
+        ..Opts::default()
+    })
+    .await;
+    let (pre, after) = hints_of_a_first_session(&c, &world).await;
+    c.login_hint = Some(pre.clone());
+    c.caps_hint = Some(after.clone());
+    let right = c.password.clone();
+    c.password = "nope".into();
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let e = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ImapError::AuthRejected { .. }), "{e:?}");
+    let logins = |w: &World| {
+        w.commands()
+            .iter()
+            .filter(|c| c.contains("AUTHENTICATE PLAIN"))
+            .count()
+    };
+    assert_eq!(logins(&world), 1, "{:?}", world.commands());
+
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 100,
+        bad_before_greeting: true,
+        ..Opts::default()
+    })
+    .await;
+    c.login_hint = Some(pre);
+    c.caps_hint = Some(after);
+    c.password = right;
+    world.folders.lock().unwrap().push("Box".into());
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let (state, _) = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.uid_validity, 42);
+    assert_eq!(s.early_login(), EarlyLogin::FellBack);
+    assert!(s.early_login_fell_back().is_some());
+    assert_eq!(logins(&world), 2, "{:?}", world.commands());
+    assert_eq!(s.selected_folder(), Some(("Box", false)));
 }
 
 /// A notice before the greeting (Dovecot's while its auth process is slow)

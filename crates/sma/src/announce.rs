@@ -35,7 +35,20 @@ pub async fn read_all<T: Transport>(
     t: &mut T,
     folder: &str,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    read_all_in(t, folder, true).await
+    read_all_in(t, folder, true, None).await
+}
+
+/// [`read_all`], asking for the bodies of the announcements among the
+/// [`sma_imap::PREFETCH_MESSAGES`] UIDs below `uid_next` (the folder's
+/// UIDNEXT, as a `STATUS` told) in the flight that reads the headers: a
+/// folder that holds few announcements is read in one round trip.
+pub async fn read_all_below<T: Transport>(
+    t: &mut T,
+    folder: &str,
+    uid_next: Option<Uid>,
+) -> Result<Option<Vec<SeenAnnouncement>>> {
+    let prefetch_from = uid_next.map(|n| n.saturating_sub(sma_imap::PREFETCH_MESSAGES).max(1));
+    read_all_in(t, folder, true, prefetch_from).await
 }
 
 /// [`read_all`] with the folder selected read-write, for callers that then
@@ -46,16 +59,17 @@ pub(crate) async fn read_all_for_update<T: Transport>(
     t: &mut T,
     folder: &str,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    read_all_in(t, folder, false).await
+    read_all_in(t, folder, false, None).await
 }
 
 async fn read_all_in<T: Transport>(
     t: &mut T,
     folder: &str,
     read_only: bool,
+    prefetch_from: Option<Uid>,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
     let mut headers = match t
-        .open_and_fetch_headers(folder, read_only, UidRange::all(), None)
+        .open_and_fetch_headers(folder, read_only, UidRange::all(), prefetch_from)
         .await
     {
         Ok((_, headers)) => headers,

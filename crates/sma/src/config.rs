@@ -63,6 +63,7 @@ impl ServerConfig {
             password: password.clone(),
             oauth2: None,
             login_hint: None,
+            caps_hint: None,
         };
         match &self.oauth2_token_command {
             Some(cmd) => config.with_oauth2(Arc::new(TokenCommand::new(cmd.clone()))),

@@ -280,6 +280,7 @@ impl Device {
                 db.set_meta("device", &info)?;
                 if other_server {
                     db.set_meta(crate::login_hint::META_LOGIN_HINT, "")?;
+                    db.set_meta(crate::login_hint::META_CAPS_HINT, "")?;
                 }
                 Ok::<_, Error>(())
             })

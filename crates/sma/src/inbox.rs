@@ -196,6 +196,7 @@ impl Device {
             .await
         {
             Ok((state, headers)) => {
+                self.remember_fallback(t);
                 if let Some((validity, _)) = seen {
                     if validity != state.uid_validity {
                         info!(folder = %inbox, "UIDVALIDITY changed; rescanning (message ids prevent double-apply)");

@@ -4,13 +4,18 @@
 //! [`ImapConfig::login_hint`] to the next one, which may then send its
 //! login without waiting for the greeting (one round trip less).
 //!
-//! The hint is dropped when the server's host, port or security changes.
+//! With it goes the capabilities hint (key `imap_caps_hint`): the
+//! capabilities the server advertised after login, passed as
+//! [`ImapConfig::caps_hint`], with which the session does not wait for the
+//! login's answer either and sends its first commands behind it.
+//!
+//! Both hints are dropped when the server's host, port or security changes.
 //! When a login sent before the greeting failed although the server's
 //! capabilities still allowed it (a server that does not take commands
 //! before its greeting), the stored value becomes `off` and the device
 //! waits for the greeting from then on, until the server settings change.
 
-use sma_imap::{EarlyLogin, ImapConfig, ImapSession, Password, Security};
+use sma_imap::{EarlyLogin, ImapConfig, ImapSession, Password, Security, Transport};
 use sma_store::Store;
 
 use crate::device::Device;
@@ -18,6 +23,9 @@ use crate::error::Result;
 
 /// The store key.
 pub(crate) const META_LOGIN_HINT: &str = "imap_login_hint";
+
+/// The store key of the capabilities after login.
+pub(crate) const META_CAPS_HINT: &str = "imap_caps_hint";
 
 /// The stored value that turns logins before the greeting off.
 const OFF: &str = "off";
@@ -61,22 +69,47 @@ fn next_value(stored: &Stored, session_caps: &[String], early: EarlyLogin) -> Op
 }
 
 /// Stores what `session` learnt about the server in `store`, if it
-/// changes the hint. A connection secured by STARTTLS never uses a hint:
+/// changes the hints. A connection secured by STARTTLS never uses a hint:
 /// nothing is stored for it.
 pub(crate) fn remember(store: &mut Store, session: &ImapSession) -> Result<()> {
     if session.security() == Security::StartTls {
         return Ok(());
     }
-    let stored = Stored::parse(store.read().meta(META_LOGIN_HINT)?);
-    let Some(value) = next_value(
-        &stored,
+    if !session.login_pending() {
+        // Until the login's answer is read, the capabilities are the hint's.
+        remember_caps(store, &session.capabilities().raw)?;
+    }
+    remember_pre_login(
+        store,
         session.pre_login_capabilities(),
         session.early_login(),
-    ) else {
+    )
+}
+
+/// Stores the login hint that `pre_login` (the capabilities before login)
+/// and the fate of an early login give, if it changes the stored one.
+fn remember_pre_login(store: &mut Store, pre_login: &[String], early: EarlyLogin) -> Result<()> {
+    let stored = Stored::parse(store.read().meta(META_LOGIN_HINT)?);
+    let Some(value) = next_value(&stored, pre_login, early) else {
         return Ok(());
     };
     tracing::debug!(hint = %value, "IMAP login hint stored");
     store.write(|db| db.set_meta(META_LOGIN_HINT, &value))?;
+    Ok(())
+}
+
+/// Stores `caps` (after login) as the capabilities hint, if they differ
+/// from the stored one and the stored form can keep them.
+fn remember_caps(store: &mut Store, caps: &[String]) -> Result<()> {
+    let value = caps.join(" ");
+    if caps.is_empty() || caps.iter().any(|c| c.contains(' ') || c.is_empty()) {
+        return Ok(());
+    }
+    if store.read().meta(META_CAPS_HINT)?.as_deref() == Some(value.as_str()) {
+        return Ok(());
+    }
+    tracing::debug!(hint = %value, "IMAP capabilities hint stored");
+    store.write(|db| db.set_meta(META_CAPS_HINT, &value))?;
     Ok(())
 }
 
@@ -85,10 +118,33 @@ impl Device {
     /// with the stored login hint (see [`ImapConfig::login_hint`]).
     pub fn imap_config(&self, password: &Password) -> Result<ImapConfig> {
         let mut config = self.info().server.imap_config(password);
-        if let Stored::Caps(caps) = Stored::parse(self.store.read().meta(META_LOGIN_HINT)?) {
+        let read = self.store.read();
+        if let Stored::Caps(caps) = Stored::parse(read.meta(META_LOGIN_HINT)?) {
             config.login_hint = Some(caps);
+            config.caps_hint = read
+                .meta(META_CAPS_HINT)?
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| v.split(' ').map(str::to_owned).collect());
         }
         Ok(config)
+    }
+
+    /// Keeps what a session whose early login failed (it logged in the
+    /// usual way instead) learnt, if `t` is one
+    /// ([`Transport::early_login_fell_back`]): the first command of a
+    /// session whose login's answer was not awaited finds out only then,
+    /// after [`Device::connect`] has stored the hints. A failure to store
+    /// it is only logged.
+    pub(crate) fn remember_fallback<T: Transport>(&mut self, t: &T) {
+        let Some(pre_login) = t.early_login_fell_back() else {
+            return;
+        };
+        if self.info().server.security == Security::StartTls {
+            return;
+        }
+        if let Err(e) = remember_pre_login(&mut self.store, pre_login, EarlyLogin::FellBack) {
+            tracing::warn!(error = %e, "cannot store the IMAP login hint");
+        }
     }
 
     /// Keeps the capabilities `session` saw before login as the hint of

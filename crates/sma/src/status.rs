@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use sma_imap::{Capabilities, Transport};
+use sma_imap::{Capabilities, Transport, Uid};
 use sma_proto::folders::ANNOUNCE_BASE;
 use sma_proto::state::MemberStatus;
 use sma_proto::sync::Withheld;
@@ -191,16 +191,19 @@ const FRESH_ANNOUNCEMENT_SECS: u64 = 7 * 86_400;
 impl Device {
     /// Every device known from the group state and the announcements folder.
     pub async fn devices<T: Transport>(&mut self, t: &mut T) -> Result<Vec<DeviceView>> {
-        Ok(self.device_views(t).await?.0)
+        Ok(self.device_views(t, None).await?.0)
     }
 
-    /// The device views, and per member id its latest sign of life (seconds).
+    /// The device views, and per member id its latest sign of life
+    /// (seconds). `uid_next`: the announcements folder's, if known (its
+    /// newest bodies then come with the headers).
     async fn device_views<T: Transport>(
         &mut self,
         t: &mut T,
+        uid_next: Option<Uid>,
     ) -> Result<(Vec<DeviceView>, BTreeMap<DeviceId, u64>)> {
         let now = self.timestamp();
-        let anns = announce::read_all(t, &self.info.folders.announce())
+        let anns = announce::read_all_below(t, &self.info.folders.announce(), uid_next)
             .await?
             .unwrap_or_default();
         self.engine.note_announcements(
@@ -281,24 +284,36 @@ impl Device {
     }
 
     /// The group's folders and their message counts: `LIST` with every
-    /// `STATUS` (one command with `LIST-STATUS`, else two flights).
-    async fn folder_views<T: Transport>(&mut self, t: &mut T) -> Result<Vec<FolderView>> {
+    /// `STATUS` (one command with `LIST-STATUS`, else two flights); and
+    /// the announcements folder's UIDNEXT, if it was listed with it.
+    async fn folder_views<T: Transport>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<(Vec<FolderView>, Option<Uid>)> {
         let pattern = format!("{}{}*", self.info.folders.prefix, ANNOUNCE_BASE);
+        let announce = self.info.folders.announce();
         let mut folders = Vec::new();
+        let mut announce_next = None;
         for (name, status) in t.list_status(&pattern).await? {
+            let status = status?;
+            if name == announce {
+                announce_next = status.uid_next;
+            }
             folders.push(FolderView {
                 name,
-                messages: status?.messages,
+                messages: status.messages,
             });
         }
         folders.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(folders)
+        Ok((folders, announce_next))
     }
 
-    /// The `status` report.
+    /// The `status` report. The folders are listed first (one command,
+    /// sent behind the login): the announcements folder's UIDNEXT lets its
+    /// bodies come with its headers.
     pub async fn status<T: Transport>(&mut self, t: &mut T) -> Result<StatusReport> {
-        let (members, heartbeats) = self.device_views(t).await?;
-        let folders = self.folder_views(t).await?;
+        let (folders, announce_next) = self.folder_views(t).await?;
+        let (members, heartbeats) = self.device_views(t, announce_next).await?;
         Ok(StatusReport {
             device_id: self.id().to_string(),
             name: self.info.name.clone(),

@@ -118,11 +118,76 @@ impl Conn {
             }
             return Ok(dones);
         }
-        let Some(last) = cmds.last() else {
+        if cmds.is_empty() {
             return Ok(Vec::new());
+        }
+        let flight = self.write_flight(cmds, tags, encoded, limits).await?;
+        self.read_flight(flight, on_untagged).await
+    }
+
+    /// Writes `cmds` in one flight behind a login sent before the greeting
+    /// whose answer is still outstanding ([`crate::early::send`]), watched
+    /// with `watch` until [`Conn::read_behind_login`] has read them. The
+    /// server runs them only if the login succeeds. Fails with
+    /// [`ImapError::InvalidArgument`] if a command needs a continuation
+    /// (no `LITERAL+`) or no login is outstanding.
+    pub(crate) async fn send_behind_login(
+        &mut self,
+        cmds: &[&Command<'_>],
+        watch: Watch,
+        limits: Limits,
+    ) -> Result<Flight, ImapError> {
+        let State::AwaitingTagged(login) = self.state.clone() else {
+            return Err(ImapError::InvalidArgument(
+                "commands go behind a login only while its answer is outstanding".into(),
+            ));
         };
-        tracing::debug!(first = %tags[0], commands = cmds.len(), last = %last.label(), "IMAP commands pipelined");
-        let name = last.name().to_owned();
+        let tags: Vec<String> = cmds.iter().map(|_| self.new_tag()).collect();
+        let encoded: Vec<_> = cmds
+            .iter()
+            .zip(&tags)
+            .map(|(c, t)| c.encode(t, self.literal_plus))
+            .collect();
+        if cmds.is_empty() || encoded.iter().flatten().any(|s| s.wait_continuation) {
+            return Err(ImapError::InvalidArgument(
+                "only a flight without continuations goes behind a login".into(),
+            ));
+        }
+        let flight = self.write_flight(cmds, tags, encoded, limits).await?;
+        // The login's answer comes first; an interrupted wait drains both.
+        self.behind_login = flight.tags.last().cloned();
+        self.state = State::AwaitingTagged(login);
+        self.watch_behind = Some(std::mem::replace(&mut self.watch, watch));
+        Ok(flight)
+    }
+
+    /// Reads the answers to a flight [`Conn::send_behind_login`] wrote,
+    /// once the login's answer has been read.
+    pub(crate) async fn read_behind_login(
+        &mut self,
+        flight: Flight,
+        on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
+    ) -> Result<Vec<Done>, ImapError> {
+        self.behind_login = None;
+        let result = self.read_flight(flight, on_untagged).await;
+        if let Some(before) = self.watch_behind.take() {
+            self.watch = before;
+        }
+        result
+    }
+
+    /// Writes a flight (no command needs a continuation).
+    async fn write_flight(
+        &mut self,
+        cmds: &[&Command<'_>],
+        tags: Vec<String>,
+        encoded: Vec<Vec<crate::wire::Segment>>,
+        limits: Limits,
+    ) -> Result<Flight, ImapError> {
+        let name = cmds.last().map_or("", |c| c.name()).to_owned();
+        if let Some(last) = cmds.last() {
+            tracing::debug!(first = %tags[0], commands = cmds.len(), last = %last.label(), "IMAP commands pipelined");
+        }
         self.begin(&name, limits);
         self.commands_sent += cmds.len() as u64;
         let bytes: Vec<u8> = encoded
@@ -135,8 +200,19 @@ impl Conn {
         if cmds.len() > 1 {
             self.io.quickack();
         }
+        Ok(Flight { tags, name })
+    }
+
+    /// Reads every tagged answer of `flight` (returned in the order of its
+    /// commands).
+    async fn read_flight(
+        &mut self,
+        flight: Flight,
+        on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
+    ) -> Result<Vec<Done>, ImapError> {
+        let Flight { tags, name } = flight;
         self.state = State::AwaitingTagged(tags[tags.len() - 1].clone());
-        let mut dones: Vec<Option<Done>> = vec![None; cmds.len()];
+        let mut dones: Vec<Option<Done>> = vec![None; tags.len()];
         let mut answered = 0;
         while answered < tags.len() {
             // Untagged data goes with the first command not answered yet;
@@ -173,4 +249,12 @@ impl Conn {
         self.state = State::Ready;
         Ok(dones)
     }
+}
+
+/// A flight written, its answers outstanding.
+#[derive(Debug)]
+pub(crate) struct Flight {
+    tags: Vec<String>,
+    /// The last command's name, for messages.
+    name: String,
 }
