@@ -7,7 +7,9 @@
 //! Whatever goes wrong here (another greeting than `OK`, capabilities that
 //! no longer allow the mechanism, a `NO` or `BAD`, a lost connection) is
 //! not the caller's result: [`crate::ImapSession::connect`] logs in once
-//! more the usual way, on a fresh connection, and reports that.
+//! more the usual way, on a fresh connection, and reports that. The
+//! exceptions ([`is_final`]) are a refused password or token, and a server
+//! that sent more than sma accepts or stalled: those are the result.
 
 use async_imap::imap_proto::{Response, ResponseCode, Status};
 
@@ -83,13 +85,18 @@ fn allowed(config: &ImapConfig, caps: &Capabilities) -> Option<EarlyMechanism> {
 /// Whether an early login's failure should end the connect rather than be
 /// tried again the usual way: the token source failed or gave something
 /// unusable, or the server refused the password (`AUTHENTICATIONFAILED`),
-/// which a second try would only repeat.
+/// which a second try would only repeat; or the server misbehaved in a way
+/// that has nothing to do with the login's timing: it sent more than sma
+/// accepts, or kept sending too slowly (a second try would let it waste
+/// the same memory or time again, and would hide what it did).
 pub(crate) fn is_final(e: &ImapError) -> bool {
     matches!(
         e,
         ImapError::TokenUnavailable { .. }
             | ImapError::InvalidArgument(_)
             | ImapError::AuthRejected { .. }
+            | ImapError::Oversized { .. }
+            | ImapError::TooSlow { .. }
     )
 }
 
@@ -263,5 +270,25 @@ mod tests {
             server_text: "[AUTHENTICATIONFAILED] Authentication failed.".into(),
         };
         assert!(is_final(&rejected) && !server_declined(&rejected));
+    }
+
+    #[test]
+    fn a_misbehaving_server_is_not_given_a_second_connection() {
+        let oversized = ImapError::Oversized {
+            command: "AUTHENTICATE".into(),
+            what: "an overlong response line".into(),
+            limit: "1 MiB".into(),
+        };
+        let stalled = ImapError::TooSlow {
+            what: "the login's answer".into(),
+            bytes: 30,
+            secs: 60,
+        };
+        assert!(is_final(&oversized) && is_final(&stalled));
+        let lost = ImapError::ConnectionLost("closed".into());
+        let silent = ImapError::Timeout {
+            what: "the greeting".into(),
+        };
+        assert!(!is_final(&lost) && !is_final(&silent));
     }
 }
