@@ -106,6 +106,10 @@ impl<T: Transport> Transport for Counting<T> {
         self.inner.early_login_fell_back()
     }
 
+    fn list_with_next_open(&mut self) {
+        self.inner.list_with_next_open();
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         timed(&mut self.log, "namespace", self.inner.namespace()).await
     }

@@ -40,6 +40,7 @@ pub mod fuzzing;
 mod idle;
 mod io;
 mod limits;
+mod listing;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod moving;

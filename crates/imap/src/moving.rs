@@ -2,9 +2,10 @@
 //! finding the special-use folders (RFC 6154) for [`ImapSession`]: what a
 //! server whose expunge only archives (Gmail) needs to really delete.
 
-use async_imap::imap_proto::{MailboxDatum, Response, ResponseCode, Status};
+use async_imap::imap_proto::{Response, ResponseCode, Status};
 
 use crate::error::ImapError;
+use crate::listing::FolderListing;
 use crate::response::{expand_uid_ranges, uid_ranges, Code, Watch};
 use crate::session::ImapSession;
 use crate::transport::Transport;
@@ -105,6 +106,10 @@ impl ImapSession {
     /// server refuses that — `LIST "" "*"`, keeping the folders with a
     /// special-use attribute.
     pub(crate) async fn special_use_folders_impl(&mut self) -> Result<Vec<FolderInfo>, ImapError> {
+        if let FolderListing::Got(mut listed) = std::mem::take(&mut self.listing) {
+            listed.retain(|f| f.special_use().is_some());
+            return Ok(listed);
+        }
         if self.caps.has("SPECIAL-USE") && self.caps.has("LIST-EXTENDED") {
             let cmd = Command::new("LIST")
                 .raw("(SPECIAL-USE)")
@@ -134,23 +139,7 @@ impl ImapSession {
         let mut out = Vec::new();
         let done = self
             .conn
-            .run(cmd, &mut |r| {
-                if let Response::MailboxData(MailboxDatum::List {
-                    name_attributes,
-                    delimiter,
-                    name,
-                }) = r
-                {
-                    out.push(FolderInfo {
-                        name: crate::mutf7::decode_lenient(name),
-                        delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
-                        attributes: name_attributes
-                            .iter()
-                            .map(crate::ops::attribute_name)
-                            .collect(),
-                    });
-                }
-            })
+            .run(cmd, &mut |r| out.extend(crate::listing::folder_of(r)))
             .await?;
         if !done.is_ok() {
             return Err(done.into_error(cmd.label()));

@@ -8,10 +8,11 @@ use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, ResponseCod
 use crate::error::ImapError;
 use crate::fetch::{collect_fetch, headers_of, Partial};
 use crate::limits::{Limits, PREFETCH_BYTES, PREFETCH_MESSAGES};
+use crate::listing::FolderListing;
 use crate::ops::LIST_SHOWS_IT;
 use crate::response::{Done, MailboxTracker, Watch};
 use crate::session::{ImapSession, Selected};
-use crate::types::{FetchedHeader, MailboxState, Uid, UidRange};
+use crate::types::{FetchedHeader, FolderInfo, MailboxState, Uid, UidRange};
 use crate::wire::{check_folder, Command};
 
 /// What a `SELECT` / `EXAMINE` answered, gathered as it comes.
@@ -86,6 +87,16 @@ impl ImapSession {
         cmd
     }
 
+    /// The listing to send with this open, if one was asked for
+    /// ([`crate::Transport::list_with_next_open`]).
+    fn listing_command(&mut self) -> Option<Command<'static>> {
+        if !matches!(self.listing, FolderListing::Wanted) {
+            return None;
+        }
+        self.listing = FolderListing::NotWanted;
+        Some(crate::listing::command(&self.caps))
+    }
+
     /// Records `folder` as selected, its message count as `exists`.
     fn mark_selected(&mut self, folder: &str, read_only: bool, exists: u32) {
         if self.conn.mailbox.exists.is_none() {
@@ -136,7 +147,8 @@ impl ImapSession {
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
         check_folder(folder)?;
         let prefetch = prefetch_from.map(prefetch_range);
-        let mut flight = HeaderFlight::new(uids, prefetch);
+        let listing = self.listing_command();
+        let mut flight = HeaderFlight::new(uids, prefetch, listing);
         let dones = match self
             .open_behind_login(folder, read_only, &mut flight)
             .await?
@@ -144,9 +156,8 @@ impl ImapSession {
             Some(dones) => dones,
             None => {
                 let open = self.open_command(folder, read_only);
-                let (fetch, prefetch_cmd) = flight.fetch_commands();
-                let mut cmds = vec![&open, &fetch];
-                cmds.extend(prefetch_cmd.as_ref());
+                let after = flight.commands_after_open();
+                let cmds: Vec<&Command<'_>> = std::iter::once(&open).chain(&after).collect();
                 self.conn
                     .run_many(&cmds, Watch::Normal, flight.limits(), &mut |i, r| {
                         flight.take(i, r)
@@ -171,9 +182,8 @@ impl ImapSession {
             return Ok(None);
         }
         let open = self.open_command(folder, read_only);
-        let (fetch, prefetch_cmd) = flight.fetch_commands();
-        let mut cmds = vec![&open, &fetch];
-        cmds.extend(prefetch_cmd.as_ref());
+        let after = flight.commands_after_open();
+        let cmds: Vec<&Command<'_>> = std::iter::once(&open).chain(&after).collect();
         let limits = flight.limits();
         self.flight_behind_login(&cmds, limits, &mut |i, r| flight.take(i, r))
             .await
@@ -185,7 +195,7 @@ impl ImapSession {
         &mut self,
         folder: &str,
         read_only: bool,
-        flight: HeaderFlight,
+        mut flight: HeaderFlight,
         dones: &[Done],
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
         let (Some(open_done), Some(fetch_done)) = (dones.first(), dones.get(1)) else {
@@ -194,11 +204,18 @@ impl ImapSession {
             ));
         };
         let uids = flight.uids;
+        let listed = flight.listed(dones);
+        if let Some(listed) = &listed {
+            self.listing = FolderListing::Got(listed.clone());
+        }
         if !open_done.is_ok() {
             // Nothing is selected; the FETCH failed with it. Only a folder
             // that LIST shows is worth opening again (created meanwhile).
             let label = self.open_command(folder, read_only).label();
-            return match self.folder_error(folder, open_done.clone(), label).await? {
+            let error = self
+                .folder_error_listed(folder, open_done.clone(), label, listed.as_deref())
+                .await?;
+            return match error {
                 ImapError::ServerFailure { text, .. } if text.ends_with(LIST_SHOWS_IT) => {
                     self.open_then_fetch(folder, read_only, uids).await
                 }
@@ -241,6 +258,9 @@ impl ImapSession {
 struct HeaderFlight {
     uids: UidRange,
     prefetch: Option<UidRange>,
+    /// The listing sent last in the flight, if any, and what it listed.
+    listing: Option<Command<'static>>,
+    listed: Vec<FolderInfo>,
     opened: Opened,
     got: BTreeMap<Uid, Partial>,
     early: BTreeMap<Uid, Partial>,
@@ -249,10 +269,12 @@ struct HeaderFlight {
 }
 
 impl HeaderFlight {
-    fn new(uids: UidRange, prefetch: Option<UidRange>) -> Self {
+    fn new(uids: UidRange, prefetch: Option<UidRange>, listing: Option<Command<'static>>) -> Self {
         HeaderFlight {
             uids,
             prefetch,
+            listing,
+            listed: Vec::new(),
             opened: Opened::default(),
             got: BTreeMap::new(),
             early: BTreeMap::new(),
@@ -260,12 +282,21 @@ impl HeaderFlight {
         }
     }
 
-    /// The header `FETCH` and the prefetch, if any.
-    fn fetch_commands(&self) -> (Command<'static>, Option<Command<'static>>) {
-        (
-            ImapSession::header_fetch_command(self.uids),
-            self.prefetch.map(prefetch_command),
-        )
+    /// What follows the `SELECT`/`EXAMINE`: the header `FETCH`, then the
+    /// prefetch and the listing, if any.
+    fn commands_after_open(&self) -> Vec<Command<'static>> {
+        let mut cmds = vec![ImapSession::header_fetch_command(self.uids)];
+        cmds.extend(self.prefetch.map(prefetch_command));
+        cmds.extend(self.listing.clone());
+        cmds
+    }
+
+    /// The folders the listing showed, if it was sent and succeeded (its
+    /// answer is the flight's last).
+    fn listed(&mut self, dones: &[Done]) -> Option<Vec<FolderInfo>> {
+        self.listing.as_ref()?;
+        let ok = dones.last().is_some_and(Done::is_ok);
+        ok.then(|| std::mem::take(&mut self.listed))
     }
 
     fn limits(&self) -> Limits {
@@ -281,6 +312,12 @@ impl HeaderFlight {
     fn take(&mut self, i: usize, r: &Response<'_>) {
         if i == 0 {
             self.opened.take(r);
+        }
+        if self.listing.is_some() {
+            if let Some(folder) = crate::listing::folder_of(r) {
+                self.listed.push(folder);
+                return;
+            }
         }
         // Dovecot runs pipelined FETCHes side by side: their data is told
         // apart by what it carries, not by order.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
 
 use crate::error::ImapError;
+use crate::limits::Limits;
 use crate::mutf7;
 use crate::response::{Code, Done, Outcome, Watch};
 use crate::session::ImapSession;
@@ -89,15 +90,7 @@ impl ImapSession {
     /// Whether `LIST "" folder` shows exactly this folder.
     async fn folder_exists(&mut self, folder: &str) -> Result<bool, ImapError> {
         let found = self.list("", folder).await?;
-        let inbox = folder.eq_ignore_ascii_case("INBOX");
-        Ok(found.iter().any(|f| {
-            let same = if inbox {
-                f.name.eq_ignore_ascii_case(folder)
-            } else {
-                f.name == folder
-            };
-            same && !f.has_attribute("\\NonExistent")
-        }))
+        Ok(crate::listing::shows(&found, folder))
     }
 
     /// Turns a failed command on `folder` into the right error. Only an
@@ -113,6 +106,18 @@ impl ImapSession {
         done: Done,
         label: String,
     ) -> Result<ImapError, ImapError> {
+        self.folder_error_listed(folder, done, label, None).await
+    }
+
+    /// [`Self::folder_error`], taking whether the folder exists from
+    /// `listed` (every folder, listed in the same flight) when there is one.
+    pub(crate) async fn folder_error_listed(
+        &mut self,
+        folder: &str,
+        done: Done,
+        label: String,
+        listed: Option<&[FolderInfo]>,
+    ) -> Result<ImapError, ImapError> {
         if done.outcome != Outcome::No || done.is_server_trouble() {
             return Ok(done.into_error(label));
         }
@@ -122,7 +127,11 @@ impl ImapSession {
                 folder: folder.to_owned(),
             });
         }
-        let text = match self.folder_exists(folder).await {
+        let exists = match listed {
+            Some(listed) => Ok(crate::listing::shows(listed, folder)),
+            None => self.folder_exists(folder).await,
+        };
+        let text = match exists {
             Ok(false) => {
                 return Ok(ImapError::NoSuchFolder {
                     folder: folder.to_owned(),
@@ -194,25 +203,6 @@ impl ImapSession {
 /// Appended to a server's `NO` text when `LIST` shows the folder it refused.
 pub(crate) const LIST_SHOWS_IT: &str = " (yet LIST shows the folder)";
 
-pub(crate) fn attribute_name(a: &async_imap::imap_proto::NameAttribute<'_>) -> String {
-    use async_imap::imap_proto::NameAttribute as A;
-    match a {
-        A::NoInferiors => "\\Noinferiors".into(),
-        A::NoSelect => "\\Noselect".into(),
-        A::Marked => "\\Marked".into(),
-        A::Unmarked => "\\Unmarked".into(),
-        A::All => "\\All".into(),
-        A::Archive => "\\Archive".into(),
-        A::Drafts => "\\Drafts".into(),
-        A::Flagged => "\\Flagged".into(),
-        A::Junk => "\\Junk".into(),
-        A::Sent => "\\Sent".into(),
-        A::Trash => "\\Trash".into(),
-        A::Extension(s) => s.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
 impl Transport for ImapSession {
     fn capabilities(&self) -> &Capabilities {
         &self.caps
@@ -220,6 +210,10 @@ impl Transport for ImapSession {
 
     fn early_login_fell_back(&self) -> Option<&[String]> {
         (self.early_login() == crate::EarlyLogin::FellBack).then_some(self.pre_login_capabilities())
+    }
+
+    fn list_with_next_open(&mut self) {
+        self.listing = crate::listing::FolderListing::Wanted;
     }
 
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
@@ -299,18 +293,44 @@ impl Transport for ImapSession {
     }
 
     async fn create_unsubscribed(&mut self, folder: &str) -> Result<CreateOutcome, ImapError> {
+        let mut created = self.create_unsubscribed_all(&[folder]).await?;
+        created
+            .pop()
+            .ok_or_else(|| ImapError::Protocol("a pipelined pair lost an answer".into()))
+    }
+
+    async fn create_unsubscribed_all(
+        &mut self,
+        folders: &[&str],
+    ) -> Result<Vec<CreateOutcome>, ImapError> {
         self.settle().await?;
-        check_folder(folder)?;
-        let create = Command::new("CREATE").mailbox(folder);
-        let unsubscribe = Command::new("UNSUBSCRIBE").mailbox(folder);
-        let (done, unsubscribed) = self
-            .conn
-            .run_pair(&create, &unsubscribe, Watch::Normal, &mut |_| {})
-            .await?;
-        if !unsubscribed.is_ok() {
-            tracing::debug!(folder, text = %unsubscribed.text, "UNSUBSCRIBE refused; ignored");
+        let mut cmds = Vec::with_capacity(2 * folders.len());
+        for folder in folders {
+            check_folder(folder)?;
+            cmds.push(Command::new("CREATE").mailbox(folder));
+            cmds.push(Command::new("UNSUBSCRIBE").mailbox(folder));
         }
-        self.create_outcome(folder, done, create.label()).await
+        let refs: Vec<&Command<'_>> = cmds.iter().collect();
+        let dones = self
+            .conn
+            .run_many(&refs, Watch::Normal, Limits::default(), &mut |_, _| {})
+            .await?;
+        if dones.len() != cmds.len() {
+            return Err(ImapError::Protocol(
+                "a pipelined flight lost an answer".into(),
+            ));
+        }
+        let mut out = Vec::with_capacity(folders.len());
+        for ((folder, pair), done) in folders.iter().zip(cmds.chunks(2)).zip(dones.chunks(2)) {
+            if !done[1].is_ok() {
+                tracing::debug!(folder, text = %done[1].text, "UNSUBSCRIBE refused; ignored");
+            }
+            out.push(
+                self.create_outcome(folder, done[0].clone(), pair[0].label())
+                    .await?,
+            );
+        }
+        Ok(out)
     }
 
     async fn delete(&mut self, folder: &str) -> Result<(), ImapError> {

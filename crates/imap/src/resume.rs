@@ -156,6 +156,10 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         self.inner.early_login_fell_back()
     }
 
+    fn list_with_next_open(&mut self) {
+        self.inner.list_with_next_open();
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         retried!(self, |t| t.namespace())
     }

@@ -85,6 +85,9 @@ pub struct ImapSession {
     /// A login sent before the greeting whose answer has not been read
     /// yet (see [`ImapSession::settle`]).
     pub(crate) deferred: Option<crate::early::Pending>,
+    /// The folder listing asked for with the next open, or taken with it
+    /// (see [`crate::Transport::list_with_next_open`]).
+    pub(crate) listing: crate::listing::FolderListing,
 }
 
 impl std::fmt::Debug for ImapSession {
@@ -312,6 +315,7 @@ impl ImapSession {
             security: config.security,
             config: config.clone(),
             deferred: None,
+            listing: Default::default(),
         }
     }
 

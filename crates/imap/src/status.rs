@@ -290,7 +290,7 @@ impl Listing {
                 delimiter: delimiter.as_deref().and_then(|d| d.chars().next()),
                 attributes: name_attributes
                     .iter()
-                    .map(crate::ops::attribute_name)
+                    .map(crate::listing::attribute_name)
                     .collect(),
             }),
             Response::MailboxData(MailboxDatum::Status { mailbox, .. }) => {

@@ -39,6 +39,15 @@ pub trait Transport: Send {
         None
     }
 
+    /// A hint for the next [`Self::open_and_fetch_headers`]: also list
+    /// every folder of the account in that flight. A session then tells a
+    /// missing folder from the listing instead of asking `LIST` once more,
+    /// and answers the next [`Self::special_use_folders`] from it (once).
+    /// For a command that opens a folder which may not exist yet and then
+    /// needs the special-use folders (`init`). The default does nothing:
+    /// the results are the same without it.
+    fn list_with_next_open(&mut self) {}
+
     /// The personal namespace: from `NAMESPACE`, or without it prefix `""`
     /// and the delimiter from `LIST "" ""`.
     fn namespace(&mut self) -> impl Future<Output = Result<Namespace, ImapError>> + Send;
@@ -76,6 +85,25 @@ pub trait Transport: Send {
             let created = self.create(folder).await?;
             lost_is_final(self.unsubscribe(folder).await)?.ok();
             Ok(created)
+        }
+    }
+
+    /// [`Self::create_unsubscribed`] for each folder, in order, each
+    /// outcome in its place; the first error ends it. A session sends
+    /// every `CREATE` and `UNSUBSCRIBE` in one flight, which a server may
+    /// run side by side: give siblings, not a parent and its child (a child
+    /// created first may leave the parent unselectable). This default
+    /// creates one after the other.
+    fn create_unsubscribed_all(
+        &mut self,
+        folders: &[&str],
+    ) -> impl Future<Output = Result<Vec<CreateOutcome>, ImapError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(folders.len());
+            for folder in folders {
+                out.push(self.create_unsubscribed(folder).await?);
+            }
+            Ok(out)
         }
     }
 

@@ -230,3 +230,76 @@ async fn list_status_gives_every_selectable_folder_with_its_status() {
     assert_eq!(got[1].1.as_ref().unwrap().messages, 1);
     assert!(s.list_status("Nothing*").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn create_unsubscribed_all_creates_siblings_in_one_flight() {
+    let mut s = session(6).await;
+    s.create("Had").await.unwrap();
+    s.subscribe("Had").await.unwrap();
+    let sent = s.commands_sent();
+    let got = s
+        .create_unsubscribed_all(&["New1", "Had", "New2"])
+        .await
+        .unwrap();
+    use sma_imap::CreateOutcome::{AlreadyExisted, Created};
+    assert_eq!(got, vec![Created, AlreadyExisted, Created]);
+    // Three CREATE and three UNSUBSCRIBE, and the LIST that tells an
+    // existing folder from a refused one.
+    assert_eq!(s.commands_sent(), sent + 7);
+    let subscribed = s.list_subscribed("*").await.unwrap();
+    assert!(
+        !subscribed
+            .iter()
+            .any(|f| ["New1", "Had", "New2"].contains(&f.as_str())),
+        "{subscribed:?}"
+    );
+    for f in ["New1", "New2"] {
+        assert!(s.status(f).await.is_ok(), "{f}");
+    }
+    let bad = s.create_unsubscribed_all(&["Ok", "Bad\r\nName"]).await;
+    assert!(matches!(bad, Err(ImapError::InvalidArgument(_))), "{bad:?}");
+    assert!(
+        matches!(s.status("Ok").await, Err(ImapError::NoSuchFolder { .. })),
+        "an invalid name stops the flight before anything is sent"
+    );
+}
+
+#[tokio::test]
+async fn a_listing_with_the_open_tells_a_missing_folder_and_the_special_use_ones() {
+    let mut s = session(7).await;
+    // Without the hint: the refused EXAMINE costs a LIST of its own.
+    let sent = s.commands_sent();
+    let missing = s
+        .open_and_fetch_headers("Nowhere", true, UidRange::all(), Some(1))
+        .await;
+    assert!(
+        matches!(missing, Err(ImapError::NoSuchFolder { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(s.commands_sent(), sent + 4);
+    let expected = s.special_use_folders().await.unwrap();
+    // With it: the listing rides in the flight, and answers both.
+    s.list_with_next_open();
+    let sent = s.commands_sent();
+    let missing = s
+        .open_and_fetch_headers("Nowhere", true, UidRange::all(), Some(1))
+        .await;
+    assert!(
+        matches!(missing, Err(ImapError::NoSuchFolder { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(s.commands_sent(), sent + 4);
+    assert_eq!(s.special_use_folders().await.unwrap(), expected);
+    assert_eq!(s.commands_sent(), sent + 4, "answered from the listing");
+    // Only once: the next query asks the server again.
+    s.special_use_folders().await.unwrap();
+    assert!(s.commands_sent() > sent + 4);
+    // An existing folder opens as without the listing.
+    s.create("There").await.unwrap();
+    s.list_with_next_open();
+    let (state, headers) = s
+        .open_and_fetch_headers("There", true, UidRange::all(), None)
+        .await
+        .unwrap();
+    assert_eq!((state.exists, headers.len()), (0, 0));
+}

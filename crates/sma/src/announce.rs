@@ -51,6 +51,17 @@ pub async fn read_all_below<T: Transport>(
     read_all_in(t, folder, true, prefetch_from).await
 }
 
+/// [`read_all`], asking for the bodies of the first
+/// [`sma_imap::PREFETCH_MESSAGES`] UIDs in the flight that reads the
+/// headers: for a folder that is new or holds few announcements (`init`),
+/// read in one round trip then.
+pub async fn read_all_from_first<T: Transport>(
+    t: &mut T,
+    folder: &str,
+) -> Result<Option<Vec<SeenAnnouncement>>> {
+    read_all_in(t, folder, true, Some(1)).await
+}
+
 /// [`read_all`] with the folder selected read-write, for callers that then
 /// delete some of the announcements: the UIDs stay valid while the folder
 /// stays selected (a UIDVALIDITY change ends the session), whereas between

@@ -112,7 +112,11 @@ pub async fn init_on<T: Transport>(
     let t = &mut *t;
     let ns = t.namespace().await?;
     let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
-    let existing = announce::read_all(t, &folders.announce()).await?;
+    // The listing in the same flight tells a missing folder (founding)
+    // and the special-use folders (the delete probe) without round trips
+    // of their own.
+    t.list_with_next_open();
+    let existing = announce::read_all_from_first(t, &folders.announce()).await?;
     let existing = existing.unwrap_or_default();
     let group_exists = existing
         .iter()
@@ -242,8 +246,16 @@ impl Start<'_> {
         me: Identity,
         rng: &mut Box<dyn CryptoRngCore + Send>,
     ) -> Result<Engine> {
-        create_unsubscribed(t, &self.folders.announce()).await?;
-        create_unsubscribed(t, &self.folders.inbox(&me.id)).await?;
+        let (announce, inbox) = (self.folders.announce(), self.folders.inbox(&me.id));
+        if self.folders.layout == Layout::Flat {
+            // Siblings: both in one flight.
+            t.create_unsubscribed_all(&[&announce, &inbox]).await?;
+        } else {
+            // The parent first: a server that creates it implicitly for
+            // the child might make it unselectable.
+            create_unsubscribed(t, &announce).await?;
+            create_unsubscribed(t, &inbox).await?;
+        }
         let engine = found_state(me, self.opts, self.now, rng)?;
         let secs = self.now.as_secs();
         let bytes = build_announcement(
@@ -317,7 +329,8 @@ impl Device {
         if self.info.role != Role::Founder || !self.engine.peers().is_empty() {
             return Ok(false);
         }
-        let Some(all) = announce::read_all(t, &self.info.folders.announce()).await? else {
+        let all = announce::read_all_from_first(t, &self.info.folders.announce()).await?;
+        let Some(all) = all else {
             return Ok(false);
         };
         // The founder announcement with the lowest UID was appended first;
