@@ -110,6 +110,10 @@ impl<T: Transport> Transport for Counting<T> {
         self.inner.list_with_next_open();
     }
 
+    fn create_with_next_open(&mut self, folder: &str) {
+        self.inner.create_with_next_open(folder);
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         timed(&mut self.log, "namespace", self.inner.namespace()).await
     }

@@ -435,6 +435,10 @@ fn init_imports_each_setup_message_vector_and_refuses_a_wrong_code() {
             !acc.home("b").exists(),
             "{file}: the refused init left a home"
         );
+        // Nor a folder: the inbox created with its first read is gone.
+        let status = one(acc.ok("a", &["status"]));
+        let folders = status["folders"].as_array().expect("folders");
+        assert_eq!(folders.len(), 2, "{file}: {folders:?}");
     }
 }
 

@@ -20,6 +20,16 @@ pub(crate) enum FolderListing {
     Got(Vec<FolderInfo>),
 }
 
+/// The folder [`crate::Transport::create_with_next_open`] asked to create
+/// with the next open, and the one whose `CREATE` succeeded there.
+#[derive(Debug, Default)]
+pub(crate) struct CreateRider {
+    /// To be sent with the next open.
+    pub(crate) create: Option<String>,
+    /// Created by an open's flight, not yet reported to a create call.
+    pub(crate) created: Option<String>,
+}
+
 /// The command that lists every folder with its special-use attributes:
 /// `LIST "" "*" RETURN (SPECIAL-USE)` where the server knows the return
 /// option (RFC 6154 with RFC 5258), else `LIST "" "*"`, which shows them

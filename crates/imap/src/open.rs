@@ -149,6 +149,7 @@ impl ImapSession {
         let prefetch = prefetch_from.map(prefetch_range);
         let listing = self.listing_command();
         let mut flight = HeaderFlight::new(uids, prefetch, listing);
+        flight.create = self.create_rider.create.take();
         let dones = match self
             .open_behind_login(folder, read_only, &mut flight)
             .await?
@@ -204,6 +205,9 @@ impl ImapSession {
             ));
         };
         let uids = flight.uids;
+        if flight.created(dones) {
+            self.create_rider.created = flight.create.take();
+        }
         let listed = flight.listed(dones);
         if let Some(listed) = &listed {
             self.listing = FolderListing::Got(listed.clone());
@@ -258,6 +262,9 @@ impl ImapSession {
 struct HeaderFlight {
     uids: UidRange,
     prefetch: Option<UidRange>,
+    /// A folder to create (and unsubscribe) in the flight, after the
+    /// prefetch.
+    create: Option<String>,
     /// The listing sent last in the flight, if any, and what it listed.
     listing: Option<Command<'static>>,
     listed: Vec<FolderInfo>,
@@ -273,6 +280,7 @@ impl HeaderFlight {
         HeaderFlight {
             uids,
             prefetch,
+            create: None,
             listing,
             listed: Vec::new(),
             opened: Opened::default(),
@@ -283,12 +291,23 @@ impl HeaderFlight {
     }
 
     /// What follows the `SELECT`/`EXAMINE`: the header `FETCH`, then the
-    /// prefetch and the listing, if any.
+    /// prefetch, the `CREATE` and `UNSUBSCRIBE`, and the listing, if any.
     fn commands_after_open(&self) -> Vec<Command<'static>> {
         let mut cmds = vec![ImapSession::header_fetch_command(self.uids)];
         cmds.extend(self.prefetch.map(prefetch_command));
+        if let Some(folder) = &self.create {
+            cmds.push(Command::new("CREATE").mailbox(folder));
+            cmds.push(Command::new("UNSUBSCRIBE").mailbox(folder));
+        }
         cmds.extend(self.listing.clone());
         cmds
+    }
+
+    /// Whether the flight's `CREATE` (after the open, the header fetch and
+    /// the prefetch) succeeded.
+    fn created(&self, dones: &[Done]) -> bool {
+        let at = 2 + usize::from(self.prefetch.is_some());
+        self.create.is_some() && dones.get(at).is_some_and(Done::is_ok)
     }
 
     /// The folders the listing showed, if it was sent and succeeded (its

@@ -216,6 +216,12 @@ impl Transport for ImapSession {
         self.listing = crate::listing::FolderListing::Wanted;
     }
 
+    fn create_with_next_open(&mut self, folder: &str) {
+        if check_folder(folder).is_ok() {
+            self.create_rider.create = Some(folder.to_owned());
+        }
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         self.settle().await?;
         if self.caps.namespace {
@@ -304,31 +310,48 @@ impl Transport for ImapSession {
         folders: &[&str],
     ) -> Result<Vec<CreateOutcome>, ImapError> {
         self.settle().await?;
-        let mut cmds = Vec::with_capacity(2 * folders.len());
         for folder in folders {
             check_folder(folder)?;
+        }
+        let done_already = self.create_rider.created.take();
+        let is_done = |f: &&str| done_already.as_deref() == Some(*f);
+        let mut cmds = Vec::with_capacity(2 * folders.len());
+        for folder in folders.iter().filter(|f| !is_done(f)) {
             cmds.push(Command::new("CREATE").mailbox(folder));
             cmds.push(Command::new("UNSUBSCRIBE").mailbox(folder));
         }
         let refs: Vec<&Command<'_>> = cmds.iter().collect();
-        let dones = self
-            .conn
-            .run_many(&refs, Watch::Normal, Limits::default(), &mut |_, _| {})
-            .await?;
+        let dones = match refs.is_empty() {
+            true => Vec::new(),
+            false => {
+                self.conn
+                    .run_many(&refs, Watch::Normal, Limits::default(), &mut |_, _| {})
+                    .await?
+            }
+        };
         if dones.len() != cmds.len() {
             return Err(ImapError::Protocol(
                 "a pipelined flight lost an answer".into(),
             ));
         }
+        let mut sent = cmds.chunks(2).zip(dones.chunks(2));
         let mut out = Vec::with_capacity(folders.len());
-        for ((folder, pair), done) in folders.iter().zip(cmds.chunks(2)).zip(dones.chunks(2)) {
+        for folder in folders {
+            if is_done(folder) {
+                // Its CREATE went with an open (`create_with_next_open`).
+                out.push(CreateOutcome::Created);
+                continue;
+            }
+            let Some((pair, done)) = sent.next() else {
+                return Err(ImapError::Protocol(
+                    "a pipelined flight lost an answer".into(),
+                ));
+            };
             if !done[1].is_ok() {
                 tracing::debug!(folder, text = %done[1].text, "UNSUBSCRIBE refused; ignored");
             }
-            out.push(
-                self.create_outcome(folder, done[0].clone(), pair[0].label())
-                    .await?,
-            );
+            let outcome = self.create_outcome(folder, done[0].clone(), pair[0].label());
+            out.push(outcome.await?);
         }
         Ok(out)
     }

@@ -160,6 +160,10 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         self.inner.list_with_next_open();
     }
 
+    fn create_with_next_open(&mut self, folder: &str) {
+        self.inner.create_with_next_open(folder);
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         retried!(self, |t| t.namespace())
     }

@@ -88,6 +88,9 @@ pub struct ImapSession {
     /// The folder listing asked for with the next open, or taken with it
     /// (see [`crate::Transport::list_with_next_open`]).
     pub(crate) listing: crate::listing::FolderListing,
+    /// A `CREATE` to send with the next open, or one that succeeded there
+    /// (see [`crate::Transport::create_with_next_open`]).
+    pub(crate) create_rider: crate::listing::CreateRider,
 }
 
 impl std::fmt::Debug for ImapSession {
@@ -316,6 +319,7 @@ impl ImapSession {
             config: config.clone(),
             deferred: None,
             listing: Default::default(),
+            create_rider: Default::default(),
         }
     }
 

@@ -48,6 +48,18 @@ pub trait Transport: Send {
     /// the results are the same without it.
     fn list_with_next_open(&mut self) {}
 
+    /// A hint for the next [`Self::open_and_fetch_headers`]: also send
+    /// `CREATE` and `UNSUBSCRIBE` of `folder` in that flight (whatever the
+    /// open answers). If that `CREATE` succeeded, the next
+    /// [`Self::create_unsubscribed`] or [`Self::create_unsubscribed_all`]
+    /// of `folder` answers [`CreateOutcome::Created`] without asking the
+    /// server again; otherwise they run as usual. For a folder the caller
+    /// will create anyway (`init`: the device's inbox). The default does
+    /// nothing: the results are the same without it.
+    fn create_with_next_open(&mut self, folder: &str) {
+        let _ = folder;
+    }
+
     /// The personal namespace: from `NAMESPACE`, or without it prefix `""`
     /// and the delimiter from `LIST "" ""`.
     fn namespace(&mut self) -> impl Future<Output = Result<Namespace, ImapError>> + Send;

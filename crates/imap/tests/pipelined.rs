@@ -303,3 +303,47 @@ async fn a_listing_with_the_open_tells_a_missing_folder_and_the_special_use_ones
         .unwrap();
     assert_eq!((state.exists, headers.len()), (0, 0));
 }
+
+#[tokio::test]
+async fn a_create_with_the_open_is_reported_by_the_next_create_call() {
+    let mut s = session(8).await;
+    // The open fails (the folder is missing); the CREATE beside it counts.
+    s.create_with_next_open("Mine");
+    let sent = s.commands_sent();
+    let missing = s
+        .open_and_fetch_headers("Absent", true, UidRange::all(), None)
+        .await;
+    assert!(
+        matches!(missing, Err(ImapError::NoSuchFolder { .. })),
+        "{missing:?}"
+    );
+    let after_open = s.commands_sent();
+    assert_eq!(
+        after_open,
+        sent + 5,
+        "EXAMINE, FETCH, CREATE, UNSUBSCRIBE, LIST"
+    );
+    let got = s.create_unsubscribed_all(&["Other", "Mine"]).await.unwrap();
+    use sma_imap::CreateOutcome::{AlreadyExisted, Created};
+    assert_eq!(got, vec![Created, Created]);
+    assert_eq!(
+        s.commands_sent(),
+        after_open + 2,
+        "only Other's CREATE and UNSUBSCRIBE"
+    );
+    assert!(s.status("Mine").await.is_ok());
+    assert!(!s
+        .list_subscribed("*")
+        .await
+        .unwrap()
+        .contains(&"Mine".to_owned()));
+    // Reported once: the next call asks the server, which has it.
+    assert_eq!(s.create_unsubscribed("Mine").await.unwrap(), AlreadyExisted);
+    // A CREATE with the open that fails (the folder exists) is not taken
+    // for a success.
+    s.create_with_next_open("Mine");
+    s.open_and_fetch_headers("Other", false, UidRange::all(), None)
+        .await
+        .unwrap();
+    assert_eq!(s.create_unsubscribed("Mine").await.unwrap(), AlreadyExisted);
+}

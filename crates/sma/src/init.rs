@@ -113,18 +113,25 @@ pub async fn init_on<T: Transport>(
     let ns = t.namespace().await?;
     let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
     // The listing in the same flight tells a missing folder (founding)
-    // and the special-use folders (the delete probe) without round trips
-    // of their own.
+    // and the special-use folders (the delete probe), and the inbox of the
+    // id drawn now is created there: no round trips of their own.
+    let drawn = DeviceId::random(&mut rng);
+    let planned_inbox = folders.inbox(&drawn);
     t.list_with_next_open();
+    if opts.layout == Layout::Flat {
+        // Nested, it would be created before its parent.
+        t.create_with_next_open(&planned_inbox);
+    }
     let existing = announce::read_all_from_first(t, &folders.announce()).await?;
     let existing = existing.unwrap_or_default();
     let group_exists = existing
         .iter()
         .any(|s| s.ann.state == AnnouncedState::Member);
     if group_exists && opts.account_key.is_some() {
+        crate::deletion::drop_unused_new_folder(t, &planned_inbox).await;
         return Err(import_into_existing_group());
     }
-    let id = draw_device_id(&mut *rng, &existing);
+    let id = draw_device_id(&mut *rng, drawn, &existing);
     let now = clock.now();
     let key =
         DeviceKey::generate(&mut rng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
@@ -138,6 +145,9 @@ pub async fn init_on<T: Transport>(
         if let Some(l) = existing.iter().map(|s| s.ann.layout).next_back() {
             folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
         }
+    }
+    if folders.inbox(&id) != planned_inbox {
+        crate::deletion::drop_unused_new_folder(t, &planned_inbox).await;
     }
     let start = Start {
         opts: &opts,
@@ -196,9 +206,14 @@ fn import_into_existing_group() -> Error {
     )
 }
 
-/// A random device id no announcement in `existing` uses.
-fn draw_device_id(mut rng: &mut dyn CryptoRngCore, existing: &[SeenAnnouncement]) -> DeviceId {
-    let mut id = DeviceId::random(&mut rng);
+/// `drawn`, or if an announcement in `existing` uses it, another random
+/// device id none uses.
+fn draw_device_id(
+    mut rng: &mut dyn CryptoRngCore,
+    drawn: DeviceId,
+    existing: &[SeenAnnouncement],
+) -> DeviceId {
+    let mut id = drawn;
     while existing.iter().any(|s| s.ann.device_id == id) {
         info!(%id, "device id already announced; drawing another");
         id = DeviceId::random(&mut rng);

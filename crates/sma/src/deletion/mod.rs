@@ -247,5 +247,19 @@ pub(crate) fn header_field(header: &[u8], name: &str) -> Option<String> {
     None
 }
 
+/// Deletes a folder created with an open ([`Transport::create_with_next_open`]:
+/// `init`'s inbox) that turned out not to be needed (another layout, a
+/// device id in use, an error), only if that `CREATE` made it: another
+/// device's folder of the same name stays. It is new and empty, so there
+/// is nothing to archive. Best effort: an empty unannounced folder is
+/// harmless.
+pub(crate) async fn drop_unused_new_folder<T: Transport>(t: &mut T, folder: &str) {
+    if let Ok(sma_imap::CreateOutcome::Created) = t.create_unsubscribed(folder).await {
+        if let Err(e) = t.delete(folder).await {
+            tracing::info!(folder, error = %e, "could not delete an unused new folder");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
