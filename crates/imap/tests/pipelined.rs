@@ -264,30 +264,29 @@ async fn create_unsubscribed_all_creates_siblings_in_one_flight() {
     );
 }
 
+/// Opens a folder that does not exist, as `init` reads the announcements.
+async fn open_missing(s: &mut sma_imap::ImapSession) {
+    let missing = s
+        .open_and_fetch_headers("Nowhere", true, UidRange::all(), Some(1))
+        .await;
+    assert!(
+        matches!(missing, Err(ImapError::NoSuchFolder { .. })),
+        "{missing:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_listing_with_the_open_tells_a_missing_folder_and_the_special_use_ones() {
     let mut s = session(7).await;
     // Without the hint: the refused EXAMINE costs a LIST of its own.
     let sent = s.commands_sent();
-    let missing = s
-        .open_and_fetch_headers("Nowhere", true, UidRange::all(), Some(1))
-        .await;
-    assert!(
-        matches!(missing, Err(ImapError::NoSuchFolder { .. })),
-        "{missing:?}"
-    );
+    open_missing(&mut s).await;
     assert_eq!(s.commands_sent(), sent + 4);
     let expected = s.special_use_folders().await.unwrap();
     // With it: the listing rides in the flight, and answers both.
     s.list_with_next_open();
     let sent = s.commands_sent();
-    let missing = s
-        .open_and_fetch_headers("Nowhere", true, UidRange::all(), Some(1))
-        .await;
-    assert!(
-        matches!(missing, Err(ImapError::NoSuchFolder { .. })),
-        "{missing:?}"
-    );
+    open_missing(&mut s).await;
     assert_eq!(s.commands_sent(), sent + 4);
     assert_eq!(s.special_use_folders().await.unwrap(), expected);
     assert_eq!(s.commands_sent(), sent + 4, "answered from the listing");

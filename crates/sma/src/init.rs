@@ -111,27 +111,11 @@ pub async fn init_on<T: Transport>(
     check_home_free(&opts.home)?;
     let t = &mut *t;
     let ns = t.namespace().await?;
-    let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
-    // The listing in the same flight tells a missing folder (founding)
-    // and the special-use folders (the delete probe), and the inbox of the
-    // id drawn now is created there: no round trips of their own.
-    let drawn = DeviceId::random(&mut rng);
-    let planned_inbox = folders.inbox(&drawn);
-    t.list_with_next_open();
-    if opts.layout == Layout::Flat {
-        // Nested, it would be created before its parent.
-        t.create_with_next_open(&planned_inbox);
-    }
-    let existing = announce::read_all_from_first(t, &folders.announce()).await?;
-    let existing = existing.unwrap_or_default();
-    let group_exists = existing
-        .iter()
-        .any(|s| s.ann.state == AnnouncedState::Member);
-    if group_exists && opts.account_key.is_some() {
-        crate::deletion::drop_unused_new_folder(t, &planned_inbox).await;
-        return Err(import_into_existing_group());
-    }
-    let id = draw_device_id(&mut *rng, drawn, &existing);
+    let Survey {
+        group_exists,
+        id,
+        folders,
+    } = survey(t, &opts, &ns, &mut *rng).await?;
     let now = clock.now();
     let key =
         DeviceKey::generate(&mut rng, id.as_str(), now).map_err(sma_proto::ProtoError::from)?;
@@ -140,15 +124,6 @@ pub async fn init_on<T: Transport>(
         account: opts.server.user.clone(),
         key,
     };
-    if group_exists {
-        // Follow the group's layout.
-        if let Some(l) = existing.iter().map(|s| s.ann.layout).next_back() {
-            folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
-        }
-    }
-    if folders.inbox(&id) != planned_inbox {
-        crate::deletion::drop_unused_new_folder(t, &planned_inbox).await;
-    }
     let start = Start {
         opts: &opts,
         folders: &folders,
@@ -194,6 +169,62 @@ pub async fn init_on<T: Transport>(
             announce: folders.announce(),
             inbox: folders.inbox(&id),
         },
+    })
+}
+
+/// What `init` learns from the announcements folder before it starts the
+/// device.
+struct Survey {
+    /// Whether the account has a group (an announced member).
+    group_exists: bool,
+    /// The new device's id: in use by no announcement.
+    id: DeviceId,
+    /// The folder names, in the group's layout if it has one.
+    folders: FolderNames,
+}
+
+/// Reads the announcements and draws the device id. The listing sent in
+/// the same flight tells a missing folder (founding) and the special-use
+/// folders (the delete probe), and the inbox of the id drawn first is
+/// created there: no round trips of their own. That inbox is deleted again
+/// if it is not the one the device will use, or `init` cannot go on.
+async fn survey<T: Transport>(
+    t: &mut T,
+    opts: &InitOptions,
+    ns: &sma_imap::Namespace,
+    mut rng: &mut (dyn CryptoRngCore + Send),
+) -> Result<Survey> {
+    let mut folders = FolderNames::new(&ns.prefix, ns.delimiter, opts.layout);
+    let drawn = DeviceId::random(&mut rng);
+    let planned_inbox = folders.inbox(&drawn);
+    t.list_with_next_open();
+    if opts.layout == Layout::Flat {
+        // Nested, it would be created before its parent.
+        t.create_with_next_open(&planned_inbox);
+    }
+    let existing = announce::read_all_from_first(t, &folders.announce()).await?;
+    let existing = existing.unwrap_or_default();
+    let group_exists = existing
+        .iter()
+        .any(|s| s.ann.state == AnnouncedState::Member);
+    if group_exists && opts.account_key.is_some() {
+        crate::deletion::drop_unused_new_folder(t, &planned_inbox).await;
+        return Err(import_into_existing_group());
+    }
+    let id = draw_device_id(rng, drawn, &existing);
+    if group_exists {
+        // Follow the group's layout.
+        if let Some(l) = existing.iter().map(|s| s.ann.layout).next_back() {
+            folders = FolderNames::new(&ns.prefix, ns.delimiter, l);
+        }
+    }
+    if folders.inbox(&id) != planned_inbox {
+        crate::deletion::drop_unused_new_folder(t, &planned_inbox).await;
+    }
+    Ok(Survey {
+        group_exists,
+        id,
+        folders,
     })
 }
 
