@@ -313,7 +313,11 @@ impl Transport for ImapSession {
         for folder in folders {
             check_folder(folder)?;
         }
-        let done_already = self.create_rider.created.take();
+        // Taken only by a call that reports it: another create leaves it.
+        let done_already = match &self.create_rider.created {
+            Some(f) if folders.contains(&f.as_str()) => self.create_rider.created.take(),
+            _ => None,
+        };
         let is_done = |f: &&str| done_already.as_deref() == Some(*f);
         let mut cmds = Vec::with_capacity(2 * folders.len());
         for folder in folders.iter().filter(|f| !is_done(f)) {

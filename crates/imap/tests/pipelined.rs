@@ -322,6 +322,12 @@ async fn a_create_with_the_open_is_reported_by_the_next_create_call() {
         sent + 5,
         "EXAMINE, FETCH, CREATE, UNSUBSCRIBE, LIST"
     );
+    // A create of another folder first does not take it.
+    assert_eq!(
+        s.create_unsubscribed("First").await.unwrap(),
+        sma_imap::CreateOutcome::Created
+    );
+    let after_open = s.commands_sent();
     let got = s.create_unsubscribed_all(&["Other", "Mine"]).await.unwrap();
     use sma_imap::CreateOutcome::{AlreadyExisted, Created};
     assert_eq!(got, vec![Created, Created]);
