@@ -93,6 +93,10 @@ pub(crate) struct Conn {
     behind_login: Option<String>,
     /// The watch to go back to once a flight behind a login is read.
     watch_behind: Option<Watch>,
+    /// An IDLE that saw a change: its `DONE` is written, its answer
+    /// outstanding, and the next flight goes behind it
+    /// ([`Conn::run_behind_idle`]).
+    idle_ending: Option<String>,
 }
 
 impl Conn {
@@ -119,6 +123,7 @@ impl Conn {
             literal_plus: false,
             behind_login: None,
             watch_behind: None,
+            idle_ending: None,
         }
     }
 
@@ -427,6 +432,7 @@ impl Conn {
                     ))
                 }
                 State::AwaitingTagged(tag) => {
+                    self.idle_ending = None;
                     self.drain(&tag).await?;
                     if let Some(last) = self.behind_login.take() {
                         self.drain(&last).await?;

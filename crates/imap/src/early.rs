@@ -245,7 +245,7 @@ async fn read_greeting(
 const DECLINED: &str = "AUTHENTICATE before the greeting";
 
 /// Why an early login was given up (for the debug log only).
-fn declined(why: &str) -> ImapError {
+pub(crate) fn declined(why: &str) -> ImapError {
     ImapError::No {
         command: DECLINED.into(),
         text: why.to_owned(),

@@ -141,6 +141,16 @@ pub enum ImapError {
     /// The server's answer was not understood or violated the protocol.
     #[error("IMAP protocol error: {0} — the server's answer was not understood; please report it")]
     Protocol(String),
+    /// The server answered a command a second time while the commands
+    /// sent behind it were being read (Cyrus 3.6 does with commands in the
+    /// packet of an `AUTHENTICATE` with an initial response): it took some
+    /// of them for something else, and their answers will not come. The
+    /// connection is unusable.
+    #[error("the IMAP server answered a command twice while reading {before}: it took the commands sent behind it for something else — reconnect")]
+    AnsweredTwice {
+        /// The last command of the flight being read.
+        before: String,
+    },
     /// The connection broke (closed by the server, reset, or left in an
     /// unknown state by an interrupted command). Reconnect.
     #[error("the connection to the IMAP server was lost: {0} — reconnect (check the network if this persists)")]
@@ -204,6 +214,7 @@ impl ImapError {
         matches!(
             self,
             ImapError::ConnectionLost(_)
+                | ImapError::AnsweredTwice { .. }
                 | ImapError::Timeout { .. }
                 | ImapError::TooSlow { .. }
                 | ImapError::Oversized { .. }
@@ -271,7 +282,7 @@ impl ImapError {
             ImapError::NoSuchFolder { .. } => "no-such-folder",
             ImapError::TooLarge { .. } => "too-large",
             ImapError::InvalidArgument(_) => "invalid-argument",
-            ImapError::Protocol(_) => "protocol",
+            ImapError::Protocol(_) | ImapError::AnsweredTwice { .. } => "protocol",
             ImapError::ConnectionLost(_) => "connection-lost",
             ImapError::Timeout { .. } => "timeout",
             ImapError::Oversized { .. } => "oversized",

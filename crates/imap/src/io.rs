@@ -176,6 +176,11 @@ impl ImapIo {
                 self.eof = true;
             } else {
                 self.last_progress = Instant::now();
+                // Acknowledge what was read now: a server writing with
+                // Nagle on holds its next bytes until then (the `+` of
+                // an IDLE, then the EXISTS of a message that came right
+                // after it: 40 ms on Cyrus).
+                self.quickack();
             }
         }
     }
@@ -201,7 +206,9 @@ impl ImapIo {
     /// it is done, with Nagle's algorithm on (Cyrus 3.6, Courier 5.0), holds
     /// the second answer until the first is acknowledged, and a delayed ACK
     /// (40 ms or more) then makes the flight slower than the commands one
-    /// at a time. The mode lasts until this side sends again.
+    /// at a time. Setting it also sends an ACK that was being delayed, so
+    /// it is set after every read as well. The mode lasts until this side
+    /// sends again.
     pub(crate) fn quickack(&self) {
         #[cfg(target_os = "linux")]
         {

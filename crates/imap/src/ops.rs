@@ -449,6 +449,15 @@ impl Transport for ImapSession {
         self.status_and_append_impl(items).await
     }
 
+    async fn append_all(
+        &mut self,
+        folder: &str,
+        messages: &[&[u8]],
+    ) -> Result<Vec<Option<Uid>>, ImapError> {
+        self.settle().await?;
+        self.append_all_impl(folder, messages).await
+    }
+
     async fn list_status(&mut self, pattern: &str) -> Result<FolderStatuses, ImapError> {
         if self.caps.has("LIST-STATUS") {
             // One command: it goes behind the login, if that is outstanding.

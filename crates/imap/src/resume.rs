@@ -201,6 +201,14 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         retried!(self, |t| t.append(folder, flags, message))
     }
 
+    async fn append_all(
+        &mut self,
+        folder: &str,
+        messages: &[&[u8]],
+    ) -> Result<Vec<Option<Uid>>, ImapError> {
+        retried!(self, |t| t.append_all(folder, messages))
+    }
+
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
         self.open(folder, false).await
     }

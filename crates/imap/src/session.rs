@@ -235,7 +235,16 @@ impl ImapSession {
             }
         };
         if self.take_answer(answer) {
-            return Ok(Some(self.conn.read_behind_login(sent, on_untagged).await?));
+            return match self.conn.read_behind_login(sent, on_untagged).await {
+                Err(ImapError::AnsweredTwice { before }) => {
+                    // Commands behind the login do not work with this
+                    // server: log in the usual way, and not early again.
+                    let why = format!("commands behind the login were lost ({before})");
+                    self.fall_back(crate::early::declined(&why)).await?;
+                    Ok(None)
+                }
+                other => other.map(Some),
+            };
         }
         tracing::debug!("IMAP capabilities after login differ from the hint; the flight sent behind the login is done again");
         self.conn.read_behind_login(sent, &mut |_, _| {}).await?;

@@ -170,6 +170,37 @@ impl ImapSession {
         Ok(out)
     }
 
+    /// [`crate::Transport::append_all`]: every `APPEND` in one flight
+    /// (with `LITERAL+`; one after the other without it).
+    pub(crate) async fn append_all_impl(
+        &mut self,
+        folder: &str,
+        messages: &[&[u8]],
+    ) -> Result<Vec<Option<Uid>>, ImapError> {
+        if messages.len() < 2 || self.is_examined(folder) {
+            // Courier refuses APPEND to the folder selected read-only:
+            // the single APPEND knows what to do.
+            let mut out = Vec::with_capacity(messages.len());
+            for message in messages {
+                out.push(self.append(folder, &[], message).await?);
+            }
+            return Ok(out);
+        }
+        let cmds = messages
+            .iter()
+            .map(|m| append_command(folder, &[], m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&Command<'_>> = cmds.iter().collect();
+        let dones = self
+            .conn
+            .run_many(&refs, Watch::Normal, Limits::default(), &mut |_, _| {})
+            .await?;
+        cmds.iter()
+            .zip(dones)
+            .map(|(cmd, done)| self.append_outcome(folder, done, cmd.label()))
+            .collect()
+    }
+
     /// [`crate::Transport::list_status`] with `LIST-STATUS`: one command
     /// (behind the login, if its answer is outstanding). A selectable
     /// folder the server lists without its STATUS is asked on its own.

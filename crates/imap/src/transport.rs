@@ -209,6 +209,25 @@ pub trait Transport: Send {
         }
     }
 
+    /// Appends `messages` to `folder` in this order and returns their UIDs
+    /// as [`Self::append`] does. A session sends every `APPEND` in one
+    /// flight (with `LITERAL+`); this default appends one after the other.
+    /// The first refusal is the error: the messages before it are in the
+    /// folder, and with one flight later ones may be too.
+    fn append_all(
+        &mut self,
+        folder: &str,
+        messages: &[&[u8]],
+    ) -> impl Future<Output = Result<Vec<Option<Uid>>, ImapError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(messages.len());
+            for message in messages {
+                out.push(self.append(folder, &[], message).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// The selectable folders `LIST "" pattern` shows, each with its
     /// `STATUS` (its own result). A session with `LIST-STATUS` (RFC 5819)
     /// asks both in one command; this default lists, then asks every

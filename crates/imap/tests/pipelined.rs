@@ -352,3 +352,41 @@ async fn a_create_with_the_open_is_reported_by_the_next_create_call() {
         .unwrap();
     assert_eq!(s.create_unsubscribed("Mine").await.unwrap(), AlreadyExisted);
 }
+
+#[tokio::test]
+async fn append_all_appends_in_order_and_reports_each_uid() {
+    let mut s = session(9).await;
+    s.create("Inbox9").await.unwrap();
+    s.create("Other9").await.unwrap();
+    s.select("Other9").await.unwrap();
+    let msgs: Vec<Vec<u8>> = ["first", "second", "third"]
+        .iter()
+        .map(|subject| message(subject, "", 200))
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    let sent = s.commands_sent();
+    let uids = s.append_all("Inbox9", &refs).await.unwrap();
+    assert_eq!(s.commands_sent(), sent + 3, "one APPEND each, nothing else");
+    assert_eq!(
+        uids,
+        vec![Some(1), Some(2), Some(3)],
+        "APPENDUID of each, in order"
+    );
+    assert_eq!(
+        s.selected_folder(),
+        Some(("Other9", false)),
+        "appending leaves the selection"
+    );
+    s.examine("Inbox9").await.unwrap();
+    let got = s.fetch_messages(&[1, 2, 3], 1 << 20).await.unwrap();
+    let bodies: Vec<_> = got.into_iter().map(|m| m.body.unwrap()).collect();
+    assert_eq!(bodies, msgs, "each message whole, in the order given");
+    let missing = s.append_all("Missing9", &refs).await;
+    assert!(
+        matches!(&missing, Err(ImapError::NoSuchFolder { folder }) if folder == "Missing9"),
+        "{missing:?}"
+    );
+    let bad = s.append_all("Bad\r\nName", &refs).await;
+    assert!(matches!(bad, Err(ImapError::InvalidArgument(_))), "{bad:?}");
+    assert!(s.append_all("Inbox9", &[]).await.unwrap().is_empty());
+}

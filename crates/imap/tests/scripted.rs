@@ -40,6 +40,10 @@ struct Opts {
     /// as Dovecot's "Waiting for authentication process" when its auth
     /// process is slow.
     notice_before_greeting: bool,
+    /// Cyrus 3.6: an `AUTHENTICATE` with commands sent before the greeting
+    /// behind it is answered twice (`OK`, then `BAD Already
+    /// authenticated`), and of those commands only the first is answered.
+    repeats_early_login: bool,
 }
 
 /// Shared between the test and the server.
@@ -218,8 +222,15 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
         return;
     }
     let mut first = true;
+    // Commands answered before the rest go unanswered (`repeats_early_login`).
+    let mut answered_until_lost: Option<u32> = None;
     while let Some(cmd) = read_command(&mut r, &mut w, &world).await {
         world.log.lock().unwrap().push(cmd.clone());
+        match &mut answered_until_lost {
+            Some(0) => continue,
+            Some(n) => *n -= 1,
+            None => {}
+        }
         let (tag, rest) = cmd.split_once(' ').unwrap_or((&cmd, ""));
         let verb = rest.split(' ').next().unwrap_or("").to_ascii_uppercase();
         let mut out = String::new();
@@ -230,6 +241,10 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
             "CAPABILITY" => out = format!("* CAPABILITY {}\r\n{ok}", caps(&o)),
             "AUTHENTICATE" if o.auth_plain => {
                 out = match authenticate_plain(rest, &mut r, &mut w).await {
+                    Some(true) if o.repeats_early_login && lines > 1 => {
+                        answered_until_lost = Some(1);
+                        format!("{tag} OK Logged in\r\n{tag} BAD Already authenticated\r\n")
+                    }
                     Some(true) => format!("{tag} OK Logged in\r\n"),
                     Some(false) => {
                         format!("{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
@@ -498,6 +513,7 @@ async fn idle_polls_without_the_idle_capability() {
 async fn idle_with_recheck_and_with_idle() {
     let (c, world) = start(Opts {
         idle: true,
+        uidplus: true,
         ..Opts::default()
     })
     .await;
@@ -512,7 +528,13 @@ async fn idle_with_recheck_and_with_idle() {
         s.idle(Duration::from_secs(5)).await.unwrap(),
         IdleOutcome::Changed
     );
-    assert!(world.commands().contains(&"DONE".to_owned()));
+    // The IDLE's answer is still outstanding: the next flight goes out
+    // right behind the DONE, and its answers are read after the IDLE's.
+    s.delete_messages(&[1]).await.unwrap();
+    let cmds = world.commands();
+    let done = cmds.iter().position(|c| c == "DONE");
+    let store = cmds.iter().position(|c| c.contains("UID STORE 1"));
+    assert!(done.is_some() && done < store, "{cmds:?}");
 
     // A server whose IDLE never reports: recheck with NOOP.
     s.set_idle_recheck(Some(Duration::from_millis(150)));
@@ -791,6 +813,54 @@ async fn a_failed_login_with_a_capabilities_hint_surfaces_at_the_first_command()
     assert!(s.early_login_fell_back().is_some());
     assert_eq!(logins(&world), 2, "{:?}", world.commands());
     assert_eq!(s.selected_folder(), Some(("Box", false)));
+}
+
+/// A server that answers the login twice when commands came behind it
+/// (Cyrus 3.6, when they share the login's packet) loses those commands:
+/// the session notices the second answer at once, logs in again the usual
+/// way on a second connection, runs the flight there, and reports the
+/// early login as fallen back (so the device stops logging in early).
+#[tokio::test]
+async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 100,
+        repeats_early_login: true,
+        ..Opts::default()
+    })
+    .await;
+    let (pre, after) = hints_of_a_first_session(&c, &world).await;
+    c.login_hint = Some(pre);
+    c.caps_hint = Some(after);
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let started = std::time::Instant::now();
+    let (state, headers) = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "noticed at once, not after a command timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(state.uid_validity, 42);
+    assert!(headers.is_empty());
+    assert_eq!(s.early_login(), EarlyLogin::FellBack);
+    assert!(s.early_login_fell_back().is_some());
+    let logins = world
+        .commands()
+        .iter()
+        .filter(|c| c.contains("AUTHENTICATE PLAIN"))
+        .count();
+    assert_eq!(
+        logins,
+        2,
+        "the early one, then the usual one: {:?}",
+        world.commands()
+    );
+    assert_eq!(s.selected_folder(), Some(("Box", false)));
+    s.noop().await.unwrap();
 }
 
 /// A notice before the greeting (Dovecot's while its auth process is slow)

@@ -66,11 +66,15 @@ pub async fn read_all_from_first<T: Transport>(
 /// delete some of the announcements: the UIDs stay valid while the folder
 /// stays selected (a UIDVALIDITY change ends the session), whereas between
 /// an EXAMINE and a later SELECT they may come to name other messages.
+/// With `uid_next` (the folder's UIDNEXT as far as the caller knows), as
+/// [`read_all_below`] asks for bodies.
 pub(crate) async fn read_all_for_update<T: Transport>(
     t: &mut T,
     folder: &str,
+    uid_next: Option<Uid>,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    read_all_in(t, folder, false, None).await
+    let prefetch_from = uid_next.map(|n| n.saturating_sub(sma_imap::PREFETCH_MESSAGES).max(1));
+    read_all_in(t, folder, false, prefetch_from).await
 }
 
 async fn read_all_in<T: Transport>(
@@ -199,7 +203,10 @@ impl Device {
         keep: Option<Uid>,
     ) -> Result<()> {
         let folder = self.info.folders.announce();
-        let Some(all) = read_all_for_update(t, &folder).await? else {
+        // Our new announcement is the newest: the bodies of those just
+        // below it come with the headers.
+        let uid_next = keep.map(|k| k.saturating_add(1));
+        let Some(all) = read_all_for_update(t, &folder, uid_next).await? else {
             return Ok(());
         };
         let me = self.engine.identity().fingerprint();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sma_crypto::PairingCode;
-use sma_imap::{Transport, Uid, UidRange};
+use sma_imap::{FetchedHeader, Transport, Uid};
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind};
 use sma_proto::pairing::{code_fits, JoinerConfirmed, JoinerPairing};
 use sma_proto::payload::{
@@ -19,8 +19,8 @@ use crate::config::Role;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::pair::{
-    delete_by_message_id, find_pairing, find_pairing_in, pairing_message, wait_for_change,
-    Awaiting, Found,
+    delete_by_message_id, pairing_in_headers, pairing_message, wait_for_change, Awaiting, Found,
+    PairingInbox,
 };
 
 /// What `join` did.
@@ -60,26 +60,21 @@ impl JoinProgress {
     }
 }
 
-/// Welcomes from `member` in `folder` (selected read-write in the flight
-/// that reads its headers) not looked at yet: UID and size, from the
-/// headers alone.
-async fn new_welcomes<T: Transport>(
-    t: &mut T,
-    folder: &str,
+/// Welcomes from `member` among `headers` not looked at yet: UID and
+/// size, from the headers alone.
+fn new_welcomes(
+    headers: &[FetchedHeader],
     member: &DeviceId,
     seen: &std::collections::BTreeSet<Uid>,
-) -> Result<Vec<(Uid, u64)>> {
-    let (_, headers) = t
-        .open_and_fetch_headers(folder, false, UidRange::all(), None)
-        .await?;
-    Ok(headers
+) -> Vec<(Uid, u64)> {
+    headers
         .iter()
         .filter(|h| !seen.contains(&h.uid))
         .filter(|h| {
             peek_marker(&h.header).is_ok_and(|m| m.kind == Kind::PairWelcome && &m.from == member)
         })
         .map(|h| (h.uid, u64::from(h.size)))
-        .collect())
+        .collect()
 }
 
 impl Device {
@@ -114,8 +109,10 @@ impl Device {
         // A dropped connection is resumed: our reply may already be on its
         // way, and the member takes one reply per code.
         let t = &mut sma_imap::Resuming::new(t);
+        let mut inbox = PairingInbox::new(self.inbox());
         // 1. Answer the hello the code belongs to.
-        let (hello, others) = self.await_hello(t, code, &deadline).await?;
+        let (hello, others) = self.await_hello(t, &mut inbox, code, &deadline).await?;
+        self.remember_fallback(t);
         let member_id = hello.payload.member_id.clone();
         let (state, reply) = JoinerPairing::respond(
             &mut self.rng,
@@ -128,16 +125,15 @@ impl Device {
         let member_inbox = self.info.folders.inbox(&member_id);
         let (reply_id, bytes) = pairing_message(self, Kind::PairReply, &member_id, &reply);
         t.append(&member_inbox, &[], &bytes).await?;
-        let inbox = self.inbox();
-        t.select(&inbox).await?;
+        // Our inbox is still selected (an APPEND leaves the selection).
         let del = self.deletion(t.capabilities());
-        del.remove(t, &inbox, &[hello.uid]).await?;
+        del.remove(t, inbox.folder(), &[hello.uid]).await?;
         // 2. The member's key confirmation, or its abort.
-        let proof = match self
-            .await_confirmation(t, state, &member_id, &deadline)
+        let confirmed = match self
+            .await_confirmation(t, &mut inbox, state, &member_id, &deadline)
             .await
         {
-            Ok(proof) => proof,
+            Ok(confirmed) => confirmed,
             Err(e) => {
                 if matches!(e, Error::Timeout { .. }) {
                     delete_by_message_id(t, &del, &member_inbox, &reply_id).await;
@@ -147,14 +143,23 @@ impl Device {
         };
         // 3. The welcome (and its parts), sealed to the confirmed session
         //    and our device key.
-        let (welcome, uids) = self
-            .await_welcome(t, &proof, &member_id, &deadline, &mut on_progress)
+        let (welcome, mut uids) = self
+            .await_welcome(
+                t,
+                &mut inbox,
+                &confirmed,
+                &member_id,
+                &deadline,
+                &mut on_progress,
+            )
             .await?;
-        del.remove(t, &inbox, &uids).await?;
+        // The confirmation goes with the welcome: one deletion.
+        uids.extend(&confirmed.uids);
+        del.remove(t, inbox.folder(), &uids).await?;
         self.install_welcome(welcome, &mut on_progress)?;
         // Other members' requests go: their `pair` sees it and ends.
         for (_, id) in &others {
-            delete_by_message_id(t, &del, &inbox, id).await;
+            delete_by_message_id(t, &del, inbox.folder(), id).await;
         }
         self.announce(t, AnnouncedState::Member, false).await?;
         let members = self.engine.group().active_members().count();
@@ -172,17 +177,16 @@ impl Device {
     async fn await_hello<T: Transport>(
         &mut self,
         t: &mut T,
+        inbox: &mut PairingInbox,
         code: &PairingCode,
         deadline: &Deadline,
     ) -> Result<(Found<PairHello>, Vec<(DeviceId, MessageId)>)> {
-        let inbox = self.inbox();
         loop {
-            let found: Vec<Found<PairHello>> =
-                find_pairing_in(t, &inbox, Kind::PairHello, None).await?;
+            let found: Vec<Found<PairHello>> = inbox.find(t, Kind::PairHello, None).await?;
             let hellos = Hellos::sort(found, code);
             if !hellos.stale.is_empty() {
                 self.deletion(t.capabilities())
-                    .remove(t, &inbox, &hellos.stale)
+                    .remove(t, inbox.folder(), &hellos.stale)
                     .await?;
             }
             if let Some(chosen) = hellos.chosen {
@@ -204,44 +208,54 @@ impl Device {
         }
     }
 
-    /// Waits for the member's confirmation of our attempt and checks it.
-    /// An abort or a wrong tag means the code was rejected (exit 3).
+    /// Waits for the member's confirmation of our attempt and checks it;
+    /// one read of our inbox per wait looks for both it and an abort. An
+    /// abort or a wrong tag means the code was rejected (exit 3). The
+    /// confirmations stay in the inbox (the caller deletes them with the
+    /// welcome, which often came in the same read).
     async fn await_confirmation<T: Transport>(
         &mut self,
         t: &mut T,
+        inbox: &mut PairingInbox,
         state: JoinerPairing,
         member_id: &DeviceId,
         deadline: &Deadline,
-    ) -> Result<JoinerConfirmed> {
-        let inbox = self.inbox();
+    ) -> Result<Confirmed> {
         let since = self.clock.instant();
         loop {
+            let headers = inbox.read(t).await?;
             let aborts: Vec<Found<PairAbort>> =
-                find_pairing_in(t, &inbox, Kind::PairAbort, Some(member_id)).await?;
+                pairing_in_headers(t, &headers, Kind::PairAbort, Some(member_id)).await?;
             if aborts.iter().any(|a| &a.payload.attempt == state.attempt()) {
                 let uids: Vec<_> = aborts.iter().map(|a| a.uid).collect();
                 self.deletion(t.capabilities())
-                    .remove(t, &inbox, &uids)
+                    .remove(t, inbox.folder(), &uids)
                     .await?;
                 return Err(Error::CodeRejected(format!(
                     "device {member_id} rejected the code; it is burnt — run `sma pair` there again and type the new code"
                 )));
             }
             let confirms: Vec<Found<PairConfirm>> =
-                find_pairing(t, Kind::PairConfirm, Some(member_id)).await?;
+                pairing_in_headers(t, &headers, Kind::PairConfirm, Some(member_id)).await?;
             if let Some(c) = confirms
                 .iter()
                 .find(|c| &c.payload.attempt == state.attempt())
             {
-                let confirm = c.payload.clone();
-                let uids: Vec<_> = confirms.iter().map(|c| c.uid).collect();
-                self.deletion(t.capabilities())
-                    .remove(t, &inbox, &uids)
-                    .await?;
-                return state.on_confirm(&confirm).map_err(|_| {
+                let uids: Vec<Uid> = confirms.iter().map(|c| c.uid).collect();
+                let proof = state.on_confirm(&c.payload).map_err(|_| {
                     Error::CodeRejected(format!(
                         "device {member_id} did not prove knowledge of the code; pairing aborted — run `sma pair` again"
                     ))
+                });
+                if proof.is_err() {
+                    self.deletion(t.capabilities())
+                        .remove(t, inbox.folder(), &uids)
+                        .await?;
+                }
+                return Ok(Confirmed {
+                    proof: proof?,
+                    uids,
+                    headers,
                 });
             }
             deadline.check(&*self.clock, "the member device to confirm the code")?;
@@ -256,17 +270,25 @@ impl Device {
     async fn await_welcome<T: Transport>(
         &mut self,
         t: &mut T,
-        proof: &JoinerConfirmed,
+        inbox: &mut PairingInbox,
+        confirmed: &Confirmed,
         member_id: &DeviceId,
         deadline: &Deadline,
         on_progress: &mut impl FnMut(&JoinProgress),
     ) -> Result<(Welcome, Vec<Uid>)> {
-        let inbox = self.inbox();
+        let proof = &confirmed.proof;
         let since = self.clock.instant();
         let mut seen = std::collections::BTreeSet::new();
         let mut got = WelcomeSoFar::default();
+        // The read that found the confirmation first: the welcome is sent
+        // with it.
+        let mut headers = Some(confirmed.headers.clone());
         loop {
-            for (uid, size) in new_welcomes(t, &inbox, member_id, &seen).await? {
+            let headers = match headers.take() {
+                Some(h) => h,
+                None => inbox.read(t).await?,
+            };
+            for (uid, size) in new_welcomes(&headers, member_id, &seen) {
                 seen.insert(uid);
                 on_progress(&JoinProgress::new("welcome", got.bytes, got.bytes + size));
                 let Some(found) = fetch_welcome(t, uid).await? else {
@@ -303,6 +325,16 @@ impl Device {
         on_progress(&JoinProgress::new("keyring", total, total));
         Ok(())
     }
+}
+
+/// The member's confirmation of our attempt, checked.
+struct Confirmed {
+    /// The confirmed session, which opens the welcome.
+    proof: JoinerConfirmed,
+    /// The confirmations from the member in our inbox (to delete).
+    uids: Vec<Uid>,
+    /// The read of our inbox that found it.
+    headers: Vec<FetchedHeader>,
 }
 
 /// The welcome messages of our attempt opened so far.

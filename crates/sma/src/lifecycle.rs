@@ -437,7 +437,8 @@ impl Device {
         // Re-read under SELECT: UIDs read earlier (under EXAMINE) could
         // name other messages after a UIDVALIDITY change.
         let folder = self.info.folders.announce();
-        let fresh = crate::announce::read_all_for_update(t, &folder)
+        let uid_next = anns.iter().map(|s| s.uid.saturating_add(1)).max();
+        let fresh = crate::announce::read_all_for_update(t, &folder, uid_next)
             .await?
             .unwrap_or_default();
         let uids: Vec<Uid> = fresh

@@ -67,33 +67,58 @@ pub(crate) struct Found<T> {
     pub(crate) payload: T,
 }
 
-/// Reads pairing messages of `kind` from `sender` (any if None) in the selected folder.
-pub(crate) async fn find_pairing<T: Transport, P: for<'de> serde::Deserialize<'de>>(
-    t: &mut T,
-    kind: Kind,
-    sender: Option<&DeviceId>,
-) -> Result<Vec<Found<P>>> {
-    let headers = t.fetch_headers(UidRange::all()).await?;
-    pairing_in_headers(t, &headers, kind, sender).await
+/// An inbox read again and again during a pairing. Each read selects it
+/// (read-write) and asks, in the flight that reads the headers, for the
+/// bodies of the messages that arrived since the last read: pairing
+/// messages are small, so they come with their headers and
+/// [`pairing_in_headers`] needs no second round trip.
+pub(crate) struct PairingInbox {
+    folder: String,
+    /// The first UID not seen by an earlier read.
+    next: Uid,
 }
 
-/// [`find_pairing`] in `folder`, which it selects (read-write) in the
-/// flight that reads the headers.
-pub(crate) async fn find_pairing_in<T: Transport, P: for<'de> serde::Deserialize<'de>>(
-    t: &mut T,
-    folder: &str,
-    kind: Kind,
-    sender: Option<&DeviceId>,
-) -> Result<Vec<Found<P>>> {
-    let (_, headers) = t
-        .open_and_fetch_headers(folder, false, UidRange::all(), None)
-        .await?;
-    pairing_in_headers(t, &headers, kind, sender).await
+impl PairingInbox {
+    /// Reads of `folder`, the first of which asks for the bodies from UID 1.
+    pub(crate) fn new(folder: String) -> Self {
+        PairingInbox { folder, next: 1 }
+    }
+
+    /// The folder read.
+    pub(crate) fn folder(&self) -> &str {
+        &self.folder
+    }
+
+    /// Every header of the folder, which stays selected.
+    pub(crate) async fn read<T: Transport>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<Vec<sma_imap::FetchedHeader>> {
+        let (_, headers) = t
+            .open_and_fetch_headers(&self.folder, false, UidRange::all(), Some(self.next))
+            .await?;
+        if let Some(last) = headers.iter().map(|h| h.uid).max() {
+            self.next = self.next.max(last.saturating_add(1));
+        }
+        Ok(headers)
+    }
+
+    /// [`Self::read`], then the pairing messages of `kind` from `sender`
+    /// (any if None) in it.
+    pub(crate) async fn find<T: Transport, P: for<'de> serde::Deserialize<'de>>(
+        &mut self,
+        t: &mut T,
+        kind: Kind,
+        sender: Option<&DeviceId>,
+    ) -> Result<Vec<Found<P>>> {
+        let headers = self.read(t).await?;
+        pairing_in_headers(t, &headers, kind, sender).await
+    }
 }
 
 /// The pairing messages of `kind` from `sender` among `headers` of the
 /// selected folder, fetched and parsed (invalid ones are skipped).
-async fn pairing_in_headers<T: Transport, P: for<'de> serde::Deserialize<'de>>(
+pub(crate) async fn pairing_in_headers<T: Transport, P: for<'de> serde::Deserialize<'de>>(
     t: &mut T,
     headers: &[sma_imap::FetchedHeader],
     kind: Kind,
@@ -320,14 +345,20 @@ impl Device {
         });
         drop(code);
         let attempt = (&joiner, &hello_id);
-        let reply = self
+        let (reply, reply_uids) = self
             .await_reply(t, attempt, state.attempt(), (deadline, timeout))
             .await?;
         let confirmed = match state.on_reply(&reply.payload) {
             Ok(c) => c,
-            Err(e) => return Err(self.reject_reply(t, attempt, &reply.payload, e).await),
+            Err(e) => {
+                let inbox = self.inbox();
+                self.deletion(t.capabilities())
+                    .remove(t, &inbox, &reply_uids)
+                    .await?;
+                return Err(self.reject_reply(t, attempt, &reply.payload, e).await);
+            }
         };
-        self.admit_and_welcome(t, &joiner, &target.ann, confirmed)
+        self.admit_and_welcome(t, (&joiner, &target.ann), confirmed, &reply_uids)
             .await?;
         on_event(&PairEvent::Paired {
             device_id: joiner.id.to_string(),
@@ -365,7 +396,9 @@ impl Device {
     }
 
     /// Waits for the joiner's reply to our attempt (deleting replies of
-    /// other attempts); on timeout deletes our hello. When a quiet wait
+    /// other attempts) and returns it with the UIDs of its copies, which
+    /// the caller deletes once it answered (our inbox stays selected);
+    /// on timeout deletes our hello. When a quiet wait
     /// finds our hello gone and the next read of our inbox no reply, the
     /// joiner took another member's request (it deletes the others once
     /// it joined): [`Error::PairingWithdrawn`].
@@ -375,12 +408,13 @@ impl Device {
         (joiner, hello_id): (&Candidate, &MessageId),
         attempt: &sma_proto::RandomId,
         (deadline, timeout): (Instant, Duration),
-    ) -> Result<Found<PairReply>> {
+    ) -> Result<(Found<PairReply>, Vec<Uid>)> {
         let inbox = self.inbox();
+        let mut reader = PairingInbox::new(inbox.clone());
         let mut hello_gone = false;
         loop {
             let replies: Vec<Found<PairReply>> =
-                find_pairing_in(t, &inbox, Kind::PairReply, Some(&joiner.id)).await?;
+                reader.find(t, Kind::PairReply, Some(&joiner.id)).await?;
             let (ours, stale): (Vec<_>, Vec<_>) = replies
                 .into_iter()
                 .partition(|r| &r.payload.attempt == attempt);
@@ -390,16 +424,11 @@ impl Device {
                     .remove(t, &inbox, &uids)
                     .await?;
             }
-            if !ours.is_empty() {
-                // The first counts (one reply per code); a copy left by a
-                // resumed APPEND goes with it.
-                let uids: Vec<_> = ours.iter().map(|r| r.uid).collect();
-                self.deletion(t.capabilities())
-                    .remove(t, &inbox, &uids)
-                    .await?;
-                if let Some(r) = ours.into_iter().next() {
-                    return Ok(r);
-                }
+            // The first counts (one reply per code); a copy left by a
+            // resumed APPEND goes with it.
+            let uids: Vec<_> = ours.iter().map(|r| r.uid).collect();
+            if let Some(r) = ours.into_iter().next() {
+                return Ok((r, uids));
             }
             if hello_gone {
                 return Err(Error::PairingWithdrawn(joiner.id.to_string()));
@@ -451,14 +480,15 @@ impl Device {
     }
 
     /// Admits the joiner into our state (stored before anything is sent),
-    /// then hands it the state: confirmation and welcome. Tells the other
-    /// members with the next sync (now, if it works).
+    /// then hands it the state: confirmation and welcome in one flight,
+    /// and deletes its reply (`reply_uids` in our inbox, still selected).
+    /// Tells the other members with the next sync (now, if it works).
     async fn admit_and_welcome<T: Transport>(
         &mut self,
         t: &mut T,
-        joiner: &Candidate,
-        ann: &sma_proto::payload::Announcement,
+        (joiner, ann): (&Candidate, &sma_proto::payload::Announcement),
         confirmed: sma_proto::pairing::MemberConfirmed,
+        reply_uids: &[Uid],
     ) -> Result<()> {
         let now = self.timestamp();
         let welcome = self.engine.admit(
@@ -486,8 +516,17 @@ impl Device {
         };
         self.save()?;
         let inbox = joiner.inbox(self);
-        for bytes in &messages {
-            t.append(&inbox, &[], bytes).await?;
+        let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+        t.append_all(&inbox, &refs).await?;
+        // Answered: the reply goes (a copy left behind is a stale reply
+        // the next `pair` deletes).
+        let ours = self.inbox();
+        if let Err(e) = self
+            .deletion(t.capabilities())
+            .remove(t, &ours, reply_uids)
+            .await
+        {
+            warn!(error = %e, "could not delete the joiner's reply");
         }
         info!(device = %joiner.id, "paired; telling the other members");
         if let Err(e) = self.send_syncs(t).await {

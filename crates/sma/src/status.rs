@@ -313,6 +313,7 @@ impl Device {
     /// bodies come with its headers.
     pub async fn status<T: Transport>(&mut self, t: &mut T) -> Result<StatusReport> {
         let (folders, announce_next) = self.folder_views(t).await?;
+        self.remember_fallback(t);
         let (members, heartbeats) = self.device_views(t, announce_next).await?;
         Ok(StatusReport {
             device_id: self.id().to_string(),

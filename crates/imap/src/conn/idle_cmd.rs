@@ -7,7 +7,8 @@ use async_imap::imap_proto::Response;
 use super::{Conn, State};
 use crate::error::ImapError;
 use crate::limits::Limits;
-use crate::response::{done_of, Watch};
+use crate::response::{done_of, Done, Watch};
+use crate::wire::Command;
 
 impl Conn {
     /// One IDLE, until a change is seen, `deadline` passes, or the server
@@ -25,6 +26,36 @@ impl Conn {
         let result = self.idle_inner(&tag, deadline).await;
         self.watch = Watch::Normal;
         result
+    }
+
+    /// Sends `cmds` right behind the `DONE` of an IDLE that saw a change,
+    /// then reads the IDLE's answer and the flight's (as
+    /// [`Conn::run_many`] does). `None` when no IDLE is ending or a command
+    /// needs a continuation: the caller sends the flight the usual way.
+    pub(crate) async fn run_behind_idle(
+        &mut self,
+        cmds: &[&Command<'_>],
+        watch: Watch,
+        limits: Limits,
+        on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
+    ) -> Result<Option<Vec<Done>>, ImapError> {
+        let Some(idle) = self.idle_ending.take() else {
+            return Ok(None);
+        };
+        if self.state != State::AwaitingTagged(idle.clone()) {
+            return Ok(None);
+        }
+        // Nothing is written when a command needs a continuation.
+        let sent = match self.send_behind_login(cmds, watch, limits).await {
+            Ok(sent) => sent,
+            Err(ImapError::InvalidArgument(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let done = self.drain(&idle).await?;
+        if !done.is_ok() {
+            tracing::debug!(text = %done.text, "IMAP IDLE ended with a refusal after DONE");
+        }
+        Ok(Some(self.read_behind_login(sent, on_untagged).await?))
     }
 
     async fn idle_inner(&mut self, tag: &str, deadline: Instant) -> Result<bool, ImapError> {
@@ -66,6 +97,12 @@ impl Conn {
         self.state = State::Writing;
         self.write_all(b"DONE\r\n", "DONE").await?;
         self.state = State::AwaitingTagged(tag.to_owned());
+        if self.mailbox.changed {
+            // The caller reads what changed next: that flight goes behind
+            // the DONE, one round trip less ([`Conn::run_behind_idle`]).
+            self.idle_ending = Some(tag.to_owned());
+            return Ok(true);
+        }
         let done = self.drain(tag).await?;
         self.state = State::Ready;
         if !done.is_ok() {

@@ -83,6 +83,12 @@ impl Conn {
         limits: Limits,
         on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
     ) -> Result<Vec<Done>, ImapError> {
+        if let Some(dones) = self
+            .run_behind_idle(cmds, watch, limits, on_untagged)
+            .await?
+        {
+            return Ok(dones);
+        }
         self.ensure_ready().await?;
         if self.watch == Watch::Idle {
             self.watch = Watch::Normal;
@@ -126,7 +132,8 @@ impl Conn {
     }
 
     /// Writes `cmds` in one flight behind a login sent before the greeting
-    /// whose answer is still outstanding ([`crate::early::send`]), watched
+    /// whose answer is still outstanding ([`crate::early::send`]; also
+    /// behind the `DONE` of an IDLE, [`Conn::run_behind_idle`]), watched
     /// with `watch` until [`Conn::read_behind_login`] has read them. The
     /// server runs them only if the login succeeds. Fails with
     /// [`ImapError::InvalidArgument`] if a command needs a continuation
@@ -153,9 +160,10 @@ impl Conn {
                 "only a flight without continuations goes behind a login".into(),
             ));
         }
-        let flight = self.write_flight(cmds, tags, encoded, limits).await?;
+        let mut flight = self.write_flight(cmds, tags, encoded, limits).await?;
         // The login's answer comes first; an interrupted wait drains both.
         self.behind_login = flight.tags.last().cloned();
+        flight.answered_before = Some(login.clone());
         self.state = State::AwaitingTagged(login);
         self.watch_behind = Some(std::mem::replace(&mut self.watch, watch));
         Ok(flight)
@@ -200,7 +208,11 @@ impl Conn {
         if cmds.len() > 1 {
             self.io.quickack();
         }
-        Ok(Flight { tags, name })
+        Ok(Flight {
+            tags,
+            name,
+            answered_before: None,
+        })
     }
 
     /// Reads every tagged answer of `flight` (returned in the order of its
@@ -210,7 +222,11 @@ impl Conn {
         flight: Flight,
         on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
     ) -> Result<Vec<Done>, ImapError> {
-        let Flight { tags, name } = flight;
+        let Flight {
+            tags,
+            name,
+            answered_before,
+        } = flight;
         self.state = State::AwaitingTagged(tags[tags.len() - 1].clone());
         let mut dones: Vec<Option<Done>> = vec![None; tags.len()];
         let mut answered = 0;
@@ -222,7 +238,8 @@ impl Conn {
             let got = self
                 .read(&name, None, |r| match r {
                     Response::Done { tag: t, .. } => match tags.iter().position(|x| *x == t.0) {
-                        Some(i) => Some((i, done_of(r))),
+                        Some(i) => Some(Ok((i, done_of(r)))),
+                        None if answered_before.as_deref() == Some(&*t.0) => Some(Err(())),
                         None => {
                             tracing::warn!(tag = %t.0, "IMAP: tagged response for an unknown command ignored");
                             None
@@ -235,7 +252,18 @@ impl Conn {
                     }
                 })
                 .await?;
-            if let Some(Some((i, done))) = got {
+            if let Some(Some(Err(()))) = got {
+                // Cyrus 3.6 does this when commands arrive in the packet
+                // of an AUTHENTICATE with an initial response: "S1 OK",
+                // then "S1 BAD Already authenticated", and the flight's
+                // later commands are never answered.
+                let e = ImapError::AnsweredTwice {
+                    before: name.clone(),
+                };
+                self.state = State::Broken(e.to_string());
+                return Err(e);
+            }
+            if let Some(Some(Ok((i, done)))) = got {
                 if dones[i].replace(done).is_some() {
                     return Err(ImapError::Protocol(format!(
                         "the server answered {} twice",
@@ -257,4 +285,8 @@ pub(crate) struct Flight {
     tags: Vec<String>,
     /// The last command's name, for messages.
     name: String,
+    /// The tag of the command the flight went behind (a login, an IDLE),
+    /// answered already: a second answer to it means the server took
+    /// part of the flight for something else.
+    answered_before: Option<String>,
 }
