@@ -21,12 +21,19 @@ use crate::stats::Summary;
 const WARMUP: usize = 3;
 /// Longest wait for one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// In IDLE mode, pause between a delivery and the next send so that the
-/// receiver is back in IDLE (otherwise the message lands before IDLE starts
-/// and is reported at once, which measures something else).
+/// In paced IDLE mode, pause between a delivery and the next send so that
+/// the receiver is back in IDLE; back to back, the next message is sent
+/// right after the delivery, while the receiver finishes its round (it
+/// lands before or just after IDLE starts: Cyrus wakes the new IDLE at
+/// once, Dovecot after its usual delay).
 const IDLE_SETTLE: Duration = Duration::from_millis(100);
-/// Floor folder for the latency runs.
+/// Floor folder for the latency runs, below the server's prefix.
 const FLOOR_FOLDER: &str = "bench_floor_latency";
+
+/// The floor's folder on the rig's server.
+fn floor_folder(rig: &Rig) -> String {
+    format!("{}{FLOOR_FOLDER}", rig.server.folder_prefix())
+}
 
 /// One mode (IDLE or immediate poll): product vs floor.
 #[derive(Clone, Debug, Serialize)]
@@ -66,8 +73,12 @@ pub struct LatencyReport {
     pub message_bytes: usize,
     /// Application body size.
     pub body_bytes: usize,
-    /// B woken by IDLE.
+    /// B woken by IDLE, each message sent [`IDLE_SETTLE`] after the
+    /// previous delivery.
     pub idle: Compared,
+    /// B woken by IDLE, each message sent right after the previous
+    /// delivery.
+    pub idle_back_to_back: Compared,
     /// B fetching right after A's APPEND returned.
     pub poll: Compared,
     /// One IMAP round trip (NOOP) on this machine.
@@ -105,13 +116,21 @@ pub async fn run(
     let (poll_product, message_bytes, poll_calls, poll_imap) =
         product_poll(rig, account, a, b, n, body_len).await?;
     let poll_floor = floor_poll(rig, account, n, message_bytes).await?;
-    let idle_product = product_idle(rig, account, a, b, n, body_len).await?;
-    let idle_floor = floor_idle(rig, account, n, message_bytes).await?;
+    let mut idle = Vec::new();
+    for settle in [IDLE_SETTLE, Duration::ZERO] {
+        let product = product_idle(rig, account, (a, b), (n, body_len), settle).await?;
+        let floor = floor_idle(rig, account, (n, message_bytes), settle).await?;
+        idle.push(Compared::new(Summary::of(&product), Summary::of(&floor)));
+    }
     let noop_rtt = noop_rtt(rig, account, n).await?;
+    let (Some(idle_back_to_back), Some(idle)) = (idle.pop(), idle.pop()) else {
+        bail!("an IDLE pattern was not measured");
+    };
     Ok(LatencyReport {
         message_bytes,
         body_bytes: body_len,
-        idle: Compared::new(Summary::of(&idle_product), Summary::of(&idle_floor)),
+        idle,
+        idle_back_to_back,
         poll: Compared::new(Summary::of(&poll_product), Summary::of(&poll_floor)),
         noop_rtt: Summary::of(&noop_rtt),
         poll_calls,
@@ -172,14 +191,14 @@ async fn product_poll(
     Ok((samples, size, calls, imap))
 }
 
-/// B runs the real `watch` loop (IDLE); A sends one message at a time.
+/// B runs the real `watch` loop (IDLE); A sends one message at a time,
+/// `settle` after the previous delivery.
 async fn product_idle(
     rig: &Rig,
     account: usize,
-    a: &mut Device,
-    b: &mut Device,
-    n: usize,
-    body_len: usize,
+    (a, b): (&mut Device, &mut Device),
+    (n, body_len): (usize, usize),
+    settle: Duration,
 ) -> Result<Vec<Duration>> {
     let mut ta = rig.session(account).await?;
     let b_id = b.id().clone();
@@ -202,7 +221,7 @@ async fn product_idle(
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let mut samples = Vec::with_capacity(n);
         for i in 0..WARMUP + n {
-            tokio::time::sleep(IDLE_SETTLE).await;
+            tokio::time::sleep(settle).await;
             a.send(&mut ta, Some(&b_id), "bench", &body(i, body_len))
                 .await?;
             let sent = Instant::now();
@@ -230,8 +249,9 @@ async fn product_idle(
 async fn floor_sessions(rig: &Rig, account: usize) -> Result<(ImapSession, ImapSession, u32)> {
     let mut fa = rig.session(account).await?;
     let mut fb = rig.session(account).await?;
-    fa.create(FLOOR_FOLDER).await?;
-    let state = fb.select(FLOOR_FOLDER).await?;
+    let folder = floor_folder(rig);
+    fa.create(&folder).await?;
+    let state = fb.select(&folder).await?;
     let next = state
         .uid_next
         .ok_or_else(|| anyhow!("the server sent no UIDNEXT"))?;
@@ -241,15 +261,16 @@ async fn floor_sessions(rig: &Rig, account: usize) -> Result<(ImapSession, ImapS
 /// Floor, poll mode: APPEND on one connection, then SELECT + FETCH on another.
 async fn floor_poll(rig: &Rig, account: usize, n: usize, size: usize) -> Result<Vec<Duration>> {
     let (mut fa, mut fb, _) = floor_sessions(rig, account).await?;
+    let folder = floor_folder(rig);
     let mut samples = Vec::with_capacity(n);
     for i in 0..WARMUP + n {
         let msg = raw_message(size, &format!("poll{i}"));
         let uid = fa
-            .append(FLOOR_FOLDER, &[], &msg)
+            .append(&folder, &[], &msg)
             .await?
             .ok_or_else(|| anyhow!("no APPENDUID"))?;
         let sent = Instant::now();
-        fb.select(FLOOR_FOLDER).await?;
+        fb.select(&folder).await?;
         let got = fb.fetch_messages(&[uid], u32::MAX).await?;
         if got.first().and_then(|m| m.body.as_ref()).map(Vec::len) != Some(size) {
             bail!("floor: message {uid} not fetched whole");
@@ -262,9 +283,16 @@ async fn floor_poll(rig: &Rig, account: usize, n: usize, size: usize) -> Result<
 }
 
 /// Floor, IDLE mode: APPEND on one connection wakes an IDLE on another,
-/// which then fetches the message.
-async fn floor_idle(rig: &Rig, account: usize, n: usize, size: usize) -> Result<Vec<Duration>> {
+/// which then fetches the message; each APPEND `settle` after the
+/// previous delivery.
+async fn floor_idle(
+    rig: &Rig,
+    account: usize,
+    (n, size): (usize, usize),
+    settle: Duration,
+) -> Result<Vec<Duration>> {
     let (mut fa, mut fb, next) = floor_sessions(rig, account).await?;
+    let folder = floor_folder(rig);
     let (tx, mut rx) = mpsc::unbounded_channel::<(u32, Instant)>();
     let waiter = floor_waiter(&mut fb, next, tx);
     let driver = async {
@@ -272,9 +300,9 @@ async fn floor_idle(rig: &Rig, account: usize, n: usize, size: usize) -> Result<
         let mut samples = Vec::with_capacity(n);
         for i in 0..WARMUP + n {
             let msg = raw_message(size, &format!("idle{i}"));
-            tokio::time::sleep(IDLE_SETTLE).await;
+            tokio::time::sleep(settle).await;
             let uid = fa
-                .append(FLOOR_FOLDER, &[], &msg)
+                .append(&folder, &[], &msg)
                 .await?
                 .ok_or_else(|| anyhow!("no APPENDUID"))?;
             let sent = Instant::now();

@@ -1,6 +1,7 @@
 //! `sma-bench`: measures sma against the raw-IMAP floor of the same server.
 //!
-//! Starts a private Dovecot on loopback (through `sma-testrig`), then in the
+//! Starts a private Dovecot on loopback (through `sma-testrig`; or Cyrus
+//! with `--server cyrus`, through `scripts/cyrus-server`), then in the
 //! same run measures the product (the `sma` library and binary) and the raw
 //! floor (the same IMAP stack moving equal bytes with no SMA logic): delivery
 //! latency (IDLE and immediate poll), replication throughput, round trips of
@@ -23,6 +24,7 @@ mod proxy;
 mod report;
 mod rig;
 mod rounds;
+mod server;
 mod stats;
 mod throughput;
 mod wan;
@@ -35,8 +37,9 @@ use clap::{Parser, ValueEnum};
 use crate::bootstrap::Wait;
 use crate::report::Report;
 use crate::rig::{autocrypt_key_bytes, Rig, Sec};
+use crate::server::ServerKind;
 
-/// Benchmarks of sma against the raw-IMAP floor of a private, loopback Dovecot.
+/// Benchmarks of sma against the raw-IMAP floor of a private, loopback Dovecot (or Cyrus).
 #[derive(Debug, Parser)]
 #[command(name = "sma-bench", version, max_term_width = 100)]
 struct Args {
@@ -73,6 +76,11 @@ struct Args {
     /// Idle sync rounds to time (the command count is the same every time).
     #[arg(long, default_value_t = 20, value_name = "N")]
     idle_rounds: usize,
+    /// The server to measure against. Cyrus (IDLE without delay) needs
+    /// `scripts/cyrus-server install` first, `--security plain` and
+    /// `--only latency,wan`.
+    #[arg(long, value_enum, default_value = "dovecot")]
+    server: ServerArg,
     /// Connection security of every session.
     #[arg(long, value_enum, default_value = "tls")]
     security: SecArg,
@@ -115,6 +123,14 @@ struct Args {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ServerArg {
+    /// A private Dovecot (sma-testrig): every part, TLS or plain.
+    Dovecot,
+    /// A private Cyrus IMAP (scripts/cyrus-server): latency and WAN, plain.
+    Cyrus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum SecArg {
     /// Implicit TLS with the rig's private CA.
     Tls,
@@ -144,6 +160,9 @@ enum Part {
     /// Cost of each operation by group size and by keyring size.
     Growth,
 }
+
+/// The parts that run against a server other than Dovecot.
+const SCRIPT_SERVER_PARTS: [Part; 2] = [Part::Latency, Part::Wan];
 
 /// Accounts of the rig, one per scenario.
 const ACCT_PAIR: usize = 0;
@@ -186,7 +205,8 @@ async fn run(args: &Args) -> Result<Report> {
     };
     let sma_bin = args.sma_bin.clone().unwrap_or_else(cli::default_sma_bin);
     let progress = |what: &str| eprintln!("sma-bench: {what}");
-    progress("starting Dovecot");
+    let kind = server_kind(args)?;
+    progress(&format!("starting {}", kind.name()));
     let wan_accounts = if wants(Part::Wan) {
         wan::accounts_needed(args.wan_rtt_ms.len(), args.wan_runs)
     } else {
@@ -197,8 +217,8 @@ async fn run(args: &Args) -> Result<Report> {
     } else {
         0
     };
-    let rig = Rig::start(ACCT_WAN + wan_accounts + growth_accounts, sec)?;
-    let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin);
+    let rig = Rig::start(kind, ACCT_WAN + wan_accounts + growth_accounts, sec)?;
+    let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin, &rig.server);
 
     if wants(Part::Latency) || wants(Part::Rounds) || wants(Part::Coldstart) {
         progress("pairing two devices");
@@ -268,6 +288,23 @@ async fn run(args: &Args) -> Result<Report> {
         report.growth = Some(growth_part(args, &rig, ACCT_WAN + wan_accounts).await?);
     }
     Ok(report)
+}
+
+/// The server `--server` asks for, if the parts asked for run on it.
+fn server_kind(args: &Args) -> Result<ServerKind> {
+    let kind = match args.server {
+        ServerArg::Dovecot => ServerKind::Dovecot,
+        ServerArg::Cyrus => ServerKind::Cyrus,
+    };
+    if kind != ServerKind::Dovecot
+        && (args.only.is_empty() || args.only.iter().any(|p| !SCRIPT_SERVER_PARTS.contains(p)))
+    {
+        bail!(
+            "against {} only the latency and WAN parts run: add --only latency,wan",
+            kind.name()
+        );
+    }
+    Ok(kind)
 }
 
 /// The bootstrap runs, then (`memory`, `coldstart`) the peak RSS of `sma

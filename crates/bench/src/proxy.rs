@@ -154,6 +154,11 @@ async fn pump(
     let mut partial = Vec::new();
     loop {
         let n = from.read(&mut buf).await.unwrap_or(0);
+        // Acknowledge at once, as sma does after each flight: a server
+        // that writes a flight's answers one by one with Nagle on (Cyrus)
+        // would otherwise wait for this socket's delayed ACK (40 ms), a
+        // wait no direct connection of sma's has.
+        quickack(from.as_ref());
         let delay = Duration::from_micros(sh.delay_us.load(Ordering::SeqCst));
         let due = tokio::time::Instant::now().max(open_at) + delay;
         if let Some(conn) = trace {
@@ -193,6 +198,16 @@ fn record(sh: &Shared, conn: usize, partial: &mut Vec<u8>, data: &[u8]) {
     if partial.len() > 4096 {
         partial.clear();
     }
+}
+
+/// Sets `TCP_QUICKACK` (Linux; elsewhere nothing).
+fn quickack(tcp: &TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tcp;
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ use sma_imap::{Security, Transport};
 use sma_proto::autocrypt::{AutocryptHeader, Observation};
 use sma_proto::folders::Layout;
 use sma_proto::state::PreferEncrypt;
-use sma_testrig::Dovecot;
 use tokio::sync::oneshot;
+
+use crate::server::{Server, ServerKind};
 
 /// How long pairing steps may take before the benchmark gives up.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(120);
@@ -42,19 +43,26 @@ impl Sec {
     }
 }
 
-/// A private Dovecot plus a scratch directory for device homes.
+/// A private server plus a scratch directory for device homes.
 pub struct Rig {
     /// The server.
-    pub server: Dovecot,
+    pub server: Server,
     /// Security of every connection.
     pub sec: Sec,
     dir: tempfile::TempDir,
 }
 
 impl Rig {
-    /// Starts Dovecot with `accounts` accounts (one per scenario).
-    pub fn start(accounts: usize, sec: Sec) -> Result<Rig> {
-        let server = Dovecot::start(accounts);
+    /// Starts the server with `accounts` accounts (one per scenario).
+    /// Only Dovecot serves TLS.
+    pub fn start(kind: ServerKind, accounts: usize, sec: Sec) -> Result<Rig> {
+        if kind != ServerKind::Dovecot && sec == Sec::Tls {
+            bail!(
+                "{} runs plain IMAP only here: add --security plain",
+                kind.name()
+            );
+        }
+        let server = Server::start(kind, accounts)?;
         let dir = tempfile::Builder::new()
             .prefix("sma-bench-")
             .tempdir()
@@ -100,7 +108,7 @@ impl Rig {
             .imap_config(&self.password(account));
         ImapSession::connect(&config)
             .await
-            .context("cannot connect to the benchmark's Dovecot")
+            .context("cannot connect to the benchmark's server")
     }
 
     /// Runs `init` for device `name` on account `account` and opens it.

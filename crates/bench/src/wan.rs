@@ -349,8 +349,9 @@ fn product_run(
 
 /// The floor's IMAP work per command: what a client that knew everything
 /// in advance would send, all in one flight after LOGIN. `folder` names are
-/// fresh (`floor-{n}-…`) where the product creates folders.
-fn floor_scripts(n: usize) -> Vec<Vec<Vec<u8>>> {
+/// fresh (`floor-{n}-…`, below the server's `prefix`) where the product
+/// creates folders.
+fn floor_scripts(n: usize, prefix: &str) -> Vec<Vec<Vec<u8>>> {
     let msg = raw_message(2048, "floor");
     let append = |folder: &str| {
         let mut c = format!("APPEND \"{folder}\" (\\Seen) {{{}+}}\r\n", msg.len()).into_bytes();
@@ -358,9 +359,9 @@ fn floor_scripts(n: usize) -> Vec<Vec<Vec<u8>>> {
         c
     };
     let cmd = |s: &str| s.as_bytes().to_vec();
-    let ann = format!("floor-{n}-announce");
-    let inbox_a = format!("floor-{n}-a");
-    let inbox_b = format!("floor-{n}-b");
+    let ann = format!("{prefix}floor-{n}-announce");
+    let inbox_a = format!("{prefix}floor-{n}-a");
+    let inbox_b = format!("{prefix}floor-{n}-b");
     vec![
         // init (founder): create the announcements folder and the device's
         // inbox, announce, publish the account key.
@@ -419,7 +420,10 @@ async fn floor_run(
     rtt: f64,
 ) -> Result<Vec<Duration>> {
     let mut out = Vec::new();
-    for (i, script) in floor_scripts(account).into_iter().enumerate() {
+    for (i, script) in floor_scripts(account, rig.server.folder_prefix())
+        .into_iter()
+        .enumerate()
+    {
         let mut d = pipelined(rig, proxy.port(), account, &script).await?;
         if COMMANDS[i].starts_with("pairing") {
             d += Duration::from_secs_f64(PAIRING_HOPS * rtt / 1000.0);
@@ -429,28 +433,63 @@ async fn floor_run(
     Ok(out)
 }
 
-/// Connect, TLS, then LOGIN and `script` in one write; returns when the
-/// last command's tagged reply is in.
+/// What a client may send before the login is answered: Dovecot's login
+/// process buffers what comes behind the login until its authentication
+/// process answers, and ends the connection ("Input buffer full") when
+/// that is slow (just after a start) and more than a few KiB arrived; a
+/// 2 KiB APPEND behind the login was enough to trigger it.
+pub const BEFORE_LOGIN_BYTES: usize = 1024;
+
+/// Connect, TLS, then LOGIN and `script`: in one write as far as
+/// [`BEFORE_LOGIN_BYTES`] allows, the rest once the login is answered;
+/// returns when the last command's tagged reply is in.
 async fn pipelined(rig: &Rig, port: u16, account: usize, script: &[Vec<u8>]) -> Result<Duration> {
     let start = Instant::now();
     let tcp = TcpStream::connect((rig.server.host(), port)).await?;
     tcp.set_nodelay(true)?;
     let acct = rig.server.account(account);
-    let mut flight = format!("f0 LOGIN \"{}\" \"{}\"\r\n", acct.user, acct.password).into_bytes();
-    for (i, c) in script.iter().enumerate() {
-        flight.extend_from_slice(format!("f{} ", i + 1).as_bytes());
-        flight.extend_from_slice(c);
-        flight.extend_from_slice(b"\r\n");
-    }
-    let last = format!("f{} ", script.len());
+    let login = format!("f0 LOGIN \"{}\" \"{}\"\r\n", acct.user, acct.password).into_bytes();
+    let flight = Flight::split(login, script);
     match rig.sec {
-        Sec::Plain => exchange(tcp, &flight, &last).await?,
+        Sec::Plain => exchange(tcp, &flight).await?,
         Sec::Tls => {
             let tls = tls_connect(rig, tcp).await?;
-            exchange(tls, &flight, &last).await?
+            exchange(tls, &flight).await?
         }
     }
     Ok(start.elapsed())
+}
+
+/// The floor's bytes: those sent with the login, those sent once it is
+/// answered, and the tag of the last command.
+struct Flight {
+    with_login: Vec<u8>,
+    after_login: Vec<u8>,
+    last: String,
+}
+
+impl Flight {
+    /// Tags `script` (`f1`, `f2`, …) behind `login` (`f0`); commands go
+    /// with the login while the bytes stay within [`BEFORE_LOGIN_BYTES`].
+    fn split(login: Vec<u8>, script: &[Vec<u8>]) -> Flight {
+        let mut with_login = login;
+        let mut after_login = Vec::new();
+        for (i, c) in script.iter().enumerate() {
+            let mut line = format!("f{} ", i + 1).into_bytes();
+            line.extend_from_slice(c);
+            line.extend_from_slice(b"\r\n");
+            if after_login.is_empty() && with_login.len() + line.len() <= BEFORE_LOGIN_BYTES {
+                with_login.extend_from_slice(&line);
+            } else {
+                after_login.extend_from_slice(&line);
+            }
+        }
+        Flight {
+            with_login,
+            after_login,
+            last: format!("f{} ", script.len()),
+        }
+    }
 }
 
 async fn tls_connect(
@@ -473,14 +512,12 @@ async fn tls_connect(
         .await?)
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    flight: &[u8],
-    last: &str,
-) -> Result<()> {
-    s.write_all(flight).await?;
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, flight: &Flight) -> Result<()> {
+    s.write_all(&flight.with_login).await?;
     s.flush().await?;
     let mut got = Vec::new();
+    let mut rest = (!flight.after_login.is_empty()).then_some(&flight.after_login);
+    let last = flight.last.as_str();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = s.read(&mut buf).await?;
@@ -492,6 +529,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got);
+        if rest.is_some() && text.split("\r\n").any(|l| l.starts_with("f0 OK")) {
+            if let Some(bytes) = rest.take() {
+                s.write_all(bytes).await?;
+                s.flush().await?;
+            }
+        }
         if let Some(line) = text
             .split("\r\n")
             .find(|l| l.starts_with(last))

@@ -9,7 +9,6 @@
 //! recorded in docs/COMPATIBILITY.md.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
@@ -18,56 +17,7 @@ use serde_json::Value;
 mod common;
 
 use common::json_lines;
-
-/// A private Cyrus or Courier started by its script; stopped on drop.
-struct ScriptServer {
-    script: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl ScriptServer {
-    fn start(kind: &str, extra: &[&str]) -> ScriptServer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts")
-            .join(format!("{kind}-server"));
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("sma-{kind}-"))
-            .tempdir()
-            .expect("temp dir");
-        let out = Command::new("bash")
-            .arg(&script)
-            .args(["start", "--accounts", "2", "--dir"])
-            .arg(dir.path())
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the server script");
-        assert!(
-            out.status.success(),
-            "cannot start {kind} (run `scripts/compat-test {kind}`, which unpacks it first):\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = String::from_utf8_lossy(&out.stdout).into_owned();
-        let port = env
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix("SMA_IMAP_PORT="))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no SMA_IMAP_PORT in {env:?}"));
-        ScriptServer { script, dir, port }
-    }
-}
-
-impl Drop for ScriptServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .args(["stop", "--dir"])
-            .arg(self.dir.path())
-            .output();
-    }
-}
+use sma_testrig::ScriptServer;
 
 /// One account on a server, with device homes in a temp dir.
 struct Target {
@@ -274,23 +224,23 @@ fn dovecot_full_device_scenario() {
 #[test]
 #[ignore = "needs a private Cyrus IMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 fn cyrus_full_device_scenario() {
-    let server = ScriptServer::start("cyrus", &[]);
-    let t = Target::new(server.port, "user1@sma.test", "pass1");
+    let server = ScriptServer::start("cyrus", 2, &[]);
+    let t = Target::new(server.port(), "user1@sma.test", "pass1");
     full_scenario("Cyrus", &t, "INBOX.");
 }
 
 #[test]
 #[ignore = "needs a private Courier IMAP (conflicts with dovecot-imapd): run scripts/compat-test courier"]
 fn courier_full_device_scenario() {
-    let server = ScriptServer::start("courier", &[]);
-    let t = Target::new(server.port, "user1@sma.test", "pass1");
+    let server = ScriptServer::start("courier", 2, &[]);
+    let t = Target::new(server.port(), "user1@sma.test", "pass1");
     full_scenario("Courier", &t, "INBOX.");
 }
 
 #[test]
 #[ignore = "needs a private Courier IMAP (conflicts with dovecot-imapd): run scripts/compat-test courier"]
 fn courier_enhanced_idle_full_device_scenario() {
-    let server = ScriptServer::start("courier", &["--enhanced-idle"]);
-    let t = Target::new(server.port, "user1@sma.test", "pass1");
+    let server = ScriptServer::start("courier", 2, &["--enhanced-idle"]);
+    let t = Target::new(server.port(), "user1@sma.test", "pass1");
     full_scenario("Courier (IMAP_ENHANCEDIDLE=1)", &t, "INBOX.");
 }

@@ -43,9 +43,11 @@
 pub mod hostile;
 mod measure;
 pub mod oauth2;
+mod script_server;
 
 pub use measure::{run_measured, Measured};
 pub use oauth2::TokenHelper;
+pub use script_server::ScriptServer;
 
 use std::ffi::OsStr;
 use std::fs;

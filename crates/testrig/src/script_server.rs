@@ -1,0 +1,90 @@
+//! [`ScriptServer`]: a private Cyrus or Courier started by its script in
+//! `scripts/` (which unpacks nothing: run `scripts/<kind>-server install`
+//! first), on 127.0.0.1, plain IMAP; stopped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::Account;
+
+/// A private server started by `scripts/<kind>-server start`.
+#[derive(Debug)]
+pub struct ScriptServer {
+    script: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    accounts: Vec<Account>,
+}
+
+impl ScriptServer {
+    /// Starts `scripts/<kind>-server` (`cyrus` or `courier`) with
+    /// `accounts` accounts (`user<i>@sma.test` / `pass<i>`, from 1) and the
+    /// script's `extra` options; the error says why it could not.
+    pub fn try_start(kind: &str, accounts: usize, extra: &[&str]) -> Result<ScriptServer, String> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts")
+            .join(format!("{kind}-server"));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sma-{kind}-"))
+            .tempdir()
+            .map_err(|e| format!("cannot create the server's directory: {e}"))?;
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["start", "--accounts", &accounts.to_string(), "--dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot start {kind} (unpack it first: scripts/{kind}-server install, or run scripts/compat-test {kind}):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let env = String::from_utf8_lossy(&out.stdout).into_owned();
+        let port = env
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("SMA_IMAP_PORT="))
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("no SMA_IMAP_PORT in the script's output: {env:?}"))?;
+        let accounts = (1..=accounts)
+            .map(|i| Account {
+                user: format!("user{i}@sma.test"),
+                password: format!("pass{i}"),
+            })
+            .collect();
+        Ok(ScriptServer {
+            script,
+            dir,
+            port,
+            accounts,
+        })
+    }
+
+    /// [`ScriptServer::try_start`], panicking with its error (for tests).
+    pub fn start(kind: &str, accounts: usize, extra: &[&str]) -> ScriptServer {
+        Self::try_start(kind, accounts, extra).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The plain-IMAP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Account `i` (0-based: `user<i+1>`).
+    pub fn account(&self, i: usize) -> &Account {
+        &self.accounts[i]
+    }
+}
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .args(["stop", "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
