@@ -87,11 +87,12 @@ pub(crate) struct Conn {
     set_aside: SetAside,
     pub(crate) mailbox: MailboxTracker,
     pub(crate) literal_plus: bool,
-    /// The last tag of a flight written behind a login whose answer is
-    /// outstanding ([`Conn::send_behind_login`]): an interrupted wait for
-    /// the login drains the flight's answers too.
-    behind_login: Option<String>,
-    /// The watch to go back to once a flight behind a login is read.
+    /// The last tag of a flight written behind a command whose answer is
+    /// outstanding (a login, an IDLE's `DONE`: [`Conn::send_behind`]): an
+    /// interrupted wait for that answer drains the flight's answers too.
+    behind_last: Option<String>,
+    /// The watch to go back to once a flight [`Conn::send_behind`] wrote
+    /// is read.
     watch_behind: Option<Watch>,
     /// An IDLE that saw a change: its `DONE` is written, its answer
     /// outstanding, and the next flight goes behind it
@@ -121,7 +122,7 @@ impl Conn {
             set_aside: SetAside::default(),
             mailbox: MailboxTracker::default(),
             literal_plus: false,
-            behind_login: None,
+            behind_last: None,
             watch_behind: None,
             idle_ending: None,
         }
@@ -148,10 +149,10 @@ impl Conn {
         self.io.is_tls()
     }
 
-    /// Whether a flight was written behind a login whose answer is still
-    /// outstanding ([`Conn::send_behind_login`]).
+    /// Whether a flight was written behind a command (a login, an IDLE) whose answer is still
+    /// outstanding ([`Conn::send_behind`]).
     pub(crate) fn has_flight_behind(&self) -> bool {
-        self.behind_login.is_some()
+        self.behind_last.is_some()
     }
 
     /// Whether the connection is known to be unusable.
@@ -434,7 +435,7 @@ impl Conn {
                 State::AwaitingTagged(tag) => {
                     self.idle_ending = None;
                     self.drain(&tag).await?;
-                    if let Some(last) = self.behind_login.take() {
+                    if let Some(last) = self.behind_last.take() {
                         self.drain(&last).await?;
                     }
                     if let Some(before) = self.watch_behind.take() {

@@ -220,7 +220,7 @@ impl ImapSession {
             return Ok(None);
         };
         let watch = crate::response::Watch::Normal;
-        let sent = match self.conn.send_behind_login(cmds, watch, limits).await {
+        let sent = match self.conn.send_behind(cmds, watch, limits).await {
             Ok(sent) => sent,
             Err(e) => {
                 self.fall_back(e).await?;
@@ -235,7 +235,7 @@ impl ImapSession {
             }
         };
         if self.take_answer(answer) {
-            return match self.conn.read_behind_login(sent, on_untagged).await {
+            return match self.conn.read_behind(sent, on_untagged).await {
                 Err(ImapError::AnsweredTwice { before }) => {
                     // Commands behind the login do not work with this
                     // server: log in the usual way, and not early again.
@@ -247,7 +247,7 @@ impl ImapSession {
             };
         }
         tracing::debug!("IMAP capabilities after login differ from the hint; the flight sent behind the login is done again");
-        self.conn.read_behind_login(sent, &mut |_, _| {}).await?;
+        self.conn.read_behind(sent, &mut |_, _| {}).await?;
         self.selected = None;
         Ok(None)
     }

@@ -180,11 +180,7 @@ impl ImapSession {
         if messages.len() < 2 || self.is_examined(folder) {
             // Courier refuses APPEND to the folder selected read-only:
             // the single APPEND knows what to do.
-            let mut out = Vec::with_capacity(messages.len());
-            for message in messages {
-                out.push(self.append(folder, &[], message).await?);
-            }
-            return Ok(out);
+            return crate::transport::append_one_by_one(self, folder, messages).await;
         }
         let cmds = messages
             .iter()

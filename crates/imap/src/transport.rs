@@ -219,13 +219,7 @@ pub trait Transport: Send {
         folder: &str,
         messages: &[&[u8]],
     ) -> impl Future<Output = Result<Vec<Option<Uid>>, ImapError>> + Send {
-        async move {
-            let mut out = Vec::with_capacity(messages.len());
-            for message in messages {
-                out.push(self.append(folder, &[], message).await?);
-            }
-            Ok(out)
-        }
+        append_one_by_one(self, folder, messages)
     }
 
     /// The selectable folders `LIST "" pattern` shows, each with its
@@ -401,4 +395,18 @@ pub(crate) async fn list_then_status<T: Transport + ?Sized>(
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let statuses = t.status_many(&refs).await?;
     Ok(names.into_iter().zip(statuses).collect())
+}
+
+/// Appends `messages` to `folder` one [`Transport::append`] after the
+/// other, stopping at the first refusal.
+pub(crate) async fn append_one_by_one<T: Transport + ?Sized>(
+    t: &mut T,
+    folder: &str,
+    messages: &[&[u8]],
+) -> Result<Vec<Option<Uid>>, ImapError> {
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        out.push(t.append(folder, &[], message).await?);
+    }
+    Ok(out)
 }

@@ -47,8 +47,7 @@ pub async fn read_all_below<T: Transport>(
     folder: &str,
     uid_next: Option<Uid>,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    let prefetch_from = uid_next.map(|n| n.saturating_sub(sma_imap::PREFETCH_MESSAGES).max(1));
-    read_all_in(t, folder, true, prefetch_from).await
+    read_all_in(t, folder, true, prefetch_below(uid_next)).await
 }
 
 /// [`read_all`], asking for the bodies of the first
@@ -73,8 +72,13 @@ pub(crate) async fn read_all_for_update<T: Transport>(
     folder: &str,
     uid_next: Option<Uid>,
 ) -> Result<Option<Vec<SeenAnnouncement>>> {
-    let prefetch_from = uid_next.map(|n| n.saturating_sub(sma_imap::PREFETCH_MESSAGES).max(1));
-    read_all_in(t, folder, false, prefetch_from).await
+    read_all_in(t, folder, false, prefetch_below(uid_next)).await
+}
+
+/// Where a prefetch of the [`sma_imap::PREFETCH_MESSAGES`] UIDs below
+/// `uid_next` starts.
+fn prefetch_below(uid_next: Option<Uid>) -> Option<Uid> {
+    uid_next.map(|n| n.saturating_sub(sma_imap::PREFETCH_MESSAGES).max(1))
 }
 
 async fn read_all_in<T: Transport>(

@@ -46,7 +46,7 @@ impl Conn {
             return Ok(None);
         }
         // Nothing is written when a command needs a continuation.
-        let sent = match self.send_behind_login(cmds, watch, limits).await {
+        let sent = match self.send_behind(cmds, watch, limits).await {
             Ok(sent) => sent,
             Err(ImapError::InvalidArgument(_)) => return Ok(None),
             Err(e) => return Err(e),
@@ -55,7 +55,7 @@ impl Conn {
         if !done.is_ok() {
             tracing::debug!(text = %done.text, "IMAP IDLE ended with a refusal after DONE");
         }
-        Ok(Some(self.read_behind_login(sent, on_untagged).await?))
+        Ok(Some(self.read_behind(sent, on_untagged).await?))
     }
 
     async fn idle_inner(&mut self, tag: &str, deadline: Instant) -> Result<bool, ImapError> {

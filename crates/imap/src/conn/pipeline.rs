@@ -131,22 +131,23 @@ impl Conn {
         self.read_flight(flight, on_untagged).await
     }
 
-    /// Writes `cmds` in one flight behind a login sent before the greeting
-    /// whose answer is still outstanding ([`crate::early::send`]; also
-    /// behind the `DONE` of an IDLE, [`Conn::run_behind_idle`]), watched
-    /// with `watch` until [`Conn::read_behind_login`] has read them. The
-    /// server runs them only if the login succeeds. Fails with
+    /// Writes `cmds` in one flight behind the command whose answer is
+    /// still outstanding: a login sent before the greeting
+    /// ([`crate::early::send`]; the server runs the flight only if the
+    /// login succeeds) or an IDLE ended by `DONE` ([`Conn::run_behind_idle`]).
+    /// Its answers are watched with `watch` until [`Conn::read_behind`] has
+    /// read them, after the caller read the outstanding answer. Fails with
     /// [`ImapError::InvalidArgument`] if a command needs a continuation
-    /// (no `LITERAL+`) or no login is outstanding.
-    pub(crate) async fn send_behind_login(
+    /// (no `LITERAL+`) or no answer is outstanding.
+    pub(crate) async fn send_behind(
         &mut self,
         cmds: &[&Command<'_>],
         watch: Watch,
         limits: Limits,
     ) -> Result<Flight, ImapError> {
-        let State::AwaitingTagged(login) = self.state.clone() else {
+        let State::AwaitingTagged(before) = self.state.clone() else {
             return Err(ImapError::InvalidArgument(
-                "commands go behind a login only while its answer is outstanding".into(),
+                "commands go behind a command only while its answer is outstanding".into(),
             ));
         };
         let tags: Vec<String> = cmds.iter().map(|_| self.new_tag()).collect();
@@ -157,26 +158,26 @@ impl Conn {
             .collect();
         if cmds.is_empty() || encoded.iter().flatten().any(|s| s.wait_continuation) {
             return Err(ImapError::InvalidArgument(
-                "only a flight without continuations goes behind a login".into(),
+                "only a flight without continuations goes behind a command".into(),
             ));
         }
         let mut flight = self.write_flight(cmds, tags, encoded, limits).await?;
-        // The login's answer comes first; an interrupted wait drains both.
-        self.behind_login = flight.tags.last().cloned();
-        flight.answered_before = Some(login.clone());
-        self.state = State::AwaitingTagged(login);
+        // The outstanding answer comes first; an interrupted wait drains both.
+        self.behind_last = flight.tags.last().cloned();
+        flight.answered_before = Some(before.clone());
+        self.state = State::AwaitingTagged(before);
         self.watch_behind = Some(std::mem::replace(&mut self.watch, watch));
         Ok(flight)
     }
 
-    /// Reads the answers to a flight [`Conn::send_behind_login`] wrote,
-    /// once the login's answer has been read.
-    pub(crate) async fn read_behind_login(
+    /// Reads the answers to a flight [`Conn::send_behind`] wrote, once
+    /// the answer it went behind has been read.
+    pub(crate) async fn read_behind(
         &mut self,
         flight: Flight,
         on_untagged: &mut (dyn FnMut(usize, &Response<'_>) + Send),
     ) -> Result<Vec<Done>, ImapError> {
-        self.behind_login = None;
+        self.behind_last = None;
         let result = self.read_flight(flight, on_untagged).await;
         if let Some(before) = self.watch_behind.take() {
             self.watch = before;
