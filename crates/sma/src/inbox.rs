@@ -30,6 +30,25 @@ pub struct InboxPass {
     pub uid_next: Option<u32>,
 }
 
+/// An inbox pass whose decisions are committed to the store and whose
+/// server-side work (deleting what it processed, acting on a removal) is
+/// still to be done by [`Device::carry_out_pass`].
+pub(crate) struct CommittedPass {
+    /// What the pass found, as [`Device::process_inbox`] reports it.
+    pub(crate) pass: InboxPass,
+    /// The engine's decisions; `None` when the inbox was empty.
+    outcome: Option<PassOutcome>,
+}
+
+impl CommittedPass {
+    /// Whether the pass proved that this device was removed.
+    pub(crate) fn proves_removal(&self) -> bool {
+        self.outcome
+            .as_ref()
+            .is_some_and(|o| o.removed_by.is_some())
+    }
+}
+
 /// The store answering the engine's questions about message ids.
 struct StoreMemory<'a>(Db<'a>);
 
@@ -76,6 +95,19 @@ fn batches(wanted: &[(u32, u32)]) -> Vec<Vec<u32>> {
 impl Device {
     /// Fetches, verifies and applies everything addressed to us in our inbox.
     pub(crate) async fn process_inbox<T: Transport>(&mut self, t: &mut T) -> Result<InboxPass> {
+        let committed = self.read_and_commit_inbox(t).await?;
+        self.carry_out_pass(t, committed).await
+    }
+
+    /// The first half of [`Self::process_inbox`]: reads the inbox, lets
+    /// the engine judge it and commits what it decided (one durable
+    /// transaction). Nothing is deleted on the server yet: the application
+    /// messages it queued may be handed out before
+    /// [`Self::carry_out_pass`] does that.
+    pub(crate) async fn read_and_commit_inbox<T: Transport>(
+        &mut self,
+        t: &mut T,
+    ) -> Result<CommittedPass> {
         self.require_member()?;
         let (state, headers) = self.select_own_inbox(t).await?;
         let mut pass = InboxPass {
@@ -85,7 +117,10 @@ impl Device {
         if state.exists == 0 {
             // Nothing to read, nothing to record: an idle round costs this
             // one flight (SELECT and an empty FETCH; no store transaction).
-            return Ok(pass);
+            return Ok(CommittedPass {
+                pass,
+                outcome: None,
+            });
         }
         let now = self.timestamp();
         let max_uid = headers.iter().map(|h| h.uid).max().unwrap_or(0);
@@ -106,17 +141,39 @@ impl Device {
                 judge.accept(msg.uid, msg.body.as_deref());
             }
         }
-        let outcome = judge.finish();
+        let mut outcome = judge.finish();
         self.commit_pass(&outcome, (state.uid_validity, max_uid), now)?;
+        pass.applied = outcome.applied;
+        pass.relayed = outcome.relayed;
+        pass.events = std::mem::take(&mut outcome.events)
+            .into_iter()
+            .map(Event::from)
+            .collect();
+        Ok(CommittedPass {
+            pass,
+            outcome: Some(outcome),
+        })
+    }
+
+    /// The second half of [`Self::process_inbox`]: deletes what the
+    /// committed pass processed, and acts on a removal it proved (an
+    /// error) or one it did not (announcing again if the announcement is
+    /// gone).
+    pub(crate) async fn carry_out_pass<T: Transport>(
+        &mut self,
+        t: &mut T,
+        committed: CommittedPass,
+    ) -> Result<InboxPass> {
+        let CommittedPass { pass, outcome } = committed;
+        let Some(outcome) = outcome else {
+            return Ok(pass);
+        };
         if !outcome.delete.is_empty() {
             let uids: Vec<u32> = outcome.delete.iter().copied().collect();
             self.deletion(t.capabilities())
                 .remove(t, &self.inbox(), &uids)
                 .await?;
         }
-        pass.applied = outcome.applied;
-        pass.relayed = outcome.relayed;
-        pass.events = outcome.events.into_iter().map(Event::from).collect();
         if let Some(by) = outcome.removed_by {
             self.clean_up_after_removal(t).await;
             return Err(self.mark_removed(&format!(" by device {by}")));

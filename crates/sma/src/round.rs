@@ -58,6 +58,28 @@ impl Device {
         self.round(t, heartbeat_after, None).await
     }
 
+    /// [`Self::sync_round`] that calls `hand_out` as soon as the inbox
+    /// pass is committed to the store, before anything is deleted on the
+    /// server or sent: with this device and the pass's events (which the
+    /// returned report holds as well). `watch` hands out the events and the
+    /// waiting application messages there, a server round trip or more
+    /// earlier than after the round. It is not called when the round fails
+    /// before that point, nor when the pass proves this device's removal
+    /// (the round then fails).
+    pub async fn sync_round_handing_out<T, F>(
+        &mut self,
+        t: &mut T,
+        heartbeat_after: u64,
+        hand_out: F,
+    ) -> Result<SyncReport>
+    where
+        T: Transport,
+        F: FnOnce(&mut Device, &[Event]) -> Result<()>,
+    {
+        self.round_handing_out(t, heartbeat_after, None, hand_out)
+            .await
+    }
+
     /// A round; `expire_now` runs expiry with that policy (seconds) whether
     /// or not it is due.
     pub(crate) async fn round<T: Transport>(
@@ -66,6 +88,23 @@ impl Device {
         heartbeat_after: u64,
         expire_now: Option<u64>,
     ) -> Result<SyncReport> {
+        self.round_handing_out(t, heartbeat_after, expire_now, |_, _| Ok(()))
+            .await
+    }
+
+    /// A round that calls `hand_out` once the inbox pass is committed (see
+    /// [`Self::sync_round_handing_out`]).
+    async fn round_handing_out<T, F>(
+        &mut self,
+        t: &mut T,
+        heartbeat_after: u64,
+        expire_now: Option<u64>,
+        hand_out: F,
+    ) -> Result<SyncReport>
+    where
+        T: Transport,
+        F: FnOnce(&mut Device, &[Event]) -> Result<()>,
+    {
         if self.info.role == Role::Removed {
             return Err(self.removed_error());
         }
@@ -74,7 +113,11 @@ impl Device {
         if self.engine.is_removed() {
             return Err(self.mark_removed(" (its own record in the group state says so)"));
         }
-        let pass = self.process_inbox(t).await?;
+        let committed = self.read_and_commit_inbox(t).await?;
+        if !committed.proves_removal() {
+            hand_out(self, &committed.pass.events)?;
+        }
+        let pass = self.carry_out_pass(t, committed).await?;
         let mut report = SyncReport {
             applied: pass.applied,
             relayed: pass.relayed,

@@ -86,8 +86,9 @@ impl Device {
         }
     }
 
-    /// One round of `watch`: sync, report, hand out messages, then wait for
-    /// the inbox to change (IDLE, at most [`WATCH_POLL`]).
+    /// One round of `watch`: sync, reporting events and handing out
+    /// messages once the inbox pass is committed, then wait for the inbox
+    /// to change (IDLE, at most [`WATCH_POLL`]).
     async fn watch_round(
         &mut self,
         t: &mut ImapSession,
@@ -95,18 +96,25 @@ impl Device {
         on_event: &mut impl FnMut(&Event),
         limiter: &mut RoundLimiter,
     ) -> Result<()> {
-        let report = self.sync_round(t, heartbeat_after).await?;
-        for e in &report.events {
-            on_event(e);
-        }
+        // Events and messages are handed out as soon as the round's inbox
+        // pass is committed, before the server deletes what it processed.
         // Handing out a message and recording that it was handed out are
         // never separated by `stop` (no await between them).
-        let messages = self.pending_messages()?;
-        let delivered = !messages.is_empty();
-        for m in messages {
-            on_event(&Event::Message(m.clone()));
-            self.delivered(std::slice::from_ref(&m))?;
-        }
+        let mut delivered = false;
+        let report = self
+            .sync_round_handing_out(t, heartbeat_after, |dev, events| {
+                for e in events {
+                    on_event(e);
+                }
+                let messages = dev.pending_messages()?;
+                delivered = !messages.is_empty();
+                for m in messages {
+                    on_event(&Event::Message(m.clone()));
+                    dev.delivered(std::slice::from_ref(&m))?;
+                }
+                Ok(())
+            })
+            .await?;
         limiter.finished(self.std_now(), report.found_new() || delivered);
         self.wait_for_inbox(t, &report, WATCH_POLL).await?;
         Ok(())

@@ -173,6 +173,54 @@ async fn application_message_arrives_once_and_is_deleted() {
     assert_eq!(left, Some(0), "the processed message left the inbox");
 }
 
+/// `watch` hands a message out as soon as the round's inbox pass is
+/// committed: the hand-out sees the message waiting in the store while it
+/// is still on the server, and the round deletes it afterwards.
+#[tokio::test]
+async fn a_round_hands_out_before_it_deletes_on_the_server() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let mut t = p.server.connect();
+    let to = p.b.id().clone();
+    p.a.send(&mut t, Some(&to), "text", b"early")
+        .await
+        .expect("send");
+    let inbox = p.b.inbox();
+    let on_server_before = folder_len(&p.server, &inbox).expect("inbox");
+    assert!(on_server_before >= 1, "the message waits in b's inbox");
+    let mut handed_out = Vec::new();
+    let mut on_server_during = None;
+    let mut t = p.server.connect();
+    p.b.sync_round_handing_out(&mut t, u64::MAX, |dev, _events| {
+        on_server_during = folder_len(&p.server, &inbox);
+        let waiting = dev.pending_messages()?;
+        dev.delivered(&waiting)?;
+        handed_out = waiting;
+        Ok(())
+    })
+    .await
+    .expect("round");
+    assert_eq!(handed_out.len(), 1, "the committed message is handed out");
+    assert_eq!(handed_out[0].kind, "text");
+    assert_eq!(handed_out[0].from, p.a.id().to_string());
+    assert_eq!(
+        on_server_during,
+        Some(on_server_before),
+        "nothing was deleted on the server before the hand-out"
+    );
+    assert_eq!(
+        folder_len(&p.server, &inbox),
+        Some(0),
+        "the round deleted what it processed after the hand-out"
+    );
+    let mut t = p.server.connect();
+    let again = p.b.recv(&mut t, Duration::ZERO).await.expect("recv");
+    assert!(
+        again.is_empty(),
+        "a handed-out message is not handed out twice"
+    );
+}
+
 #[tokio::test]
 async fn removed_device_stops_at_its_notice() {
     let mut p = two_members().await;
