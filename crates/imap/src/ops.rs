@@ -212,6 +212,10 @@ impl Transport for ImapSession {
         (self.early_login() == crate::EarlyLogin::FellBack).then_some(self.pre_login_capabilities())
     }
 
+    fn commands_behind_login_lost(&self) -> bool {
+        self.early_login() == crate::EarlyLogin::FlightLost
+    }
+
     fn list_with_next_open(&mut self) {
         self.listing = crate::listing::FolderListing::Wanted;
     }

@@ -156,6 +156,10 @@ impl<T: Transport> Transport for Resuming<'_, T> {
         self.inner.early_login_fell_back()
     }
 
+    fn commands_behind_login_lost(&self) -> bool {
+        self.inner.commands_behind_login_lost()
+    }
+
     fn list_with_next_open(&mut self) {
         self.inner.list_with_next_open();
     }

@@ -57,6 +57,12 @@ pub enum EarlyLogin {
     /// stale, the server refused, the connection broke); the session
     /// logged in the usual way on a second connection.
     FellBack,
+    /// The login sent before the greeting succeeded, but the commands sent
+    /// behind it were lost (the server answered the login twice: Cyrus 3.6
+    /// when they share the login's packet); the session logged in early
+    /// once more on a second connection, and sends commands only after the
+    /// login's answer (see [`crate::Transport::commands_behind_login_lost`]).
+    FlightLost,
 }
 
 /// A logged-in IMAP session over TCP or TLS; implements
@@ -237,10 +243,8 @@ impl ImapSession {
         if self.take_answer(answer) {
             return match self.conn.read_behind(sent, on_untagged).await {
                 Err(ImapError::AnsweredTwice { before }) => {
-                    // Commands behind the login do not work with this
-                    // server: log in the usual way, and not early again.
-                    let why = format!("commands behind the login were lost ({before})");
-                    self.fall_back(crate::early::declined(&why)).await?;
+                    tracing::debug!(addr = %self.addr, %before, "IMAP commands behind the login were lost; logging in again, commands after the login's answer");
+                    self.log_in_again_without_flight().await?;
                     Ok(None)
                 }
                 other => other.map(Some),
@@ -272,6 +276,23 @@ impl ImapSession {
     /// with `e`, by one logged in the usual way (or returns `e` if final).
     pub(crate) async fn fall_back(&mut self, e: ImapError) -> Result<(), ImapError> {
         let mut fresh = Self::after_early_failure(&self.config, self.addr.clone(), e).await?;
+        fresh.poll_interval = self.poll_interval;
+        fresh.idle_recheck = self.idle_recheck;
+        fresh.idle_refused = self.idle_refused;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Replaces this session, whose commands sent behind the login were
+    /// lost, by one that logs in before the greeting again but sends no
+    /// command before the login's answer ([`EarlyLogin::FlightLost`]).
+    async fn log_in_again_without_flight(&mut self) -> Result<(), ImapError> {
+        let mut config = self.config.clone();
+        config.caps_hint = None;
+        let mut fresh = Self::connect(&config).await?;
+        if fresh.early == EarlyLogin::Used {
+            fresh.early = EarlyLogin::FlightLost;
+        }
         fresh.poll_interval = self.poll_interval;
         fresh.idle_recheck = self.idle_recheck;
         fresh.idle_refused = self.idle_refused;

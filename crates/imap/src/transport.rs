@@ -39,6 +39,15 @@ pub trait Transport: Send {
         None
     }
 
+    /// Whether commands this session sent behind its login, before the
+    /// login's answer, were lost, so that it logged in again and sent them
+    /// after the answer ([`crate::EarlyLogin::FlightLost`]): the next
+    /// connection should get no [`crate::ImapConfig::caps_hint`]. `false`
+    /// for transports without such logins (the default).
+    fn commands_behind_login_lost(&self) -> bool {
+        false
+    }
+
     /// A hint for the next [`Self::open_and_fetch_headers`]: also list
     /// every folder of the account in that flight. A session then tells a
     /// missing folder from the listing instead of asking `LIST` once more,

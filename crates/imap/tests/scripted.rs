@@ -817,9 +817,10 @@ async fn a_failed_login_with_a_capabilities_hint_surfaces_at_the_first_command()
 
 /// A server that answers the login twice when commands came behind it
 /// (Cyrus 3.6, when they share the login's packet) loses those commands:
-/// the session notices the second answer at once, logs in again the usual
-/// way on a second connection, runs the flight there, and reports the
-/// early login as fallen back (so the device stops logging in early).
+/// the session notices the second answer at once, logs in again before the
+/// greeting on a second connection but sends the flight only after the
+/// login's answer, and reports that (so the device keeps its early login
+/// and sends no more commands behind it).
 #[tokio::test]
 async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
     let (mut c, world) = start(Opts {
@@ -846,8 +847,12 @@ async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
     );
     assert_eq!(state.uid_validity, 42);
     assert!(headers.is_empty());
-    assert_eq!(s.early_login(), EarlyLogin::FellBack);
-    assert!(s.early_login_fell_back().is_some());
+    assert_eq!(s.early_login(), EarlyLogin::FlightLost);
+    assert!(s.commands_behind_login_lost());
+    assert!(
+        s.early_login_fell_back().is_none(),
+        "the login before the greeting worked: it stays on"
+    );
     let logins = world
         .commands()
         .iter()
@@ -856,8 +861,13 @@ async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
     assert_eq!(
         logins,
         2,
-        "the early one, then the usual one: {:?}",
+        "the early one with the flight, then an early one alone: {:?}",
         world.commands()
+    );
+    assert_eq!(
+        world.lines_before_greeting.load(Ordering::SeqCst),
+        1,
+        "the second connection sent only its login before the greeting"
     );
     assert_eq!(s.selected_folder(), Some(("Box", false)));
     s.noop().await.unwrap();

@@ -9,6 +9,10 @@
 //! [`ImapConfig::caps_hint`], with which the session does not wait for the
 //! login's answer either and sends its first commands behind it.
 //!
+//! A server that takes the login before its greeting but loses commands
+//! sent behind it (Cyrus 3.6) gets the capabilities hint `off`: the login
+//! still goes early, the first commands wait for its answer.
+//!
 //! Both hints are dropped when the server's host, port or security changes.
 //! When a login sent before the greeting failed although the server's
 //! capabilities still allowed it (a server that does not take commands
@@ -75,7 +79,9 @@ pub(crate) fn remember(store: &mut Store, session: &ImapSession) -> Result<()> {
     if session.security() == Security::StartTls {
         return Ok(());
     }
-    if !session.login_pending() {
+    if session.commands_behind_login_lost() {
+        remember_no_flight(store)?;
+    } else if !session.login_pending() {
         // Until the login's answer is read, the capabilities are the hint's.
         remember_caps(store, &session.capabilities().raw)?;
     }
@@ -99,18 +105,40 @@ fn remember_pre_login(store: &mut Store, pre_login: &[String], early: EarlyLogin
 }
 
 /// Stores `caps` (after login) as the capabilities hint, if they differ
-/// from the stored one and the stored form can keep them.
+/// from the stored one and the stored form can keep them. A hint turned
+/// `off` stays off.
 fn remember_caps(store: &mut Store, caps: &[String]) -> Result<()> {
     let value = caps.join(" ");
     if caps.is_empty() || caps.iter().any(|c| c.contains(' ') || c.is_empty()) {
         return Ok(());
     }
-    if store.read().meta(META_CAPS_HINT)?.as_deref() == Some(value.as_str()) {
+    let stored = store.read().meta(META_CAPS_HINT)?;
+    if matches!(stored.as_deref().map(str::trim), Some(v) if v == value || v == OFF) {
         return Ok(());
     }
     tracing::debug!(hint = %value, "IMAP capabilities hint stored");
     store.write(|db| db.set_meta(META_CAPS_HINT, &value))?;
     Ok(())
+}
+
+/// Turns the capabilities hint `off`: commands behind an early login were
+/// lost on this server, so the next connections send none before the
+/// login's answer.
+fn remember_no_flight(store: &mut Store) -> Result<()> {
+    if store.read().meta(META_CAPS_HINT)?.as_deref() == Some(OFF) {
+        return Ok(());
+    }
+    tracing::debug!("IMAP capabilities hint turned off: commands behind the login were lost");
+    store.write(|db| db.set_meta(META_CAPS_HINT, OFF))?;
+    Ok(())
+}
+
+/// The stored capabilities hint as [`ImapConfig::caps_hint`] wants it:
+/// nothing for an empty or `off` value.
+fn caps_hint(stored: Option<String>) -> Option<Vec<String>> {
+    stored
+        .filter(|v| !v.trim().is_empty() && v.trim() != OFF)
+        .map(|v| v.split(' ').map(str::to_owned).collect())
 }
 
 impl Device {
@@ -121,10 +149,7 @@ impl Device {
         let read = self.store.read();
         if let Stored::Caps(caps) = Stored::parse(read.meta(META_LOGIN_HINT)?) {
             config.login_hint = Some(caps);
-            config.caps_hint = read
-                .meta(META_CAPS_HINT)?
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| v.split(' ').map(str::to_owned).collect());
+            config.caps_hint = caps_hint(read.meta(META_CAPS_HINT)?);
         }
         Ok(config)
     }
@@ -136,13 +161,15 @@ impl Device {
     /// after [`Device::connect`] has stored the hints. A failure to store
     /// it is only logged.
     pub(crate) fn remember_fallback<T: Transport>(&mut self, t: &T) {
-        let Some(pre_login) = t.early_login_fell_back() else {
-            return;
-        };
         if self.info().server.security == Security::StartTls {
             return;
         }
-        if let Err(e) = remember_pre_login(&mut self.store, pre_login, EarlyLogin::FellBack) {
+        let stored = match t.early_login_fell_back() {
+            Some(pre_login) => remember_pre_login(&mut self.store, pre_login, EarlyLogin::FellBack),
+            None if t.commands_behind_login_lost() => remember_no_flight(&mut self.store),
+            None => return,
+        };
+        if let Err(e) = stored {
             tracing::warn!(error = %e, "cannot store the IMAP login hint");
         }
     }
@@ -163,6 +190,17 @@ mod tests {
 
     fn caps(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_capabilities_hint_turned_off_gives_none() {
+        assert_eq!(caps_hint(None), None);
+        assert_eq!(caps_hint(Some(" ".into())), None);
+        assert_eq!(caps_hint(Some("off".into())), None);
+        assert_eq!(
+            caps_hint(Some("IMAP4rev1 IDLE".into())),
+            Some(caps(&["IMAP4rev1", "IDLE"]))
+        );
     }
 
     #[test]
