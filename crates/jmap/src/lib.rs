@@ -50,8 +50,13 @@
 //! [`session::MAX_MESSAGES`] listed per mailbox, every body read bounded
 //! ([`MAX_API_RESPONSE`], the message's size plus
 //! [`sma_imap::BODY_SLACK`] for a download), never trusting the server.
-//! [`sma_imap::Transport::idle`] asks every [`session::IDLE_POLL`] whether
-//! the selected mailbox holds other messages than the session last saw.
+//! [`sma_imap::Transport::idle`] listens to the server's event source
+//! (`types=Email,Mailbox`, a ping every [`session::PUSH_PING`] s) and, at
+//! each `state` event, asks whether the selected mailbox holds other
+//! messages than the session last saw; where the server offers no event
+//! stream (Debian's Cyrus 3.6 answers `204 No Content`), or the stream
+//! ends or stays silent past its pings, it asks every
+//! [`session::IDLE_POLL`] instead.
 //!
 //! # Errors
 //!
@@ -67,6 +72,7 @@
 mod config;
 mod http;
 mod names;
+mod push;
 pub mod session;
 mod uids;
 

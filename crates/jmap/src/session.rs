@@ -20,6 +20,11 @@ use crate::uids::{new_validity, Listed, UidMap};
 pub const MAX_MESSAGES: usize = 100_000;
 /// How often [`Transport::idle`] asks whether the selected mailbox changed.
 pub const IDLE_POLL: Duration = Duration::from_millis(250);
+/// The ping interval asked of the event source, in seconds.
+pub const PUSH_PING: u64 = 15;
+/// Silence on the event source after which it counts as dead (then the
+/// session polls).
+const PUSH_SILENCE: Duration = Duration::from_secs(2 * PUSH_PING + 5);
 /// Downloads run side by side, at most this many.
 const PARALLEL_DOWNLOADS: usize = 4;
 /// Email properties of a listing.
@@ -54,6 +59,9 @@ pub struct JmapSession {
     maps: HashMap<String, UidMap>,
     selected: Option<Selected>,
     changed: bool,
+    /// Whether the event source may work (cleared when it answered
+    /// without an event stream).
+    push: bool,
 }
 
 impl std::fmt::Debug for JmapSession {
@@ -153,6 +161,7 @@ impl JmapSession {
             maps: HashMap::new(),
             selected: None,
             changed: false,
+            push: true,
         })
     }
 
@@ -600,6 +609,41 @@ impl JmapSession {
     async fn selected_changed(&self, sel: &Selected) -> Result<bool, ImapError> {
         let ids = self.current_ids(sel).await?;
         Ok(!self.maps.get(&sel.id).is_some_and(|m| m.same_ids(&ids)))
+    }
+
+    /// Opens the event source for email and mailbox changes; `None` when
+    /// the server has none, answers without an event stream (then the
+    /// session stops trying) or cannot be reached.
+    async fn open_events(&mut self) -> Option<crate::push::EventStream> {
+        let t = self.event_source_url.clone().filter(|_| self.push)?;
+        let ping = PUSH_PING.to_string();
+        let url = self
+            .template(
+                &t,
+                &[
+                    ("types", "Email,Mailbox"),
+                    ("closeafter", "no"),
+                    ("ping", &ping),
+                ],
+            )
+            .ok()?;
+        let req = self
+            .http
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let sent = tokio::time::timeout(self.http.config.timeout, self.http.auth(req).send()).await;
+        match sent {
+            Ok(Ok(resp)) => {
+                let es = crate::push::EventStream::from_response(resp);
+                if es.is_none() {
+                    tracing::debug!("the JMAP event source answered without events: polling");
+                    self.push = false;
+                }
+                es
+            }
+            _ => None,
+        }
     }
 
     /// `Mailbox/set` of one mailbox's `isSubscribed`.
@@ -1133,18 +1177,37 @@ impl Transport for JmapSession {
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
         let sel = self.selected()?;
         let deadline = tokio::time::Instant::now() + timeout;
+        if std::mem::take(&mut self.changed) {
+            return Ok(IdleOutcome::Changed);
+        }
+        // Listen first, then look: a change after the look is pushed.
+        let mut events = self.open_events().await;
+        let mut look = true;
         loop {
-            if std::mem::take(&mut self.changed) {
+            if look && self.selected_changed(&sel).await? {
                 return Ok(IdleOutcome::Changed);
             }
-            if self.selected_changed(&sel).await? {
-                return Ok(IdleOutcome::Changed);
-            }
+            look = true;
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 return Ok(IdleOutcome::TimedOut);
             }
-            tokio::time::sleep((deadline - now).min(IDLE_POLL)).await;
+            match &mut events {
+                Some(es) => {
+                    let until = deadline.min(now + PUSH_SILENCE);
+                    match tokio::time::timeout_at(until, es.next()).await {
+                        Err(_) if until == deadline => return Ok(IdleOutcome::TimedOut),
+                        // Silent past its pings: poll from now on.
+                        Err(_) => events = None,
+                        Ok(Ok(Some(crate::push::Event::State))) => {}
+                        // A ping: nothing to look at.
+                        Ok(Ok(Some(crate::push::Event::Other))) => look = false,
+                        // Closed or broken: poll for the rest of this wait.
+                        Ok(Ok(None)) | Ok(Err(_)) => events = None,
+                    }
+                }
+                None => tokio::time::sleep((deadline - now).min(IDLE_POLL)).await,
+            }
         }
     }
 
