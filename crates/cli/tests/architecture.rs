@@ -13,7 +13,10 @@ fn rules() -> BTreeMap<&'static str, (Vec<&'static str>, Vec<&'static str>)> {
         ("sma-crypto", (vec![], io.clone())),
         ("sma-proto", (vec!["sma-crypto"], io.clone())),
         ("sma-imap", (vec![], vec!["rusqlite"])),
-        ("sma-jmap", (vec!["sma-imap"], vec!["rusqlite", "async-imap"])),
+        (
+            "sma-jmap",
+            (vec!["sma-imap"], vec!["rusqlite", "async-imap"]),
+        ),
         (
             "sma-store",
             (vec!["sma-proto"], vec!["tokio", "async-imap"]),
