@@ -14,6 +14,10 @@ fn rules() -> BTreeMap<&'static str, (Vec<&'static str>, Vec<&'static str>)> {
         ("sma-proto", (vec!["sma-crypto"], io.clone())),
         ("sma-imap", (vec![], vec!["rusqlite"])),
         (
+            "sma-jmap",
+            (vec!["sma-imap"], vec!["rusqlite", "async-imap"]),
+        ),
+        (
             "sma-store",
             (vec!["sma-proto"], vec!["tokio", "async-imap"]),
         ),

@@ -1,6 +1,7 @@
 //! [`ScriptServer`]: a private Cyrus or Courier started by its script in
 //! `scripts/` (which unpacks nothing: run `scripts/<kind>-server install`
-//! first), on 127.0.0.1, plain IMAP; stopped on drop.
+//! first), on 127.0.0.1, plain IMAP (and, for Cyrus started with `--jmap`,
+//! plain-HTTP JMAP: [`ScriptServer::jmap_url`]); stopped on drop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +14,7 @@ pub struct ScriptServer {
     script: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    jmap_url: Option<String>,
     accounts: Vec<Account>,
 }
 
@@ -49,6 +51,10 @@ impl ScriptServer {
             .find_map(|kv| kv.strip_prefix("SMA_IMAP_PORT="))
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| format!("no SMA_IMAP_PORT in the script's output: {env:?}"))?;
+        let jmap_url = env
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("SMA_JMAP_URL="))
+            .map(str::to_owned);
         let accounts = (1..=accounts)
             .map(|i| Account {
                 user: format!("user{i}@sma.test"),
@@ -59,6 +65,7 @@ impl ScriptServer {
             script,
             dir,
             port,
+            jmap_url,
             accounts,
         })
     }
@@ -71,6 +78,12 @@ impl ScriptServer {
     /// The plain-IMAP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The JMAP session resource (`http://127.0.0.1:P/.well-known/jmap`)
+    /// when the server was started with `--jmap` (Cyrus only), else `None`.
+    pub fn jmap_url(&self) -> Option<&str> {
+        self.jmap_url.as_deref()
     }
 
     /// Account `i` (0-based: `user<i+1>`).
