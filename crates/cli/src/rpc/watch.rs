@@ -57,20 +57,27 @@ async fn run(
     let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
     loop {
         let step = async {
-            let (events, inbox) = {
+            let inbox = {
                 let mut g = s.core.lock().await;
                 let dev = g.device()?;
-                let report = dev.sync_round(&mut t, heartbeat_after).await?;
-                let msgs = dev.pending_messages()?;
-                let mut events = report.events;
-                events.extend(msgs.iter().cloned().map(Event::Message));
-                for e in &events {
-                    s.event(e)?;
-                }
-                dev.delivered(&msgs)?;
-                (events, dev.inbox())
+                // Handed out once the inbox pass is committed, before the
+                // server deletes what it processed (as `sma watch` does).
+                let mut handed_out: Result<(), RpcError> = Ok(());
+                dev.sync_round_handing_out(&mut t, heartbeat_after, |dev, events| {
+                    let msgs = dev.pending_messages()?;
+                    let all = events.iter().cloned();
+                    for e in all.chain(msgs.iter().cloned().map(Event::Message)) {
+                        if let Err(unsent) = s.event(&e) {
+                            handed_out = Err(unsent);
+                            return Ok(());
+                        }
+                    }
+                    dev.delivered(&msgs)
+                })
+                .await?;
+                handed_out?;
+                dev.inbox()
             };
-            let _ = events;
             t.select(&inbox).await.map_err(sma::Error::from)?;
             t.idle_until(WATCH_POLL, s.kick.notified())
                 .await
