@@ -315,6 +315,17 @@ impl Report {
                 // The bounds are for 50 ms RTT.
                 let at_target_rtt = (r.rtt_ms - TARGET_RTT_MS).abs() < 0.5;
                 let target = r.target_round_trips.filter(|_| at_target_rtt);
+                if let Some(above) = r.target_above_floor.filter(|_| at_target_rtt) {
+                    t.row(
+                        &format!("{} ms RTT, {} (RTT)", r.rtt_ms, r.command),
+                        format!("{:.1}", r.round_trips),
+                        format!("{:.1}", r.floor_round_trips),
+                        format!("{:.0} ms, floor {:.0} ms", r.wall_ms, r.floor_ms),
+                        format!("≤floor+{above}"),
+                        Some(r.round_trips <= r.floor_round_trips + above),
+                    );
+                    continue;
+                }
                 t.row(
                     &format!("{} ms RTT, {} (RTT)", r.rtt_ms, r.command),
                     format!("{:.1}", r.round_trips),

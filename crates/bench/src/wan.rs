@@ -5,8 +5,8 @@
 //! baseline), on a fresh account per run, fresh `sma` processes run the
 //! commands users type: `init` (founder), `init` (pending), a whole pairing
 //! (`join` with the member's `pair` already waiting), `send --to` one
-//! device, `recv` of one message, `recv` and `sync` with nothing to do and
-//! `status`. Each figure is the command's wall time; its round trips are
+//! device, `recv` of one message, `recv` and `sync` with nothing to do,
+//! `status`, and a `watch` delivery ([`crate::wan_watch`]). Each figure is the command's wall time; its round trips are
 //! that time over the RTT. Through the same proxy, a raw client does the
 //! same IMAP work with everything pipelined (connect, TLS, then LOGIN and
 //! all commands in one flight): the floor.
@@ -26,9 +26,10 @@ use crate::cli::sma;
 use crate::proxy::{DelayProxy, Traced};
 use crate::rig::{raw_message, Rig, Sec};
 use crate::stats::{median, ms};
+use crate::wan_watch::{self, ROUND_TRIPS_ABOVE_FLOOR, WATCH_DELIVERY};
 
 /// The commands measured, in the order they run.
-pub const COMMANDS: [&str; 8] = [
+pub const COMMANDS: [&str; 9] = [
     "init (founder)",
     "init (pending)",
     "pairing (join, member waiting)",
@@ -37,6 +38,7 @@ pub const COMMANDS: [&str; 8] = [
     "recv, nothing to do",
     "sync, nothing to do",
     "status",
+    WATCH_DELIVERY,
 ];
 
 /// Round trips the issue (17) allows each command at 50 ms RTT.
@@ -79,6 +81,10 @@ pub struct WanRow {
     /// The issue's bound (applies at 50 ms RTT).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_round_trips: Option<f64>,
+    /// The issue's bound as round trips above the floor (`watch`
+    /// delivery: 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_above_floor: Option<f64>,
 }
 
 /// Every WAN figure.
@@ -149,7 +155,7 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
         let mut f = vec![Vec::new(); COMMANDS.len()];
         for run in 0..runs {
             let trace = args.trace && ri == 1 && run + 1 == runs;
-            let (times, t) = product_run(rig, &proxy, args.sma_bin, account, trace)?;
+            let (times, t) = product_run(rig, &proxy, args.sma_bin, account, (rtt, trace))?;
             for (i, d) in times.into_iter().enumerate() {
                 w[i].push(d);
             }
@@ -182,6 +188,7 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
                 floor_ms,
                 floor_round_trips: per(floor_ms),
                 target_round_trips: target(command),
+                target_above_floor: (command == WATCH_DELIVERY).then_some(ROUND_TRIPS_ABOVE_FLOOR),
             });
         }
     }
@@ -275,7 +282,7 @@ fn product_run(
     proxy: &DelayProxy,
     bin: &Path,
     account: usize,
-    trace: bool,
+    (rtt, trace): (f64, bool),
 ) -> Result<(Vec<Duration>, Vec<CommandTrace>)> {
     let a = rig.home(account, "wan-a");
     let b = rig.home(account, "wan-b");
@@ -344,6 +351,7 @@ fn product_run(
     let mut status = sma(bin, rig, account, &b);
     status.arg("status");
     step(COMMANDS[7], status)?;
+    walls.push(wan_watch::product(rig, bin, account, (&a, &b_id), &b, rtt)?);
     Ok((walls, traces))
 }
 
@@ -430,6 +438,8 @@ async fn floor_run(
         }
         out.push(d);
     }
+    let folder = format!("{}floor-{account}-b", rig.server.folder_prefix());
+    out.push(wan_watch::floor(rig, proxy, account, &folder, rtt).await?);
     Ok(out)
 }
 
@@ -492,7 +502,7 @@ impl Flight {
     }
 }
 
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     rig: &Rig,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
