@@ -28,6 +28,7 @@ mod server;
 mod stats;
 mod throughput;
 mod wan;
+mod wan_group;
 mod wan_watch;
 
 use std::path::PathBuf;

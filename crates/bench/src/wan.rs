@@ -6,7 +6,8 @@
 //! commands users type: `init` (founder), `init` (pending), a whole pairing
 //! (`join` with the member's `pair` already waiting), `send --to` one
 //! device, `recv` of one message, `recv` and `sync` with nothing to do,
-//! `status`, and a `watch` delivery ([`crate::wan_watch`]). Each figure is the command's wall time; its round trips are
+//! `status`, a `watch` delivery ([`crate::wan_watch`]) and a broadcast to
+//! five devices ([`crate::wan_group`]). Each figure is the command's wall time; its round trips are
 //! that time over the RTT. Through the same proxy, a raw client does the
 //! same IMAP work with everything pipelined (connect, TLS, then LOGIN and
 //! all commands in one flight): the floor.
@@ -26,10 +27,11 @@ use crate::cli::sma;
 use crate::proxy::{DelayProxy, Traced};
 use crate::rig::{raw_message, Rig, Sec};
 use crate::stats::{median, ms};
+use crate::wan_group::{self, BROADCAST};
 use crate::wan_watch::{self, ROUND_TRIPS_ABOVE_FLOOR, WATCH_DELIVERY};
 
 /// The commands measured, in the order they run.
-pub const COMMANDS: [&str; 9] = [
+pub const COMMANDS: [&str; 10] = [
     "init (founder)",
     "init (pending)",
     "pairing (join, member waiting)",
@@ -39,6 +41,7 @@ pub const COMMANDS: [&str; 9] = [
     "sync, nothing to do",
     "status",
     WATCH_DELIVERY,
+    BROADCAST,
 ];
 
 /// Round trips the issue (17) allows each command at 50 ms RTT.
@@ -197,7 +200,7 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
 
 /// Runs `cmd`, fails with its stderr unless it succeeds; returns its wall
 /// time and stdout.
-fn timed(mut cmd: Command, what: &str) -> Result<(Duration, String)> {
+pub(crate) fn timed(mut cmd: Command, what: &str) -> Result<(Duration, String)> {
     let start = Instant::now();
     let out = cmd
         .output()
@@ -225,7 +228,7 @@ fn json_field(stdout: &str, field: &str) -> Result<String> {
 }
 
 /// `sma init` for device `name` in `home`, through the proxy.
-fn init_command(
+pub(crate) fn init_command(
     rig: &Rig,
     proxy: &DelayProxy,
     bin: &Path,
@@ -254,7 +257,7 @@ fn init_command(
 
 /// Starts `sma pair` on the member in `home`; returns it, waiting, and the
 /// code it shows.
-fn start_pair(
+pub(crate) fn start_pair(
     rig: &Rig,
     bin: &Path,
     account: usize,
@@ -352,6 +355,14 @@ fn product_run(
     status.arg("status");
     step(COMMANDS[7], status)?;
     walls.push(wan_watch::product(rig, bin, account, (&a, &b_id), &b, rtt)?);
+    walls.push(wan_group::product(
+        rig,
+        proxy,
+        bin,
+        account,
+        (&a, &b),
+        &body,
+    )?);
     Ok((walls, traces))
 }
 
@@ -415,6 +426,20 @@ fn floor_scripts(n: usize, prefix: &str) -> Vec<Vec<Vec<u8>>> {
     ]
 }
 
+/// The floor of a broadcast: one APPEND per recipient, all in one flight
+/// (to the floor's two inboxes in turn; the server's work is the same).
+fn broadcast_script(n: usize, prefix: &str) -> Vec<Vec<u8>> {
+    let msg = raw_message(2048, "floor-broadcast");
+    (0..wan_group::RECIPIENTS)
+        .map(|i| {
+            let folder = format!("{prefix}floor-{n}-{}", if i % 2 == 0 { "a" } else { "b" });
+            let mut c = format!("APPEND \"{folder}\" (\\Seen) {{{}+}}\r\n", msg.len()).into_bytes();
+            c.extend_from_slice(&msg);
+            c
+        })
+        .collect()
+}
+
 /// Protocol messages of a pairing after `join` starts, each one hop from
 /// one device to the other through the server (half an RTT up, half an
 /// RTT pushed to the IDLE-ing peer).
@@ -440,6 +465,15 @@ async fn floor_run(
     }
     let folder = format!("{}floor-{account}-b", rig.server.folder_prefix());
     out.push(wan_watch::floor(rig, proxy, account, &folder, rtt).await?);
+    out.push(
+        pipelined(
+            rig,
+            proxy.port(),
+            account,
+            &broadcast_script(account, rig.server.folder_prefix()),
+        )
+        .await?,
+    );
     Ok(out)
 }
 

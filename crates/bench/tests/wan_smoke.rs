@@ -34,7 +34,7 @@ fn wan_mode_reports_every_command() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     let rows = report["wan"]["rows"].as_array().expect("wan rows");
-    assert_eq!(rows.len(), 9, "{rows:?}");
+    assert_eq!(rows.len(), 10, "{rows:?}");
     for r in rows {
         for field in [
             "wall_ms",
