@@ -72,6 +72,7 @@ pub use rate::RoundLimiter;
 pub use reconnect::{reconnect, ReconnectBackoff};
 pub use resume::Resuming;
 pub use session::{EarlyLogin, ImapSession, CONNECT_TIMEOUT, DEFAULT_POLL_INTERVAL, MAX_IDLE};
+pub use tls::client_config as tls_client_config;
 pub use transport::Transport;
 pub use types::{
     Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,

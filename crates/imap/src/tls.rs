@@ -17,11 +17,10 @@ use crate::config::bare_host;
 use crate::error::ImapError;
 
 /// Builds the rustls client configuration: only the certificates in
-/// `ca_file` when given, else the web PKI roots.
-pub(crate) fn client_config(
-    addr: &str,
-    ca_file: Option<&Path>,
-) -> Result<Arc<ClientConfig>, ImapError> {
+/// `ca_file` when given, else the web PKI roots (ring, safe default
+/// versions). Errors name `addr` and say which part of the CA file is
+/// wrong. Shared with the JMAP transport.
+pub fn client_config(addr: &str, ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, ImapError> {
     let tls_err = |reason: String| ImapError::Tls {
         addr: addr.to_owned(),
         reason,

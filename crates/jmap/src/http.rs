@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::{StatusCode, Url};
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+use rustls::ClientConfig;
 use serde_json::{json, Value};
 use sma_imap::ImapError;
 
@@ -406,49 +404,11 @@ pub(crate) fn take_ok<'a>(
     }
 }
 
-/// The rustls configuration: the CA file's certificates only, else the
-/// web PKI roots (ring, safe default versions).
+/// The rustls configuration of the IMAP side (the CA file's certificates
+/// only, else the web PKI roots), speaking HTTP/1.1.
 fn tls_config(config: &JmapConfig) -> Result<ClientConfig, ImapError> {
-    let addr = config.session_url.clone();
-    let tls_err = |reason: String| ImapError::Tls {
-        addr: addr.clone(),
-        reason,
-    };
-    let mut roots = RootCertStore::empty();
-    match &config.ca_file {
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(path) => {
-            let shown = path.display();
-            let iter = CertificateDer::pem_file_iter(path).map_err(|e| {
-                tls_err(format!(
-                    "cannot read the CA file {shown}: {e} — check --ca-file"
-                ))
-            })?;
-            for cert in iter {
-                let cert = cert.map_err(|e| {
-                    tls_err(format!(
-                        "the CA file {shown} is not valid PEM: {e} — check --ca-file"
-                    ))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    tls_err(format!(
-                        "the CA file {shown} holds an unusable certificate: {e} — check --ca-file"
-                    ))
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(tls_err(format!(
-                    "the CA file {shown} holds no certificate — check --ca-file"
-                )));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let shared = sma_imap::tls_client_config(&config.session_url, config.ca_file.as_deref())?;
+    let mut tls = Arc::unwrap_or_clone(shared);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tls)
 }
