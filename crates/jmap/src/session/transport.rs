@@ -14,7 +14,7 @@ use crate::names::list_match;
 
 use super::blobs::keywords;
 use super::{
-    JmapSession, HEADER_PROPS, IDLE_POLL, LIST_PROPS, MAX_MESSAGES, PARALLEL_DOWNLOADS,
+    JmapSession, Selected, HEADER_PROPS, IDLE_POLL, LIST_PROPS, MAX_MESSAGES, PARALLEL_DOWNLOADS,
     PUSH_SILENCE,
 };
 
@@ -373,13 +373,7 @@ impl Transport for JmapSession {
 
     async fn delete_messages(&mut self, uids: &[Uid]) -> Result<(), ImapError> {
         let sel = self.selected()?;
-        let ids: Vec<(Uid, String)> = match self.maps.get(&sel.id) {
-            Some(m) => uids
-                .iter()
-                .filter_map(|u| Some((*u, m.entries.get(u)?.id.clone())))
-                .collect(),
-            None => vec![],
-        };
+        let ids = self.email_ids(&sel, uids);
         if ids.is_empty() {
             return Ok(());
         }
@@ -394,27 +388,7 @@ impl Transport for JmapSession {
             )
             .await?;
         let v = take_ok(&r, "d", &what)?;
-        let mut failed = vec![];
-        for (uid, id) in &ids {
-            match v.pointer(&format!("/notDestroyed/{id}")) {
-                Some(e) if e.get("type").and_then(Value::as_str) != Some("notFound") => {
-                    failed.push(format!("UID {uid}: {e}"))
-                }
-                _ => {
-                    if let Some(m) = self.maps.get_mut(&sel.id) {
-                        m.remove_uid(*uid);
-                    }
-                }
-            }
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(ImapError::No {
-                command: what,
-                text: failed.join("; "),
-            })
-        }
+        self.forget_done(&sel, &ids, v.get("notDestroyed"), what)
     }
 
     async fn move_messages(
@@ -424,13 +398,7 @@ impl Transport for JmapSession {
     ) -> Result<Option<Vec<Uid>>, ImapError> {
         let sel = self.selected()?;
         let dest_id = self.resolve_fresh(dest).await?;
-        let ids: Vec<(Uid, String)> = match self.maps.get(&sel.id) {
-            Some(m) => uids
-                .iter()
-                .filter_map(|u| Some((*u, m.entries.get(u)?.id.clone())))
-                .collect(),
-            None => vec![],
-        };
+        let ids = self.email_ids(&sel, uids);
         if ids.is_empty() {
             return Ok(None);
         }
@@ -446,27 +414,8 @@ impl Transport for JmapSession {
             )
             .await?;
         let v = take_ok(&r, "m", &what)?;
-        let mut failed = vec![];
-        for (uid, id) in &ids {
-            match v.pointer(&format!("/notUpdated/{id}")) {
-                Some(e) if e.get("type").and_then(Value::as_str) != Some("notFound") => {
-                    failed.push(format!("UID {uid}: {e}"))
-                }
-                _ => {
-                    if let Some(m) = self.maps.get_mut(&sel.id) {
-                        m.remove_uid(*uid);
-                    }
-                }
-            }
-        }
-        if failed.is_empty() {
-            Ok(None)
-        } else {
-            Err(ImapError::No {
-                command: what,
-                text: failed.join("; "),
-            })
-        }
+        self.forget_done(&sel, &ids, v.get("notUpdated"), what)?;
+        Ok(None)
     }
 
     async fn idle(&mut self, timeout: Duration) -> Result<IdleOutcome, ImapError> {
@@ -521,5 +470,51 @@ impl Transport for JmapSession {
         let config = (*self.http.config).clone();
         *self = JmapSession::connect(&config).await?;
         Ok(())
+    }
+}
+
+impl JmapSession {
+    /// The JMAP ids of `uids` in the selected mailbox (those it knows).
+    fn email_ids(&self, sel: &Selected, uids: &[Uid]) -> Vec<(Uid, String)> {
+        match self.maps.get(&sel.id) {
+            Some(m) => uids
+                .iter()
+                .filter_map(|u| Some((*u, m.entries.get(u)?.id.clone())))
+                .collect(),
+            None => vec![],
+        }
+    }
+
+    /// After an `Email/set` that takes `ids` out of the selected mailbox:
+    /// forgets the UIDs it took out (or that were gone already), and fails
+    /// naming those `not_done` (`notDestroyed`/`notUpdated`) kept.
+    fn forget_done(
+        &mut self,
+        sel: &Selected,
+        ids: &[(Uid, String)],
+        not_done: Option<&Value>,
+        what: String,
+    ) -> Result<(), ImapError> {
+        let mut failed = vec![];
+        for (uid, id) in ids {
+            match not_done.and_then(|n| n.get(id)) {
+                Some(e) if e.get("type").and_then(Value::as_str) != Some("notFound") => {
+                    failed.push(format!("UID {uid}: {e}"))
+                }
+                _ => {
+                    if let Some(m) = self.maps.get_mut(&sel.id) {
+                        m.remove_uid(*uid);
+                    }
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(ImapError::No {
+                command: what,
+                text: failed.join("; "),
+            })
+        }
     }
 }
