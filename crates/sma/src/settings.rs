@@ -292,6 +292,7 @@ mod tests {
             allow_insecure: false,
             user: "alice@example.org".into(),
             oauth2_token_command: None,
+            jmap_url: None,
         }
     }
 

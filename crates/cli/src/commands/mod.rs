@@ -146,7 +146,9 @@ impl Ctx<'_> {
         )
     }
 
-    pub(crate) async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
+    /// Opens the device and connects it over its protocol (IMAP, or JMAP
+    /// for a device made with `init --jmap`).
+    pub(crate) async fn connected(&self) -> Result<(Device, sma::Session)> {
         let mut dev = self.open()?;
         let password = self.password(Some(&dev))?;
         doctor::warn_if_insecure(&dev.info().server);

@@ -4,7 +4,8 @@
 
 use sma::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
 use sma::Event;
-use sma_imap::{connect_with_retry, Backoff, ImapSession, Transport};
+use sma::SessionConfig;
+use sma_imap::{Backoff, Transport};
 
 use super::protocol::RpcError;
 use super::server::{Shared, WatchTask};
@@ -22,7 +23,7 @@ pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
         let mut g = shared.core.lock().await;
         let password = g.password()?;
         let dev = g.device()?;
-        dev.imap_config(&password)?
+        dev.session_config(&password)?
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let s = shared.clone();
@@ -47,11 +48,11 @@ pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
 
 async fn run(
     s: &Shared,
-    config: sma_imap::ImapConfig,
+    config: SessionConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RpcError> {
     let mut t = tokio::select! {
-        r = ImapSession::connect(&config) => r.map_err(sma::Error::from)?,
+        r = config.connect() => r.map_err(sma::Error::from)?,
         _ = stop.changed() => return Ok(()),
     };
     let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
@@ -89,7 +90,7 @@ async fn run(
             tracing::warn!(error = %e.message, "watch: connection lost; reconnecting");
             let mut attempts = 0u32;
             let mut backoff = Backoff::default();
-            let reconnect = connect_with_retry(&config, &mut backoff, u32::MAX, |n, _, _| {
+            let reconnect = config.connect_with_retry(&mut backoff, u32::MAX, |n, _, _| {
                 attempts = n;
             });
             t = tokio::select! {
