@@ -10,8 +10,11 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -100,6 +103,16 @@ impl Account {
         report
     }
 
+    /// The protocol device `dev` was made with (its name ends in `-jmap`
+    /// or `-imap`).
+    fn proto(&self, dev: &str) -> Proto {
+        if dev.ends_with("-jmap") {
+            Proto::Jmap
+        } else {
+            Proto::Imap
+        }
+    }
+
     /// `pair` on `member`, `join` on `joiner` with the code from its stdin.
     fn pair(&self, member: &str, joiner: &str, joiner_id: &str) {
         let mut child = self
@@ -136,17 +149,65 @@ impl Account {
         let m = &got[0];
         assert_eq!(m["from"], from_id, "{m}");
         assert_eq!(m["kind"], "note", "{m}");
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(m["body_b64"].as_str().expect("body_b64"))
-            .expect("base64 body");
-        assert_eq!(String::from_utf8_lossy(&decoded), body, "{m}");
+        assert_eq!(body_of(m), body, "{m}");
         // Received once: nothing waits any more.
         assert!(self.ok(to, &["recv"]).is_empty(), "{to} received twice");
+    }
+
+    /// `watch` on `dev` delivers, as an event, a message `from` sends while
+    /// it runs, and stops cleanly on Ctrl-C. Returns how long delivery took.
+    fn watch_delivers(&self, dev: &str, dev_id: &str, from: &str) -> Duration {
+        let mut watch = self
+            .cmd(dev)
+            .arg("watch")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watch");
+        let stdout = watch.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Let the first round pass, so that the message arrives while the
+        // watch waits.
+        std::thread::sleep(Duration::from_secs(2));
+        let body = format!("while {dev} watches\n");
+        let mut send = self.cmd(from);
+        send.args(["send", "--to", dev_id]);
+        common::expect_ok(&run_with_input(send, body.as_bytes()), from, &["send"]);
+        let sent = Instant::now();
+        let deadline = sent + Duration::from_secs(60);
+        let mut got = None;
+        while got.is_none() && Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                let v: Value = serde_json::from_str(&line).expect("watch prints JSON lines");
+                if v["event"] == "message" {
+                    got = Some((v, sent.elapsed()));
+                }
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &watch.id().to_string()])
+            .status();
+        let status = watch.wait().expect("watch exit");
+        let (got, took) = got.expect("watch delivered the message");
+        assert_eq!(body_of(&got), body, "{got}");
+        assert!(status.success(), "watch exits 0 on Ctrl-C: {status:?}");
+        took
     }
 
     /// `status` of `dev`: every id in `members` is an active member.
     fn assert_members(&self, dev: &str, members: &[&str]) {
         let s = self.ok(dev, &["status"]).remove(0);
+        match self.proto(dev) {
+            Proto::Jmap => assert_eq!(s["server"]["jmap_url"], self.jmap_url.as_str(), "{s}"),
+            Proto::Imap => assert!(s["server"].get("jmap_url").is_none(), "{s}"),
+        }
         let listed = s["members"].as_array().expect("members");
         for id in members {
             assert!(
@@ -161,34 +222,63 @@ impl Account {
 }
 
 /// The device scenario with the founder on `founder` and the joiner on
-/// `joiner`: init both (same folders), pair, messages both ways, status.
+/// `joiner`: init both (same folders), pair, messages both ways, `watch`
+/// delivering on each, status and doctor.
 fn scenario(test: &str, founder: Proto, joiner: Proto) {
     let Some(acc) = Account::start(test) else {
         return;
     };
-    let a = acc.init("a", founder);
-    assert_eq!(a["role"], "founder", "{a}");
-    let b = acc.init("b", joiner);
-    assert_eq!(b["role"], "pending", "{b}: the joiner must find the group");
+    let name =
+        |n: &str, p: Proto| format!("{n}-{}", if p == Proto::Jmap { "jmap" } else { "imap" });
+    let (a, b) = (name("a", founder), name("b", joiner));
+    let a_init = acc.init(&a, founder);
+    assert_eq!(a_init["role"], "founder", "{a_init}");
+    let b_init = acc.init(&b, joiner);
+    assert_eq!(
+        b_init["role"], "pending",
+        "{b_init}: the joiner must find the group"
+    );
     // Both name the announcements folder as IMAP shows it (Cyrus with
     // altnamespace: no puts it below INBOX).
-    assert_eq!(a["folders"]["announce"], "INBOX._Autocrypt_SMA", "{a}");
-    assert_eq!(a["folders"]["announce"], b["folders"]["announce"]);
-    let a_id = a["device_id"].as_str().expect("id").to_owned();
-    let b_id = b["device_id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        a_init["folders"]["announce"], "INBOX._Autocrypt_SMA",
+        "{a_init}"
+    );
+    assert_eq!(a_init["folders"]["announce"], b_init["folders"]["announce"]);
+    let a_id = a_init["device_id"].as_str().expect("id").to_owned();
+    let b_id = b_init["device_id"].as_str().expect("id").to_owned();
 
-    acc.pair("a", "b", &b_id);
+    acc.pair(&a, &b, &b_id);
     acc.message(
-        "a",
+        &a,
         &a_id,
-        "b",
+        &b,
         &b_id,
         "from a to b: grüße über zwei Protokolle\n",
     );
-    acc.message("b", &b_id, "a", &a_id, "from b to a\n");
-    acc.assert_members("a", &[&a_id, &b_id]);
-    acc.assert_members("b", &[&a_id, &b_id]);
-    eprintln!("== {test}: founder {founder:?}, joiner {joiner:?}: paired, messages both ways");
+    acc.message(&b, &b_id, &a, &a_id, "from b to a\n");
+    let on_b = acc.watch_delivers(&b, &b_id, &a);
+    let on_a = acc.watch_delivers(&a, &a_id, &b);
+    for dev in [&a, &b] {
+        acc.ok(dev, &["sync"]);
+        acc.assert_members(dev, &[&a_id, &b_id]);
+        let checks = acc.ok(dev, &["doctor"]);
+        assert!(
+            checks.iter().all(|c| c["status"] != "fail"),
+            "doctor on {dev}: {checks:#?}"
+        );
+    }
+    eprintln!(
+        "== {test}: {a} founded, {b} joined; messages both ways; watch delivered on {b} in {on_b:?}, on {a} in {on_a:?}"
+    );
+}
+
+/// The decoded body of a received message.
+fn body_of(m: &Value) -> String {
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(m["body_b64"].as_str().expect("body_b64"))
+        .expect("base64 body");
+    String::from_utf8(b).expect("utf-8 body")
 }
 
 #[test]
@@ -237,7 +327,11 @@ fn an_http_jmap_url_to_another_host_is_refused_without_allow_insecure() {
         .env_remove("SMA_HOME")
         .output()
         .expect("run sma");
-    assert_eq!(out.status.code(), Some(2), "an insecure URL is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an insecure URL is a usage error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("jmap.example.org"), "{err}");
     assert!(!err.contains("secret"), "the password leaked: {err}");

@@ -214,7 +214,10 @@ impl Ctx<'_> {
                 s.name,
                 s.role,
                 s.account,
-                s.server.host,
+                match &s.server.jmap_url {
+                    Some(url) => format!("{url} (JMAP)"),
+                    None => s.server.host.clone(),
+                },
                 s.server.auth,
                 s.server.namespace_prefix,
                 s.server.delimiter.as_deref().unwrap_or("(none)"),
