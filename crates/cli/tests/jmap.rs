@@ -201,6 +201,23 @@ impl Account {
         took
     }
 
+    /// `config set` refuses host, port and security on JMAP device `dev`
+    /// (the URL gives them) and leaves it working.
+    fn server_settings_are_the_url(&self, dev: &str) {
+        for (key, value) in [
+            ("server.host", "elsewhere.example.org"),
+            ("server.port", "993"),
+            ("server.security", "tls"),
+        ] {
+            let out = self.run(dev, &["config", "set", key, value]);
+            assert_eq!(out.status.code(), Some(2), "config set {key} on {dev}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("JMAP"), "{err}");
+        }
+        let host = self.ok(dev, &["config", "get", "server.host"]);
+        assert_eq!(host[0]["value"], "127.0.0.1", "{host:?}");
+    }
+
     /// `status` of `dev`: every id in `members` is an active member.
     fn assert_members(&self, dev: &str, members: &[&str]) {
         let s = self.ok(dev, &["status"]).remove(0);
@@ -260,6 +277,9 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
     let on_b = acc.watch_delivers(&b, &b_id, &a);
     let on_a = acc.watch_delivers(&a, &a_id, &b);
     for dev in [&a, &b] {
+        if acc.proto(dev) == Proto::Jmap {
+            acc.server_settings_are_the_url(dev);
+        }
         acc.ok(dev, &["sync"]);
         acc.assert_members(dev, &[&a_id, &b_id]);
         let checks = acc.ok(dev, &["doctor"]);

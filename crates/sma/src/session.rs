@@ -110,6 +110,11 @@ impl Session {
         }
     }
 
+    /// Whether this is an IMAP session.
+    pub fn is_imap(&self) -> bool {
+        matches!(self, Session::Imap(_))
+    }
+
     /// The IMAP session, mutably, if this is one.
     pub fn as_imap_mut(&mut self) -> Option<&mut ImapSession> {
         match self {

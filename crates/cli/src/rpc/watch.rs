@@ -56,12 +56,25 @@ async fn run(
         _ = stop.changed() => return Ok(()),
     };
     let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
+    // Whether the step's error was a network failure: a JMAP session has
+    // no connection that `is_lost` could report, so its errors say it.
+    let transient = std::sync::atomic::AtomicBool::new(false);
+    let note = |e: sma::Error| {
+        if matches!(&e, sma::Error::Imap(i) if i.is_transient()) {
+            transient.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        e
+    };
     loop {
+        transient.store(false, std::sync::atomic::Ordering::Relaxed);
         let step = async {
             let (events, inbox) = {
                 let mut g = s.core.lock().await;
                 let dev = g.device()?;
-                let report = dev.sync_round(&mut t, heartbeat_after).await?;
+                let report = dev
+                    .sync_round(&mut t, heartbeat_after)
+                    .await
+                    .map_err(note)?;
                 let msgs = dev.pending_messages()?;
                 let mut events = report.events;
                 events.extend(msgs.iter().cloned().map(Event::Message));
@@ -72,10 +85,12 @@ async fn run(
                 (events, dev.inbox())
             };
             let _ = events;
-            t.select(&inbox).await.map_err(sma::Error::from)?;
+            t.select(&inbox)
+                .await
+                .map_err(|e| note(sma::Error::from(e)))?;
             t.idle_until(WATCH_POLL, s.kick.notified())
                 .await
-                .map_err(sma::Error::from)?;
+                .map_err(|e| note(sma::Error::from(e)))?;
             Ok::<(), RpcError>(())
         };
         let result = tokio::select! {
@@ -84,7 +99,8 @@ async fn run(
         };
         heartbeat_after = HEARTBEAT_SECS;
         if let Err(e) = result {
-            if !t.is_lost() {
+            let jmap_failed = !t.is_imap() && transient.load(std::sync::atomic::Ordering::Relaxed);
+            if !t.is_lost() && !jmap_failed {
                 return Err(e);
             }
             tracing::warn!(error = %e.message, "watch: connection lost; reconnecting");
