@@ -201,6 +201,46 @@ impl Account {
         took
     }
 
+    /// `init --jmap` with a wrong password exits 3, names JMAP and leaves
+    /// no home behind.
+    fn wrong_password_is_rejected(&self, dev: &str) {
+        let out = self
+            .cmd(dev)
+            .env("SMA_PASSWORD", "not-the-password")
+            .args(["init", "--user", &self.user, "--jmap", &self.jmap_url])
+            .output()
+            .expect("run sma");
+        assert_eq!(out.status.code(), Some(3), "a wrong password is exit 3");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("JMAP login failed"), "{err}");
+        assert!(
+            !err.contains("not-the-password"),
+            "the password leaked: {err}"
+        );
+        assert!(
+            !self.homes.path().join(dev).join("sma.sqlite").exists(),
+            "a failed init left a home"
+        );
+    }
+
+    /// `serve --stdio` on JMAP device `dev` answers `status` over JMAP.
+    fn serve_answers(&self, dev: &str, members: &[&str]) {
+        let mut serve = self.cmd(dev);
+        serve.args(["serve", "--stdio"]);
+        let input = r#"{"jsonrpc":"2.0","method":"status","id":1}"#.to_owned() + "\n";
+        let out = run_with_input(serve, input.as_bytes());
+        let replies = common::json_lines(&out.stdout);
+        assert_eq!(replies.len(), 1, "{replies:?}");
+        let status = &replies[0]["result"];
+        assert_eq!(
+            status["server"]["jmap_url"],
+            self.jmap_url.as_str(),
+            "{replies:?}"
+        );
+        let listed = status["members"].as_array().expect("members");
+        assert_eq!(listed.len(), members.len(), "{status}");
+    }
+
     /// `config set` refuses host, port and security on JMAP device `dev`
     /// (the URL gives them) and leaves it working.
     fn server_settings_are_the_url(&self, dev: &str) {
@@ -248,6 +288,9 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
     let name =
         |n: &str, p: Proto| format!("{n}-{}", if p == Proto::Jmap { "jmap" } else { "imap" });
     let (a, b) = (name("a", founder), name("b", joiner));
+    if founder == Proto::Jmap {
+        acc.wrong_password_is_rejected(&a);
+    }
     let a_init = acc.init(&a, founder);
     assert_eq!(a_init["role"], "founder", "{a_init}");
     let b_init = acc.init(&b, joiner);
@@ -279,6 +322,7 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
     for dev in [&a, &b] {
         if acc.proto(dev) == Proto::Jmap {
             acc.server_settings_are_the_url(dev);
+            acc.serve_answers(dev, &[&a_id, &b_id]);
         }
         acc.ok(dev, &["sync"]);
         acc.assert_members(dev, &[&a_id, &b_id]);
