@@ -17,6 +17,9 @@ use sma_crypto::PreferEncrypt;
 ///   sma --home ~/sma/laptop pair    # shows a code
 ///   sma --home ~/sma/phone  join    # type the code
 ///
+/// A device can talk JMAP instead of IMAP (same account, same group):
+///   sma --home ~/sma/tablet init --jmap https://HOST/.well-known/jmap --user alice@example.org
+///
 /// The IMAP password comes from --password-file, --password-command or the
 /// SMA_PASSWORD environment variable (in that order). Accounts that need
 /// OAuth 2.0 (Outlook.com, Microsoft 365, optionally Gmail) log in with
