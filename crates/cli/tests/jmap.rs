@@ -29,9 +29,25 @@ enum Proto {
     Jmap,
 }
 
+/// Whether Cyrus with its JMAP httpd is unpacked here; prints
+/// `SKIPPED: <test>: <why>` when not.
+fn cyrus_available(test: &str) -> bool {
+    let root = std::env::var("SMA_COMPAT_ROOT").unwrap_or_else(|_| "/var/tmp/sma-compat".into());
+    let httpd = Path::new(&root).join("cyrus/root/usr/lib/cyrus/bin/httpd");
+    if !httpd.exists() {
+        eprintln!(
+            "SKIPPED: {test}: Cyrus with its JMAP httpd is not unpacked ({} missing; run scripts/cyrus-server install as root)",
+            httpd.display()
+        );
+    }
+    httpd.exists()
+}
+
 /// One Cyrus account serving both protocols, with device homes.
 struct Account {
-    server: ScriptServer,
+    /// The rig's server, stopped on drop (`None`: the test runs its own).
+    _rig: Option<ScriptServer>,
+    imap_port: u16,
     jmap_url: String,
     user: String,
     password: String,
@@ -42,14 +58,7 @@ impl Account {
     /// A fresh Cyrus with JMAP and one account, or `None` after printing
     /// `SKIPPED: <why>` when Cyrus or its httpd is not unpacked here.
     fn start(test: &str) -> Option<Account> {
-        let root =
-            std::env::var("SMA_COMPAT_ROOT").unwrap_or_else(|_| "/var/tmp/sma-compat".into());
-        let httpd = Path::new(&root).join("cyrus/root/usr/lib/cyrus/bin/httpd");
-        if !httpd.exists() {
-            eprintln!(
-                "SKIPPED: {test}: Cyrus with its JMAP httpd is not unpacked ({} missing; run scripts/cyrus-server install as root)",
-                httpd.display()
-            );
+        if !cyrus_available(test) {
             return None;
         }
         let server = ScriptServer::start("cyrus", 1, &["--jmap"]);
@@ -61,10 +70,23 @@ impl Account {
         Some(Account {
             user: acc.user.clone(),
             password: acc.password.clone(),
+            imap_port: server.port(),
             jmap_url,
             homes: tempfile::tempdir().expect("temp dir"),
-            server,
+            _rig: Some(server),
         })
+    }
+
+    /// The first account of `own`.
+    fn on(own: &OwnCyrus) -> Account {
+        Account {
+            _rig: None,
+            imap_port: own.port,
+            jmap_url: format!("http://127.0.0.1:{}/.well-known/jmap", own.http_port),
+            user: "user1@sma.test".into(),
+            password: "pass1".into(),
+            homes: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     fn cmd(&self, dev: &str) -> Command {
@@ -87,7 +109,7 @@ impl Account {
 
     /// `init` of device `dev` over `proto`; returns its JSON report.
     fn init(&self, dev: &str, proto: Proto) -> Value {
-        let server = format!("127.0.0.1:{}", self.server.port());
+        let server = format!("127.0.0.1:{}", self.imap_port);
         let mut args = vec!["init", "--user", &self.user, "--name", dev];
         match proto {
             Proto::Jmap => args.extend(["--jmap", &self.jmap_url]),
@@ -157,6 +179,18 @@ impl Account {
     /// `watch` on `dev` delivers, as an event, a message `from` sends while
     /// it runs, and stops cleanly on Ctrl-C. Returns how long delivery took.
     fn watch_delivers(&self, dev: &str, dev_id: &str, from: &str) -> Duration {
+        self.watch_delivers_after(dev, dev_id, from, || {})
+    }
+
+    /// [`Account::watch_delivers`], running `meanwhile` once the watch is
+    /// up, before the message is sent.
+    fn watch_delivers_after(
+        &self,
+        dev: &str,
+        dev_id: &str,
+        from: &str,
+        meanwhile: impl FnOnce(),
+    ) -> Duration {
         let mut watch = self
             .cmd(dev)
             .arg("watch")
@@ -176,6 +210,7 @@ impl Account {
         // Let the first round pass, so that the message arrives while the
         // watch waits.
         std::thread::sleep(Duration::from_secs(2));
+        meanwhile();
         let body = format!("while {dev} watches\n");
         let mut send = self.cmd(from);
         send.args(["send", "--to", dev_id]);
@@ -403,4 +438,96 @@ fn an_http_jmap_url_to_another_host_is_refused_without_allow_insecure() {
         !homes.path().join("x").join("sma.sqlite").exists(),
         "a refused init left a home"
     );
+}
+
+/// A Cyrus with JMAP that a test stops and starts again itself, on the
+/// same directory and ports (the rig's `ScriptServer` only starts once).
+struct OwnCyrus {
+    dir: tempfile::TempDir,
+    port: u16,
+    http_port: u16,
+}
+
+impl OwnCyrus {
+    fn script() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cyrus-server")
+    }
+
+    fn new() -> OwnCyrus {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (port, mut http_port) = (free(), free());
+        while http_port == port {
+            http_port = free();
+        }
+        let own = OwnCyrus {
+            dir: tempfile::Builder::new()
+                .prefix("sma-cyrus-own-")
+                .tempdir()
+                .expect("temp dir"),
+            port,
+            http_port,
+        };
+        own.start();
+        own
+    }
+
+    fn start(&self) {
+        let out = Command::new("bash")
+            .arg(Self::script())
+            .args(["start", "--accounts", "1", "--jmap", "--dir"])
+            .arg(self.dir.path())
+            .args(["--port", &self.port.to_string()])
+            .args(["--http-port", &self.http_port.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cyrus-server");
+        assert!(
+            out.status.success(),
+            "cyrus-server start: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .args(["stop", "--dir"])
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for OwnCyrus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn watch_on_a_jmap_device_survives_a_server_restart() {
+    let test = "watch_on_a_jmap_device_survives_a_server_restart";
+    if !cyrus_available(test) {
+        return;
+    }
+    let own = OwnCyrus::new();
+    let acc = Account::on(&own);
+    let a = acc.init("a-jmap", Proto::Jmap);
+    let b = acc.init("b-imap", Proto::Imap);
+    let a_id = a["device_id"].as_str().expect("id").to_owned();
+    let b_id = b["device_id"].as_str().expect("id").to_owned();
+    acc.pair("a-jmap", "b-imap", &b_id);
+    let took = acc.watch_delivers_after("a-jmap", &a_id, "b-imap", || {
+        own.stop();
+        std::thread::sleep(Duration::from_secs(2));
+        own.start();
+    });
+    acc.assert_members("a-jmap", &[&a_id, &b_id]);
+    eprintln!("== {test}: delivered {took:?} after the send that followed the restart");
 }

@@ -318,6 +318,33 @@ mod tests {
     }
 
     #[test]
+    fn a_jmap_device_opens_a_jmap_session_with_its_settings() {
+        let mut c =
+            ServerConfig::for_jmap("https://h.example/.well-known/jmap", "a@b").expect("url");
+        c.ca_file = Some("/etc/ca.pem".into());
+        match c.session_config(&Password::new("p")) {
+            SessionConfig::Jmap { config, token } => {
+                assert_eq!(config.session_url, "https://h.example/.well-known/jmap");
+                assert_eq!(config.user, "a@b");
+                assert_eq!(config.ca_file, c.ca_file);
+                assert!(matches!(config.auth, JmapAuth::Basic(ref p) if p.expose() == "p"));
+                assert!(token.is_none());
+            }
+            other => panic!("not JMAP: {other:?}"),
+        }
+        c.oauth2_token_command = Some("print-token".into());
+        assert!(matches!(
+            c.session_config(&Password::default()),
+            SessionConfig::Jmap { token: Some(_), .. }
+        ));
+        let imap: ServerConfig = serde_json::from_str(&stored("tls")).expect("imap");
+        assert!(matches!(
+            imap.session_config(&Password::new("p")),
+            SessionConfig::Imap(_)
+        ));
+    }
+
+    #[test]
     fn an_unknown_security_is_an_error_not_tls() {
         for bad in ["ssl", "TLS", "", "starttls "] {
             let e = serde_json::from_str::<ServerConfig>(&stored(bad))
