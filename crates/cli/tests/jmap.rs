@@ -155,3 +155,73 @@ fn watch_on_a_jmap_device_survives_a_server_restart() {
     acc.assert_members("a-jmap", &[&a_id, &b_id]);
     eprintln!("== {test}: delivered {took:?} after the send that followed the restart");
 }
+
+/// The position of a character in the middle of the armored block that
+/// starts with `begin` (a base64 line, not a header).
+fn inside_armor(text: &str, begin: &str) -> usize {
+    let at = text.find(begin).expect("armor");
+    let lines: Vec<(usize, &str)> = text[at..]
+        .split("\r\n")
+        .scan(at, |off, l| {
+            let start = *off;
+            *off += l.len() + 2;
+            Some((start, l))
+        })
+        .take_while(|(_, l)| !l.starts_with("-----END"))
+        .filter(|(_, l)| l.len() >= 40 && !l.contains(':'))
+        .collect();
+    let (start, line) = lines[lines.len() / 2];
+    start + line.len() / 2
+}
+
+#[test]
+fn replayed_and_tampered_messages_reaching_a_jmap_device_change_nothing() {
+    let test = "replayed_and_tampered_messages_reaching_a_jmap_device_change_nothing";
+    let Some(acc) = Account::start(test) else {
+        return;
+    };
+    let a_init = acc.init("a-imap", Proto::Imap);
+    let b_init = acc.init("b-jmap", Proto::Jmap);
+    let a_id = a_init["device_id"].as_str().expect("id").to_owned();
+    let b_id = b_init["device_id"].as_str().expect("id").to_owned();
+    let b_inbox = b_init["folders"]["inbox"]
+        .as_str()
+        .expect("inbox")
+        .to_owned();
+    acc.pair("a-imap", "b-jmap", &b_id);
+
+    // A replayed application message is delivered once.
+    let id = acc.send("a-imap", &b_id, "once\n");
+    let (_, app) = acc
+        .messages_in(&b_inbox)
+        .into_iter()
+        .find(|(_, m)| String::from_utf8_lossy(m).contains(&id))
+        .expect("the message in b's inbox");
+    assert_eq!(acc.recv_bodies("b-jmap"), vec!["once\n"]);
+    acc.append(&b_inbox, &app);
+    assert!(
+        acc.recv_bodies("b-jmap").is_empty(),
+        "a replay reached the JMAP device's application"
+    );
+
+    // A message with one character of its ciphertext changed is
+    // quarantined, with a log line, and not delivered.
+    let id = acc.send("a-imap", &b_id, "tampered\n");
+    let text = String::from_utf8(acc.intercept(&b_inbox, &id)).expect("7-bit message");
+    let pos = inside_armor(&text, "-----BEGIN PGP MESSAGE-----");
+    let mut bytes = text.into_bytes();
+    bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
+    acc.append(&b_inbox, &bytes);
+    let out = acc.run("b-jmap", &["sync", "-v"]);
+    assert!(out.status.success(), "sync on b-jmap failed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("quarantined").count(), 1, "{log}");
+    assert!(
+        acc.recv_bodies("b-jmap").is_empty(),
+        "a tampered message was delivered"
+    );
+
+    // The device keeps working both ways.
+    acc.message("a-imap", &a_id, "b-jmap", &b_id, "after the attacks\n");
+    acc.message("b-jmap", &b_id, "a-imap", &a_id, "and back\n");
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
+use sma_imap::{ImapConfig, ImapSession, Security, Transport, Uid, UidRange};
 use sma_testrig::ScriptServer;
 
 use super::{read_code, run_with_input};
@@ -20,6 +21,31 @@ use super::{read_code, run_with_input};
 pub enum Proto {
     Imap,
     Jmap,
+}
+
+/// A fresh IMAP session on an account (the hostile provider's hands on
+/// it, beside sma's devices), with the runtime to drive it.
+struct Imap {
+    rt: tokio::runtime::Runtime,
+    t: ImapSession,
+}
+
+impl Imap {
+    fn login(acc: &Account) -> Imap {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut c = ImapConfig::new(
+            "127.0.0.1",
+            Security::Plain,
+            &acc.user,
+            acc.password.as_str(),
+        );
+        c.port = acc.imap_port;
+        let t = rt.block_on(ImapSession::connect(&c)).expect("IMAP login");
+        Imap { rt, t }
+    }
 }
 
 /// Whether Cyrus with its JMAP httpd is unpacked here; prints
@@ -284,6 +310,68 @@ impl Account {
         }
         let host = self.ok(dev, &["config", "get", "server.host"]);
         assert_eq!(host[0]["value"], "127.0.0.1", "{host:?}");
+    }
+
+    /// `send --to to_id` of `body` from `from`; the message id.
+    pub fn send(&self, from: &str, to_id: &str, body: &str) -> String {
+        let mut send = self.cmd(from);
+        send.args(["send", "--to", to_id]);
+        let sent = super::expect_ok(&run_with_input(send, body.as_bytes()), from, &["send"]);
+        sent[0]["message_id"]
+            .as_str()
+            .expect("message id")
+            .to_owned()
+    }
+
+    /// The bodies `recv` on `dev` gives now.
+    pub fn recv_bodies(&self, dev: &str) -> Vec<String> {
+        self.ok(dev, &["recv"]).iter().map(body_of).collect()
+    }
+
+    /// Every message of `folder`, read over IMAP: UID and bytes.
+    pub fn messages_in(&self, folder: &str) -> Vec<(Uid, Vec<u8>)> {
+        let Imap { rt, mut t } = Imap::login(self);
+        rt.block_on(async {
+            t.select(folder).await.expect("select");
+            let uids: Vec<Uid> = t
+                .fetch_headers(UidRange::all())
+                .await
+                .expect("headers")
+                .iter()
+                .map(|h| h.uid)
+                .collect();
+            let all = t.fetch_messages(&uids, u32::MAX).await.expect("messages");
+            let _ = t.logout().await;
+            all.into_iter()
+                .map(|m| (m.uid, m.body.expect("a whole body")))
+                .collect()
+        })
+    }
+
+    /// The message of `folder` whose bytes contain `needle`, taken away
+    /// over IMAP before its device sees it: its bytes.
+    pub fn intercept(&self, folder: &str, needle: &str) -> Vec<u8> {
+        let (uid, bytes) = self
+            .messages_in(folder)
+            .into_iter()
+            .find(|(_, m)| String::from_utf8_lossy(m).contains(needle))
+            .unwrap_or_else(|| panic!("no message with {needle} in {folder}"));
+        let Imap { rt, mut t } = Imap::login(self);
+        rt.block_on(async {
+            t.select(folder).await.expect("select");
+            t.delete_messages(&[uid]).await.expect("expunge");
+            let _ = t.logout().await;
+        });
+        bytes
+    }
+
+    /// Appends `bytes` to `folder` over IMAP (a replay or a forgery).
+    pub fn append(&self, folder: &str, bytes: &[u8]) {
+        let Imap { rt, mut t } = Imap::login(self);
+        rt.block_on(async {
+            t.append(folder, &[], bytes).await.expect("append");
+            let _ = t.logout().await;
+        });
     }
 
     /// `status` of `dev`: every id in `members` is an active member.
