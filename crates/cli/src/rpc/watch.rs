@@ -4,12 +4,16 @@
 
 use sma::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
 use sma::Event;
-use sma::SessionConfig;
+use sma::{Session, SessionConfig};
 use sma_imap::{Backoff, Transport};
 
 use super::protocol::RpcError;
 use super::server::{Shared, WatchTask};
 use crate::views::WatchStopped;
+
+/// The pause before a JMAP device's watch opens a new session after a
+/// network or server failure.
+const JMAP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the watch unless it runs already.
 pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
@@ -104,18 +108,40 @@ async fn run(
                 return Err(e);
             }
             tracing::warn!(error = %e.message, "watch: connection lost; reconnecting");
-            let mut attempts = 0u32;
-            let mut backoff = Backoff::default();
-            let reconnect = config.connect_with_retry(&mut backoff, u32::MAX, |n, _, _| {
-                attempts = n;
-            });
-            t = tokio::select! {
-                r = reconnect => r.map_err(sma::Error::from)?,
-                _ = stop.changed() => return Ok(()),
+            let Some((again, attempts)) = reconnect(&config, jmap_failed, &mut stop).await? else {
+                return Ok(());
             };
+            t = again;
             s.event(&Event::Reconnected {
                 attempts: attempts + 1,
             })?;
         }
     }
+}
+
+/// A new session after a lost one (after a pause if it was a JMAP
+/// failure: a server that answers the session but fails every call must
+/// not make the loop spin), with the attempts it took; `None` once `stop`
+/// changes.
+async fn reconnect(
+    config: &SessionConfig,
+    jmap_failed: bool,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<(Session, u32)>, RpcError> {
+    if jmap_failed {
+        tokio::select! {
+            () = tokio::time::sleep(JMAP_RETRY_PAUSE) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+    }
+    let mut attempts = 0u32;
+    let mut backoff = Backoff::default();
+    let again = config.connect_with_retry(&mut backoff, u32::MAX, |n, _, _| {
+        attempts = n;
+    });
+    let t = tokio::select! {
+        r = again => r.map_err(sma::Error::from)?,
+        _ = stop.changed() => return Ok(None),
+    };
+    Ok(Some((t, attempts)))
 }
