@@ -69,9 +69,59 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
             "doctor on {dev}: {checks:#?}"
         );
     }
+    let c = removal(&acc, (&a, &a_id), (&b, &b_id), joiner);
     eprintln!(
-        "== {test}: {a} founded, {b} joined; messages both ways; watch delivered on {b} in {on_b:?}, on {a} in {on_a:?}"
+        "== {test}: {a} founded, {b} joined; messages both ways; watch delivered on {b} in {on_b:?}, on {a} in {on_a:?}; {c} paired by {b}, removed by {a}"
     );
+}
+
+/// A third device on `proto` is paired by `b` and removed by `a`: it exits
+/// 4 from then on, its inbox is gone, and `a` and `b` no longer list it as
+/// active. Returns its name.
+fn removal(
+    acc: &Account,
+    (a, a_id): (&str, &str),
+    (b, b_id): (&str, &str),
+    proto: Proto,
+) -> String {
+    let c = format!("c-{}", if proto == Proto::Jmap { "jmap" } else { "imap" });
+    let c_init = acc.init(&c, proto);
+    let c_id = c_init["device_id"].as_str().expect("id").to_owned();
+    let c_inbox = c_init["folders"]["inbox"]
+        .as_str()
+        .expect("inbox")
+        .to_owned();
+    acc.pair(b, &c, &c_id);
+    acc.ok(&c, &["sync"]);
+    acc.ok(a, &["sync"]);
+    let removed = acc.ok(a, &["remove", &c_id]);
+    assert_eq!(
+        removed[0]["removed"],
+        serde_json::json!([c_id]),
+        "{removed:?}"
+    );
+    let gone = acc.run(&c, &["sync"]);
+    assert_eq!(gone.status.code(), Some(4), "a removed device exits 4");
+    for dev in [b, a] {
+        acc.ok(dev, &["sync"]);
+        let s = acc.ok(dev, &["status"]).remove(0);
+        let members = s["members"].as_array().expect("members");
+        let state = |id: &str| {
+            members
+                .iter()
+                .find(|m| m["device_id"] == id)
+                .map(|m| m["state"].clone())
+        };
+        assert_eq!(state(a_id), Some("active".into()), "{dev}: {s}");
+        assert_eq!(state(b_id), Some("active".into()), "{dev}: {s}");
+        assert_ne!(state(&c_id), Some("active".into()), "{dev}: {s}");
+        let folders = s["folders"].as_array().expect("folders");
+        assert!(
+            folders.iter().all(|f| f["name"] != c_inbox.as_str()),
+            "{dev} still sees {c_inbox}: {s}"
+        );
+    }
+    c
 }
 
 #[test]
