@@ -11,6 +11,8 @@
 mod common;
 
 use std::process::Command;
+
+use base64::Engine as _;
 use std::time::Duration;
 
 use common::cyrus::{cyrus_available, Account, OwnCyrus, Proto};
@@ -54,6 +56,8 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
         "from a to b: grüße über zwei Protokolle\n",
     );
     acc.message(&b, &b_id, &a, &a_id, "from b to a\n");
+    keyring_replicates(&acc, &a, &b);
+    keyring_replicates(&acc, &b, &a);
     let on_b = acc.watch_delivers(&b, &b_id, &a);
     let on_a = acc.watch_delivers(&a, &a_id, &b);
     for dev in [&a, &b] {
@@ -72,6 +76,40 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
     let c = removal(&acc, (&a, &a_id), (&b, &b_id), joiner);
     eprintln!(
         "== {test}: {a} founded, {b} joined; messages both ways; watch delivered on {b} in {on_b:?}, on {a} in {on_a:?}; {c} paired by {b}, removed by {a}"
+    );
+}
+
+/// A correspondent's key observed on `from` reaches `to` with the next
+/// syncs (ops in sync messages, across the protocols).
+fn keyring_replicates(acc: &Account, from: &str, to: &str) {
+    let addr = format!("bob-via-{from}@example.org");
+    let key = sma_crypto::AccountKey::generate(&mut rand::rngs::OsRng, &addr, 1_700_000_000)
+        .expect("key");
+    let header = format!(
+        "addr={addr}; prefer-encrypt=mutual; keydata={}",
+        base64::engine::general_purpose::STANDARD.encode(key.public_bytes())
+    );
+    let observed = acc.ok(
+        from,
+        &[
+            "keys",
+            "observe",
+            "--from",
+            &addr,
+            "--date",
+            "Fri, 1 Mar 2024 10:00:00 +0000",
+            "--autocrypt",
+            &header,
+        ],
+    );
+    assert_eq!(observed[0]["autocrypt"], "valid", "{observed:?}");
+    acc.ok(from, &["sync"]);
+    acc.ok(to, &["sync"]);
+    let shown = acc.ok(to, &["keys", "show", &addr]);
+    assert_eq!(
+        shown[0]["fingerprint"],
+        key.fingerprint().to_string().as_str(),
+        "{shown:?}"
     );
 }
 
