@@ -93,6 +93,7 @@ impl Rig {
             allow_insecure: false,
             user: self.server.account(account).user.clone(),
             oauth2_token_command: None,
+            jmap_url: None,
         }
     }
 

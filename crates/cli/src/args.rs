@@ -17,6 +17,9 @@ use sma_crypto::PreferEncrypt;
 ///   sma --home ~/sma/laptop pair    # shows a code
 ///   sma --home ~/sma/phone  join    # type the code
 ///
+/// A device can talk JMAP instead of IMAP (same account, same group):
+///   sma --home ~/sma/tablet init --jmap https://HOST/.well-known/jmap --user alice@example.org
+///
 /// The IMAP password comes from --password-file, --password-command or the
 /// SMA_PASSWORD environment variable (in that order). Accounts that need
 /// OAuth 2.0 (Outlook.com, Microsoft 365, optionally Gmail) log in with
@@ -117,8 +120,13 @@ pub enum Command {
     /// password is read. If the command fails, prints nothing or takes
     /// longer than 120 s, sma says so and exits 1; a token the server
     /// rejects exits 3.
+    ///
+    /// JMAP: pass --jmap URL instead of --server, with URL the server's JMAP
+    /// session resource (usually https://HOST/.well-known/jmap). The device
+    /// then talks JMAP for good, and pairs and messages with the account's
+    /// IMAP devices, which see the same folders.
     #[command(
-        after_long_help = "Examples:\n  sma init --user alice@posteo.de            # provider from the address\n  sma init --server imap.example.org --user alice@example.org\n  sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'"
+        after_long_help = "Examples:\n  sma init --user alice@posteo.de            # provider from the address\n  sma init --server imap.example.org --user alice@example.org\n  sma init --user alice@outlook.com --oauth2-token-command 'oama access alice@outlook.com'\n  sma init --jmap https://mail.example.org/.well-known/jmap --user alice@example.org"
     )]
     Init(InitArgs),
     /// Pair a pending device: show a code and wait until it has joined.
@@ -273,7 +281,17 @@ pub struct InitArgs {
     /// @gmail.com; see docs/COMPATIBILITY.md].
     #[arg(long, value_name = "HOST[:PORT]")]
     pub server: Option<String>,
-    /// IMAP login (the account address).
+    /// Talk JMAP (RFC 8620/8621) instead of IMAP: the URL of the server's
+    /// JMAP session resource, usually `https://HOST/.well-known/jmap` (e.g.
+    /// https://api.fastmail.com/jmap/session for Fastmail). The device
+    /// joins the same group as the account's IMAP devices: both see the
+    /// same folders. `http://` only to a loopback address unless
+    /// --allow-insecure. Log in with the password (HTTP Basic), or with
+    /// --oauth2-token-command (a Bearer token); later commands connect over
+    /// JMAP by themselves.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "security"])]
+    pub jmap: Option<String>,
+    /// Login (the account address), over IMAP or JMAP.
     #[arg(long)]
     pub user: String,
     /// Connection security of --server [default: tls].
@@ -282,8 +300,8 @@ pub struct InitArgs {
     /// PEM file of the CA(s) to trust instead of the web PKI (private servers).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
-    /// Allow --security plain to a host that is not loopback (the password
-    /// and everything else travel unencrypted).
+    /// Allow --security plain (or an http:// --jmap URL) to a host that is
+    /// not loopback (the password and everything else travel unencrypted).
     #[arg(long)]
     pub allow_insecure: bool,
     /// Name of this device [default: the host name].

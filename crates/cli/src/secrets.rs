@@ -42,7 +42,7 @@ pub fn password(
         }
     }
     Err(sma::Error::Usage(
-        "no IMAP password: pass --password-file FILE or --password-command CMD, set SMA_PASSWORD, or store a command with `sma config set password-command CMD`".into(),
+        "no password: pass --password-file FILE or --password-command CMD, set SMA_PASSWORD, or store a command with `sma config set password-command CMD`".into(),
     )
     .into())
 }

@@ -24,7 +24,15 @@ fn rules() -> BTreeMap<&'static str, (Vec<&'static str>, Vec<&'static str>)> {
         (
             "sma",
             (
-                vec!["sma-proto", "sma-crypto", "sma-imap", "sma-store"],
+                // sma-jmap: a device made with `init --jmap` connects
+                // through it (`sma::Session`, either transport).
+                vec![
+                    "sma-proto",
+                    "sma-crypto",
+                    "sma-imap",
+                    "sma-jmap",
+                    "sma-store",
+                ],
                 vec![],
             ),
         ),

@@ -41,8 +41,9 @@ pub enum ImapError {
         /// Why, with what to do about it.
         reason: String,
     },
-    /// The server refused the login (a `NO` to `LOGIN`/`AUTHENTICATE`).
-    #[error("IMAP login failed for {user} at {addr}: {server_text} — check the password")]
+    /// The server refused the login (a `NO` to `LOGIN`/`AUTHENTICATE`;
+    /// over JMAP an HTTP 401, with `addr` the session URL).
+    #[error("{} login failed for {user} at {addr}: {server_text} — check the password", protocol_of(.addr))]
     AuthRejected {
         /// The login name.
         user: String,
@@ -54,7 +55,7 @@ pub enum ImapError {
     },
     /// The server refused the OAuth 2.0 access token (a `NO` to
     /// `AUTHENTICATE OAUTHBEARER`/`XOAUTH2`).
-    #[error("OAuth 2.0 login failed for {user} at {addr}: {server_text} — the server rejected the access token: check that the token command prints a current token for this account, with the scope for IMAP")]
+    #[error("OAuth 2.0 login failed for {user} at {addr}: {server_text} — the server rejected the access token: check that the token command prints a current token for this account, with the scope for {}", protocol_of(.addr))]
     TokenRejected {
         /// The login name.
         user: String,
@@ -84,7 +85,7 @@ pub enum ImapError {
     },
     /// [`crate::Security::Plain`] to a host that is not loopback without
     /// `allow_insecure`: refused before connecting.
-    #[error("refusing to send the IMAP password unencrypted to {host}: plain connections are only allowed to loopback addresses — use --security tls or starttls (or --allow-insecure if you really mean it)")]
+    #[error("refusing to send the password unencrypted to {host}: plain connections (IMAP --security plain, JMAP http://) are only allowed to loopback addresses — use --security tls or starttls, or an https:// JMAP URL (or --allow-insecure if you really mean it)")]
     InsecureRefused {
         /// The host as configured.
         host: String,
@@ -202,6 +203,16 @@ pub enum ImapError {
         /// The server's text (with its response code), or what contradicts.
         text: String,
     },
+}
+
+/// `JMAP` for an address that is a URL (a JMAP session resource), else
+/// `IMAP`: the protocol named in login errors.
+fn protocol_of(addr: &str) -> &'static str {
+    if addr.starts_with("https://") || addr.starts_with("http://") {
+        "JMAP"
+    } else {
+        "IMAP"
+    }
 }
 
 impl ImapError {
@@ -323,6 +334,26 @@ mod tests {
         assert!(e.is_auth());
         assert!(!e.is_retryable());
         assert_eq!(e.exit_code(), 3);
+    }
+
+    #[test]
+    fn a_login_rejected_over_jmap_says_jmap() {
+        let e = ImapError::AuthRejected {
+            user: "alice@example.org".into(),
+            addr: "https://mail.example.org/.well-known/jmap".into(),
+            server_text: "HTTP 401 Unauthorized".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "JMAP login failed for alice@example.org at https://mail.example.org/.well-known/jmap: \
+             HTTP 401 Unauthorized — check the password"
+        );
+        let t = ImapError::TokenRejected {
+            user: "alice@example.org".into(),
+            addr: "http://127.0.0.1:8008/.well-known/jmap".into(),
+            server_text: "HTTP 401 Unauthorized".into(),
+        };
+        assert!(t.to_string().ends_with("with the scope for JMAP"), "{t}");
     }
 
     #[test]

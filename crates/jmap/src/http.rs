@@ -218,16 +218,26 @@ impl Http {
             .and_then(Value::as_str)
             .map(|s| s.chars().take(300).collect::<String>())
             .unwrap_or_else(|| {
-                String::from_utf8_lossy(&body[..body.len().min(300)])
+                let text = String::from_utf8_lossy(&body[..body.len().min(300)])
                     .trim()
-                    .to_owned()
+                    .to_owned();
+                // An HTML error page says nothing the status does not.
+                if text.starts_with('<') {
+                    String::new()
+                } else {
+                    text
+                }
             });
         let kind = problem
             .as_ref()
             .and_then(|p| p.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        let text = format!("HTTP {status}: {detail}");
+        let text = if detail.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            format!("HTTP {status}: {detail}")
+        };
         let addr = self.config.session_url.clone();
         let user = self.config.user.clone();
         match status.as_u16() {

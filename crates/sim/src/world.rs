@@ -349,6 +349,7 @@ impl World {
                         allow_insecure: false,
                         user: ACCOUNT.into(),
                         oauth2_token_command: None,
+                        jmap_url: None,
                     },
                     name: self.slots[i].name.clone(),
                     layout,

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sma_imap::{ImapConfig, Password, Security};
+use sma_imap::{ImapConfig, Password, Security, TokenSource};
+use sma_jmap::{JmapAuth, JmapConfig};
 
 use crate::oauth2::TokenCommand;
+use crate::session::SessionConfig;
 
 /// How to reach the IMAP server and how to log in (everything but the
 /// password or token).
@@ -30,6 +32,12 @@ pub struct ServerConfig {
     /// token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2_token_command: Option<String>,
+    /// JMAP instead of IMAP: the URL of the JMAP session resource (e.g.
+    /// `https://host/.well-known/jmap`), set by `init --jmap`. `host`,
+    /// `port` and `security` then describe that URL (`tls` for `https`,
+    /// `plain` for `http`) and serve only for display. Absent: IMAP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jmap_url: Option<String>,
 }
 
 impl ServerConfig {
@@ -46,6 +54,91 @@ impl ServerConfig {
     /// Whether login is by OAuth 2.0 token (then no password is needed).
     pub fn uses_oauth2(&self) -> bool {
         self.oauth2_token_command.is_some()
+    }
+
+    /// The settings of a JMAP device (`init --jmap URL`) for `url`, the
+    /// JMAP session resource: host, port and security taken from the URL
+    /// (for display and the insecure-connection checks), no CA file,
+    /// nothing insecure allowed, no token command. A URL that is not
+    /// `http(s)://HOST[:PORT]/...` is a usage error.
+    pub fn for_jmap(url: &str, user: &str) -> crate::Result<ServerConfig> {
+        let bad = |why: &str| {
+            crate::Error::Usage(format!(
+                "--jmap {url:?}: {why}; give the JMAP session resource, e.g. https://mail.example.org/.well-known/jmap"
+            ))
+        };
+        let (security, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (Security::Tls, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (Security::Plain, rest)
+        } else {
+            return Err(bad("not an https:// (or loopback http://) URL"));
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let authority = authority.rsplit('@').next().unwrap_or_default();
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (host, tail) = v6
+                    .split_once(']')
+                    .ok_or_else(|| bad("unclosed [ in the host"))?;
+                (host, tail.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,
+            None if security == Security::Tls => 443,
+            None => 80,
+        };
+        Ok(ServerConfig {
+            host: host.to_owned(),
+            port,
+            security,
+            ca_file: None,
+            allow_insecure: false,
+            user: user.to_owned(),
+            oauth2_token_command: None,
+            jmap_url: Some(url.to_owned()),
+        })
+    }
+
+    /// Whether this device talks JMAP ([`ServerConfig::jmap_url`]).
+    pub fn is_jmap(&self) -> bool {
+        self.jmap_url.is_some()
+    }
+
+    /// The protocol's name as shown to users: `IMAP` or `JMAP`.
+    pub fn protocol(&self) -> &'static str {
+        if self.is_jmap() {
+            "JMAP"
+        } else {
+            "IMAP"
+        }
+    }
+
+    /// How to open a session of this device's protocol, without the IMAP
+    /// login hint ([`crate::Device::session_config`] adds it): a JMAP
+    /// device logs in with HTTP Basic and the password, or with a Bearer
+    /// token from the token command.
+    pub fn session_config(&self, password: &Password) -> SessionConfig {
+        let Some(url) = &self.jmap_url else {
+            return SessionConfig::Imap(self.imap_config(password));
+        };
+        let mut config = JmapConfig::new(url.clone(), self.user.clone(), String::new());
+        config.auth = JmapAuth::Basic(password.clone());
+        config.ca_file = self.ca_file.clone();
+        config.allow_insecure = self.allow_insecure;
+        let token = self
+            .oauth2_token_command
+            .as_ref()
+            .map(|cmd| Arc::new(TokenCommand::new(cmd.clone())) as Arc<dyn TokenSource>);
+        SessionConfig::Jmap { config, token }
     }
 
     /// The transport configuration: with the password, or, when a token
@@ -189,6 +282,66 @@ mod tests {
         assert_eq!(back, with);
         assert!(back.uses_oauth2());
         assert!(back.imap_config(&Password::default()).oauth2.is_some());
+    }
+
+    #[test]
+    fn a_jmap_url_gives_host_port_and_security() {
+        let c = ServerConfig::for_jmap("https://mail.example.org/.well-known/jmap", "a@b")
+            .expect("https");
+        assert_eq!(
+            (c.host.as_str(), c.port, c.security),
+            ("mail.example.org", 443, Security::Tls)
+        );
+        assert!(c.is_jmap());
+        let c = ServerConfig::for_jmap("http://[::1]:8080/jmap", "a@b").expect("v6");
+        assert_eq!(
+            (c.host.as_str(), c.port, c.security),
+            ("::1", 8080, Security::Plain)
+        );
+        let c =
+            ServerConfig::for_jmap("http://127.0.0.1:8008/.well-known/jmap", "a@b").expect("v4");
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8008));
+        // Stored and read back with its URL; older homes have none (IMAP).
+        let text = serde_json::to_string(&c).expect("encode");
+        assert_eq!(serde_json::from_str::<ServerConfig>(&text).ok(), Some(c));
+        assert!(!serde_json::from_str::<ServerConfig>(&stored("tls"))
+            .expect("imap")
+            .is_jmap());
+        for bad in [
+            "imap.example.org",
+            "ftp://x/",
+            "https:///jmap",
+            "https://h:port/",
+        ] {
+            assert!(ServerConfig::for_jmap(bad, "a@b").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_jmap_device_opens_a_jmap_session_with_its_settings() {
+        let mut c =
+            ServerConfig::for_jmap("https://h.example/.well-known/jmap", "a@b").expect("url");
+        c.ca_file = Some("/etc/ca.pem".into());
+        match c.session_config(&Password::new("p")) {
+            SessionConfig::Jmap { config, token } => {
+                assert_eq!(config.session_url, "https://h.example/.well-known/jmap");
+                assert_eq!(config.user, "a@b");
+                assert_eq!(config.ca_file, c.ca_file);
+                assert!(matches!(config.auth, JmapAuth::Basic(ref p) if p.expose() == "p"));
+                assert!(token.is_none());
+            }
+            other => panic!("not JMAP: {other:?}"),
+        }
+        c.oauth2_token_command = Some("print-token".into());
+        assert!(matches!(
+            c.session_config(&Password::default()),
+            SessionConfig::Jmap { token: Some(_), .. }
+        ));
+        let imap: ServerConfig = serde_json::from_str(&stored("tls")).expect("imap");
+        assert!(matches!(
+            imap.session_config(&Password::new("p")),
+            SessionConfig::Imap(_)
+        ));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use sma_crypto::DeviceKey;
-use sma_imap::{ImapSession, Password};
+use sma_imap::Password;
 use sma_proto::core::CoreState;
 use sma_proto::device::Identity;
 use sma_proto::folders::{FolderNames, Layout};
@@ -16,6 +16,7 @@ use sma_store::{Durability, Store};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{DeleteBehaviour, Role, ServerConfig};
 use crate::error::{Error, Result};
+use crate::session::Session;
 
 /// File name of the store inside a home.
 pub const STORE_FILE: &str = "sma.sqlite";
@@ -164,11 +165,12 @@ impl Device {
         self.info.folders.inbox(&self.info.id)
     }
 
-    /// Connects to the server with the stored settings and login hint, and
-    /// keeps what the login learnt as the next hint
+    /// Connects to the server with the stored settings — over JMAP for a
+    /// device made with `init --jmap`, else over IMAP with the stored login
+    /// hint, keeping what the login learnt as the next hint
     /// ([`Device::remember_login`]).
-    pub async fn connect(&mut self, password: &Password) -> Result<ImapSession> {
-        let session = ImapSession::connect(&self.imap_config(password)?).await?;
+    pub async fn connect(&mut self, password: &Password) -> Result<Session> {
+        let session = self.session_config(password)?.connect().await?;
         self.remember_login(&session);
         Ok(session)
     }

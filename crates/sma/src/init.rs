@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rand_core::{CryptoRngCore, RngCore as _};
 use serde::Serialize;
 use sma_crypto::{AccountKey, DeviceKey};
-use sma_imap::{ImapSession, Password, Transport};
+use sma_imap::{Password, Transport};
 use sma_proto::core::CoreState;
 use sma_proto::device::{build_announcement, Identity};
 use sma_proto::folders::{FolderNames, Layout};
@@ -80,21 +80,24 @@ pub fn check_home_free(home: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `init`: connects, founds or announces, and only then writes the home.
+/// Runs `init`: connects (over JMAP when [`ServerConfig::jmap_url`] is
+/// set, else IMAP), founds or announces, and only then writes the home.
 pub async fn init(opts: InitOptions, password: &Password) -> Result<InitReport> {
     check_home_free(&opts.home)?;
-    let mut t = ImapSession::connect(&opts.server.imap_config(password)).await?;
+    let mut t = opts.server.session_config(password).connect().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let home = opts.home.clone();
     let report = init_on(&mut t, opts, clock, Box::new(rand::rngs::OsRng)).await?;
     // The first login hint: the next command need not wait for the greeting.
-    match Store::open(&home.join(STORE_FILE)) {
-        Ok(mut store) => {
-            if let Err(e) = crate::login_hint::remember(&mut store, &t) {
-                tracing::warn!(error = %e, "cannot store the IMAP login hint");
+    if let Some(imap) = t.as_imap() {
+        match Store::open(&home.join(STORE_FILE)) {
+            Ok(mut store) => {
+                if let Err(e) = crate::login_hint::remember(&mut store, imap) {
+                    tracing::warn!(error = %e, "cannot store the IMAP login hint");
+                }
             }
+            Err(e) => tracing::warn!(error = %e, "cannot store the IMAP login hint"),
         }
-        Err(e) => tracing::warn!(error = %e, "cannot store the IMAP login hint"),
     }
     let _ = t.logout().await;
     Ok(report)

@@ -5,7 +5,8 @@
 //! using only dedicated folders on the account's IMAP server.
 //!
 //! This crate drives the sans-IO protocol core (`sma-proto`) over any
-//! [`sma_imap::Transport`] (the real IMAP session, or a simulated server),
+//! [`sma_imap::Transport`] (the real IMAP session, a JMAP session from
+//! `sma-jmap` — [`Session`] is either — or a simulated server),
 //! with a SQLite store (`sma-store`) per device home. Front ends — the `sma`
 //! command-line program and the JSON-RPC server — are thin layers over
 //! [`Device`] and [`init::init`].
@@ -44,6 +45,7 @@ mod outbound;
 pub mod pair;
 pub mod providers;
 pub mod round;
+pub mod session;
 pub mod settings;
 pub mod status;
 mod watch;
@@ -55,6 +57,7 @@ pub use device::{Device, DeviceInfo, STORE_FILE};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{AppMessage, Event};
 pub use outbound::{SendReport, APP_INBOX_CAP};
+pub use session::{Session, SessionConfig};
 pub use sma_crypto::PairingCode;
 pub use sma_imap::{ImapSession, Password};
 pub use sma_proto::DeviceId;

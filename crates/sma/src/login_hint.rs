@@ -24,6 +24,7 @@ use sma_store::Store;
 
 use crate::device::Device;
 use crate::error::Result;
+use crate::session::{Session, SessionConfig};
 
 /// The store key.
 pub(crate) const META_LOGIN_HINT: &str = "imap_login_hint";
@@ -174,10 +175,23 @@ impl Device {
         }
     }
 
-    /// Keeps the capabilities `session` saw before login as the hint of
-    /// the next connection, if they differ from the stored ones. A failure
-    /// to store them is only logged: the session is fine either way.
-    pub fn remember_login(&mut self, session: &ImapSession) {
+    /// How to open this device's session: [`Device::imap_config`] for an
+    /// IMAP device, the JMAP settings for one made with `init --jmap`.
+    pub fn session_config(&self, password: &Password) -> Result<SessionConfig> {
+        if self.info().server.is_jmap() {
+            return Ok(self.info().server.session_config(password));
+        }
+        Ok(SessionConfig::Imap(self.imap_config(password)?))
+    }
+
+    /// Keeps the capabilities an IMAP `session` saw before login as the
+    /// hint of the next connection, if they differ from the stored ones
+    /// (nothing for JMAP). A failure to store them is only logged: the
+    /// session is fine either way.
+    pub fn remember_login(&mut self, session: &Session) {
+        let Some(session) = session.as_imap() else {
+            return;
+        };
         if let Err(e) = remember(&mut self.store, session) {
             tracing::warn!(error = %e, "cannot store the IMAP login hint");
         }

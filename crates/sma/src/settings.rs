@@ -153,6 +153,14 @@ impl Device {
                 setting.key()
             )));
         }
+        if let (Some(url), Setting::Host | Setting::Port | Setting::Security) =
+            (&self.info().server.jmap_url, setting)
+        {
+            return Err(Error::Usage(format!(
+                "{} cannot be changed: this device talks JMAP to {url}, whose URL gives host, port and security; to use another server, set the device up again with `sma init --jmap URL` and a new --home",
+                setting.key()
+            )));
+        }
         let value = value.trim();
         match setting {
             Setting::ExpireAfter if value.is_empty() => self.clear_expire_after()?,
@@ -292,6 +300,7 @@ mod tests {
             allow_insecure: false,
             user: "alice@example.org".into(),
             oauth2_token_command: None,
+            jmap_url: None,
         }
     }
 

@@ -90,6 +90,10 @@ pub struct ServerView {
     /// How this device logs in: `password` or `oauth2` (a token command;
     /// the command itself is not shown).
     pub auth: &'static str,
+    /// The JMAP session resource of a device made with `init --jmap`
+    /// (absent for an IMAP device).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jmap_url: Option<String>,
     /// What deleting does on the server, and how sma deletes there.
     pub delete: DeleteView,
 }
@@ -322,6 +326,7 @@ impl Device {
             account: self.info.account.clone(),
             server: ServerView {
                 host: self.info.server.host.clone(),
+                jmap_url: self.info.server.jmap_url.clone(),
                 capabilities: t.capabilities().raw.clone(),
                 namespace_prefix: self.info.folders.prefix.clone(),
                 delimiter: self.info.folders.delimiter.map(String::from),

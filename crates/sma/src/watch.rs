@@ -13,13 +13,14 @@
 use std::time::Instant;
 
 use rand_core::RngCore;
-use sma_imap::{reconnect, Backoff, ImapSession, Password, ReconnectBackoff, RoundLimiter};
+use sma_imap::{Backoff, ImapError, Password, ReconnectBackoff, RoundLimiter};
 use tracing::{info, warn};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
+use crate::session::{Session, SessionConfig};
 
 impl Device {
     /// `watch`: rounds driven by IDLE (polling every 30 s at the latest),
@@ -33,14 +34,14 @@ impl Device {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         tokio::pin!(stop);
-        let config = self.imap_config(password)?;
+        let config = self.session_config(password)?;
         let jitter_seed = self.rng.next_u64();
         let mut backoff = ReconnectBackoff::new(
             Backoff::default().with_seeded_jitter(jitter_seed),
             ReconnectBackoff::MIN_UPTIME,
         );
         let mut limiter = RoundLimiter::default();
-        let mut t: ImapSession = self.connect(password).await?;
+        let mut t: Session = self.connect(password).await?;
         backoff.up(self.std_now());
         let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
         loop {
@@ -70,7 +71,7 @@ impl Device {
                     }
                     if e.is_connection_lost() {
                         let mut attempts = 1;
-                        let again = reconnect(&config, &mut backoff, u32::MAX, |n, err, delay| {
+                        let again = reconnect(&config, &mut backoff, |n, err, delay| {
                             attempts = n + 1;
                             info!(attempt = n, error = %err, ?delay, "reconnect failed; retrying");
                         });
@@ -91,7 +92,7 @@ impl Device {
     /// to change (IDLE, at most [`WATCH_POLL`]).
     async fn watch_round(
         &mut self,
-        t: &mut ImapSession,
+        t: &mut Session,
         heartbeat_after: u64,
         on_event: &mut impl FnMut(&Event),
         limiter: &mut RoundLimiter,
@@ -123,5 +124,31 @@ impl Device {
     /// Now on the monotonic clock, as the pacing types want it.
     fn std_now(&self) -> Instant {
         self.clock.instant().into_std()
+    }
+}
+
+/// Opens a new session after a lost one, as [`sma_imap::reconnect`] does
+/// for IMAP, for either protocol: retries what is worth retrying, paced by
+/// `backoff`, calling `on_retry(attempt, error, delay)` before each pause.
+async fn reconnect(
+    config: &SessionConfig,
+    backoff: &mut ReconnectBackoff,
+    mut on_retry: impl FnMut(u32, &ImapError, std::time::Duration),
+) -> std::result::Result<Session, ImapError> {
+    let mut attempt = 1;
+    loop {
+        match config.connect().await {
+            Ok(session) => {
+                backoff.up(Instant::now());
+                return Ok(session);
+            }
+            Err(e) if e.is_retryable() => {
+                let delay = backoff.failed(Instant::now());
+                on_retry(attempt, &e, delay);
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

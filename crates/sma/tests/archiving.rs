@@ -35,6 +35,7 @@ fn server_config() -> ServerConfig {
         allow_insecure: false,
         user: "alice@example.org".into(),
         oauth2_token_command: None,
+        jmap_url: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn server_config() -> ServerConfig {
         allow_insecure: false,
         user: ACCOUNT.into(),
         oauth2_token_command: None,
+        jmap_url: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! the `doctor` check.
 
 use sma::status::DeleteView;
-use sma::{Detection, Device, ImapSession};
+use sma::{Detection, Device};
 use sma_imap::Transport;
 
 use super::doctor::{ok, warn, Check};
@@ -32,7 +32,7 @@ fn detected(by: &str) -> &'static str {
 /// `doctor`'s `delete` check: what deleting does, whether the Trash that
 /// sma deletes through is still there; with `fix`, checks again (the
 /// probe of `init`) and records the result.
-pub(crate) async fn delete_check(dev: &mut Device, t: &mut ImapSession, fix: bool) -> Check {
+pub(crate) async fn delete_check<T: Transport>(dev: &mut Device, t: &mut T, fix: bool) -> Check {
     let stored = dev.info().delete.clone();
     let trash_gone = match (&stored.trash, stored.archives) {
         (Some(trash), true) => match t.special_use_folders().await {

@@ -139,6 +139,10 @@ impl Ctx<'_> {
             }
         };
         warn_if_insecure(&dev.info().server);
+        if dev.info().server.is_jmap() {
+            jmap_checks(&mut r, &mut dev, &password, fix).await?;
+            return r.finish();
+        }
         let config = dev.info().server.imap_config(&password);
         let mut t = match ImapSession::connect(&config).await {
             Ok(t) => t,
@@ -180,6 +184,47 @@ impl Ctx<'_> {
     }
 }
 
+/// The server checks of a JMAP device: the session resource, folders,
+/// subscriptions and what deleting does (the IDLE and clock probes are
+/// IMAP's).
+async fn jmap_checks(
+    r: &mut Report<'_>,
+    dev: &mut Device,
+    password: &sma::Password,
+    fix: bool,
+) -> Result<()> {
+    let url = dev.info().server.jmap_url.clone().unwrap_or_default();
+    let mut t = match dev.info().server.session_config(password).connect().await {
+        Ok(t) => t,
+        Err(e) => {
+            return r.add(fail(
+                "login",
+                e.to_string(),
+                "follow the advice in the message; `sma -vv doctor` shows the JMAP requests",
+            ));
+        }
+    };
+    r.add(ok(
+        "login",
+        format!(
+            "read the JMAP session resource {url} as {}",
+            dev.info().server.user
+        ),
+    ))?;
+    let checks = server_checks(dev, &mut t, fix).await;
+    let inbox_ok = checks
+        .iter()
+        .all(|c| c.check != "folders" || c.status != Status::Fail);
+    for c in checks {
+        r.add(c)?;
+    }
+    if inbox_ok && dev.info().role != Role::Removed {
+        r.add(super::delete::delete_check(dev, &mut t, fix).await)?;
+    }
+    let _ = t.logout().await;
+    Ok(())
+}
+
 fn device_check(dev: &Device) -> Check {
     let i = dev.info();
     let what = format!(
@@ -206,6 +251,9 @@ fn device_check(dev: &Device) -> Check {
 
 fn security_check(dev: &Device) -> Check {
     let s = &dev.info().server;
+    if let Some(url) = &s.jmap_url {
+        return jmap_security_check(s, url);
+    }
     let target = format!("{}:{}", s.host, s.port);
     let trust = match &s.ca_file {
         Some(ca) => format!("certificates verified against {}", ca.display()),
@@ -223,6 +271,26 @@ fn security_check(dev: &Device) -> Check {
             format!("unencrypted IMAP to {target} over the network (--allow-insecure): the password and all metadata travel in clear"),
             "set the device up again with --security tls (port 993) or --security starttls",
         ),
+    }
+}
+
+/// `security` of a JMAP device: HTTPS, or HTTP to loopback or allowed.
+fn jmap_security_check(s: &sma::ServerConfig, url: &str) -> Check {
+    let trust = match &s.ca_file {
+        Some(ca) => format!("certificates verified against {}", ca.display()),
+        None => "certificates verified against the web PKI roots".to_owned(),
+    };
+    match s.security {
+        Security::Plain if is_loopback_host(&s.host) => ok(
+            "security",
+            format!("unencrypted JMAP (http) to {url} (loopback only)"),
+        ),
+        Security::Plain => warn(
+            "security",
+            format!("unencrypted JMAP (http) to {url} over the network (--allow-insecure): the password and all metadata travel in clear"),
+            "set the device up again with an https:// --jmap URL",
+        ),
+        _ => ok("security", format!("JMAP over HTTPS to {url}, {trust}")),
     }
 }
 
@@ -261,7 +329,7 @@ fn capabilities_check(caps: &sma_imap::Capabilities) -> Check {
 }
 
 /// Namespace, folders and subscriptions.
-async fn server_checks(dev: &Device, t: &mut ImapSession, fix: bool) -> Vec<Check> {
+async fn server_checks<T: Transport>(dev: &Device, t: &mut T, fix: bool) -> Vec<Check> {
     let mut out = Vec::new();
     let names = &dev.info().folders;
     match t.namespace().await {
@@ -321,7 +389,7 @@ fn delim(d: Option<char>) -> String {
     d.map_or_else(|| "none".to_owned(), |c| format!("{c:?}"))
 }
 
-async fn subscription_check(t: &mut ImapSession, pattern: &str, fix: bool) -> Check {
+async fn subscription_check<T: Transport>(t: &mut T, pattern: &str, fix: bool) -> Check {
     let subscribed = match t.list_subscribed(pattern).await {
         Ok(s) => s,
         Err(e) => {
@@ -370,6 +438,14 @@ pub(crate) fn warn_if_insecure(server: &sma::ServerConfig) {
         && server.security == Security::Plain
         && !is_loopback_host(&server.host)
     {
+        if let Some(url) = &server.jmap_url {
+            eprintln!(
+                "sma: WARNING: connecting to {url} WITHOUT ENCRYPTION (http:// with --allow-insecure): \
+                 the password and all of sma's messages and metadata travel in clear over the network. \
+                 Use an https:// URL unless this network is fully trusted."
+            );
+            return;
+        }
         eprintln!(
             "sma: WARNING: connecting to {}:{} WITHOUT ENCRYPTION (--security plain --allow-insecure): \
              the IMAP password and all of sma's messages and metadata travel in clear over the network. \

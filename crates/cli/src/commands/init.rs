@@ -14,7 +14,13 @@ use crate::secrets::SAVED_PASSWORD;
 impl Ctx<'_> {
     /// `sma init`.
     pub(super) async fn init(&self, a: &InitArgs) -> Result<()> {
-        let (host, port, security, provider) = init_server(a)?;
+        let (host, port, security, provider) = match &a.jmap {
+            Some(url) => {
+                let s = ServerConfig::for_jmap(url, &a.user)?;
+                (s.host, s.port, s.security, None)
+            }
+            None => init_server(a)?,
+        };
         let home = match &self.cli.home {
             Some(h) => h.clone(),
             None => data_dir()
@@ -42,6 +48,7 @@ impl Ctx<'_> {
                 allow_insecure: a.allow_insecure,
                 user: a.user.clone(),
                 oauth2_token_command: self.cli.oauth2_token_command.clone(),
+                jmap_url: a.jmap.clone(),
             },
             name: a.name.clone().unwrap_or_else(default_name),
             layout: match a.layout {
@@ -64,8 +71,14 @@ impl Ctx<'_> {
             "provider": provider.map(|p| p.name),
             "auth": if oauth2 { "oauth2" } else { "password" },
         });
+        if let Some(url) = &a.jmap {
+            shown["server"]["jmap_url"] = serde_json::json!(url);
+        }
         self.out.emit(&shown, || {
-            let settings = settings_line(provider, &host, port, security, oauth2);
+            let settings = match &a.jmap {
+                Some(url) => format!("Talking JMAP to {url}.\n"),
+                None => settings_line(provider, &host, port, security, oauth2),
+            };
             let what = match report.role {
                 sma::Role::Founder => "founded the group for".to_string(),
                 _ => "announced itself as pending for".to_string(),

@@ -146,7 +146,9 @@ impl Ctx<'_> {
         )
     }
 
-    pub(crate) async fn connected(&self) -> Result<(Device, sma::ImapSession)> {
+    /// Opens the device and connects it over its protocol (IMAP, or JMAP
+    /// for a device made with `init --jmap`).
+    pub(crate) async fn connected(&self) -> Result<(Device, sma::Session)> {
         let mut dev = self.open()?;
         let password = self.password(Some(&dev))?;
         doctor::warn_if_insecure(&dev.info().server);
@@ -212,7 +214,10 @@ impl Ctx<'_> {
                 s.name,
                 s.role,
                 s.account,
-                s.server.host,
+                match &s.server.jmap_url {
+                    Some(url) => format!("{url} (JMAP)"),
+                    None => s.server.host.clone(),
+                },
                 s.server.auth,
                 s.server.namespace_prefix,
                 s.server.delimiter.as_deref().unwrap_or("(none)"),

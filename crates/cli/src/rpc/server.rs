@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sma::{Device, ImapSession, Password};
+use sma::{Device, Password, Session};
 use sma_imap::Transport;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Mutex, Notify};
@@ -38,7 +38,7 @@ pub struct Settings {
 pub(super) struct Core {
     settings: Settings,
     dev: Option<Device>,
-    session: Option<(ImapSession, Instant)>,
+    session: Option<(Session, Instant)>,
     password: Option<Password>,
 }
 
@@ -85,7 +85,7 @@ impl Core {
     }
 
     /// The device with a logged-in session (kept between requests).
-    pub(super) async fn connected(&mut self) -> Result<(&mut Device, &mut ImapSession), RpcError> {
+    pub(super) async fn connected(&mut self) -> Result<(&mut Device, &mut Session), RpcError> {
         self.device()?;
         if let Some((t, used)) = &mut self.session {
             if t.is_lost() || (used.elapsed() > SESSION_CHECK_AFTER && t.noop().await.is_err()) {
@@ -97,10 +97,8 @@ impl Core {
             // Not `Device::connect`: its future holds `&Device`, which is not `Sync`.
             let dev = self.device()?;
             crate::commands::warn_if_insecure(&dev.info().server);
-            let config = dev.imap_config(&password)?;
-            let t = ImapSession::connect(&config)
-                .await
-                .map_err(sma::Error::from)?;
+            let config = dev.session_config(&password)?;
+            let t = config.connect().await.map_err(sma::Error::from)?;
             self.device()?.remember_login(&t);
             self.session = Some((t, Instant::now()));
         }

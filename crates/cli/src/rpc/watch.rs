@@ -4,11 +4,16 @@
 
 use sma::round::{HEARTBEAT_ON_START_SECS, HEARTBEAT_SECS, WATCH_POLL};
 use sma::Event;
-use sma_imap::{connect_with_retry, Backoff, ImapSession, Transport};
+use sma::{Session, SessionConfig};
+use sma_imap::{Backoff, Transport};
 
 use super::protocol::RpcError;
 use super::server::{Shared, WatchTask};
 use crate::views::WatchStopped;
+
+/// The pause before a JMAP device's watch opens a new session after a
+/// network or server failure.
+const JMAP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Starts the watch unless it runs already.
 pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
@@ -22,7 +27,7 @@ pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
         let mut g = shared.core.lock().await;
         let password = g.password()?;
         let dev = g.device()?;
-        dev.imap_config(&password)?
+        dev.session_config(&password)?
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let s = shared.clone();
@@ -47,15 +52,25 @@ pub(super) async fn start(shared: &Shared) -> Result<(), RpcError> {
 
 async fn run(
     s: &Shared,
-    config: sma_imap::ImapConfig,
+    config: SessionConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RpcError> {
     let mut t = tokio::select! {
-        r = ImapSession::connect(&config) => r.map_err(sma::Error::from)?,
+        r = config.connect() => r.map_err(sma::Error::from)?,
         _ = stop.changed() => return Ok(()),
     };
     let mut heartbeat_after = HEARTBEAT_ON_START_SECS;
+    // Whether the step's error was a network failure: a JMAP session has
+    // no connection that `is_lost` could report, so its errors say it.
+    let transient = std::sync::atomic::AtomicBool::new(false);
+    let note = |e: sma::Error| {
+        if matches!(&e, sma::Error::Imap(i) if i.is_transient()) {
+            transient.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        e
+    };
     loop {
+        transient.store(false, std::sync::atomic::Ordering::Relaxed);
         let step = async {
             let inbox = {
                 let mut g = s.core.lock().await;
@@ -74,14 +89,17 @@ async fn run(
                     }
                     dev.delivered(&msgs)
                 })
-                .await?;
+                .await
+                .map_err(note)?;
                 handed_out?;
                 dev.inbox()
             };
-            t.select(&inbox).await.map_err(sma::Error::from)?;
+            t.select(&inbox)
+                .await
+                .map_err(|e| note(sma::Error::from(e)))?;
             t.idle_until(WATCH_POLL, s.kick.notified())
                 .await
-                .map_err(sma::Error::from)?;
+                .map_err(|e| note(sma::Error::from(e)))?;
             Ok::<(), RpcError>(())
         };
         let result = tokio::select! {
@@ -90,22 +108,45 @@ async fn run(
         };
         heartbeat_after = HEARTBEAT_SECS;
         if let Err(e) = result {
-            if !t.is_lost() {
+            let jmap_failed = !t.is_imap() && transient.load(std::sync::atomic::Ordering::Relaxed);
+            if !t.is_lost() && !jmap_failed {
                 return Err(e);
             }
             tracing::warn!(error = %e.message, "watch: connection lost; reconnecting");
-            let mut attempts = 0u32;
-            let mut backoff = Backoff::default();
-            let reconnect = connect_with_retry(&config, &mut backoff, u32::MAX, |n, _, _| {
-                attempts = n;
-            });
-            t = tokio::select! {
-                r = reconnect => r.map_err(sma::Error::from)?,
-                _ = stop.changed() => return Ok(()),
+            let Some((again, attempts)) = reconnect(&config, jmap_failed, &mut stop).await? else {
+                return Ok(());
             };
+            t = again;
             s.event(&Event::Reconnected {
                 attempts: attempts + 1,
             })?;
         }
     }
+}
+
+/// A new session after a lost one (after a pause if it was a JMAP
+/// failure: a server that answers the session but fails every call must
+/// not make the loop spin), with the attempts it took; `None` once `stop`
+/// changes.
+async fn reconnect(
+    config: &SessionConfig,
+    jmap_failed: bool,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<(Session, u32)>, RpcError> {
+    if jmap_failed {
+        tokio::select! {
+            () = tokio::time::sleep(JMAP_RETRY_PAUSE) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+    }
+    let mut attempts = 0u32;
+    let mut backoff = Backoff::default();
+    let again = config.connect_with_retry(&mut backoff, u32::MAX, |n, _, _| {
+        attempts = n;
+    });
+    let t = tokio::select! {
+        r = again => r.map_err(sma::Error::from)?,
+        _ = stop.changed() => return Ok(None),
+    };
+    Ok(Some((t, attempts)))
 }

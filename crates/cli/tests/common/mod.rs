@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use sma_testrig::Dovecot;
 
+pub mod cyrus;
+
 /// Accounts on the shared server; each test takes its own.
 const ACCOUNTS: usize = 16;
 

@@ -77,6 +77,7 @@ impl Account {
                 allow_insecure: false,
                 user: a.user.clone(),
                 oauth2_token_command: None,
+                jmap_url: None,
             },
             password: Password::new(&a.password),
             dir: tempfile::tempdir().expect("temp dir"),
