@@ -1,7 +1,7 @@
 //! The Cyrus side of the JMAP tests (`tests/jmap.rs`): one account that
 //! serves IMAP and JMAP, device homes, and the `sma` commands the scenarios
 //! run on them. Cyrus comes from the rig (`scripts/cyrus-server`); where it
-//! is not unpacked, [`cyrus_available`] says `SKIPPED`.
+//! is not unpacked, [`require_cyrus`] fails (the tests are ignored by default).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,18 +48,16 @@ impl Imap {
     }
 }
 
-/// Whether Cyrus with its JMAP httpd is unpacked here; prints
-/// `SKIPPED: <test>: <why>` when not.
-pub fn cyrus_available(test: &str) -> bool {
+/// Fails unless Cyrus with its JMAP httpd is unpacked here: the tests that
+/// call this are ignored by default and run by `scripts/compat-test cyrus`.
+pub fn require_cyrus(test: &str) {
     let root = std::env::var("SMA_COMPAT_ROOT").unwrap_or_else(|_| "/var/tmp/sma-compat".into());
     let httpd = Path::new(&root).join("cyrus/root/usr/lib/cyrus/bin/httpd");
-    if !httpd.exists() {
-        eprintln!(
-            "SKIPPED: {test}: Cyrus with its JMAP httpd is not unpacked ({} missing; run scripts/cyrus-server install as root)",
-            httpd.display()
-        );
-    }
-    httpd.exists()
+    assert!(
+        httpd.exists(),
+        "{test}: Cyrus with its JMAP httpd is not unpacked ({} missing): run scripts/compat-test cyrus (as root)",
+        httpd.display()
+    );
 }
 
 /// One Cyrus account serving both protocols, with device homes.
@@ -74,26 +72,24 @@ pub struct Account {
 }
 
 impl Account {
-    /// A fresh Cyrus with JMAP and one account, or `None` after printing
-    /// `SKIPPED: <why>` when Cyrus or its httpd is not unpacked here.
-    pub fn start(test: &str) -> Option<Account> {
-        if !cyrus_available(test) {
-            return None;
-        }
+    /// A fresh Cyrus with JMAP and one account; fails when Cyrus or its
+    /// httpd is not unpacked here.
+    pub fn start(test: &str) -> Account {
+        require_cyrus(test);
         let server = ScriptServer::start("cyrus", 1, &["--jmap"]);
         let jmap_url = server
             .jmap_url()
             .expect("the rig printed no SMA_JMAP_URL")
             .to_owned();
         let acc = server.account(0);
-        Some(Account {
+        Account {
             user: acc.user.clone(),
             password: acc.password.clone(),
             imap_port: server.port(),
             jmap_url,
             homes: tempfile::tempdir().expect("temp dir"),
             _rig: Some(server),
-        })
+        }
     }
 
     /// The first account of `own`.
