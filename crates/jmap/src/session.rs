@@ -28,9 +28,16 @@ const PUSH_SILENCE: Duration = Duration::from_secs(2 * PUSH_PING + 5);
 /// Downloads run side by side, at most this many.
 const PARALLEL_DOWNLOADS: usize = 4;
 /// Email properties of a listing.
-const LIST_PROPS: [&str; 4] = ["id", "receivedAt", "size", "blobId"];
+const LIST_PROPS: [&str; 5] = ["id", "receivedAt", "size", "blobId", "mailboxIds"];
 /// The same with the header fields.
-const HEADER_PROPS: [&str; 5] = ["id", "receivedAt", "size", "blobId", "headers"];
+const HEADER_PROPS: [&str; 6] = [
+    "id",
+    "receivedAt",
+    "size",
+    "blobId",
+    "mailboxIds",
+    "headers",
+];
 
 /// The mailbox operations act on ([`Transport::select`](sma_imap::Transport::select)).
 #[derive(Clone, Debug)]
@@ -300,6 +307,7 @@ impl JmapSession {
                         .and_then(Value::as_u64)
                         .map(|s| s.min(u32::MAX as u64) as u32),
                     blob_id: e.get("blobId").and_then(Value::as_str).map(str::to_owned),
+                    shared: in_several_mailboxes(e),
                 })
             })
             .collect();
@@ -505,4 +513,12 @@ impl JmapSession {
         }
         Ok(())
     }
+}
+
+/// Whether an `Email/get` entry is in more than one mailbox.
+fn in_several_mailboxes(email: &Value) -> bool {
+    email
+        .get("mailboxIds")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.values().filter(|v| v.as_bool() == Some(true)).count() > 1)
 }

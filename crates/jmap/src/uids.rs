@@ -16,6 +16,10 @@ pub(crate) struct Entry {
     pub size: Option<u32>,
     /// Its blob (the raw message), once seen.
     pub blob_id: Option<String>,
+    /// In more than one mailbox when last seen (a server that keeps one
+    /// email for identical content, RFC 8621 `alreadyExists`): taking it
+    /// out of one mailbox must not destroy it.
+    pub shared: bool,
 }
 
 /// The UIDs of one mailbox in this session.
@@ -39,6 +43,8 @@ pub(crate) struct Listed {
     pub received_at: String,
     pub size: Option<u32>,
     pub blob_id: Option<String>,
+    /// In more than one mailbox.
+    pub shared: bool,
 }
 
 impl Default for UidMap {
@@ -80,12 +86,14 @@ impl UidMap {
                     let e = self.entries.get_mut(uid).expect("maps agree");
                     e.size = l.size.or(e.size);
                     e.blob_id = l.blob_id.or(e.blob_id.take());
+                    e.shared = l.shared;
                 }
                 None => {
                     let uid = self.add(l.id.clone(), counter);
                     let e = self.entries.get_mut(&uid).expect("just added");
                     e.size = l.size;
                     e.blob_id = l.blob_id;
+                    e.shared = l.shared;
                 }
             }
         }
@@ -170,6 +178,7 @@ mod tests {
             received_at: at.into(),
             size: Some(1),
             blob_id: None,
+            shared: false,
         }
     }
 

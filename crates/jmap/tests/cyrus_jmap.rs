@@ -363,3 +363,55 @@ async fn reconnect_changes_uidvalidity_and_bad_password_is_auth() {
         ImapError::InsecureRefused { .. }
     ));
 }
+
+/// Cyrus keeps one email per content (RFC 8621 `alreadyExists` on import):
+/// the same bytes appended to several folders (a broadcast) must land in
+/// each, and taking one copy out must leave the others.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
+async fn identical_messages_in_several_folders_stay_independent() {
+    let server = cyrus("identical_messages_in_several_folders_stay_independent");
+    let mut j = jmap(&server, 0).await;
+    let mut i = imap(&server, 0).await;
+    let folders = [
+        "INBOX._Autocrypt_SMA_a",
+        "INBOX._Autocrypt_SMA_b",
+        "INBOX._Autocrypt_SMA_c",
+    ];
+    for f in folders {
+        i.create(f).await.unwrap();
+    }
+    let m = message("same", "broadcast");
+    for f in folders {
+        j.append(f, &[], &m).await.unwrap();
+    }
+    // Appending it again where it already is changes nothing.
+    j.append(folders[0], &[], &m).await.unwrap();
+    for f in folders {
+        assert_eq!(i.status(f).await.unwrap().messages, 1, "{f} over IMAP");
+    }
+
+    // Processed in a: deleted there only.
+    j.select(folders[0]).await.unwrap();
+    let h = j.fetch_headers(UidRange::all()).await.unwrap();
+    assert_eq!(h.len(), 1);
+    j.delete_messages(&[h[0].uid]).await.unwrap();
+    assert_eq!(i.status(folders[0]).await.unwrap().messages, 0);
+    assert_eq!(i.status(folders[1]).await.unwrap().messages, 1);
+    assert_eq!(i.status(folders[2]).await.unwrap().messages, 1);
+
+    // Moved out of b (to the Trash-like c): b empties, c still holds it.
+    j.select(folders[1]).await.unwrap();
+    let h = j.fetch_headers(UidRange::all()).await.unwrap();
+    j.move_messages(&[h[0].uid], folders[2]).await.unwrap();
+    assert_eq!(i.status(folders[1]).await.unwrap().messages, 0);
+    assert_eq!(i.status(folders[2]).await.unwrap().messages, 1);
+
+    // The last copy goes for good, and the body was intact all along.
+    j.select(folders[2]).await.unwrap();
+    let h = j.fetch_headers(UidRange::all()).await.unwrap();
+    let got = j.fetch_messages(&[h[0].uid], u32::MAX).await.unwrap();
+    assert_eq!(got[0].body.as_deref(), Some(&m[..]));
+    j.delete_messages(&[h[0].uid]).await.unwrap();
+    assert_eq!(i.status(folders[2]).await.unwrap().messages, 0);
+}

@@ -116,6 +116,15 @@ impl JmapSession {
                     .and_then(|e| e.get("type"))
                     .and_then(Value::as_str)
                     .unwrap_or("unknown");
+                let existing = err
+                    .and_then(|e| e.get("existingId"))
+                    .and_then(Value::as_str);
+                if let (Some(id), "alreadyExists") = (existing, kind) {
+                    // The server keeps one email per content: the same
+                    // bytes in another mailbox (a broadcast) join it.
+                    out.push(self.join_mailbox(&mailbox, folder, id).await?);
+                    continue;
+                }
                 let props = err
                     .and_then(|e| e.get("properties"))
                     .map(Value::to_string)
@@ -133,6 +142,47 @@ impl JmapSession {
             }
         }
         Ok(out)
+    }
+
+    /// Adds the existing email `id` to `mailbox` (RFC 8621 `alreadyExists`
+    /// on import) and numbers it there if the mailbox was listed in this
+    /// session; it is then in several mailboxes.
+    async fn join_mailbox(
+        &mut self,
+        mailbox: &str,
+        folder: &str,
+        id: &str,
+    ) -> Result<Option<Uid>, ImapError> {
+        let what = format!("Email/set adding an identical message to {folder:?}");
+        let patch = json!({ format!("mailboxIds/{mailbox}"): true });
+        let r = self
+            .api(
+                vec![json!(["Email/set", {
+                    "accountId": self.account_id,
+                    "update": { id: patch },
+                }, "j"])],
+                &what,
+            )
+            .await?;
+        let v = take_ok(&r, "j", &what)?;
+        if let Some(e) = v.get("notUpdated").and_then(|n| n.get(id)) {
+            return Err(ImapError::No {
+                command: what,
+                text: e.to_string(),
+            });
+        }
+        let counter = &mut self.counter;
+        let uid = self.maps.get_mut(mailbox).map(|m| {
+            let uid = m.add(id.to_owned(), counter);
+            if let Some(e) = m.entries.get_mut(&uid) {
+                e.shared = true;
+            }
+            uid
+        });
+        if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
+            self.changed = true;
+        }
+        Ok(uid)
     }
 
     /// Downloads one blob, at most `cap` bytes.

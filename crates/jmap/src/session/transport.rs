@@ -377,18 +377,30 @@ impl Transport for JmapSession {
         if ids.is_empty() {
             return Ok(());
         }
+        // An email in other mailboxes too only leaves this one.
+        let (shared, single): (Vec<_>, Vec<_>) = ids
+            .iter()
+            .cloned()
+            .partition(|(u, _)| self.is_shared(&sel, *u));
+        let leave = format!("mailboxIds/{}", sel.id);
+        let update: serde_json::Map<String, Value> = shared
+            .iter()
+            .map(|(_, id)| (id.clone(), json!({ leave.clone(): null })))
+            .collect();
+        let mut set_args = json!({ "accountId": self.account_id });
+        if !single.is_empty() {
+            set_args["destroy"] = json!(single.iter().map(|(_, i)| i).collect::<Vec<_>>());
+        }
+        if !update.is_empty() {
+            set_args["update"] = Value::Object(update);
+        }
         let what = format!("Email/set destroy in {:?}", sel.name);
         let r = self
-            .api(
-                vec![json!(["Email/set", {
-                    "accountId": self.account_id,
-                    "destroy": ids.iter().map(|(_, i)| i).collect::<Vec<_>>(),
-                }, "d"])],
-                &what,
-            )
+            .api(vec![json!(["Email/set", set_args, "d"])], &what)
             .await?;
-        let v = take_ok(&r, "d", &what)?;
-        self.forget_done(&sel, &ids, v.get("notDestroyed"), what)
+        let v = take_ok(&r, "d", &what)?.clone();
+        self.forget_done(&sel, &single, v.get("notDestroyed"), what.clone())?;
+        self.forget_done(&sel, &shared, v.get("notUpdated"), what)
     }
 
     async fn move_messages(
@@ -405,7 +417,13 @@ impl Transport for JmapSession {
         let what = format!("Email/set move from {:?} to {dest:?}", sel.name);
         let update: serde_json::Map<String, Value> = ids
             .iter()
-            .map(|(_, id)| (id.clone(), json!({"mailboxIds": {dest_id.clone(): true}})))
+            .map(|(_, id)| {
+                let patch = json!({
+                    format!("mailboxIds/{}", sel.id): null,
+                    format!("mailboxIds/{dest_id}"): true,
+                });
+                (id.clone(), patch)
+            })
             .collect();
         let r = self
             .api(
@@ -474,6 +492,15 @@ impl Transport for JmapSession {
 }
 
 impl JmapSession {
+    /// Whether the email at `uid` of the selected mailbox was in other
+    /// mailboxes too when last listed.
+    fn is_shared(&self, sel: &Selected, uid: Uid) -> bool {
+        self.maps
+            .get(&sel.id)
+            .and_then(|m| m.entries.get(&uid))
+            .is_some_and(|e| e.shared)
+    }
+
     /// The JMAP ids of `uids` in the selected mailbox (those it knows).
     fn email_ids(&self, sel: &Selected, uids: &[Uid]) -> Vec<(Uid, String)> {
         match self.maps.get(&sel.id) {
