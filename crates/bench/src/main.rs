@@ -28,7 +28,10 @@ mod server;
 mod stats;
 mod throughput;
 mod wan;
+mod wan_floor;
 mod wan_group;
+mod wan_jmap;
+mod wan_steps;
 mod wan_watch;
 
 use std::path::PathBuf;
@@ -130,6 +133,9 @@ enum ServerArg {
     Dovecot,
     /// A private Cyrus IMAP (scripts/cyrus-server): latency and WAN, plain.
     Cyrus,
+    /// The same Cyrus serving JMAP too: the WAN part over JMAP devices
+    /// (`sma init --jmap`), plain HTTP.
+    CyrusJmap,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -297,7 +303,11 @@ fn server_kind(args: &Args) -> Result<ServerKind> {
     let kind = match args.server {
         ServerArg::Dovecot => ServerKind::Dovecot,
         ServerArg::Cyrus => ServerKind::Cyrus,
+        ServerArg::CyrusJmap => ServerKind::CyrusJmap,
     };
+    if kind == ServerKind::CyrusJmap && args.only != [Part::Wan] {
+        bail!("against Cyrus over JMAP only the WAN part runs: add --only wan");
+    }
     if kind != ServerKind::Dovecot
         && (args.only.is_empty() || args.only.iter().any(|p| !SCRIPT_SERVER_PARTS.contains(p)))
     {

@@ -305,9 +305,9 @@ impl Report {
         if let Some(w) = &self.wan {
             println!();
             println!(
-                "WAN: fresh `sma` process per command behind a delay proxy, median of {} runs; \
+                "WAN ({}): fresh `sma` process per command behind a delay proxy, median of {} runs; \
                  round trips = wall time / RTT (network: the time above the loopback run / RTT)",
-                w.runs
+                w.transport, w.runs
             );
             println!();
             let mut t = Table::default();

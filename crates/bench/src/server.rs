@@ -16,6 +16,9 @@ pub enum ServerKind {
     /// Debian's Cyrus IMAP with `idled`, unpacked privately by
     /// `scripts/cyrus-server install` (plain IMAP only).
     Cyrus,
+    /// The same Cyrus also serving JMAP (`cyrus-server start --jmap`): the
+    /// WAN part then makes its devices with `sma init --jmap`.
+    CyrusJmap,
 }
 
 impl ServerKind {
@@ -24,6 +27,7 @@ impl ServerKind {
         match self {
             ServerKind::Dovecot => "Dovecot",
             ServerKind::Cyrus => "Cyrus",
+            ServerKind::CyrusJmap => "Cyrus (JMAP)",
         }
     }
 }
@@ -42,9 +46,14 @@ impl Server {
     pub fn start(kind: ServerKind, accounts: usize) -> Result<Server> {
         Ok(match kind {
             ServerKind::Dovecot => Server::Dovecot(Dovecot::start(accounts)),
-            ServerKind::Cyrus => {
+            ServerKind::Cyrus | ServerKind::CyrusJmap => {
+                let extra: &[&str] = if kind == ServerKind::CyrusJmap {
+                    &["--jmap"]
+                } else {
+                    &[]
+                };
                 let server =
-                    ScriptServer::try_start("cyrus", accounts, &[]).map_err(|e| anyhow!(e))?;
+                    ScriptServer::try_start("cyrus", accounts, extra).map_err(|e| anyhow!(e))?;
                 let version = greeting(server.port()).unwrap_or_else(|| "version unknown".into());
                 Server::Script(server, version)
             }
@@ -64,6 +73,19 @@ impl Server {
         match self {
             Server::Dovecot(d) => d.plain_port(),
             Server::Script(s, _) => s.port(),
+        }
+    }
+
+    /// The JMAP HTTP port, when the server serves JMAP.
+    pub fn jmap_port(&self) -> Option<u16> {
+        match self {
+            Server::Dovecot(_) => None,
+            Server::Script(s, _) => {
+                let url = s.jmap_url()?;
+                let rest = url.strip_prefix("http://")?;
+                let authority = rest.split('/').next()?;
+                authority.rsplit_once(':')?.1.parse().ok()
+            }
         }
     }
 

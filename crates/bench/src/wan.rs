@@ -12,37 +12,24 @@
 //! same IMAP work with everything pipelined (connect, TLS, then LOGIN and
 //! all commands in one flight): the floor.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::cli::sma;
 use crate::proxy::{DelayProxy, Traced};
-use crate::rig::{raw_message, Rig, Sec};
+use crate::rig::{Rig, Sec};
 use crate::stats::{median, ms};
-use crate::wan_group::{self, BROADCAST};
-use crate::wan_watch::{self, ROUND_TRIPS_ABOVE_FLOOR, WATCH_DELIVERY};
-
-/// The commands measured, in the order they run.
-pub const COMMANDS: [&str; 10] = [
-    "init (founder)",
-    "init (pending)",
-    "pairing (join, member waiting)",
-    "send --to one device",
-    "recv of one message",
-    "recv, nothing to do",
-    "sync, nothing to do",
-    "status",
-    WATCH_DELIVERY,
-    BROADCAST,
-];
+use crate::wan_floor::floor_run;
+use crate::wan_group;
+use crate::wan_jmap;
+use crate::wan_steps::{init_command, json_field, start_pair, timed, COMMANDS, WATCH_DELIVERY};
+use crate::wan_watch::{self, ROUND_TRIPS_ABOVE_FLOOR};
 
 /// Round trips the issue (17) allows each command at 50 ms RTT.
 pub fn target(command: &str) -> Option<f64> {
@@ -93,6 +80,8 @@ pub struct WanRow {
 /// Every WAN figure.
 #[derive(Clone, Debug, Serialize)]
 pub struct WanReport {
+    /// What the devices spoke: `imap`, or `jmap` (`--server cyrus-jmap`).
+    pub transport: &'static str,
     /// Runs per figure (a fresh account each).
     pub runs: usize,
     /// The rows, by RTT then command (RTT 0 is not listed: it is each
@@ -135,9 +124,11 @@ pub fn accounts_needed(rtts: usize, runs: usize) -> usize {
 /// Measures everything.
 pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
     crate::cli::check_bin(args.sma_bin)?;
-    let upstream_port = match rig.sec {
-        Sec::Tls => rig.server.tls_port(),
-        Sec::Plain => rig.server.plain_port(),
+    let jmap = rig.server.jmap_port().is_some();
+    let upstream_port = match (rig.server.jmap_port(), rig.sec) {
+        (Some(port), _) => port,
+        (None, Sec::Tls) => rig.server.tls_port(),
+        (None, Sec::Plain) => rig.server.plain_port(),
     };
     let upstream = format!("{}:{upstream_port}", rig.server.host())
         .parse()
@@ -157,7 +148,7 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
         let mut w = vec![Vec::new(); COMMANDS.len()];
         let mut f = vec![Vec::new(); COMMANDS.len()];
         for run in 0..runs {
-            let trace = args.trace && ri == 1 && run + 1 == runs;
+            let trace = args.trace && !jmap && ri == 1 && run + 1 == runs;
             let (times, t) = product_run(rig, &proxy, args.sma_bin, account, (rtt, trace))?;
             for (i, d) in times.into_iter().enumerate() {
                 w[i].push(d);
@@ -165,7 +156,11 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
             if trace {
                 traces = t;
             }
-            let ft = floor_run(rig, &proxy, account, rtt).await?;
+            let ft = if jmap {
+                wan_jmap::floor(rig, proxy.port(), account, rtt).await?
+            } else {
+                floor_run(rig, &proxy, account, rtt).await?
+            };
             for (i, d) in ft.into_iter().enumerate() {
                 f[i].push(d);
             }
@@ -190,92 +185,22 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
                 network_round_trips: per(wall_ms - loopback_ms),
                 floor_ms,
                 floor_round_trips: per(floor_ms),
-                target_round_trips: target(command),
+                target_round_trips: if jmap {
+                    wan_jmap::target(command)
+                } else {
+                    target(command)
+                },
                 target_above_floor: (command == WATCH_DELIVERY).then_some(ROUND_TRIPS_ABOVE_FLOOR),
             });
         }
     }
-    Ok(WanReport { runs, rows, traces })
-}
-
-/// Runs `cmd`, fails with its stderr unless it succeeds; returns its wall
-/// time and stdout.
-pub(crate) fn timed(mut cmd: Command, what: &str) -> Result<(Duration, String)> {
-    let start = Instant::now();
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run sma {what}"))?;
-    let wall = start.elapsed();
-    if !out.status.success() {
-        bail!(
-            "sma {what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok((wall, String::from_utf8_lossy(&out.stdout).into_owned()))
-}
-
-fn json_field(stdout: &str, field: &str) -> Result<String> {
-    for line in stdout.lines() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            if let Some(s) = v.get(field).and_then(|f| f.as_str()) {
-                return Ok(s.to_owned());
-            }
-        }
-    }
-    bail!("no {field:?} in the output {stdout:?}")
-}
-
-/// `sma init` for device `name` in `home`, through the proxy.
-pub(crate) fn init_command(
-    rig: &Rig,
-    proxy: &DelayProxy,
-    bin: &Path,
-    account: usize,
-    home: &Path,
-    name: &str,
-) -> Command {
-    let mut cmd = sma(bin, rig, account, home);
-    cmd.arg("init")
-        .arg("--server")
-        .arg(format!("{}:{}", rig.server.host(), proxy.port()))
-        .arg("--user")
-        .arg(&rig.server.account(account).user)
-        .arg("--name")
-        .arg(name);
-    match rig.sec {
-        Sec::Tls => cmd
-            .arg("--security")
-            .arg("tls")
-            .arg("--ca-file")
-            .arg(rig.server.ca_file()),
-        Sec::Plain => cmd.arg("--security").arg("plain"),
-    };
-    cmd
-}
-
-/// Starts `sma pair` on the member in `home`; returns it, waiting, and the
-/// code it shows.
-pub(crate) fn start_pair(
-    rig: &Rig,
-    bin: &Path,
-    account: usize,
-    home: &Path,
-) -> Result<(std::process::Child, String)> {
-    let mut pair = sma(bin, rig, account, home)
-        .args(["pair", "--timeout", "120"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start sma pair")?;
-    let mut lines = BufReader::new(pair.stdout.take().context("no stdout")?).lines();
-    let first = lines
-        .next()
-        .context("sma pair printed nothing")?
-        .context("reading sma pair")?;
-    let code = json_field(&first, "code")?;
-    Ok((pair, code))
+    let transport = if jmap { "jmap" } else { "imap" };
+    Ok(WanReport {
+        transport,
+        runs,
+        rows,
+        traces,
+    })
 }
 
 /// One run of every command on a fresh `account`; wall times in
@@ -364,237 +289,4 @@ fn product_run(
         &body,
     )?);
     Ok((walls, traces))
-}
-
-/// The floor's IMAP work per command: what a client that knew everything
-/// in advance would send, all in one flight after LOGIN. `folder` names are
-/// fresh (`floor-{n}-…`, below the server's `prefix`) where the product
-/// creates folders.
-fn floor_scripts(n: usize, prefix: &str) -> Vec<Vec<Vec<u8>>> {
-    let msg = raw_message(2048, "floor");
-    let append = |folder: &str| {
-        let mut c = format!("APPEND \"{folder}\" (\\Seen) {{{}+}}\r\n", msg.len()).into_bytes();
-        c.extend_from_slice(&msg);
-        c
-    };
-    let cmd = |s: &str| s.as_bytes().to_vec();
-    let ann = format!("{prefix}floor-{n}-announce");
-    let inbox_a = format!("{prefix}floor-{n}-a");
-    let inbox_b = format!("{prefix}floor-{n}-b");
-    vec![
-        // init (founder): create the announcements folder and the device's
-        // inbox, announce, publish the account key.
-        vec![
-            cmd(&format!("CREATE \"{ann}\"")),
-            cmd(&format!("CREATE \"{inbox_a}\"")),
-            append(&ann),
-            append(&ann),
-        ],
-        // init (pending): look at the announcements, create the inbox,
-        // announce itself.
-        vec![
-            cmd(&format!("SELECT \"{ann}\"")),
-            cmd("UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER])"),
-            cmd(&format!("CREATE \"{inbox_b}\"")),
-            append(&ann),
-        ],
-        // pairing: measured as one session reading the welcome; the hops
-        // are added in `floor_run`.
-        vec![
-            cmd(&format!("SELECT \"{inbox_b}\"")),
-            cmd("UID FETCH 1:* (UID BODY.PEEK[])"),
-            append(&ann),
-        ],
-        // send --to: one APPEND into the peer's inbox.
-        vec![append(&inbox_b)],
-        // recv of one message: select, fetch, delete.
-        vec![
-            cmd(&format!("SELECT \"{inbox_b}\"")),
-            cmd("UID FETCH 1:* (UID BODY.PEEK[])"),
-            cmd("UID STORE 1:* +FLAGS.SILENT (\\Deleted)"),
-            cmd("EXPUNGE"),
-        ],
-        // recv / sync with nothing to do: is anything new?
-        vec![cmd(&format!("SELECT \"{inbox_b}\""))],
-        vec![cmd(&format!("SELECT \"{inbox_b}\""))],
-        // status: the folders and their sizes.
-        vec![
-            cmd(&format!("STATUS \"{ann}\" (MESSAGES)")),
-            cmd(&format!("STATUS \"{inbox_a}\" (MESSAGES)")),
-            cmd(&format!("STATUS \"{inbox_b}\" (MESSAGES)")),
-        ],
-    ]
-}
-
-/// The floor of a broadcast: one APPEND per recipient, all in one flight
-/// (to the floor's two inboxes in turn; the server's work is the same).
-fn broadcast_script(n: usize, prefix: &str) -> Vec<Vec<u8>> {
-    let msg = raw_message(2048, "floor-broadcast");
-    (0..wan_group::RECIPIENTS)
-        .map(|i| {
-            let folder = format!("{prefix}floor-{n}-{}", if i % 2 == 0 { "a" } else { "b" });
-            let mut c = format!("APPEND \"{folder}\" (\\Seen) {{{}+}}\r\n", msg.len()).into_bytes();
-            c.extend_from_slice(&msg);
-            c
-        })
-        .collect()
-}
-
-/// Protocol messages of a pairing after `join` starts, each one hop from
-/// one device to the other through the server (half an RTT up, half an
-/// RTT pushed to the IDLE-ing peer).
-pub const PAIRING_HOPS: f64 = 2.0;
-
-/// The floor of every command, [`COMMANDS`] order.
-async fn floor_run(
-    rig: &Rig,
-    proxy: &DelayProxy,
-    account: usize,
-    rtt: f64,
-) -> Result<Vec<Duration>> {
-    let mut out = Vec::new();
-    for (i, script) in floor_scripts(account, rig.server.folder_prefix())
-        .into_iter()
-        .enumerate()
-    {
-        let mut d = pipelined(rig, proxy.port(), account, &script).await?;
-        if COMMANDS[i].starts_with("pairing") {
-            d += Duration::from_secs_f64(PAIRING_HOPS * rtt / 1000.0);
-        }
-        out.push(d);
-    }
-    let folder = format!("{}floor-{account}-b", rig.server.folder_prefix());
-    out.push(wan_watch::floor(rig, proxy, account, &folder, rtt).await?);
-    out.push(
-        pipelined(
-            rig,
-            proxy.port(),
-            account,
-            &broadcast_script(account, rig.server.folder_prefix()),
-        )
-        .await?,
-    );
-    Ok(out)
-}
-
-/// What a client may send before the login is answered: Dovecot's login
-/// process buffers what comes behind the login until its authentication
-/// process answers, and ends the connection ("Input buffer full") when
-/// that is slow (just after a start) and more than a few KiB arrived; a
-/// 2 KiB APPEND behind the login was enough to trigger it.
-pub const BEFORE_LOGIN_BYTES: usize = 1024;
-
-/// Connect, TLS, then LOGIN and `script`: in one write as far as
-/// [`BEFORE_LOGIN_BYTES`] allows, the rest once the login is answered;
-/// returns when the last command's tagged reply is in.
-async fn pipelined(rig: &Rig, port: u16, account: usize, script: &[Vec<u8>]) -> Result<Duration> {
-    let start = Instant::now();
-    let tcp = TcpStream::connect((rig.server.host(), port)).await?;
-    tcp.set_nodelay(true)?;
-    let acct = rig.server.account(account);
-    let login = format!("f0 LOGIN \"{}\" \"{}\"\r\n", acct.user, acct.password).into_bytes();
-    let flight = Flight::split(login, script);
-    match rig.sec {
-        Sec::Plain => exchange(tcp, &flight).await?,
-        Sec::Tls => {
-            let tls = tls_connect(rig, tcp).await?;
-            exchange(tls, &flight).await?
-        }
-    }
-    Ok(start.elapsed())
-}
-
-/// The floor's bytes: those sent with the login, those sent once it is
-/// answered, and the tag of the last command.
-struct Flight {
-    with_login: Vec<u8>,
-    after_login: Vec<u8>,
-    last: String,
-}
-
-impl Flight {
-    /// Tags `script` (`f1`, `f2`, …) behind `login` (`f0`); commands go
-    /// with the login while the bytes stay within [`BEFORE_LOGIN_BYTES`].
-    fn split(login: Vec<u8>, script: &[Vec<u8>]) -> Flight {
-        let mut with_login = login;
-        let mut after_login = Vec::new();
-        for (i, c) in script.iter().enumerate() {
-            let mut line = format!("f{} ", i + 1).into_bytes();
-            line.extend_from_slice(c);
-            line.extend_from_slice(b"\r\n");
-            if after_login.is_empty() && with_login.len() + line.len() <= BEFORE_LOGIN_BYTES {
-                with_login.extend_from_slice(&line);
-            } else {
-                after_login.extend_from_slice(&line);
-            }
-        }
-        Flight {
-            with_login,
-            after_login,
-            last: format!("f{} ", script.len()),
-        }
-    }
-}
-
-pub(crate) async fn tls_connect(
-    rig: &Rig,
-    tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(rig.server.ca_file())? {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(rig.server.host().to_owned())?;
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await?)
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, flight: &Flight) -> Result<()> {
-    s.write_all(&flight.with_login).await?;
-    s.flush().await?;
-    let mut got = Vec::new();
-    let mut rest = (!flight.after_login.is_empty()).then_some(&flight.after_login);
-    let last = flight.last.as_str();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = s.read(&mut buf).await?;
-        if n == 0 {
-            bail!(
-                "the server closed before answering the floor's script: {}",
-                String::from_utf8_lossy(&got)
-            );
-        }
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got);
-        if rest.is_some() && text.split("\r\n").any(|l| l.starts_with("f0 OK")) {
-            if let Some(bytes) = rest.take() {
-                s.write_all(bytes).await?;
-                s.flush().await?;
-            }
-        }
-        if let Some(line) = text
-            .split("\r\n")
-            .find(|l| l.starts_with(last))
-            .map(str::to_owned)
-        {
-            if !line[last.len()..].starts_with("OK") {
-                bail!("the floor's script failed: {line}");
-            }
-            return Ok(());
-        }
-        // A tagged NO/BAD earlier is a broken script.
-        if let Some(bad) = text
-            .split("\r\n")
-            .find(|l| l.starts_with('f') && (l.contains(" NO ") || l.contains(" BAD ")))
-        {
-            bail!("the floor's script failed: {bad}");
-        }
-    }
 }

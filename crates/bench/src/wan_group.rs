@@ -13,10 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::sma;
 use crate::proxy::DelayProxy;
 use crate::rig::Rig;
-use crate::wan::{init_command, start_pair, timed};
-
-/// The figure's name in the WAN rows.
-pub const BROADCAST: &str = "send --all to five devices";
+use crate::wan_steps::{init_command, start_pair, timed};
 
 /// Peers the founder broadcasts to.
 pub const RECIPIENTS: usize = 5;

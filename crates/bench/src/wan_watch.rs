@@ -30,10 +30,7 @@ use tokio::time::timeout;
 use crate::cli::sma;
 use crate::proxy::DelayProxy;
 use crate::rig::{raw_message, Rig, Sec};
-use crate::wan::tls_connect;
-
-/// The figure's name in the WAN rows.
-pub const WATCH_DELIVERY: &str = "watch delivery (after send returned)";
+use crate::wan_steps::tls_connect;
 
 /// Round trips above the floor the issue (17) allows `watch` delivery.
 pub const ROUND_TRIPS_ABOVE_FLOOR: f64 = 1.0;
