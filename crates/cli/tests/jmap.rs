@@ -131,6 +131,11 @@ fn removal(
     acc.pair(b, &c, &c_id);
     acc.ok(&c, &["sync"]);
     acc.ok(a, &["sync"]);
+    acc.ok(b, &["sync"]);
+    acc.ok(a, &["sync"]);
+    // One broadcast reaches both, whatever their protocols: the same bytes
+    // land in two inboxes, which Cyrus's JMAP keeps as one email.
+    acc.broadcast(a, &[(b, b_id), (&c, &c_id)], "to every device");
     let removed = acc.ok(a, &["remove", &c_id]);
     assert_eq!(
         removed[0]["removed"],

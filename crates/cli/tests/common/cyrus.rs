@@ -308,6 +308,21 @@ impl Account {
         assert_eq!(host[0]["value"], "127.0.0.1", "{host:?}");
     }
 
+    /// `send --all` of `body` from `from`: it names every one of `to`, and
+    /// each receives it exactly once.
+    pub fn broadcast(&self, from: &str, to: &[(&str, &str)], body: &str) {
+        let mut send = self.cmd(from);
+        send.args(["send", "--all"]);
+        let sent = super::expect_ok(&run_with_input(send, body.as_bytes()), from, &["send"]);
+        let named = sent[0]["to"].as_array().expect("to").clone();
+        for (dev, id) in to {
+            assert!(named.iter().any(|t| t == id), "{dev} not sent to: {sent:?}");
+            let got = self.ok(dev, &["recv", "--wait", "30"]);
+            let bodies: Vec<String> = got.iter().map(body_of).collect();
+            assert_eq!(bodies, [body], "{dev} received {got:?}");
+        }
+    }
+
     /// `send --to to_id` of `body` from `from`; the message id.
     pub fn send(&self, from: &str, to_id: &str, body: &str) -> String {
         let mut send = self.cmd(from);
