@@ -203,6 +203,31 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
     })
 }
 
+/// Waits for the member's `pair` to end well, then lets both devices learn
+/// everything there is to learn before the timed commands.
+fn settle_pairing(
+    rig: &Rig,
+    bin: &Path,
+    account: usize,
+    pair: std::process::Child,
+    (a, b): (&Path, &Path),
+) -> Result<()> {
+    let pair_out = pair.wait_with_output()?;
+    if !pair_out.status.success() {
+        bail!(
+            "sma pair failed ({}): {}",
+            pair_out.status,
+            String::from_utf8_lossy(&pair_out.stderr).trim()
+        );
+    }
+    for home in [a, b, a, b] {
+        let mut cmd = sma(bin, rig, account, home);
+        cmd.arg("sync");
+        timed(cmd, "sync")?;
+    }
+    Ok(())
+}
+
 /// One run of every command on a fresh `account`; wall times in
 /// [`COMMANDS`] order.
 fn product_run(
@@ -244,20 +269,7 @@ fn product_run(
     let mut join = sma(bin, rig, account, &b);
     join.args(["join", "--timeout", "120", "--code", &code]);
     step(COMMANDS[2], join)?;
-    let pair_out = pair.wait_with_output()?;
-    if !pair_out.status.success() {
-        bail!(
-            "sma pair failed ({}): {}",
-            pair_out.status,
-            String::from_utf8_lossy(&pair_out.stderr).trim()
-        );
-    }
-    // Both learn everything there is to learn before the timed commands.
-    for home in [&a, &b, &a, &b] {
-        let mut cmd = sma(bin, rig, account, home);
-        cmd.arg("sync");
-        timed(cmd, "sync")?;
-    }
+    settle_pairing(rig, bin, account, pair, (&a, &b))?;
 
     let body = rig.home(account, "wan-body");
     std::fs::File::create(&body)?.write_all(&vec![b'x'; 256])?;

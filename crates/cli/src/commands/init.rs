@@ -28,13 +28,7 @@ impl Ctx<'_> {
                 .join(&a.user),
         };
         sma::init::check_home_free(&home)?;
-        let account_key = match &a.import_setup {
-            Some(file) => {
-                let code = crate::secrets::code(a.setup_code.as_deref(), "setup code")?;
-                Some(import_setup_file(file, &code)?)
-            }
-            None => None,
-        };
+        let account_key = imported_account_key(a)?;
         let oauth2 = self.cli.oauth2_token_command.is_some();
         check_login(a, provider, oauth2)?;
         let password = self.password(None)?;
@@ -196,6 +190,18 @@ fn split_host_port(server: &str) -> Result<(String, Option<u16>)> {
         Some((h, p)) if !h.contains(':') => Ok((h.to_owned(), Some(p.parse().map_err(|_| bad())?))),
         _ if server.is_empty() => Err(bad().into()),
         _ => Ok((server.to_owned(), None)),
+    }
+}
+
+/// The account key of `--import-setup FILE`, with its setup code from
+/// `--setup-code` or the prompt; `None` without `--import-setup`.
+fn imported_account_key(a: &InitArgs) -> Result<Option<sma_crypto::AccountKey>> {
+    match &a.import_setup {
+        Some(file) => {
+            let code = crate::secrets::code(a.setup_code.as_deref(), "setup code")?;
+            Ok(Some(import_setup_file(file, &code)?))
+        }
+        None => Ok(None),
     }
 }
 

@@ -125,23 +125,35 @@ impl JmapSession {
                     out.push(self.join_mailbox(&mailbox, folder, id).await?);
                     continue;
                 }
-                let props = err
-                    .and_then(|e| e.get("properties"))
-                    .map(Value::to_string)
-                    .unwrap_or_default();
-                if props.contains("mailboxIds") {
-                    self.tree = None;
-                    return Err(ImapError::NoSuchFolder {
-                        folder: folder.to_owned(),
-                    });
-                }
-                return Err(ImapError::No {
-                    command: what,
-                    text: format!("{kind} {props}"),
-                });
+                return Err(self.import_refused(err, kind, folder, what));
             }
         }
         Ok(out)
+    }
+
+    /// The error for an import the server refused (`notCreated` entry
+    /// `err` of type `kind`): a mailbox it does not know is a folder gone.
+    fn import_refused(
+        &mut self,
+        err: Option<&Value>,
+        kind: &str,
+        folder: &str,
+        what: String,
+    ) -> ImapError {
+        let props = err
+            .and_then(|e| e.get("properties"))
+            .map(Value::to_string)
+            .unwrap_or_default();
+        if props.contains("mailboxIds") {
+            self.tree = None;
+            return ImapError::NoSuchFolder {
+                folder: folder.to_owned(),
+            };
+        }
+        ImapError::No {
+            command: what,
+            text: format!("{kind} {props}"),
+        }
     }
 
     /// Adds the existing email `id` to `mailbox` (RFC 8621 `alreadyExists`
