@@ -137,6 +137,17 @@ pub trait Transport: Send {
     /// `UNSUBSCRIBE` (unsubscribing an unsubscribed folder is fine).
     fn unsubscribe(&mut self, folder: &str) -> impl Future<Output = Result<(), ImapError>> + Send;
 
+    /// A message this session is about to append (with
+    /// [`Self::status_and_append`] or [`Self::append_all`]), perhaps after
+    /// other calls: a transport whose append takes two steps may take the
+    /// first now, beside those calls (a JMAP session starts the upload).
+    /// The append may never come (the caller found it had to build the
+    /// message again); nothing is changed on the server that anyone sees.
+    /// The default does nothing.
+    fn stage_append(&mut self, message: &[u8]) {
+        let _ = message;
+    }
+
     /// Appends a message with `flags` (e.g. `["\\Seen"]`). Returns its UID
     /// when the server reports it (`APPENDUID`, only if it advertises
     /// UIDPLUS). A missing

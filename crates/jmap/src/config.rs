@@ -47,6 +47,10 @@ pub struct JmapConfig {
     /// guessed from the session (Cyrus: `INBOX.` and `.`, as with Debian's
     /// default `altnamespace: no`; other servers: `""` and `/`).
     pub imap_namespace: Option<Namespace>,
+    /// A file where a session keeps the session resource and the mailbox
+    /// list for the next one, which then starts without asking for them
+    /// (see the crate documentation). `None`: every session asks.
+    pub session_cache: Option<PathBuf>,
 }
 
 impl JmapConfig {
@@ -65,6 +69,7 @@ impl JmapConfig {
             allow_insecure: false,
             timeout: Duration::from_secs(30),
             imap_namespace: None,
+            session_cache: None,
         }
     }
 

@@ -11,6 +11,9 @@ use rustls::ClientConfig;
 use serde_json::{json, Value};
 use sma_imap::ImapError;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::cache::SessionCache;
 use crate::config::{JmapAuth, JmapConfig};
 
 /// The capabilities every request uses.
@@ -31,6 +34,18 @@ pub const MIN_TRANSFER_RATE: u64 = 64 << 10;
 pub(crate) struct Http {
     pub client: reqwest::Client,
     pub config: Arc<JmapConfig>,
+    /// Set when the session started from the cache.
+    hint: Option<Arc<Hint>>,
+}
+
+/// A session started from the session cache: how it notices the cache is
+/// stale.
+struct Hint {
+    cache: SessionCache,
+    /// The cached session resource's `state`.
+    state: Option<String>,
+    /// Cleared once the cache was found stale (and dropped).
+    live: AtomicBool,
 }
 
 impl Http {
@@ -59,6 +74,7 @@ impl Http {
             .use_preconfigured_tls(tls)
             .redirect(policy)
             .connect_timeout(config.timeout)
+            .tcp_nodelay(true)
             .user_agent(concat!("sma-jmap/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ImapError::Tls {
@@ -68,7 +84,47 @@ impl Http {
         Ok(Http {
             client,
             config: Arc::new(config),
+            hint: None,
         })
+    }
+
+    /// Marks the session as started from `cache`, whose session resource
+    /// had the state `state`.
+    pub fn started_from(&mut self, cache: SessionCache, state: Option<String>) {
+        self.hint = Some(Arc::new(Hint {
+            cache,
+            state,
+            live: AtomicBool::new(true),
+        }));
+    }
+
+    /// A session started from the cache met an answer that says the cache
+    /// no longer describes the server (the URLs it named are gone, the
+    /// account is unknown): the cache is dropped and the error is a lost
+    /// connection, which the next connection (reading the server's session
+    /// resource again) cures. `None` when the session did not start from
+    /// the cache or this was already said.
+    fn stale_hint(&self, what: &str) -> Option<ImapError> {
+        let hint = self.hint.as_ref()?;
+        if !hint.live.swap(false, Ordering::SeqCst) {
+            return None;
+        }
+        hint.cache.forget();
+        Some(ImapError::ConnectionLost(format!(
+            "the JMAP server no longer answers {what} as its cached session resource said; \
+             it is read again at the next connection"
+        )))
+    }
+
+    /// An API answer's `sessionState`: if it differs from the cached
+    /// session resource's, the cache is dropped (this session goes on; the
+    /// next one reads the session resource again).
+    fn saw_session_state(&self, state: &str) {
+        if let Some(hint) = &self.hint {
+            if hint.state.as_deref() != Some(state) && hint.live.swap(false, Ordering::SeqCst) {
+                hint.cache.forget();
+            }
+        }
     }
 
     /// Adds the credentials to a request.
@@ -88,6 +144,7 @@ impl Http {
         cap: usize,
         timeout: Duration,
     ) -> Result<Vec<u8>, ImapError> {
+        tracing::debug!(target: "sma_jmap::wire", what, "HTTP request");
         let fut = async {
             let resp = self
                 .auth(req)
@@ -95,6 +152,14 @@ impl Http {
                 .await
                 .map_err(|e| self.transport_error(e, what))?;
             let status = resp.status();
+            if matches!(
+                status,
+                StatusCode::NOT_FOUND | StatusCode::GONE | StatusCode::METHOD_NOT_ALLOWED
+            ) {
+                if let Some(e) = self.stale_hint(what) {
+                    return Err(e);
+                }
+            }
             if !status.is_success() {
                 let body = read_capped(resp, MAX_ERROR_BODY, what, true)
                     .await
@@ -119,6 +184,11 @@ impl Http {
         calls: Vec<Value>,
         what: &str,
     ) -> Result<Vec<MethodResponse>, ImapError> {
+        let methods: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c.get(0).and_then(Value::as_str))
+            .collect();
+        tracing::debug!(target: "sma_jmap::wire", ?methods, "API request");
         let body = json!({ "using": USING, "methodCalls": calls });
         let req = self
             .client
@@ -137,6 +207,9 @@ impl Http {
             .ok_or_else(|| {
                 ImapError::Protocol(format!("the JMAP answer to {what} has no methodResponses"))
             })?;
+        if let Some(state) = v.get("sessionState").and_then(Value::as_str) {
+            self.saw_session_state(state);
+        }
         let mut out = Vec::with_capacity(responses.len());
         for r in responses {
             let (name, args, id) = match r.as_array().map(Vec::as_slice) {
@@ -150,6 +223,15 @@ impl Http {
                 }
             };
             let result = if name == "error" {
+                let kind = args.get("type").and_then(Value::as_str);
+                if matches!(
+                    kind,
+                    Some("accountNotFound" | "accountNotSupportedByMethod")
+                ) {
+                    if let Some(e) = self.stale_hint(what) {
+                        return Err(e);
+                    }
+                }
                 Err(MethodError {
                     kind: args
                         .get("type")

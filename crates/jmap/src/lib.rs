@@ -69,6 +69,7 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 mod config;
 mod http;
 mod names;

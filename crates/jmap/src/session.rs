@@ -8,12 +8,15 @@ use reqwest::Url;
 use serde_json::{json, Value};
 use sma_imap::{Capabilities, FetchedHeader, ImapError, MailboxState, Namespace, Uid, UidRange};
 
+use crate::cache::SessionCache;
 use crate::config::JmapConfig;
 use crate::http::{take, take_ok, Http, MAX_SESSION_SIZE};
 use crate::names::Tree;
 use crate::uids::{new_validity, Listed, UidMap};
 
+mod append;
 mod blobs;
+mod status;
 mod transport;
 
 /// The most messages of one mailbox a session lists.
@@ -27,6 +30,11 @@ pub const PUSH_PING: u64 = 15;
 const PUSH_SILENCE: Duration = Duration::from_secs(2 * PUSH_PING + 5);
 /// Downloads run side by side, at most this many.
 const PARALLEL_DOWNLOADS: usize = 4;
+/// An upload running on its own: its blob id when done.
+type StagedUpload = tokio::task::JoinHandle<Result<String, ImapError>>;
+
+/// The most uploads [`JmapSession::stage`] keeps waiting.
+const MAX_STAGED: usize = 8;
 /// Email properties of a listing.
 const LIST_PROPS: [&str; 5] = ["id", "receivedAt", "size", "blobId", "mailboxIds"];
 /// The same with the header fields.
@@ -69,6 +77,17 @@ pub struct JmapSession {
     /// Whether the event source may work (cleared when it answered
     /// without an event stream).
     push: bool,
+    /// Whether `tree` was read in this session (not taken from the cache).
+    tree_fresh: bool,
+    /// The session resource (for the cache).
+    resource: Value,
+    /// Where the session resource and the mailbox list are kept for the
+    /// next session.
+    cache: Option<SessionCache>,
+    /// The `Mailbox/get` answer the cache holds.
+    cached_mailboxes: Option<Value>,
+    /// Uploads started ahead of their append: the message and its task.
+    staged: Vec<(Vec<u8>, StagedUpload)>,
 }
 
 impl std::fmt::Debug for JmapSession {
@@ -82,11 +101,14 @@ impl std::fmt::Debug for JmapSession {
 }
 
 impl JmapSession {
-    /// Fetches the session resource and picks the primary mail account
+    /// Reads the session resource (or takes it from the session cache,
+    /// [`JmapConfig::session_cache`]) and picks the primary mail account
     /// and the API, upload, download and event-source URLs. Refuses
     /// `http://` to hosts that are not loopback unless
     /// [`JmapConfig::allow_insecure`]; a rejected login is
     /// [`ImapError::AuthRejected`] (or `TokenRejected` for a Bearer token).
+    /// A session started from the cache sends nothing here: its first
+    /// request is its first call.
     pub async fn connect(config: &JmapConfig) -> Result<JmapSession, ImapError> {
         let base = Url::parse(&config.session_url).map_err(|e| {
             ImapError::InvalidArgument(format!(
@@ -95,7 +117,23 @@ impl JmapSession {
             ))
         })?;
         config.check_url(&base)?;
-        let http = Http::new(config.clone())?;
+        let mut http = Http::new(config.clone())?;
+        let cache = SessionCache::of(config);
+        if let Some((c, cached)) = cache.as_ref().and_then(|c| Some((c, c.load()?))) {
+            let state = cached.session.get("state").and_then(Value::as_str);
+            http.started_from(c.clone(), state.map(str::to_owned));
+            if let Ok(mut session) =
+                JmapSession::from_resource(http.clone(), base.clone(), cached.session)
+            {
+                if let Some(m) = cached.mailboxes {
+                    session.tree = Tree::from_get(&m, &session.namespace).ok();
+                    session.cached_mailboxes = Some(m);
+                }
+                session.cache = cache;
+                return Ok(session);
+            }
+            http = Http::new(config.clone())?;
+        }
         let req = http.client.get(base.clone());
         let body = http
             .send(
@@ -108,6 +146,17 @@ impl JmapSession {
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
             ImapError::Protocol(format!("the JMAP session resource is not JSON: {e}"))
         })?;
+        let mut session = JmapSession::from_resource(http, base, v)?;
+        if let Some(c) = &cache {
+            c.save(&session.resource, None);
+        }
+        session.cache = cache;
+        Ok(session)
+    }
+
+    /// A session from the session resource `v` (read from `base`).
+    fn from_resource(http: Http, base: Url, v: Value) -> Result<JmapSession, ImapError> {
+        let config = http.config.clone();
         let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
         let proto = |what: &str| ImapError::Protocol(format!("the JMAP session resource {what}"));
         if v.pointer("/capabilities/urn:ietf:params:jmap:mail")
@@ -165,10 +214,15 @@ impl JmapSession {
             counter: 1,
             max_upload,
             tree: None,
+            tree_fresh: false,
             maps: HashMap::new(),
             selected: None,
             changed: false,
             push: true,
+            resource: v,
+            cache: None,
+            cached_mailboxes: None,
+            staged: Vec::new(),
         })
     }
 
@@ -209,9 +263,24 @@ impl JmapSession {
         let r = self
             .api(vec![self.mailbox_get_call("m")], "Mailbox/get")
             .await?;
-        let tree = Tree::from_get(take_ok(&r, "m", "Mailbox/get")?, &self.namespace)?;
+        let got = take_ok(&r, "m", "Mailbox/get")?;
+        let tree = Tree::from_get(got, &self.namespace)?;
         self.maps.retain(|id, _| tree.get(id).is_some());
+        self.keep_mailboxes(got);
+        self.tree_fresh = true;
         Ok(self.tree.insert(tree))
+    }
+
+    /// Keeps a `Mailbox/get` answer in the session cache, if it differs
+    /// from the one there (only the list: its state changes with every
+    /// message count).
+    fn keep_mailboxes(&mut self, got: &Value) {
+        let Some(cache) = &self.cache else { return };
+        let list = json!({"list": got.get("list")});
+        if self.cached_mailboxes.as_ref() != Some(&list) {
+            cache.save(&self.resource, Some(&list));
+            self.cached_mailboxes = Some(list);
+        }
     }
 
     /// The id of the mailbox named `folder`: from the cached tree, else

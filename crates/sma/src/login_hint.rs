@@ -32,6 +32,11 @@ pub(crate) const META_LOGIN_HINT: &str = "imap_login_hint";
 /// The store key of the capabilities after login.
 pub(crate) const META_CAPS_HINT: &str = "imap_caps_hint";
 
+/// The file in the home where a JMAP device's sessions keep the session
+/// resource and the mailbox list for the next one
+/// ([`sma_jmap::JmapConfig::session_cache`]; not a secret).
+pub(crate) const JMAP_SESSION_CACHE: &str = "jmap-session.json";
+
 /// The stored value that turns logins before the greeting off.
 const OFF: &str = "off";
 
@@ -176,10 +181,15 @@ impl Device {
     }
 
     /// How to open this device's session: [`Device::imap_config`] for an
-    /// IMAP device, the JMAP settings for one made with `init --jmap`.
+    /// IMAP device, the JMAP settings for one made with `init --jmap`, with
+    /// the session cache in the home ([`JMAP_SESSION_CACHE`]).
     pub fn session_config(&self, password: &Password) -> Result<SessionConfig> {
         if self.info().server.is_jmap() {
-            return Ok(self.info().server.session_config(password));
+            let mut session = self.info().server.session_config(password);
+            if let SessionConfig::Jmap { config, .. } = &mut session {
+                config.session_cache = Some(self.home().join(JMAP_SESSION_CACHE));
+            }
+            return Ok(session);
         }
         Ok(SessionConfig::Imap(self.imap_config(password)?))
     }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use sma_imap::{ImapError, Transport, Uid};
+use sma_proto::engine::accept::Sealed;
 use sma_proto::engine::outbound::OutgoingSync;
 use sma_proto::envelope::{message_id_for, Kind, Recipient};
 use sma_proto::payload::{AppBody, SealedContent};
@@ -161,6 +162,51 @@ impl Device {
         kind: &str,
         body: &[u8],
     ) -> Result<SendReport> {
+        let plan = self.send_plan(to, kind, body)?;
+        let sealed = self.seal_app(&plan, kind, body)?;
+        self.deliver_sealed(t, sealed).await
+    }
+
+    /// `sync`, then `send` (what the `send` command does), with the message
+    /// sealed before the sync and handed to the transport to stage
+    /// ([`Transport::stage_append`]: a JMAP session uploads it while the
+    /// sync runs). The sync decides: the staged message is sent only if the
+    /// sync left what it was sealed for as it was (the recipients, each
+    /// with the same certificate); otherwise the message is sealed again
+    /// from the state after the sync, as `send` alone would.
+    pub async fn sync_and_send<T: Transport>(
+        &mut self,
+        t: &mut T,
+        to: Option<&DeviceId>,
+        kind: &str,
+        body: &[u8],
+    ) -> Result<SendReport> {
+        // Before the sync, a failure only means nothing is staged: the
+        // checks after it decide (a recipient may become known in it).
+        let early = self.send_plan(to, kind, body).ok().and_then(|plan| {
+            let basis = self.seal_basis(&plan.0);
+            let sealed = self.seal_app(&plan, kind, body).ok()?;
+            Some((basis, sealed))
+        });
+        if let Some((_, sealed)) = &early {
+            t.stage_append(&sealed.bytes);
+        }
+        self.sync(t).await?;
+        let plan = self.send_plan(to, kind, body)?;
+        let sealed = match early {
+            Some((basis, sealed)) if basis == self.seal_basis(&plan.0) => sealed,
+            _ => self.seal_app(&plan, kind, body)?,
+        };
+        self.deliver_sealed(t, sealed).await
+    }
+
+    /// Checks a send request and picks its recipients and route.
+    fn send_plan(
+        &self,
+        to: Option<&DeviceId>,
+        kind: &str,
+        body: &[u8],
+    ) -> Result<(Vec<DeviceId>, Recipient)> {
         self.require_member()?;
         if kind.is_empty() || kind.len() > 64 || !kind.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::Usage(format!(
@@ -193,17 +239,43 @@ impl Device {
             Some(id) => Recipient::Device(id.clone()),
             None => Recipient::All,
         };
+        Ok((recipients, route))
+    }
+
+    /// What a message sealed to `recipients` depends on: each recipient
+    /// and its certificate's fingerprint.
+    fn seal_basis(&self, recipients: &[DeviceId]) -> Vec<(DeviceId, Option<String>)> {
+        let group = self.engine.group();
+        recipients
+            .iter()
+            .map(|r| (r.clone(), group.member(r).map(|m| m.fingerprint.clone())))
+            .collect()
+    }
+
+    fn seal_app(
+        &mut self,
+        (recipients, route): &(Vec<DeviceId>, Recipient),
+        kind: &str,
+        body: &[u8],
+    ) -> Result<Sealed> {
         let now = self.timestamp();
-        let sealed = self.engine.seal(
+        Ok(self.engine.seal(
             &mut self.rng,
             now,
-            (Kind::App, route),
-            &recipients,
+            (Kind::App, route.clone()),
+            recipients,
             SealedContent::App(AppBody {
                 app_kind: kind.to_owned(),
                 body: body.to_vec(),
             }),
-        )?;
+        )?)
+    }
+
+    async fn deliver_sealed<T: Transport>(
+        &mut self,
+        t: &mut T,
+        sealed: Sealed,
+    ) -> Result<SendReport> {
         self.deliver_checked(t, &sealed.recipients, &sealed.id, &sealed.bytes)
             .await?;
         Ok(SendReport {

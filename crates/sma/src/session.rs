@@ -249,6 +249,10 @@ impl Transport for Session {
         each!(self, t => t.status_and_append(items).await)
     }
 
+    fn stage_append(&mut self, message: &[u8]) {
+        each!(self, t => t.stage_append(message))
+    }
+
     async fn append_all(
         &mut self,
         folder: &str,

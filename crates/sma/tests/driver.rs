@@ -174,6 +174,87 @@ async fn application_message_arrives_once_and_is_deleted() {
     assert_eq!(left, Some(0), "the processed message left the inbox");
 }
 
+/// The `send` command seals its message before the sync and stages it
+/// (a JMAP session uploads it meanwhile); when the sync changes nothing the
+/// message was sealed for, the staged bytes are the ones delivered.
+#[tokio::test]
+async fn a_send_delivers_the_message_it_staged_when_the_sync_changed_nothing() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let mut t = p.server.connect();
+    let to = p.b.id().clone();
+    let report =
+        p.a.sync_and_send(&mut t, Some(&to), "text", b"staged")
+            .await
+            .expect("send");
+    let staged = p.server.lock().staged.clone();
+    assert_eq!(staged.len(), 1, "one message staged");
+    let inbox = p.b.inbox();
+    let held: Vec<Vec<u8>> = p
+        .server
+        .lock()
+        .folder(&inbox)
+        .expect("b's inbox")
+        .messages
+        .values()
+        .map(|m| m.bytes.to_vec())
+        .collect();
+    let marker = peek_marker(&staged[0]).expect("a marker");
+    assert_eq!(marker.id.to_string(), report.message_id);
+    assert!(
+        held.iter().any(|m| m.as_slice() == staged[0].as_slice()),
+        "the staged bytes are what reached the inbox"
+    );
+    let mut t = p.server.connect();
+    let got = p.b.recv(&mut t, Duration::ZERO).await.expect("recv");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].kind, "text");
+}
+
+/// A message staged before the sync is sealed again when the sync
+/// changed its recipients: here a member paired by another member, whom
+/// the sender learns of only in the sync, so a broadcast reaches it too.
+#[tokio::test]
+async fn a_send_seals_again_when_the_sync_brought_another_recipient() {
+    let mut p = two_members().await;
+    sync_all(&p.server, &mut [&mut p.a, &mut p.b], 1).await;
+    let dc = TempDir::new().expect("tmp");
+    let (_, mut c) = init(&p.server, dc.path(), "tablet", 3).await;
+    pair(&p.server, &mut p.b, &mut c).await;
+    let mut t = p.server.connect();
+    p.b.sync(&mut t).await.expect("b tells the others");
+    assert!(
+        !p.a.engine().peers().contains(c.id()),
+        "a does not know c before its sync"
+    );
+    let mut t = p.server.connect();
+    let report =
+        p.a.sync_and_send(&mut t, None, "text", b"to everyone")
+            .await
+            .expect("send");
+    let staged = p.server.lock().staged.clone();
+    assert_eq!(
+        staged.len(),
+        1,
+        "the message sealed before the sync was staged"
+    );
+    let staged_id = peek_marker(&staged[0]).expect("a marker").id.to_string();
+    assert_ne!(
+        staged_id, report.message_id,
+        "the staged message (sealed to b alone) is not the one sent"
+    );
+    assert!(
+        report.to.contains(c.id()) && report.to.contains(p.b.id()),
+        "{:?}",
+        report.to
+    );
+    for d in [&mut p.b, &mut c] {
+        let mut t = p.server.connect();
+        let got = d.recv(&mut t, Duration::ZERO).await.expect("recv");
+        assert_eq!(got.len(), 1, "{} got the broadcast", d.info().name);
+    }
+}
+
 /// `watch` hands a message out as soon as the round's inbox pass is
 /// committed: the hand-out sees the message waiting in the store while it
 /// is still on the server, and the round deletes it afterwards.

@@ -289,8 +289,7 @@ impl Ctx<'_> {
             }
         };
         let (mut dev, mut t) = self.connected().await?;
-        dev.sync(&mut t).await?;
-        let report = dev.send(&mut t, to.as_ref(), kind, &body).await?;
+        let report = dev.sync_and_send(&mut t, to.as_ref(), kind, &body).await?;
         self.out.emit(&report, || {
             let to: Vec<String> = report.to.iter().map(|d| d.to_string()).collect();
             format!("Sent to {}.", to.join(", "))

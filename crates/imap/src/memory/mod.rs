@@ -89,6 +89,10 @@ impl Transport for MemoryTransport {
         &self.caps
     }
 
+    fn stage_append(&mut self, message: &[u8]) {
+        self.server.lock().staged.push(Arc::new(message.to_vec()));
+    }
+
     async fn namespace(&mut self) -> Result<Namespace, ImapError> {
         self.run(|_, _| {
             Ok(Namespace {

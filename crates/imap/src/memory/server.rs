@@ -81,6 +81,9 @@ pub struct Server {
     /// Every APPEND that took effect: the appending actor, the folder and
     /// the message (for the invariants).
     pub journal: Vec<(usize, String, Arc<Vec<u8>>)>,
+    /// Messages announced with `stage_append` (nothing anyone else sees;
+    /// kept for the tests).
+    pub staged: Vec<Arc<Vec<u8>>>,
     /// Gmail's delete semantics, when switched on (see
     /// [`Server::archive_like_gmail`]).
     pub(crate) archiving: Option<super::archive::Archiving>,
@@ -103,6 +106,7 @@ impl Default for Server {
             lost: Vec::new(),
             downloads: BTreeMap::new(),
             journal: Vec::new(),
+            staged: Vec::new(),
             archiving: None,
             capabilities: super::archive::DEFAULT_CAPABILITIES
                 .map(String::from)

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use reqwest::Url;
-use serde_json::{json, Value};
-use sma_imap::{ImapError, Uid};
+use serde_json::Value;
+use sma_imap::ImapError;
 
-use crate::http::{read_capped, take_ok, MIN_TRANSFER_RATE};
+use crate::http::{read_capped, MIN_TRANSFER_RATE};
 
-use super::JmapSession;
+use super::{JmapSession, MAX_STAGED};
 
 impl JmapSession {
     /// Fills in a URL template of the session (RFC 6570 level 1).
@@ -28,173 +28,70 @@ impl JmapSession {
 
     /// Uploads a message; returns its blob id.
     pub(super) async fn upload(&self, message: &[u8]) -> Result<String, ImapError> {
-        if message.len() as u64 > self.max_upload {
-            return Err(ImapError::InvalidArgument(format!(
+        self.upload_task(message.to_vec()).await
+    }
+
+    /// The upload of `message` as a future that borrows nothing from the
+    /// session (so that it can run on its own: [`Self::stage`]).
+    pub(super) fn upload_task(
+        &self,
+        message: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<String, ImapError>> + Send + 'static {
+        let prepared = if message.len() as u64 > self.max_upload {
+            Err(ImapError::InvalidArgument(format!(
                 "the message is {} bytes, over the JMAP server's upload limit of {} bytes",
                 message.len(),
                 self.max_upload
-            )));
-        }
-        let url = self.template(&self.upload_url, &[("accountId", &self.account_id)])?;
-        let req = self
-            .http
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "message/rfc822")
-            .body(message.to_vec());
-        let timeout = transfer_timeout(self.http.config.timeout, message.len() as u64);
-        let body = self.http.send(req, "the upload", 64 << 10, timeout).await?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| ImapError::Protocol(format!("the JMAP upload answer is not JSON: {e}")))?;
-        v.get("blobId")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| ImapError::Protocol("the JMAP upload answer has no blobId".into()))
-    }
-
-    /// Imports uploaded blobs into a mailbox; returns the email ids.
-    pub(super) async fn import(
-        &mut self,
-        folder: &str,
-        blobs: &[String],
-        keywords: &Value,
-    ) -> Result<Vec<Option<Uid>>, ImapError> {
-        let mailbox = self.resolve(folder).await?;
-        let emails: serde_json::Map<String, Value> = blobs
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                (
-                    format!("e{i}"),
-                    json!({"blobId": b, "mailboxIds": {mailbox.clone(): true}, "keywords": keywords}),
-                )
-            })
-            .collect();
-        let what = format!("Email/import into {folder:?}");
-        let r = self
-            .api(
-                vec![
-                    json!(["Email/import", {"accountId": self.account_id, "emails": emails}, "i"]),
-                ],
-                &what,
-            )
-            .await?;
-        let v = take_ok(&r, "i", &what)?;
-        let mut out = Vec::with_capacity(blobs.len());
-        for i in 0..blobs.len() {
-            let key = format!("e{i}");
-            if let Some(id) = v
-                .pointer(&format!("/created/{key}/id"))
+            )))
+        } else {
+            self.template(&self.upload_url, &[("accountId", &self.account_id)])
+                .map(|url| (url, self.http.clone()))
+        };
+        async move {
+            let (url, http) = prepared?;
+            let timeout = transfer_timeout(http.config.timeout, message.len() as u64);
+            let req = http
+                .client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "message/rfc822")
+                .body(message);
+            let body = http.send(req, "the upload", 64 << 10, timeout).await?;
+            let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                ImapError::Protocol(format!("the JMAP upload answer is not JSON: {e}"))
+            })?;
+            v.get("blobId")
                 .and_then(Value::as_str)
-            {
-                let counter = &mut self.counter;
-                let uid = self
-                    .maps
-                    .get_mut(&mailbox)
-                    .map(|m| m.add(id.to_owned(), counter));
-                if let Some(size) = v
-                    .pointer(&format!("/created/{key}/size"))
-                    .and_then(Value::as_u64)
-                {
-                    if let (Some(m), Some(u)) = (self.maps.get_mut(&mailbox), uid) {
-                        if let Some(e) = m.entries.get_mut(&u) {
-                            e.size = Some(size.min(u32::MAX as u64) as u32);
-                            e.blob_id = v
-                                .pointer(&format!("/created/{key}/blobId"))
-                                .and_then(Value::as_str)
-                                .map(str::to_owned);
-                        }
-                    }
-                }
-                if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
-                    self.changed = true;
-                }
-                out.push(uid);
-            } else {
-                let err = v.pointer(&format!("/notCreated/{key}"));
-                let kind = err
-                    .and_then(|e| e.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown");
-                let existing = err
-                    .and_then(|e| e.get("existingId"))
-                    .and_then(Value::as_str);
-                if let (Some(id), "alreadyExists") = (existing, kind) {
-                    // The server keeps one email per content: the same
-                    // bytes in another mailbox (a broadcast) join it.
-                    out.push(self.join_mailbox(&mailbox, folder, id).await?);
-                    continue;
-                }
-                return Err(self.import_refused(err, kind, folder, what));
-            }
-        }
-        Ok(out)
-    }
-
-    /// The error for an import the server refused (`notCreated` entry
-    /// `err` of type `kind`): a mailbox it does not know is a folder gone.
-    fn import_refused(
-        &mut self,
-        err: Option<&Value>,
-        kind: &str,
-        folder: &str,
-        what: String,
-    ) -> ImapError {
-        let props = err
-            .and_then(|e| e.get("properties"))
-            .map(Value::to_string)
-            .unwrap_or_default();
-        if props.contains("mailboxIds") {
-            self.tree = None;
-            return ImapError::NoSuchFolder {
-                folder: folder.to_owned(),
-            };
-        }
-        ImapError::No {
-            command: what,
-            text: format!("{kind} {props}"),
+                .map(str::to_owned)
+                .ok_or_else(|| ImapError::Protocol("the JMAP upload answer has no blobId".into()))
         }
     }
 
-    /// Adds the existing email `id` to `mailbox` (RFC 8621 `alreadyExists`
-    /// on import) and numbers it there if the mailbox was listed in this
-    /// session; it is then in several mailboxes.
-    async fn join_mailbox(
-        &mut self,
-        mailbox: &str,
-        folder: &str,
-        id: &str,
-    ) -> Result<Option<Uid>, ImapError> {
-        let what = format!("Email/set adding an identical message to {folder:?}");
-        let patch = json!({ format!("mailboxIds/{mailbox}"): true });
-        let r = self
-            .api(
-                vec![json!(["Email/set", {
-                    "accountId": self.account_id,
-                    "update": { id: patch },
-                }, "j"])],
-                &what,
-            )
-            .await?;
-        let v = take_ok(&r, "j", &what)?;
-        if let Some(e) = v.get("notUpdated").and_then(|n| n.get(id)) {
-            return Err(ImapError::No {
-                command: what,
-                text: e.to_string(),
-            });
+    /// Starts uploading `message` on its own (a task beside the session's
+    /// other requests, on a connection of its own), for an append of the
+    /// same bytes later in the session ([`Self::upload_all`] takes it).
+    /// At most [`MAX_STAGED`] wait; a further one replaces the oldest.
+    pub(super) fn stage(&mut self, message: &[u8]) {
+        if self.staged.len() >= MAX_STAGED {
+            let (_, old) = self.staged.remove(0);
+            old.abort();
         }
-        let counter = &mut self.counter;
-        let uid = self.maps.get_mut(mailbox).map(|m| {
-            let uid = m.add(id.to_owned(), counter);
-            if let Some(e) = m.entries.get_mut(&uid) {
-                e.shared = true;
+        let task = tokio::spawn(self.upload_task(message.to_vec()));
+        self.staged.push((message.to_vec(), task));
+    }
+
+    /// The blob id of a staged upload of exactly `message`, if one was
+    /// staged and succeeded (a failed one is uploaded again by the caller).
+    pub(super) async fn take_staged(&mut self, message: &[u8]) -> Option<String> {
+        let i = self.staged.iter().position(|(m, _)| m == message)?;
+        let (_, task) = self.staged.remove(i);
+        match task.await {
+            Ok(Ok(blob)) => Some(blob),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the staged upload failed; uploading again");
+                None
             }
-            uid
-        });
-        if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
-            self.changed = true;
+            Err(_) => None,
         }
-        Ok(uid)
     }
 
     /// Downloads one blob, at most `cap` bytes.

@@ -5,8 +5,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sma_imap::{
-    Capabilities, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo, IdleOutcome, ImapError,
-    MailboxState, MailboxStatus, Namespace, Transport, Uid, UidRange,
+    Capabilities, CheckedAppend, CreateOutcome, FetchedHeader, FetchedMessage, FolderInfo,
+    IdleOutcome, ImapError, MailboxState, MailboxStatus, Namespace, Transport, Uid, UidRange,
 };
 
 use crate::http::take_ok;
@@ -169,15 +169,19 @@ impl Transport for JmapSession {
         if messages.is_empty() {
             return Ok(vec![]);
         }
-        let mut blobs = Vec::with_capacity(messages.len());
-        for chunk in messages.chunks(PARALLEL_DOWNLOADS) {
-            let this = &*self;
-            let futs: Vec<_> = chunk.iter().map(|m| this.upload(m)).collect();
-            for r in futures::future::join_all(futs).await {
-                blobs.push(r?);
-            }
-        }
+        let blobs = self.upload_all(messages).await?;
         self.import(folder, &blobs, &json!({})).await
+    }
+
+    fn stage_append(&mut self, message: &[u8]) {
+        self.stage(message);
+    }
+
+    async fn status_and_append(
+        &mut self,
+        items: &[(&str, &[u8])],
+    ) -> Result<Vec<CheckedAppend>, ImapError> {
+        self.status_and_import(items).await
     }
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
@@ -190,73 +194,14 @@ impl Transport for JmapSession {
 
     async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
         let (id, _) = self.list_mailbox(folder, &LIST_PROPS).await?;
-        let s = self.state_of(&id);
-        Ok(MailboxStatus {
-            messages: s.exists,
-            uid_next: s.uid_next,
-            uid_validity: s.uid_validity,
-            highest_modseq: None,
-        })
+        Ok(self.status_of(&id))
     }
 
     async fn status_many(
         &mut self,
         folders: &[&str],
     ) -> Result<Vec<Result<MailboxStatus, ImapError>>, ImapError> {
-        if folders
-            .iter()
-            .any(|f| self.tree.as_ref().and_then(|t| t.id_of(f)).is_none())
-        {
-            self.refresh_tree().await?;
-        }
-        let ids: Vec<Option<String>> = folders
-            .iter()
-            .map(|f| {
-                self.tree
-                    .as_ref()
-                    .and_then(|t| t.id_of(f))
-                    .map(str::to_owned)
-            })
-            .collect();
-        let mut calls = vec![];
-        for (i, id) in ids.iter().enumerate() {
-            if let Some(id) = id {
-                calls.extend(self.listing_calls(id, &i.to_string(), &LIST_PROPS));
-            }
-        }
-        let r = if calls.is_empty() {
-            vec![]
-        } else {
-            self.api(calls, "STATUS of several folders").await?
-        };
-        let mut out = Vec::with_capacity(folders.len());
-        for (i, (folder, id)) in folders.iter().zip(&ids).enumerate() {
-            let Some(id) = id else {
-                out.push(Err(ImapError::NoSuchFolder {
-                    folder: folder.to_string(),
-                }));
-                continue;
-            };
-            let res = self
-                .absorb_listing(&r, id, folder, &i.to_string())
-                .map(|_| {
-                    let s = self.state_of(id);
-                    MailboxStatus {
-                        messages: s.exists,
-                        uid_next: s.uid_next,
-                        uid_validity: s.uid_validity,
-                        highest_modseq: None,
-                    }
-                });
-            if res
-                .as_ref()
-                .is_err_and(|e| matches!(e, ImapError::NoSuchFolder { .. }))
-            {
-                self.tree = None;
-            }
-            out.push(res);
-        }
-        Ok(out)
+        self.statuses(folders).await
     }
 
     async fn open_and_fetch_headers(
