@@ -265,7 +265,7 @@ fn product_run(
     let b_id = json_field(&out, "device_id")?;
 
     // The member waits with its code shown; then `join` is timed.
-    let (pair, code) = start_pair(rig, bin, account, &a)?;
+    let (pair, code) = start_pair(rig, bin, account, (&a, &b_id))?;
     let mut join = sma(bin, rig, account, &b);
     join.args(["join", "--timeout", "120", "--code", &code]);
     step(COMMANDS[2], join)?;

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::sma;
 use crate::proxy::DelayProxy;
 use crate::rig::Rig;
-use crate::wan_steps::{init_command, start_pair, timed};
+use crate::wan_steps::{init_command, json_field, start_pair, timed};
 
 /// Peers the founder broadcasts to.
 pub const RECIPIENTS: usize = 5;
@@ -32,8 +32,11 @@ pub fn product(
     for i in 2..=RECIPIENTS {
         let name = format!("wan-{i}");
         let home = rig.home(account, &name);
-        timed(init_command(rig, proxy, bin, account, &home, &name), "init")?;
-        let (pair, code) = start_pair(rig, bin, account, founder)?;
+        let (_, out) = timed(init_command(rig, proxy, bin, account, &home, &name), "init")?;
+        let id = json_field(&out, "device_id")?;
+        // By id: pending devices announced within one second (the
+        // server's time resolution) have no reliable "newest".
+        let (pair, code) = start_pair(rig, bin, account, (founder, &id))?;
         let mut join = sma(bin, rig, account, &home);
         join.args(["join", "--timeout", "120", "--code", &code]);
         timed(join, "join")?;

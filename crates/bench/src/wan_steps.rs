@@ -110,16 +110,16 @@ pub(crate) fn init_command(
     cmd
 }
 
-/// Starts `sma pair` on the member in `home`; returns it, waiting, and the
-/// code it shows.
+/// Starts `sma pair --device joiner` on the member in `home`; returns it,
+/// waiting, and the code it shows.
 pub(crate) fn start_pair(
     rig: &Rig,
     bin: &Path,
     account: usize,
-    home: &Path,
+    (home, joiner): (&Path, &str),
 ) -> Result<(std::process::Child, String)> {
     let mut pair = sma(bin, rig, account, home)
-        .args(["pair", "--timeout", "120"])
+        .args(["pair", "--timeout", "120", "--device", joiner])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

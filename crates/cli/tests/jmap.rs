@@ -13,6 +13,8 @@ mod common;
 
 use std::process::Command;
 
+use serde_json::Value;
+
 use base64::Engine as _;
 use std::time::Duration;
 
@@ -270,8 +272,8 @@ fn inside_armor(text: &str, begin: &str) -> usize {
 
 #[test]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
-fn replayed_and_tampered_messages_reaching_a_jmap_device_change_nothing() {
-    let test = "replayed_and_tampered_messages_reaching_a_jmap_device_change_nothing";
+fn replayed_tampered_and_forged_messages_reaching_a_jmap_device_change_nothing() {
+    let test = "replayed_tampered_and_forged_messages_reaching_a_jmap_device_change_nothing";
     let acc = Account::start(test);
     let a_init = acc.init("a-imap", Proto::Imap);
     let b_init = acc.init("b-jmap", Proto::Jmap);
@@ -314,7 +316,86 @@ fn replayed_and_tampered_messages_reaching_a_jmap_device_change_nothing() {
         "a tampered message was delivered"
     );
 
+    // A message claiming to come from a but sealed with another key (what
+    // the provider, holding the password, can write) is quarantined too.
+    let account = a_init["account"].as_str().expect("account");
+    let forged = forged_from(&acc, account, (&a_id, &b_id), &a_init);
+    acc.append(&b_inbox, &forged);
+    let out = acc.run("b-jmap", &["sync", "-v"]);
+    assert!(out.status.success(), "sync on b-jmap failed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("quarantined").count(), 1, "{log}");
+    assert!(
+        acc.recv_bodies("b-jmap").is_empty(),
+        "a forged message was delivered"
+    );
+
     // The device keeps working both ways.
     acc.message("a-imap", &a_id, "b-jmap", &b_id, "after the attacks\n");
     acc.message("b-jmap", &b_id, "a-imap", &a_id, "and back\n");
+}
+
+/// An application message to `to` that claims to come from `from` but is
+/// signed with a key of nobody in the group; `to`'s member record comes
+/// from its announcement on the server.
+fn forged_from(acc: &Account, account: &str, (from, to): (&str, &str), init: &Value) -> Vec<u8> {
+    use rand::rngs::OsRng;
+    use sma_proto::device::{verify_announcement, Identity};
+    use sma_proto::envelope::{Envelope, Kind, Recipient};
+    use sma_proto::hlc::Hlc;
+    use sma_proto::payload::{AppBody, SealedContent};
+    use sma_proto::state::{Change, MemberRecord, MemberStatus};
+    use sma_proto::{core::CoreState, DeviceId, Engine, Timestamp};
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let announce = init["folders"]["announce"].as_str().expect("announce");
+    let record = acc
+        .messages_in(announce)
+        .into_iter()
+        .filter_map(|(_, raw)| verify_announcement(&Envelope::parse(&raw).ok()?).ok())
+        .find(|(ann, _)| ann.device_id.as_str() == to)
+        .map(|(ann, cert)| MemberRecord {
+            id: ann.device_id.clone(),
+            fingerprint: cert.fingerprint().to_string(),
+            cert: ann.cert.clone(),
+            name: ann.name.clone(),
+            name_stamp: Hlc {
+                ms: 0,
+                counter: 0,
+                device: ann.device_id,
+            },
+            status: MemberStatus::Active,
+            heartbeat: now,
+            final_seq: None,
+            left_seq: 0,
+        })
+        .expect("the recipient's announcement");
+    let id = DeviceId::parse(from).expect("id");
+    let key = sma_crypto::DeviceKey::generate(&mut OsRng, id.as_str(), now).expect("key");
+    let forger = Identity {
+        id,
+        account: account.to_owned(),
+        key,
+    };
+    let mut engine = Engine::new(forger, CoreState::default()).expect("engine");
+    engine
+        .commit(Change::Member(record), Timestamp::from_secs(now))
+        .expect("record");
+    let to = DeviceId::parse(to).expect("id");
+    engine
+        .seal(
+            &mut OsRng,
+            Timestamp::from_secs(now),
+            (Kind::App, Recipient::Device(to.clone())),
+            &[to],
+            SealedContent::App(AppBody {
+                app_kind: "text".into(),
+                body: b"forged".to_vec(),
+            }),
+        )
+        .expect("seal")
+        .bytes
 }

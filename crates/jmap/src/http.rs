@@ -98,6 +98,11 @@ impl Http {
         }));
     }
 
+    /// Whether the session started from the cache.
+    pub fn started_from_cache(&self) -> bool {
+        self.hint.is_some()
+    }
+
     /// A session started from the cache met an answer that says the cache
     /// no longer describes the server (the URLs it named are gone, the
     /// account is unknown): the cache is dropped and the error is a lost
@@ -201,6 +206,12 @@ impl Http {
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ImapError::Protocol(format!("the JMAP answer to {what} is not JSON: {e}"))
         })?;
+        self.method_responses(&v, what)
+    }
+
+    /// The method responses of an API answer `v`, in order, each an error
+    /// when the method failed.
+    fn method_responses(&self, v: &Value, what: &str) -> Result<Vec<MethodResponse>, ImapError> {
         let responses = v
             .get("methodResponses")
             .and_then(Value::as_array)

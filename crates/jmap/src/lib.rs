@@ -8,6 +8,22 @@
 //! * [`JmapSession::connect`] reads the session resource and picks the
 //!   primary mail account; the session implements [`sma_imap::Transport`].
 //!
+//! # The session cache
+//!
+//! With [`JmapConfig::session_cache`] set, a session keeps the session
+//! resource and the mailbox list (ids, names, parents, subscriptions) in
+//! that file, and the next session starts from it without a request: its
+//! first round trip is its first call. The cache is never trusted beyond
+//! what it saves: every listing asks `Mailbox/get` of its mailbox in the
+//! same request and treats an id that is gone or renamed as stale (Cyrus
+//! answers a query for an unknown mailbox with no messages, not an error);
+//! an import into a stale id is refused by the server; both look the
+//! mailbox up again. An answer that says the cached session resource is
+//! wrong (404, 405 or 410 from its URLs, `accountNotFound`) drops the file
+//! and is [`sma_imap::ImapError::ConnectionLost`], which the next
+//! connection (reading the server again) cures; an API answer with another
+//! `sessionState` drops it for the next session.
+//!
 //! # Folders
 //!
 //! A folder is a mailbox, named as the IMAP side of the same account names
@@ -44,9 +60,13 @@
 //! an `Email/query` with an `Email/get` of the results (`#ids`
 //! back-reference), with the header fields when headers are wanted;
 //! `status_many` asks every folder in one request; `append_all` uploads
-//! the messages side by side and imports them with one `Email/import`.
-//! Appending is an upload and an `Email/import` (flags as keywords:
-//! `\Seen` → `$seen`). Bodies are downloaded blob by blob, at most
+//! the messages side by side and imports them with one `Email/import`;
+//! `status_and_append` puts each folder's listing before its
+//! `Email/import` in one request (calls run in order, so each status is
+//! from before its message). Appending is an upload and an `Email/import`
+//! (flags as keywords: `\Seen` → `$seen`); `stage_append` starts the
+//! upload on its own connection while the caller does other calls, and a
+//! later append of the same bytes takes its blob id. Bodies are downloaded blob by blob, at most
 //! [`session::MAX_MESSAGES`] listed per mailbox, every body read bounded
 //! ([`MAX_API_RESPONSE`], the message's size plus
 //! [`sma_imap::BODY_SLACK`] for a download), never trusting the server.

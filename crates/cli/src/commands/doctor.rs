@@ -166,15 +166,7 @@ impl Ctx<'_> {
             ),
         ))?;
         r.add(capabilities_check(t.capabilities()))?;
-        let checks = server_checks(&dev, &mut t, fix).await;
-        let inbox_ok = checks
-            .iter()
-            .all(|c| c.check != "folders" || c.status != Status::Fail);
-        for c in checks {
-            r.add(c)?;
-        }
-        if inbox_ok && dev.info().role != Role::Removed {
-            r.add(super::delete::delete_check(&mut dev, &mut t, fix).await)?;
+        if folder_and_delete_checks(&mut r, &mut dev, &mut t, fix).await? {
             for c in probe(&dev, &config, &mut t).await {
                 r.add(c)?;
             }
@@ -211,18 +203,32 @@ async fn jmap_checks(
             dev.info().server.user
         ),
     ))?;
-    let checks = server_checks(dev, &mut t, fix).await;
+    folder_and_delete_checks(r, dev, &mut t, fix).await?;
+    let _ = t.logout().await;
+    Ok(())
+}
+
+/// The folder and subscription checks, then, when the folders are usable
+/// and the device is not removed, what deleting does; returns whether the
+/// latter ran (the IMAP probes follow it).
+async fn folder_and_delete_checks<T: Transport>(
+    r: &mut Report<'_>,
+    dev: &mut Device,
+    t: &mut T,
+    fix: bool,
+) -> Result<bool> {
+    let checks = server_checks(dev, t, fix).await;
     let inbox_ok = checks
         .iter()
         .all(|c| c.check != "folders" || c.status != Status::Fail);
     for c in checks {
         r.add(c)?;
     }
-    if inbox_ok && dev.info().role != Role::Removed {
-        r.add(super::delete::delete_check(dev, &mut t, fix).await)?;
+    let usable = inbox_ok && dev.info().role != Role::Removed;
+    if usable {
+        r.add(super::delete::delete_check(dev, t, fix).await)?;
     }
-    let _ = t.logout().await;
-    Ok(())
+    Ok(usable)
 }
 
 fn device_check(dev: &Device) -> Check {
