@@ -182,3 +182,121 @@ async fn a_folder_made_again_is_found_although_the_cache_names_its_old_id() {
         "both messages are in the folder made again"
     );
 }
+
+/// A minimal event source (RFC 8620 §7.3) on 127.0.0.1: every
+/// connection gets `200 text/event-stream`, a `ping` right away, then
+/// whatever the test sends through the returned channel. Debian's Cyrus
+/// has no event source of its own (its httpd lacks wslay and answers
+/// `204`), so the push path is tested with this one in front of the real
+/// server's API; the URL it asked for is kept.
+async fn event_source() -> (
+    u16,
+    tokio::sync::broadcast::Sender<&'static str>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, _) = tokio::sync::broadcast::channel::<&'static str>(16);
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (sender, log) = (tx.clone(), asked.clone());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut rx = sender.subscribe();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 {
+                    if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let line = String::from_utf8_lossy(&head);
+                log.lock()
+                    .unwrap()
+                    .push(line.lines().next().unwrap_or("").to_owned());
+                let start = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\nevent: ping\ndata: {\"interval\":15}\n\n";
+                if conn.write_all(start.as_bytes()).await.is_err() {
+                    return;
+                }
+                while let Ok(ev) = rx.recv().await {
+                    if conn.write_all(ev.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, tx, asked)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
+async fn idle_waits_for_the_event_source_and_wakes_at_its_state_event() {
+    use sma_imap::IdleOutcome;
+    use std::time::{Duration, Instant};
+
+    let server = cyrus("idle_waits_for_the_event_source_and_wakes_at_its_state_event");
+    let (_dir, path) = cache_path("push");
+    let c = config(&server, &path);
+    let mut j = JmapSession::connect(&c).await.expect("session");
+    j.create("INBOX.pushed").await.expect("create");
+    j.select("INBOX.pushed").await.expect("select");
+    j.logout().await.expect("logout");
+    let (port, push, asked) = event_source().await;
+    edit_cache(&path, |v| {
+        v["session"]["eventSourceUrl"] = format!(
+            "http://127.0.0.1:{port}/events?types={{types}}&closeafter={{closeafter}}&ping={{ping}}"
+        )
+        .into()
+    });
+
+    let mut j = JmapSession::connect(&c)
+        .await
+        .expect("session from the cache");
+    assert!(j.started_from_cache());
+    j.select("INBOX.pushed").await.expect("select");
+    let idle = tokio::spawn(async move {
+        let started = Instant::now();
+        let out = j.idle(Duration::from_secs(20)).await;
+        (out, started.elapsed())
+    });
+    // A message arrives (over IMAP) but the server pushes nothing yet: a
+    // session listening to the event source does not poll, so it waits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut i = imap(&server).await;
+    i.append("INBOX.pushed", &[], &message("pushed"))
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !idle.is_finished(),
+        "idle returned without a push: it polled"
+    );
+    push.send("event: ping\ndata: {\"interval\":15}\n\n")
+        .expect("ping");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!idle.is_finished(), "a ping is not a change");
+    let pushed = Instant::now();
+    push.send("id: 7\nevent: state\ndata: {\"@type\":\"StateChange\",\"changed\":{}}\n\n")
+        .expect("state");
+    let (out, _) = idle.await.expect("idle task");
+    assert!(matches!(out, Ok(IdleOutcome::Changed)), "{out:?}");
+    let woke = pushed.elapsed();
+    assert!(
+        woke < Duration::from_millis(1000),
+        "woke {woke:?} after the push"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].starts_with("GET /events?types=Email%2CMailbox&closeafter=no&ping=15 ")
+            || asked[0].starts_with("GET /events?types=Email,Mailbox&closeafter=no&ping=15 "),
+        "{asked:?}"
+    );
+    eprintln!("== idle woke {woke:?} after the state event");
+}
