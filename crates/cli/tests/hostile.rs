@@ -19,7 +19,6 @@ use sma_proto::core::CoreState;
 use sma_proto::device::{build_announcement, verify_announcement, Identity};
 use sma_proto::envelope::{peek_marker, Body, Envelope, Kind, Marker, Recipient};
 use sma_proto::folders::Layout;
-use sma_proto::hlc::Hlc;
 use sma_proto::ids::{MessageId, RandomId};
 use sma_proto::payload::{
     self, AnnouncedState, AppBody, PairHello, PairReply, PairWelcome, SealedContent,
@@ -144,21 +143,7 @@ fn record_from_announcement(acc: &Account, id: &str) -> MemberRecord {
             continue;
         };
         if ann.device_id.as_str() == id {
-            return MemberRecord {
-                id: ann.device_id.clone(),
-                fingerprint: cert.fingerprint().to_string(),
-                cert: ann.cert.clone(),
-                name: ann.name.clone(),
-                name_stamp: Hlc {
-                    ms: 0,
-                    counter: 0,
-                    device: ann.device_id,
-                },
-                status: MemberStatus::Active,
-                heartbeat: now(),
-                final_seq: None,
-                left_seq: 0,
-            };
+            return common::member_record(ann, &cert, MemberStatus::Active, now());
         }
     }
     panic!("no announcement of {id}");

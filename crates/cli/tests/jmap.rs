@@ -307,32 +307,31 @@ fn replayed_tampered_and_forged_messages_reaching_a_jmap_device_change_nothing()
     let mut bytes = text.into_bytes();
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     acc.append(&b_inbox, &bytes);
-    let out = acc.run("b-jmap", &["sync", "-v"]);
-    assert!(out.status.success(), "sync on b-jmap failed");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(log.matches("quarantined").count(), 1, "{log}");
-    assert!(
-        acc.recv_bodies("b-jmap").is_empty(),
-        "a tampered message was delivered"
-    );
+    quarantined_once(&acc, "b-jmap", "a tampered message");
 
     // A message claiming to come from a but sealed with another key (what
     // the provider, holding the password, can write) is quarantined too.
     let account = a_init["account"].as_str().expect("account");
     let forged = forged_from(&acc, account, (&a_id, &b_id), &a_init);
     acc.append(&b_inbox, &forged);
-    let out = acc.run("b-jmap", &["sync", "-v"]);
-    assert!(out.status.success(), "sync on b-jmap failed");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(log.matches("quarantined").count(), 1, "{log}");
-    assert!(
-        acc.recv_bodies("b-jmap").is_empty(),
-        "a forged message was delivered"
-    );
+    quarantined_once(&acc, "b-jmap", "a forged message");
 
     // The device keeps working both ways.
     acc.message("a-imap", &a_id, "b-jmap", &b_id, "after the attacks\n");
     acc.message("b-jmap", &b_id, "a-imap", &a_id, "and back\n");
+}
+
+/// `sync` on `dev` quarantines one message (`what`, with a log line) and
+/// delivers nothing.
+fn quarantined_once(acc: &Account, dev: &str, what: &str) {
+    let out = acc.run(dev, &["sync", "-v"]);
+    assert!(out.status.success(), "sync on {dev} failed");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("quarantined").count(), 1, "{what}: {log}");
+    assert!(
+        acc.recv_bodies(dev).is_empty(),
+        "{what} was delivered on {dev}"
+    );
 }
 
 /// An application message to `to` that claims to come from `from` but is
@@ -342,9 +341,8 @@ fn forged_from(acc: &Account, account: &str, (from, to): (&str, &str), init: &Va
     use rand::rngs::OsRng;
     use sma_proto::device::{verify_announcement, Identity};
     use sma_proto::envelope::{Envelope, Kind, Recipient};
-    use sma_proto::hlc::Hlc;
     use sma_proto::payload::{AppBody, SealedContent};
-    use sma_proto::state::{Change, MemberRecord, MemberStatus};
+    use sma_proto::state::{Change, MemberStatus};
     use sma_proto::{core::CoreState, DeviceId, Engine, Timestamp};
 
     let now = std::time::SystemTime::now()
@@ -357,21 +355,7 @@ fn forged_from(acc: &Account, account: &str, (from, to): (&str, &str), init: &Va
         .into_iter()
         .filter_map(|(_, raw)| verify_announcement(&Envelope::parse(&raw).ok()?).ok())
         .find(|(ann, _)| ann.device_id.as_str() == to)
-        .map(|(ann, cert)| MemberRecord {
-            id: ann.device_id.clone(),
-            fingerprint: cert.fingerprint().to_string(),
-            cert: ann.cert.clone(),
-            name: ann.name.clone(),
-            name_stamp: Hlc {
-                ms: 0,
-                counter: 0,
-                device: ann.device_id,
-            },
-            status: MemberStatus::Active,
-            heartbeat: now,
-            final_seq: None,
-            left_seq: 0,
-        })
+        .map(|(ann, cert)| common::member_record(ann, &cert, MemberStatus::Active, now))
         .expect("the recipient's announcement");
     let id = DeviceId::parse(from).expect("id");
     let key = sma_crypto::DeviceKey::generate(&mut OsRng, id.as_str(), now).expect("key");

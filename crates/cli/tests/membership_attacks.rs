@@ -234,21 +234,7 @@ fn record_of(acc: &Account, id: &str, status: MemberStatus) -> MemberRecord {
         .into_iter()
         .next()
         .unwrap_or_else(|| panic!("no announcement of {id}"));
-    MemberRecord {
-        id: ann.device_id.clone(),
-        fingerprint: cert.fingerprint().to_string(),
-        cert: ann.cert.clone(),
-        name: ann.name.clone(),
-        name_stamp: Hlc {
-            ms: 0,
-            counter: 0,
-            device: ann.device_id,
-        },
-        status,
-        heartbeat: now(),
-        final_seq: None,
-        left_seq: 0,
-    }
+    common::member_record(ann, &cert, status, now())
 }
 
 /// A plain SMA message as anyone with the password can write one.

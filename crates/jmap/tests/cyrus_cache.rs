@@ -8,19 +8,14 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sma_imap::{ImapConfig, ImapError, ImapSession, Security, Transport, UidRange};
+use sma_imap::{ImapError, ImapSession, Transport, UidRange};
 use sma_jmap::{JmapConfig, JmapSession};
 use sma_testrig::ScriptServer;
 
+mod common;
+
 fn cyrus(test: &str) -> ScriptServer {
-    let root = std::env::var("SMA_COMPAT_ROOT").unwrap_or_else(|_| "/var/tmp/sma-compat".into());
-    let httpd = Path::new(&root).join("cyrus/root/usr/lib/cyrus/bin/httpd");
-    assert!(
-        httpd.exists(),
-        "{test}: Cyrus with httpd is not unpacked ({} missing): run scripts/compat-test cyrus (as root)",
-        httpd.display()
-    );
-    ScriptServer::start("cyrus", 1, &["--jmap"])
+    common::cyrus(test, 1)
 }
 
 fn config(server: &ScriptServer, cache: &Path) -> JmapConfig {
@@ -32,10 +27,7 @@ fn config(server: &ScriptServer, cache: &Path) -> JmapConfig {
 }
 
 async fn imap(server: &ScriptServer) -> ImapSession {
-    let a = server.account(0);
-    let mut c = ImapConfig::new("127.0.0.1", Security::Plain, &a.user, a.password.as_str());
-    c.port = server.port();
-    ImapSession::connect(&c).await.expect("IMAP session")
+    common::imap(server, 0).await
 }
 
 fn message(id: &str) -> Vec<u8> {

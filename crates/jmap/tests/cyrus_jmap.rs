@@ -4,44 +4,24 @@
 //! install`, as root), so these tests are ignored by default and reported
 //! as ignored, never as passed; `scripts/compat-test cyrus` runs them.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sma_imap::{
-    CreateOutcome, IdleOutcome, ImapConfig, ImapError, ImapSession, Security, Transport, UidRange,
-};
+use sma_imap::{CreateOutcome, IdleOutcome, ImapError, Transport, UidRange};
 use sma_jmap::{JmapConfig, JmapSession};
 use sma_testrig::ScriptServer;
 
-/// The rig's Cyrus with JMAP; fails when Cyrus or its httpd is not
-/// unpacked here (the tests are ignored unless asked for).
-fn cyrus(test: &str) -> ScriptServer {
-    let root = std::env::var("SMA_COMPAT_ROOT").unwrap_or_else(|_| "/var/tmp/sma-compat".into());
-    let httpd = Path::new(&root).join("cyrus/root/usr/lib/cyrus/bin/httpd");
-    assert!(
-        httpd.exists(),
-        "{test}: Cyrus with httpd is not unpacked ({} missing): run scripts/compat-test cyrus (as root)",
-        httpd.display()
-    );
-    let server = ScriptServer::start("cyrus", 2, &["--jmap"]);
-    assert!(
-        server.jmap_url().is_some(),
-        "the rig printed no SMA_JMAP_URL"
-    );
-    server
+mod common;
+use common::imap;
+
+/// Two accounts.
+fn cyrus2(test: &str) -> ScriptServer {
+    common::cyrus(test, 2)
 }
 
 async fn jmap(server: &ScriptServer, i: usize) -> JmapSession {
     let a = server.account(i);
     let c = JmapConfig::new(server.jmap_url().unwrap(), &a.user, &a.password);
     JmapSession::connect(&c).await.expect("JMAP session")
-}
-
-async fn imap(server: &ScriptServer, i: usize) -> ImapSession {
-    let a = server.account(i);
-    let mut c = ImapConfig::new("127.0.0.1", Security::Plain, &a.user, a.password.as_str());
-    c.port = server.port();
-    ImapSession::connect(&c).await.expect("IMAP session")
 }
 
 fn message(id: &str, body: &str) -> Vec<u8> {
@@ -59,7 +39,7 @@ fn header_of(m: &[u8]) -> &[u8] {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 async fn folders_have_the_same_names_on_both_sides() {
-    let server = cyrus("folders_have_the_same_names_on_both_sides");
+    let server = cyrus2("folders_have_the_same_names_on_both_sides");
     let mut j = jmap(&server, 0).await;
     let mut i = imap(&server, 0).await;
     let ns = j.namespace().await.unwrap();
@@ -159,7 +139,7 @@ async fn folders_have_the_same_names_on_both_sides() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 async fn messages_are_byte_identical_both_ways() {
-    let server = cyrus("messages_are_byte_identical_both_ways");
+    let server = cyrus2("messages_are_byte_identical_both_ways");
     let mut j = jmap(&server, 0).await;
     let mut i = imap(&server, 0).await;
     let f = "INBOX._Autocrypt_SMA";
@@ -226,7 +206,7 @@ async fn messages_are_byte_identical_both_ways() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 async fn delete_search_and_move() {
-    let server = cyrus("delete_search_and_move");
+    let server = cyrus2("delete_search_and_move");
     let mut j = jmap(&server, 0).await;
     let mut i = imap(&server, 0).await;
     let f = "INBOX._Autocrypt_SMA";
@@ -284,7 +264,7 @@ async fn delete_search_and_move() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 async fn idle_sees_another_sessions_append() {
-    let server = cyrus("idle_sees_another_sessions_append");
+    let server = cyrus2("idle_sees_another_sessions_append");
     let mut j = jmap(&server, 0).await;
     let mut i = imap(&server, 0).await;
     let f = "INBOX._Autocrypt_SMA";
@@ -343,7 +323,7 @@ async fn idle_sees_another_sessions_append() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 async fn reconnect_changes_uidvalidity_and_bad_password_is_auth() {
-    let server = cyrus("reconnect_changes_uidvalidity_and_bad_password_is_auth");
+    let server = cyrus2("reconnect_changes_uidvalidity_and_bad_password_is_auth");
     let mut j = jmap(&server, 1).await;
     j.create("INBOX.x").await.unwrap();
     let before = j.select("INBOX.x").await.unwrap().uid_validity;
@@ -370,7 +350,7 @@ async fn reconnect_changes_uidvalidity_and_bad_password_is_auth() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 async fn identical_messages_in_several_folders_stay_independent() {
-    let server = cyrus("identical_messages_in_several_folders_stay_independent");
+    let server = cyrus2("identical_messages_in_several_folders_stay_independent");
     let mut j = jmap(&server, 0).await;
     let mut i = imap(&server, 0).await;
     let folders = [

@@ -449,3 +449,29 @@ pub fn run_and_kill(mut cmd: Command, after: std::time::Duration) -> MaybeKilled
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The member record a verified announcement (`ann`, signed by `cert`)
+/// stands for, with `status` and `heartbeat`: what a forger who read the
+/// announcements folder can build.
+pub fn member_record(
+    ann: sma_proto::payload::Announcement,
+    cert: &sma_crypto::Certificate,
+    status: sma_proto::state::MemberStatus,
+    heartbeat: u64,
+) -> sma_proto::state::MemberRecord {
+    sma_proto::state::MemberRecord {
+        id: ann.device_id.clone(),
+        fingerprint: cert.fingerprint().to_string(),
+        cert: ann.cert.clone(),
+        name: ann.name.clone(),
+        name_stamp: sma_proto::hlc::Hlc {
+            ms: 0,
+            counter: 0,
+            device: ann.device_id,
+        },
+        status,
+        heartbeat,
+        final_seq: None,
+        left_seq: 0,
+    }
+}
