@@ -149,13 +149,32 @@ impl Http {
         cap: usize,
         timeout: Duration,
     ) -> Result<Vec<u8>, ImapError> {
+        self.send_with(req, what, (cap, timeout), false).await
+    }
+
+    /// [`Self::send`]; with `read_only`, a request cut on its way (a
+    /// pooled connection the server closed as the request went out: "connection
+    /// closed before message completed") is sent once more, on a new
+    /// connection — only for requests that change nothing, as the server
+    /// may have run the first one.
+    pub async fn send_with(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+        (cap, timeout): (usize, Duration),
+        read_only: bool,
+    ) -> Result<Vec<u8>, ImapError> {
         tracing::debug!(target: "sma_jmap::wire", what, "HTTP request");
         let fut = async {
-            let resp = self
-                .auth(req)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(e, what))?;
+            let again = req.try_clone().filter(|_| read_only);
+            let resp = match (self.auth(req).send().await, again) {
+                (Err(e), Some(again)) if is_cut(&e) => {
+                    tracing::debug!(error = %error_chain(&e), what, "a read was cut on its way; sent again");
+                    self.auth(again).send().await
+                }
+                (r, _) => r,
+            }
+            .map_err(|e| self.transport_error(e, what))?;
             let status = resp.status();
             if matches!(
                 status,
@@ -195,13 +214,19 @@ impl Http {
             .collect();
         tracing::debug!(target: "sma_jmap::wire", ?methods, "API request");
         let body = json!({ "using": USING, "methodCalls": calls });
+        let read_only = methods.iter().all(|m| is_read_only(m));
         let req = self
             .client
             .post(api_url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(serde_json::to_vec(&body).map_err(|e| ImapError::Protocol(e.to_string()))?);
         let bytes = self
-            .send(req, what, MAX_API_RESPONSE, self.config.timeout)
+            .send_with(
+                req,
+                what,
+                (MAX_API_RESPONSE, self.config.timeout),
+                read_only,
+            )
             .await?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ImapError::Protocol(format!("the JMAP answer to {what} is not JSON: {e}"))
@@ -370,6 +395,21 @@ impl Http {
     }
 }
 
+/// Whether a JMAP method only reads (RFC 8620 `/get`, `/query`,
+/// `/changes`, `/queryChanges`, `Core/echo`).
+fn is_read_only(method: &str) -> bool {
+    method == "Core/echo"
+        || ["/get", "/query", "/changes", "/queryChanges"]
+            .iter()
+            .any(|s| method.ends_with(s))
+}
+
+/// Whether a request failed on its way rather than at connecting or by
+/// waiting too long (then sending it again on a new connection may work).
+fn is_cut(e: &reqwest::Error) -> bool {
+    !e.is_timeout() && !e.is_connect() && !e.is_redirect() && !e.is_builder()
+}
+
 /// Reads a response's body, refusing more than `cap` bytes (by its
 /// `Content-Length` before reading, and while reading). With `truncate`,
 /// keeps the first `cap` bytes instead of failing (error bodies).
@@ -515,3 +555,6 @@ fn tls_config(config: &JmapConfig) -> Result<ClientConfig, ImapError> {
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tls)
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,11 +51,11 @@ impl JmapSession {
         }
         let req = http.client.get(base.clone());
         let body = http
-            .send(
+            .send_with(
                 req,
                 "the session resource",
-                MAX_SESSION_SIZE,
-                config.timeout,
+                (MAX_SESSION_SIZE, config.timeout),
+                true,
             )
             .await?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
