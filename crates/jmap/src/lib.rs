@@ -76,7 +76,8 @@
 //! messages than the session last saw; where the server offers no event
 //! stream (Debian's Cyrus 3.6 answers `204 No Content`), or the stream
 //! ends or stays silent past its pings, it asks every
-//! [`session::IDLE_POLL`] instead.
+//! [`session::IDLE_POLL`] instead for [`session::QUICK_POLLS_FOR`] after
+//! the session's last activity, then every [`session::IDLE_POLL_QUIET`].
 //!
 //! # Errors
 //!

@@ -21,8 +21,16 @@ mod transport;
 
 /// The most messages of one mailbox a session lists.
 pub const MAX_MESSAGES: usize = 100_000;
-/// How often [`Transport::idle`](sma_imap::Transport::idle) asks whether the selected mailbox changed.
+/// How often [`Transport::idle`](sma_imap::Transport::idle) asks whether
+/// the selected mailbox changed, without an event source, for
+/// [`QUICK_POLLS_FOR`] after the session's last activity (its start, a
+/// change seen, a message it appended): replies come soon after.
 pub const IDLE_POLL: Duration = Duration::from_millis(250);
+/// How often it asks later, when all is quiet: a device left watching
+/// costs the server one request every 2 s, not four a second.
+pub const IDLE_POLL_QUIET: Duration = Duration::from_secs(2);
+/// How long after the last activity polls stay at [`IDLE_POLL`].
+pub const QUICK_POLLS_FOR: Duration = Duration::from_secs(30);
 /// The ping interval asked of the event source, in seconds.
 pub const PUSH_PING: u64 = 15;
 /// Silence on the event source after which it counts as dead (then the
@@ -88,6 +96,9 @@ pub struct JmapSession {
     cached_mailboxes: Option<Value>,
     /// Uploads started ahead of their append: the message and its task.
     staged: Vec<(Vec<u8>, StagedUpload)>,
+    /// The session's last activity (start, a change seen, an append),
+    /// which sets the poll interval without an event source.
+    active_at: tokio::time::Instant,
 }
 
 impl std::fmt::Debug for JmapSession {
@@ -280,6 +291,16 @@ impl JmapSession {
         let map = self.maps.entry(mailbox.to_owned()).or_default();
         map.absorb(listed, &mut self.counter);
         Ok(list)
+    }
+
+    /// How long to wait between polls now ([`IDLE_POLL`] soon after the
+    /// last activity, [`IDLE_POLL_QUIET`] later).
+    fn poll_interval(&self) -> Duration {
+        if self.active_at.elapsed() < QUICK_POLLS_FOR {
+            IDLE_POLL
+        } else {
+            IDLE_POLL_QUIET
+        }
     }
 
     /// Whether the `Mailbox/get` of [`Self::listing_calls`] found the

@@ -153,6 +153,7 @@ impl JmapSession {
         if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
             self.changed = true;
         }
+        self.active_at = tokio::time::Instant::now();
         Ok(uid)
     }
 

@@ -138,6 +138,56 @@ impl JmapSession {
             cache: None,
             cached_mailboxes: None,
             staged: Vec::new(),
+            active_at: tokio::time::Instant::now(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::session::{IDLE_POLL, IDLE_POLL_QUIET, QUICK_POLLS_FOR};
+
+    fn session() -> JmapSession {
+        let url = "http://127.0.0.1:9/.well-known/jmap";
+        let http = Http::new(JmapConfig::new(url, "u@x", "pw")).expect("client");
+        let resource = json!({
+            "apiUrl": "/jmap/",
+            "uploadUrl": "/jmap/upload/{accountId}/",
+            "downloadUrl": "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
+            "capabilities": {"urn:ietf:params:jmap:mail": {}},
+            "primaryAccounts": {"urn:ietf:params:jmap:mail": "u@x"},
+        });
+        JmapSession::from_resource(http, Url::parse(url).expect("url"), resource).expect("session")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_slow_down_when_all_is_quiet_and_speed_up_at_activity() {
+        let mut s = session();
+        assert_eq!(s.poll_interval(), IDLE_POLL, "quick after the start");
+        tokio::time::advance(QUICK_POLLS_FOR - Duration::from_secs(1)).await;
+        assert_eq!(s.poll_interval(), IDLE_POLL);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(s.poll_interval(), IDLE_POLL_QUIET, "slow when quiet");
+        s.active_at = tokio::time::Instant::now();
+        assert_eq!(s.poll_interval(), IDLE_POLL, "quick again after activity");
+    }
+
+    #[test]
+    fn a_resource_without_mail_or_an_account_is_refused() {
+        let url = "http://127.0.0.1:9/.well-known/jmap";
+        let http = Http::new(JmapConfig::new(url, "u@x", "pw")).expect("client");
+        let base = Url::parse(url).expect("url");
+        let no_mail = json!({"apiUrl": "/jmap/", "capabilities": {}});
+        assert!(JmapSession::from_resource(http.clone(), base.clone(), no_mail).is_err());
+        let no_account = json!({
+            "apiUrl": "/jmap/",
+            "capabilities": {"urn:ietf:params:jmap:mail": {}},
+        });
+        assert!(JmapSession::from_resource(http, base, no_account).is_err());
     }
 }

@@ -14,8 +14,7 @@ use crate::names::list_match;
 
 use super::blobs::keywords;
 use super::{
-    JmapSession, Selected, HEADER_PROPS, IDLE_POLL, LIST_PROPS, MAX_MESSAGES, PARALLEL_DOWNLOADS,
-    PUSH_SILENCE,
+    JmapSession, Selected, HEADER_PROPS, LIST_PROPS, MAX_MESSAGES, PARALLEL_DOWNLOADS, PUSH_SILENCE,
 };
 
 impl Transport for JmapSession {
@@ -385,6 +384,7 @@ impl Transport for JmapSession {
         let sel = self.selected()?;
         let deadline = tokio::time::Instant::now() + timeout;
         if std::mem::take(&mut self.changed) {
+            self.active_at = tokio::time::Instant::now();
             return Ok(IdleOutcome::Changed);
         }
         // Listen first, then look: a change after the look is pushed.
@@ -392,6 +392,7 @@ impl Transport for JmapSession {
         let mut look = true;
         loop {
             if look && self.selected_changed(&sel).await? {
+                self.active_at = tokio::time::Instant::now();
                 return Ok(IdleOutcome::Changed);
             }
             look = true;
@@ -413,7 +414,7 @@ impl Transport for JmapSession {
                         Ok(Ok(None)) | Ok(Err(_)) => events = None,
                     }
                 }
-                None => tokio::time::sleep((deadline - now).min(IDLE_POLL)).await,
+                None => tokio::time::sleep((deadline - now).min(self.poll_interval())).await,
             }
         }
     }
