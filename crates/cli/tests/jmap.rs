@@ -73,6 +73,16 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
             checks.iter().all(|c| c["status"] != "fail"),
             "doctor on {dev}: {checks:#?}"
         );
+        // Debian's Cyrus has no JMAP event source: doctor says `watch`
+        // polls (a warning); IMAP devices have no such check.
+        let push: Vec<_> = checks.iter().filter(|c| c["check"] == "push").collect();
+        match acc.proto(dev) {
+            Proto::Jmap => assert!(
+                push.len() == 1 && push[0]["status"] == "warn",
+                "doctor on {dev}: {checks:#?}"
+            ),
+            Proto::Imap => assert!(push.is_empty(), "doctor on {dev}: {checks:#?}"),
+        }
     }
     let c = removal(&acc, (&a, &a_id), (&b, &b_id), joiner);
     eprintln!(

@@ -458,6 +458,14 @@ impl JmapSession {
         Ok(!self.maps.get(&sel.id).is_some_and(|m| m.same_ids(&ids)))
     }
 
+    /// Whether the server pushes changes: its event source answers with
+    /// an event stream (which is closed again at once). `false` without
+    /// an event-source URL, or when it answers otherwise (Debian's Cyrus:
+    /// `204 No Content`); then `idle` polls.
+    pub async fn push_available(&mut self) -> bool {
+        self.open_events().await.is_some()
+    }
+
     /// Opens the event source for email and mailbox changes; `None` when
     /// the server has none, answers without an event stream (then the
     /// session stops trying) or cannot be reached.

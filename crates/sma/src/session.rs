@@ -123,6 +123,14 @@ impl Session {
         }
     }
 
+    /// The JMAP session, if this is one.
+    pub fn as_jmap_mut(&mut self) -> Option<&mut JmapSession> {
+        match self {
+            Session::Jmap(s) => Some(s),
+            Session::Imap(_) => None,
+        }
+    }
+
     /// The protocol's name as shown to users: `IMAP` or `JMAP`.
     pub fn protocol(&self) -> &'static str {
         match self {
