@@ -47,6 +47,9 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
     assert_eq!(a_init["folders"]["announce"], b_init["folders"]["announce"]);
     let a_id = a_init["device_id"].as_str().expect("id").to_owned();
     let b_id = b_init["device_id"].as_str().expect("id").to_owned();
+    for dev in [&a, &b] {
+        session_cache_is_kept(&acc, dev);
+    }
 
     acc.pair(&a, &b, &b_id);
     acc.message(
@@ -92,6 +95,25 @@ fn scenario(test: &str, founder: Proto, joiner: Proto) {
 
 /// A correspondent's key observed on `from` reaches `to` with the next
 /// syncs (ops in sync messages, across the protocols).
+/// A JMAP device's `init` leaves the session cache in its home, and the
+/// next command starts from it (it never reads the session resource);
+/// an IMAP device has none.
+fn session_cache_is_kept(acc: &Account, dev: &str) {
+    let cache = acc.home(dev).join("jmap-session.json");
+    if acc.proto(dev) == Proto::Imap {
+        assert!(!cache.exists(), "{dev}: an IMAP device has no JMAP cache");
+        return;
+    }
+    assert!(cache.exists(), "{dev}: init left no session cache");
+    let out = acc.run(dev, &["-vv", "status"]);
+    assert!(out.status.success(), "status on {dev}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("API request") && !log.contains("the session resource"),
+        "{dev}: status read the session resource again: {log}"
+    );
+}
+
 fn keyring_replicates(acc: &Account, from: &str, to: &str) {
     let addr = format!("bob-via-{from}@example.org");
     let key = sma_crypto::AccountKey::generate(&mut rand::rngs::OsRng, &addr, 1_700_000_000)

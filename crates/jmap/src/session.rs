@@ -92,7 +92,7 @@ pub struct JmapSession {
     /// Where the session resource and the mailbox list are kept for the
     /// next session.
     cache: Option<SessionCache>,
-    /// The `Mailbox/get` answer the cache holds.
+    /// The last `Mailbox/get` answer (the one the cache holds, if any).
     cached_mailboxes: Option<Value>,
     /// Uploads started ahead of their append: the message and its task.
     staged: Vec<(Vec<u8>, StagedUpload)>,
@@ -168,12 +168,29 @@ impl JmapSession {
     /// from the one there (only the list: its state changes with every
     /// message count).
     fn keep_mailboxes(&mut self, got: &Value) {
-        let Some(cache) = &self.cache else { return };
         let list = json!({"list": got.get("list")});
-        if self.cached_mailboxes.as_ref() != Some(&list) {
-            cache.save(&self.resource, Some(&list));
-            self.cached_mailboxes = Some(list);
+        if self.cached_mailboxes.as_ref() == Some(&list) {
+            return;
         }
+        if let Some(cache) = &self.cache {
+            cache.save(&self.resource, Some(&list));
+        }
+        self.cached_mailboxes = Some(list);
+    }
+
+    /// Keeps what this session learnt (the session resource, the mailbox
+    /// list) in `path` for the next sessions, as
+    /// [`crate::JmapConfig::session_cache`] does: for a session opened
+    /// before its cache file could exist (`sma init`, which makes the
+    /// home only once it succeeded).
+    pub fn keep_in(&mut self, path: std::path::PathBuf) {
+        let mut config = (*self.http.config).clone();
+        config.session_cache = Some(path);
+        let Some(cache) = SessionCache::of(&config) else {
+            return;
+        };
+        cache.save(&self.resource, self.cached_mailboxes.as_ref());
+        self.cache = Some(cache);
     }
 
     /// The id of the mailbox named `folder`: from the cached tree, else

@@ -88,6 +88,10 @@ pub async fn init(opts: InitOptions, password: &Password) -> Result<InitReport> 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let home = opts.home.clone();
     let report = init_on(&mut t, opts, clock, Box::new(rand::rngs::OsRng)).await?;
+    // What the JMAP session learnt: the next command starts from it.
+    if let Some(j) = t.as_jmap_mut() {
+        j.keep_in(home.join(crate::login_hint::JMAP_SESSION_CACHE));
+    }
     // The first login hint: the next command need not wait for the greeting.
     if let Some(imap) = t.as_imap() {
         match Store::open(&home.join(STORE_FILE)) {

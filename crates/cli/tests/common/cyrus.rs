@@ -114,6 +114,11 @@ impl Account {
         c
     }
 
+    /// The home of device `dev`.
+    pub fn home(&self, dev: &str) -> std::path::PathBuf {
+        self.homes.path().join(dev)
+    }
+
     pub fn run(&self, dev: &str, args: &[&str]) -> Output {
         self.cmd(dev).args(args).output().expect("run sma")
     }
