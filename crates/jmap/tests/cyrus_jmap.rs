@@ -395,3 +395,53 @@ async fn identical_messages_in_several_folders_stay_independent() {
     j.delete_messages(&[h[0].uid]).await.unwrap();
     assert_eq!(i.status(folders[2]).await.unwrap().messages, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
+async fn a_broadcast_is_one_email_in_every_inbox_and_each_copy_goes_alone() {
+    let server = cyrus2("a_broadcast_is_one_email_in_every_inbox_and_each_copy_goes_alone");
+    let mut j = jmap(&server, 0).await;
+    let mut i = imap(&server, 0).await;
+    let folders = [
+        "INBOX._Autocrypt_SMA_x",
+        "INBOX._Autocrypt_SMA_y",
+        "INBOX._Autocrypt_SMA_z",
+    ];
+    for f in folders {
+        i.create(f).await.unwrap();
+    }
+    i.append(folders[1], &[], &message("older", "already there"))
+        .await
+        .unwrap();
+    let m = message("broadcast", "to everyone");
+    let items: Vec<(&str, &[u8])> = folders.iter().map(|f| (*f, m.as_slice())).collect();
+    let checked = j.status_and_append(&items).await.unwrap();
+    let before: Vec<u32> = checked
+        .iter()
+        .map(|c| c.status.as_ref().expect("status").messages)
+        .collect();
+    assert_eq!(before, [0, 1, 0], "each status is from before the message");
+    for c in &checked {
+        c.appended.as_ref().expect("appended");
+    }
+    for f in folders {
+        let s = i.status(f).await.unwrap();
+        assert_eq!(s.messages, if f == folders[1] { 2 } else { 1 }, "{f}");
+    }
+
+    // Processed in x: gone from x only, intact in y and z.
+    j.select(folders[0]).await.unwrap();
+    let h = j.fetch_headers(UidRange::all()).await.unwrap();
+    assert_eq!(h.len(), 1);
+    j.delete_messages(&[h[0].uid]).await.unwrap();
+    assert_eq!(i.status(folders[0]).await.unwrap().messages, 0);
+    assert_eq!(i.status(folders[1]).await.unwrap().messages, 2);
+    i.select(folders[2]).await.unwrap();
+    let got = i.fetch_messages(&[1], 1 << 20).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].body.as_deref(),
+        Some(m.as_slice()),
+        "byte for byte over IMAP"
+    );
+}

@@ -70,14 +70,26 @@ impl JmapSession {
         })
     }
 
-    fn import_call(&self, mailbox: &str, blobs: &[String], keywords: &Value, id: &str) -> Value {
+    /// `Email/import` of `blobs` (as `e0`, `e1`, …), each into every
+    /// mailbox of `mailboxes`.
+    fn import_call(
+        &self,
+        mailboxes: &[&str],
+        blobs: &[String],
+        keywords: &Value,
+        id: &str,
+    ) -> Value {
+        let boxes: serde_json::Map<String, Value> = mailboxes
+            .iter()
+            .map(|m| (m.to_string(), Value::Bool(true)))
+            .collect();
         let emails: serde_json::Map<String, Value> = blobs
             .iter()
             .enumerate()
             .map(|(i, b)| {
                 (
                     format!("e{i}"),
-                    json!({"blobId": b, "mailboxIds": {mailbox: true}, "keywords": keywords}),
+                    json!({"blobId": b, "mailboxIds": boxes, "keywords": keywords}),
                 )
             })
             .collect();
@@ -92,13 +104,14 @@ impl JmapSession {
         keywords: &Value,
     ) -> Result<Vec<Option<Uid>>, ImapError> {
         let what = format!("Email/import into {folder:?}");
-        let call = self.import_call(mailbox, blobs, keywords, "i");
+        let call = self.import_call(&[mailbox], blobs, keywords, "i");
         let r = self.api(vec![call], &what).await?;
         let v = take_ok(&r, "i", &what)?.clone();
         let mut out = Vec::with_capacity(blobs.len());
         for i in 0..blobs.len() {
+            let key = format!("e{i}");
             out.push(
-                self.imported(&v, &format!("e{i}"), mailbox, folder, &what)
+                self.imported(&v, &key, (mailbox, false), folder, &what)
                     .await?,
             );
         }
@@ -106,12 +119,13 @@ impl JmapSession {
     }
 
     /// The UID of the email created as `key` in an `Email/import` answer
-    /// `v`, numbered in `mailbox`'s map if the session listed it.
+    /// `v`, numbered in `mailbox`'s map if the session listed it; `shared`
+    /// when it was imported into other mailboxes too.
     async fn imported(
         &mut self,
         v: &Value,
         key: &str,
-        mailbox: &str,
+        (mailbox, shared): (&str, bool),
         folder: &str,
         what: &str,
     ) -> Result<Option<Uid>, ImapError> {
@@ -150,6 +164,11 @@ impl JmapSession {
                 e.blob_id = created("blobId").and_then(Value::as_str).map(str::to_owned);
             }
         }
+        if let (Some(m), Some(u)) = (self.maps.get_mut(mailbox), uid) {
+            if let Some(e) = m.entries.get_mut(&u) {
+                e.shared |= shared;
+            }
+        }
         if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
             self.changed = true;
         }
@@ -172,12 +191,26 @@ impl JmapSession {
         let blobs = self.upload_all(&messages).await?;
         let folders: Vec<&str> = items.iter().map(|(f, _)| *f).collect();
         let ids = self.mailbox_ids(&folders).await?;
+        // Identical messages (a broadcast) are one email in all their
+        // mailboxes: one import, as JMAP allows (Cyrus would refuse the
+        // second import of the same content anyway).
+        let group: Vec<usize> = (0..items.len())
+            .map(|i| messages.iter().position(|m| *m == messages[i]).unwrap_or(i))
+            .collect();
         let mut calls = vec![];
         for (i, id) in ids.iter().enumerate() {
             if let Some(id) = id {
                 calls.extend(self.listing_calls(id, &i.to_string(), &LIST_PROPS));
-                let blob = std::slice::from_ref(&blobs[i]);
-                calls.push(self.import_call(id, blob, &json!({}), &format!("i{i}")));
+            }
+        }
+        for g in (0..items.len()).filter(|&i| group[i] == i) {
+            let boxes: Vec<&str> = (0..items.len())
+                .filter(|&i| group[i] == g)
+                .filter_map(|i| ids[i].as_deref())
+                .collect();
+            if !boxes.is_empty() {
+                let blob = std::slice::from_ref(&blobs[g]);
+                calls.push(self.import_call(&boxes, blob, &json!({}), &format!("i{g}")));
             }
         }
         let r = if calls.is_empty() {
@@ -188,8 +221,12 @@ impl JmapSession {
         };
         let mut out = Vec::with_capacity(items.len());
         for (i, (folder, id)) in folders.iter().zip(&ids).enumerate() {
+            let shared = group.iter().filter(|&&g| g == group[i]).count() > 1;
             let checked = match id {
-                Some(id) => self.checked_append(&r, i, id, folder).await?,
+                Some(id) => {
+                    self.checked_append(&r, (i, group[i]), (id, shared), folder)
+                        .await?
+                }
                 None => None,
             };
             out.push(match checked {
@@ -201,13 +238,15 @@ impl JmapSession {
         Ok(out)
     }
 
-    /// Item `i` of [`Self::status_and_import`]'s answer; `None` when its
-    /// mailbox id was unknown to the server and came from the cache.
+    /// Item `i` of [`Self::status_and_import`]'s answer, whose message
+    /// was imported as call `i<g>` (`shared` with other items' mailboxes);
+    /// `None` when a mailbox id of the import was unknown to the server
+    /// and came from the cache.
     async fn checked_append(
         &mut self,
         r: &[MethodResponse],
-        i: usize,
-        id: &str,
+        (i, g): (usize, usize),
+        (id, shared): (&str, bool),
         folder: &str,
     ) -> Result<Option<CheckedAppend>, ImapError> {
         let tag = i.to_string();
@@ -215,8 +254,11 @@ impl JmapSession {
             .absorb_listing(r, id, folder, &tag)
             .map(|_| self.status_of(id));
         let what = format!("Email/import into {folder:?}");
-        let appended = match take(r, &format!("i{i}"), &what)? {
-            Ok(v) => self.imported(&v.clone(), "e0", id, folder, &what).await,
+        let appended = match take(r, &format!("i{g}"), &what)? {
+            Ok(v) => {
+                self.imported(&v.clone(), "e0", (id, shared), folder, &what)
+                    .await
+            }
             Err(e) => Err(e.clone().into_imap(&what)),
         };
         let stale = |e: &Result<_, ImapError>| matches!(e, Err(ImapError::NoSuchFolder { .. }));
