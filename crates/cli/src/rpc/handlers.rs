@@ -183,11 +183,7 @@ impl Shared {
         let kind = p.kind.unwrap_or_else(|| "text".into());
         let mut g = self.core.lock().await;
         let (dev, t) = g.connected().await?;
-        let r = async {
-            dev.sync(t).await?;
-            dev.send(t, to.as_ref(), &kind, &body).await
-        }
-        .await;
+        let r = dev.sync_and_send(t, to.as_ref(), &kind, &body).await;
         let report = g.check(r)?;
         self.kick.notify_one();
         Ok(report)
