@@ -311,29 +311,14 @@ fn replay_into(acc: &Account, folder: &str, bytes: &[u8]) {
 
 #[test]
 fn watch_delivers_messages_as_events_and_removes_them() {
-    use std::io::{BufRead, BufReader};
-    use std::sync::mpsc;
     let acc = Account::new();
     acc.init("a");
     acc.init("b");
     acc.pair("a", "b");
     let b_id = acc.device_id("b");
-    let mut watch = acc
-        .cmd("b")
-        .arg("watch")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn watch");
-    let stdout = watch.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut cmd = acc.cmd("b");
+    cmd.arg("watch");
+    let (mut watch, rx) = common::spawn_lines(cmd);
     send(&acc, "a", Some(&b_id), "first");
     send(&acc, "a", None, "second");
     let mut got = Vec::new();

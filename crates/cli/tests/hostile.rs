@@ -166,24 +166,6 @@ fn plain_message(acc: &Account, kind: Kind, from: &DeviceId, to: &str, json: &[u
     .to_bytes()
 }
 
-/// The offset of a base64 character in the middle of the armored block that
-/// starts with `begin`.
-fn inside_armor(text: &str, begin: &str) -> usize {
-    let at = text.find(begin).expect("armor");
-    let lines: Vec<(usize, &str)> = text[at..]
-        .split("\r\n")
-        .scan(at, |off, l| {
-            let start = *off;
-            *off += l.len() + 2;
-            Some((start, l))
-        })
-        .take_while(|(_, l)| !l.starts_with("-----END"))
-        .filter(|(_, l)| l.len() >= 40 && !l.contains(':'))
-        .collect();
-    let (start, line) = lines[lines.len() / 2];
-    start + line.len() / 2
-}
-
 #[test]
 fn forged_announcements_are_shown_pending_and_never_trusted() {
     let acc = Account::new();
@@ -368,7 +350,7 @@ fn tampered_ciphertext_and_forged_signatures_are_quarantined() {
     let id = send(&acc, "a", &ids[1], "tampered");
     let original = intercept(&acc, &b_inbox, &id);
     let text = String::from_utf8(original).expect("7-bit message");
-    let pos = inside_armor(&text, "-----BEGIN PGP MESSAGE-----");
+    let pos = common::inside_armor(&text, "-----BEGIN PGP MESSAGE-----");
     let mut bytes = text.into_bytes();
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     replay_into(&acc, &b_inbox, &bytes);
@@ -410,7 +392,7 @@ fn tampered_ciphertext_and_forged_signatures_are_quarantined() {
         .find(|m| peek_marker(m).is_ok_and(|k| k.from.as_str() == ids[0]))
         .expect("a's announcement");
     let text = String::from_utf8(ann).expect("7-bit");
-    let pos = inside_armor(&text, "-----BEGIN PGP SIGNATURE-----");
+    let pos = common::inside_armor(&text, "-----BEGIN PGP SIGNATURE-----");
     let mut bad = text.into_bytes();
     bad[pos] = if bad[pos] == b'A' { b'B' } else { b'A' };
     replay_into(&acc, ANNOUNCE, &bad);

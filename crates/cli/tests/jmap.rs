@@ -284,24 +284,6 @@ fn watch_on_a_jmap_device_survives_a_server_restart() {
     eprintln!("== {test}: delivered {took:?} after the send that followed the restart");
 }
 
-/// The position of a character in the middle of the armored block that
-/// starts with `begin` (a base64 line, not a header).
-fn inside_armor(text: &str, begin: &str) -> usize {
-    let at = text.find(begin).expect("armor");
-    let lines: Vec<(usize, &str)> = text[at..]
-        .split("\r\n")
-        .scan(at, |off, l| {
-            let start = *off;
-            *off += l.len() + 2;
-            Some((start, l))
-        })
-        .take_while(|(_, l)| !l.starts_with("-----END"))
-        .filter(|(_, l)| l.len() >= 40 && !l.contains(':'))
-        .collect();
-    let (start, line) = lines[lines.len() / 2];
-    start + line.len() / 2
-}
-
 #[test]
 #[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
 fn replayed_tampered_and_forged_messages_reaching_a_jmap_device_change_nothing() {
@@ -335,7 +317,7 @@ fn replayed_tampered_and_forged_messages_reaching_a_jmap_device_change_nothing()
     // quarantined, with a log line, and not delivered.
     let id = acc.send("a-imap", &b_id, "tampered\n");
     let text = String::from_utf8(acc.intercept(&b_inbox, &id)).expect("7-bit message");
-    let pos = inside_armor(&text, "-----BEGIN PGP MESSAGE-----");
+    let pos = common::inside_armor(&text, "-----BEGIN PGP MESSAGE-----");
     let mut bytes = text.into_bytes();
     bytes[pos] = if bytes[pos] == b'A' { b'B' } else { b'A' };
     acc.append(&b_inbox, &bytes);

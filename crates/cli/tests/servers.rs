@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -151,22 +149,9 @@ fn id_of(init: &Value) -> String {
 /// `watch` on `dev` delivers a message sent by `from` as an event and
 /// stops cleanly on Ctrl-C.
 fn watch_delivers(t: &Target, dev: &str, dev_id: &str, from: &str) {
-    let mut watch = t
-        .cmd(dev)
-        .arg("watch")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn watch");
-    let stdout = watch.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut cmd = t.cmd(dev);
+    cmd.arg("watch");
+    let (mut watch, rx) = common::spawn_lines(cmd);
     t.send(from, dev_id, "while watching");
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut got = None;

@@ -3,10 +3,8 @@
 //! run on them. Cyrus comes from the rig (`scripts/cyrus-server`); where it
 //! is not unpacked, [`require_cyrus`] fails (the tests are ignored by default).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -211,22 +209,9 @@ impl Account {
         from: &str,
         meanwhile: impl FnOnce(),
     ) -> Duration {
-        let mut watch = self
-            .cmd(dev)
-            .arg("watch")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn watch");
-        let stdout = watch.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut cmd = self.cmd(dev);
+        cmd.arg("watch");
+        let (mut watch, rx) = super::spawn_lines(cmd);
         // Let the first round pass, so that the message arrives while the
         // watch waits.
         std::thread::sleep(Duration::from_secs(2));

@@ -475,3 +475,42 @@ pub fn member_record(
         left_seq: 0,
     }
 }
+
+/// The offset of a base64 character in the middle of the armored block
+/// that starts with `begin` (a body line, not a header): where a test
+/// changes one character to tamper with a message.
+pub fn inside_armor(text: &str, begin: &str) -> usize {
+    let at = text.find(begin).expect("armor");
+    let lines: Vec<(usize, &str)> = text[at..]
+        .split("\r\n")
+        .scan(at, |off, l| {
+            let start = *off;
+            *off += l.len() + 2;
+            Some((start, l))
+        })
+        .take_while(|(_, l)| !l.starts_with("-----END"))
+        .filter(|(_, l)| l.len() >= 40 && !l.contains(':'))
+        .collect();
+    let (start, line) = lines[lines.len() / 2];
+    start + line.len() / 2
+}
+
+/// Starts `cmd` (e.g. `sma watch`) with its stdout piped and its stderr
+/// dropped; returns the child and its output lines as they come.
+pub fn spawn_lines(mut cmd: Command) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
