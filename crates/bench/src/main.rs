@@ -86,6 +86,12 @@ struct Args {
     /// `--only latency,wan`.
     #[arg(long, value_enum, default_value = "dovecot")]
     server: ServerArg,
+    /// With `--server jmap-script`: the script that starts the server. It
+    /// speaks `scripts/cyrus-server`'s interface (`start --accounts N
+    /// --dir DIR --jmap` prints `SMA_IMAP_PORT=… SMA_JMAP_URL=…`, accounts
+    /// `user<i>@sma.test` / `pass<i>`; `stop --dir DIR`).
+    #[arg(long, value_name = "PATH")]
+    server_script: Option<PathBuf>,
     /// Connection security of every session.
     #[arg(long, value_enum, default_value = "tls")]
     security: SecArg,
@@ -136,6 +142,9 @@ enum ServerArg {
     /// The same Cyrus serving JMAP too: the WAN part over JMAP devices
     /// (`sma init --jmap`), plain HTTP.
     CyrusJmap,
+    /// A JMAP server started by `--server-script`: the WAN part over JMAP
+    /// devices, plain HTTP.
+    JmapScript,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -300,13 +309,19 @@ async fn run(args: &Args) -> Result<Report> {
 
 /// The server `--server` asks for, if the parts asked for run on it.
 fn server_kind(args: &Args) -> Result<ServerKind> {
-    let kind = match args.server {
-        ServerArg::Dovecot => ServerKind::Dovecot,
-        ServerArg::Cyrus => ServerKind::Cyrus,
-        ServerArg::CyrusJmap => ServerKind::CyrusJmap,
+    let kind = match (args.server, &args.server_script) {
+        (ServerArg::JmapScript, Some(script)) => ServerKind::JmapScript(script.clone()),
+        (ServerArg::JmapScript, None) => bail!("--server jmap-script needs --server-script PATH"),
+        (_, Some(_)) => bail!("--server-script goes with --server jmap-script"),
+        (ServerArg::Dovecot, None) => ServerKind::Dovecot,
+        (ServerArg::Cyrus, None) => ServerKind::Cyrus,
+        (ServerArg::CyrusJmap, None) => ServerKind::CyrusJmap,
     };
-    if kind == ServerKind::CyrusJmap && args.only != [Part::Wan] {
-        bail!("against Cyrus over JMAP only the WAN part runs: add --only wan");
+    if kind.is_jmap() && args.only != [Part::Wan] {
+        bail!(
+            "against {} only the WAN part runs: add --only wan",
+            kind.name()
+        );
     }
     if kind != ServerKind::Dovecot
         && (args.only.is_empty() || args.only.iter().any(|p| !SCRIPT_SERVER_PARTS.contains(p)))

@@ -62,7 +62,7 @@ impl Rig {
                 kind.name()
             );
         }
-        let server = Server::start(kind, accounts)?;
+        let server = Server::start(&kind, accounts)?;
         let dir = tempfile::Builder::new()
             .prefix("sma-bench-")
             .tempdir()

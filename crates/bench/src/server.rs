@@ -1,15 +1,17 @@
 //! The IMAP server a run measures: the private Dovecot of `sma-testrig`
-//! (every part), or a private Cyrus IMAP started by `scripts/cyrus-server`
-//! (plain IMAP; the latency and WAN parts), whose IDLE wakes at once.
+//! (every part), a private Cyrus IMAP started by `scripts/cyrus-server`
+//! (plain IMAP; the latency and WAN parts), whose IDLE wakes at once, or
+//! a JMAP server started by a script of the user's that speaks
+//! `scripts/cyrus-server`'s interface (the WAN part over JMAP).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use sma_testrig::{Account, Dovecot, ScriptServer};
 
 /// Which server to start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerKind {
     /// Debian's Dovecot, as the tests use it (TLS and plain).
     Dovecot,
@@ -19,16 +21,27 @@ pub enum ServerKind {
     /// The same Cyrus also serving JMAP (`cyrus-server start --jmap`): the
     /// WAN part then makes its devices with `sma init --jmap`.
     CyrusJmap,
+    /// A JMAP server (with IMAP on the same accounts) started by this
+    /// script, which speaks the interface of `scripts/cyrus-server`
+    /// ([`ScriptServer::try_start_script`]), called with `--jmap`: a
+    /// server the project cannot install, such as one that pushes.
+    JmapScript(PathBuf),
 }
 
 impl ServerKind {
     /// The name used in messages.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            ServerKind::Dovecot => "Dovecot",
-            ServerKind::Cyrus => "Cyrus",
-            ServerKind::CyrusJmap => "Cyrus (JMAP)",
+            ServerKind::Dovecot => "Dovecot".into(),
+            ServerKind::Cyrus => "Cyrus".into(),
+            ServerKind::CyrusJmap => "Cyrus (JMAP)".into(),
+            ServerKind::JmapScript(script) => format!("the JMAP server of {}", script.display()),
         }
+    }
+
+    /// Whether the devices speak JMAP.
+    pub fn is_jmap(&self) -> bool {
+        matches!(self, ServerKind::CyrusJmap | ServerKind::JmapScript(_))
     }
 }
 
@@ -36,28 +49,35 @@ impl ServerKind {
 pub enum Server {
     /// The private Dovecot.
     Dovecot(Dovecot),
-    /// A server started by its script in `scripts/`, with the version its
-    /// greeting names.
+    /// A server started by a script, with its description for reports
+    /// (the version its IMAP greeting names).
     Script(ScriptServer, String),
 }
 
 impl Server {
     /// Starts `kind` with `accounts` accounts.
-    pub fn start(kind: ServerKind, accounts: usize) -> Result<Server> {
-        Ok(match kind {
-            ServerKind::Dovecot => Server::Dovecot(Dovecot::start(accounts)),
-            ServerKind::Cyrus | ServerKind::CyrusJmap => {
-                let extra: &[&str] = if kind == ServerKind::CyrusJmap {
-                    &["--jmap"]
-                } else {
-                    &[]
-                };
-                let server =
-                    ScriptServer::try_start("cyrus", accounts, extra).map_err(|e| anyhow!(e))?;
-                let version = greeting(server.port()).unwrap_or_else(|| "version unknown".into());
-                Server::Script(server, version)
-            }
-        })
+    pub fn start(kind: &ServerKind, accounts: usize) -> Result<Server> {
+        let (server, label) = match kind {
+            ServerKind::Dovecot => return Ok(Server::Dovecot(Dovecot::start(accounts))),
+            ServerKind::Cyrus => (
+                ScriptServer::try_start("cyrus", accounts, &[]),
+                "Cyrus IMAP",
+            ),
+            ServerKind::CyrusJmap => (
+                ScriptServer::try_start("cyrus", accounts, &["--jmap"]),
+                "Cyrus IMAP",
+            ),
+            ServerKind::JmapScript(script) => (
+                ScriptServer::try_start_script(script, accounts, &["--jmap"]),
+                "JMAP server",
+            ),
+        };
+        let server = server.map_err(|e| anyhow!(e))?;
+        if kind.is_jmap() && server.jmap_url().is_none() {
+            bail!("the server's script printed no SMA_JMAP_URL");
+        }
+        let version = greeting(server.port()).unwrap_or_else(|| "version unknown".into());
+        Ok(Server::Script(server, format!("{label} ({version})")))
     }
 
     /// The address it listens on.
@@ -127,7 +147,7 @@ impl Server {
     pub fn describe(&self) -> String {
         match self {
             Server::Dovecot(_) => format!("Dovecot {}", dovecot_version()),
-            Server::Script(_, version) => format!("Cyrus IMAP ({version})"),
+            Server::Script(_, description) => description.clone(),
         }
     }
 }

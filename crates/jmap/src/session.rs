@@ -82,6 +82,13 @@ pub struct JmapSession {
     maps: HashMap<String, UidMap>,
     selected: Option<Selected>,
     changed: bool,
+    /// The account's `Email` state when the last listing was read: its
+    /// mailbox id and the state (`Email/get`'s `state`).
+    last_listing: Option<(String, String)>,
+    /// The `Email` state at which the selected mailbox was listed, while
+    /// nothing was written since: a pushed `StateChange` that names it
+    /// again brings nothing new.
+    selected_state: Option<String>,
     /// Whether the event source may work (cleared when it answered
     /// without an event stream).
     push: bool,
@@ -128,6 +135,14 @@ impl JmapSession {
     /// resource.
     pub fn started_from_cache(&self) -> bool {
         self.http.started_from_cache()
+    }
+
+    /// The account's `Email` state at which the selected mailbox was
+    /// listed, while this session has written nothing since (`None`
+    /// otherwise, or when the server named no state): a pushed state
+    /// change naming this state brings nothing new to the mailbox.
+    pub fn selected_email_state(&self) -> Option<&str> {
+        self.selected_state.as_deref()
     }
 
     /// The event-source URL the server named, if any.
@@ -281,6 +296,10 @@ impl JmapSession {
             });
         }
         let g = take_ok(r, &format!("g{tag}"), &format!("Email/get in {folder:?}"))?;
+        self.last_listing = g
+            .get("state")
+            .and_then(Value::as_str)
+            .map(|s| (mailbox.to_owned(), s.to_owned()));
         let list = g
             .get("list")
             .and_then(Value::as_array)
@@ -382,8 +401,14 @@ impl JmapSession {
         props: &[&str],
     ) -> Result<(MailboxState, Vec<Value>), ImapError> {
         self.selected = None;
+        self.last_listing = None;
         let (id, list) = self.list_mailbox(folder, props).await?;
         self.changed = false;
+        self.selected_state = self
+            .last_listing
+            .take()
+            .filter(|(m, _)| *m == id)
+            .map(|(_, s)| s);
         self.selected = Some(Selected {
             id: id.clone(),
             name: folder.to_owned(),

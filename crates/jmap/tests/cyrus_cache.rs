@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use sma_imap::{ImapError, ImapSession, Transport, UidRange};
 use sma_jmap::{JmapConfig, JmapSession};
 use sma_testrig::ScriptServer;
@@ -183,7 +183,7 @@ async fn a_folder_made_again_is_found_although_the_cache_names_its_old_id() {
 /// server's API; the URL it asked for is kept.
 async fn event_source() -> (
     u16,
-    tokio::sync::broadcast::Sender<&'static str>,
+    tokio::sync::broadcast::Sender<String>,
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -191,7 +191,7 @@ async fn event_source() -> (
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let (tx, _) = tokio::sync::broadcast::channel::<&'static str>(16);
+    let (tx, _) = tokio::sync::broadcast::channel::<String>(16);
     let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (sender, log) = (tx.clone(), asked.clone());
     tokio::spawn(async move {
@@ -252,6 +252,19 @@ async fn idle_waits_for_the_event_source_and_wakes_at_its_state_event() {
         .expect("session from the cache");
     assert!(j.started_from_cache());
     j.select("INBOX.pushed").await.expect("select");
+    let account = j.account_id().to_owned();
+    let listed_at = j
+        .selected_email_state()
+        .expect("Cyrus's Email/get names its state")
+        .to_owned();
+    let state_event = |email: Option<&str>, acct: &str| {
+        let types = match email {
+            Some(s) => json!({"Email": s, "Mailbox": "m"}),
+            None => json!({"Mailbox": "m"}),
+        };
+        let data = json!({"@type": "StateChange", "changed": {acct: types}});
+        format!("event: state\ndata: {data}\n\n")
+    };
     let idle = tokio::spawn(async move {
         let started = Instant::now();
         let out = j.idle(Duration::from_secs(20)).await;
@@ -269,12 +282,27 @@ async fn idle_waits_for_the_event_source_and_wakes_at_its_state_event() {
         !idle.is_finished(),
         "idle returned without a push: it polled"
     );
-    push.send("event: ping\ndata: {\"interval\":15}\n\n")
+    push.send("event: ping\ndata: {\"interval\":15}\n\n".into())
         .expect("ping");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!idle.is_finished(), "a ping is not a change");
+    // State events that bring nothing for this mailbox wake nothing:
+    // another account's emails, this account's mailboxes only, and the
+    // very state the mailbox was listed at.
+    for (email, acct) in [
+        (Some("elsewhere"), "another-account"),
+        (None, account.as_str()),
+        (Some(listed_at.as_str()), account.as_str()),
+    ] {
+        push.send(state_event(email, acct)).expect("state");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !idle.is_finished(),
+            "woke at a state event that brings nothing: {email:?} of {acct}"
+        );
+    }
     let pushed = Instant::now();
-    push.send("id: 7\nevent: state\ndata: {\"@type\":\"StateChange\",\"changed\":{}}\n\n")
+    push.send(format!("id: 7\n{}", state_event(Some("newer"), &account)))
         .expect("state");
     let (out, _) = idle.await.expect("idle task");
     assert!(matches!(out, Ok(IdleOutcome::Changed)), "{out:?}");

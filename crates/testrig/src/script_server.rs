@@ -26,12 +26,31 @@ impl ScriptServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../scripts")
             .join(format!("{kind}-server"));
+        Self::try_start_script(&script, accounts, extra).map_err(|e| {
+            format!("{e}\n(unpack it first: scripts/{kind}-server install, or run scripts/compat-test {kind})")
+        })
+    }
+
+    /// Starts a server by any script that speaks the interface of
+    /// `scripts/cyrus-server`: `SCRIPT start --accounts N --dir DIR
+    /// [EXTRA…]` starts a fresh instance with its state in DIR and accounts
+    /// `user<i>@sma.test` / `pass<i>` (i from 1), and prints `KEY=VALUE`
+    /// pairs with at least `SMA_IMAP_PORT` (plain IMAP on 127.0.0.1) and,
+    /// where it serves JMAP, `SMA_JMAP_URL`; `SCRIPT stop --dir DIR` stops
+    /// it. This is how a server the project cannot install (a JMAP server
+    /// with push, say) is measured: `sma-bench --server jmap-script
+    /// --server-script PATH`.
+    pub fn try_start_script(
+        script: &Path,
+        accounts: usize,
+        extra: &[&str],
+    ) -> Result<ScriptServer, String> {
         let dir = tempfile::Builder::new()
-            .prefix(&format!("sma-{kind}-"))
+            .prefix("sma-server-")
             .tempdir()
             .map_err(|e| format!("cannot create the server's directory: {e}"))?;
         let out = Command::new("bash")
-            .arg(&script)
+            .arg(script)
             .args(["start", "--accounts", &accounts.to_string(), "--dir"])
             .arg(dir.path())
             .args(extra)
@@ -40,7 +59,8 @@ impl ScriptServer {
             .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         if !out.status.success() {
             return Err(format!(
-                "cannot start {kind} (unpack it first: scripts/{kind}-server install, or run scripts/compat-test {kind}):\n{}{}",
+                "cannot start a server with {}:\n{}{}",
+                script.display(),
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ));
@@ -62,7 +82,7 @@ impl ScriptServer {
             })
             .collect();
         Ok(ScriptServer {
-            script,
+            script: script.to_owned(),
             dir,
             port,
             jmap_url,

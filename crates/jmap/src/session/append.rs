@@ -172,6 +172,7 @@ impl JmapSession {
         if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
             self.changed = true;
         }
+        self.selected_state = None;
         self.active_at = tokio::time::Instant::now();
         Ok(uid)
     }
@@ -355,6 +356,7 @@ impl JmapSession {
         if self.selected.as_ref().is_some_and(|s| s.id == mailbox) {
             self.changed = true;
         }
+        self.selected_state = None;
         Ok(uid)
     }
 }

@@ -133,6 +133,8 @@ impl JmapSession {
             maps: HashMap::new(),
             selected: None,
             changed: false,
+            last_listing: None,
+            selected_state: None,
             push: true,
             resource: v,
             cache: None,

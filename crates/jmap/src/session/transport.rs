@@ -339,6 +339,7 @@ impl Transport for JmapSession {
             set_args["update"] = Value::Object(update);
         }
         let what = format!("Email/set destroy in {:?}", sel.name);
+        self.selected_state = None;
         let r = self
             .api(vec![json!(["Email/set", set_args, "d"])], &what)
             .await?;
@@ -369,6 +370,7 @@ impl Transport for JmapSession {
                 (id.clone(), patch)
             })
             .collect();
+        self.selected_state = None;
         let r = self
             .api(
                 vec![json!(["Email/set", {"accountId": self.account_id, "update": update}, "m"])],
@@ -407,7 +409,24 @@ impl Transport for JmapSession {
                         Err(_) if until == deadline => return Ok(IdleOutcome::TimedOut),
                         // Silent past its pings: poll from now on.
                         Err(_) => events = None,
-                        Ok(Ok(Some(crate::push::Event::State))) => {}
+                        Ok(Ok(Some(crate::push::Event::State(data)))) => {
+                            match crate::push::email_state(&data, &self.account_id) {
+                                // No email of this account changed.
+                                Ok(None) => look = false,
+                                // Nothing new since the mailbox was listed.
+                                Ok(Some(s)) if self.selected_state.as_ref() == Some(&s) => {
+                                    look = false
+                                }
+                                // Emails changed: the caller reads the
+                                // mailbox, which is the look.
+                                Ok(Some(_)) => {
+                                    self.active_at = tokio::time::Instant::now();
+                                    return Ok(IdleOutcome::Changed);
+                                }
+                                // Unreadable: look for ourselves.
+                                Err(()) => {}
+                            }
+                        }
                         // A ping: nothing to look at.
                         Ok(Ok(Some(crate::push::Event::Other))) => look = false,
                         // Closed or broken: poll for the rest of this wait.
