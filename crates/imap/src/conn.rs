@@ -91,6 +91,12 @@ pub(crate) struct Conn {
     /// outstanding (a login, an IDLE's `DONE`: [`Conn::send_behind`]): an
     /// interrupted wait for that answer drains the flight's answers too.
     behind_last: Option<String>,
+    /// Tagged answers read while waiting for the answer a flight went
+    /// behind, which came before it (Stalwart checks every command of a
+    /// read against the state before the first runs, so a flight behind
+    /// a login is refused at once, ahead of the login's answer); at most
+    /// [`pipeline::MAX_FLIGHT`]. The flight's reading counts them.
+    pub(crate) answered_early: Vec<(String, crate::response::Done)>,
     /// The watch to go back to once a flight [`Conn::send_behind`] wrote
     /// is read.
     watch_behind: Option<Watch>,
@@ -123,6 +129,7 @@ impl Conn {
             mailbox: MailboxTracker::default(),
             literal_plus: false,
             behind_last: None,
+            answered_early: Vec::new(),
             watch_behind: None,
             idle_ending: None,
         }

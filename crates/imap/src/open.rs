@@ -229,8 +229,12 @@ impl ImapSession {
         let state = flight.opened.finish(folder)?;
         self.mark_selected(folder, read_only, state.exists);
         if !fetch_done.is_ok() {
-            let label = Self::header_fetch_command(uids).label();
-            return Err(fetch_done.clone().into_error(label));
+            // Stalwart checks each command of a flight against the state
+            // before the first one ran, so a FETCH behind the SELECT finds
+            // nothing selected ("BAD No mailbox is selected."): ask again,
+            // now that the folder is open.
+            tracing::debug!(folder, answer = ?fetch_done, "the FETCH behind the open failed: sent again alone");
+            return Ok((state, self.fetch_headers_impl(uids).await?));
         }
         let exists = state.exists.min(self.conn.mailbox.exists.unwrap_or(0));
         if uids.end.is_none() && exists > 0 && flight.answered == 0 {

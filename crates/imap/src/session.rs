@@ -240,7 +240,23 @@ impl ImapSession {
                 return Ok(None);
             }
         };
-        if self.take_answer(answer) {
+        let as_hinted = self.take_answer(answer);
+        if !self.conn.answered_early.is_empty() {
+            // Answered before the login's own answer: refused as sent
+            // before the login, whatever the hint said (Stalwart). Read
+            // what is left of it; the caller sends it again.
+            tracing::debug!(
+                "IMAP commands behind the login were answered before it; sent again after it"
+            );
+            self.conn.read_behind(sent, &mut |_, _| {}).await?;
+            self.selected = None;
+            if self.early == EarlyLogin::Used {
+                // The device sends no more commands behind its login.
+                self.early = EarlyLogin::FlightLost;
+            }
+            return Ok(None);
+        }
+        if as_hinted {
             return match self.conn.read_behind(sent, on_untagged).await {
                 Err(ImapError::AnsweredTwice { before }) => {
                     tracing::debug!(addr = %self.addr, %before, "IMAP commands behind the login were lost; logging in again, commands after the login's answer");

@@ -44,6 +44,13 @@ struct Opts {
     /// behind it is answered twice (`OK`, then `BAD Already
     /// authenticated`), and of those commands only the first is answered.
     repeats_early_login: bool,
+    /// Stalwart: commands that came with the login (before the greeting)
+    /// are checked against the state before the login runs, so each is
+    /// refused (`BAD Not authenticated.`) ahead of the login's answer.
+    refuses_behind_login: bool,
+    /// Stalwart: the first `UID FETCH` (pipelined behind its `SELECT`,
+    /// checked before the `SELECT` ran) finds no mailbox selected.
+    first_fetch_unselected: bool,
 }
 
 /// Shared between the test and the server.
@@ -60,6 +67,8 @@ struct World {
     continuations: AtomicU32,
     /// Whether a `UID EXPUNGE` has been answered yet.
     expunged_once: std::sync::atomic::AtomicBool,
+    /// Whether a `UID FETCH` has been answered yet.
+    fetched_once: std::sync::atomic::AtomicBool,
     /// How many connections sent a command before the greeting was written.
     before_greeting: AtomicU32,
     /// How many command lines the last connection that sent any before
@@ -224,8 +233,24 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
     let mut first = true;
     // Commands answered before the rest go unanswered (`repeats_early_login`).
     let mut answered_until_lost: Option<u32> = None;
+    // The login's answer, held until the commands that came with it were
+    // refused (`refuses_behind_login`), and how many those are.
+    let mut held_login: Option<(String, u32)> = None;
     while let Some(cmd) = read_command(&mut r, &mut w, &world).await {
         world.log.lock().unwrap().push(cmd.clone());
+        if let Some((answer, left)) = held_login.as_mut() {
+            let tag = cmd.split(' ').next().unwrap_or("*");
+            let mut out = format!("{tag} BAD Not authenticated.\r\n");
+            *left -= 1;
+            if *left == 0 {
+                out.push_str(answer);
+                held_login = None;
+            }
+            if w.write_all(out.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         match &mut answered_until_lost {
             Some(0) => continue,
             Some(n) => *n -= 1,
@@ -241,6 +266,10 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
             "CAPABILITY" => out = format!("* CAPABILITY {}\r\n{ok}", caps(&o)),
             "AUTHENTICATE" if o.auth_plain => {
                 out = match authenticate_plain(rest, &mut r, &mut w).await {
+                    Some(true) if o.refuses_behind_login && lines > 1 => {
+                        held_login = Some((format!("{tag} OK Logged in\r\n"), lines - 1));
+                        continue;
+                    }
                     Some(true) if o.repeats_early_login && lines > 1 => {
                         answered_until_lost = Some(1);
                         format!("{tag} OK Logged in\r\n{tag} BAD Already authenticated\r\n")
@@ -305,6 +334,13 @@ async fn serve(sock: tokio::net::TcpStream, o: Opts, world: Arc<World>) {
                     out.push_str("* XWEIRD (this is [not parseable\r\n");
                 }
                 out.push_str(&ok);
+            }
+            "UID"
+                if o.first_fetch_unselected
+                    && rest.to_ascii_uppercase().starts_with("UID FETCH")
+                    && !world.fetched_once.swap(true, Ordering::SeqCst) =>
+            {
+                out = format!("{tag} BAD No mailbox is selected.\r\n");
             }
             "UID" => {
                 let upper = rest.to_ascii_uppercase();
@@ -871,6 +907,85 @@ async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
     );
     assert_eq!(s.selected_folder(), Some(("Box", false)));
     s.noop().await.unwrap();
+}
+
+/// A server that refuses the commands behind the login ahead of the
+/// login's own answer (Stalwart checks every command of a read against the
+/// state before the first runs) makes the session send them again after
+/// the login, on the same connection, at once, and stop sending commands
+/// behind its login.
+#[tokio::test]
+async fn commands_refused_ahead_of_the_login_are_sent_again_after_it() {
+    let (mut c, world) = start(Opts {
+        auth_plain: true,
+        sasl_ir: true,
+        greeting_delay_ms: 100,
+        refuses_behind_login: true,
+        ..Opts::default()
+    })
+    .await;
+    let (pre, after) = hints_of_a_first_session(&c, &world).await;
+    c.login_hint = Some(pre);
+    c.caps_hint = Some(after);
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let started = std::time::Instant::now();
+    let (state, headers) = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "noticed at once, not after a command timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(state.uid_validity, 42);
+    assert!(headers.is_empty());
+    assert!(
+        world.lines_before_greeting.load(Ordering::SeqCst) > 1,
+        "the flight went behind the login: {:?}",
+        world.commands()
+    );
+    let selects = world
+        .commands()
+        .iter()
+        .filter(|c| c.contains("SELECT \"Box\""))
+        .count();
+    assert_eq!(
+        selects,
+        2,
+        "refused, then sent again: {:?}",
+        world.commands()
+    );
+    assert_eq!(s.selected_folder(), Some(("Box", false)));
+    assert!(s.commands_behind_login_lost());
+    s.noop().await.unwrap();
+}
+
+/// A header `FETCH` sent behind its `SELECT` and refused as if nothing were
+/// selected (Stalwart checks a flight's commands before the `SELECT` runs)
+/// is sent again once the folder is open.
+#[tokio::test]
+async fn a_fetch_refused_behind_its_select_is_sent_again() {
+    let (c, world) = start(Opts {
+        first_fetch_unselected: true,
+        ..Opts::default()
+    })
+    .await;
+    world.folders.lock().unwrap().push("Box".into());
+    let mut s = ImapSession::connect(&c).await.unwrap();
+    let (state, headers) = s
+        .open_and_fetch_headers("Box", false, UidRange::all(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.uid_validity, 42);
+    assert!(headers.is_empty());
+    let fetches = world
+        .commands()
+        .iter()
+        .filter(|c| c.contains("UID FETCH"))
+        .count();
+    assert_eq!(fetches, 2, "{:?}", world.commands());
+    assert_eq!(s.selected_folder(), Some(("Box", false)));
 }
 
 /// A notice before the greeting (Dovecot's while its auth process is slow)

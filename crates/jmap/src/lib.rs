@@ -71,9 +71,12 @@
 //! ([`MAX_API_RESPONSE`], the message's size plus
 //! [`sma_imap::BODY_SLACK`] for a download), never trusting the server.
 //! [`sma_imap::Transport::idle`] listens to the server's event source
-//! (`types=Email,Mailbox`, a ping every [`session::PUSH_PING`] s) and, at
-//! each `state` event, asks whether the selected mailbox holds other
-//! messages than the session last saw; where the server offers no event
+//! (`types=Email,Mailbox`, a ping every [`session::PUSH_PING`] s) and
+//! wakes at a `state` event that names another `Email` state of the
+//! account than the one the selected mailbox was listed at (its reader
+//! reads the mailbox then, so the push is followed by one request); an
+//! event naming that state, only mailboxes or another account wakes
+//! nothing, and one it cannot read makes it look. Where the server offers no event
 //! stream (Debian's Cyrus 3.6 answers `204 No Content`), or the stream
 //! ends or stays silent past its pings, it asks every
 //! [`session::IDLE_POLL`] instead for [`session::QUICK_POLLS_FOR`] after

@@ -67,14 +67,50 @@ pub struct Account {
     user: String,
     password: String,
     homes: tempfile::TempDir,
+    /// Where the IMAP side puts a top-level JMAP mailbox: `INBOX.` on
+    /// Cyrus (`altnamespace: no`).
+    pub prefix: String,
+    /// Whether the server pushes changes (JMAP event source): not
+    /// Debian's Cyrus.
+    pub pushes: bool,
+}
+
+/// Another JMAP server for the scenarios than the rig's Cyrus:
+/// `SMA_JMAP_SERVER_SCRIPT` names a script that speaks
+/// `scripts/cyrus-server`'s interface
+/// ([`ScriptServer::try_start_script`]), and `SMA_JMAP_SERVER_PREFIX`
+/// (default empty) is its IMAP personal namespace's prefix, and
+/// `SMA_JMAP_SERVER_PUSHES=1` says that it pushes. This is how
+/// the scenarios run against a server the project cannot install, such as
+/// one that pushes (docs/COMPATIBILITY.md); run them one at a time
+/// (`--test-threads 1`) unless the script starts an instance per call.
+fn other_server() -> Option<(std::path::PathBuf, String)> {
+    let script = std::env::var_os("SMA_JMAP_SERVER_SCRIPT")?;
+    let prefix = std::env::var("SMA_JMAP_SERVER_PREFIX").unwrap_or_default();
+    Some((script.into(), prefix))
 }
 
 impl Account {
     /// A fresh Cyrus with JMAP and one account; fails when Cyrus or its
     /// httpd is not unpacked here.
     pub fn start(test: &str) -> Account {
-        require_cyrus(test);
-        let server = ScriptServer::start("cyrus", 1, &["--jmap"]);
+        let (server, prefix_pushes) = match other_server() {
+            Some((script, prefix)) => (
+                ScriptServer::try_start_script(&script, 1, &["--jmap"])
+                    .unwrap_or_else(|e| panic!("{test}: {e}")),
+                (
+                    prefix,
+                    std::env::var("SMA_JMAP_SERVER_PUSHES").is_ok_and(|v| v == "1"),
+                ),
+            ),
+            None => {
+                require_cyrus(test);
+                (
+                    ScriptServer::start("cyrus", 1, &["--jmap"]),
+                    ("INBOX.".to_owned(), false),
+                )
+            }
+        };
         let jmap_url = server
             .jmap_url()
             .expect("the rig printed no SMA_JMAP_URL")
@@ -87,6 +123,8 @@ impl Account {
             jmap_url,
             homes: tempfile::tempdir().expect("temp dir"),
             _rig: Some(server),
+            pushes: prefix_pushes.1,
+            prefix: prefix_pushes.0,
         }
     }
 
@@ -99,6 +137,8 @@ impl Account {
             user: "user1@sma.test".into(),
             password: "pass1".into(),
             homes: tempfile::tempdir().expect("temp dir"),
+            prefix: "INBOX.".into(),
+            pushes: false,
         }
     }
 

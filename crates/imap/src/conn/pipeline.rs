@@ -231,6 +231,13 @@ impl Conn {
         self.state = State::AwaitingTagged(tags[tags.len() - 1].clone());
         let mut dones: Vec<Option<Done>> = vec![None; tags.len()];
         let mut answered = 0;
+        for (tag, done) in std::mem::take(&mut self.answered_early) {
+            if let Some(i) = tags.iter().position(|t| *t == tag) {
+                if dones[i].replace(done).is_none() {
+                    answered += 1;
+                }
+            }
+        }
         while answered < tags.len() {
             // Untagged data goes with the first command not answered yet;
             // the tagged answers may come in any order (Dovecot runs some

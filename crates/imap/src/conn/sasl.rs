@@ -79,11 +79,19 @@ impl Conn {
         on_untagged: &mut (dyn FnMut(&Response<'_>) + Send),
     ) -> Result<(Done, Option<String>), ImapError> {
         let mut challenge: Option<String> = None;
+        // Answers to a flight behind this login that come before its own.
+        let behind = self.has_flight_behind();
+        let mut early = std::mem::take(&mut self.answered_early);
         loop {
             let got = self
                 .read(NAME, None, |r| match r {
                     Response::Done { tag: t, .. } if t.0 == tag => Some(Sasl::Done(done_of(r))),
-                    Response::Done { .. } => None,
+                    Response::Done { tag: t, .. } => {
+                        if behind && early.len() < super::pipeline::MAX_FLIGHT {
+                            early.push((t.0.to_string(), done_of(r)));
+                        }
+                        None
+                    }
                     Response::Continue { information, .. } => Some(Sasl::Challenge(
                         information
                             .as_deref()
@@ -101,6 +109,7 @@ impl Conn {
             match got.flatten() {
                 Some(Sasl::Done(done)) => {
                     self.state = State::Ready;
+                    self.answered_early = early;
                     return Ok((done, challenge));
                 }
                 Some(Sasl::Challenge(text)) if challenge.is_none() => {
