@@ -89,7 +89,9 @@ struct Args {
     /// With `--server jmap-script`: the script that starts the server. It
     /// speaks `scripts/cyrus-server`'s interface (`start --accounts N
     /// --dir DIR --jmap` prints `SMA_IMAP_PORT=… SMA_JMAP_URL=…`, accounts
-    /// `user<i>@sma.test` / `pass<i>`; `stop --dir DIR`).
+    /// `user<i>@sma.test` / `pass<i>`; `stop --dir DIR`). If the server
+    /// names absolute URLs of its own in its session resource, set
+    /// SMA_BENCH_PROXY_PORT and have the script name that port instead.
     #[arg(long, value_name = "PATH")]
     server_script: Option<PathBuf>,
     /// Connection security of every session.

@@ -32,6 +32,13 @@ pub struct Traced {
     pub line: String,
 }
 
+/// The variable that fixes the proxy's port. A JMAP server whose session
+/// resource names absolute URLs of its own address (Stalwart names its
+/// configured public URL) must name the proxy's instead, or clients go
+/// around it: set this, and have the server's script make its public URL
+/// `http://127.0.0.1:<port>`.
+pub const PROXY_PORT_VAR: &str = "SMA_BENCH_PROXY_PORT";
+
 #[derive(Default)]
 struct Shared {
     delay_us: AtomicU64,
@@ -48,11 +55,18 @@ pub struct DelayProxy {
 }
 
 impl DelayProxy {
-    /// Starts a proxy on loopback in front of `upstream`, with no delay.
+    /// Starts a proxy on loopback in front of `upstream`, with no delay,
+    /// on port [`PROXY_PORT_VAR`] if that is set (else any free port).
     pub fn start(upstream: SocketAddr) -> Result<DelayProxy> {
         let shared = Arc::new(Shared::default());
-        let std_listener =
-            std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind the delay proxy")?;
+        let port = match std::env::var(PROXY_PORT_VAR) {
+            Ok(p) => p
+                .parse()
+                .with_context(|| format!("{PROXY_PORT_VAR}={p:?} is not a port"))?,
+            Err(_) => 0,
+        };
+        let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .with_context(|| format!("cannot bind the delay proxy (port {port})"))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let sh = shared.clone();

@@ -61,7 +61,9 @@ pub enum EarlyLogin {
     /// behind it were lost (the server answered the login twice: Cyrus 3.6
     /// when they share the login's packet); the session logged in early
     /// once more on a second connection, and sends commands only after the
-    /// login's answer (see [`crate::Transport::commands_behind_login_lost`]).
+    /// login's answer (see [`crate::Transport::commands_behind_login_lost`]);
+    /// or a server refused them ahead of the login's answer (Stalwart) and
+    /// they were sent again after it on the same connection.
     FlightLost,
 }
 

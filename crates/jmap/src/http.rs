@@ -33,6 +33,11 @@ pub const MIN_TRANSFER_RATE: u64 = 64 << 10;
 #[derive(Clone)]
 pub(crate) struct Http {
     pub client: reqwest::Client,
+    /// The client of the event source, with connections of its own: a
+    /// stream held open on a connection of `client`'s pool would take
+    /// the API's kept-alive connection, and the first request after a
+    /// push would pay for a new one.
+    pub push_client: reqwest::Client,
     pub config: Arc<JmapConfig>,
     /// Set when the session started from the cache.
     hint: Option<Arc<Hint>>,
@@ -55,34 +60,39 @@ impl Http {
     pub fn new(config: JmapConfig) -> Result<Http, ImapError> {
         let tls = tls_config(&config)?;
         let allow_insecure = config.allow_insecure;
-        let policy = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 5 {
-                return attempt.error("too many redirects");
-            }
-            let url = attempt.url();
-            let ok = url.scheme() == "https"
-                || (url.scheme() == "http"
-                    && (allow_insecure
-                        || sma_imap::is_loopback_host(url.host_str().unwrap_or(""))));
-            if ok {
-                attempt.follow()
-            } else {
-                attempt.error("redirect to an insecure URL refused")
-            }
-        });
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(policy)
-            .connect_timeout(config.timeout)
-            .tcp_nodelay(true)
-            .user_agent(concat!("sma-jmap/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ImapError::Tls {
-                addr: config.session_url.clone(),
-                reason: format!("cannot set up the HTTP client: {e}"),
-            })?;
+        let policy = move || {
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("too many redirects");
+                }
+                let url = attempt.url();
+                let ok = url.scheme() == "https"
+                    || (url.scheme() == "http"
+                        && (allow_insecure
+                            || sma_imap::is_loopback_host(url.host_str().unwrap_or(""))));
+                if ok {
+                    attempt.follow()
+                } else {
+                    attempt.error("redirect to an insecure URL refused")
+                }
+            })
+        };
+        let build = || {
+            reqwest::Client::builder()
+                .use_preconfigured_tls(tls.clone())
+                .redirect(policy())
+                .connect_timeout(config.timeout)
+                .tcp_nodelay(true)
+                .user_agent(concat!("sma-jmap/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| ImapError::Tls {
+                    addr: config.session_url.clone(),
+                    reason: format!("cannot set up the HTTP client: {e}"),
+                })
+        };
         Ok(Http {
-            client,
+            client: build()?,
+            push_client: build()?,
             config: Arc::new(config),
             hint: None,
         })
@@ -213,7 +223,11 @@ impl Http {
             .filter_map(|c| c.get(0).and_then(Value::as_str))
             .collect();
         tracing::debug!(target: "sma_jmap::wire", ?methods, "API request");
-        let body = json!({ "using": USING, "methodCalls": calls });
+        let mut using = USING.to_vec();
+        if methods.iter().any(|m| m.starts_with("Blob/")) {
+            using.push(crate::session::BLOB_CAPABILITY);
+        }
+        let body = json!({ "using": using, "methodCalls": calls });
         let read_only = methods.iter().all(|m| is_read_only(m));
         let req = self
             .client

@@ -15,6 +15,8 @@ use crate::uids::{Listed, UidMap};
 
 mod append;
 mod blobs;
+mod prefetch;
+pub(crate) use prefetch::BLOB_CAPABILITY;
 mod resource;
 mod status;
 mod transport;
@@ -85,6 +87,17 @@ pub struct JmapSession {
     /// The account's `Email` state when the last listing was read: its
     /// mailbox id and the state (`Email/get`'s `state`).
     last_listing: Option<(String, String)>,
+    /// Whether the server offers `Blob/get` (RFC 9404): a listing for a
+    /// reader then brings the first bytes of the first messages.
+    blob_get: bool,
+    /// Whether the next listing brings bodies too ([`Self::open`] for a
+    /// reader that asked for a prefetch).
+    prefetch_next: bool,
+    /// Whole bodies the last listing brought, by blob id.
+    prefetched: HashMap<String, Vec<u8>>,
+    /// The listing `idle` made at a push that showed new messages, for the
+    /// reader's next open of that mailbox (taken by the next open).
+    fresh_listing: Option<prefetch::FreshListing>,
     /// The `Email` state at which the selected mailbox was listed, while
     /// nothing was written since: a pushed `StateChange` that names it
     /// again brings nothing new.
@@ -367,13 +380,22 @@ impl JmapSession {
         props: &[&str],
     ) -> Result<(String, Vec<Value>), ImapError> {
         let mut id = self.resolve(folder).await?;
+        let prefetch = std::mem::take(&mut self.prefetch_next);
         for attempt in 0..2 {
-            let calls = self.listing_calls(&id, "", props);
+            let mut calls = self.listing_calls(&id, "", props);
+            if prefetch {
+                calls.extend(self.prefetch_calls(&id));
+            }
             let r = self
                 .api(calls, &format!("Email/query of {folder:?}"))
                 .await?;
             match self.absorb_listing(&r, &id, folder, "") {
-                Ok(list) => return Ok((id, list)),
+                Ok(list) => {
+                    if prefetch {
+                        self.absorb_prefetch(&r);
+                    }
+                    return Ok((id, list));
+                }
                 Err(ImapError::NoSuchFolder { .. }) if attempt == 0 => {
                     id = self.resolve_fresh(folder).await?;
                 }
@@ -400,8 +422,20 @@ impl JmapSession {
         folder: &str,
         props: &[&str],
     ) -> Result<(MailboxState, Vec<Value>), ImapError> {
+        if let Some(fresh) = self.fresh_listing.take() {
+            if fresh.folder == folder && props == HEADER_PROPS {
+                self.changed = false;
+                self.selected_state = fresh.email_state;
+                self.selected = Some(Selected {
+                    id: fresh.id.clone(),
+                    name: folder.to_owned(),
+                });
+                return Ok((self.state_of(&fresh.id), fresh.list));
+            }
+        }
         self.selected = None;
         self.last_listing = None;
+        self.prefetched.clear();
         let (id, list) = self.list_mailbox(folder, props).await?;
         self.changed = false;
         self.selected_state = self
@@ -526,7 +560,7 @@ impl JmapSession {
             .ok()?;
         let req = self
             .http
-            .client
+            .push_client
             .get(url)
             .header(reqwest::header::ACCEPT, "text/event-stream");
         let sent = tokio::time::timeout(self.http.config.timeout, self.http.auth(req).send()).await;

@@ -110,6 +110,14 @@ impl JmapSession {
                 delimiter: Some('/'),
             }
         });
+        // `Blob/get` for the primary mail account (RFC 9404 §3).
+        let blob_get = v
+            .pointer(&format!(
+                "/accounts/{}/accountCapabilities/{}",
+                json_pointer_escape(&account_id),
+                super::prefetch::BLOB_CAPABILITY
+            ))
+            .is_some();
         let caps = Capabilities::from_raw(
             ["JMAP", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE"]
                 .map(String::from)
@@ -135,6 +143,10 @@ impl JmapSession {
             changed: false,
             last_listing: None,
             selected_state: None,
+            blob_get,
+            prefetch_next: false,
+            prefetched: HashMap::new(),
+            fresh_listing: None,
             push: true,
             resource: v,
             cache: None,
@@ -143,6 +155,11 @@ impl JmapSession {
             active_at: tokio::time::Instant::now(),
         })
     }
+}
+
+/// `s` as one JSON pointer segment (RFC 6901: `~` is `~0`, `/` is `~1`).
+fn json_pointer_escape(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
 }
 
 #[cfg(test)]

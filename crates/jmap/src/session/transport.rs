@@ -208,8 +208,9 @@ impl Transport for JmapSession {
         folder: &str,
         _read_only: bool,
         uids: UidRange,
-        _prefetch_from: Option<Uid>,
+        prefetch_from: Option<Uid>,
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
+        self.prefetch_next = prefetch_from.is_some();
         let (state, list) = self.open(folder, &HEADER_PROPS).await?;
         let id = self.selected()?.id;
         Ok((state, self.headers_in(&id, &list, uids)))
@@ -263,6 +264,13 @@ impl Transport for JmapSession {
                     }));
                 }
                 let Some(blob) = blob else { return Ok(None) };
+                if let Some(body) = this.prefetched_body(&blob, size) {
+                    return Ok(Some(FetchedMessage {
+                        uid,
+                        size,
+                        body: Some(body),
+                    }));
+                }
                 let cap = (size as usize).saturating_add(sma_imap::BODY_SLACK as usize);
                 match this.download(&blob, cap).await {
                     Ok(body) => Ok(Some(FetchedMessage {
@@ -340,6 +348,7 @@ impl Transport for JmapSession {
         }
         let what = format!("Email/set destroy in {:?}", sel.name);
         self.selected_state = None;
+        self.fresh_listing = None;
         let r = self
             .api(vec![json!(["Email/set", set_args, "d"])], &what)
             .await?;
@@ -417,11 +426,14 @@ impl Transport for JmapSession {
                                 Ok(Some(s)) if self.selected_state.as_ref() == Some(&s) => {
                                     look = false
                                 }
-                                // Emails changed: the caller reads the
-                                // mailbox, which is the look.
+                                // Emails changed: look at the mailbox as
+                                // its reader will (kept for it).
                                 Ok(Some(_)) => {
-                                    self.active_at = tokio::time::Instant::now();
-                                    return Ok(IdleOutcome::Changed);
+                                    if self.look_at_push(&sel).await? {
+                                        self.active_at = tokio::time::Instant::now();
+                                        return Ok(IdleOutcome::Changed);
+                                    }
+                                    look = false;
                                 }
                                 // Unreadable: look for ourselves.
                                 Err(()) => {}
