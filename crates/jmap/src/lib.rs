@@ -66,17 +66,24 @@
 //! from before its message). Appending is an upload and an `Email/import`
 //! (flags as keywords: `\Seen` → `$seen`); `stage_append` starts the
 //! upload on its own connection while the caller does other calls, and a
-//! later append of the same bytes takes its blob id. Bodies are downloaded blob by blob, at most
+//! later append of the same bytes takes its blob id. Where the server
+//! offers `Blob/get` (RFC 9404), opening a folder for its reader also
+//! reads the first [`sma_imap::PREFETCH_BYTES`] of its first
+//! [`sma_imap::PREFETCH_MESSAGES`] messages in the same request (whole
+//! bodies only are kept). Other bodies are downloaded blob by blob, at most
 //! [`session::MAX_MESSAGES`] listed per mailbox, every body read bounded
 //! ([`MAX_API_RESPONSE`], the message's size plus
 //! [`sma_imap::BODY_SLACK`] for a download), never trusting the server.
 //! [`sma_imap::Transport::idle`] listens to the server's event source
-//! (`types=Email,Mailbox`, a ping every [`session::PUSH_PING`] s) and
-//! wakes at a `state` event that names another `Email` state of the
-//! account than the one the selected mailbox was listed at (its reader
-//! reads the mailbox then, so the push is followed by one request); an
-//! event naming that state, only mailboxes or another account wakes
-//! nothing, and one it cannot read makes it look. Where the server offers no event
+//! (`types=Email,Mailbox`, a ping every [`session::PUSH_PING`] s, on an
+//! HTTP client of its own so the stream never holds the API's kept-alive
+//! connection). At a `state` event that names another `Email` state of the
+//! account than the one the selected mailbox was listed at, it lists the
+//! mailbox as its reader will and wakes if the mailbox holds other
+//! messages, keeping that listing for the reader's next open (so a push
+//! costs one request); an event naming that state, only mailboxes or
+//! another account wakes nothing, and one it cannot read makes it look.
+//! Where the server offers no event
 //! stream (Debian's Cyrus 3.6 answers `204 No Content`), or the stream
 //! ends or stays silent past its pings, it asks every
 //! [`session::IDLE_POLL`] instead for [`session::QUICK_POLLS_FOR`] after
