@@ -851,20 +851,16 @@ async fn a_failed_login_with_a_capabilities_hint_surfaces_at_the_first_command()
     assert_eq!(s.selected_folder(), Some(("Box", false)));
 }
 
-/// A server that answers the login twice when commands came behind it
-/// (Cyrus 3.6, when they share the login's packet) loses those commands:
-/// the session notices the second answer at once, logs in again before the
-/// greeting on a second connection but sends the flight only after the
-/// login's answer, and reports that (so the device keeps its early login
-/// and sends no more commands behind it).
-#[tokio::test]
-async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
+/// A session whose login goes before the greeting (hints from a first
+/// session) on a server with `opts` (and `AUTH=PLAIN`, SASL-IR, a greeting
+/// 100 ms late), after its first open of `Box` (an empty folder, UID
+/// validity 42), which must not wait for a command timeout.
+async fn open_behind_an_early_login(opts: Opts) -> (ImapSession, Arc<World>) {
     let (mut c, world) = start(Opts {
         auth_plain: true,
         sasl_ir: true,
         greeting_delay_ms: 100,
-        repeats_early_login: true,
-        ..Opts::default()
+        ..opts
     })
     .await;
     let (pre, after) = hints_of_a_first_session(&c, &world).await;
@@ -883,6 +879,22 @@ async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
     );
     assert_eq!(state.uid_validity, 42);
     assert!(headers.is_empty());
+    (s, world)
+}
+
+/// A server that answers the login twice when commands came behind it
+/// (Cyrus 3.6, when they share the login's packet) loses those commands:
+/// the session notices the second answer at once, logs in again before the
+/// greeting on a second connection but sends the flight only after the
+/// login's answer, and reports that (so the device keeps its early login
+/// and sends no more commands behind it).
+#[tokio::test]
+async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
+    let (mut s, world) = open_behind_an_early_login(Opts {
+        repeats_early_login: true,
+        ..Opts::default()
+    })
+    .await;
     assert_eq!(s.early_login(), EarlyLogin::FlightLost);
     assert!(s.commands_behind_login_lost());
     assert!(
@@ -916,30 +928,11 @@ async fn a_login_answered_twice_makes_the_flight_run_again_on_a_usual_login() {
 /// behind its login.
 #[tokio::test]
 async fn commands_refused_ahead_of_the_login_are_sent_again_after_it() {
-    let (mut c, world) = start(Opts {
-        auth_plain: true,
-        sasl_ir: true,
-        greeting_delay_ms: 100,
+    let (mut s, world) = open_behind_an_early_login(Opts {
         refuses_behind_login: true,
         ..Opts::default()
     })
     .await;
-    let (pre, after) = hints_of_a_first_session(&c, &world).await;
-    c.login_hint = Some(pre);
-    c.caps_hint = Some(after);
-    let mut s = ImapSession::connect(&c).await.unwrap();
-    let started = std::time::Instant::now();
-    let (state, headers) = s
-        .open_and_fetch_headers("Box", false, UidRange::all(), None)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "noticed at once, not after a command timeout: {:?}",
-        started.elapsed()
-    );
-    assert_eq!(state.uid_validity, 42);
-    assert!(headers.is_empty());
     assert!(
         world.lines_before_greeting.load(Ordering::SeqCst) > 1,
         "the flight went behind the login: {:?}",

@@ -110,14 +110,7 @@ impl JmapSession {
                 delimiter: Some('/'),
             }
         });
-        // `Blob/get` for the primary mail account (RFC 9404 §3).
-        let blob_get = v
-            .pointer(&format!(
-                "/accounts/{}/accountCapabilities/{}",
-                json_pointer_escape(&account_id),
-                super::prefetch::BLOB_CAPABILITY
-            ))
-            .is_some();
+        let blob_get = offers_blob_get(&v, &account_id);
         let caps = Capabilities::from_raw(
             ["JMAP", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE"]
                 .map(String::from)
@@ -155,6 +148,17 @@ impl JmapSession {
             active_at: tokio::time::Instant::now(),
         })
     }
+}
+
+/// Whether the session resource `v` gives account `account_id`
+/// `Blob/get` (RFC 9404 §3: the capability in its `accountCapabilities`).
+fn offers_blob_get(v: &Value, account_id: &str) -> bool {
+    v.pointer(&format!(
+        "/accounts/{}/accountCapabilities/{}",
+        json_pointer_escape(account_id),
+        super::prefetch::BLOB_CAPABILITY
+    ))
+    .is_some()
 }
 
 /// `s` as one JSON pointer segment (RFC 6901: `~` is `~0`, `/` is `~1`).
