@@ -415,6 +415,8 @@ impl JmapSession {
     ) -> Result<(MailboxState, Vec<Value>), ImapError> {
         if let Some(fresh) = self.fresh_listing.take() {
             if fresh.folder == folder && props == HEADER_PROPS {
+                // Its bodies came with it.
+                self.prefetch_next = false;
                 self.changed = false;
                 self.selected_state = fresh.email_state;
                 self.selected = Some(Selected {
