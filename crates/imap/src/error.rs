@@ -24,7 +24,7 @@ use crate::types::Uid;
 pub enum ImapError {
     /// The server could not be reached (name resolution, TCP connect or
     /// connect timeout). Worth retrying.
-    #[error("cannot reach the IMAP server at {addr}: {source} — check the host name, the port and the network")]
+    #[error("cannot reach the {} server at {addr}: {source} — check the host name, the port and the network", protocol_of(.addr))]
     Unreachable {
         /// `host:port` as configured.
         addr: String,
@@ -34,7 +34,7 @@ pub enum ImapError {
     },
     /// TLS could not be established: certificate verification failed, the
     /// CA file is unusable, or the server does not speak TLS. Not retried.
-    #[error("TLS connection to the IMAP server at {addr} failed: {reason}")]
+    #[error("TLS connection to the {} server at {addr} failed: {reason}", protocol_of(.addr))]
     Tls {
         /// `host:port` as configured.
         addr: String,
@@ -98,7 +98,7 @@ pub enum ImapError {
         addr: String,
     },
     /// The server answered `NO` to a command.
-    #[error("the IMAP server refused {command}: {text}")]
+    #[error("the mail server refused {command}: {text}")]
     No {
         /// The command, without credentials (e.g. `CREATE "_Autocrypt_SMA"`).
         command: String,
@@ -107,7 +107,7 @@ pub enum ImapError {
     },
     /// The server answered `BAD` to a command (a client bug or an
     /// incompatibility).
-    #[error("the IMAP server rejected {command} as malformed: {text} — this is an incompatibility between sma and the server; please report it")]
+    #[error("the mail server rejected {command} as malformed: {text} — this is an incompatibility between sma and the server; please report it")]
     Bad {
         /// The command, without credentials.
         command: String,
@@ -147,17 +147,17 @@ pub enum ImapError {
     /// packet of an `AUTHENTICATE` with an initial response): it took some
     /// of them for something else, and their answers will not come. The
     /// connection is unusable.
-    #[error("the IMAP server answered a command twice while reading {before}: it took the commands sent behind it for something else — reconnect")]
+    #[error("the mail server answered a command twice while reading {before}: it took the commands sent behind it for something else — reconnect")]
     AnsweredTwice {
         /// The last command of the flight being read.
         before: String,
     },
     /// The connection broke (closed by the server, reset, or left in an
     /// unknown state by an interrupted command). Reconnect.
-    #[error("the connection to the IMAP server was lost: {0} — reconnect (check the network if this persists)")]
+    #[error("the connection to the mail server was lost: {0} — reconnect (check the network if this persists)")]
     ConnectionLost(String),
     /// The server did not answer in time. The session is unusable afterwards.
-    #[error("timed out waiting for the IMAP server ({what}) — check the network; reconnect")]
+    #[error("timed out waiting for the mail server ({what}) — check the network; reconnect")]
     Timeout {
         /// What was being waited for.
         what: String,
@@ -167,7 +167,7 @@ pub enum ImapError {
     /// limit (e.g. a body larger than the size asked for), or more bytes in
     /// all than the command can need. Refused before the data was stored;
     /// the connection is closed (the session is lost).
-    #[error("the IMAP server sent {what} in answer to {command}, over sma's limit of {limit}; the connection was closed — the server is misbehaving (or holds a message too large for sma)")]
+    #[error("the mail server sent {what} in answer to {command}, over sma's limit of {limit}; the connection was closed — the server is misbehaving (or holds a message too large for sma)")]
     Oversized {
         /// The command it answered (without arguments).
         command: String,
@@ -180,7 +180,7 @@ pub enum ImapError {
     /// command timeout plus the time its bytes need at the minimum transfer
     /// rate (see [`crate::ImapSession::set_min_transfer_rate`]). Time spent
     /// parsing is not counted. The session is unusable afterwards.
-    #[error("the IMAP server is too slow: {bytes} bytes in {secs} s while waiting for {what} — check the network (or the server is stalling on purpose); reconnect")]
+    #[error("the mail server is too slow: {bytes} bytes in {secs} s while waiting for {what} — check the network (or the server is stalling on purpose); reconnect")]
     TooSlow {
         /// What was being waited for.
         what: String,
@@ -196,7 +196,7 @@ pub enum ImapError {
     /// mailbox said to hold messages whose FETCH returns none). Usually
     /// temporary: retry later; it is no evidence that a folder or a message
     /// is missing. The session stays usable.
-    #[error("the IMAP server failed to carry out {command}: {text} — a problem on the server's side, usually temporary; try again later")]
+    #[error("the mail server failed to carry out {command}: {text} — a problem on the server's side, usually temporary; try again later")]
     ServerFailure {
         /// The command, without credentials.
         command: String,
@@ -318,6 +318,37 @@ impl ImapError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_the_protocol_the_device_speaks() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let imap = ImapError::Unreachable {
+            addr: "127.0.0.1:993".into(),
+            source: refused(),
+        };
+        assert!(imap
+            .to_string()
+            .starts_with("cannot reach the IMAP server at 127.0.0.1:993"));
+        let jmap = ImapError::Unreachable {
+            addr: "https://mail.example.org/.well-known/jmap".into(),
+            source: refused(),
+        };
+        assert!(jmap
+            .to_string()
+            .starts_with("cannot reach the JMAP server at https://"));
+        let tls = ImapError::Tls {
+            addr: "https://mail.example.org/.well-known/jmap".into(),
+            reason: "unknown issuer".into(),
+        };
+        assert!(
+            tls.to_string()
+                .starts_with("TLS connection to the JMAP server"),
+            "{tls}"
+        );
+        // Errors without an address speak of the mail server.
+        let lost = ImapError::ConnectionLost("reset".into());
+        assert!(!lost.to_string().contains("IMAP"), "{lost}");
+    }
 
     #[test]
     fn auth_message_matches_cli_contract() {
