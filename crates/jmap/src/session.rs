@@ -91,9 +91,6 @@ pub struct JmapSession {
     /// Whether the server offers `Blob/get` (RFC 9404): a listing for a
     /// reader then brings the first bytes of the first messages.
     blob_get: bool,
-    /// Whether the next listing brings bodies too ([`Self::open`] for a
-    /// reader that asked for a prefetch).
-    prefetch_next: bool,
     /// Whole bodies the last listing brought, by blob id.
     prefetched: HashMap<String, Vec<u8>>,
     /// The listing `idle` made at a push that showed new messages, for the
@@ -363,15 +360,16 @@ impl JmapSession {
             && found.get("parentId").and_then(Value::as_str) == known.parent_id.as_deref()
     }
 
-    /// Lists a mailbox (by name) and brings its UID map up to date; one
-    /// request, or two when the cached mailbox id turned out stale.
+    /// Lists a mailbox (by name) and brings its UID map up to date, with
+    /// the first bodies if `prefetch` (where the server has `Blob/get`);
+    /// one request, or two when the cached mailbox id turned out stale.
     async fn list_mailbox(
         &mut self,
         folder: &str,
         props: &[&str],
+        prefetch: bool,
     ) -> Result<(String, Vec<Value>), ImapError> {
         let mut id = self.resolve(folder).await?;
-        let prefetch = std::mem::take(&mut self.prefetch_next);
         for attempt in 0..2 {
             let mut calls = self.listing_calls(&id, "", props);
             if prefetch {
@@ -412,11 +410,10 @@ impl JmapSession {
         &mut self,
         folder: &str,
         props: &[&str],
+        prefetch: bool,
     ) -> Result<(MailboxState, Vec<Value>), ImapError> {
         if let Some(fresh) = self.fresh_listing.take() {
             if fresh.folder == folder && props == HEADER_PROPS {
-                // Its bodies came with it.
-                self.prefetch_next = false;
                 self.changed = false;
                 self.selected_state = fresh.email_state;
                 self.selected = Some(Selected {
@@ -429,7 +426,7 @@ impl JmapSession {
         self.selected = None;
         self.last_listing = None;
         self.prefetched.clear();
-        let (id, list) = self.list_mailbox(folder, props).await?;
+        let (id, list) = self.list_mailbox(folder, props, prefetch).await?;
         self.changed = false;
         self.selected_state = self
             .last_listing

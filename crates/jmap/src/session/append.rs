@@ -280,7 +280,7 @@ impl JmapSession {
         blob: &str,
     ) -> Result<CheckedAppend, ImapError> {
         let lost = |e: &ImapError| e.is_connection_lost();
-        let status = match self.list_mailbox(folder, &LIST_PROPS).await {
+        let status = match self.list_mailbox(folder, &LIST_PROPS, false).await {
             Ok((id, _)) => Ok(self.status_of(&id)),
             Err(e) if lost(&e) => return Err(e),
             Err(e) => Err(e),

@@ -109,9 +109,8 @@ impl JmapSession {
             .get(&sel.id)
             .map(|m| m.by_id.keys().cloned().collect())
             .unwrap_or_default();
-        self.prefetch_next = true;
         self.last_listing = None;
-        let (id, list) = self.list_mailbox(&sel.name, &HEADER_PROPS).await?;
+        let (id, list) = self.list_mailbox(&sel.name, &HEADER_PROPS, true).await?;
         let email_state = self
             .last_listing
             .take()

@@ -137,7 +137,6 @@ impl JmapSession {
             last_listing: None,
             selected_state: None,
             blob_get,
-            prefetch_next: false,
             prefetched: HashMap::new(),
             fresh_listing: None,
             push: true,

@@ -184,15 +184,15 @@ impl Transport for JmapSession {
     }
 
     async fn select(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
-        Ok(self.open(folder, &LIST_PROPS).await?.0)
+        Ok(self.open(folder, &LIST_PROPS, false).await?.0)
     }
 
     async fn examine(&mut self, folder: &str) -> Result<MailboxState, ImapError> {
-        Ok(self.open(folder, &LIST_PROPS).await?.0)
+        Ok(self.open(folder, &LIST_PROPS, false).await?.0)
     }
 
     async fn status(&mut self, folder: &str) -> Result<MailboxStatus, ImapError> {
-        let (id, _) = self.list_mailbox(folder, &LIST_PROPS).await?;
+        let (id, _) = self.list_mailbox(folder, &LIST_PROPS, false).await?;
         Ok(self.status_of(&id))
     }
 
@@ -210,15 +210,15 @@ impl Transport for JmapSession {
         uids: UidRange,
         prefetch_from: Option<Uid>,
     ) -> Result<(MailboxState, Vec<FetchedHeader>), ImapError> {
-        self.prefetch_next = prefetch_from.is_some();
-        let (state, list) = self.open(folder, &HEADER_PROPS).await?;
+        let prefetch = prefetch_from.is_some();
+        let (state, list) = self.open(folder, &HEADER_PROPS, prefetch).await?;
         let id = self.selected()?.id;
         Ok((state, self.headers_in(&id, &list, uids)))
     }
 
     async fn fetch_headers(&mut self, uids: UidRange) -> Result<Vec<FetchedHeader>, ImapError> {
         let sel = self.selected()?;
-        let (_, list) = self.list_mailbox(&sel.name, &HEADER_PROPS).await?;
+        let (_, list) = self.list_mailbox(&sel.name, &HEADER_PROPS, false).await?;
         Ok(self.headers_in(&sel.id, &list, uids))
     }
 
@@ -238,7 +238,7 @@ impl Transport for JmapSession {
             })
         };
         if !known(self) {
-            self.list_mailbox(&sel.name, &LIST_PROPS).await?;
+            self.list_mailbox(&sel.name, &LIST_PROPS, false).await?;
         }
         let mut wanted: Vec<(Uid, u32, Option<String>)> = {
             let Some(map) = self.maps.get(&sel.id) else {
