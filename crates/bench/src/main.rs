@@ -27,6 +27,7 @@ mod rounds;
 mod server;
 mod stats;
 mod throughput;
+mod tls_front;
 mod wan;
 mod wan_floor;
 mod wan_group;
@@ -83,7 +84,9 @@ struct Args {
     idle_rounds: usize,
     /// The server to measure against. Cyrus (IDLE without delay) needs
     /// `scripts/cyrus-server install` first, `--security plain` and
-    /// `--only latency,wan`.
+    /// `--only latency,wan`; over JMAP (`cyrus-jmap`), `--only wan`, and
+    /// `--security tls` puts a TLS front (a CA made for the run) between
+    /// the delay proxy and Cyrus's plain HTTP.
     #[arg(long, value_enum, default_value = "dovecot")]
     server: ServerArg,
     /// With `--server jmap-script`: the script that starts the server. It

@@ -311,6 +311,10 @@ impl Report {
             );
             println!();
             let mut t = Table::default();
+            // Issue 19 counts JMAP's round trips: the network's share, not
+            // the process's own work, as a whole number (a tenth more is
+            // timing noise between the loopback and the delayed run).
+            let by_network = w.transport == "jmap";
             for r in &w.rows {
                 // The issue's bounds are for 50 ms RTT.
                 let at_target_rtt = (r.rtt_ms - TARGET_RTT_MS).abs() < 0.5;
@@ -334,8 +338,13 @@ impl Report {
                         "{:.0} ms, loopback {:.0} ms, network {:.1}",
                         r.wall_ms, r.loopback_ms, r.network_round_trips
                     ),
-                    target.map(|v| format!("≤{v}")).unwrap_or_default(),
-                    target.map(|v| r.round_trips <= v),
+                    target
+                        .map(|v| format!("≤{v}{}", if by_network { " network" } else { "" }))
+                        .unwrap_or_default(),
+                    target.map(|v| match by_network {
+                        true => r.network_round_trips.round() <= v,
+                        false => r.round_trips <= v,
+                    }),
                 );
             }
             t.print();

@@ -20,6 +20,7 @@ use sma_proto::state::PreferEncrypt;
 use tokio::sync::oneshot;
 
 use crate::server::{Server, ServerKind};
+use crate::tls_front::TlsFront;
 
 /// How long pairing steps may take before the benchmark gives up.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,25 +50,42 @@ pub struct Rig {
     pub server: Server,
     /// Security of every connection.
     pub sec: Sec,
+    /// The TLS front of a JMAP server that serves plain HTTP, with
+    /// [`Sec::Tls`].
+    pub jmap_tls: Option<TlsFront>,
     dir: tempfile::TempDir,
 }
 
 impl Rig {
     /// Starts the server with `accounts` accounts (one per scenario).
-    /// Only Dovecot serves TLS.
+    /// Dovecot serves TLS itself; a JMAP server gets a TLS front.
     pub fn start(kind: ServerKind, accounts: usize, sec: Sec) -> Result<Rig> {
-        if kind != ServerKind::Dovecot && sec == Sec::Tls {
+        if kind != ServerKind::Dovecot && !kind.is_jmap() && sec == Sec::Tls {
             bail!(
                 "{} runs plain IMAP only here: add --security plain",
                 kind.name()
             );
         }
         let server = Server::start(&kind, accounts)?;
+        let jmap_tls = match (server.jmap_port(), sec) {
+            (Some(port), Sec::Tls) => {
+                let upstream = format!("{}:{port}", server.host())
+                    .parse()
+                    .context("the JMAP server's address")?;
+                Some(TlsFront::start(upstream)?)
+            }
+            _ => None,
+        };
         let dir = tempfile::Builder::new()
             .prefix("sma-bench-")
             .tempdir()
             .context("cannot create a scratch directory for device homes")?;
-        Ok(Rig { server, sec, dir })
+        Ok(Rig {
+            server,
+            sec,
+            jmap_tls,
+            dir,
+        })
     }
 
     /// Where device `name` of account `account` lives.

@@ -126,6 +126,9 @@ pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
     crate::cli::check_bin(args.sma_bin)?;
     let jmap = rig.server.jmap_port().is_some();
     let upstream_port = match (rig.server.jmap_port(), rig.sec) {
+        (Some(_), _) if rig.jmap_tls.is_some() => {
+            rig.jmap_tls.as_ref().map_or(0, |f| f.addr().port())
+        }
         (Some(port), _) => port,
         (None, Sec::Tls) => rig.server.tls_port(),
         (None, Sec::Plain) => rig.server.plain_port(),

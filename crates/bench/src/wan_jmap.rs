@@ -1,47 +1,77 @@
-//! The WAN part over JMAP (`--server cyrus-jmap`): the same `sma` commands
-//! on devices made with `sma init --jmap`, the delay proxy in front of
-//! Cyrus's JMAP HTTP port.
+//! The WAN part over JMAP (`--server cyrus-jmap`, `--server jmap-script`):
+//! the same `sma` commands on devices made with `sma init --jmap`, the
+//! delay proxy in front of the server's JMAP HTTP port (and, with
+//! `--security tls`, the rig's TLS front behind the proxy).
 //!
-//! The floor of every command is what any JMAP client pays at the least: a
-//! TCP connection and one API request (`Core/echo`) with its answer, plain
-//! HTTP/1.1 through the same proxy (2 RTT). A JMAP request carries every
-//! method call a step needs, so one request is the floor whatever the
-//! command. The pairing adds its two protocol hops; `watch` delivery, on a
-//! connection already open, is one request.
+//! The floor of a command is what any JMAP client pays at the least: a
+//! new connection (TCP, and the TLS handshake with `--security tls`) and
+//! one API request (`Core/echo`) with its answer. A JMAP request carries
+//! every method call a step needs, so one request is the floor whatever
+//! the command — except an append: the message's bytes go up first (an
+//! upload, RFC 8620 §6.1) and `Email/import` names the blob the upload
+//! made, so the floor of a `send` (to one device or to all: one import
+//! names every recipient inbox) is the connection, the upload and the
+//! import. (RFC 9404's `Blob/upload` carries the bytes inside an API
+//! request, but no server measured here resolves its creation id in an
+//! `Email/import` of the same request; see docs/PERFORMANCE.md.) The
+//! pairing adds its two protocol hops; `watch` delivery, on a connection
+//! already open, is one request.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use serde_json::{json, Value};
 
-use crate::rig::Rig;
-use crate::wan_steps::{COMMANDS, PAIRING_HOPS, WATCH_DELIVERY};
+use crate::rig::{raw_message, Rig};
+use crate::wan_steps::{jmap_session_url, BROADCAST, COMMANDS, PAIRING_HOPS, WATCH_DELIVERY};
+
+/// The `send` figure; its floor, and the broadcast's, is an append.
+const SEND: &str = "send --to one device";
+/// Size of the message the append floor uploads: about a sealed
+/// application message with a short body.
+const FLOOR_MESSAGE_BYTES: usize = 3_000;
 
 /// Round trips issue 19 allows at 50 ms RTT over JMAP.
 pub fn target(command: &str) -> Option<f64> {
     match command {
-        "send --to one device" | "recv, nothing to do" | "sync, nothing to do" => Some(3.0),
+        SEND | "recv, nothing to do" | "sync, nothing to do" => Some(3.0),
         _ => None,
     }
 }
 
+/// What the floor's requests need to know of the account (read before
+/// any timing).
+struct FloorAccount {
+    api_url: String,
+    upload_url: String,
+    account_id: String,
+    inbox: String,
+    user: String,
+    password: String,
+}
+
 /// The floor of every command, in [`COMMANDS`] order.
 pub async fn floor(rig: &Rig, port: u16, account: usize, rtt_ms: f64) -> Result<Vec<Duration>> {
+    let acct = FloorAccount::read(rig, port, account).await?;
     let mut out = Vec::new();
     for command in COMMANDS {
+        // A new client is a new connection.
+        let client = client(rig)?;
         let mut start = Instant::now();
-        let mut tcp = TcpStream::connect((rig.server.host(), port)).await?;
-        tcp.set_nodelay(true)?;
         if command == WATCH_DELIVERY {
             // A watching client's connection is open already: one request
             // on it (the proxy holds a new connection's first bytes one
             // RTT, as a real handshake would cost).
-            echo(&mut tcp, rig, port, account).await?;
+            acct.echo(&client).await?;
             start = Instant::now();
         }
-        echo(&mut tcp, rig, port, account).await?;
+        if command == SEND || command == BROADCAST {
+            // One `Email/import` names every recipient inbox of a
+            // broadcast: the same floor.
+            acct.append(&client).await?;
+        } else {
+            acct.echo(&client).await?;
+        }
         let mut d = start.elapsed();
         if command.starts_with("pairing") {
             d += Duration::from_secs_f64(PAIRING_HOPS * rtt_ms / 1000.0);
@@ -51,72 +81,128 @@ pub async fn floor(rig: &Rig, port: u16, account: usize, rtt_ms: f64) -> Result<
     Ok(out)
 }
 
-/// One `Core/echo` request and its whole answer.
-async fn echo(tcp: &mut TcpStream, rig: &Rig, port: u16, account: usize) -> Result<()> {
-    let acct = rig.server.account(account);
-    let auth = base64::engine::general_purpose::STANDARD
-        .encode(format!("{}:{}", acct.user, acct.password));
-    let body = r#"{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{"floor":true},"0"]]}"#;
-    let request = format!(
-        "POST /jmap/ HTTP/1.1\r\nHost: {}:{port}\r\nAuthorization: Basic {auth}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        rig.server.host(),
-        body.len()
-    );
-    tcp.write_all(request.as_bytes()).await?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            bail!("floor: the JMAP server closed before answering");
-        }
-        got.extend_from_slice(&buf[..n]);
-        if let Some(done) = complete(&got)? {
-            if !done.starts_with("HTTP/1.1 200") {
-                bail!("floor: the JMAP server answered {done:?}");
-            }
-            return Ok(());
-        }
-    }
+/// An HTTP/1.1 client that trusts the rig's TLS front (if any) alone.
+fn client(rig: &Rig) -> Result<reqwest::Client> {
+    let ca = rig.jmap_tls.as_ref().map(|f| f.ca_file());
+    let tls = sma_imap::tls_client_config("the JMAP floor", ca).context("floor TLS setup")?;
+    let mut tls = (*tls).clone();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("floor HTTP client")
 }
 
-/// The status line once `got` holds a whole HTTP response (by
-/// `Content-Length`, or the last chunk of a chunked body).
-fn complete(got: &[u8]) -> Result<Option<String>> {
-    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
-    let status = head.lines().next().unwrap_or_default().to_uppercase();
-    let body = &got[end + 4..];
-    if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length:")) {
-        let len: usize = len.trim().parse().context("floor: a bad Content-Length")?;
-        return Ok((body.len() >= len).then_some(status));
+impl FloorAccount {
+    /// The session resource and the inbox's id, through the proxy on `port`.
+    async fn read(rig: &Rig, port: u16, account: usize) -> Result<FloorAccount> {
+        let a = rig.server.account(account);
+        let session_url = jmap_session_url(rig, port);
+        let c = client(rig)?;
+        let s: Value = c
+            .get(&session_url)
+            .basic_auth(&a.user, Some(&a.password))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("floor: the session resource {session_url}"))?
+            .json()
+            .await?;
+        let base = reqwest::Url::parse(&session_url)?;
+        let account_id = s
+            .pointer("/primaryAccounts/urn:ietf:params:jmap:mail")
+            .and_then(Value::as_str)
+            .context("floor: no mail account")?
+            .to_owned();
+        let url = |k: &str| -> Result<String> {
+            let t = s.get(k).and_then(Value::as_str).context("floor: no URL")?;
+            Ok(base
+                .join(&t.replace("{accountId}", &account_id))?
+                .to_string())
+        };
+        let mut acct = FloorAccount {
+            api_url: url("apiUrl")?,
+            upload_url: url("uploadUrl")?,
+            account_id,
+            inbox: String::new(),
+            user: a.user.clone(),
+            password: a.password.clone(),
+        };
+        let r = acct
+            .api(
+                &c,
+                json!([["Mailbox/get", {"accountId": acct.account_id, "properties": ["role"]}, "m"]]),
+            )
+            .await?;
+        acct.inbox = r
+            .pointer("/methodResponses/0/1/list")
+            .and_then(Value::as_array)
+            .and_then(|l| l.iter().find(|m| m["role"] == "inbox"))
+            .and_then(|m| m["id"].as_str())
+            .context("floor: the account has no inbox")?
+            .to_owned();
+        Ok(acct)
     }
-    if head.contains("transfer-encoding: chunked") {
-        return Ok(body.ends_with(b"0\r\n\r\n").then_some(status));
+
+    /// One API request; its whole answer.
+    async fn api(&self, c: &reqwest::Client, calls: Value) -> Result<Value> {
+        let body = json!({
+            "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
+            "methodCalls": calls,
+        });
+        let r: Value = c
+            .post(&self.api_url)
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&body)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("floor: an API request")?
+            .json()
+            .await?;
+        Ok(r)
     }
-    bail!("floor: a response of unknown length: {head}")
-}
 
-#[cfg(test)]
-mod tests {
-    use super::complete;
+    /// One `Core/echo` request and its whole answer.
+    async fn echo(&self, c: &reqwest::Client) -> Result<()> {
+        let r = self
+            .api(c, json!([["Core/echo", {"floor": true}, "0"]]))
+            .await?;
+        if r.pointer("/methodResponses/0/0").and_then(Value::as_str) != Some("Core/echo") {
+            bail!("floor: Core/echo answered {r}");
+        }
+        Ok(())
+    }
 
-    #[test]
-    fn a_response_is_complete_by_its_length_or_its_last_chunk() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
-        let mut r = head.to_vec();
-        r.extend_from_slice(b"ab");
-        assert_eq!(complete(&r).unwrap(), None);
-        r.extend_from_slice(b"cd");
-        assert_eq!(complete(&r).unwrap().as_deref(), Some("HTTP/1.1 200 OK"));
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n";
-        assert_eq!(complete(chunked).unwrap(), None);
-        let mut c = chunked.to_vec();
-        c.extend_from_slice(b"0\r\n\r\n");
-        assert!(complete(&c).unwrap().is_some());
-        assert!(complete(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+    /// An append as any JMAP client makes it: the upload, then
+    /// `Email/import` of its blob into the inbox.
+    async fn append(&self, c: &reqwest::Client) -> Result<()> {
+        let up: Value = c
+            .post(&self.upload_url)
+            .basic_auth(&self.user, Some(&self.password))
+            .header(reqwest::header::CONTENT_TYPE, "message/rfc822")
+            .body(raw_message(FLOOR_MESSAGE_BYTES, "floor"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .context("floor: the upload")?
+            .json()
+            .await?;
+        let blob = up["blobId"].as_str().context("floor: no blobId")?;
+        let r = self
+            .api(
+                c,
+                json!([["Email/import", {
+                    "accountId": self.account_id,
+                    "emails": {"e": {"blobId": blob, "mailboxIds": {&self.inbox: true}}},
+                }, "i"]]),
+            )
+            .await?;
+        if r.pointer("/methodResponses/0/1/created/e").is_none() {
+            bail!("floor: Email/import answered {r}");
+        }
+        Ok(())
     }
 }

@@ -39,9 +39,14 @@ pub const COMMANDS: [&str; 10] = [
 /// RTT pushed to the IDLE-ing peer).
 pub const PAIRING_HOPS: f64 = 2.0;
 
-/// The JMAP session resource through the proxy on `port`.
+/// The JMAP session resource through the proxy on `port`. Behind the TLS
+/// front, the resource itself (`/jmap/`, Cyrus's): the redirect from
+/// `/.well-known/jmap` names an `http:` URL, the server's own view.
 pub fn jmap_session_url(rig: &Rig, port: u16) -> String {
-    format!("http://{}:{port}/.well-known/jmap", rig.server.host())
+    match rig.jmap_tls {
+        Some(_) => format!("https://{}:{port}/jmap/", rig.server.host()),
+        None => format!("http://{}:{port}/.well-known/jmap", rig.server.host()),
+    }
 }
 
 /// Runs `cmd`, fails with its stderr unless it succeeds; returns its wall
@@ -91,6 +96,9 @@ pub(crate) fn init_command(
             .arg(&rig.server.account(account).user)
             .arg("--name")
             .arg(name);
+        if let Some(front) = &rig.jmap_tls {
+            cmd.arg("--ca-file").arg(front.ca_file());
+        }
         return cmd;
     }
     cmd.arg("--server")
