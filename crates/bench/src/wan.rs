@@ -121,22 +121,27 @@ pub fn accounts_needed(rtts: usize, runs: usize) -> usize {
     (rtts + 1) * runs.max(1)
 }
 
-/// Measures everything.
-pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
-    crate::cli::check_bin(args.sma_bin)?;
-    let jmap = rig.server.jmap_port().is_some();
-    let upstream_port = match (rig.server.jmap_port(), rig.sec) {
-        (Some(_), _) if rig.jmap_tls.is_some() => {
-            rig.jmap_tls.as_ref().map_or(0, |f| f.addr().port())
-        }
+/// What the delay proxy relays to: the JMAP port (or its TLS front), or
+/// the IMAP port of the rig's security.
+fn upstream(rig: &Rig) -> Result<std::net::SocketAddr> {
+    if let Some(front) = &rig.jmap_tls {
+        return Ok(front.addr());
+    }
+    let port = match (rig.server.jmap_port(), rig.sec) {
         (Some(port), _) => port,
         (None, Sec::Tls) => rig.server.tls_port(),
         (None, Sec::Plain) => rig.server.plain_port(),
     };
-    let upstream = format!("{}:{upstream_port}", rig.server.host())
+    format!("{}:{port}", rig.server.host())
         .parse()
-        .context("the rig's address")?;
-    let proxy = Arc::new(DelayProxy::start(upstream)?);
+        .context("the rig's address")
+}
+
+/// Measures everything.
+pub async fn run(rig: &Rig, args: &WanArgs<'_>) -> Result<WanReport> {
+    crate::cli::check_bin(args.sma_bin)?;
+    let jmap = rig.server.jmap_port().is_some();
+    let proxy = Arc::new(DelayProxy::start(upstream(rig)?)?);
     let runs = args.runs.max(1);
     let mut account = args.first_account;
     let mut rtts = vec![0.0];
