@@ -67,30 +67,14 @@ impl DelayProxy {
         };
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", port))
             .with_context(|| format!("cannot bind the delay proxy (port {port})"))?;
-        std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let sh = shared.clone();
-        std::thread::Builder::new()
-            .name("delay-proxy".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("delay proxy runtime");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(std_listener).expect("proxy listener");
-                    loop {
-                        let Ok((client, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let sh = sh.clone();
-                        tokio::spawn(async move {
-                            let _ = relay(client, upstream, sh).await;
-                        });
-                    }
-                });
-            })
-            .context("cannot start the delay proxy thread")?;
+        serve_on_own_thread("delay-proxy", std_listener, move |client| {
+            let sh = sh.clone();
+            async move {
+                let _ = relay(client, upstream, sh).await;
+            }
+        })?;
         Ok(DelayProxy { addr, shared })
     }
 
@@ -119,6 +103,39 @@ impl DelayProxy {
         let mut t = self.shared.trace.lock().expect("trace lock");
         std::mem::take(&mut t.1)
     }
+}
+
+/// Accepts connections on `listener` on a thread and runtime of their own
+/// (so that a caller blocked on a child process does not stall them),
+/// each served by a task of `serve`.
+pub(crate) fn serve_on_own_thread<F, Fut>(
+    name: &str,
+    listener: std::net::TcpListener,
+    serve: F,
+) -> Result<()>
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("listener runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("listener");
+                loop {
+                    if let Ok((client, _)) = listener.accept().await {
+                        tokio::spawn(serve(client));
+                    }
+                }
+            });
+        })
+        .with_context(|| format!("cannot start the {name} thread"))?;
+    Ok(())
 }
 
 async fn relay(client: TcpStream, upstream: SocketAddr, sh: Arc<Shared>) -> Result<()> {

@@ -17,11 +17,13 @@ use anyhow::{bail, Context, Result};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::proxy::serve_on_own_thread;
+
 /// A running TLS front (on its own thread and runtime, like the delay
-/// proxy, so that a caller blocked on a child process does not stall it).
+/// proxy).
 pub struct TlsFront {
     addr: SocketAddr,
     ca_file: PathBuf,
@@ -39,31 +41,15 @@ impl TlsFront {
         make_certificates(dir.path())?;
         let config = server_config(dir.path())?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let std_listener =
+        let listener =
             std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind the TLS front")?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        std::thread::Builder::new()
-            .name("tls-front".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("TLS front runtime");
-                rt.block_on(async move {
-                    let listener = TcpListener::from_std(std_listener).expect("TLS front listener");
-                    loop {
-                        let Ok((client, _)) = listener.accept().await else {
-                            continue;
-                        };
-                        let acceptor = acceptor.clone();
-                        tokio::spawn(async move {
-                            let _ = relay(acceptor, client, upstream).await;
-                        });
-                    }
-                });
-            })
-            .context("cannot start the TLS front's thread")?;
+        let addr = listener.local_addr()?;
+        serve_on_own_thread("tls-front", listener, move |client| {
+            let acceptor = acceptor.clone();
+            async move {
+                let _ = relay(acceptor, client, upstream).await;
+            }
+        })?;
         Ok(TlsFront {
             addr,
             ca_file: dir.path().join("ca.pem"),
