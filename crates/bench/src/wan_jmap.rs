@@ -101,15 +101,8 @@ impl FloorAccount {
         let a = rig.server.account(account);
         let session_url = jmap_session_url(rig, port);
         let c = client(rig)?;
-        let s: Value = c
-            .get(&session_url)
-            .basic_auth(&a.user, Some(&a.password))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .with_context(|| format!("floor: the session resource {session_url}"))?
-            .json()
-            .await?;
+        let what = format!("the session resource {session_url}");
+        let s = answer(c.get(&session_url), (&a.user, &a.password), &what).await?;
         let base = reqwest::Url::parse(&session_url)?;
         let account_id = s
             .pointer("/primaryAccounts/urn:ietf:params:jmap:mail")
@@ -152,17 +145,13 @@ impl FloorAccount {
             "using": ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"],
             "methodCalls": calls,
         });
-        let r: Value = c
-            .post(&self.api_url)
-            .basic_auth(&self.user, Some(&self.password))
-            .json(&body)
-            .send()
+        self.post(c.post(&self.api_url).json(&body), "an API request")
             .await
-            .and_then(reqwest::Response::error_for_status)
-            .context("floor: an API request")?
-            .json()
-            .await?;
-        Ok(r)
+    }
+
+    /// Sends `req` with the account's credentials; its JSON answer.
+    async fn post(&self, req: reqwest::RequestBuilder, what: &str) -> Result<Value> {
+        answer(req, (&self.user, &self.password), what).await
     }
 
     /// One `Core/echo` request and its whole answer.
@@ -179,17 +168,11 @@ impl FloorAccount {
     /// An append as any JMAP client makes it: the upload, then
     /// `Email/import` of its blob into the inbox.
     async fn append(&self, c: &reqwest::Client) -> Result<()> {
-        let up: Value = c
+        let upload = c
             .post(&self.upload_url)
-            .basic_auth(&self.user, Some(&self.password))
             .header(reqwest::header::CONTENT_TYPE, "message/rfc822")
-            .body(raw_message(FLOOR_MESSAGE_BYTES, "floor"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .context("floor: the upload")?
-            .json()
-            .await?;
+            .body(raw_message(FLOOR_MESSAGE_BYTES, "floor"));
+        let up = self.post(upload, "the upload").await?;
         let blob = up["blobId"].as_str().context("floor: no blobId")?;
         let r = self
             .api(
@@ -205,4 +188,20 @@ impl FloorAccount {
         }
         Ok(())
     }
+}
+
+/// Sends `req` with Basic authentication; its JSON answer.
+async fn answer(
+    req: reqwest::RequestBuilder,
+    (user, password): (&str, &str),
+    what: &str,
+) -> Result<Value> {
+    Ok(req
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("floor: {what}"))?
+        .json()
+        .await?)
 }
