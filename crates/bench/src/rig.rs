@@ -58,13 +58,19 @@ pub struct Rig {
 
 impl Rig {
     /// Starts the server with `accounts` accounts (one per scenario).
-    /// Dovecot serves TLS itself; a JMAP server gets a TLS front.
+    /// Dovecot serves TLS itself; Cyrus's JMAP gets a TLS front.
     pub fn start(kind: ServerKind, accounts: usize, sec: Sec) -> Result<Rig> {
-        if kind != ServerKind::Dovecot && !kind.is_jmap() && sec == Sec::Tls {
-            bail!(
+        match (&kind, sec) {
+            (ServerKind::Dovecot | ServerKind::CyrusJmap, _) | (_, Sec::Plain) => {}
+            (ServerKind::JmapScript(_), Sec::Tls) => bail!(
+                "a scripted JMAP server is measured over plain HTTP only (its session \
+                 resource may name absolute http: URLs the TLS front cannot rewrite): \
+                 add --security plain"
+            ),
+            (_, Sec::Tls) => bail!(
                 "{} runs plain IMAP only here: add --security plain",
                 kind.name()
-            );
+            ),
         }
         let server = Server::start(&kind, accounts)?;
         let jmap_tls = match (server.jmap_port(), sec) {
