@@ -292,16 +292,7 @@ impl Http {
                         .get("description")
                         .and_then(Value::as_str)
                         .map(|d| d.chars().take(300).collect()),
-                    arguments: args
-                        .get("arguments")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    arguments: strings(args.get("arguments")),
                 })
             } else {
                 Ok(args.clone())
@@ -533,6 +524,18 @@ impl MethodError {
             _ => ImapError::Bad { command, text },
         }
     }
+}
+
+/// The strings of a JSON array (others skipped); none if `v` is no array.
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The result of the call with id `id` in `responses`, or a protocol error

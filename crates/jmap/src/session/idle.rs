@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sma_imap::ImapError;
 
 use super::{
     JmapSession, Selected, IDLE_POLL, IDLE_POLL_QUIET, MAX_MESSAGES, PUSH_PING, QUICK_POLLS_FOR,
 };
-use crate::http::take;
+use crate::http::{strings, take};
 
 impl JmapSession {
     /// How long to wait between polls now ([`IDLE_POLL`] soon after the
@@ -44,15 +44,7 @@ impl JmapSession {
             }
             Err(e) => return Err(e.clone().into_imap(&what)),
         };
-        Ok(q.get("ids")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(strings(q.get("ids")))
     }
 
     /// Whether the selected mailbox holds other messages than this session
