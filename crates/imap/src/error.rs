@@ -232,6 +232,15 @@ impl ImapError {
         )
     }
 
+    /// Whether a new connection is what it takes to go on: the session is
+    /// lost ([`ImapError::is_connection_lost`]), or a command found it
+    /// without one and could not make one ([`ImapError::Unreachable`]: a
+    /// login sent before the greeting whose answer found the server gone,
+    /// then no connection for the usual login, as during a restart).
+    pub fn needs_reconnect(&self) -> bool {
+        self.is_connection_lost() || matches!(self, ImapError::Unreachable { .. })
+    }
+
     /// Whether the same operation may succeed when tried again later (on a
     /// new session if [`ImapError::is_connection_lost`]): unreachable, lost,
     /// timed out, too slow, a server failure, or a token command that
@@ -260,8 +269,10 @@ impl ImapError {
 
     /// Whether connecting again may help: unreachable server, lost
     /// connection, timeout, a token command that failed (it may need a
-    /// network that is back by then). Never TLS, authentication or
-    /// configuration errors. Used by [`crate::connect_with_retry`].
+    /// network that is back by then), a server in trouble (a login answered
+    /// `NO [UNAVAILABLE]` while the server starts or stops, a JMAP 503).
+    /// Never TLS, authentication or configuration errors. Used by
+    /// [`crate::connect_with_retry`].
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -270,6 +281,7 @@ impl ImapError {
                 | ImapError::ConnectionLost(_)
                 | ImapError::Timeout { .. }
                 | ImapError::TooSlow { .. }
+                | ImapError::ServerFailure { .. }
         )
     }
 
@@ -429,6 +441,16 @@ mod tests {
         assert!(un.is_retryable() && !un.is_connection_lost());
         assert!(un.to_string().contains("h:1"));
         assert_eq!(un.kind(), "unreachable");
+        // A session that could not be made again is replaced, not used.
+        assert!(un.needs_reconnect() && lost.needs_reconnect() && t.needs_reconnect());
+        assert!(!tls.needs_reconnect());
+        // A server in trouble at login: worth connecting again later.
+        let busy = ImapError::ServerFailure {
+            command: "AUTHENTICATE PLAIN".into(),
+            text: "[UNAVAILABLE] Temporary authentication failure.".into(),
+        };
+        assert!(busy.is_retryable() && busy.is_transient());
+        assert!(!busy.is_auth() && !busy.needs_reconnect());
     }
 
     #[test]
@@ -452,7 +474,9 @@ mod tests {
             command: "SELECT \"x\"".into(),
             text: "[SERVERBUG] Internal error".into(),
         };
-        assert!(!bug.is_connection_lost() && bug.is_transient() && !bug.is_retryable());
+        // Trouble on the server's side: tried again later, on this
+        // session (or, met while connecting, by connecting again).
+        assert!(!bug.is_connection_lost() && bug.is_transient() && bug.is_retryable());
         assert_eq!(bug.kind(), "server-failure");
         assert!(bug.to_string().contains("[SERVERBUG]"), "{bug}");
         let gone = ImapError::NoSuchFolder { folder: "x".into() };

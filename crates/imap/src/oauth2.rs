@@ -222,7 +222,9 @@ pub(crate) async fn authenticate_segments(
 }
 
 /// The tagged answer to `AUTHENTICATE` as a result: a `NO` is
-/// [`ImapError::TokenRejected`] with the server's decoded `challenge`.
+/// [`ImapError::TokenRejected`] with the server's decoded `challenge`,
+/// unless its code says the server is in trouble
+/// ([`ImapError::ServerFailure`], worth retrying).
 pub(crate) fn outcome(
     done: Done,
     challenge: Option<String>,
@@ -232,6 +234,10 @@ pub(crate) fn outcome(
 ) -> Result<Done, ImapError> {
     match done.outcome {
         Outcome::Ok => Ok(done),
+        // Server trouble (`NO [UNAVAILABLE]`) says nothing about the token.
+        Outcome::No if done.is_server_trouble() => {
+            Err(done.into_error(format!("AUTHENTICATE {}", mech.name())))
+        }
         Outcome::No => Err(ImapError::TokenRejected {
             user: user.to_owned(),
             addr: addr.to_owned(),

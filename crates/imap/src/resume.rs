@@ -4,7 +4,10 @@
 //!
 //! When an operation fails because the connection was lost, it reconnects
 //! (with backoff, a bounded number of times in a row), selects again the
-//! folder that was selected, and runs the operation once more. UIDs stay
+//! folder that was selected, and runs the operation once more. A server
+//! that is not back yet (refused connections, logins answered
+//! `NO [UNAVAILABLE]`, a login sent before the greeting that finds the
+//! server gone) counts as one more failed reconnect, not as the end. UIDs stay
 //! meaningful only while the folder's UIDVALIDITY does: if it changed
 //! across the reconnect, the original error is returned instead of running
 //! an operation on UIDs that may now name other messages.
@@ -70,7 +73,7 @@ impl<'a, T: Transport> Resuming<'a, T> {
     /// selected (same UIDVALIDITY), so the operation may run again;
     /// otherwise the error to report.
     async fn recover(&mut self, err: ImapError) -> Result<(), ImapError> {
-        if !err.is_connection_lost() {
+        if !err.needs_reconnect() {
             return Err(err);
         }
         loop {
@@ -96,7 +99,9 @@ impl<'a, T: Transport> Resuming<'a, T> {
             match state {
                 Ok(s) if s.uid_validity == sel.uid_validity => return Ok(()),
                 Ok(_) => return Err(err),
-                Err(e) if e.is_connection_lost() => continue,
+                // Lost again, or the server not ready yet (`NO
+                // [UNAVAILABLE]` right after a restart): back off and retry.
+                Err(e) if e.is_transient() => continue,
                 Err(e) => return Err(e),
             }
         }

@@ -758,6 +758,11 @@ async fn password_login(
         return Ok(done);
     }
     match done.outcome {
+        // `NO [UNAVAILABLE]` (Dovecot while its authentication process
+        // starts or stops) says nothing about the password: retry later.
+        crate::response::Outcome::No if done.is_server_trouble() => {
+            Err(done.into_error(label.to_owned()))
+        }
         crate::response::Outcome::No => Err(ImapError::AuthRejected {
             user: user.to_owned(),
             addr: addr.to_owned(),

@@ -245,3 +245,77 @@ async fn a_server_that_drops_every_session_right_after_login() {
     let mut s = connect(&p, 14).await;
     s.select("INBOX").await.expect("works afterwards");
 }
+
+const AUTH_UNAVAILABLE: &str = "{tag} NO [UNAVAILABLE] Temporary authentication failure.\r\n";
+
+/// A login answered `NO [UNAVAILABLE]` (Dovecot while its authentication
+/// process starts or stops) is server trouble, worth retrying, and never
+/// a rejected password.
+#[tokio::test]
+async fn a_login_answered_unavailable_is_server_trouble_not_a_wrong_password() {
+    let p = proxy();
+    for verb in ["AUTHENTICATE", "LOGIN "] {
+        p.add(Rule::on(verb).respond(Reply::text(AUTH_UNAVAILABLE)));
+    }
+    let e = ImapSession::connect(&via(&p, 12)).await.unwrap_err();
+    assert!(server_failure(&e).starts_with("[UNAVAILABLE]"), "{e}");
+    assert!(
+        e.is_transient() && e.is_retryable() && !e.is_auth(),
+        "{e:?}"
+    );
+    // Connecting with retries gets in once the server is ready.
+    p.clear();
+    for verb in ["AUTHENTICATE", "LOGIN "] {
+        p.add(
+            Rule::on(verb)
+                .respond(Reply::text(AUTH_UNAVAILABLE))
+                .times(1),
+        );
+    }
+    let backoff = &mut Backoff::new(Duration::from_millis(50), Duration::from_millis(200));
+    let mut retries = 0;
+    let mut s = connect_with_retry(&via(&p, 12), backoff, 5, |_, _, _| retries += 1)
+        .await
+        .expect("the same account logs in once the server is ready");
+    s.noop().await.expect("noop");
+    assert_eq!(retries, 1, "{:?}", p.commands());
+}
+
+/// `Resuming` (pair and join) rides over a restart whose new sessions
+/// are refused for a while: logins answered `NO [UNAVAILABLE]`, then the
+/// folder's SELECT. It retries with backoff and runs the operation on the
+/// folder it had selected.
+#[tokio::test]
+async fn resuming_waits_out_a_server_that_is_not_ready_after_a_drop() {
+    let p = proxy();
+    let uids = folder_with(13, "Resumed", &[100, 200]).await;
+    let mut s = connect(&p, 13).await;
+    let mut r = sma_imap::Resuming::new(&mut s);
+    r.select("Resumed").await.expect("select");
+    p.add(
+        Rule::on("NOOP")
+            .respond(Reply::text("* BYE Server shutting down.\r\n").then_close())
+            .times(1),
+    );
+    for verb in ["AUTHENTICATE", "LOGIN "] {
+        p.add(
+            Rule::on(verb)
+                .respond(Reply::text(AUTH_UNAVAILABLE))
+                .times(2),
+        );
+    }
+    p.add(
+        Rule::on("SELECT")
+            .respond(Reply::text("{tag} NO [UNAVAILABLE] Try later.\r\n"))
+            .times(1),
+    );
+    r.noop()
+        .await
+        .expect("resumed after the server became ready");
+    assert_eq!(r.reconnects(), 2, "{:?}", p.commands());
+    let headers = r
+        .fetch_headers(UidRange::all())
+        .await
+        .expect("the selection came back");
+    assert_eq!(headers.len(), uids.len());
+}

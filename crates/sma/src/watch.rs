@@ -69,7 +69,7 @@ impl Device {
                         _ = tokio::time::sleep(delay) => {}
                         _ = &mut stop => return Ok(()),
                     }
-                    if e.is_connection_lost() {
+                    if e.needs_reconnect() {
                         let mut attempts = 1;
                         let again = reconnect(&config, &mut backoff, |n, err, delay| {
                             attempts = n + 1;

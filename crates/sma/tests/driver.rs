@@ -448,6 +448,14 @@ async fn resuming_selects_again_and_retries_after_a_lost_connection() {
     assert_eq!(headers.len(), 1, "the folder was selected again");
     assert_eq!(r.reconnects(), 1);
 
+    // A slow restart: the first sessions opened cannot reach the server
+    // when their first command goes out (a login sent before the greeting
+    // returns before the server answered). Backing off, not giving up.
+    assert_eq!(server.lock().go_down(2), 1);
+    let again = r.fetch_headers(UidRange::all()).await.expect("resumed");
+    assert_eq!(again.len(), 1);
+    assert_eq!(r.reconnects(), 4, "two sessions refused, the third works");
+
     // A folder whose UIDVALIDITY changed meanwhile: its UIDs may name other
     // messages now, so the operation is not run again.
     assert_eq!(server.lock().kill_all(), 1);

@@ -122,7 +122,7 @@ impl Core {
     pub(super) fn check<T>(&mut self, r: sma::Result<T>) -> Result<T, RpcError> {
         r.map_err(|e| {
             if let sma::Error::Imap(i) = &e {
-                if i.is_connection_lost() {
+                if i.needs_reconnect() {
                     self.session = None;
                 }
             }

@@ -21,6 +21,7 @@ use crate::{
 pub use super::message::Message;
 
 mod expunge;
+mod outage;
 
 /// Identifies one connection (one transport).
 pub type ConnId = u64;
@@ -52,6 +53,9 @@ struct Conn {
     selected: Option<(String, u64, bool)>,
     /// The selected folder's version the client has been told about.
     seen_version: u64,
+    /// Opened while the server was down (see [`Server::go_down`]): every
+    /// command gets `Unreachable`.
+    unreachable: bool,
 }
 
 /// A message whose APPEND was accepted but that is not visible yet.
@@ -91,6 +95,8 @@ pub struct Server {
     pub(crate) capabilities: Vec<String>,
     /// Fault armed by [`Server::reset_uid_validity_after_next_append`].
     reset_after_append: Option<String>,
+    /// Sessions still to be opened while the server is down.
+    down_for: u32,
 }
 
 impl Default for Server {
@@ -112,6 +118,7 @@ impl Default for Server {
                 .map(String::from)
                 .to_vec(),
             reset_after_append: None,
+            down_for: 0,
         };
         s.create_folder("INBOX");
         s
@@ -164,7 +171,15 @@ impl Server {
     pub fn connect(&mut self) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
-        self.conns.insert(id, Conn::default());
+        let unreachable = self.down_for > 0;
+        self.down_for = self.down_for.saturating_sub(1);
+        self.conns.insert(
+            id,
+            Conn {
+                unreachable,
+                ..Conn::default()
+            },
+        );
         id
     }
 
@@ -198,6 +213,9 @@ impl Server {
 
     /// Checks the connection; the error every command gets on a broken one.
     pub fn check(&self, c: ConnId) -> Result<(), ImapError> {
+        if self.conns.get(&c).is_some_and(|c| c.unreachable) {
+            return Err(outage::unreachable());
+        }
         if self.alive(c) {
             Ok(())
         } else {
