@@ -45,6 +45,22 @@ impl Rig {
         c
     }
 
+    /// [`Rig::cmd`] logging at debug level to a file of the rig's (a pipe
+    /// nobody reads while the command runs could fill and stall it); read
+    /// it with [`Rig::log_of`].
+    fn logged(&self, name: &str, log: &str) -> Command {
+        let file =
+            std::fs::File::create(self.dir.path().join(format!("{log}.log"))).expect("log file");
+        let mut c = self.cmd(name);
+        c.env("SMA_LOG", "sma=debug,sma_imap=debug").stderr(file);
+        c
+    }
+
+    /// What a [`Rig::logged`] command wrote to its log.
+    fn log_of(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{log}.log"))).unwrap_or_default()
+    }
+
     fn ok(&self, name: &str, args: &[&str]) -> Vec<Value> {
         let out = self.cmd(name).args(args).output().expect("run sma");
         assert!(
@@ -283,10 +299,9 @@ fn pair_and_join_survive_server_restarts() {
     rig.init("b");
     let b_id = rig.device_id("b");
     let mut pair = rig
-        .cmd("a")
+        .logged("a", "pair")
         .args(["pair", "--device", &b_id, "--timeout", "120"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pair");
     let code = read_code(&mut pair);
@@ -294,10 +309,9 @@ fn pair_and_join_survive_server_restarts() {
     rig.server.restart();
 
     let mut join = rig
-        .cmd("b")
+        .logged("b", "join")
         .args(["join", "--code", &code, "--timeout", "120"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn join");
     let mut lines = BufReader::new(join.stdout.take().expect("stdout")).lines();
@@ -307,19 +321,24 @@ fn pair_and_join_survive_server_restarts() {
     rig.server.restart();
 
     let rest: Vec<String> = lines.map(|l| l.expect("read")).collect();
-    let joined = join.wait_with_output().expect("join");
-    assert!(
-        joined.status.success(),
-        "join failed after the restart: {}\n{rest:?}",
-        String::from_utf8_lossy(&joined.stderr)
-    );
+    let joined = join.wait().expect("join");
+    if !joined.success() {
+        // What the member did is the other half of the story.
+        let _ = pair.kill();
+        let paired = pair.wait().expect("pair");
+        panic!(
+            "join failed after the restart ({joined}): {rest:?}\n--- join's log:\n{}\n--- pair ({paired}), its log:\n{}",
+            rig.log_of("join"),
+            rig.log_of("pair"),
+        );
+    }
     let last: Value = serde_json::from_str(rest.last().expect("a result line")).expect("JSON");
     assert_eq!(last["event"], "joined", "{rest:?}");
-    let paired = pair.wait_with_output().expect("pair");
+    let paired = pair.wait().expect("pair");
     assert!(
-        paired.status.success(),
-        "pair failed after the restart: {}",
-        String::from_utf8_lossy(&paired.stderr)
+        paired.success(),
+        "pair failed after the restart ({paired}): {}",
+        rig.log_of("pair")
     );
     for dev in ["a", "b"] {
         rig.ok(dev, &["sync"]);
