@@ -62,6 +62,12 @@ fn sync(acc: &Account, dev: &str) -> (Value, String) {
         "sync on {dev} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A log that goes to a pipe or a file is plain text, no colour codes.
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "escape codes in a piped log: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines = json_lines(&out.stdout);
     (
         lines.remove(0),
