@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use sma::clock::OffsetClock;
 use sma::Device;
+use sma_imap::Transport;
 use tokio::time::Instant;
 
 use crate::counting::Counting;
@@ -90,20 +91,7 @@ pub async fn one(
         Wait::Idle => Counting::new(s),
         Wait::Poll => Counting::polling(s, Duration::from_millis(2)),
     };
-    let mut a = if aged {
-        let clock = Arc::new(OffsetClock {
-            offset_secs: -AGE_SECS,
-        });
-        let mut old = rig.init_device_with_clock(account, "a", clock).await?;
-        let then = unix_now().saturating_sub(AGE_SECS as u64);
-        old.observe_all(observations("boot", n, key_bytes, then))?;
-        drop(old);
-        Device::open(&rig.home(account, "a"))?
-    } else {
-        let mut a = rig.init_device(account, "a").await?;
-        a.observe_all(observations("boot", n, key_bytes, unix_now()))?;
-        a
-    };
+    let mut a = founder(rig, account, n, key_bytes, aged).await?;
     let mut ta = wrap(rig.session(account).await?);
     // Heartbeat, and with no peer yet, pruning of old acknowledged ops.
     a.sync(&mut ta).await?;
@@ -123,25 +111,13 @@ pub async fn one(
     sequence.extend(lb.appended.iter().map(|x| (false, x.size)));
     let pair_msgs = sequence.len();
     let start = Instant::now();
-    let mut quiet = 0;
-    let mut rounds = 0;
-    while quiet < 2 {
-        rounds += 1;
-        if rounds > 50 + n / 100 {
-            bail!("bootstrap catch-up did not settle after {rounds} rounds");
-        }
-        a.sync(&mut ta).await?;
-        b.sync(&mut tb).await?;
-        let la = ta.take_log().appended;
-        let lb = tb.take_log().appended;
-        quiet = if la.is_empty() && lb.is_empty() {
-            quiet + 1
-        } else {
-            0
-        };
-        sequence.extend(la.iter().map(|x| (true, x.size)));
-        sequence.extend(lb.iter().map(|x| (false, x.size)));
-    }
+    catch_up(
+        (&mut a, &mut ta),
+        (&mut b, &mut tb),
+        50 + n / 100,
+        &mut sequence,
+    )
+    .await?;
     let catch_up_secs = start.elapsed().as_secs_f64();
     let total_secs = pair_secs + catch_up_secs;
     let floor_secs = floor(rig, account, &sequence).await?;
@@ -163,4 +139,59 @@ pub async fn one(
         },
         a,
     ))
+}
+
+/// The founder `a` of `account` with `n` keyed peers observed, their
+/// history `aged` (recorded [`AGE_SECS`] ago) or fresh.
+async fn founder(
+    rig: &Rig,
+    account: usize,
+    n: usize,
+    key_bytes: usize,
+    aged: bool,
+) -> Result<Device> {
+    if !aged {
+        let mut a = rig.init_device(account, "a").await?;
+        a.observe_all(observations("boot", n, key_bytes, unix_now()))?;
+        return Ok(a);
+    }
+    let clock = Arc::new(OffsetClock {
+        offset_secs: -AGE_SECS,
+    });
+    let mut old = rig.init_device_with_clock(account, "a", clock).await?;
+    let then = unix_now().saturating_sub(AGE_SECS as u64);
+    old.observe_all(observations("boot", n, key_bytes, then))?;
+    drop(old);
+    Ok(Device::open(&rig.home(account, "a"))?)
+}
+
+/// Syncs both devices in turns until two rounds in a row append nothing
+/// (at most `max_rounds`), adding what each appended to `sequence`
+/// (`true` for the first device).
+async fn catch_up<T: Transport>(
+    (a, ta): (&mut Device, &mut Counting<T>),
+    (b, tb): (&mut Device, &mut Counting<T>),
+    max_rounds: usize,
+    sequence: &mut Vec<(bool, usize)>,
+) -> Result<()> {
+    let mut quiet = 0;
+    let mut rounds = 0;
+    while quiet < 2 {
+        rounds += 1;
+        if rounds > max_rounds {
+            bail!("bootstrap catch-up did not settle after {rounds} rounds");
+        }
+        a.sync(ta).await?;
+        b.sync(tb).await?;
+        let la = ta.take_log().appended;
+        let lb = tb.take_log().appended;
+        quiet = if la.is_empty() && lb.is_empty() {
+            quiet + 1
+        } else {
+            0
+        };
+        sequence.extend(la.iter().map(|x| (true, x.size)));
+        sequence.extend(lb.iter().map(|x| (false, x.size)));
+    }
+    Ok(())
 }

@@ -35,7 +35,7 @@ mod wan_jmap;
 mod wan_steps;
 mod wan_watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -243,31 +243,7 @@ async fn run(args: &Args) -> Result<Report> {
     let mut report = Report::new(sec, cfg!(debug_assertions), &sma_bin, &rig.server);
 
     if wants(Part::Latency) || wants(Part::Rounds) || wants(Part::Coldstart) {
-        progress("pairing two devices");
-        let mut pair = rig.group(ACCT_PAIR, &["a", "b"]).await?;
-        let (a, rest) = pair.split_at_mut(1);
-        let (a, b) = (&mut a[0], &mut rest[0]);
-        if wants(Part::Rounds) {
-            progress("idle sync round");
-            report.idle_round = Some(rounds::run(&rig, ACCT_PAIR, b, args.idle_rounds).await?);
-        }
-        if wants(Part::Latency) {
-            progress("delivery latency (poll, then IDLE; the IDLE runs take ~1 s per message)");
-            report.latency =
-                Some(latency::run(&rig, ACCT_PAIR, a, b, args.messages, args.body_bytes).await?);
-        }
-        if wants(Part::Coldstart) {
-            progress("sma status cold start");
-            let home = rig.home(ACCT_PAIR, "b");
-            report.cold_start.push(cli::cold_start(
-                &sma_bin,
-                &rig,
-                ACCT_PAIR,
-                &home,
-                b.core().group().keyring().len(),
-                args.status_runs,
-            )?);
-        }
+        pair_parts(args, &rig, &sma_bin, &wants, &mut report).await?;
     }
 
     let key_bytes = autocrypt_key_bytes()?;
@@ -312,6 +288,44 @@ async fn run(args: &Args) -> Result<Report> {
     Ok(report)
 }
 
+/// The parts measured on one paired account: idle rounds, delivery
+/// latency and the cold start of `sma status`.
+async fn pair_parts(
+    args: &Args,
+    rig: &Rig,
+    sma_bin: &Path,
+    wants: &impl Fn(Part) -> bool,
+    report: &mut Report,
+) -> Result<()> {
+    let progress = |what: &str| eprintln!("sma-bench: {what}");
+    progress("pairing two devices");
+    let mut pair = rig.group(ACCT_PAIR, &["a", "b"]).await?;
+    let (a, rest) = pair.split_at_mut(1);
+    let (a, b) = (&mut a[0], &mut rest[0]);
+    if wants(Part::Rounds) {
+        progress("idle sync round");
+        report.idle_round = Some(rounds::run(rig, ACCT_PAIR, b, args.idle_rounds).await?);
+    }
+    if wants(Part::Latency) {
+        progress("delivery latency (poll, then IDLE; the IDLE runs take ~1 s per message)");
+        report.latency =
+            Some(latency::run(rig, ACCT_PAIR, a, b, args.messages, args.body_bytes).await?);
+    }
+    if wants(Part::Coldstart) {
+        progress("sma status cold start");
+        let home = rig.home(ACCT_PAIR, "b");
+        report.cold_start.push(cli::cold_start(
+            sma_bin,
+            rig,
+            ACCT_PAIR,
+            &home,
+            b.core().group().keyring().len(),
+            args.status_runs,
+        )?);
+    }
+    Ok(())
+}
+
 /// The server `--server` asks for, if the parts asked for run on it.
 fn server_kind(args: &Args) -> Result<ServerKind> {
     let kind = match (args.server, &args.server_script) {
@@ -344,7 +358,7 @@ fn server_kind(args: &Args) -> Result<ServerKind> {
 async fn bootstrap_part(
     args: &Args,
     rig: &Rig,
-    sma_bin: &std::path::Path,
+    sma_bin: &Path,
     key_bytes: usize,
     (memory, coldstart): (bool, bool),
     report: &mut Report,
@@ -403,12 +417,7 @@ async fn bootstrap_part(
 }
 
 /// The commands behind a delay proxy, with their IMAP traces if asked.
-async fn wan_part(
-    args: &Args,
-    rig: &Rig,
-    sma_bin: &std::path::Path,
-    sec: Sec,
-) -> Result<wan::WanReport> {
+async fn wan_part(args: &Args, rig: &Rig, sma_bin: &Path, sec: Sec) -> Result<wan::WanReport> {
     let progress = |what: &str| eprintln!("sma-bench: {what}");
     progress("commands behind a delay proxy (WAN)");
     let wan = wan::run(
