@@ -2,6 +2,9 @@
 //! ledger and checking safety on the returned device.
 
 use rand::Rng;
+use sma::init::InitReport;
+use sma::lifecycle::RemovalReport;
+use sma::pair::JoinReport;
 use sma::{DeviceId, Error, Role};
 use sma_imap::ImapError;
 use sma_proto::hlc::Hlc;
@@ -179,24 +182,7 @@ impl Sim {
 
     fn take_result(&mut self, i: usize, result: OpResult) -> Result<String, String> {
         match result {
-            OpResult::Init(Ok(rep)) => {
-                let home = self.w.slots[i].home.clone().ok_or("init without home")?;
-                let (info, key, core) = load_identity(&home)?;
-                let fpr = key.fingerprint().to_string();
-                self.ledger
-                    .fingerprints
-                    .insert(info.id.clone(), fpr.clone());
-                self.w.slots[i].id = Some(info.id.clone());
-                self.w.slots[i].fingerprint = Some(fpr);
-                if rep.role == Role::Founder {
-                    self.ledger.legit.insert(info.id.clone());
-                    if let Some(k) = core.group().current_account_key() {
-                        self.ledger.account_keys.insert(k.fingerprint.clone());
-                    }
-                }
-                self.stats.ops_ok += 1;
-                Ok(format!("init ok as {} ({})", rep.role.as_str(), info.id))
-            }
+            OpResult::Init(Ok(rep)) => self.init_ok(i, &rep),
             OpResult::Init(Err(e)) => self.failed(i, "init", &e),
             OpResult::Sync(Ok(r)) => {
                 self.stats.ops_ok += 1;
@@ -230,70 +216,10 @@ impl Sim {
                 Ok(format!("send ok {}", rep.message_id))
             }
             OpResult::Send(Err(e), _) => self.failed(i, "send", &e),
-            OpResult::Pair(r, target) => {
-                self.offers
-                    .retain(|o| !(o.member == i && o.joiner == target));
-                match r {
-                    Ok(id) => {
-                        self.stats.ops_ok += 1;
-                        Ok(format!("pair ok {id}"))
-                    }
-                    // The target was paired by someone else meanwhile, or
-                    // its announcement vanished with a deleted folder.
-                    Err(
-                        e @ (Error::Usage(_) | Error::UnknownDevice(_) | Error::NoPendingDevice),
-                    ) => {
-                        self.stats.ops_failed += 1;
-                        Ok(format!("pair refused: {e}"))
-                    }
-                    Err(e @ Error::PairingWithdrawn(_)) => {
-                        self.stats.ops_failed += 1;
-                        self.stats.withdrawn += 1;
-                        Ok(format!("pair withdrawn: {e}"))
-                    }
-                    Err(e) => self.failed(i, "pair", &e),
-                }
-            }
-            OpResult::Join(Ok(rep), right) => {
-                if !right {
-                    return Err(format!("{} joined with a wrong code", self.w.slots[i].name));
-                }
-                let id = DeviceId::parse(&rep.device_id).map_err(|e| e.to_string())?;
-                // The member that admitted us stamped our record.
-                if let Some(rec) = self.w.slots[i]
-                    .dev
-                    .as_ref()
-                    .and_then(|d| d.core().group().member(&id))
-                {
-                    self.ledger
-                        .sponsor
-                        .insert(id.clone(), rec.name_stamp.device.clone());
-                }
-                self.ledger.joined.insert(id);
-                self.stats.joins += 1;
-                self.stats.ops_ok += 1;
-                Ok(format!("join ok, {} members", rep.members))
-            }
+            OpResult::Pair(r, target) => self.pair_done(i, r, target),
+            OpResult::Join(Ok(rep), right) => self.join_ok(i, &rep, right),
             OpResult::Join(Err(e), _) => self.failed(i, "join", &e),
-            OpResult::Remove(r, target) => {
-                self.record_rotation(i);
-                match r {
-                    Ok(_) => {
-                        let by = self.w.slots[i].id.clone().ok_or("remove without id")?;
-                        self.ledger.removed.insert(target.clone(), by);
-                        self.stats.removals += 1;
-                        self.stats.ops_ok += 1;
-                        Ok(format!("remove ok {target}"))
-                    }
-                    Err(
-                        e @ (Error::UnknownDevice(_) | Error::NotYetKnown(_) | Error::Usage(_)),
-                    ) => {
-                        self.stats.ops_failed += 1;
-                        Ok(format!("remove refused: {e}"))
-                    }
-                    Err(e) => self.failed(i, "remove", &e),
-                }
-            }
+            OpResult::Remove(r, target) => self.remove_done(i, r, target),
             OpResult::Leave(r) => match r {
                 Ok(_) => {
                     // Its departure travels best-effort (others may only
@@ -305,6 +231,102 @@ impl Sim {
                 }
                 Err(e) => self.failed(i, "leave", &e),
             },
+        }
+    }
+
+    /// A device initialised: its identity (and, for a founder, the account
+    /// key) enters the ledger.
+    fn init_ok(&mut self, i: usize, rep: &InitReport) -> Result<String, String> {
+        let home = self.w.slots[i].home.clone().ok_or("init without home")?;
+        let (info, key, core) = load_identity(&home)?;
+        let fpr = key.fingerprint().to_string();
+        self.ledger
+            .fingerprints
+            .insert(info.id.clone(), fpr.clone());
+        self.w.slots[i].id = Some(info.id.clone());
+        self.w.slots[i].fingerprint = Some(fpr);
+        if rep.role == Role::Founder {
+            self.ledger.legit.insert(info.id.clone());
+            if let Some(k) = core.group().current_account_key() {
+                self.ledger.account_keys.insert(k.fingerprint.clone());
+            }
+        }
+        self.stats.ops_ok += 1;
+        Ok(format!("init ok as {} ({})", rep.role.as_str(), info.id))
+    }
+
+    /// A `pair` ended (well, refused or withdrawn): its offer is gone.
+    fn pair_done(
+        &mut self,
+        i: usize,
+        r: sma::Result<String>,
+        target: usize,
+    ) -> Result<String, String> {
+        self.offers
+            .retain(|o| !(o.member == i && o.joiner == target));
+        match r {
+            Ok(id) => {
+                self.stats.ops_ok += 1;
+                Ok(format!("pair ok {id}"))
+            }
+            // The target was paired by someone else meanwhile, or
+            // its announcement vanished with a deleted folder.
+            Err(e @ (Error::Usage(_) | Error::UnknownDevice(_) | Error::NoPendingDevice)) => {
+                self.stats.ops_failed += 1;
+                Ok(format!("pair refused: {e}"))
+            }
+            Err(e @ Error::PairingWithdrawn(_)) => {
+                self.stats.ops_failed += 1;
+                self.stats.withdrawn += 1;
+                Ok(format!("pair withdrawn: {e}"))
+            }
+            Err(e) => self.failed(i, "pair", &e),
+        }
+    }
+
+    /// A `join` succeeded, which it may only have with the right code.
+    fn join_ok(&mut self, i: usize, rep: &JoinReport, right: bool) -> Result<String, String> {
+        if !right {
+            return Err(format!("{} joined with a wrong code", self.w.slots[i].name));
+        }
+        let id = DeviceId::parse(&rep.device_id).map_err(|e| e.to_string())?;
+        // The member that admitted us stamped our record.
+        if let Some(rec) = self.w.slots[i]
+            .dev
+            .as_ref()
+            .and_then(|d| d.core().group().member(&id))
+        {
+            self.ledger
+                .sponsor
+                .insert(id.clone(), rec.name_stamp.device.clone());
+        }
+        self.ledger.joined.insert(id);
+        self.stats.joins += 1;
+        self.stats.ops_ok += 1;
+        Ok(format!("join ok, {} members", rep.members))
+    }
+
+    /// A `remove` ended; a success enters the ledger.
+    fn remove_done(
+        &mut self,
+        i: usize,
+        r: sma::Result<RemovalReport>,
+        target: DeviceId,
+    ) -> Result<String, String> {
+        self.record_rotation(i);
+        match r {
+            Ok(_) => {
+                let by = self.w.slots[i].id.clone().ok_or("remove without id")?;
+                self.ledger.removed.insert(target.clone(), by);
+                self.stats.removals += 1;
+                self.stats.ops_ok += 1;
+                Ok(format!("remove ok {target}"))
+            }
+            Err(e @ (Error::UnknownDevice(_) | Error::NotYetKnown(_) | Error::Usage(_))) => {
+                self.stats.ops_failed += 1;
+                Ok(format!("remove refused: {e}"))
+            }
+            Err(e) => self.failed(i, "remove", &e),
         }
     }
 

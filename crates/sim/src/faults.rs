@@ -7,6 +7,7 @@ use sma_proto::core::CoreState;
 use sma_proto::device::{build_announcement, verify_announcement, Identity};
 use sma_proto::envelope::{Envelope, Kind};
 use sma_proto::hlc::Hlc;
+use sma_proto::ids::DeviceId;
 use sma_proto::payload::AnnouncedState;
 use sma_proto::state::{AccountKeyRecord, Change, MemberRecord, MemberStatus, PeerState};
 use sma_proto::{Engine, Timestamp};
@@ -307,19 +308,7 @@ impl Sim {
         let now_ms = sma::clock::Clock::now_ms(&*self.w.clocks[i]);
         let mut rng = ChaCha20Rng::seed_from_u64(self.w.rng.gen());
         // Members' certificates are public: read them from the announcements.
-        let anns: Vec<Envelope> = {
-            let s = self.w.net.lock();
-            s.server
-                .folder(&announce)
-                .map(|f| {
-                    f.messages
-                        .values()
-                        .filter_map(|m| Envelope::parse(&m.bytes).ok())
-                        .filter(|e| e.marker.kind == Kind::Announce)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let anns = self.announcements(&announce);
         let me = Identity {
             id: info.id.clone(),
             account: info.account.clone(),
@@ -327,38 +316,8 @@ impl Sim {
         };
         let ts = Timestamp::from_ms(now_ms);
         let mut rogue = Engine::new(me, CoreState::default()).map_err(|e| format!("rogue: {e}"))?;
-        let forge = |rogue: &mut Engine, change: Change| {
-            rogue
-                .commit(change, ts)
-                .map(|_| ())
-                .map_err(|e| format!("rogue commit: {e}"))
-        };
-        for env in &anns {
-            let Ok((ann, cert)) = verify_announcement(env) else {
-                continue;
-            };
-            if ann.device_id == info.id {
-                continue;
-            }
-            forge(
-                &mut rogue,
-                Change::Member(MemberRecord {
-                    id: ann.device_id.clone(),
-                    fingerprint: cert.fingerprint().to_string(),
-                    cert: ann.cert.clone(),
-                    name: ann.name.clone(),
-                    name_stamp: Hlc {
-                        ms: 0,
-                        counter: 0,
-                        device: ann.device_id.clone(),
-                    },
-                    status: MemberStatus::Active,
-                    heartbeat: now,
-                    final_seq: None,
-                    left_seq: 0,
-                }),
-            )?;
-        }
+        let forge = |rogue: &mut Engine, change: Change| forge(rogue, change, ts);
+        claim_members(&mut rogue, &anns, &info.id, now, ts)?;
         let addr = format!("forged{}@evil.example", self.w.rng.gen_range(0..5));
         self.ledger.rogue_addrs.insert(addr.clone());
         let mut p = PeerState::new(&addr);
@@ -368,17 +327,13 @@ impl Sim {
         p.stamp = Some(rogue.stamp(ts));
         forge(&mut rogue, Change::Peer(p))?;
         let stamp = rogue.stamp(ts);
-        let own = MemberRecord {
-            id: info.id.clone(),
-            fingerprint: rogue.identity().fingerprint(),
-            cert: rogue.identity().cert().to_armored(),
-            name: "rogue".into(),
-            name_stamp: stamp.clone(),
-            status: MemberStatus::Active,
-            heartbeat: now,
-            final_seq: None,
-            left_seq: 0,
-        };
+        let own = active_record(
+            (info.id.clone(), rogue.identity().fingerprint()),
+            rogue.identity().cert().to_armored(),
+            "rogue".into(),
+            stamp.clone(),
+            now,
+        );
         forge(&mut rogue, Change::Member(own))?;
         forge(
             &mut rogue,
@@ -403,22 +358,98 @@ impl Sim {
             true,
         )
         .map_err(|e| format!("rogue announcement: {e}"))?;
-        let mut s = self.w.net.lock();
-        let mut appended = 0;
-        for o in out {
-            if s.server
-                .append(&info.folders.inbox(&o.peer), &o.bytes)
-                .is_ok()
-            {
-                appended += 1;
-            }
-        }
-        if s.server.append(&announce, &forged_ann).is_ok() {
-            appended += 1;
-        }
-        drop(s);
+        let mut messages: Vec<(String, Vec<u8>)> = out
+            .into_iter()
+            .map(|o| (info.folders.inbox(&o.peer), o.bytes))
+            .collect();
+        messages.push((announce, forged_ann));
+        let appended = {
+            let mut s = self.w.net.lock();
+            messages
+                .iter()
+                .filter(|(folder, bytes)| s.server.append(folder, bytes).is_ok())
+                .count()
+        };
         self.injected += appended;
         self.note(format!("ROGUE forged {appended} messages"));
         Ok(())
+    }
+
+    /// The announcements in `folder` (members' certificates are public).
+    fn announcements(&self, folder: &str) -> Vec<Envelope> {
+        let s = self.w.net.lock();
+        s.server
+            .folder(folder)
+            .map(|f| {
+                f.messages
+                    .values()
+                    .filter_map(|m| Envelope::parse(&m.bytes).ok())
+                    .filter(|e| e.marker.kind == Kind::Announce)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Commits `change` as the rogue's own op at `ts`.
+fn forge(rogue: &mut Engine, change: Change, ts: Timestamp) -> Result<(), String> {
+    rogue
+        .commit(change, ts)
+        .map(|_| ())
+        .map_err(|e| format!("rogue commit: {e}"))
+}
+
+/// The rogue claims every member announced in `anns` (but itself, `own`)
+/// as active and alive at `now`.
+fn claim_members(
+    rogue: &mut Engine,
+    anns: &[Envelope],
+    own: &DeviceId,
+    now: u64,
+    ts: Timestamp,
+) -> Result<(), String> {
+    for env in anns {
+        let Ok((ann, cert)) = verify_announcement(env) else {
+            continue;
+        };
+        if &ann.device_id == own {
+            continue;
+        }
+        let stamp = Hlc {
+            ms: 0,
+            counter: 0,
+            device: ann.device_id.clone(),
+        };
+        let claim = active_record(
+            (ann.device_id.clone(), cert.fingerprint().to_string()),
+            ann.cert.clone(),
+            ann.name.clone(),
+            stamp,
+            now,
+        );
+        forge(rogue, Change::Member(claim), ts)?;
+    }
+    Ok(())
+}
+
+/// A forged member record claiming the device `(id, fingerprint)` active
+/// and alive at `now`, with its certificate and name.
+fn active_record(
+    (id, fingerprint): (DeviceId, String),
+    cert: String,
+    name: String,
+    name_stamp: Hlc,
+    now: u64,
+) -> MemberRecord {
+    MemberRecord {
+        id,
+        fingerprint,
+        cert,
+        name,
+        name_stamp,
+        status: MemberStatus::Active,
+        heartbeat: now,
+        final_seq: None,
+        left_seq: 0,
     }
 }

@@ -3,12 +3,11 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::ledger::{check_final, Ledger};
+use crate::ledger::Ledger;
 use crate::net::{Cmd, Grant, Waiting};
 pub use crate::plan::{Plan, Stats};
 use crate::world::{Kind, Op, World};
@@ -67,6 +66,11 @@ pub struct Sim {
 }
 
 const TRACE_LINES: usize = 60;
+
+mod late;
+mod quiesce;
+mod run;
+pub use run::run_scenario;
 
 impl Sim {
     /// Records a trace line and folds it into the trace hash.
@@ -316,245 +320,6 @@ impl Sim {
         self.offers.clear();
         self.release_all();
         self.drain(50_000).await
-    }
-
-    /// Liveness: once the faults stopped, every honest device still pending
-    /// (never paired, or admitted by a pairing it never completed) can be
-    /// paired by a live member. Devices whose announcement or inbox a fault
-    /// deleted are left out: a pending device does not recreate them (see
-    /// docs/RELIABILITY.md).
-    async fn late_pairings(&mut self) -> Result<(), String> {
-        for j in 0..self.w.slots.len() {
-            if self.w.slots[j].kind != Kind::Honest
-                || !self.w.ensure_open(j)?
-                || !self.w.slots[j].is_pending()
-                || !self.still_announced(j)
-            {
-                continue;
-            }
-            let mut member = None;
-            for m in 0..self.w.slots.len() {
-                let leaving = self.w.slots[m]
-                    .id
-                    .as_ref()
-                    .is_some_and(|id| self.ledger.removal_attempted.contains(id));
-                if m != j && !leaving && self.w.ensure_open(m)? && self.w.slots[m].is_member() {
-                    member = Some(m);
-                    break;
-                }
-            }
-            let Some(m) = member else {
-                return Err("no live member left to pair with".into());
-            };
-            self.note(format!("late pairing of {}", self.w.slots[j].name));
-            let (shown, concurrent) = self.late_codes(m, j).await?;
-            let withdrawn_before = self.stats.withdrawn;
-            let id = self.w.slots[j]
-                .id
-                .clone()
-                .ok_or("pending device without id")?;
-            self.ledger.legit.insert(id);
-            self.w.start(
-                j,
-                Op::Join {
-                    code: shown,
-                    right: true,
-                },
-            );
-            self.drain(50_000).await?;
-            if !self.w.ensure_open(j)? || !self.w.slots[j].is_member() {
-                return Err(format!(
-                    "{} could not be paired after the faults stopped",
-                    self.w.slots[j].name
-                ));
-            }
-            if concurrent && self.stats.withdrawn != withdrawn_before + 1 {
-                return Err(format!(
-                    "{} joined through one of two members, but the other `pair` did not end as withdrawn",
-                    self.w.slots[j].name
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The code the person types for a late pairing of `j` by `m`. Half the
-    /// time a second member shows a code too and the person types either
-    /// (the `bool` says so); the other `pair` must end as withdrawn.
-    async fn late_codes(&mut self, m: usize, j: usize) -> Result<(String, bool), String> {
-        let shown = self.late_code(m, j).await?;
-        let rival = match self.late_rival(m, j)? {
-            Some(r) if self.w.rng.gen_bool(0.5) => Some((r, self.late_code(r, j).await?)),
-            _ => None,
-        };
-        let Some((r, rival_code)) = rival else {
-            return Ok((shown, false));
-        };
-        self.stats.concurrent_pairings += 1;
-        // Codes with the same first digit: the newer request (the
-        // rival's) is the one answered.
-        let same = selector(&shown) == selector(&rival_code);
-        let take_rival = same || self.w.rng.gen_bool(0.5);
-        let typed = if take_rival { r } else { m };
-        self.note(format!(
-            "{} types the code of {}",
-            self.w.slots[j].name, self.w.slots[typed].name
-        ));
-        Ok((if take_rival { rival_code } else { shown }, true))
-    }
-
-    /// Starts `pair` of `j` on member `m` and runs until it shows its code.
-    async fn late_code(&mut self, m: usize, j: usize) -> Result<String, String> {
-        let code = Arc::new(Mutex::new(None));
-        self.w.start(
-            m,
-            Op::Pair {
-                target: j,
-                code: code.clone(),
-            },
-        );
-        for _ in 0..10_000 {
-            self.w.run_until_gate().await;
-            self.collect()?;
-            let shown = code.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if let Some(shown) = shown {
-                return Ok(shown);
-            }
-            if !self.w.busy(m) {
-                break;
-            }
-            self.grant_one();
-        }
-        Err(format!(
-            "{} could not start pairing {} after the faults stopped",
-            self.w.slots[m].name, self.w.slots[j].name
-        ))
-    }
-
-    /// A second live member, idle, that knows `j` is pending and is not
-    /// `m`, for a concurrent late pairing.
-    fn late_rival(&mut self, m: usize, j: usize) -> Result<Option<usize>, String> {
-        for r in 0..self.w.slots.len() {
-            let leaving = self.w.slots[r]
-                .id
-                .as_ref()
-                .is_some_and(|id| self.ledger.removal_attempted.contains(id));
-            if r != m
-                && r != j
-                && !leaving
-                && !self.w.busy(r)
-                && self.w.ensure_open(r)?
-                && self.w.slots[r].is_member()
-            {
-                return Ok(Some(r));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Whether slot `i`'s announcement and inbox are on the server.
-    fn still_announced(&self, i: usize) -> bool {
-        let Some(dev) = self.w.slots[i].dev.as_ref() else {
-            return false;
-        };
-        let s = self.w.net.lock();
-        let announced = s
-            .server
-            .folder(&dev.info().folders.announce())
-            .is_some_and(|f| {
-                f.messages.values().any(|m| {
-                    sma_proto::envelope::peek_marker(m.header()).is_ok_and(|k| {
-                        k.kind == sma_proto::envelope::Kind::Announce && &k.from == dev.id()
-                    })
-                })
-            });
-        announced && s.server.folder(&dev.inbox()).is_some()
-    }
-
-    /// Sync rounds on every live member until the states converge, then a
-    /// `recv` everywhere.
-    async fn quiesce(&mut self) -> Result<(), String> {
-        let mut converged_rounds = 0;
-        // A day later on every clock: leftovers of dead pairing attempts
-        // are stale now. A device judges them by its own clock against the
-        // sender's Date, so with skewed clocks that is a day plus the gap
-        // between the two clocks.
-        self.w.clock.jump(25 * 3600 * 1000 + self.clock_gap_ms());
-        for round in 0..30 {
-            self.release_all();
-            let mut members = Vec::new();
-            for i in 0..self.w.slots.len() {
-                if self.w.slots[i].kind == Kind::Honest
-                    && self.w.ensure_open(i)?
-                    && self.w.slots[i].is_member()
-                {
-                    members.push(i);
-                }
-            }
-            members.shuffle(&mut self.w.rng);
-            for &i in &members {
-                self.w.start(i, Op::Sync);
-            }
-            let applied = self.stats.applied;
-            self.drain(50_000).await?;
-            let quiet = self.stats.applied == applied;
-            if self.converged() {
-                converged_rounds += 1;
-                if converged_rounds >= 2 {
-                    for &i in &members {
-                        self.w.start(i, Op::Recv);
-                    }
-                    self.drain(50_000).await?;
-                    return Ok(());
-                }
-            } else {
-                converged_rounds = 0;
-            }
-            if quiet && converged_rounds == 0 {
-                // Nothing moves: make retransmission (and heartbeats) due.
-                self.w.clock.jump(2 * 3600 * 1000);
-            }
-            self.note(format!("quiescence round {round}"));
-        }
-        Err(format!(
-            "no convergence after 30 quiet sync rounds:\n{}",
-            self.divergence()
-        ))
-    }
-
-    /// The live members' states and their comparable parts (see
-    /// [`crate::ledger::Ledger::comparable`]).
-    fn comparable_states(
-        &self,
-    ) -> Vec<(
-        sma::DeviceId,
-        sma_proto::state::GroupState,
-        crate::ledger::Comparable,
-    )> {
-        self.ledger.comparable_live(&self.w)
-    }
-
-    /// Describes how the live members' states differ.
-    fn divergence(&self) -> String {
-        let states = self.comparable_states();
-        let mut out = String::new();
-        for p in states.windows(2) {
-            if p[0].2 != p[1].2 {
-                out += &format!(
-                    "{} vs {}:\n{}",
-                    p[0].0,
-                    p[1].0,
-                    crate::ledger::describe_difference(&p[0].1, &p[1].1)
-                );
-            }
-        }
-        out
-    }
-
-    fn converged(&self) -> bool {
-        self.comparable_states()
-            .windows(2)
-            .all(|p| p[0].2 == p[1].2)
     }
 
     /// Starts operations on idle devices.
@@ -808,11 +573,6 @@ impl Sim {
     }
 }
 
-/// A shown code's first digit (which request it belongs to).
-fn selector(code: &str) -> Option<u8> {
-    sma::PairingCode::parse(code).ok().map(|c| c.selector())
-}
-
 /// The same code with one digit changed: the last (the code still fits
 /// its request and the member rejects it), or with `first` the first (it
 /// fits no request: the joiner sends nothing, PROTOCOL 9.3 step 2).
@@ -831,92 +591,4 @@ fn wrong_code(code: &str, first: bool) -> String {
         };
     }
     chars.into_iter().collect()
-}
-
-/// Runs the scenario of `seed` to the end. `dir` holds the device homes.
-pub async fn run_scenario(
-    seed: u64,
-    dir: &std::path::Path,
-) -> Result<Stats, (String, Vec<String>)> {
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x5eed);
-    let plan = Plan::draw(&mut rng);
-    let rogues = usize::from(plan.rogue);
-    let mut sim = Sim {
-        w: World::new(seed, dir, plan.honest, rogues, &plan.clocks),
-        plan,
-        ledger: Ledger::default(),
-        offers: Vec::new(),
-        faults_on: false,
-        stats: Stats::default(),
-        trace: VecDeque::new(),
-        captured: Vec::new(),
-        injected: 0,
-        next_body: 0,
-        rogue_acts: 0,
-        lifecycle_ops: 0,
-        folder_deletions: 0,
-        crash_after: None,
-        verbose: std::env::var_os("SIM_VERBOSE").is_some_and(|v| v != "0"),
-        known_removed: Vec::new(),
-        journal_seen: 0,
-        cut_link: None,
-    };
-    sim.known_removed = vec![Default::default(); sim.w.slots.len()];
-    sim.w.net.lock().lacks = sim.plan.lacks;
-    sim.stats.lacks = sim.plan.lacks;
-    sim.stats.skewed = !sim.plan.clocks.is_empty();
-    let plan_line = format!("{:?}", sim.plan);
-    sim.note(plan_line);
-    let result = async {
-        let t0 = std::time::Instant::now();
-        sim.setup().await?;
-        let t1 = std::time::Instant::now();
-        sim.chaos().await?;
-        let t2 = std::time::Instant::now();
-        sim.calm().await?;
-        sim.late_pairings().await?;
-        sim.membership_chaos().await?;
-        sim.calm().await?;
-        let t3 = std::time::Instant::now();
-        sim.quiesce().await?;
-        let t4 = std::time::Instant::now();
-        check_final(&sim.w, &sim.ledger)?;
-        if sim.plan.long_horizon {
-            sim.long_horizon().await?;
-            sim.quiesce().await?;
-            check_final(&sim.w, &sim.ledger)?;
-        }
-        let r = Ok(());
-        if sim.verbose {
-            eprintln!(
-                "[sim] phases setup {:?} chaos {:?} calm {:?} quiesce {:?} check {:?}",
-                t1 - t0,
-                t2 - t1,
-                t3 - t2,
-                t4 - t3,
-                t4.elapsed()
-            );
-        }
-        r
-    };
-    let guarded = tokio::time::timeout(Duration::from_secs(365 * 86_400), result).await;
-    let r = match guarded {
-        Ok(r) => r,
-        Err(_) => Err("the scenario did not finish (virtual-time watchdog)".into()),
-    };
-    match r {
-        Ok(()) => {
-            if sim.verbose {
-                let d = sim.w.net.lock().server.downloads.clone();
-                eprintln!("[sim] downloads {d:?} stats {:?}", sim.stats);
-                eprintln!("[sim] costs {:?}", sim.w.costs);
-            }
-            sim.stats.members = sim.w.slots.iter().filter(|s| s.is_member()).count();
-            let all = crate::ledger::live_states(&sim.w);
-            let gone = sim.ledger.gone(&all, &crate::ledger::departed(&sim.w));
-            sim.stats.tainted = crate::ledger::tainted(&sim.w, &gone).len();
-            Ok(sim.stats)
-        }
-        Err(e) => Err((e, sim.trace.into_iter().collect())),
-    }
 }

@@ -199,6 +199,16 @@ pub struct Done {
     pub result: OpResult,
 }
 
+impl Done {
+    /// `dev` comes back from an operation that ended with `result`.
+    fn back(dev: Device, result: OpResult) -> Done {
+        Done {
+            dev: Some(dev),
+            result,
+        }
+    }
+}
+
 type OpFuture = Pin<Box<dyn Future<Output = Done>>>;
 
 /// A running operation.
@@ -329,140 +339,128 @@ impl World {
     /// open).
     pub fn start(&mut self, i: usize, op: Op) {
         debug_assert!(!self.busy(i));
-        let net = self.net.clone();
         let name = op.name();
-        let fut: OpFuture = match op {
-            Op::Init { layout } => {
-                self.slots[i].inits += 1;
-                let home = self
-                    .dir
-                    .join(format!("{}-{}", self.slots[i].name, self.slots[i].inits));
-                self.slots[i].home = Some(home.clone());
-                self.slots[i].dev = None;
-                let opts = InitOptions {
-                    home: home.clone(),
-                    server: ServerConfig {
-                        host: "sim.invalid".into(),
-                        port: 143,
-                        security: sma_imap::Security::Plain,
-                        ca_file: None,
-                        allow_insecure: false,
-                        user: ACCOUNT.into(),
-                        oauth2_token_command: None,
-                        jmap_url: None,
-                    },
-                    name: self.slots[i].name.clone(),
-                    layout,
-                    account_key: None,
-                };
-                let clock = self.clocks[i].clone();
-                let rng1 = self.device_rng();
-                let rng2 = self.device_rng();
-                Box::pin(async move {
-                    let mut t = SimTransport::connect(&net, i);
-                    let r = sma::init::init_on(&mut t, opts, clock.clone(), rng1).await;
-                    let _ = t.logout().await;
-                    let dev = match &r {
-                        Ok(_) => Device::open_with(&home, clock, rng2).ok(),
-                        Err(_) => None,
-                    };
-                    Done {
-                        dev,
-                        result: OpResult::Init(r),
-                    }
-                })
-            }
+        let fut = match op {
+            Op::Init { layout } => self.init_future(i, layout),
             op => {
-                let Some(mut dev) = self.slots[i].dev.take() else {
+                let Some(dev) = self.slots[i].dev.take() else {
                     return;
                 };
-                match op {
-                    Op::Sync => Box::pin(async move {
-                        let mut t = SimTransport::connect(&net, i);
-                        let r = dev.sync(&mut t).await;
-                        let _ = t.logout().await;
-                        Done {
-                            dev: Some(dev),
-                            result: OpResult::Sync(r),
-                        }
-                    }),
-                    Op::Recv => Box::pin(async move {
-                        let mut t = SimTransport::connect(&net, i);
-                        // Hand out and forget in one step, as `recv` does
-                        // (no await between the two).
-                        let r = dev
-                            .recv(&mut t, Duration::ZERO)
-                            .await
-                            .and_then(|m| dev.delivered(&m).map(|_| m));
-                        let _ = t.logout().await;
-                        Done {
-                            dev: Some(dev),
-                            result: OpResult::Recv(r),
-                        }
-                    }),
-                    Op::Send { to, body } => Box::pin(async move {
-                        let mut t = SimTransport::connect(&net, i);
-                        let r = dev.send(&mut t, to.as_ref(), "text", &body).await;
-                        let _ = t.logout().await;
-                        Done {
-                            dev: Some(dev),
-                            result: OpResult::Send(r, body),
-                        }
-                    }),
-                    Op::Pair { target, code } => {
-                        let target_id = self.slots[target].id.clone();
-                        Box::pin(async move {
-                            let mut t = SimTransport::connect(&net, i);
-                            let r = dev
-                                .pair(&mut t, target_id.as_ref(), PAIR_WAIT, |ev| {
-                                    if let PairEvent::Code { code: c, .. } = ev {
-                                        *code.lock().unwrap_or_else(|p| p.into_inner()) =
-                                            Some(c.clone());
-                                    }
-                                })
-                                .await;
-                            let _ = t.logout().await;
-                            Done {
-                                dev: Some(dev),
-                                result: OpResult::Pair(r, target),
-                            }
-                        })
-                    }
-                    Op::Join { code, right } => Box::pin(async move {
-                        let mut t = SimTransport::connect(&net, i);
-                        let r = match PairingCode::parse(&code) {
-                            Ok(c) => dev.join(&mut t, &c, JOIN_WAIT).await,
-                            Err(_) => Err(sma::Error::Usage("bad code".into())),
-                        };
-                        let _ = t.logout().await;
-                        Done {
-                            dev: Some(dev),
-                            result: OpResult::Join(r, right),
-                        }
-                    }),
-                    Op::Remove { target, rotate } => Box::pin(async move {
-                        let mut t = SimTransport::connect(&net, i);
-                        let r = dev.remove(&mut t, &target, rotate).await;
-                        let _ = t.logout().await;
-                        Done {
-                            dev: Some(dev),
-                            result: OpResult::Remove(r, target),
-                        }
-                    }),
-                    Op::Leave => Box::pin(async move {
-                        let mut t = SimTransport::connect(&net, i);
-                        let r = dev.leave(&mut t).await;
-                        let _ = t.logout().await;
-                        Done {
-                            dev: Some(dev),
-                            result: OpResult::Leave(r),
-                        }
-                    }),
-                    Op::Init { .. } => unreachable!("handled above"),
-                }
+                self.device_future(i, dev, op)
             }
         };
         self.actors[i] = Some(Actor { op: name, fut });
+    }
+
+    /// The future of `init` on slot `i`, in a new home of its own.
+    fn init_future(&mut self, i: usize, layout: Layout) -> OpFuture {
+        let net = self.net.clone();
+        self.slots[i].inits += 1;
+        let home = self
+            .dir
+            .join(format!("{}-{}", self.slots[i].name, self.slots[i].inits));
+        self.slots[i].home = Some(home.clone());
+        self.slots[i].dev = None;
+        let opts = InitOptions {
+            home: home.clone(),
+            server: ServerConfig {
+                host: "sim.invalid".into(),
+                port: 143,
+                security: sma_imap::Security::Plain,
+                ca_file: None,
+                allow_insecure: false,
+                user: ACCOUNT.into(),
+                oauth2_token_command: None,
+                jmap_url: None,
+            },
+            name: self.slots[i].name.clone(),
+            layout,
+            account_key: None,
+        };
+        let clock = self.clocks[i].clone();
+        let rng1 = self.device_rng();
+        let rng2 = self.device_rng();
+        Box::pin(async move {
+            let mut t = SimTransport::connect(&net, i);
+            let r = sma::init::init_on(&mut t, opts, clock.clone(), rng1).await;
+            let _ = t.logout().await;
+            let dev = match &r {
+                Ok(_) => Device::open_with(&home, clock, rng2).ok(),
+                Err(_) => None,
+            };
+            Done {
+                dev,
+                result: OpResult::Init(r),
+            }
+        })
+    }
+
+    /// The future of `op` (anything but `init`) run by slot `i`'s open
+    /// device `dev`, which it hands back when done.
+    fn device_future(&self, i: usize, mut dev: Device, op: Op) -> OpFuture {
+        let net = self.net.clone();
+        match op {
+            Op::Sync => Box::pin(async move {
+                let mut t = SimTransport::connect(&net, i);
+                let r = dev.sync(&mut t).await;
+                let _ = t.logout().await;
+                Done::back(dev, OpResult::Sync(r))
+            }),
+            Op::Recv => Box::pin(async move {
+                let mut t = SimTransport::connect(&net, i);
+                // Hand out and forget in one step, as `recv` does
+                // (no await between the two).
+                let r = dev
+                    .recv(&mut t, Duration::ZERO)
+                    .await
+                    .and_then(|m| dev.delivered(&m).map(|_| m));
+                let _ = t.logout().await;
+                Done::back(dev, OpResult::Recv(r))
+            }),
+            Op::Send { to, body } => Box::pin(async move {
+                let mut t = SimTransport::connect(&net, i);
+                let r = dev.send(&mut t, to.as_ref(), "text", &body).await;
+                let _ = t.logout().await;
+                Done::back(dev, OpResult::Send(r, body))
+            }),
+            Op::Pair { target, code } => {
+                let target_id = self.slots[target].id.clone();
+                Box::pin(async move {
+                    let mut t = SimTransport::connect(&net, i);
+                    let r = dev
+                        .pair(&mut t, target_id.as_ref(), PAIR_WAIT, |ev| {
+                            if let PairEvent::Code { code: c, .. } = ev {
+                                *code.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+                            }
+                        })
+                        .await;
+                    let _ = t.logout().await;
+                    Done::back(dev, OpResult::Pair(r, target))
+                })
+            }
+            Op::Join { code, right } => Box::pin(async move {
+                let mut t = SimTransport::connect(&net, i);
+                let r = match PairingCode::parse(&code) {
+                    Ok(c) => dev.join(&mut t, &c, JOIN_WAIT).await,
+                    Err(_) => Err(sma::Error::Usage("bad code".into())),
+                };
+                let _ = t.logout().await;
+                Done::back(dev, OpResult::Join(r, right))
+            }),
+            Op::Remove { target, rotate } => Box::pin(async move {
+                let mut t = SimTransport::connect(&net, i);
+                let r = dev.remove(&mut t, &target, rotate).await;
+                let _ = t.logout().await;
+                Done::back(dev, OpResult::Remove(r, target))
+            }),
+            Op::Leave => Box::pin(async move {
+                let mut t = SimTransport::connect(&net, i);
+                let r = dev.leave(&mut t).await;
+                let _ = t.logout().await;
+                Done::back(dev, OpResult::Leave(r))
+            }),
+            Op::Init { .. } => unreachable!("init has a future of its own"),
+        }
     }
 
     /// Polls every running operation once.
