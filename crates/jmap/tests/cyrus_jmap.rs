@@ -445,3 +445,55 @@ async fn a_broadcast_is_one_email_in_every_inbox_and_each_copy_goes_alone() {
         "byte for byte over IMAP"
     );
 }
+
+/// Instances started at the same moment (as parallel tests start them)
+/// listen on ports of their own, below the ephemeral range that client
+/// connections draw from, and each JMAP URL reaches its own instance. CI
+/// once saw a test's JMAP requests refused mid-test: its instance had been
+/// given the port of another one, which stopped when its test ended.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a private Cyrus with JMAP (conflicts with dovecot-imapd): run scripts/compat-test cyrus"]
+async fn instances_started_at_once_listen_on_ports_of_their_own() {
+    let starts: Vec<_> = (0..3)
+        .map(|k| {
+            std::thread::spawn(move || common::cyrus(&format!("instances_started_at_once_{k}"), 1))
+        })
+        .collect();
+    let servers: Vec<ScriptServer> = starts
+        .into_iter()
+        .map(|t| t.join().expect("start"))
+        .collect();
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("the ephemeral port range");
+    let ephemeral_low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    let mut ports = std::collections::BTreeSet::new();
+    for s in &servers {
+        let url = s.jmap_url().expect("a JMAP URL");
+        let http: u16 = url
+            .trim_start_matches("http://127.0.0.1:")
+            .split('/')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the JMAP URL");
+        for port in [s.port(), http] {
+            assert!(
+                port < ephemeral_low,
+                "port {port} is in the ephemeral range"
+            );
+            assert!(ports.insert(port), "port {port} given to two instances");
+        }
+    }
+    for (k, s) in servers.iter().enumerate() {
+        let folder = format!("INBOX.own{k}");
+        let mut i = imap(s, 0).await;
+        i.create(&folder).await.expect("create over IMAP");
+        let mut j = jmap(s, 0).await;
+        j.select(&folder)
+            .await
+            .expect("the JMAP URL reaches the instance the folder was made on");
+    }
+}
