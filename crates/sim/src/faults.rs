@@ -316,7 +316,6 @@ impl Sim {
         };
         let ts = Timestamp::from_ms(now_ms);
         let mut rogue = Engine::new(me, CoreState::default()).map_err(|e| format!("rogue: {e}"))?;
-        let forge = |rogue: &mut Engine, change: Change| forge(rogue, change, ts);
         claim_members(&mut rogue, &anns, &info.id, now, ts)?;
         let addr = format!("forged{}@evil.example", self.w.rng.gen_range(0..5));
         self.ledger.rogue_addrs.insert(addr.clone());
@@ -325,7 +324,7 @@ impl Sim {
         p.autocrypt_timestamp = now;
         p.public_key = Some("forged".into());
         p.stamp = Some(rogue.stamp(ts));
-        forge(&mut rogue, Change::Peer(p))?;
+        forge(&mut rogue, Change::Peer(p), ts)?;
         let stamp = rogue.stamp(ts);
         let own = active_record(
             (info.id.clone(), rogue.identity().fingerprint()),
@@ -334,7 +333,7 @@ impl Sim {
             stamp.clone(),
             now,
         );
-        forge(&mut rogue, Change::Member(own))?;
+        forge(&mut rogue, Change::Member(own), ts)?;
         forge(
             &mut rogue,
             Change::AccountKey(AccountKeyRecord {
@@ -343,6 +342,7 @@ impl Sim {
                 fingerprint: "F".repeat(40),
                 secret: "forged".into(),
             }),
+            ts,
         )?;
         let out = rogue
             .outgoing_syncs(&mut rng, ts, 86_400)
